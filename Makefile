@@ -1,0 +1,48 @@
+# Two commands matter: `make demo` and `make test`. Every target is idempotent: a second
+# run does only what is missing.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+BIN := .venv/bin
+DEVTEAM := $(BIN)/devteam
+PYTEST_ARGS ?=
+
+.PHONY: help setup services image migrate lint test down demo bench
+
+help:
+	@echo "make demo   - set everything up and run the main job end to end"
+	@echo "make test   - set everything up and run lint and the whole test suite"
+	@echo "make setup | services | image | migrate | lint | down | bench"
+
+setup:
+	@bash scripts/setup.sh
+
+services: setup
+	@$(DEVTEAM) services up
+
+image: services
+	@$(DEVTEAM) image build
+
+migrate: services
+	@$(BIN)/alembic upgrade head
+
+lint: setup
+	$(BIN)/ruff check src tests bench
+	$(BIN)/mypy
+
+test: setup services image migrate lint
+	@$(BIN)/pytest $(PYTEST_ARGS); rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo "pytest collected no tests: that is a failure" >&2; exit 1; fi; \
+	exit $$rc
+
+down:
+	@if [ -x $(DEVTEAM) ]; then $(DEVTEAM) services down; else echo "nothing to stop"; fi
+
+demo: setup services image migrate
+	$(DEVTEAM) demo
+
+bench: setup services image migrate
+	$(BIN)/python bench/runner.py
+	$(BIN)/python bench/sandbox.py
+	$(BIN)/python bench/pipeline.py
+	$(BIN)/python bench/api.py
+	$(BIN)/python bench/fanout.py

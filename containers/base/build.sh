@@ -1,0 +1,79 @@
+#!/usr/bin/env bash
+# Make the offline base image of the sandbox: a minimal Debian bookworm with the tools the
+# verification containers need (python3 + pytest/coverage/mypy, node + npm, git), imported
+# into the Docker engine named by DOCKER_HOST. No registry is needed, only a Debian mirror
+# (the package registry this machine may reach).
+#
+# Usage: containers/base/build.sh [IMAGE] [WORKDIR]
+#   IMAGE    image name, default devteam-base:bookworm (settings.sandbox.base_image)
+#   WORKDIR  where the root filesystem is made, default <checkout>/.devteam/base
+# Idempotent: does nothing when IMAGE already exists (set FORCE=1 to rebuild).
+set -euo pipefail
+
+IMAGE="${1:-devteam-base:bookworm}"
+HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+ROOT="$(cd "$HERE/../.." && pwd)"
+WORKDIR="${2:-$ROOT/.devteam/base}"
+MIRROR="${DEBIAN_MIRROR:-http://deb.debian.org/debian}"
+SUITE="${DEBIAN_SUITE:-bookworm}"
+PACKAGES="python3 python3-pytest python3-coverage mypy nodejs npm git ca-certificates"
+
+log() { echo "[base] $*" >&2; }
+
+if [[ "${FORCE:-0}" != "1" ]] && docker image inspect "$IMAGE" >/dev/null 2>&1; then
+    log "$IMAGE exists, nothing to do"
+    exit 0
+fi
+if [[ "$(id -u)" != "0" ]]; then
+    log "debootstrap and chroot need root; run as root or build $IMAGE elsewhere"
+    exit 1
+fi
+command -v debootstrap >/dev/null || { log "debootstrap is not installed"; exit 1; }
+
+ROOTFS="$WORKDIR/rootfs"
+cleanup() {
+    if mountpoint -q "$ROOTFS/proc" 2>/dev/null; then umount -l "$ROOTFS/proc" || true; fi
+}
+trap cleanup EXIT
+
+# A half-made root filesystem from an interrupted run is not trusted.
+if [[ -d "$ROOTFS" ]]; then
+    cleanup
+    rm -rf "$ROOTFS"
+fi
+mkdir -p "$ROOTFS"
+
+log "debootstrap $SUITE (minbase) into $ROOTFS"
+debootstrap --variant=minbase "$SUITE" "$ROOTFS" "$MIRROR" >"$WORKDIR/debootstrap.log" 2>&1 \
+    || { tail -n 30 "$WORKDIR/debootstrap.log" >&2; exit 1; }
+
+cp /etc/resolv.conf "$ROOTFS/etc/resolv.conf"
+mount -t proc proc "$ROOTFS/proc"
+
+log "installing: $PACKAGES"
+chroot "$ROOTFS" /usr/bin/env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin \
+    DEBIAN_FRONTEND=noninteractive LC_ALL=C.UTF-8 \
+    sh -c "apt-get update -qq && apt-get install -y -qq --no-install-recommends $PACKAGES" \
+    >"$WORKDIR/apt.log" 2>&1 || { tail -n 30 "$WORKDIR/apt.log" >&2; exit 1; }
+
+# Debian ships the coverage CLI as python3-coverage; projects call it `coverage`.
+if [[ ! -e "$ROOTFS/usr/bin/coverage" ]]; then
+    ln -s python3-coverage "$ROOTFS/usr/bin/coverage"
+fi
+if [[ ! -e "$ROOTFS/usr/bin/pytest" && -e "$ROOTFS/usr/bin/pytest-3" ]]; then
+    ln -s pytest-3 "$ROOTFS/usr/bin/pytest"
+fi
+
+chroot "$ROOTFS" apt-get clean
+rm -rf "$ROOTFS"/var/lib/apt/lists/* "$ROOTFS"/var/cache/apt/*.bin "$ROOTFS"/tmp/*
+: >"$ROOTFS/etc/resolv.conf"
+cleanup
+
+log "importing into $IMAGE"
+tar -C "$ROOTFS" --numeric-owner -c . | docker import \
+    --change 'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' \
+    --change 'ENV LANG=C.UTF-8' \
+    --change 'CMD ["/bin/bash"]' \
+    - "$IMAGE" >/dev/null
+rm -rf "$ROOTFS"
+log "$IMAGE ready"

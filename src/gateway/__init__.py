@@ -1,0 +1,1 @@
+"""Gateway: the Litestar HTTP/WebSocket/SSE service, the dashboard and the CLI."""

@@ -1,0 +1,1 @@
+"""Pipeline: the command API, the outbox relay and the stage actors (Dramatiq)."""

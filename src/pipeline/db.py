@@ -1,0 +1,64 @@
+"""The async engine and sessions, and the translation of driver errors at this edge.
+
+Everything above this module sees ``StoreUnavailable`` (Postgres cannot be reached: a
+transient condition) or its own domain errors, never an asyncpg or SQLAlchemy exception.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+
+from runner.errors import TransientError
+from runner.settings import Settings
+
+
+class StoreUnavailable(TransientError):
+    """Postgres did not answer or dropped the connection; the operation may be retried."""
+
+
+def make_engine(settings: Settings, *, pool_size: int | None = None) -> AsyncEngine:
+    return create_async_engine(
+        settings.database.url,
+        pool_size=pool_size or settings.database.pool_size,
+        max_overflow=10,
+        pool_pre_ping=True,
+        pool_recycle=1800,
+        connect_args={"server_settings": {"application_name": "devteam"}, "timeout": 5},
+    )
+
+
+def asyncpg_dsn(url: str) -> str:
+    """The plain ``postgresql://`` DSN asyncpg wants, from the SQLAlchemy URL."""
+    return url.replace("postgresql+asyncpg://", "postgresql://", 1)
+
+
+class Store:
+    """Owns the engine and hands out transactional sessions."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self.engine = engine
+        self.sessions = async_sessionmaker(engine, expire_on_commit=False)
+
+    @classmethod
+    def from_settings(cls, settings: Settings, *, pool_size: int | None = None) -> Store:
+        return cls(make_engine(settings, pool_size=pool_size))
+
+    @contextlib.asynccontextmanager
+    async def transaction(self) -> AsyncIterator[AsyncSession]:
+        """One transaction: committed on success, rolled back on any exception."""
+        try:
+            async with self.sessions() as session, session.begin():
+                yield session
+        except (OperationalError, InterfaceError, OSError, ConnectionError) as exc:
+            raise StoreUnavailable(f"database unavailable: {type(exc).__name__}") from exc
+        except DBAPIError as exc:
+            if exc.connection_invalidated:
+                raise StoreUnavailable("database connection lost") from exc
+            raise
+
+    async def close(self) -> None:
+        await self.engine.dispose()

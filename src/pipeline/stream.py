@@ -1,0 +1,118 @@
+"""Appending notifications: per-execution ``seq`` and a global, commit-ordered ``pos``.
+
+``seq`` is taken under the execution row's lock, so it is gapless per execution. ``pos``
+is taken from the one-row ``stream_position`` table under its row lock, held until the
+transaction commits: a transaction that got positions 11..12 cannot commit before the
+one that got 10 has, so readers following ``pos`` see rows strictly in order and never
+skip one. That lock is the price of a single cursor per client; ``append`` is therefore
+the last statement of every transaction that notifies, so the lock is held for one round
+trip plus the commit. NOTIFY is sent once per transaction with a pointer, never the data.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+import msgspec
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncSession
+
+STREAM_CHANNEL = "devteam_stream"
+
+FRAME_TYPES = ("execution-update", "execution-log", "error", "completion")
+
+
+class Frame(msgspec.Struct, frozen=True, rename="camel"):
+    """One notification as clients see it (CONTRACTS "Live stream")."""
+
+    id: str
+    type: str
+    ts: str
+    customer_id: str
+    project_id: str
+    execution_id: str
+    seq: int
+    payload: dict[str, Any]
+
+
+def iso(ts: datetime) -> str:
+    """ISO 8601 UTC with ``Z`` and milliseconds."""
+    return ts.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{ts.microsecond // 1000:03d}Z"
+
+
+async def append(
+    session: AsyncSession,
+    execution_id: uuid.UUID,
+    frames: Sequence[tuple[str, dict[str, Any]]],
+) -> list[Frame]:
+    """Append ``(type, payload)`` notifications for one execution in the caller's transaction.
+
+    Call it last in the transaction (see the module docstring). Returns the frames with
+    their ids (cursor = ``pos``) and sequence numbers.
+    """
+    if not frames:
+        return []
+    n = len(frames)
+    row = (
+        await session.execute(
+            text(
+                "UPDATE executions SET last_seq = last_seq + :n, updated_at = now() "
+                "WHERE id = :id RETURNING last_seq, customer_id, project_id"
+            ),
+            {"n": n, "id": execution_id},
+        )
+    ).one()
+    last_seq, customer_id, project_id = int(row[0]), str(row[1]), str(row[2])
+    last_pos = int(
+        (
+            await session.execute(
+                text("UPDATE stream_position SET pos = pos + :n WHERE id = 1 RETURNING pos"),
+                {"n": n},
+            )
+        ).scalar_one()
+    )
+    first_seq, first_pos = last_seq - n + 1, last_pos - n + 1
+    now = datetime.now(UTC)
+    rows = [
+        {
+            "pos": first_pos + i,
+            "execution_id": execution_id,
+            "seq": first_seq + i,
+            "customer_id": customer_id,
+            "project_id": project_id,
+            "type": kind,
+            "payload": msgspec.json.encode(payload).decode(),
+            "created_at": now,
+        }
+        for i, (kind, payload) in enumerate(frames)
+    ]
+    await session.execute(
+        text(
+            "INSERT INTO notifications "
+            "(pos, execution_id, seq, customer_id, project_id, type, payload, created_at) "
+            "VALUES (:pos, :execution_id, :seq, :customer_id, :project_id, :type, "
+            "CAST(:payload AS jsonb), :created_at)"
+        ),
+        rows,
+    )
+    await session.execute(
+        text("SELECT pg_notify(:channel, :pointer)"),
+        {"channel": STREAM_CHANNEL, "pointer": str(last_pos)},
+    )
+    ts = iso(now)
+    return [
+        Frame(
+            id=str(r["pos"]),
+            type=str(r["type"]),
+            ts=ts,
+            customer_id=customer_id,
+            project_id=project_id,
+            execution_id=str(execution_id),
+            seq=int(r["seq"]),
+            payload=payload,
+        )
+        for r, (_, payload) in zip(rows, frames, strict=True)
+    ]

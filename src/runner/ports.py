@@ -1,0 +1,186 @@
+"""The runner's ports: small interfaces the pipeline depends on, and the values they pass.
+
+Each port has one real adapter in its own module (``aider.py``, ``sandbox/``, ``git/``)
+and test fakes beside the tests. Values are frozen msgspec Structs so they serialise
+straight into stage results and API responses.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any, Protocol
+
+import msgspec
+
+LineSink = Callable[[str], None]
+"""Receives one line of a tool's or a command's output as it is produced (already redacted
+by the caller's sink if the sink is the pipeline's log batcher)."""
+
+
+# --------------------------------------------------------------------------- coding tool
+class ImplementRequest(msgspec.Struct, frozen=True, kw_only=True):
+    """What the coding tool is asked to do for one IMPLEMENT round."""
+
+    workdir: Path
+    task_id: str
+    title: str
+    description: str = ""
+    files: Sequence[str] = ()
+    criteria: Mapping[str, str] = msgspec.field(default_factory=dict)
+    notes: Sequence[str] = ()
+    attempt: int = 1
+    feedback: str | None = None
+    """Failing verification output of the previous round, trimmed; None on the first."""
+
+
+class ImplementOutputs(msgspec.Struct, frozen=True, kw_only=True, rename="camel"):
+    diff: str
+    stdout: str
+    files_modified: list[str]
+    lines_changed: int
+
+
+class OperationArtifact(msgspec.Struct, frozen=True, kw_only=True, rename="camel"):
+    """The contract's Operation Artifact (``POST /implement`` and the IMPLEMENT stage)."""
+
+    operation: str
+    task_id: str
+    tool: str
+    success: bool
+    duration: float
+    """Seconds."""
+    outputs: ImplementOutputs
+    error: dict[str, Any] | None = None
+    """``{classification, message}`` when ``success`` is false."""
+
+
+class CodingTool(Protocol):
+    """Changes the code of a working copy to carry out one task."""
+
+    name: str
+
+    def implement(
+        self,
+        request: ImplementRequest,
+        *,
+        on_line: LineSink | None = None,
+        cancel: threading.Event | None = None,
+    ) -> OperationArtifact:
+        """Run the tool to completion (or timeout, or ``cancel``) and describe the change.
+
+        Never raises for a tool failure: a failed run is an artifact with
+        ``success=False`` and an ``error`` classified ``tool`` (or ``cancelled``).
+        """
+        ...
+
+
+# --------------------------------------------------------------------------- sandbox
+class ContainerSpec(msgspec.Struct, frozen=True, kw_only=True):
+    """One task attempt's container: who it belongs to and what it may use."""
+
+    customer_id: str
+    project_id: str
+    execution_id: str
+    task_id: str
+    attempt: int = 1
+    cpus: float = 1.0
+    memory_mb: int = 2048
+    pids: int = 512
+    tmpfs_mb: int = 256
+    network: bool = False
+    ttl_seconds: int = 6 * 3600
+
+
+class CommandResult(msgspec.Struct, frozen=True, kw_only=True, rename="camel"):
+    """The outcome of one command run in a task container."""
+
+    command: str
+    exit_code: int
+    duration: float
+    """Seconds."""
+    output_tail: str
+    """The last lines of combined output (for feedback and error records)."""
+    timed_out: bool = False
+    cancelled: bool = False
+    oom_killed: bool = False
+    pids_limited: bool = False
+    peak_memory_bytes: int | None = None
+    cpu_seconds: float | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.exit_code == 0 and not (self.timed_out or self.cancelled)
+
+
+class SandboxSession(Protocol):
+    """A started, healthy container for one task attempt."""
+
+    @property
+    def name(self) -> str: ...
+
+    def copy_in(self, source: Path, *, exclude: Sequence[str] = (".git",)) -> None:
+        """Replace ``/workspace`` with the contents of ``source`` (a tar stream)."""
+        ...
+
+    def run(
+        self,
+        command: str,
+        *,
+        timeout: float,
+        on_line: LineSink | None = None,
+        cancel: threading.Event | None = None,
+        env: Mapping[str, str] | None = None,
+    ) -> CommandResult:
+        """Run a shell command in ``/workspace`` as the non-root user, streaming its lines."""
+        ...
+
+    def read_file(self, path: str) -> bytes | None:
+        """A file from the container (relative paths are under ``/workspace``), or None."""
+        ...
+
+
+class Sandbox(Protocol):
+    """Creates, finds and removes task containers."""
+
+    def session(self, spec: ContainerSpec) -> SandboxSession:
+        """Create (or find, after a crash) the container for ``spec``, started and healthy."""
+        ...
+
+    def remove(self, spec: ContainerSpec) -> None:
+        """Remove the container and volume of ``spec``; no error if already gone."""
+        ...
+
+    def remove_execution(self, execution_id: str) -> int:
+        """Remove every container and volume of an execution; returns how many."""
+        ...
+
+
+class SlotLimiter(Protocol):
+    """Bounds running containers globally and per customer; waiters are served fairly."""
+
+    def acquire(self, customer_id: str, holder: str, timeout: float | None = None) -> None: ...
+
+    def release(self, holder: str) -> None: ...
+
+
+# --------------------------------------------------------------------------- verification
+class CriterionResult(msgspec.Struct, frozen=True, kw_only=True):
+    passed: bool
+    actual: Any
+    required: Any
+    detail: str | None = None
+
+
+class VerificationResult(msgspec.Struct, frozen=True, kw_only=True, rename="camel"):
+    """The contract's Verification Result (``POST /verify`` and the VERIFY stage)."""
+
+    task_id: str
+    success: bool
+    results: dict[str, CriterionResult]
+    commands: list[CommandResult] = msgspec.field(default_factory=list)
+    notes: list[str] = msgspec.field(default_factory=list)
+    """Free-text criteria from the task list: shown, not machine-checked."""
+    feedback: str | None = None
+    """A trimmed account of what failed, given to the coding tool on the next round."""

@@ -1,0 +1,262 @@
+"""One settings object for the whole service, read from ``DEVTEAM_*`` variables once.
+
+Each area is a frozen msgspec Struct; a field ``url`` of area ``database`` is read from
+``DEVTEAM_DATABASE_URL``. Defaults work on the local stack that ``make services`` starts,
+so a developer sets nothing. The field docstrings below are the configuration reference:
+``devteam config --markdown`` prints them as the README's table, and a test keeps the two
+in step.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import msgspec
+
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+"""The checkout this package runs from (``src/runner/settings.py`` → two levels up)."""
+
+
+class DatabaseSettings(msgspec.Struct, frozen=True, kw_only=True):
+    url: str = "postgresql+asyncpg://devteam@127.0.0.1:55432/devteam"
+    """SQLAlchemy URL of the Postgres database (asyncpg driver)."""
+    pool_size: int = 10
+    """Connections each process keeps open to Postgres."""
+
+
+class RedisSettings(msgspec.Struct, frozen=True, kw_only=True):
+    url: str = "redis://127.0.0.1:56379/0"
+    """Redis URL of the Dramatiq broker."""
+
+
+class JwtSettings(msgspec.Struct, frozen=True, kw_only=True):
+    secret: str = "dev-only-secret-change-me-0123456789abcdef"
+    """HS256 shared secret. The default is for the local stack only; set it in production."""
+    public_key: str = ""
+    """RS256 public key (PEM text or a path to a PEM file). When set, RS256 is required."""
+    private_key: str = ""
+    """RS256 private key (PEM text or path), only for minting development tokens."""
+    issuer: str = "devteam"
+    """Required ``iss`` claim."""
+    leeway_seconds: int = 10
+    """Clock skew tolerated when checking ``exp`` and ``nbf``."""
+
+
+class WorkspaceSettings(msgspec.Struct, frozen=True, kw_only=True):
+    root: str = ".devteam/workspaces"
+    """Root of per-customer caches and per-execution working copies (relative to the checkout)."""
+    max_age_hours: int = 24
+    """Working copies older than this are removed by the reaper."""
+    allowed_file_roots: str = ""
+    """Colon-separated directories from which ``file://`` repositories may be used.
+    Empty means ``file://`` URLs are refused (production)."""
+    git_credentials: str = ""
+    """Path to a TOML file of git credentials per host or per customer (never in the database)."""
+    author_name: str = "DevTeam Runner"
+    """Author name of the commits the pipeline makes."""
+    author_email: str = "runner@devteam.local"
+    """Author email of the commits the pipeline makes."""
+
+
+class SandboxSettings(msgspec.Struct, frozen=True, kw_only=True):
+    image: str = "devteam-runner:latest"
+    """Image of the per-task verification containers."""
+    base_image: str = "devteam-base:bookworm"
+    """Locally built base image the runner image is built from when no registry is reachable."""
+    docker_host: str = ""
+    """Docker endpoint (``unix://`` or ``tcp://``); empty uses ``DOCKER_HOST`` or the local socket."""
+    cpus: float = 1.0
+    """Default CPU quota of a task container (a project's quota overrides it)."""
+    memory_mb: int = 2048
+    """Default memory limit of a task container, MiB."""
+    pids: int = 512
+    """Default process limit of a task container."""
+    tmpfs_mb: int = 256
+    """Size of the writable ``/tmp`` in a task container, MiB."""
+    max_containers: int = 16
+    """Task containers running at once across all customers."""
+    max_containers_per_customer: int = 4
+    """Task containers running at once for one customer."""
+    command_timeout_seconds: int = 900
+    """Default timeout of one verification command."""
+    container_ttl_seconds: int = 6 * 3600
+    """Expiry label on each container; the reaper removes containers past it."""
+
+
+class ModelSettings(msgspec.Struct, frozen=True, kw_only=True):
+    name: str = "openai/scripted"
+    """Model Aider uses (any model name Aider accepts)."""
+    api_base: str = "http://127.0.0.1:18080/v1"
+    """OpenAI-compatible endpoint (``OPENAI_API_BASE`` for Aider)."""
+    api_key: str = "sk-scripted-local"
+    """API key for the model endpoint; treated as a secret everywhere."""
+    edit_format: str = ""
+    """Aider edit format (``whole``, ``diff``...); empty lets Aider choose."""
+
+
+class AiderSettings(msgspec.Struct, frozen=True, kw_only=True):
+    bin: str = ".venv-aider/bin/aider"
+    """The ``aider`` executable, in its own environment (relative to the checkout)."""
+    timeout_seconds: int = 600
+    """Hard timeout of one Aider run."""
+
+
+class GatewaySettings(msgspec.Struct, frozen=True, kw_only=True):
+    host: str = "127.0.0.1"
+    """Address ``devteam serve`` binds."""
+    port: int = 8000
+    """Port ``devteam serve`` binds."""
+    max_body_bytes: int = 1_048_576
+    """Largest request body accepted; larger gets 413."""
+    ws_queue_size: int = 2000
+    """Frames buffered per live subscriber before it is told to ``resync``."""
+    ws_ping_seconds: float = 20.0
+    """Interval of server pings on WebSockets and SSE."""
+    cors_origins: str = ""
+    """Comma-separated origins allowed by CORS (empty: same origin only)."""
+
+
+class PipelineSettings(msgspec.Struct, frozen=True, kw_only=True):
+    worker_concurrency: int = 4
+    """Stage actors running at once per worker process."""
+    worker_poll_ms: int = 20
+    """Longest idle wait of a worker polling Redis (lower means faster starts)."""
+    relay_poll_seconds: float = 1.0
+    """Relay polling interval when no NOTIFY arrives."""
+    stage_lease_seconds: int = 30
+    """A stage claim expires this long after its last heartbeat (a dead worker's stage re-runs)."""
+    dispatch_grace_seconds: int = 60
+    """A dispatched command that no worker claimed within this time is sent again."""
+    max_inflight_per_customer: int = 4
+    """Stage commands of one customer in flight at once (fair scheduling)."""
+    verify_rounds: int = 3
+    """IMPLEMENT→VERIFY rounds per task (the first plus retries)."""
+    max_resolution_tasks: int = 3
+    """Error-resolution tasks injected for one failing task before human review."""
+    stage_retries: int = 3
+    """Retries of a stage failing with a transient or infrastructure error."""
+    log_flush_ms: int = 150
+    """Log lines are batched into one notification at most this often."""
+    log_batch_lines: int = 200
+    """Largest number of log lines in one notification."""
+
+
+class StackSettings(msgspec.Struct, frozen=True, kw_only=True):
+    dir: str = ".devteam"
+    """Data, logs and sockets of the local stack (relative to the checkout)."""
+    pg_port: int = 55432
+    """Port of the project-local Postgres cluster."""
+    redis_port: int = 56379
+    """Port of the project-local Redis server."""
+    pg_bin: str = ""
+    """Directory of the Postgres server binaries; empty finds the newest installed."""
+
+
+class LogSettings(msgspec.Struct, frozen=True, kw_only=True):
+    level: str = "info"
+    """Minimum level of service logs."""
+    format: str = "json"
+    """``json`` (one object per line) or ``console``."""
+
+
+class Settings(msgspec.Struct, frozen=True, kw_only=True):
+    database: DatabaseSettings = msgspec.field(default_factory=DatabaseSettings)
+    redis: RedisSettings = msgspec.field(default_factory=RedisSettings)
+    jwt: JwtSettings = msgspec.field(default_factory=JwtSettings)
+    workspace: WorkspaceSettings = msgspec.field(default_factory=WorkspaceSettings)
+    sandbox: SandboxSettings = msgspec.field(default_factory=SandboxSettings)
+    model: ModelSettings = msgspec.field(default_factory=ModelSettings)
+    aider: AiderSettings = msgspec.field(default_factory=AiderSettings)
+    gateway: GatewaySettings = msgspec.field(default_factory=GatewaySettings)
+    pipeline: PipelineSettings = msgspec.field(default_factory=PipelineSettings)
+    stack: StackSettings = msgspec.field(default_factory=StackSettings)
+    log: LogSettings = msgspec.field(default_factory=LogSettings)
+
+    def path(self, value: str) -> Path:
+        """Resolve a path setting: absolute as given, relative to the checkout otherwise."""
+        p = Path(value)
+        return p if p.is_absolute() else PROJECT_ROOT / p
+
+    def secret_values(self) -> list[str]:
+        """Every configured value that must never appear in any output."""
+        values = [self.jwt.secret, self.jwt.private_key, self.model.api_key]
+        return [v for v in values if v and len(v) >= 6]
+
+
+_AREAS: dict[str, type[msgspec.Struct]] = {
+    f.name: f.type for f in msgspec.structs.fields(Settings)  # type: ignore[misc]
+}
+
+
+class SettingsError(ValueError):
+    """A ``DEVTEAM_*`` variable has a value of the wrong type."""
+
+
+def env_name(area: str, field: str) -> str:
+    return f"DEVTEAM_{area}_{field}".upper()
+
+
+def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
+    """Build settings from ``environ`` (default: the process environment)."""
+    env = os.environ if environ is None else environ
+    raw: dict[str, dict[str, str]] = {}
+    for area, struct in _AREAS.items():
+        for field in msgspec.structs.fields(struct):
+            name = env_name(area, field.name)
+            if name in env:
+                raw.setdefault(area, {})[field.name] = env[name]
+    try:
+        return msgspec.convert(raw, Settings, strict=False)
+    except msgspec.ValidationError as exc:
+        raise SettingsError(f"invalid DEVTEAM_* setting: {exc}") from None
+
+
+@functools.cache
+def get_settings() -> Settings:
+    """The process's settings, read from the environment the first time they are needed."""
+    return load_settings()
+
+
+def reset_settings_cache() -> None:
+    """Forget the cached settings (tests that change the environment call this)."""
+    get_settings.cache_clear()
+
+
+def describe() -> Iterator[tuple[str, Any, str]]:
+    """Yield ``(variable, default, description)`` for every setting, in declaration order."""
+    docs = _field_docs()
+    for area, struct in _AREAS.items():
+        defaults = struct()
+        for field in msgspec.structs.fields(struct):
+            yield (
+                env_name(area, field.name),
+                getattr(defaults, field.name),
+                docs.get((struct.__name__, field.name), ""),
+            )
+
+
+def _field_docs() -> dict[tuple[str, str], str]:
+    """Read the attribute docstrings of this module (the string under each field)."""
+    import ast
+
+    tree = ast.parse(Path(__file__).read_text(encoding="utf-8"))
+    docs: dict[tuple[str, str], str] = {}
+    for node in tree.body:
+        if not isinstance(node, ast.ClassDef):
+            continue
+        body = node.body
+        for i, stmt in enumerate(body[:-1]):
+            nxt = body[i + 1]
+            if (
+                isinstance(stmt, ast.AnnAssign)
+                and isinstance(stmt.target, ast.Name)
+                and isinstance(nxt, ast.Expr)
+                and isinstance(nxt.value, ast.Constant)
+                and isinstance(nxt.value.value, str)
+            ):
+                docs[(node.name, stmt.target.id)] = " ".join(nxt.value.value.split())
+    return docs

@@ -1,0 +1,157 @@
+"""Shared fixtures: real Postgres and Redis from the local stack, a fresh database per test.
+
+The schema is migrated once into a template database (named by a hash of the migrations,
+so a changed migration rebuilds it); each test that asks for ``db_url`` gets its own copy
+(``CREATE DATABASE … TEMPLATE``, a few tens of milliseconds) and it is dropped afterwards.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import os
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import asyncpg
+import pytest
+import redis
+
+from runner.settings import PROJECT_ROOT, Settings, load_settings, reset_settings_cache
+
+ROOT = PROJECT_ROOT
+SHARED = ROOT.parent / "shared"
+FIXTURES = SHARED / "fixtures"
+
+
+def _base_settings() -> Settings:
+    return load_settings()
+
+
+def _admin_dsn(settings: Settings, database: str = "postgres") -> str:
+    url = settings.database.url.replace("postgresql+asyncpg://", "postgresql://", 1)
+    head, _, _ = url.rpartition("/")
+    return f"{head}/{database}"
+
+
+def _migrations_hash() -> str:
+    h = hashlib.sha256()
+    for path in sorted((ROOT / "db").rglob("*.py")):
+        h.update(path.read_bytes())
+    h.update((ROOT / "src" / "pipeline" / "models.py").read_bytes())
+    return h.hexdigest()[:10]
+
+
+async def _exec_admin(settings: Settings, *sql: str) -> None:
+    conn = await asyncpg.connect(_admin_dsn(settings))
+    try:
+        for statement in sql:
+            await conn.execute(statement)
+    finally:
+        await conn.close()
+
+
+def migrate(url: str) -> None:
+    """``alembic upgrade head`` against ``url`` (a SQLAlchemy URL)."""
+    from alembic import command
+    from alembic.config import Config
+
+    cfg = Config(str(ROOT / "alembic.ini"))
+    cfg.attributes["url"] = url
+    command.upgrade(cfg, "head")
+
+
+def _url_for(settings: Settings, database: str) -> str:
+    head, _, _ = settings.database.url.rpartition("/")
+    return f"{head}/{database}"
+
+
+@pytest.fixture(scope="session")
+def template_db() -> str:
+    """Name of a migrated template database, built once per migration set."""
+    settings = _base_settings()
+    name = f"devteam_tpl_{_migrations_hash()}"
+
+    async def ensure() -> None:
+        conn = await asyncpg.connect(_admin_dsn(settings))
+        try:
+            exists = await conn.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", name)
+            if exists:
+                return
+            stale = await conn.fetch(
+                "SELECT datname FROM pg_database WHERE datname LIKE 'devteam_tpl_%'"
+            )
+            for row in stale:
+                await conn.execute(f'DROP DATABASE IF EXISTS "{row[0]}" WITH (FORCE)')
+            await conn.execute(f'CREATE DATABASE "{name}_build"')
+        finally:
+            await conn.close()
+        await asyncio.to_thread(migrate, _url_for(settings, f"{name}_build"))
+        await _exec_admin(settings, f'ALTER DATABASE "{name}_build" RENAME TO "{name}"')
+
+    asyncio.run(ensure())
+    return name
+
+
+@pytest.fixture
+def db_url(template_db: str) -> Iterator[str]:
+    """A fresh, migrated database for this test; dropped afterwards."""
+    settings = _base_settings()
+    name = f"t_{uuid.uuid4().hex[:16]}"
+    asyncio.run(_exec_admin(settings, f'CREATE DATABASE "{name}" TEMPLATE "{template_db}"'))
+    try:
+        yield _url_for(settings, name)
+    finally:
+        asyncio.run(_exec_admin(settings, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+_redis_db_counter = iter(range(1, 16))
+
+
+@pytest.fixture
+def redis_url() -> Iterator[str]:
+    """A flushed Redis database (1..15, round robin) for this test."""
+    global _redis_db_counter
+    try:
+        n = next(_redis_db_counter)
+    except StopIteration:
+        _redis_db_counter = iter(range(1, 16))
+        n = next(_redis_db_counter)
+    base = _base_settings().redis.url.rsplit("/", 1)[0]
+    url = f"{base}/{n}"
+    client = redis.Redis.from_url(url)
+    client.flushdb()
+    client.close()
+    yield url
+    client = redis.Redis.from_url(url)
+    client.flushdb()
+    client.close()
+
+
+@pytest.fixture
+def env(db_url: str, redis_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, str]]:
+    """Process environment pointing every DEVTEAM_* consumer at this test's database,
+    Redis and a private workspace root; settings are re-read with it."""
+    values = {
+        "DEVTEAM_DATABASE_URL": db_url,
+        "DEVTEAM_REDIS_URL": redis_url,
+        "DEVTEAM_WORKSPACE_ROOT": str(tmp_path / "workspaces"),
+        "DEVTEAM_WORKSPACE_ALLOWED_FILE_ROOTS": str(tmp_path),
+        "DEVTEAM_LOG_FORMAT": "json",
+    }
+    for key, value in values.items():
+        monkeypatch.setenv(key, value)
+    reset_settings_cache()
+    yield {**os.environ, **values}
+    reset_settings_cache()
+
+
+@pytest.fixture
+async def store(env: dict[str, str]) -> AsyncIterator["object"]:
+    from pipeline.db import Store
+    from runner.settings import get_settings
+
+    s = Store.from_settings(get_settings(), pool_size=5)
+    yield s
+    await s.close()
