@@ -7,6 +7,7 @@ transient condition) or its own domain errors, never an asyncpg or SQLAlchemy ex
 from __future__ import annotations
 
 import contextlib
+import contextvars
 from collections.abc import AsyncIterator
 
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
@@ -37,11 +38,28 @@ def asyncpg_dsn(url: str) -> str:
 
 
 class Store:
-    """Owns the engine and hands out transactional sessions."""
+    """Owns the engine and hands out transactional sessions.
+
+    ``unit()`` opens an outer transaction that every ``transaction()`` inside it (in the
+    same task) joins: the gateway uses it so a command's writes and the idempotency
+    record of its response commit together.
+    """
 
     def __init__(self, engine: AsyncEngine) -> None:
         self.engine = engine
         self.sessions = async_sessionmaker(engine, expire_on_commit=False)
+        self._unit: contextvars.ContextVar[AsyncSession | None] = contextvars.ContextVar(
+            f"devteam_unit_{id(self)}", default=None
+        )
+
+    @contextlib.asynccontextmanager
+    async def unit(self) -> AsyncIterator[AsyncSession]:
+        async with self.transaction() as session:
+            token = self._unit.set(session)
+            try:
+                yield session
+            finally:
+                self._unit.reset(token)
 
     @classmethod
     def from_settings(cls, settings: Settings, *, pool_size: int | None = None) -> Store:
@@ -50,6 +68,10 @@ class Store:
     @contextlib.asynccontextmanager
     async def transaction(self) -> AsyncIterator[AsyncSession]:
         """One transaction: committed on success, rolled back on any exception."""
+        joined = self._unit.get()
+        if joined is not None:
+            yield joined
+            return
         try:
             async with self.sessions() as session, session.begin():
                 yield session

@@ -1,0 +1,38 @@
+"""``X-Correlation-Id``: accepted when well-formed, generated otherwise, echoed on every
+response (errors included), and bound to every log line of the request."""
+
+from __future__ import annotations
+
+import re
+import uuid
+from typing import Any
+
+import structlog
+from litestar.types import ASGIApp, Message, Receive, Scope, Send
+
+HEADER = b"x-correlation-id"
+_VALID = re.compile(rb"^[A-Za-z0-9._:\-]{1,128}$")
+
+
+def correlation_middleware(app: ASGIApp) -> ASGIApp:
+    async def middleware(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] not in ("http", "websocket"):
+            await app(scope, receive, send)
+            return
+        given = next((v for k, v in scope.get("headers", []) if k == HEADER), b"")
+        value = given.decode() if _VALID.match(given) else uuid.uuid4().hex
+        state: dict[str, Any] = scope.setdefault("state", {})  # type: ignore[assignment]
+        state["correlation_id"] = value
+        encoded = value.encode()
+
+        async def send_with_header(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = [h for h in message.get("headers", []) if h[0].lower() != HEADER]
+                headers.append((HEADER, encoded))
+                message["headers"] = headers  # type: ignore[typeddict-unknown-key]
+            await send(message)
+
+        with structlog.contextvars.bound_contextvars(correlation_id=value):
+            await app(scope, receive, send_with_header)
+
+    return middleware

@@ -1,0 +1,100 @@
+"""Small helpers every controller uses: the caller, the store, JSON responses, docs."""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import unquote
+
+import msgspec
+from litestar import Request, Response
+from litestar.datastructures import State
+from litestar.openapi.spec import Example
+from litestar.openapi.datastructures import ResponseSpec
+
+from gateway.auth import PROJECT_ID, Authenticator, Principal, bearer
+from gateway.problems import Problem
+from pipeline.db import Store
+from runner.settings import Settings
+
+ENCODER = msgspec.json.Encoder()
+
+
+class ProblemBody(msgspec.Struct, kw_only=True):
+    """RFC 9457 problem details (``application/problem+json``)."""
+
+    type: str
+    title: str
+    status: int
+    detail: str
+    instance: str
+    correlationId: str  # noqa: N815
+    errors: list[dict[str, str]] | None = None
+    currentStatus: str | None = None  # noqa: N815
+    validTransitions: list[str] | None = None  # noqa: N815
+
+
+def respond(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response[bytes]:
+    return Response(
+        content=ENCODER.encode(body),
+        status_code=status,
+        media_type="application/json",
+        headers=headers,
+    )
+
+
+def state(request: Request[Any, Any, Any]) -> State:
+    return request.app.state
+
+
+def store_of(request: Request[Any, Any, Any]) -> Store:
+    store: Store = request.app.state.store
+    return store
+
+
+def settings_of(request: Request[Any, Any, Any]) -> Settings:
+    settings: Settings = request.app.state.settings
+    return settings
+
+
+def principal_of(request: Request[Any, Any, Any]) -> Principal:
+    """The authenticated caller (401 otherwise); computed once per request."""
+    scope_state = request.scope.setdefault("state", {})  # type: ignore[typeddict-item]
+    cached = scope_state.get("principal")
+    if isinstance(cached, Principal):
+        return cached
+    auth: Authenticator = request.app.state.auth
+    principal = auth.authenticate(bearer(request.headers.get("authorization")))
+    scope_state["principal"] = principal
+    return principal
+
+
+def project_param(raw: str) -> str:
+    """A projectId from a path: with its slash or as ``%2F``; 400 when malformed."""
+    value = unquote(raw)
+    if not PROJECT_ID.match(value) or len(value) > 200:
+        raise Problem(
+            400,
+            "projectId must be customer/project (letters, digits, _ and -)",
+            errors=[{"field": "projectId", "message": "must match customer/project"}],
+        )
+    return value
+
+
+def docs(
+    status: int, model: type[Any], example: dict[str, Any] | list[Any], *errors: int
+) -> dict[int, ResponseSpec]:
+    """OpenAPI responses: the success body with an example, plus problem bodies."""
+    specs = {
+        status: ResponseSpec(
+            data_container=model,
+            description="success",
+            examples=[Example(summary="example", value=example)],
+        )
+    }
+    for code in (400, 401, 403, 413, 415, *errors):
+        specs[code] = ResponseSpec(
+            data_container=ProblemBody,
+            description="problem details",
+            media_type="application/problem+json",
+        )
+    return specs

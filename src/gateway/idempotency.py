@@ -1,0 +1,187 @@
+"""``Idempotency-Key`` on state-changing endpoints, stored in Postgres.
+
+1. A short transaction claims ``(user, key)``: new → in flight; same body and finished →
+   replay the stored response byte for byte with ``Idempotent-Replayed: true``; different
+   body → 422; still in flight → 409; expired (6 h) → treated as new.
+2. The operation runs inside ``store.unit()`` and the finished response is written in the
+   same transaction as the operation's own changes, so a state change is never recorded
+   without its response (or the reverse). A 5xx frees the key for a retry; a crash mid-way
+   leaves the key locked only until ``locked_until`` (60 s), then a retry takes over.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Awaitable, Callable
+from datetime import timedelta
+from typing import Any
+
+from litestar import Request, Response
+from sqlalchemy import text
+
+from gateway.auth import Principal
+from gateway.problems import Problem
+from pipeline.db import Store
+
+TTL = timedelta(hours=6)
+LOCK = timedelta(seconds=60)
+HEADER = "idempotency-key"
+_VALID = re.compile(r"^[\x21-\x7e]{1,255}$")
+_REPLAY_HEADERS = ("content-type", "location")
+
+
+def key_of(request: Request[Any, Any, Any]) -> str | None:
+    value = request.headers.get(HEADER)
+    if value is None:
+        return None
+    if not _VALID.match(value):
+        raise Problem(
+            400,
+            "Idempotency-Key must be 1 to 255 visible ASCII characters",
+            errors=[{"field": "Idempotency-Key", "message": "1-255 visible ASCII characters"}],
+        )
+    return value
+
+
+def request_hash(request: Request[Any, Any, Any], body: bytes) -> str:
+    h = hashlib.sha256()
+    h.update(request.method.encode())
+    h.update(b" ")
+    h.update(request.url.path.encode())
+    h.update(b"\n")
+    h.update(body)
+    return h.hexdigest()
+
+
+async def run(
+    store: Store,
+    request: Request[Any, Any, Any],
+    principal: Principal,
+    operation: Callable[[], Awaitable[Response[bytes]]],
+    key: str | None = None,
+) -> Response[bytes]:
+    """Run ``operation`` at most once per ``(user, Idempotency-Key)``."""
+    key = key if key is not None else key_of(request)
+    if key is None:
+        async with store.unit():
+            return await operation()
+    digest = request_hash(request, await request.body())
+    replay = await _claim(store, principal.user_id, key, digest)
+    if replay is not None:
+        return replay
+    try:
+        async with store.unit() as session:
+            response = await operation()
+            if response.status_code < 500:
+                await _finish(session, principal.user_id, key, response)
+            return response
+    except Problem as problem:
+        if problem.status >= 500:
+            await _release(store, principal.user_id, key)
+            raise
+        from gateway.problems import problem_response
+
+        response = problem_response(request, problem)
+        async with store.transaction() as session:
+            await _finish(session, principal.user_id, key, response)
+        return response
+    except BaseException:
+        await _release(store, principal.user_id, key)
+        raise
+
+
+async def _claim(store: Store, user: str, key: str, digest: str) -> Response[bytes] | None:
+    async with store.transaction() as session:
+        inserted = (
+            await session.execute(
+                text(
+                    "INSERT INTO idempotency_keys (user_id, key, request_hash, status, "
+                    "locked_until, expires_at) VALUES (:u, :k, :h, 'in_flight', "
+                    "now() + :lock, now() + :ttl) ON CONFLICT DO NOTHING RETURNING key"
+                ),
+                {"u": user, "k": key, "h": digest, "lock": LOCK, "ttl": TTL},
+            )
+        ).scalar_one_or_none()
+        if inserted is not None:
+            return None
+        row = (
+            await session.execute(
+                text(
+                    "SELECT request_hash, status, response_status, response_headers, "
+                    "response_body, locked_until > now(), expires_at <= now() "
+                    "FROM idempotency_keys WHERE user_id = :u AND key = :k FOR UPDATE"
+                ),
+                {"u": user, "k": key},
+            )
+        ).one()
+        stored_hash, status, code, headers, body, locked, expired = row
+        if expired or (status == "in_flight" and not locked and stored_hash == digest):
+            await session.execute(
+                text(
+                    "UPDATE idempotency_keys SET request_hash = :h, status = 'in_flight', "
+                    "response_status = NULL, response_headers = NULL, response_body = NULL, "
+                    "locked_until = now() + :lock, created_at = now(), expires_at = now() + :ttl "
+                    "WHERE user_id = :u AND key = :k"
+                ),
+                {"u": user, "k": key, "h": digest, "lock": LOCK, "ttl": TTL},
+            )
+            return None
+        if stored_hash != digest:
+            raise Problem(
+                422,
+                "this Idempotency-Key was already used with a different request body",
+                type_="https://devteam.dev/problems/idempotency-key-reused",
+            )
+        if status == "in_flight":
+            raise Problem(
+                409,
+                "a request with this Idempotency-Key is still being processed",
+                type_="https://devteam.dev/problems/idempotency-in-flight",
+                headers={"Retry-After": "1"},
+            )
+        replay_headers = dict(headers or {})
+        replay_headers["Idempotent-Replayed"] = "true"
+        return Response(
+            content=bytes(body or b""),
+            status_code=int(code),
+            headers=replay_headers,
+            media_type=replay_headers.pop("content-type", "application/json"),
+        )
+
+
+async def _finish(session: Any, user: str, key: str, response: Response[bytes]) -> None:
+    body = response.content if isinstance(response.content, bytes) else b""
+    headers = {k: v for k, v in response.headers.items() if k.lower() in _REPLAY_HEADERS}
+    headers["content-type"] = response.media_type or "application/json"
+    import msgspec
+
+    await session.execute(
+        text(
+            "UPDATE idempotency_keys SET status = 'completed', response_status = :s, "
+            "response_headers = CAST(:hd AS jsonb), response_body = :b "
+            "WHERE user_id = :u AND key = :k"
+        ),
+        {"s": response.status_code, "hd": msgspec.json.encode(headers).decode(), "b": body,
+         "u": user, "k": key},
+    )
+
+
+async def _release(store: Store, user: str, key: str) -> None:
+    async with store.transaction() as session:
+        await session.execute(
+            text(
+                "DELETE FROM idempotency_keys WHERE user_id = :u AND key = :k "
+                "AND status = 'in_flight'"
+            ),
+            {"u": user, "k": key},
+        )
+
+
+async def sweep(store: Store) -> int:
+    """Delete expired keys (run periodically by the gateway)."""
+    async with store.transaction() as session:
+        result = await session.execute(
+            text("DELETE FROM idempotency_keys WHERE expires_at <= now()")
+        )
+        return int(getattr(result, "rowcount", 0) or 0)

@@ -1,0 +1,142 @@
+"""RFC 9457 problem details for every error the gateway returns.
+
+One exception type (``Problem``) carries status, title, detail and context fields; the
+handlers here turn it, Litestar's own HTTP exceptions, validation failures and anything
+unexpected into ``application/problem+json`` bodies with the correlation id. Nothing else
+leaks: no stack trace, no SQL, no secret (details pass through the redactor).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+import structlog
+from litestar import Request, Response
+from litestar.exceptions import HTTPException, ValidationException
+from litestar.utils.scope.state import ScopeState
+
+from gateway.validation import collect_errors
+from runner.redact import default_redactor
+
+log = structlog.get_logger("devteam.gateway")
+
+PROBLEM_JSON = "application/problem+json"
+
+_TITLES = {
+    400: "Bad Request",
+    401: "Unauthorized",
+    403: "Forbidden",
+    404: "Not Found",
+    405: "Method Not Allowed",
+    409: "Conflict",
+    413: "Payload Too Large",
+    415: "Unsupported Media Type",
+    422: "Unprocessable Content",
+    429: "Too Many Requests",
+    500: "Internal Server Error",
+    503: "Service Unavailable",
+}
+
+
+class Problem(Exception):
+    """An error response. ``extra`` adds context fields (e.g. ``currentStatus``)."""
+
+    def __init__(
+        self,
+        status: int,
+        detail: str,
+        *,
+        type_: str | None = None,
+        title: str | None = None,
+        errors: list[dict[str, str]] | None = None,
+        headers: dict[str, str] | None = None,
+        **extra: Any,
+    ) -> None:
+        super().__init__(detail)
+        self.status = status
+        self.detail = detail
+        self.type = type_ or f"https://devteam.dev/problems/{status}"
+        self.title = title or _TITLES.get(status, "Error")
+        self.errors = errors
+        self.headers = headers or {}
+        self.extra = extra
+
+
+def correlation_id(request: Request[Any, Any, Any]) -> str:
+    return str(request.scope.get("state", {}).get("correlation_id", ""))
+
+
+def problem_response(request: Request[Any, Any, Any], problem: Problem) -> Response[bytes]:
+    body: dict[str, Any] = {
+        "type": problem.type,
+        "title": problem.title,
+        "status": problem.status,
+        "detail": default_redactor().redact(problem.detail),
+        "instance": request.url.path,
+        "correlationId": correlation_id(request),
+    }
+    if problem.errors is not None:
+        body["errors"] = problem.errors
+    body.update(default_redactor().redact_obj(problem.extra))
+    return Response(
+        content=msgspec.json.encode(body),
+        status_code=problem.status,
+        media_type=PROBLEM_JSON,
+        headers=problem.headers,
+    )
+
+
+def on_problem(request: Request[Any, Any, Any], exc: Exception) -> Response[bytes]:
+    assert isinstance(exc, Problem)
+    return problem_response(request, exc)
+
+
+def on_validation(request: Request[Any, Any, Any], exc: Exception) -> Response[bytes]:
+    """Name every bad field, not only the first one msgspec stopped at."""
+    assert isinstance(exc, ValidationException)
+    errors: list[dict[str, str]] = []
+    handler = request.scope.get("route_handler")
+    body_type = getattr(handler, "parsed_data_field", None)
+    raw = ScopeState.from_scope(request.scope).body
+    if body_type is not None and isinstance(raw, bytes | bytearray):
+        errors = collect_errors(body_type.annotation, bytes(raw))
+    if not errors:
+        errors = [_litestar_error(e) for e in (exc.extra or []) if isinstance(e, dict)]
+    if not errors:
+        errors = [{"field": "", "message": str(exc.detail)}]
+    detail = "; ".join(f"{e['field'] or 'body'}: {e['message']}" for e in errors[:5])
+    return problem_response(request, Problem(400, f"invalid request: {detail}", errors=errors))
+
+
+def _litestar_error(entry: dict[str, Any]) -> dict[str, str]:
+    key = str(entry.get("key") or "")
+    message = str(entry.get("message") or "invalid value")
+    if message.startswith("Expected") or message.startswith("Object"):
+        message = message.split(" - at ", 1)[0]
+    return {"field": key, "message": message}
+
+
+def on_http(request: Request[Any, Any, Any], exc: Exception) -> Response[bytes]:
+    assert isinstance(exc, HTTPException)
+    status = exc.status_code
+    detail = str(exc.detail or _TITLES.get(status, "error"))
+    if status == 400 and "JSON" in detail.upper():
+        detail = "malformed JSON body"
+    if status == 413:
+        detail = "request body too large"
+    headers = dict(exc.headers or {})
+    return problem_response(request, Problem(status, detail, headers=headers))
+
+
+def on_unexpected(request: Request[Any, Any, Any], exc: Exception) -> Response[bytes]:
+    log.error(
+        "gateway.unhandled",
+        error=type(exc).__name__,
+        path=request.url.path,
+        correlation_id=correlation_id(request),
+        exc_info=exc,
+    )
+    return problem_response(
+        request, Problem(500, "the server failed to handle this request; it has been logged")
+    )

@@ -1,0 +1,277 @@
+"""Request and response bodies (CONTRACTS.md), as msgspec Structs kept apart from rows.
+
+camelCase on the wire (``rename="camel"``) except the event record's top level, which
+keeps the existing event system's names. Unknown fields are rejected.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+import msgspec
+from msgspec import Meta
+
+ProjectId = Annotated[
+    str,
+    Meta(
+        pattern=r"^[A-Za-z0-9_-]{1,100}/[A-Za-z0-9_-]{1,100}$",
+        max_length=200,
+        description="customer/project: letters, digits, _ and - in each part",
+        examples=["customer-123/project-abc"],
+    ),
+]
+TaskId = Annotated[
+    str,
+    Meta(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$", description="a task id such as 1.2.3",
+         examples=["1.1.1"]),
+]
+Text = Annotated[str, Meta(max_length=20_000)]
+Title = Annotated[str, Meta(min_length=1, max_length=300)]
+IdemKey = Annotated[str, Meta(pattern=r"^[\x21-\x7e]{1,255}$")]
+RepoUrl = Annotated[
+    str,
+    Meta(min_length=1, max_length=2000, pattern=r"^(https?://|ssh://|file://|git@)\S+$",
+         examples=["https://github.com/acme/web.git"]),
+]
+RelPath = Annotated[
+    str,
+    Meta(min_length=1, max_length=500,
+         pattern=r"^(?!/)(?!.*(^|/)\.\.(/|$))[^\x00\\\\]+$",
+         description="a path inside the repository (no .., not absolute)"),
+]
+TaskStatusWire = Literal["pending", "in_progress", "done", "blocked"]
+TaskTypeWire = Literal["atomic", "group", "phase"]
+Criteria = Annotated[dict[Annotated[str, Meta(max_length=100)], Annotated[str, Meta(max_length=2000)]],
+                     Meta(max_length=50)]
+
+
+class _In(msgspec.Struct, forbid_unknown_fields=True, rename="camel", kw_only=True):
+    pass
+
+
+class _Out(msgspec.Struct, rename="camel", kw_only=True, omit_defaults=True):
+    pass
+
+
+# ---------------------------------------------------------------------------- events
+class EventTask(_In):
+    id: TaskId
+    title: Title
+    description: Text = ""
+    type: TaskTypeWire = "atomic"
+    files: Annotated[list[RelPath], Meta(max_length=100)] = []
+    criteria: Criteria = {}
+    dependencies: Annotated[list[TaskId], Meta(max_length=100)] = []
+    notes: Annotated[list[Text], Meta(max_length=50)] = []
+
+
+class EventOptions(_In):
+    stop_point: Annotated[str, Meta(min_length=1, max_length=200)] | None = None
+    idempotency_key: IdemKey | None = None
+
+
+class EventData(_In):
+    project_id: ProjectId
+    task: EventTask | None = None
+    options: EventOptions | None = None
+    repository_url: RepoUrl | None = None
+
+
+class EventCreate(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    workflow_type: Literal["DEVTEAM_AUTOMATION"]
+    data: EventData
+
+
+class EventAccepted(msgspec.Struct, kw_only=True):
+    event_id: str
+    task_id: str
+    status: Literal["accepted"] = "accepted"
+    correlationId: str  # noqa: N815 - the contract mixes snake and camel here
+
+
+class EventRecord(msgspec.Struct, kw_only=True):
+    event_id: str
+    workflow_type: str
+    data: dict[str, Any]
+    task_context: dict[str, Any]
+    created_at: str
+    updated_at: str
+    correlationId: str  # noqa: N815
+    executionId: str | None = None  # noqa: N815
+
+
+# ---------------------------------------------------------------------------- automation
+class InitializeRequest(_In):
+    project_id: ProjectId
+    repository_url: RepoUrl | None = None
+    stop_point: Annotated[str, Meta(min_length=1, max_length=200)] | None = None
+
+
+class InitializeAccepted(_Out):
+    execution_id: str
+    event_id: str
+    status: str
+
+
+class Totals(_Out):
+    completed: int
+    total: int
+
+
+class ExecutionStatus(_Out):
+    execution_id: str
+    project_id: str
+    customer_id: str
+    status: str
+    progress: int
+    current_task: str | None
+    current_stage: str | None
+    branch: str | None
+    totals: Totals
+    started_at: str
+    updated_at: str
+    pause_reason: str | None = None
+    stop_point: str | None = None
+    finished_at: str | None = None
+    user_id: str | None = None
+
+
+class TransitionAccepted(_Out):
+    execution_id: str
+    previous_status: str
+    status: str
+
+
+# ---------------------------------------------------------------------------- repository
+class RepositoryValidateRequest(_In):
+    repository_url: RepoUrl
+    branch: Annotated[str, Meta(min_length=1, max_length=255)] | None = None
+    task_list_path: RelPath | None = None
+
+
+class RepositoryValidation(_Out):
+    valid: bool
+    default_branch: str | None
+    has_task_list: bool
+    task_list_path: str | None
+    task_count: int
+    problems: list[str]
+
+
+class TaskDefinition(_Out):
+    id: str
+    title: str
+    description: str
+    type: TaskTypeWire
+    dependencies: list[str]
+    files: list[str]
+    criteria: dict[str, str]
+    notes: list[str]
+    status: TaskStatusWire
+    parent: str | None = None
+
+
+class TaskList(_Out):
+    tasks: list[TaskDefinition]
+
+
+class TaskUpdate(_In):
+    status: TaskStatusWire | None = None
+    title: Title | None = None
+    description: Text | None = None
+
+    def __post_init__(self) -> None:
+        if self.status is None and self.title is None and self.description is None:
+            raise ValueError("give at least one of status, title, description")
+
+
+class ErrorView(_Out):
+    error_id: str
+    execution_id: str
+    task_id: str | None
+    stage: str
+    classification: str
+    message: str
+    details: dict[str, Any]
+    attempts: int
+    created_at: str
+
+
+class InjectTaskSpec(_In):
+    title: Title
+    description: Text = ""
+    type: TaskTypeWire = "atomic"
+    files: Annotated[list[RelPath], Meta(max_length=100)] = []
+    criteria: Criteria = {}
+
+
+class InjectRequest(_In):
+    project_id: ProjectId
+    injection_type: Literal["priority", "replace", "positional"]
+    task: InjectTaskSpec
+    reason: Annotated[str, Meta(min_length=1, max_length=2000)]
+    position: Annotated[int, Meta(ge=0, le=100_000)] | None = None
+    replace_task_id: TaskId | None = None
+
+    def __post_init__(self) -> None:
+        if self.injection_type == "positional" and self.position is None:
+            raise ValueError("position is required for a positional injection")
+        if self.injection_type == "replace" and self.replace_task_id is None:
+            raise ValueError("replaceTaskId is required for a replace injection")
+
+
+class InjectAccepted(_Out):
+    task_id: str
+    injection_id: str
+
+
+# ---------------------------------------------------------------------------- core runner
+class HealthCheck(_Out):
+    ok: bool
+    detail: str
+    latency_ms: float
+
+
+class Health(_Out):
+    status: Literal["ok", "degraded", "down"]
+    version: str
+    checks: dict[str, HealthCheck]
+
+
+class PrepRequest(_In):
+    project_id: ProjectId
+    task_id: TaskId
+
+
+class PrepArtifacts(_Out):
+    cloned: bool
+    branch_created: bool
+
+
+class PrepResult(_Out):
+    task_id: str
+    branch: str
+    repo_path: str
+    artifacts: PrepArtifacts
+
+
+class ImplementRequestBody(_In):
+    project_id: ProjectId
+    task_id: TaskId
+    branch: Annotated[str, Meta(min_length=1, max_length=255, pattern=r"^[A-Za-z0-9._/-]+$")]
+    tool: Literal["aider"] = "aider"
+
+
+class VerifyRequestBody(_In):
+    project_id: ProjectId
+    task_id: TaskId
+    branch: Annotated[str, Meta(min_length=1, max_length=255, pattern=r"^[A-Za-z0-9._/-]+$")]
+    criteria: Criteria | None = None
+
+
+class NextTask(_Out):
+    task: TaskDefinition | None
+    dependencies_satisfied: bool
+    total_tasks: int
+    completed_tasks: int
+    progress: int

@@ -1,0 +1,297 @@
+"""The command API the gateway and the CLI call: every state change is one transaction
+holding the change, its audit row, its notifications and the outbox command it implies.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import msgspec
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from pipeline import audit, executions, outbox, stream
+from pipeline.audit import Principal
+from pipeline.db import Store
+from pipeline.lifecycle import Action, PauseReason, Stage, Status, TransitionError, target
+from pipeline.outbox import StageCommand
+
+WORKFLOW_TYPE = "DEVTEAM_AUTOMATION"
+
+
+class ProjectNotFound(LookupError):
+    """The project is unknown (never initialised with a repository URL)."""
+
+
+class ExecutionNotFound(LookupError):
+    """The project has never run."""
+
+
+class StartResult(msgspec.Struct, frozen=True, kw_only=True):
+    event_id: uuid.UUID
+    execution_id: uuid.UUID
+    command_id: int
+    status: str
+    correlation_id: str
+    replayed: bool = False
+
+
+class TransitionResult(msgspec.Struct, frozen=True, kw_only=True):
+    execution_id: uuid.UUID
+    previous_status: str
+    status: str
+
+    def wire(self) -> dict[str, str]:
+        return {
+            "executionId": str(self.execution_id),
+            "previousStatus": self.previous_status,
+            "status": self.status,
+        }
+
+
+def customer_of(project_id: str) -> str:
+    return project_id.split("/", 1)[0]
+
+
+async def _upsert_project(
+    session: AsyncSession, project_id: str, repository_url: str | None
+) -> None:
+    if repository_url is not None:
+        await session.execute(
+            text(
+                "INSERT INTO projects (project_id, customer_id, repository_url) "
+                "VALUES (:p, :c, :u) ON CONFLICT (project_id) DO UPDATE SET "
+                "repository_url = EXCLUDED.repository_url, updated_at = now(), "
+                "default_branch = CASE WHEN projects.repository_url = EXCLUDED.repository_url "
+                "THEN projects.default_branch ELSE NULL END"
+            ),
+            {"p": project_id, "c": customer_of(project_id), "u": repository_url},
+        )
+    found = (
+        await session.execute(
+            text("SELECT 1 FROM projects WHERE project_id = :p FOR UPDATE"), {"p": project_id}
+        )
+    ).scalar_one_or_none()
+    if found is None:
+        raise ProjectNotFound(project_id)
+
+
+async def start_execution(
+    store: Store,
+    *,
+    principal: Principal,
+    project_id: str,
+    repository_url: str | None = None,
+    stop_point: str | None = None,
+    task: dict[str, Any] | None = None,
+    idempotency_key: str | None = None,
+    event_data: dict[str, Any] | None = None,
+) -> StartResult:
+    """Create the Event record, the execution and its first command, in one transaction.
+
+    Raises ProjectNotFound when the project has no repository yet, TransitionError (with
+    the active execution's status) when the project already has an active execution.
+    With ``idempotency_key`` (``data.options.idempotencyKey``), a repeat returns the first
+    result with ``replayed=True``.
+    """
+    async with store.transaction() as session:
+        if idempotency_key is not None:
+            prior = await _prior_start(session, principal.user_id, idempotency_key)
+            if prior is not None:
+                return prior
+        await _upsert_project(session, project_id, repository_url)
+        active = await executions.latest_for_project(session, project_id)
+        if active is not None:
+            target(Action.INITIALIZE, active.state)
+        event_id, execution_id = uuid.uuid4(), uuid.uuid4()
+        data = dict(event_data or {"projectId": project_id})
+        await session.execute(
+            text(
+                "INSERT INTO events (id, workflow_type, data, task_context, project_id, user_id, "
+                "idempotency_key, correlation_id) VALUES (:id, :wt, CAST(:data AS jsonb), "
+                "CAST(:ctx AS jsonb), :p, :u, :k, :c)"
+            ),
+            {
+                "id": event_id,
+                "wt": WORKFLOW_TYPE,
+                "data": msgspec.json.encode(data).decode(),
+                "ctx": msgspec.json.encode(
+                    {"nodes": {}, "metadata": {"correlationId": principal.correlation_id,
+                                               "executionId": str(execution_id)}}
+                ).decode(),
+                "p": project_id,
+                "u": principal.user_id,
+                "k": idempotency_key,
+                "c": principal.correlation_id,
+            },
+        )
+        await session.execute(
+            text(
+                "INSERT INTO executions (id, project_id, customer_id, event_id, user_id, status, "
+                "stop_point, single_task_id, correlation_id) VALUES (:id, :p, :cu, :e, :u, "
+                ":s, :sp, :st, :c)"
+            ),
+            {
+                "id": execution_id,
+                "p": project_id,
+                "cu": customer_of(project_id),
+                "e": event_id,
+                "u": principal.user_id,
+                "s": Status.INITIALIZING.value,
+                "sp": stop_point,
+                "st": (task or {}).get("id"),
+                "c": principal.correlation_id,
+            },
+        )
+        command_id = await outbox.enqueue(
+            session,
+            StageCommand(execution_id=str(execution_id), stage=Stage.INIT),
+            customer_id=customer_of(project_id),
+            correlation_id=principal.correlation_id,
+        )
+        await audit.record(
+            session,
+            principal=principal,
+            action="execution.start",
+            project_id=project_id,
+            execution_id=execution_id,
+            details={"eventId": str(event_id), "stopPoint": stop_point,
+                     "taskId": (task or {}).get("id")},
+        )
+        row = await executions.get(session, execution_id)
+        assert row is not None
+        await stream.append(session, execution_id, [("execution-update", row.update_payload())])
+        return StartResult(
+            event_id=event_id,
+            execution_id=execution_id,
+            command_id=command_id,
+            status=Status.INITIALIZING.value,
+            correlation_id=principal.correlation_id,
+        )
+
+
+async def _prior_start(session: AsyncSession, user_id: str, key: str) -> StartResult | None:
+    row = (
+        await session.execute(
+            text(
+                "SELECT e.id, x.id, e.correlation_id, "
+                "(SELECT min(o.id) FROM outbox o WHERE o.execution_id = x.id) "
+                "FROM events e JOIN executions x ON x.event_id = e.id "
+                "WHERE e.user_id = :u AND e.idempotency_key = :k"
+            ),
+            {"u": user_id, "k": key},
+        )
+    ).one_or_none()
+    if row is None:
+        return None
+    return StartResult(
+        event_id=row[0],
+        execution_id=row[1],
+        command_id=int(row[3]),
+        status="accepted",
+        correlation_id=str(row[2]),
+        replayed=True,
+    )
+
+
+async def _transition(
+    store: Store, *, principal: Principal, project_id: str, action: Action
+) -> TransitionResult:
+    async with store.transaction() as session:
+        row = await executions.latest_for_project(session, project_id, lock=True)
+        if row is None:
+            raise ExecutionNotFound(project_id)
+        previous = row.state
+        new = target(action, previous)
+        fields: dict[str, Any] = {"status": new.value}
+        if action is Action.PAUSE:
+            fields["pause_reason"] = PauseReason.USER.value
+        elif action is Action.RESUME:
+            fields["pause_reason"] = None
+            fields["pending_command"] = None
+            if row.pending_command:
+                await outbox.enqueue(
+                    session,
+                    msgspec.convert(row.pending_command, StageCommand),
+                    customer_id=row.customer_id,
+                    correlation_id=row.correlation_id,
+                )
+            if row.pause_reason == PauseReason.HUMAN_REVIEW:
+                # A person looked at it: error resolution may try again from zero.
+                await session.execute(
+                    text(
+                        "UPDATE injected_tasks SET status = 'reviewed' WHERE project_id = :p "
+                        "AND source_error_id IS NOT NULL AND status = 'done'"
+                    ),
+                    {"p": project_id},
+                )
+        elif action is Action.STOP:
+            fields["pending_command"] = None
+            if not await _stage_running(session, row.id):
+                await outbox.enqueue(
+                    session,
+                    StageCommand(
+                        execution_id=str(row.id), stage=Stage.FINALIZE, outcome=Status.STOPPED
+                    ),
+                    customer_id=row.customer_id,
+                    correlation_id=row.correlation_id,
+                )
+        await executions.set_fields(session, row.id, **fields)
+        await audit.record(
+            session,
+            principal=principal,
+            action=f"execution.{action.value}",
+            project_id=project_id,
+            execution_id=row.id,
+            details={"from": previous.value, "to": new.value},
+        )
+        updated = await executions.get(session, row.id)
+        assert updated is not None
+        await stream.append(session, row.id, [("execution-update", updated.update_payload())])
+        return TransitionResult(
+            execution_id=row.id, previous_status=previous.value, status=new.value
+        )
+
+
+async def _stage_running(session: AsyncSession, execution_id: uuid.UUID) -> bool:
+    found = (
+        await session.execute(
+            text(
+                "SELECT 1 FROM stage_runs WHERE execution_id = :e AND status = 'running' "
+                "AND lease_until > now() LIMIT 1"
+            ),
+            {"e": execution_id},
+        )
+    ).scalar_one_or_none()
+    return found is not None
+
+
+async def pause(store: Store, *, principal: Principal, project_id: str) -> TransitionResult:
+    """running → paused; the running stage finishes and the next one waits for resume."""
+    return await _transition(store, principal=principal, project_id=project_id, action=Action.PAUSE)
+
+
+async def resume(store: Store, *, principal: Principal, project_id: str) -> TransitionResult:
+    """paused → running; continues from the recorded next stage."""
+    return await _transition(
+        store, principal=principal, project_id=project_id, action=Action.RESUME
+    )
+
+
+async def stop(store: Store, *, principal: Principal, project_id: str) -> TransitionResult:
+    """running/paused/initializing → stopping; the running tool is cancelled, then stopped."""
+    return await _transition(store, principal=principal, project_id=project_id, action=Action.STOP)
+
+
+__all__ = [
+    "ExecutionNotFound",
+    "ProjectNotFound",
+    "StartResult",
+    "TransitionError",
+    "TransitionResult",
+    "pause",
+    "resume",
+    "start_execution",
+    "stop",
+]

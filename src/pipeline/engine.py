@@ -1,0 +1,297 @@
+"""Runs one stage command: claim, run with a heartbeat, record — the contract every actor
+shares.
+
+1. **Claim** (one transaction, under the execution's row lock): a stage run is keyed by
+   ``(execution, task, stage, attempt)``. A new key is inserted; an existing one is taken
+   over only if its lease expired (the worker died) or it is waiting for a retry. A
+   finished or live one means this delivery is a duplicate: it does nothing. A paused
+   execution parks the command for resume; a stopping one is finalised instead.
+2. **Run** the stage's handler while a heartbeat renews the lease every second and watches
+   for ``stopping``: then the handler's cancel event is set (tools kill their process) and
+   the handler task is cancelled after a short grace.
+3. **Record** (one transaction): the stage run's result (only if we still own the lease),
+   the execution row, ``Event.task_context``, any error record or injected task, the next
+   command (or the pause that holds it back), and the notifications — last, see stream.py.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import socket
+import threading
+import time
+import traceback
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import msgspec
+import structlog
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from pipeline import executions, outbox, stream
+from pipeline.lifecycle import TERMINAL, PauseReason, Stage, Status
+from pipeline.logsink import LogSink
+from pipeline.outbox import StageCommand
+from pipeline.outcome import Outcome, StageContext
+from pipeline.record import record_outcome
+from pipeline.services import Services
+from runner.errors import Classification, InfrastructureError, RunnerError
+
+log = structlog.get_logger("devteam.engine")
+
+Handler = Callable[[StageContext], Awaitable[Outcome]]
+CANCEL_GRACE_SECONDS = 5.0
+
+_CLAIM = text(
+    """
+    INSERT INTO stage_runs (execution_id, task_id, stage, attempt, status, command_id,
+                            lease_owner, lease_until)
+    VALUES (:e, :t, :s, :a, 'running', :cmd, :me, now() + make_interval(secs => :lease))
+    ON CONFLICT (execution_id, task_id, stage, attempt) DO UPDATE
+      SET status = 'running', lease_owner = :me, command_id = :cmd,
+          lease_until = now() + make_interval(secs => :lease),
+          claims = stage_runs.claims + 1, started_at = now()
+      WHERE stage_runs.status = 'retrying'
+         OR (stage_runs.status = 'running' AND stage_runs.lease_until <= now())
+    RETURNING id, claims
+    """
+)
+
+
+class Engine:
+    def __init__(self, services: Services, handlers: dict[Stage, Handler]) -> None:
+        self.services = services
+        self.store = services.store
+        self.handlers = handlers
+        self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+        self.lease = services.settings.pipeline.stage_lease_seconds
+
+    async def run(self, command_id: int) -> str:
+        """Run the command; returns what happened (for logs and tests)."""
+        claimed = await self._claim(command_id)
+        if isinstance(claimed, str):
+            return claimed
+        ctx, run_id = claimed
+        bound = log.bind(
+            correlation_id=ctx.correlation_id,
+            customer_id=ctx.execution.customer_id,
+            project_id=ctx.execution.project_id,
+            execution_id=str(ctx.execution.id),
+            task_id=ctx.task_id,
+            stage=ctx.command.stage,
+            attempt=ctx.attempt,
+        )
+        bound.info("stage.start", claims=ctx.claims)
+        started = time.monotonic()
+        ctx.log.start()
+        outcome = await self._execute(ctx, run_id)
+        await ctx.log.close()
+        duration_ms = int((time.monotonic() - started) * 1000)
+        recorded = await record_outcome(
+            self.services, ctx, run_id=run_id, owner=self.owner, outcome=outcome,
+            duration_ms=duration_ms,
+        )
+        bound.info("stage.end", status=outcome.status, recorded=recorded, duration_ms=duration_ms)
+        return outcome.status if recorded else "lost-claim"
+
+    # -- claim ------------------------------------------------------------------------
+    async def _claim(self, command_id: int) -> tuple[StageContext, int] | str:
+        async with self.store.transaction() as session:
+            loaded = await outbox.load(session, command_id)
+            if loaded is None:
+                return "unknown-command"
+            command, _customer, correlation_id = loaded
+            execution = await executions.get(session, uuid.UUID(command.execution_id), lock=True)
+            if execution is None:
+                await outbox.complete(session, command_id)
+                return "unknown-execution"
+            stage = Stage(command.stage)
+            state = execution.state
+            if stage is not Stage.FINALIZE:
+                if state in TERMINAL:
+                    await outbox.complete(session, command_id)
+                    return "execution-ended"
+                if state is Status.PAUSED:
+                    await self._park(session, execution, command, command_id)
+                    return "parked"
+                if state is Status.STOPPING:
+                    await outbox.complete(session, command_id)
+                    await outbox.enqueue(
+                        session,
+                        StageCommand(execution_id=command.execution_id, stage=Stage.FINALIZE,
+                                     outcome=Status.STOPPED),
+                        customer_id=execution.customer_id,
+                        correlation_id=execution.correlation_id,
+                    )
+                    return "stopping"
+            row = (
+                await session.execute(
+                    _CLAIM,
+                    {
+                        "e": execution.id,
+                        "t": command.task_id,
+                        "s": command.stage,
+                        "a": command.attempt,
+                        "cmd": command_id,
+                        "me": self.owner,
+                        "lease": self.lease,
+                    },
+                )
+            ).one_or_none()
+            if row is None:
+                return await self._duplicate(session, command, command_id)
+            run_id, claims = int(row[0]), int(row[1])
+            project = await _project(session, execution.project_id)
+            fields: dict[str, Any] = {"current_stage": command.stage}
+            if command.task_id and not command.task_id.startswith("#"):
+                fields["current_task_id"] = command.task_id
+            await executions.set_fields(session, execution.id, **fields)
+            current = await executions.get(session, execution.id)
+            assert current is not None
+            await stream.append(session, execution.id, [("execution-update", current.update_payload())])
+        sink = LogSink(
+            self.store,
+            self.services.redactor,
+            execution_id=execution.id,
+            stage=command.stage,
+            task_id=command.task_id,
+            flush_ms=self.services.settings.pipeline.log_flush_ms,
+            batch_lines=self.services.settings.pipeline.log_batch_lines,
+        )
+        ctx = StageContext(
+            command=command,
+            command_id=command_id,
+            execution=current,
+            project=project,
+            services=self.services,
+            cancel=threading.Event(),
+            log=sink,
+            claims=claims,
+            correlation_id=correlation_id,
+        )
+        return ctx, run_id
+
+    async def _park(
+        self,
+        session: AsyncSession,
+        execution: executions.ExecutionRow,
+        command: StageCommand,
+        command_id: int,
+    ) -> None:
+        """A command that arrives while paused waits in the execution row for resume."""
+        if execution.pending_command is None:
+            await executions.set_fields(
+                session, execution.id, pending_command=msgspec.to_builtins(command)
+            )
+        await outbox.complete(session, command_id)
+
+    async def _duplicate(self, session: AsyncSession, command: StageCommand, command_id: int) -> str:
+        status = (
+            await session.execute(
+                text(
+                    "SELECT status FROM stage_runs WHERE execution_id = :e AND task_id = :t "
+                    "AND stage = :s AND attempt = :a"
+                ),
+                {"e": uuid.UUID(command.execution_id), "t": command.task_id,
+                 "s": command.stage, "a": command.attempt},
+            )
+        ).scalar_one()
+        if status != "running":
+            await outbox.complete(session, command_id)
+        return "duplicate"
+
+    # -- run ----------------------------------------------------------------------------
+    async def _execute(self, ctx: StageContext, run_id: int) -> Outcome:
+        handler = self.handlers[Stage(ctx.command.stage)]
+        if ctx.claims > self.services.settings.pipeline.stage_retries + 1:
+            return Outcome(
+                status="failed",
+                error=InfrastructureError(
+                    f"stage {ctx.command.stage} was started {ctx.claims - 1} times without "
+                    "finishing (worker crashes or repeated infrastructure failures)"
+                ),
+                fatal=True,
+            )
+        work = asyncio.create_task(handler(ctx))
+        beat = asyncio.create_task(self._heartbeat(ctx, run_id, work))
+        try:
+            return await work
+        except asyncio.CancelledError:
+            if ctx.cancel.is_set():
+                return Outcome(status="cancelled", result={"cancelled": True})
+            raise
+        except RunnerError as exc:
+            return self._failure(ctx, exc)
+        except Exception as exc:  # noqa: BLE001 - a bug must not kill the worker thread
+            log.error("stage.crash", error=type(exc).__name__,
+                      trace=self.services.redactor.redact(traceback.format_exc()))
+            return self._failure(
+                ctx,
+                InfrastructureError(
+                    f"internal error in {ctx.command.stage}: {type(exc).__name__}",
+                    details={"exception": self.services.redactor.redact(str(exc))[:2000]},
+                ),
+            )
+        finally:
+            beat.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await beat
+
+    def _failure(self, ctx: StageContext, exc: RunnerError) -> Outcome:
+        """Uniform policy for errors a handler did not turn into an outcome itself."""
+        if exc.classification is Classification.CANCELLED:
+            return Outcome(status="cancelled", result={"cancelled": True})
+        retries = self.services.settings.pipeline.stage_retries
+        if exc.classification.retryable and ctx.claims <= retries:
+            return Outcome(status="retrying", error=exc, result={"retryIn": 2.0 ** ctx.claims})
+        return Outcome(status="failed", error=exc, fatal=True)
+
+    async def _heartbeat(self, ctx: StageContext, run_id: int, work: asyncio.Task[Outcome]) -> None:
+        """Renew the lease every second; on stop (or a lost lease) cancel the work."""
+        cancel_at: float | None = None
+        while True:
+            await asyncio.sleep(1.0)
+            try:
+                async with self.store.transaction() as session:
+                    row = (
+                        await session.execute(
+                            text(
+                                "UPDATE stage_runs SET lease_until = now() + "
+                                "make_interval(secs => :lease) WHERE id = :id AND "
+                                "lease_owner = :me AND status = 'running' RETURNING "
+                                "(SELECT status FROM executions WHERE id = :e)"
+                            ),
+                            {"lease": self.lease, "id": run_id, "me": self.owner,
+                             "e": ctx.execution.id},
+                        )
+                    ).one_or_none()
+            except RunnerError:
+                continue  # the database blinked; the lease has slack for that
+            lost = row is None
+            stopping = row is not None and row[0] in (Status.STOPPING, *TERMINAL)
+            if (lost or stopping) and not ctx.cancel.is_set():
+                ctx.cancel.set()
+                cancel_at = time.monotonic() + CANCEL_GRACE_SECONDS
+                ctx.log.line("stop requested: cancelling the running step", "warning")
+            if cancel_at is not None and time.monotonic() >= cancel_at and not work.done():
+                work.cancel()
+
+
+async def _project(session: AsyncSession, project_id: str) -> dict[str, Any]:
+    row = (
+        await session.execute(
+            text(
+                "SELECT project_id, customer_id, repository_url, default_branch, task_list_path, "
+                "verification, quota FROM projects WHERE project_id = :p"
+            ),
+            {"p": project_id},
+        )
+    ).mappings().one()
+    return dict(row)
+
+
+__all__ = ["Engine", "Handler", "PauseReason"]

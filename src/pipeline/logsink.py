@@ -1,0 +1,116 @@
+"""Batches a stage's output lines into ``execution-log`` notifications.
+
+Tools and containers produce lines on worker threads at any rate; the sink buffers them
+and an asyncio task flushes a batch every ``log_flush_ms`` or as soon as
+``log_batch_lines`` are waiting, each batch one small transaction. A chatty tool therefore
+costs a few notifications a second, and a line still reaches the browser within a
+fraction of a second. Every line passes through the redactor first.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import threading
+import uuid
+from collections import deque
+from collections.abc import Callable
+
+import structlog
+
+from pipeline import stream
+from pipeline.db import Store
+from runner.redact import Redactor
+
+log = structlog.get_logger("devteam.logs")
+
+MAX_LINE_CHARS = 2000
+MAX_BUFFERED_LINES = 20_000
+
+
+class LogSink:
+    def __init__(
+        self,
+        store: Store,
+        redactor: Redactor,
+        *,
+        execution_id: uuid.UUID,
+        stage: str,
+        task_id: str,
+        flush_ms: int,
+        batch_lines: int,
+    ) -> None:
+        self.store = store
+        self.redactor = redactor
+        self.execution_id = execution_id
+        self.stage = stage
+        self.task_id = task_id
+        self.flush_seconds = flush_ms / 1000
+        self.batch_lines = batch_lines
+        self._lines: deque[tuple[str, str]] = deque()
+        self._lock = threading.Lock()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._ready = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self.dropped = 0
+        self.sent = 0
+
+    # -- producers (any thread) ----------------------------------------------------------
+    def line(self, text: str, level: str = "info") -> None:
+        text = text.rstrip("\n")
+        if len(text) > MAX_LINE_CHARS:
+            text = text[:MAX_LINE_CHARS] + " …"
+        with self._lock:
+            if len(self._lines) >= MAX_BUFFERED_LINES:
+                self.dropped += 1
+                return
+            self._lines.append((level, text))
+            full = len(self._lines) >= self.batch_lines
+        if full and self._loop is not None:
+            self._loop.call_soon_threadsafe(self._ready.set)
+
+    def sink(self, level: str = "info") -> Callable[[str], None]:
+        """A one-argument callable for runner adapters (``on_line``)."""
+        return lambda text: self.line(text, level)
+
+    # -- lifecycle ------------------------------------------------------------------------
+    def start(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._task = asyncio.create_task(self._run())
+
+    async def close(self) -> None:
+        """Stop the flusher and send whatever is still buffered."""
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        await self.flush()
+
+    async def _run(self) -> None:
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._ready.wait(), timeout=self.flush_seconds)
+            self._ready.clear()
+            try:
+                await self.flush()
+            except Exception as exc:  # noqa: BLE001 - logs must never break the stage
+                log.warning("logs.flush_failed", error=type(exc).__name__)
+                await asyncio.sleep(self.flush_seconds)
+
+    async def flush(self) -> None:
+        while True:
+            with self._lock:
+                if not self._lines:
+                    return
+                batch = [self._lines.popleft() for _ in range(min(self.batch_lines, len(self._lines)))]
+                dropped, self.dropped = self.dropped, 0
+            lines = [self.redactor.redact(text) for _, text in batch]
+            level = "error" if any(lv == "error" for lv, _ in batch) else (
+                "warning" if any(lv == "warning" for lv, _ in batch) else "info"
+            )
+            payload = {"level": level, "stage": self.stage, "taskId": self.task_id, "lines": lines}
+            if dropped:
+                payload["dropped"] = dropped
+            async with self.store.transaction() as session:
+                await stream.append(session, self.execution_id, [("execution-log", payload)])
+            self.sent += len(lines)

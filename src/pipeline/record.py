@@ -1,0 +1,253 @@
+"""The finish transaction of a stage: result, execution, context, errors, next, frames.
+
+Everything a stage changes lands here together, so the database, the notifications
+clients see and the next step can never disagree.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+import msgspec
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from pipeline import executions, outbox, stream
+from pipeline.lifecycle import TERMINAL, PauseReason, Stage, Status
+from pipeline.outbox import StageCommand
+from pipeline.outcome import Outcome, StageContext
+from pipeline.services import Services
+from pipeline.stream import iso
+
+_FINISH = text(
+    """
+    UPDATE stage_runs SET status = :status, finished_at = now(), duration_ms = :ms,
+        result = CAST(:result AS jsonb), error = CAST(:error AS jsonb),
+        lease_owner = CASE WHEN :status = 'retrying' THEN NULL ELSE lease_owner END,
+        lease_until = CASE WHEN :status = 'retrying' THEN NULL ELSE lease_until END
+    WHERE id = :id AND lease_owner = :me AND status = 'running'
+    RETURNING started_at
+    """
+)
+
+
+def _json(value: Any) -> str:
+    return msgspec.json.encode(value).decode()
+
+
+async def record_outcome(
+    services: Services,
+    ctx: StageContext,
+    *,
+    run_id: int,
+    owner: str,
+    outcome: Outcome,
+    duration_ms: int,
+) -> bool:
+    """Record ``outcome`` if this worker still owns the stage run; False if it lost it."""
+    redact = services.redactor.redact_obj
+    result = redact(outcome.result)
+    error = redact(outcome.error.to_dict()) if outcome.error is not None else None
+    async with services.store.transaction() as session:
+        execution = await executions.get(session, ctx.execution.id, lock=True)
+        assert execution is not None
+        started = (
+            await session.execute(
+                _FINISH,
+                {"status": outcome.status, "ms": duration_ms, "result": _json(result),
+                 "error": _json(error) if error is not None else None, "id": run_id, "me": owner},
+            )
+        ).scalar_one_or_none()
+        if started is None:
+            return False
+        await outbox.complete(session, ctx.command_id)
+        frames: list[tuple[str, dict[str, Any]]] = list(outcome.frames)
+        fields: dict[str, Any] = dict(outcome.execution)
+        if "status" in fields and execution.state not in (Status.INITIALIZING, Status.RUNNING):
+            # A person paused or stopped meanwhile; the stage does not overrule them.
+            fields.pop("status")
+        error_id = None
+        if error is not None and (outcome.fatal or outcome.record_error):
+            error_id = await _record_error(session, ctx, error)
+            frames.append(
+                ("error", {"errorId": str(error_id), "stage": ctx.command.stage,
+                           "taskId": ctx.task_id or None,
+                           "classification": error["classification"],
+                           "message": error["message"]})
+            )
+            fields["error_id"] = error_id
+        if outcome.inject is not None:
+            await _inject(session, execution.project_id, outcome, error_id)
+        await _route(session, ctx, execution, outcome, fields, frames)
+        await executions.set_fields(session, execution.id, **fields)
+        await _update_context(session, ctx, execution.event_id, outcome, result, error, started,
+                              duration_ms)
+        current = await executions.get(session, execution.id)
+        assert current is not None
+        frames.append(("execution-update", current.update_payload()))
+        await stream.append(session, execution.id, redact(frames))
+    return True
+
+
+async def _route(
+    session: AsyncSession,
+    ctx: StageContext,
+    execution: executions.ExecutionRow,
+    outcome: Outcome,
+    fields: dict[str, Any],
+    frames: list[tuple[str, dict[str, Any]]],
+) -> None:
+    """Decide what runs next, honouring stop, errors, pauses and stop points."""
+    stage = Stage(ctx.command.stage)
+    state = Status(fields.get("status", execution.status))
+    if stage is Stage.FINALIZE:
+        return
+    if outcome.status == "retrying":
+        delay = float(outcome.result.get("retryIn", 1.0))
+        frames.append(("execution-log", {"level": "warning", "stage": stage.value,
+                                         "taskId": ctx.task_id,
+                                         "lines": [f"{stage.value} will be retried in "
+                                                   f"{delay:.0f}s: {outcome.error}"]}))
+        await _enqueue(session, execution, ctx.command, delay)
+        return
+    if state is Status.STOPPING or outcome.status == "cancelled":
+        await _enqueue(session, execution, _finalize(ctx, Status.STOPPED))
+        return
+    if outcome.fatal:
+        fields.update(status=Status.ERROR.value)
+        await _enqueue(session, execution, _finalize(ctx, Status.ERROR))
+        return
+    if outcome.finalize is not None:
+        await _enqueue(session, execution, _finalize(ctx, Status(outcome.finalize)))
+        return
+    nxt = outcome.next
+    if nxt is None:
+        return
+    if outcome.pause_reason is not None:
+        fields.update(status=Status.PAUSED.value, pause_reason=outcome.pause_reason,
+                      pending_command=msgspec.to_builtins(nxt))
+        return
+    if state is Status.PAUSED:
+        fields["pending_command"] = msgspec.to_builtins(nxt)
+        return
+    stop_point = execution.stop_point
+    if stop_point and _reaches(stop_point, nxt):
+        fields.update(status=Status.PAUSED.value, pause_reason=PauseReason.STOP_POINT.value,
+                      pending_command=msgspec.to_builtins(nxt), stop_point=None)
+        return
+    await _enqueue(session, execution, nxt)
+
+
+def _reaches(stop_point: str, nxt: StageCommand) -> bool:
+    """A stop point names a task (pause before it starts) or a stage (pause before it)."""
+    if nxt.stage == Stage.PREP and nxt.task_id == stop_point:
+        return True
+    return nxt.stage == stop_point.upper() and nxt.attempt == 1
+
+
+def _finalize(ctx: StageContext, status: Status) -> StageCommand:
+    return StageCommand(execution_id=str(ctx.execution.id), stage=Stage.FINALIZE,
+                        outcome=status.value)
+
+
+async def _enqueue(
+    session: AsyncSession,
+    execution: executions.ExecutionRow,
+    command: StageCommand,
+    delay: float = 0.0,
+) -> None:
+    await outbox.enqueue(session, command, customer_id=execution.customer_id,
+                         correlation_id=execution.correlation_id, delay_seconds=delay)
+
+
+async def _record_error(session: AsyncSession, ctx: StageContext, error: dict[str, Any]) -> uuid.UUID:
+    error_id = uuid.uuid4()
+    attempts = int(
+        (
+            await session.execute(
+                text(
+                    "SELECT count(*) FROM stage_runs WHERE execution_id = :e AND task_id = :t "
+                    "AND stage = :s"
+                ),
+                {"e": ctx.execution.id, "t": ctx.task_id, "s": ctx.command.stage},
+            )
+        ).scalar_one()
+    )
+    await session.execute(
+        text(
+            "INSERT INTO errors (id, execution_id, task_id, stage, classification, message, "
+            "details, attempts) VALUES (:id, :e, :t, :s, :c, :m, CAST(:d AS jsonb), :a)"
+        ),
+        {"id": error_id, "e": ctx.execution.id, "t": ctx.task_id or None, "s": ctx.command.stage,
+         "c": error["classification"], "m": error["message"], "d": _json(error.get("details", {})),
+         "a": max(attempts, ctx.attempt)},
+    )
+    return error_id
+
+
+async def _inject(
+    session: AsyncSession, project_id: str, outcome: Outcome, error_id: uuid.UUID | None
+) -> None:
+    spec = outcome.inject
+    assert spec is not None
+    task = dict(spec.task)
+    if error_id is not None:
+        task["title"] = f"Resolve error: {error_id}"
+    await session.execute(
+        text(
+            "INSERT INTO injected_tasks (project_id, task_id, injection_type, task, reason, "
+            "source_error_id, origin_task_id, created_by) VALUES (:p, :t, 'priority', "
+            "CAST(:task AS jsonb), :r, :err, :o, 'system:pipeline') "
+            "ON CONFLICT (project_id, task_id) DO NOTHING"
+        ),
+        {"p": project_id, "t": spec.task_id, "task": _json(task), "r": spec.reason,
+         "err": error_id, "o": spec.origin_task_id},
+    )
+
+
+async def _update_context(
+    session: AsyncSession,
+    ctx: StageContext,
+    event_id: uuid.UUID,
+    outcome: Outcome,
+    result: dict[str, Any],
+    error: dict[str, Any] | None,
+    started: datetime,
+    duration_ms: int,
+) -> None:
+    raw = (
+        await session.execute(
+            text("SELECT task_context FROM events WHERE id = :id FOR UPDATE"), {"id": event_id}
+        )
+    ).scalar_one()
+    context: dict[str, Any] = dict(raw or {})
+    nodes = dict(context.get("nodes") or {})
+    node: dict[str, Any] = {
+        "status": outcome.status,
+        "taskId": ctx.task_id or None,
+        "attempt": ctx.attempt,
+        "startedAt": iso(started),
+        "finishedAt": iso(datetime.now(UTC)),
+        "durationMs": duration_ms,
+        "outputs": result,
+    }
+    if error is not None:
+        node["error"] = error
+    nodes[Stage(ctx.command.stage).node_name] = node
+    context["nodes"] = nodes
+    if outcome.task_summary and ctx.task_id:
+        tasks = dict(context.get("tasks") or {})
+        tasks[ctx.task_id] = {**dict(tasks.get(ctx.task_id) or {}), **outcome.task_summary}
+        context["tasks"] = tasks
+    metadata = dict(context.get("metadata") or {})
+    metadata.setdefault("correlationId", ctx.correlation_id)
+    context["metadata"] = metadata
+    await session.execute(
+        text("UPDATE events SET task_context = CAST(:c AS jsonb), updated_at = now() WHERE id = :id"),
+        {"c": _json(context), "id": event_id},
+    )
+
+
+__all__ = ["TERMINAL", "record_outcome"]

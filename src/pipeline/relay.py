@@ -1,0 +1,125 @@
+"""The outbox relay: committed commands → Dramatiq messages.
+
+Woken by NOTIFY on ``devteam_outbox``, backed by polling. Each round claims undispatched
+commands with ``FOR UPDATE SKIP LOCKED`` (fairly between customers), sends them with the
+command id as message id, and marks them dispatched in the same transaction. A crash
+between send and commit re-sends: duplicates are harmless, losses impossible. Every few
+seconds it also re-queues commands whose worker died (expired lease) or whose message
+vanished (never claimed), which is what makes a SIGKILLed worker or a Redis restart safe.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+
+import asyncpg
+import structlog
+
+from pipeline import outbox
+from pipeline.broker import get_broker, send
+from pipeline.db import Store, StoreUnavailable, asyncpg_dsn
+from runner.errors import TransientError
+from runner.settings import Settings
+
+log = structlog.get_logger("devteam.relay")
+
+SWEEP_EVERY_SECONDS = 2.0
+
+
+class Relay:
+    def __init__(self, settings: Settings, store: Store) -> None:
+        self.settings = settings
+        self.store = store
+        self.broker = get_broker(settings)
+        self._wake = asyncio.Event()
+        self._stopping = asyncio.Event()
+        self.dispatched = 0
+
+    def stop(self) -> None:
+        self._stopping.set()
+        self._wake.set()
+
+    async def dispatch_once(self) -> int:
+        """Claim and send one batch; returns how many commands were sent."""
+        async with self.store.transaction() as session:
+            batch = await outbox.claim_batch(
+                session, per_customer=self.settings.pipeline.max_inflight_per_customer
+            )
+            if not batch:
+                return 0
+            for command_id, actor in batch:
+                try:
+                    await asyncio.to_thread(send, self.broker, command_id=command_id, actor=actor)
+                except Exception as exc:
+                    raise TransientError(f"broker unavailable: {type(exc).__name__}") from exc
+            await outbox.mark_dispatched(session, [c for c, _ in batch])
+        self.dispatched += len(batch)
+        return len(batch)
+
+    async def sweep_once(self) -> int:
+        async with self.store.transaction() as session:
+            ids = await outbox.requeue_stale(
+                session, grace_seconds=self.settings.pipeline.dispatch_grace_seconds
+            )
+        if ids:
+            log.warning("relay.requeued", commands=ids)
+            self._wake.set()
+        return len(ids)
+
+    async def run(self) -> None:
+        """Run until ``stop()``; survives Postgres and Redis outages by backing off."""
+        listener = asyncio.create_task(self._listen())
+        last_sweep = 0.0
+        backoff = 0.1
+        try:
+            while not self._stopping.is_set():
+                self._wake.clear()
+                try:
+                    while await self.dispatch_once():
+                        pass
+                    if time.monotonic() - last_sweep > SWEEP_EVERY_SECONDS:
+                        last_sweep = time.monotonic()
+                        await self.sweep_once()
+                    backoff = 0.1
+                except (StoreUnavailable, TransientError) as exc:
+                    log.warning("relay.unavailable", error=str(exc), retry_in=backoff)
+                    await asyncio.sleep(backoff)
+                    backoff = min(5.0, backoff * 2)
+                    continue
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(
+                        self._wake.wait(), timeout=self.settings.pipeline.relay_poll_seconds
+                    )
+        finally:
+            listener.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await listener
+
+    async def _listen(self) -> None:
+        """Keep a LISTEN connection; every NOTIFY (and every reconnect) wakes the loop."""
+        dsn = asyncpg_dsn(self.settings.database.url)
+        backoff = 0.2
+        while not self._stopping.is_set():
+            conn: asyncpg.Connection | None = None
+            try:
+                conn = await asyncpg.connect(dsn, timeout=5)
+                lost = asyncio.Event()
+                conn.add_termination_listener(lambda _c: lost.set())
+                await conn.add_listener(outbox.OUTBOX_CHANNEL, lambda *_: self._wake.set())
+                self._wake.set()  # catch up on anything committed while we were away
+                backoff = 0.2
+                while not lost.is_set() and not self._stopping.is_set():
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(lost.wait(), timeout=5)
+                    if not lost.is_set():
+                        await conn.execute("SELECT 1")  # detect half-open connections
+            except (OSError, asyncpg.PostgresError, TimeoutError, asyncpg.InterfaceError) as exc:
+                log.warning("relay.listen_lost", error=type(exc).__name__, retry_in=backoff)
+                await asyncio.sleep(backoff)
+                backoff = min(5.0, backoff * 2)
+            finally:
+                if conn is not None:
+                    with contextlib.suppress(Exception):
+                        await conn.close(timeout=1)
