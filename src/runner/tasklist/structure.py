@@ -1,0 +1,201 @@
+"""From drafts to tasks: resolve the hierarchy, derive statuses, check the whole list.
+
+Every problem is collected before anything is returned, so a broken list is reported in
+full and never half-used.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from runner.tasklist.draft import Draft
+from runner.tasklist.graph import Node, find_cycles
+from runner.tasklist.model import Problem, Task, TaskListError, TaskStatus, TaskType
+from runner.tasklist.parse import LineParser
+
+_NEW = object.__new__
+_SET = object.__setattr__
+
+
+@dataclass(frozen=True)
+class Structure:
+    """The checked tasks of a list (file order) and what the writer needs of their drafts."""
+
+    tasks: list[Task]
+    drafts: dict[str, Draft]
+    children: dict[str, list[str]]
+    open_leaves: dict[str, int]  # per task: its leaves not done yet (a leaf: 1 or 0)
+
+
+def build(parser: LineParser, source: str) -> Structure:
+    """Resolve and check what ``parser`` read; raise ``TaskListError`` listing all problems."""
+    drafts = [draft for draft in parser.drafts if not draft.duplicate]
+    by_id = {draft.id: draft for draft in drafts}
+    problems = list(parser.problems)
+    ordered = _resolve_parents(drafts, by_id, problems)
+    children: dict[str, list[str]] = {draft.id: [] for draft in drafts}
+    for draft in drafts:
+        if draft.parent is not None:
+            children[draft.parent].append(draft.id)
+    for draft in drafts:
+        for dependency, line in draft.dependencies:
+            if dependency not in by_id:
+                problems.append(Problem(
+                    line + 1, f"task {draft.id} depends on unknown task {dependency}"))
+    if not (ordered and _dependencies_point_back(drafts, by_id)):
+        problems.extend(find_cycles(_nodes(drafts, by_id, children)))
+    if problems:
+        raise TaskListError(problems, source=source)
+    statuses, open_leaves = _statuses(drafts, by_id, children)
+    return Structure(_tasks(drafts, children, statuses), by_id, children, open_leaves)
+
+
+def _tasks(drafts: list[Draft], children: dict[str, list[str]],
+           statuses: dict[str, TaskStatus]) -> list[Task]:
+    """The frozen tasks. ``Task``'s generated ``__init__`` costs several times more than
+    setting its ``__dict__`` at once, which matters for lists of thousands of tasks; the
+    draft's containers are handed over, not copied (drafts never change after parsing)."""
+    tasks: list[Task] = []
+    phase, group, atomic = TaskType.PHASE, TaskType.GROUP, TaskType.ATOMIC
+    for draft in drafts:
+        task_id = draft.id
+        kind = phase if draft.kind == "phase" else group if children[task_id] else atomic
+        description = ""
+        if draft.description:
+            description = "\n".join(line.text for line in draft.description).strip("\n")
+        dependencies = draft.dependencies
+        task = _NEW(Task)
+        _SET(task, "__dict__", {
+            "id": task_id, "title": draft.title, "description": description, "type": kind,
+            "parent": draft.parent,
+            "dependencies": tuple([dep for dep, _ in dependencies]) if dependencies else (),
+            "files": tuple(draft.files) if draft.files else (),
+            "criteria": draft.criteria or {},
+            "notes": tuple(draft.notes) if draft.notes else (), "status": statuses[task_id],
+            "line": draft.line + 1,
+        })
+        tasks.append(task)
+    return tasks
+
+
+def _resolve_parents(drafts: list[Draft], by_id: dict[str, Draft],
+                     problems: list[Problem]) -> bool:
+    """Give headings their parent by id prefix; report loops. True when every parent
+    comes before its children in the file (then no loop is possible)."""
+    ordered = True
+    for draft in drafts:
+        if draft.by_prefix:
+            parts = draft.id.split(".")
+            draft.parent = None
+            for size in range(len(parts) - 1, 0, -1):
+                candidate = ".".join(parts[:size])
+                if candidate in by_id:
+                    draft.parent = candidate
+                    break
+            if draft.parent == draft.id:
+                draft.parent = None
+        if draft.parent is not None and by_id[draft.parent].line >= draft.line:
+            ordered = False
+    if ordered:
+        return True
+    state: dict[str, int] = {}  # 1 being walked, 2 known to reach the top
+    for draft in drafts:
+        walked: list[Draft] = []
+        current: Draft | None = draft
+        while current is not None and current.id not in state:
+            state[current.id] = 1
+            walked.append(current)
+            current = by_id[current.parent] if current.parent is not None else None
+        if current is not None and state[current.id] == 1:
+            problems.append(Problem(
+                current.line + 1, f"task {current.id} is nested inside itself "
+                "(check the numbering of the tasks around it)"))
+            current.parent = None
+        for seen in walked:
+            state[seen.id] = 2
+    return False
+
+
+def _dependencies_point_back(drafts: list[Draft], by_id: dict[str, Draft]) -> bool:
+    """Whether every dependency ends (with all its subtree) before the task naming it.
+
+    With parents before children, that orders the whole waiting graph by line, so there
+    is no cycle and the full search is skipped (it is the common case).
+    """
+    subtree_end = {draft.id: draft.line for draft in drafts}
+    for draft in reversed(drafts):
+        parent = draft.parent
+        if parent is not None and subtree_end[draft.id] > subtree_end[parent]:
+            subtree_end[parent] = subtree_end[draft.id]
+    for draft in drafts:
+        for dependency, _ in draft.dependencies:
+            end = subtree_end.get(dependency)
+            if end is not None and end >= draft.line:
+                return False
+    return True
+
+
+def _nodes(drafts: list[Draft], by_id: dict[str, Draft],
+           children: dict[str, list[str]]) -> list[Node]:
+    index = {draft.id: number for number, draft in enumerate(drafts)}
+    previous: dict[str | None, int] = {}
+    nodes: list[Node] = []
+    for number, draft in enumerate(drafts):
+        is_leaf = draft.kind != "phase" and not children[draft.id]
+        previous_leaf = None
+        if is_leaf and draft.parent is not None:
+            previous_leaf = previous.get(draft.parent)
+            previous[draft.parent] = number
+        nodes.append(Node(
+            id=draft.id,
+            parent=index[draft.parent] if draft.parent is not None else None,
+            dependencies=tuple((index[dep], line) for dep, line in draft.dependencies
+                               if dep in by_id),
+            children=tuple(index[child] for child in children[draft.id]),
+            previous_leaf=previous_leaf,
+            is_leaf=is_leaf,
+        ))
+    return nodes
+
+
+def _statuses(drafts: list[Draft], by_id: dict[str, Draft], children: dict[str, list[str]]
+              ) -> tuple[dict[str, TaskStatus], dict[str, int]]:
+    """Leaves: their own token (done inside a completed block); others: from their leaves.
+    Also how many leaves under each task are not done (a leaf: 1 or 0)."""
+    done, pending = TaskStatus.DONE, TaskStatus.PENDING
+    statuses: dict[str, TaskStatus] = {}
+    open_leaves: dict[str, int] = {}
+    started: set[str] = set()  # groups with a leaf done or in progress
+    blocked: set[str] = set()
+    for draft in drafts:
+        task_id = draft.id
+        if draft.kind == "phase" or children[task_id]:
+            open_leaves.setdefault(task_id, 0)
+            continue
+        status = done if draft.in_done_block else draft.status
+        statuses[task_id] = status
+        is_open = status is not done
+        open_leaves[task_id] = is_open
+        parent = draft.parent
+        if status is pending:
+            while parent is not None:
+                open_leaves[parent] = open_leaves.get(parent, 0) + 1
+                parent = by_id[parent].parent
+            continue
+        while parent is not None:
+            open_leaves[parent] = open_leaves.get(parent, 0) + is_open
+            (blocked if status is TaskStatus.BLOCKED else started).add(parent)
+            parent = by_id[parent].parent
+    for draft in drafts:
+        task_id = draft.id
+        if task_id in statuses:
+            continue
+        if open_leaves[task_id] == 0:
+            statuses[task_id] = done
+        elif task_id in started:
+            statuses[task_id] = TaskStatus.IN_PROGRESS
+        elif task_id in blocked:
+            statuses[task_id] = TaskStatus.BLOCKED
+        else:
+            statuses[task_id] = pending
+    return statuses, open_leaves
