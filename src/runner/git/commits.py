@@ -1,0 +1,176 @@
+"""Making the pipeline's commits and reading diffs, on an open working copy.
+
+A task branch is always exactly one commit ahead of its base: each IMPLEMENT round's
+result replaces the previous round's commit (squash semantics), and committing the same
+tree and message again returns the existing commit instead of making a new one.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import re
+from collections.abc import Mapping, Sequence
+from pathlib import Path, PurePosixPath
+
+import pygit2
+from pygit2.enums import DiffOption
+
+from runner.errors import ConfigError
+
+_TRAILER_KEY = re.compile(r"[A-Za-z0-9][A-Za-z0-9-]{0,63}")
+DEFAULT_EXCLUDES = (".aider*",)
+"""New top-level paths never committed: Aider's history files and tag cache."""
+
+
+def compose_message(message: str, trailers: Mapping[str, str] | None = None) -> str:
+    """``message`` followed by a blank line and ``Key: value`` trailer lines."""
+    text = message.strip() or "Update"
+    lines = []
+    for key, value in (trailers or {}).items():
+        if not _TRAILER_KEY.fullmatch(key):
+            raise ConfigError(f"invalid commit trailer name {key!r}")
+        lines.append(f"{key}: {' '.join(str(value).split())}")
+    return text + ("\n\n" + "\n".join(lines) if lines else "") + "\n"
+
+
+def stage_worktree(
+    repo: pygit2.Repository, base_tree: pygit2.Tree, excludes: Sequence[str] = DEFAULT_EXCLUDES
+) -> pygit2.Oid:
+    """Stage every change of the working tree (additions, edits, deletions); return the tree.
+
+    Paths ignored by ``.gitignore`` stay out, as do new top-level paths matching
+    ``excludes`` (unless the base commit already tracks them).
+    """
+    workdir = Path(repo.workdir)
+    index = repo.index
+    index.read(force=True)
+    index.add_all()
+    for entry in list(index):
+        path = workdir / entry.path
+        gone = not (path.exists() or path.is_symlink())
+        if gone or (_excluded(entry.path, excludes)
+                    and entry.path.split("/", 1)[0] not in base_tree):
+            index.remove(entry.path)
+    tree: pygit2.Oid = index.write_tree()
+    index.write()
+    return tree
+
+
+def squash_commit(
+    repo: pygit2.Repository,
+    branch: str,
+    *,
+    base: pygit2.Commit,
+    tree: pygit2.Oid,
+    message: str,
+    signature: pygit2.Signature,
+) -> str | None:
+    """Point ``branch`` at one commit of ``tree`` on ``base``; None when ``tree`` is base's."""
+    ref = f"refs/heads/{branch}"
+    tip = repo.references[ref].resolve().target
+    if tree == base.tree_id:
+        if tip != base.id:
+            repo.references.create(ref, base.id, force=True)
+        return None
+    current = repo[tip].peel(pygit2.Commit)
+    if (
+        current.parent_ids == [base.id]
+        and current.tree_id == tree
+        and current.message == message
+    ):
+        return str(current.id)
+    commit = repo.create_commit(None, signature, signature, message, tree, [base.id])
+    repo.references.create(ref, commit, force=True)
+    return str(commit)
+
+
+def safe_relpath(workdir: Path, path: str) -> PurePosixPath:
+    """``path`` as a repository-relative path that stays inside ``workdir``, else ConfigError."""
+    rel = PurePosixPath(path)
+    if (
+        not path
+        or rel.is_absolute()
+        or any(part in ("..", ".git", "") for part in rel.parts)
+        or "\x00" in path
+    ):
+        raise ConfigError(f"{path!r} is not a path inside the repository")
+    resolved = (workdir / rel).resolve()
+    if not resolved.is_relative_to(workdir.resolve()):
+        raise ConfigError(f"{path!r} leads outside the repository")
+    return rel
+
+
+def commit_file_on(
+    repo: pygit2.Repository,
+    branch: str,
+    *,
+    path: str,
+    content: bytes,
+    message: str,
+    signature: pygit2.Signature,
+) -> str | None:
+    """Write ``content`` to ``path`` and commit only that file on ``branch`` (checked out)."""
+    return commit_files_on(repo, branch, files={path: content}, message=message,
+                           signature=signature)
+
+
+def commit_files_on(
+    repo: pygit2.Repository,
+    branch: str,
+    *,
+    files: Mapping[str, bytes],
+    message: str,
+    signature: pygit2.Signature,
+) -> str | None:
+    """Write each file and commit exactly those files, together, on ``branch`` (checked
+    out); None when none of them changed."""
+    workdir = Path(repo.workdir)
+    ref = f"refs/heads/{branch}"
+    tip = repo.references[ref].peel(pygit2.Commit)
+    index = repo.index
+    index.read_tree(tip.tree)
+    for path, content in files.items():
+        rel = safe_relpath(workdir, path)
+        target = workdir / rel
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(content)
+        index.add(str(rel))
+    tree = index.write_tree()
+    index.write()
+    if tree == tip.tree_id:
+        return None
+    return str(repo.create_commit(ref, signature, signature, message, tree, [tip.id]))
+
+
+def resolve_commit(repo: pygit2.Repository, rev: str) -> pygit2.Commit:
+    """The commit ``rev`` names (a sha, a branch, ``HEAD``...); ConfigError if none."""
+    try:
+        commit = repo.revparse_single(rev).peel(pygit2.Commit)
+    except (KeyError, ValueError, pygit2.GitError):
+        raise ConfigError(f"no commit named {rev!r} in the working copy") from None
+    assert isinstance(commit, pygit2.Commit)
+    return commit
+
+
+def diff_between(repo: pygit2.Repository, base: str, head: str | None) -> pygit2.Diff:
+    """Diff ``base``..``head``; ``head=None`` compares with the working tree (untracked too)."""
+    old = resolve_commit(repo, base)
+    if head is None:
+        flags = (DiffOption.INCLUDE_UNTRACKED | DiffOption.RECURSE_UNTRACKED_DIRS
+                 | DiffOption.SHOW_UNTRACKED_CONTENT)
+        diff = old.tree.diff_to_workdir(flags=flags)
+    else:
+        diff = repo.diff(old, resolve_commit(repo, head))
+    diff.find_similar()
+    return diff
+
+
+def changed_paths(diff: pygit2.Diff) -> list[str]:
+    """Every path a diff touches (both sides of a rename), sorted."""
+    paths = {p for d in diff.deltas for p in (d.old_file.path, d.new_file.path) if p}
+    return sorted(paths)
+
+
+def _excluded(path: str, patterns: Sequence[str]) -> bool:
+    top = path.split("/", 1)[0]
+    return any(fnmatch.fnmatchcase(top, pattern) for pattern in patterns)

@@ -1,0 +1,230 @@
+"""Pushing to real remotes: bare repositories over file:// and over smart HTTP on loopback."""
+
+from __future__ import annotations
+
+import socket
+import uuid
+from pathlib import Path
+
+import pygit2
+import pytest
+from tests.integration.git.git_http_server import GitHttpServer
+from tests.integration.git.git_remotes import open_repo
+
+from runner.errors import Classification, ConfigError, ConflictError, RunnerError, TransientError
+from runner.git import CredentialStore, GitWorkspace, probe_remote
+from runner.settings import get_settings, reset_settings_cache
+
+CUSTOMER = "customer-123"
+PROJECT = "customer-123/project-abc"
+TOKEN = "ghp_" + "T0pS3cretTokenValue1234567890abcd"
+
+
+def finished_task(workspace: GitWorkspace, checkout, task_id: str = "1.1"):
+    """Branch, commit and merge one task, as the pipeline does before PUSH."""
+    branch = workspace.create_task_branch(checkout, task_id, f"Task {task_id}")
+    (Path(checkout.path) / f"task_{task_id}.py").write_text(f"task = {task_id!r}\n")
+    sha = workspace.commit_task(
+        checkout, branch.branch, branch.base_commit, "work", {"Task-Id": task_id}
+    )
+    workspace.merge(checkout, branch.branch)
+    return branch.branch, sha
+
+
+def closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def with_credentials(settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """Configure ``hosts."127.0.0.1"`` with ``token`` and return a workspace using it."""
+
+    def configure(token: str = TOKEN) -> GitWorkspace:
+        path = tmp_path / "git-credentials.toml"
+        path.write_text(f'[hosts."127.0.0.1"]\ntoken = "{token}"\n')
+        monkeypatch.setenv("DEVTEAM_WORKSPACE_GIT_CREDENTIALS", str(path))
+        reset_settings_cache()
+        return GitWorkspace(get_settings())
+
+    return configure
+
+
+def test_given_a_merged_task_when_pushed_then_the_remote_has_both_branches(
+    workspace: GitWorkspace, remote
+):
+    checkout = workspace.checkout(CUSTOMER, PROJECT, str(uuid.uuid4()), remote.url)
+    branch, sha = finished_task(workspace, checkout)
+
+    result = workspace.push(checkout, ["main", branch])
+
+    assert result.pushed == ["main", branch]
+    assert result.skipped == []
+    assert str(remote.tip().id) == sha
+    assert str(remote.tip(branch).id) == sha
+
+
+def test_given_a_pushed_state_when_pushed_again_then_everything_is_skipped(
+    workspace: GitWorkspace, remote
+):
+    checkout = workspace.checkout(CUSTOMER, PROJECT, str(uuid.uuid4()), remote.url)
+    branch, _ = finished_task(workspace, checkout)
+    workspace.push(checkout, ["main", branch])
+
+    again = workspace.push(checkout, ["main", branch])
+
+    assert again.pushed == []
+    assert again.skipped == ["main", branch]
+
+
+def test_given_the_remote_moved_during_the_task_when_pushed_then_fetch_merge_retry_succeeds(
+    workspace: GitWorkspace, remote, tmp_path: Path
+):
+    checkout = workspace.checkout(CUSTOMER, PROJECT, str(uuid.uuid4()), remote.url)
+    branch, ours = finished_task(workspace, checkout)
+    theirs = remote.push_from_other_clone(tmp_path, {"theirs.py": "t = 1\n"}, "meanwhile")
+
+    result = workspace.push(checkout, ["main", branch])
+
+    assert result.retried is True
+    assert result.pushed == ["main", branch]
+    tip = remote.tip()
+    assert sorted(str(p) for p in tip.parent_ids) == sorted([ours, theirs])
+    assert remote.has("theirs.py")
+    assert remote.has("task_1.1.py")
+    assert (Path(checkout.path) / "theirs.py").exists()
+    assert str(open_repo(checkout).head.target) == str(tip.id)
+
+
+def test_given_the_remote_moved_with_a_conflicting_change_then_push_fails_as_conflict(
+    workspace: GitWorkspace, remote, tmp_path: Path
+):
+    checkout = workspace.checkout(CUSTOMER, PROJECT, str(uuid.uuid4()), remote.url)
+    branch = workspace.create_task_branch(checkout, "1.1", "Readme")
+    (Path(checkout.path) / "README.md").write_text("# ours\n")
+    workspace.commit_task(checkout, branch.branch, branch.base_commit, "ours", {})
+    workspace.merge(checkout, branch.branch)
+    remote.push_from_other_clone(tmp_path, {"README.md": "# theirs\n"}, "theirs")
+
+    with pytest.raises(ConflictError) as caught:
+        workspace.push(checkout, ["main"])
+
+    assert caught.value.details["paths"] == ["README.md"]
+
+
+def test_given_a_post_receive_hook_when_pushed_twice_over_http_then_one_push_arrives(
+    workspace: GitWorkspace, remote, remotes_dir: Path
+):
+    remote.add_hook("post-receive", f"cat >> {remotes_dir}/received.log\n")
+    with GitHttpServer(remotes_dir) as server:
+        url = server.url("app.git")
+        checkout = workspace.checkout(CUSTOMER, PROJECT, str(uuid.uuid4()), url)
+        branch, sha = finished_task(workspace, checkout)
+
+        first = workspace.push(checkout, ["main", branch])
+        second = workspace.push(checkout, ["main", branch])
+
+    received = (remotes_dir / "received.log").read_text().splitlines()
+    assert first.pushed == ["main", branch]
+    assert second.pushed == []
+    assert len(received) == 2  # one push updating two refs, nothing more
+    assert {line.split()[2] for line in received} == {"refs/heads/main", f"refs/heads/{branch}"}
+    assert str(remote.tip().id) == sha
+
+
+def test_given_a_server_that_keeps_refusing_when_pushed_then_it_fails_classified(
+    workspace: GitWorkspace, remote, remotes_dir: Path
+):
+    remote.add_hook("pre-receive", "echo 'protected branch' >&2\nexit 1\n")
+    with GitHttpServer(remotes_dir) as server:
+        checkout = workspace.checkout(CUSTOMER, PROJECT, str(uuid.uuid4()), server.url("app.git"))
+        _, _ = finished_task(workspace, checkout)
+        before = remote.tip().id
+
+        with pytest.raises(ConflictError) as caught:
+            workspace.push(checkout, ["main"])
+
+    assert caught.value.classification is Classification.CONFLICT
+    assert caught.value.details["branches"] == ["main"]
+    assert remote.tip().id == before
+
+
+def test_given_a_token_when_the_server_requires_it_then_clone_and_push_use_it(
+    with_credentials, remote, remotes_dir: Path
+):
+    workspace = with_credentials()
+    with GitHttpServer(remotes_dir, username="x-access-token", token=TOKEN) as server:
+        checkout = workspace.checkout(CUSTOMER, PROJECT, str(uuid.uuid4()), server.url("app.git"))
+        branch, sha = finished_task(workspace, checkout)
+        result = workspace.push(checkout, ["main", branch])
+
+    assert result.pushed == ["main", branch]
+    assert str(remote.tip().id) == sha
+    assert any(status == 401 for _, _, status in server.requests)
+    assert any(
+        path.endswith("git-receive-pack") and status == 200 for _, path, status in server.requests
+    )
+
+
+def test_given_a_wrong_token_then_the_failure_is_config_and_never_shows_the_token(
+    with_credentials, remote, remotes_dir: Path
+):
+    workspace = with_credentials(TOKEN)
+    server = GitHttpServer(remotes_dir, username="x-access-token", token="the-right-one")
+    with server, pytest.raises(ConfigError) as caught:
+        workspace.checkout(CUSTOMER, PROJECT, str(uuid.uuid4()), server.url("app.git"))
+
+    assert "authentication" in caught.value.message
+    assert_no_token(caught.value)
+
+
+def test_given_an_unreachable_https_remote_with_a_token_then_errors_never_show_the_token(
+    with_credentials,
+):
+    workspace = with_credentials()
+    url = f"https://127.0.0.1:{closed_port()}/org/repo.git"
+
+    with pytest.raises(TransientError) as caught:
+        workspace.checkout(CUSTOMER, PROJECT, str(uuid.uuid4()), url)
+    info = probe_remote(
+        url, CUSTOMER, CredentialStore.from_settings(get_settings()), settings=get_settings()
+    )
+
+    assert_no_token(caught.value)
+    assert info.reachable is False
+    assert info.classification == "transient"
+    assert TOKEN not in repr(info)
+    assert TOKEN not in (info.error or "")
+    assert TOKEN in CredentialStore.from_settings(get_settings()).secret_values()
+
+
+def test_given_a_url_with_embedded_credentials_then_it_is_refused_without_echoing_them(
+    workspace: GitWorkspace,
+):
+    url = f"https://user:{TOKEN}@github.com/org/repo.git"
+
+    with pytest.raises(ConfigError) as caught:
+        workspace.sync_cache(CUSTOMER, url)
+
+    assert_no_token(caught.value)
+
+
+def assert_no_token(error: RunnerError) -> None:
+    assert TOKEN not in str(error)
+    assert TOKEN not in error.message
+    assert TOKEN not in repr(error)
+    assert TOKEN not in repr(error.to_dict())
+
+
+def test_given_pushed_branches_then_a_fresh_clone_sees_them(
+    workspace: GitWorkspace, remote, tmp_path: Path
+):
+    checkout = workspace.checkout(CUSTOMER, PROJECT, str(uuid.uuid4()), remote.url)
+    branch, sha = finished_task(workspace, checkout, "4.2")
+    workspace.push(checkout, ["main", branch])
+
+    fresh = pygit2.clone_repository(remote.url, str(tmp_path / "fresh"))
+
+    assert str(fresh.head.target) == sha
+    assert (tmp_path / "fresh" / "task_4.2.py").read_text() == "task = '4.2'\n"
