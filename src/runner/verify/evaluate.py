@@ -1,0 +1,199 @@
+"""Turning what the checks produced into ``{passed, actual, required}`` per criterion.
+
+Pure functions over command results, report bytes and changed paths, so every rule is
+tested on real tool output without a container.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+from runner.errors import ConfigError
+from runner.ports import CommandResult, CriterionResult
+from runner.verify.requirements import Requirement, check, parse_requirement, touches
+
+KNOWN = ("test.pass", "test.coverage", "type.strict", "doc.updated", "build")
+"""Criteria checked by machine; any other name is a note shown to people."""
+DEFAULT_OPS = {"type.strict": "<="}
+_KINDS = {
+    "test.pass": ({"pass"}, "'pass'"),
+    "build": ({"pass"}, "'pass'"),
+    "test.coverage": ({">=", ">", "<=", "<", "=="}, "a percentage such as '≥80%'"),
+    "type.strict": ({">=", ">", "<=", "<", "==", "pass"}, "an error count such as '0 errors'"),
+    "doc.updated": ({"path"}, "a path such as 'docs/api.md'"),
+}
+
+_ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+_FOUND = re.compile(r"Found (\d+) errors?\b")
+_MYPY_OK = re.compile(r"^Success: no issues found", re.MULTILINE)
+_TSC_ERROR = re.compile(r"error TS\d+", re.IGNORECASE)
+_MYPY_ERROR = re.compile(r"^[^\s:][^:]*:\d+(?::\d+)?: error: ", re.MULTILINE)
+
+
+class ReportError(ValueError):
+    """A coverage report that cannot be read (message says why)."""
+
+
+@dataclass(frozen=True)
+class Evidence:
+    """Everything the checks produced for one verification."""
+
+    test: CommandResult | None = None
+    coverage_report: bytes | None = None
+    coverage_report_path: str | None = None
+    typecheck: CommandResult | None = None
+    typecheck_output: str = ""
+    """Complete output of the type checker (the result's tail may be cut)."""
+    build: Sequence[CommandResult] = ()
+    changed_paths: Sequence[str] = ()
+    setup_failure: CommandResult | None = None
+
+
+def parse_requirements(criteria: Mapping[str, str]) -> tuple[dict[str, Requirement], list[str]]:
+    """Split criteria into parsed machine-checked requirements and notes (``name: text``).
+
+    ConfigError when a known criterion's requirement is unreadable or of the wrong kind
+    (a path for ``test.coverage``, a percentage for ``doc.updated``...).
+    """
+    machine: dict[str, Requirement] = {}
+    notes: list[str] = []
+    for name, text in criteria.items():
+        if name not in KNOWN:
+            notes.append(f"{name}: {text}")
+            continue
+        try:
+            req = parse_requirement(text, default_op=DEFAULT_OPS.get(name, ">="),
+                                    path=name == "doc.updated")
+        except ConfigError as exc:
+            raise ConfigError(f"criterion {name}: {exc.message}",
+                              details={"criterion": name}) from None
+        ops, expected = _KINDS[name]
+        if req.op not in ops:
+            raise ConfigError(f"criterion {name} needs {expected}, not {req.raw!r}",
+                              details={"criterion": name})
+        if name == "type.strict" and req.op == "pass":
+            req = Requirement(op="<=", value=0.0, unit="errors", raw=req.raw)
+        machine[name] = req
+    return machine, notes
+
+
+def coverage_percent(report: bytes) -> float:
+    """Total line coverage from coverage.py JSON or an Istanbul json-summary."""
+    try:
+        data = json.loads(report)
+    except ValueError:
+        raise ReportError("coverage report is not JSON") from None
+    if not isinstance(data, dict):
+        raise ReportError("coverage report is not a JSON object")
+    totals = data.get("totals")
+    if isinstance(totals, dict) and isinstance(totals.get("percent_covered"), int | float):
+        return float(totals["percent_covered"])
+    lines = data.get("total", {}).get("lines") if isinstance(data.get("total"), dict) else None
+    if isinstance(lines, dict):
+        if isinstance(lines.get("pct"), int | float):
+            return float(lines["pct"])
+        total, covered = lines.get("total"), lines.get("covered")
+        if isinstance(total, int) and isinstance(covered, int) and total > 0:
+            return 100.0 * covered / total
+        raise ReportError("coverage report measured no lines")
+    raise ReportError("coverage report is neither coverage.py JSON nor an Istanbul json-summary")
+
+
+def type_error_count(output: str, exit_code: int | None = None) -> int | None:
+    """Errors reported by mypy or tsc; None when the output says nothing we can read.
+
+    Uses the summary (``Found N errors``, ``Success: no issues found``) when present, else
+    counts error lines; a clean exit with no error lines is 0 errors.
+    """
+    text = _ANSI.sub("", output)
+    found = _FOUND.findall(text)
+    if found:
+        return int(found[-1])
+    if _MYPY_OK.search(text):
+        return 0
+    count = len(_TSC_ERROR.findall(text)) + len(_MYPY_ERROR.findall(text))
+    if count:
+        return count
+    return 0 if exit_code == 0 else None
+
+
+def describe(result: CommandResult) -> str:
+    """``exit 0``, ``exit 2``, ``timed out``, ``killed: out of memory``..."""
+    if result.cancelled:
+        return "cancelled"
+    if result.timed_out:
+        return "timed out"
+    if result.oom_killed:
+        return "killed: out of memory"
+    if result.pids_limited:
+        return "killed: process limit"
+    return f"exit {result.exit_code}"
+
+
+def evaluate(
+    requirements: Mapping[str, Requirement], evidence: Evidence
+) -> dict[str, CriterionResult]:
+    """One CriterionResult per requirement, from ``evidence``."""
+    return {name: _evaluate_one(name, req, evidence) for name, req in requirements.items()}
+
+
+def _evaluate_one(name: str, req: Requirement, ev: Evidence) -> CriterionResult:
+    if ev.setup_failure is not None and name != "doc.updated":
+        return _fail(req, None, f"setup failed ({describe(ev.setup_failure)}): "
+                     f"{ev.setup_failure.command}")
+    if name == "test.pass":
+        if ev.test is None:
+            return _fail(req, None, "no test command ran")
+        return _result(req, ev.test.ok, describe(ev.test))
+    if name == "test.coverage":
+        return _coverage(req, ev)
+    if name == "type.strict":
+        return _types(req, ev)
+    if name == "doc.updated":
+        hits = sorted(p for p in ev.changed_paths if touches(p, str(req.value)))
+        detail = None if hits else f"{req.value} is not among the changed paths"
+        return CriterionResult(passed=bool(hits), actual=bool(hits), required=req.raw,
+                               detail=detail)
+    if name == "build":
+        if not ev.build:
+            return _fail(req, None, "no build command ran")
+        failed = [r for r in ev.build if not r.ok]
+        actual = "all passed" if not failed else f"{describe(failed[0])}: {failed[0].command}"
+        return _result(req, not failed, actual)
+    return _fail(req, None, f"{name} is not a machine-checked criterion")
+
+
+def _coverage(req: Requirement, ev: Evidence) -> CriterionResult:
+    if ev.coverage_report is None:
+        where = ev.coverage_report_path or "the coverage report"
+        why = f" (tests: {describe(ev.test)})" if ev.test is not None and not ev.test.ok else ""
+        return _fail(req, None, f"{where} was not produced{why}")
+    try:
+        percent = round(coverage_percent(ev.coverage_report), 2)
+    except ReportError as exc:
+        return _fail(req, None, str(exc))
+    return CriterionResult(passed=check(req, percent), actual=percent, required=req.raw)
+
+
+def _types(req: Requirement, ev: Evidence) -> CriterionResult:
+    if ev.typecheck is None:
+        return _fail(req, None, "no type-check command ran")
+    if ev.typecheck.timed_out or ev.typecheck.cancelled or ev.typecheck.oom_killed:
+        return _fail(req, None, f"type check {describe(ev.typecheck)}")
+    output = ev.typecheck_output or ev.typecheck.output_tail
+    count = type_error_count(output, ev.typecheck.exit_code)
+    if count is None:
+        return _fail(req, None, f"could not read the type checker's output "
+                     f"({describe(ev.typecheck)})")
+    return CriterionResult(passed=check(req, count), actual=count, required=req.raw)
+
+
+def _result(req: Requirement, ok: bool, actual: str) -> CriterionResult:
+    return CriterionResult(passed=check(req, ok), actual=actual, required=req.raw)
+
+
+def _fail(req: Requirement, actual: object, detail: str) -> CriterionResult:
+    return CriterionResult(passed=False, actual=actual, required=req.raw, detail=detail)

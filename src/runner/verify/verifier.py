@@ -1,0 +1,175 @@
+"""Running a project's checks in a task container and judging the task's criteria.
+
+The caller has started the container and copied the working copy in; the verifier runs
+setup, tests, the coverage report, the type check and the build (each only when a
+criterion needs it), reads report files back, and returns a VerificationResult with a
+trimmed ``feedback`` text for the coding tool's next round. Criteria not met are a result,
+not an exception; only unusable configuration (``config``) and cancellation raise.
+"""
+
+from __future__ import annotations
+
+import shlex
+import threading
+from collections.abc import Mapping, Sequence
+
+from runner.errors import CancelledError, ConfigError
+from runner.ports import (
+    CommandResult,
+    CriterionResult,
+    LineSink,
+    SandboxSession,
+    VerificationResult,
+)
+from runner.settings import Settings, get_settings
+from runner.verify.config import ProjectConfig
+from runner.verify.evaluate import Evidence, describe, evaluate, parse_requirements
+from runner.verify.requirements import Requirement
+
+COMMAND_ENV = {"CI": "1", "NO_COLOR": "1", "FORCE_COLOR": "0"}
+MAX_TYPECHECK_LINES = 20_000
+
+
+class Verifier:
+    """Runs verification commands in a SandboxSession and evaluates criteria."""
+
+    def __init__(self, settings: Settings | None = None, *, feedback_chars: int = 4000,
+                 tail_lines: int = 40) -> None:
+        self._settings = settings or get_settings()
+        self._feedback_chars = feedback_chars
+        self._tail_lines = tail_lines
+
+    def verify(
+        self,
+        task_id: str,
+        criteria: Mapping[str, str],
+        config: ProjectConfig,
+        session: SandboxSession,
+        changed_paths: Sequence[str] = (),
+        *,
+        on_line: LineSink | None = None,
+        cancel: threading.Event | None = None,
+    ) -> VerificationResult:
+        """Verify one task: ``config.criteria`` overlaid with the task's ``criteria``.
+
+        Raises ConfigError when a criterion cannot be read or needs a command the project
+        does not have, CancelledError when ``cancel`` is set; otherwise returns the result
+        (``success`` true only when every machine-checked criterion passed).
+        """
+        requirements, notes = parse_requirements({**config.criteria, **criteria})
+        _require_commands(requirements, config)
+        run = _Runner(session, self._timeout(config), on_line, cancel)
+        setup_failure = next((r for r in map(run, config.setup) if not r.ok), None)
+        evidence = Evidence(changed_paths=tuple(changed_paths), setup_failure=setup_failure)
+        if setup_failure is None:
+            evidence = self._collect(requirements, config, run, evidence)
+        results = evaluate(requirements, evidence)
+        success = setup_failure is None and all(r.passed for r in results.values())
+        return VerificationResult(
+            task_id=task_id, success=success, results=results, commands=run.results,
+            notes=notes, feedback=None if success else self._feedback(results, run.results),
+        )
+
+    def _collect(self, requirements: Mapping[str, Requirement], config: ProjectConfig,
+                 run: _Runner, evidence: Evidence) -> Evidence:
+        test = report = typecheck = None
+        typecheck_output = ""
+        if "test.pass" in requirements or "test.coverage" in requirements:
+            if "test.coverage" in requirements and config.coverage_report:
+                run.quiet(f"rm -f {shlex.quote(config.coverage_report)}")
+            assert config.test is not None
+            test = run(config.test)
+            if "test.coverage" in requirements:
+                if config.coverage:
+                    run(config.coverage)
+                assert config.coverage_report is not None
+                report = run.session.read_file(config.coverage_report)
+        if "type.strict" in requirements:
+            assert config.typecheck is not None
+            lines: list[str] = []
+            typecheck = run(config.typecheck, capture=lines)
+            typecheck_output = "\n".join(lines)
+        build = [run(cmd) for cmd in config.build] if "build" in requirements else []
+        return Evidence(
+            test=test, coverage_report=report, coverage_report_path=config.coverage_report,
+            typecheck=typecheck, typecheck_output=typecheck_output, build=build,
+            changed_paths=evidence.changed_paths,
+        )
+
+    def _timeout(self, config: ProjectConfig) -> float:
+        return float(config.timeout_seconds or self._settings.sandbox.command_timeout_seconds)
+
+    def _feedback(self, results: Mapping[str, CriterionResult],
+                  commands: Sequence[CommandResult]) -> str:
+        parts = ["Verification failed:"]
+        for name, result in results.items():
+            if result.passed:
+                continue
+            line = f"- {name}: required {result.required}, got {result.actual}"
+            parts.append(line + (f" ({result.detail})" if result.detail else ""))
+        for command in commands:
+            if command.ok:
+                continue
+            tail = "\n".join(command.output_tail.rstrip().splitlines()[-self._tail_lines:])
+            parts.append(f"\n$ {command.command}  [{describe(command)}]\n{tail}")
+        text = "\n".join(parts)
+        if len(text) > self._feedback_chars:
+            text = text[: self._feedback_chars - 20].rstrip() + "\n... (trimmed)"
+        return text
+
+
+class _Runner:
+    """Runs commands in the session, records them, and stops promptly on cancel."""
+
+    def __init__(self, session: SandboxSession, timeout: float,
+                 on_line: LineSink | None, cancel: threading.Event | None) -> None:
+        self.session = session
+        self.results: list[CommandResult] = []
+        self._timeout = timeout
+        self._on_line = on_line
+        self._cancel = cancel
+
+    def __call__(self, command: str, capture: list[str] | None = None) -> CommandResult:
+        self._check_cancel()
+        sink = self._on_line
+        if capture is not None:
+            def sink(line: str) -> None:
+                if len(capture) < MAX_TYPECHECK_LINES:
+                    capture.append(line)
+                if self._on_line is not None:
+                    self._on_line(line)
+        result = self.session.run(command, timeout=self._timeout, on_line=sink,
+                                  cancel=self._cancel, env=COMMAND_ENV)
+        self.results.append(result)
+        if result.cancelled:
+            raise CancelledError("verification cancelled", details={"command": command})
+        self._check_cancel()
+        return result
+
+    def quiet(self, command: str) -> None:
+        """A housekeeping command: not streamed, not recorded."""
+        self.session.run(command, timeout=60, env=COMMAND_ENV)
+
+    def _check_cancel(self) -> None:
+        if self._cancel is not None and self._cancel.is_set():
+            raise CancelledError("verification cancelled")
+
+
+def _require_commands(requirements: Mapping[str, Requirement], config: ProjectConfig) -> None:
+    needs = {
+        "test.pass": ("test", config.test),
+        "test.coverage": ("test", config.test),
+        "type.strict": ("typecheck", config.typecheck),
+        "build": ("build", config.build),
+    }
+    for name, (key, value) in needs.items():
+        if name in requirements and not value:
+            raise ConfigError(
+                f"criterion {name} needs a {key} command: add [commands] {key} to .devteam.toml",
+                details={"criterion": name},
+            )
+    if "test.coverage" in requirements and not config.coverage_report:
+        raise ConfigError(
+            "criterion test.coverage needs a report: add [reports] coverage to .devteam.toml",
+            details={"criterion": "test.coverage"},
+        )

@@ -1,0 +1,171 @@
+"""The per-project .devteam.toml and the defaults detected from a repository's files."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from runner.errors import Classification, ConfigError
+from runner.verify.config import load_project_config, parse_project_file
+
+FULL = """
+[commands]
+setup = "pip install -e ."
+test = "pytest -q"
+coverage = "coverage json -o cov.json"
+typecheck = "mypy --strict src"
+build = ["python -m compileall -q src", "python -m build --no-isolation"]
+
+[reports]
+coverage = "cov.json"
+
+[criteria]
+"test.coverage" = "≥85%"
+"type.strict" = "0 errors"
+
+[limits]
+timeout_seconds = 300
+network = true
+"""
+
+
+def write(root: Path, files: dict[str, str]) -> Path:
+    for name, text in files.items():
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_text(text)
+    return root
+
+
+def test_given_a_full_config_then_every_value_is_used(tmp_path):
+    config = load_project_config(write(tmp_path, {".devteam.toml": FULL, "pyproject.toml": ""}))
+
+    assert config.kind == "python"
+    assert config.setup == ["pip install -e ."]
+    assert config.test == "pytest -q"
+    assert config.coverage == "coverage json -o cov.json"
+    assert config.coverage_report == "cov.json"
+    assert config.typecheck == "mypy --strict src"
+    assert config.build == ["python -m compileall -q src", "python -m build --no-isolation"]
+    assert config.criteria == {"test.coverage": "≥85%", "type.strict": "0 errors"}
+    assert config.timeout_seconds == 300
+    assert config.network is True
+
+
+@pytest.mark.parametrize(
+    ("text", "named"),
+    [
+        ("[commands]\ntset = 'pytest'\n", "tset"),
+        ("[comands]\ntest = 'pytest'\n", "comands"),
+        ("[limits]\ntimeout = 5\n", "timeout"),
+        ("[limits]\ntimeout_seconds = 'soon'\n", "timeout_seconds"),
+        ("[limits]\ntimeout_seconds = 0\n", "timeout_seconds"),
+        ("[commands]\nbuild = 3\n", "build"),
+        ("[criteria]\n'test.coverage' = 'lots'\n", "lots"),
+        ("[criteria]\n'doc.updated' = '80%'\n", "doc.updated"),
+        ("[commands\ntest = 'x'\n", "not valid TOML"),
+    ],
+)
+def test_given_a_malformed_config_then_a_config_error_names_the_key(tmp_path, text, named):
+    write(tmp_path, {".devteam.toml": text})
+
+    with pytest.raises(ConfigError) as caught:
+        load_project_config(tmp_path)
+
+    assert caught.value.classification is Classification.CONFIG
+    assert named in caught.value.message
+    assert ".devteam.toml" in caught.value.message
+
+
+def test_given_a_python_repository_without_config_then_pytest_coverage_and_mypy_are_used(
+    tmp_path,
+):
+    config = load_project_config(write(tmp_path, {"tests/test_x.py": "", "app.py": ""}))
+
+    assert config.kind == "python"
+    assert config.test == "python3 -m coverage run -m pytest -q"
+    assert config.coverage == "python3 -m coverage json -q -o .devteam-coverage.json"
+    assert config.coverage_report == ".devteam-coverage.json"
+    assert config.typecheck == "mypy --strict ."
+    assert config.setup == []
+    assert config.criteria == {"test.pass": "pass"}
+
+
+def test_given_a_node_repository_then_npm_test_istanbul_and_tsc_are_used(tmp_path):
+    package = {"scripts": {"test": "jest --coverage", "build": "tsc -p ."}}
+    config = load_project_config(write(tmp_path, {"package.json": json.dumps(package)}))
+
+    assert config.kind == "node"
+    assert config.test == "npm test"
+    assert config.coverage is None
+    assert config.coverage_report == "coverage/coverage-summary.json"
+    assert config.typecheck == "npx tsc --noEmit"
+    assert config.build == ["npm run build"]
+    assert config.setup == []  # no network by default, so no npm ci
+
+
+def test_given_node_without_node_modules_and_network_allowed_then_npm_ci_runs_first(tmp_path):
+    write(
+        tmp_path,
+        {
+            "package.json": '{"scripts": {"test": "jest"}}',
+            ".devteam.toml": "[limits]\nnetwork = true\n",
+        },
+    )
+
+    assert load_project_config(tmp_path).setup == ["npm ci"]
+    (tmp_path / "node_modules").mkdir()
+    assert load_project_config(tmp_path).setup == []
+
+
+def test_given_npm_init_default_test_script_then_there_is_no_test_command(tmp_path):
+    package = {"scripts": {"test": 'echo "Error: no test specified" && exit 1'}}
+    config = load_project_config(write(tmp_path, {"package.json": json.dumps(package)}))
+
+    assert config.test is None
+    assert config.criteria == {}
+
+
+def test_given_an_unknown_repository_then_nothing_is_guessed(tmp_path):
+    config = load_project_config(write(tmp_path, {"main.go": "package main\n"}))
+
+    assert config.kind == "unknown"
+    assert config.test is None
+    assert config.criteria == {}
+
+
+def test_given_a_partial_config_then_detected_defaults_fill_the_rest(tmp_path):
+    config = load_project_config(
+        write(
+            tmp_path,
+            {
+                "pyproject.toml": "",
+                ".devteam.toml": "[commands]\ntypecheck = 'pyright'\n",
+            },
+        )
+    )
+
+    assert config.typecheck == "pyright"
+    assert config.test == "python3 -m coverage run -m pytest -q"
+    assert config.criteria == {"test.pass": "pass"}
+
+
+def test_given_a_criteria_table_then_it_replaces_the_default_criteria(tmp_path):
+    config = load_project_config(
+        write(
+            tmp_path,
+            {
+                "pyproject.toml": "",
+                ".devteam.toml": "[criteria]\n'test.coverage' = '70%'\n",
+            },
+        )
+    )
+
+    assert config.criteria == {"test.coverage": "70%"}
+
+
+def test_parse_project_file_accepts_bytes_and_rejects_non_utf8():
+    assert parse_project_file(b"[commands]\ntest = 'make test'\n").commands.test == "make test"
+    with pytest.raises(ConfigError, match="UTF-8"):
+        parse_project_file(b"\xff\xfe[commands]")
