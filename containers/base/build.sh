@@ -13,7 +13,7 @@ set -euo pipefail
 IMAGE="${1:-devteam-base:bookworm}"
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 ROOT="$(cd "$HERE/../.." && pwd)"
-WORKDIR="${2:-$ROOT/.devteam/base}"
+WORKDIR="$(realpath -m "${2:-$ROOT/.devteam/base}")"
 MIRROR="${DEBIAN_MIRROR:-http://deb.debian.org/debian}"
 SUITE="${DEBIAN_SUITE:-bookworm}"
 PACKAGES="python3 python3-pytest python3-coverage mypy nodejs npm git ca-certificates"
@@ -31,15 +31,22 @@ fi
 command -v debootstrap >/dev/null || { log "debootstrap is not installed"; exit 1; }
 
 ROOTFS="$WORKDIR/rootfs"
+# Unmount whatever is mounted under the root filesystem (our /proc, and whatever an
+# interrupted debootstrap left: /sys, maybe a bound /dev), deepest first.
 cleanup() {
-    if mountpoint -q "$ROOTFS/proc" 2>/dev/null; then umount -l "$ROOTFS/proc" || true; fi
+    local mounts
+    mounts="$(awk -v root="$ROOTFS/" 'index($2, root) == 1 { print $2 }' /proc/mounts | sort -r)"
+    for m in $mounts; do umount -l "$m" || true; done
+}
+remove_rootfs() {
+    cleanup
+    rm -rf --one-file-system "$ROOTFS"
 }
 trap cleanup EXIT
 
 # A half-made root filesystem from an interrupted run is not trusted.
 if [[ -d "$ROOTFS" ]]; then
-    cleanup
-    rm -rf "$ROOTFS"
+    remove_rootfs
 fi
 mkdir -p "$ROOTFS"
 
@@ -75,5 +82,5 @@ tar -C "$ROOTFS" --numeric-owner -c . | docker import \
     --change 'ENV LANG=C.UTF-8' \
     --change 'CMD ["/bin/bash"]' \
     - "$IMAGE" >/dev/null
-rm -rf "$ROOTFS"
+remove_rootfs
 log "$IMAGE ready"

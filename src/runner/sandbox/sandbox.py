@@ -1,0 +1,225 @@
+"""``DockerSandbox``: creates, finds, checks and removes task containers.
+
+One container per task attempt, named from (execution, task, attempt) so a restarted
+worker finds it again, locked down as DESIGN.md says: limits from the project's quota,
+no network unless asked, read-only root, ``/workspace`` on a per-task volume, ``/tmp`` on a
+size-limited tmpfs, uid 10001, no capabilities, no-new-privileges, no host mounts. Each
+container answers a health check before it is handed out; one that does not is replaced
+with exponential backoff a bounded number of times.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Any
+
+from docker.types import Mount
+from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_exponential
+
+from runner.errors import InfrastructureError, RunnerError, TransientError
+from runner.ports import ContainerSpec, SlotLimiter
+from runner.sandbox import labels as lbl
+from runner.sandbox.command import USER, WORKDIR
+from runner.sandbox.engine import NotFoundError, call, ignore_missing, make_client
+from runner.sandbox.session import DockerSession
+from runner.settings import Settings, get_settings
+
+HEALTH_COMMAND = "git --version && python3 --version && node --version"
+"""What a container must answer before use: the tools verification relies on."""
+HEALTH_TIMEOUT_SECONDS = 20
+"""A health check still running after this long counts as failed."""
+
+
+class _UnhealthyError(RunnerError):
+    """A container that did not start or did not pass its health check."""
+
+
+class DockerSandbox:
+    """The ``Sandbox`` port on a Docker engine (see ``runner.ports``).
+
+    ``client`` is a ``docker.DockerClient`` (made from settings when omitted). With a
+    ``limiter``, a slot of the spec's customer is held from ``session`` until ``remove``.
+    ``health_command`` and ``create_attempts`` bound what "healthy" means and how often a
+    container is replaced before ``InfrastructureError``. Methods block: call them from a
+    worker thread in async code.
+    """
+
+    def __init__(
+        self,
+        client: Any = None,
+        *,
+        settings: Settings | None = None,
+        image: str | None = None,
+        limiter: SlotLimiter | None = None,
+        slot_timeout: float | None = None,
+        health_command: str = HEALTH_COMMAND,
+        create_attempts: int = 3,
+        backoff_seconds: float = 0.5,
+    ) -> None:
+        self._settings = settings or get_settings()
+        self._client = client if client is not None else make_client(self._settings)
+        self._api = self._client.api
+        self.image = image or self._settings.sandbox.image
+        self._limiter = limiter
+        self._slot_timeout = slot_timeout
+        self._health_command = health_command
+        self._create_attempts = max(1, create_attempts)
+        self._backoff = backoff_seconds
+
+    # ------------------------------------------------------------------ port
+    def session(self, spec: ContainerSpec) -> DockerSession:
+        """Create (or find, after a crash) the container for ``spec``, started and healthy.
+
+        Raises ``TransientError`` when no slot frees up within the slot timeout and
+        ``InfrastructureError`` when no healthy container could be made.
+        """
+        name = lbl.container_name(spec)
+        if self._limiter is not None:
+            self._limiter.acquire(spec.customer_id, name, timeout=self._slot_timeout)
+        try:
+            found = self._running_id(name)
+            if found is not None and self._healthy(name):
+                return DockerSession(self._api, name, spec, found)
+            return self._create_healthy(spec, name)
+        except BaseException:
+            with contextlib.suppress(RunnerError):  # the original failure is the one to report
+                self._discard(spec)
+            raise
+
+    def remove(self, spec: ContainerSpec) -> None:
+        """Remove the container and volume of ``spec`` (killed, not stopped); idempotent."""
+        self._discard(spec)
+
+    def remove_execution(self, execution_id: str) -> int:
+        """Remove every container and volume of an execution; returns how many containers."""
+        selector = {"label": [lbl.MANAGED_FILTER, f"{lbl.EXECUTION}={execution_id}"]}
+        what = f"list containers of {execution_id}"
+        containers = call(what, self._api.containers, all=True, filters=selector)
+        removed = 0
+        for item in containers:
+            name = item["Names"][0].lstrip("/") if item.get("Names") else item["Id"]
+            removed += self._remove_container(name)
+            self._release(name)
+        volumes = call(f"list volumes of {execution_id}", self._api.volumes, filters=selector)
+        for volume in (volumes or {}).get("Volumes") or []:
+            ignore_missing(
+                f"remove volume {volume['Name']}",
+                self._api.remove_volume,
+                volume["Name"],
+                force=True,
+            )
+        return removed
+
+    def close(self) -> None:
+        """Close the Docker client's connections."""
+        self._client.close()
+
+    # ------------------------------------------------------------------ internals
+    def _create_healthy(self, spec: ContainerSpec, name: str) -> DockerSession:
+        retrying = Retrying(
+            retry=retry_if_exception_type((_UnhealthyError, TransientError)),
+            stop=stop_after_attempt(self._create_attempts),
+            wait=wait_exponential(multiplier=self._backoff, max=8.0),
+            reraise=True,
+        )
+        try:
+            for attempt in retrying:
+                with attempt:
+                    return self._create_checked(spec, name)
+        except (_UnhealthyError, TransientError) as exc:
+            raise InfrastructureError(
+                f"no healthy sandbox container after {self._create_attempts} attempts: "
+                f"{exc.message}",
+                details={"container": name, "image": self.image},
+            ) from None
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _create_checked(self, spec: ContainerSpec, name: str) -> DockerSession:
+        self._remove_container(name)
+        container_id = self._create(spec, name)
+        if not self._healthy(name):
+            raise _UnhealthyError(f"{name} failed its health check")
+        return DockerSession(self._api, name, spec, container_id)
+
+    def _create(self, spec: ContainerSpec, name: str) -> str:
+        item_labels = lbl.labels(spec)
+        volume = lbl.volume_name(spec)
+        call(f"create volume {volume}", self._api.create_volume, volume, labels=item_labels)
+        memory = f"{spec.memory_mb}m"
+        host_config = self._api.create_host_config(
+            nano_cpus=int(spec.cpus * 1e9),
+            mem_limit=memory,
+            memswap_limit=memory,
+            pids_limit=spec.pids,
+            network_mode=None if spec.network else "none",
+            read_only=True,
+            mounts=[Mount(WORKDIR, volume, type="volume")],
+            tmpfs={"/tmp": f"rw,exec,nosuid,nodev,size={spec.tmpfs_mb}m,mode=1777"},  # noqa: S108
+            cap_drop=["ALL"],
+            security_opt=["no-new-privileges"],
+            privileged=False,
+            init=True,
+        )
+        try:
+            created = call(
+                f"create container {name}",
+                self._api.create_container,
+                self.image,
+                command=["sleep", "infinity"],
+                name=name,
+                user=USER,
+                working_dir=WORKDIR,
+                hostname="sandbox",
+                labels=item_labels,
+                host_config=host_config,
+                network_disabled=not spec.network,
+                environment={"HOME": "/tmp"},  # noqa: S108
+            )
+        except NotFoundError:
+            raise InfrastructureError(
+                f"sandbox image {self.image} is missing; build it with `devteam image build`",
+                details={"image": self.image},
+            ) from None
+        try:
+            call(f"start container {name}", self._api.start, name)
+        except (InfrastructureError, NotFoundError) as exc:
+            raise _UnhealthyError(f"{name} did not start: {exc}") from None
+        return str(created["Id"])
+
+    def _running_id(self, name: str) -> str | None:
+        try:
+            info = call(f"inspect {name}", self._api.inspect_container, name)
+        except NotFoundError:
+            return None
+        running = bool(info.get("State", {}).get("Running"))
+        return str(info["Id"]) if running and info["Config"].get("Image") == self.image else None
+
+    def _healthy(self, name: str) -> bool:
+        try:
+            what = f"health check of {name}"
+            argv = ["timeout", str(HEALTH_TIMEOUT_SECONDS), "sh", "-c", self._health_command]
+            exec_id = call(what, self._api.exec_create, name, argv, user=USER)["Id"]
+            call(what, self._api.exec_start, exec_id)
+            code = call(what, self._api.exec_inspect, exec_id).get("ExitCode")
+        except (InfrastructureError, TransientError, NotFoundError):
+            return False
+        return bool(code == 0)
+
+    def _remove_container(self, name: str) -> int:
+        gone = ignore_missing(
+            f"remove container {name}", self._api.remove_container, name, force=True
+        )
+        return 1 if gone else 0
+
+    def _discard(self, spec: ContainerSpec) -> None:
+        name = lbl.container_name(spec)
+        try:
+            self._remove_container(name)
+            volume = lbl.volume_name(spec)
+            ignore_missing(f"remove volume {volume}", self._api.remove_volume, volume, force=True)
+        finally:
+            self._release(name)
+
+    def _release(self, name: str) -> None:
+        if self._limiter is not None:
+            self._limiter.release(name)
