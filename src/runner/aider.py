@@ -1,0 +1,313 @@
+"""The Aider coding tool: runs the ``aider`` executable on a working copy, non-interactively.
+
+Aider runs from its own environment with nothing of ours: an empty environment plus
+``PATH``, a throw-away ``HOME``, the model settings (the API key only as an environment
+variable, never in argv) and offline guards. Its working directory, message and history
+files live in a temporary directory outside the repository, and it runs with ``--no-git``
+so it never reads the repository's ``.aider.conf.yml`` or ``.env`` and never touches
+``.git``. A small guard, loaded by Aider's Python through ``PYTHONPATH``, pins Aider's root
+to the working copy and refuses any edit outside it (or inside ``.git``); if it cannot be
+installed Aider does not run.
+
+Afterwards the change is read with pygit2 (working tree against ``HEAD``, new files
+included) into the Operation Artifact.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tempfile
+import threading
+import time
+from collections.abc import Iterable
+from pathlib import Path, PurePosixPath
+from typing import Any
+from urllib.parse import urlsplit
+
+import pygit2
+
+from runner.errors import Classification, InfrastructureError, ToolError
+from runner.git.commits import changed_paths, diff_between
+from runner.ports import ImplementOutputs, ImplementRequest, LineSink, OperationArtifact
+from runner.prompt import build_prompt
+from runner.redact import Redactor
+from runner.settings import Settings
+from runner.toolprocess import ToolProcess
+
+STDOUT_LIMIT = 64 * 1024
+"""Most characters of Aider's output kept in the artifact (the tail)."""
+
+DENY_PROXY = "http://127.0.0.1:9"
+"""Proxy for every host but the model's: nothing listens there, so stray traffic fails fast."""
+
+GUARD_MISSING = 97
+"""Exit code of an Aider whose edit guard could not be installed (it then does nothing)."""
+
+_KEY_VARIABLES = {
+    "anthropic": "ANTHROPIC_API_KEY",
+    "gemini": "GEMINI_API_KEY",
+    "deepseek": "DEEPSEEK_API_KEY",
+    "openrouter": "OPENROUTER_API_KEY",
+}
+_FLAGS = [
+    *("--yes-always", "--no-git", "--no-auto-commits", "--no-dirty-commits", "--no-gitignore"),
+    *("--no-analytics", "--no-check-update", "--no-show-release-notes", "--no-pretty"),
+    *("--no-show-model-warnings", "--no-fancy-input", "--no-suggest-shell-commands"),
+    *("--no-detect-urls", "--no-auto-lint", "--no-auto-test", "--no-restore-chat-history"),
+    *("--map-tokens", "0", "--encoding", "utf-8"),
+]
+_FIXED_ENV = {
+    "LANG": "C.UTF-8",
+    "LC_ALL": "C.UTF-8",
+    "TERM": "dumb",
+    "NO_COLOR": "1",
+    "PYTHONUNBUFFERED": "1",
+    "LITELLM_LOCAL_MODEL_COST_MAP": "True",
+    "HF_HUB_OFFLINE": "1",
+    "TRANSFORMERS_OFFLINE": "1",
+    "HF_HUB_DISABLE_TELEMETRY": "1",
+}
+
+_GUARD = '''"""DevTeam Runner guard for Aider (loaded as sitecustomize through PYTHONPATH)."""
+import os, sys
+from pathlib import Path
+
+
+def _install(root):
+    from aider import utils
+    from aider.coders import base_coder
+
+    original = base_coder.Coder.allowed_to_edit
+
+    def allowed_to_edit(self, path):
+        try:
+            inside = Path(self.abs_root_path(path)).resolve().relative_to(root)
+        except (OSError, ValueError):
+            inside = None
+        if inside is None or inside.parts[:1] in ((), (".git",)):
+            self.io.tool_error(f"Refused edit outside the working copy: {path}")
+            return False
+        return original(self, path)
+
+    utils.find_common_root = lambda abs_fnames: str(root)
+    base_coder.Coder.allowed_to_edit = allowed_to_edit
+
+
+if os.environ.get("DEVTEAM_AIDER_ROOT"):
+    try:
+        _install(Path(os.environ["DEVTEAM_AIDER_ROOT"]).resolve())
+    except Exception as exc:
+        sys.stderr.write(f"devteam guard not installed ({exc!r}); refusing to run\\n")
+        os._exit(97)
+'''
+
+
+class AiderTool:
+    """:class:`runner.ports.CodingTool` backed by the Aider CLI."""
+
+    name = "aider"
+
+    def __init__(
+        self,
+        settings: Settings,
+        redactor: Redactor,
+        *,
+        edit_format: str | None = None,
+        timeout_seconds: float | None = None,
+        deny_proxy: str = DENY_PROXY,
+    ) -> None:
+        self.bin = settings.path(settings.aider.bin)
+        self.model = settings.model.name
+        self.api_base = settings.model.api_base
+        self._api_key = settings.model.api_key
+        self.edit_format = edit_format if edit_format is not None else settings.model.edit_format
+        self.timeout = float(timeout_seconds or settings.aider.timeout_seconds)
+        self.deny_proxy = deny_proxy
+        self.redactor = redactor.with_secrets([self._api_key] if self._api_key else [])
+
+    def implement(
+        self,
+        request: ImplementRequest,
+        *,
+        on_line: LineSink | None = None,
+        cancel: threading.Event | None = None,
+    ) -> OperationArtifact:
+        """Run Aider for ``request`` and describe the change (see ``CodingTool``).
+
+        ``on_line`` gets each redacted output line as it is printed, from a reader thread.
+        ``cancel`` (or the timeout) kills Aider's whole process group within ~0.1 s.
+        Raises :class:`InfrastructureError` only for our own machinery (no Aider executable,
+        the working directory is not the top of a git working copy).
+        """
+        started = time.monotonic()
+        root = _working_copy(request.workdir)
+        refused = unsafe_files(root, request.files)
+        if refused:
+            message = f"refused task files outside the working copy: {', '.join(refused)}"
+            return self._failed(request, started, Classification.TOOL, message)
+        if cancel is not None and cancel.is_set():
+            return self._failed(request, started, Classification.CANCELLED, "cancelled")
+        if not os.access(self.bin, os.X_OK):
+            raise InfrastructureError(f"aider executable not found at {self.bin}")
+        with tempfile.TemporaryDirectory(prefix="devteam-aider-") as tmp:
+            command, env = self._prepare(Path(tmp), root, request)
+            outcome = ToolProcess(
+                command, env, Path(tmp) / "work", self.redactor, on_line=on_line, limit=STDOUT_LIMIT
+            )
+            outcome.wait(self.timeout, cancel)
+        stdout = outcome.output()
+        if outcome.returncode == GUARD_MISSING:
+            raise InfrastructureError(f"the edit guard could not be installed in aider: {stdout}")
+        if outcome.cancelled:
+            return self._failed(request, started, Classification.CANCELLED, "cancelled", stdout)
+        if outcome.timed_out:
+            message = f"aider timed out after {self.timeout:g} s"
+            return self._failed(request, started, Classification.TOOL, message, stdout)
+        patch, files, lines = working_tree_change(root)
+        outputs = ImplementOutputs(
+            diff=self.redactor.redact(patch),
+            stdout=stdout,
+            files_modified=files,
+            lines_changed=lines,
+        )
+        error: ToolError | None = None
+        details = {"exitCode": outcome.returncode, "outputTail": stdout[-2000:]}
+        if outcome.returncode != 0:
+            error = ToolError(f"aider exited with code {outcome.returncode}", details=details)
+        elif not files:
+            classification, message = failure_kind(stdout)
+            error = ToolError(message, details=details, classification=classification)
+        return self._artifact(request, started, outputs, error.to_dict() if error else None)
+
+    def _prepare(
+        self, tmp: Path, root: Path, request: ImplementRequest
+    ) -> tuple[list[str], dict[str, str]]:
+        for sub in ("home/.aider/caches", "guard", "work"):
+            (tmp / sub).mkdir(parents=True)
+        # A non-empty model-info cache stops Aider fetching it from GitHub.
+        (tmp / "home/.aider/caches/model_prices_and_context_window.json").write_text(
+            '{"devteam-offline": {}}', encoding="utf-8"
+        )
+        (tmp / "guard/sitecustomize.py").write_text(_GUARD, encoding="utf-8")
+        prompt = build_prompt(request, redactor=self.redactor)
+        (tmp / "message.md").write_text(prompt, encoding="utf-8")
+        command = [str(self.bin), *_FLAGS, "--model", self.model]
+        if self.edit_format:
+            command += ["--edit-format", self.edit_format]
+        if self.api_base:
+            command += ["--openai-api-base", self.api_base]
+        for name, path in (("chat", "chat.md"), ("input", "input.txt"), ("llm", "llm.txt")):
+            command += [f"--{name}-history-file", str(tmp / path)]
+        command += ["--message-file", str(tmp / "message.md")]
+        for rel in request.files:
+            if (root / rel).is_file():
+                command += ["--file", str(root / rel)]
+        provider = self.model.split("/", 1)[0] if "/" in self.model else "openai"
+        api_host = urlsplit(self.api_base).hostname if self.api_base else None
+        env = {
+            **_FIXED_ENV,
+            "PATH": os.environ.get("PATH", os.defpath),
+            "HOME": str(tmp / "home"),
+            "PYTHONPATH": str(tmp / "guard"),
+            "DEVTEAM_AIDER_ROOT": str(root),
+            "HTTP_PROXY": self.deny_proxy,
+            "HTTPS_PROXY": self.deny_proxy,
+            "ALL_PROXY": self.deny_proxy,
+            "NO_PROXY": api_host or "",
+        }
+        if self._api_key:
+            env[_KEY_VARIABLES.get(provider, "OPENAI_API_KEY")] = self._api_key
+        return command, env
+
+    def _failed(
+        self,
+        request: ImplementRequest,
+        started: float,
+        classification: Classification,
+        message: str,
+        stdout: str = "",
+    ) -> OperationArtifact:
+        outputs = ImplementOutputs(diff="", stdout=stdout, files_modified=[], lines_changed=0)
+        error = {"classification": str(classification), "message": self.redactor(message)}
+        return self._artifact(request, started, outputs, error)
+
+    def _artifact(
+        self,
+        request: ImplementRequest,
+        started: float,
+        outputs: ImplementOutputs,
+        error: dict[str, Any] | None,
+    ) -> OperationArtifact:
+        return OperationArtifact(
+            operation="implement",
+            task_id=request.task_id,
+            tool=self.name,
+            success=error is None,
+            duration=round(time.monotonic() - started, 3),
+            outputs=outputs,
+            error=error,
+        )
+
+
+_MODEL_REJECTED = re.compile(
+    r"litellm\.(?:AuthenticationError|PermissionDeniedError|NotFoundError|BadRequestError)\b"
+)
+_MODEL_UNAVAILABLE = re.compile(
+    r"litellm\.(?:APIConnectionError|InternalServerError|ServiceUnavailableError"
+    r"|RateLimitError|Timeout|APIError)\b"
+)
+
+
+def failure_kind(stdout: str) -> tuple[Classification, str]:
+    """Why a run that changed nothing failed, from what Aider printed (it exits 0 anyway):
+    the model endpoint refused us (``config``), was unreachable (``transient``, after Aider's
+    own retries), or the model made no usable edit (``tool``)."""
+    if _MODEL_REJECTED.search(stdout):
+        return Classification.CONFIG, "the model endpoint rejected the request (DEVTEAM_MODEL_*)"
+    if _MODEL_UNAVAILABLE.search(stdout):
+        return Classification.TRANSIENT, "the model endpoint was unreachable or failing"
+    return Classification.TOOL, "aider made no change to the working copy"
+
+
+def unsafe_files(workdir: Path, files: Iterable[str]) -> list[str]:
+    """The task files that are absolute, climb with ``..``, point into ``.git`` or resolve
+    (through symlinks) outside ``workdir``."""
+    root = workdir.resolve()
+    bad = []
+    for name in files:
+        path = PurePosixPath(name)
+        target = (root / name).resolve()
+        if (
+            not name
+            or path.is_absolute()
+            or Path(name).is_absolute()
+            or ".." in path.parts
+            or not target.is_relative_to(root)
+            or target == root
+            or target.relative_to(root).parts[0] == ".git"
+        ):
+            bad.append(name)
+    return bad
+
+
+def _working_copy(workdir: Path) -> Path:
+    """``workdir`` resolved, after checking it is the top of a git working copy."""
+    try:
+        repo = pygit2.Repository(str(workdir))
+    except (pygit2.GitError, KeyError) as exc:
+        raise InfrastructureError(f"not a git working copy: {workdir} ({exc})") from None
+    root = workdir.resolve()
+    if repo.workdir is None or Path(repo.workdir).resolve() != root:
+        raise InfrastructureError(f"not the top of a git working copy: {workdir}")
+    return root
+
+
+def working_tree_change(workdir: Path) -> tuple[str, list[str], int]:
+    """``(unified patch, paths changed, lines added + deleted)`` of the working tree against
+    ``HEAD``, new untracked (not ignored) files included."""
+    try:
+        diff = diff_between(pygit2.Repository(str(workdir)), "HEAD", None)
+        return diff.patch or "", changed_paths(diff), diff.stats.insertions + diff.stats.deletions
+    except pygit2.GitError as exc:
+        raise InfrastructureError(f"cannot read the change in {workdir}: {exc}") from None

@@ -1,0 +1,293 @@
+"""Secret redaction: one redactor for every artifact, log line, notification and error.
+
+First every *configured* secret value (settings, secret-looking environment variables) is
+replaced wherever it occurs, plain or URL-encoded. Then a few compiled passes find the
+common token kinds: GitHub, OpenAI, AWS, Slack, JWTs, private key blocks, passwords in
+URLs, ``Bearer``/``Authorization`` headers and ``password=...`` style assignments. Each
+pass starts with a literal so the regex engine skips most of the text quickly (1 MB in a
+few tens of milliseconds). Matches become markers such as ``[REDACTED:github-token]``;
+markers never match again, so redacting twice changes nothing.
+
+The patterns leave ordinary code alone: commit SHAs, UUIDs, base64 images,
+``token = get_token()`` and ``password: str`` survive (see ``tests/fixtures_redaction``).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
+from urllib.parse import quote
+
+from runner.settings import get_settings
+
+SECRET_ENV_NAME = re.compile(r"TOKEN|SECRET|PASSWORD|PASSWD|API_?KEY|PRIVATE_?KEY")
+"""Environment variables whose names match this hold secrets (when 8+ characters long)."""
+
+_MIN_ENV_SECRET = 8
+_MIN_SECRET = 6
+_SECRET_WORDS = (
+    ("password",), ("passwd",), ("passphrase",), ("secret",), ("token",), ("api", "key"),
+    ("access", "key"), ("private", "key"), ("credential",), ("credentials",),
+    ("authorization",),
+)  # fmt: skip
+# A quoted value runs to its closing quote; a bare one stops at code punctuation.
+_VALUE = r"(?P<q>[\"'])?(?P<value>(?(q)[^\s\"'`]+|[^\s\"'`,;&<>()\[\]{}]+))"
+# ``=``, ``:``, ``=>`` and a typed assignment ``: str =``.
+_SEPARATOR = r"[\"']?[ \t]*(?::[ \t]*[A-Za-z_][\w.\[\]| ]*=(?!=)|:|=>|=(?!=))[ \t]*"
+_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*")
+_ONE_TRAILING_DIGIT = re.compile(r"[A-Za-z_]+[0-9]")
+
+Replacer = Callable[[re.Match[str]], str]
+
+
+def marker(kind: str) -> str:
+    """The text a secret of ``kind`` is replaced with."""
+    return f"[REDACTED:{kind}]"
+
+
+def looks_random(value: str, *, literal: bool = False) -> bool:
+    """Whether a value next to a secret-ish word is a credential rather than code.
+
+    Code puts identifiers, calls, types and templates there (``token = token``,
+    ``password: str``, ``${DB_PASSWORD}``, ``self.token_v2``); credentials mix letters and
+    digits. A ``literal`` (quoted) value is never code, so identifier shapes count there.
+    """
+    if len(value) < 6 or value.startswith(("[REDACTED", "$", "%")) or set(value) <= {"*"}:
+        return False
+    if not any(c.isdigit() for c in value) or not any(c.isalpha() for c in value):
+        return False
+    return literal or not (
+        _IDENTIFIER.fullmatch(value) and ("." in value or _ONE_TRAILING_DIGIT.fullmatch(value))
+    )
+
+
+def _word_variants(parts: tuple[str, ...]) -> set[str]:
+    """``api_key``, ``API-KEY``, ``ApiKey``, ``apiKey``...: the spellings code uses."""
+    out: set[str] = set()
+    for sep in ("_", "-", ""):
+        out.add(sep.join(parts))
+        out.add(sep.join(parts).upper())
+        out.add(sep.join(p.capitalize() for p in parts))
+        out.add(parts[0] + sep.join(p.capitalize() for p in parts[1:]))
+    return out
+
+
+def _trie_regex(words: Iterable[str]) -> str:
+    """An alternation of ``words`` factored as a trie (much faster than a flat one)."""
+    trie: dict[str, Any] = {}
+    for word in words:
+        node = trie
+        for ch in word:
+            node = node.setdefault(ch, {})
+        node[""] = {}
+
+    def emit(node: dict[str, Any]) -> str:
+        alts = [re.escape(ch) + emit(child) for ch, child in sorted(node.items()) if ch]
+        if not alts:
+            return ""
+        body = "(?:" + "|".join(alts) + ")"
+        return body + "?" if "" in node else body
+
+    return emit(trie)
+
+
+def _bounded(match: re.Match[str]) -> bool:
+    """The match does not start in the middle of a word (``\\b`` without slowing the scan)."""
+    start = match.start()
+    return start == 0 or not (match.string[start - 1].isalnum() or match.string[start - 1] == "_")
+
+
+def _whole(kind: str, check: Callable[[str], bool] | None = None) -> Replacer:
+    def replace(match: re.Match[str]) -> str:
+        text = match.group(0)
+        if not _bounded(match) or (check is not None and not check(text)):
+            return text
+        return marker(kind)
+
+    return replace
+
+
+def _openai_body(text: str) -> bool:
+    """Real keys are random: a kebab-case name such as ``sk-learn-...`` is not one."""
+    body = text[3:]
+    return any(c.isdigit() for c in body) and any(c.isalpha() for c in body)
+
+
+def _url_credentials(match: re.Match[str]) -> str:
+    user, password = match.group("user"), match.group("pw")
+    if password is not None:
+        return f"://{user}:***@"
+    return "://***@" if looks_random(user) else match.group(0)
+
+
+def _keep_head(kind: str, check: Callable[[str], bool]) -> Replacer:
+    def replace(match: re.Match[str]) -> str:
+        value = match.group("value")
+        if not check(value):
+            return match.group(0)
+        return match.group(0)[: match.start("value") - match.start()] + marker(kind)
+
+    return replace
+
+
+def _assignment(match: re.Match[str]) -> str:
+    word = match.group("word").lower()
+    value = match.group("value")
+    literal = match.group("q") is not None
+    if word == "authorization":
+        ok = looks_random(value, literal=literal) or (
+            len(value) >= 8 and any(c in value for c in "=+/")
+        )
+        kind = "authorization"
+    else:
+        ok, kind = looks_random(value, literal=literal), "secret"
+    if not ok:
+        return match.group(0)
+    return match.group(0)[: match.start("value") - match.start()] + marker(kind)
+
+
+_WORDS = _trie_regex(set().union(*map(_word_variants, _SECRET_WORDS)))
+_SCHEME = r"(?:(?:Basic|basic|BASIC|Token|token|TOKEN|Bearer|bearer|BEARER)[ \t]+)?"
+
+# (pattern, replacer, triggers): a pass runs only when one of its triggers is in the text.
+_PASSES: tuple[tuple[re.Pattern[str], Replacer, tuple[str, ...]], ...] = (
+    (
+        re.compile(
+            r"-----BEGIN[ A-Z0-9]*PRIVATE KEY(?: BLOCK)?-----[\s\S]*?"
+            r"(?:-----END[ A-Z0-9]*PRIVATE KEY(?: BLOCK)?-----|\Z)"
+        ),
+        _whole("private-key"),
+        ("-----BEGIN",),
+    ),
+    (
+        re.compile(r"g(?:h[opusr]_|ithub_pat_)[A-Za-z0-9_]{30,255}\b"),
+        _whole("github-token"),
+        ("gh", "github_pat_"),
+    ),
+    (
+        re.compile(r"sk-(?:proj-|svcacct-|admin-|ant-)?[A-Za-z0-9_-]{20,}"),
+        _whole("openai-key", _openai_body),
+        ("sk-",),
+    ),
+    (
+        re.compile(r"A(?:KIA|SIA|BIA|CCA)[A-Z0-9]{16}\b"),
+        _whole("aws-access-key"),
+        ("AKIA", "ASIA", "ABIA", "ACCA"),
+    ),
+    (re.compile(r"xox[abposre]-[A-Za-z0-9-]{10,}"), _whole("slack-token"), ("xox",)),
+    (
+        re.compile(r"eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]*"),
+        _whole("jwt"),
+        ("eyJ",),
+    ),
+    (
+        re.compile(r"://(?P<user>[^\s:/?#@\"'<>]*)(?::(?P<pw>[^\s/?#@\"'<>]+))?@"),
+        _url_credentials,
+        ("://",),
+    ),
+    (
+        re.compile(r"(?:Bearer|bearer|BEARER)[ \t]+(?P<value>[A-Za-z0-9._~+/=-]{8,})"),
+        _keep_head("bearer", looks_random),
+        ("earer", "EARER"),
+    ),
+    (
+        re.compile(rf"(?P<word>{_WORDS})(?:[_-]?(?:key|KEY|Key))?{_SEPARATOR}{_SCHEME}{_VALUE}"),
+        _assignment,
+        (),
+    ),
+)
+
+
+class Redactor:
+    """Replaces secrets in text and in JSON-like values. Immutable and thread-safe."""
+
+    def __init__(self, secrets: Iterable[str] = ()) -> None:
+        variants: set[str] = set()
+        for secret in secrets:
+            if secret and len(secret) >= _MIN_SECRET:
+                variants.update((secret, quote(secret, safe="")))
+        self._secrets = frozenset(variants)
+        ordered = sorted(self._secrets, key=lambda s: (-len(s), s))
+        self._exact = re.compile("|".join(map(re.escape, ordered))) if ordered else None
+
+    @property
+    def secrets(self) -> frozenset[str]:
+        """The configured secret values this redactor replaces wherever they occur."""
+        return self._secrets
+
+    def redact(self, text: str) -> str:
+        """``text`` with every configured secret and every recognised token replaced."""
+        if not text:
+            return text
+        if self._exact is not None:
+            text = self._exact.sub(marker("secret"), text)
+        for pattern, replace, triggers in _PASSES:
+            if not triggers or any(t in text for t in triggers):
+                text = pattern.sub(replace, text)
+        return text
+
+    __call__ = redact
+
+    def redact_obj(self, obj: Any) -> Any:
+        """A copy of a JSON-like value with every string redacted (dict keys are kept)."""
+        if isinstance(obj, str):
+            return self.redact(obj)
+        if isinstance(obj, dict):
+            return {key: self.redact_obj(value) for key, value in obj.items()}
+        if isinstance(obj, list | tuple):
+            return type(obj)(self.redact_obj(value) for value in obj)
+        return obj
+
+    def with_secrets(self, more: Iterable[str]) -> Redactor:
+        """A new redactor that also replaces the values in ``more``."""
+        return Redactor([*self._secrets, *more])
+
+    def lines(self) -> LineRedactor:
+        """A redactor for one stream of lines (remembers an open private key block)."""
+        return LineRedactor(self)
+
+
+_KEY_BEGIN = re.compile(r"-----BEGIN[ A-Z0-9]*PRIVATE KEY(?: BLOCK)?-----")
+_KEY_END = re.compile(r"-----END[ A-Z0-9]*PRIVATE KEY(?: BLOCK)?-----")
+
+
+class LineRedactor:
+    """Redacts a tool's output line by line, as it is printed.
+
+    A private key block spans lines, so one line alone cannot show where it ends: after a
+    ``BEGIN ... PRIVATE KEY`` line every line is hidden until the ``END`` line.
+    """
+
+    def __init__(self, redactor: Redactor) -> None:
+        self._redactor = redactor
+        self._in_key = False
+
+    def __call__(self, line: str) -> str:
+        """The redacted ``line`` (one line, without its newline)."""
+        if self._in_key:
+            end = _KEY_END.search(line)
+            if end is None:
+                return marker("private-key")
+            self._in_key = False
+            return marker("private-key") + self._redactor.redact(line[end.end() :])
+        begin = _KEY_BEGIN.search(line)
+        if begin is not None and _KEY_END.search(line, begin.end()) is None:
+            self._in_key = True
+        return self._redactor.redact(line)
+
+
+def secret_env_values(environ: Mapping[str, str] | None = None) -> list[str]:
+    """Values of environment variables whose names look secret and are 8+ characters."""
+    env = os.environ if environ is None else environ
+    return [
+        value
+        for name, value in env.items()
+        if SECRET_ENV_NAME.search(name.upper()) and len(value) >= _MIN_ENV_SECRET
+    ]
+
+
+def default_redactor() -> Redactor:
+    """The service's redactor: configured secrets plus secret-looking environment values."""
+    return Redactor([*get_settings().secret_values(), *secret_env_values()])

@@ -1,0 +1,175 @@
+"""The redactor against a corpus of real-looking files, with and without secrets."""
+
+from __future__ import annotations
+
+import base64
+import json
+import random
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from runner.redact import Redactor, default_redactor, marker, secret_env_values
+from runner.settings import reset_settings_cache
+
+CORPUS = Path(__file__).resolve().parents[1] / "fixtures_redaction"
+CLEAN = sorted((CORPUS / "clean").iterdir())
+SECRET = sorted(p for p in (CORPUS / "secret").iterdir() if p.suffix not in (".redacted", ".json"))
+PLANTED: dict[str, list[str]] = json.loads((CORPUS / "secret" / "secrets.json").read_text())
+
+
+@pytest.mark.parametrize("path", CLEAN, ids=lambda p: p.name)
+def test_given_ordinary_code_logs_and_diffs_when_redacted_then_nothing_changes(path: Path) -> None:
+    text = path.read_text()
+    assert Redactor().redact(text) == text
+
+
+@pytest.mark.parametrize("path", SECRET, ids=lambda p: p.name)
+def test_given_a_file_with_planted_secrets_when_redacted_then_each_is_gone(path: Path) -> None:
+    out = Redactor().redact(path.read_text())
+
+    for secret in PLANTED[path.name]:
+        assert secret not in out
+    assert out == path.with_name(path.name + ".redacted").read_text()
+
+
+@pytest.mark.parametrize("path", CLEAN + SECRET, ids=lambda p: p.name)
+def test_given_redacted_text_when_redacted_again_then_it_is_unchanged(path: Path) -> None:
+    redactor = Redactor(["Xk9pL2mQ7vRt"])
+    once = redactor.redact(path.read_text())
+    assert redactor.redact(once) == once
+
+
+def test_every_secret_file_is_listed_with_its_planted_values() -> None:
+    assert {p.name for p in SECRET} == set(PLANTED)
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("ghp_" + "a1B2c3D4e5" * 4, "[REDACTED:github-token]"),
+        ("key sk-proj-abcdefghijklmnop1234567890ABCDEF", "key [REDACTED:openai-key]"),
+        ("id AKIAIOSFODNN7EXAMPLE.", "id [REDACTED:aws-access-key]."),
+        ("Authorization: Bearer abc.def-123456789", "Authorization: Bearer [REDACTED:bearer]"),
+        ("https://user:hunter22@github.com/x.git", "https://user:***@github.com/x.git"),
+        ("https://abcdef0123456789abcdef@gitlab.com/x", "https://***@gitlab.com/x"),
+        ("xoxp-1234567890-abcdefghij", "[REDACTED:slack-token]"),
+        ("DB_PASSWORD=s3cr3tP4ss", "DB_PASSWORD=[REDACTED:secret]"),
+        ('{"api_key": "abc123def456"}', '{"api_key": "[REDACTED:secret]"}'),
+        ("tokenizer = Tokenizer(vocab_size=32000)", "tokenizer = Tokenizer(vocab_size=32000)"),
+        ("password: str = ''", "password: str = ''"),
+        ("password=password", "password=password"),
+        ("self.token = self.tokens.v2", "self.token = self.tokens.v2"),
+        ("if token == 'abc123xyz':", "if token == 'abc123xyz':"),
+        ("Bearer authentication is used", "Bearer authentication is used"),
+        ("pip install risk-assessment-module-2024x", "pip install risk-assessment-module-2024x"),
+        (
+            "postgresql+asyncpg://devteam@127.0.0.1:5432/db",
+            "postgresql+asyncpg://devteam@127.0.0.1:5432/db",
+        ),
+    ],
+)
+def test_given_a_snippet_when_redacted_then_only_the_token_is_replaced(
+    text: str, expected: str
+) -> None:
+    assert Redactor().redact(text) == expected
+
+
+def test_given_configured_secrets_when_plain_or_url_encoded_then_both_are_replaced() -> None:
+    redactor = Redactor(["pa ss/w0rd!", "tiny"])
+    out = redactor.redact("plain pa ss/w0rd! encoded pa%20ss%2Fw0rd%21 and tiny stays")
+    assert out == "plain [REDACTED:secret] encoded [REDACTED:secret] and tiny stays"
+
+
+def test_given_a_redactor_when_extended_with_more_secrets_then_the_original_is_unchanged() -> None:
+    base = Redactor(["first-secret-1"])
+    more = base.with_secrets(["second-secret-2"])
+    text = "first-secret-1 second-secret-2"
+    assert base.redact(text) == "[REDACTED:secret] second-secret-2"
+    assert more.redact(text) == "[REDACTED:secret] [REDACTED:secret]"
+
+
+def test_given_nested_values_when_redact_obj_then_strings_are_redacted_and_keys_kept() -> None:
+    obj = {
+        "password": "my-secret-9",
+        "lines": ["ok", "token=my-secret-9", ("AKIAIOSFODNN7EXAMPLE",)],
+        "count": 3,
+        "flag": None,
+    }
+    out = Redactor(["my-secret-9"]).redact_obj(obj)
+    assert out == {
+        "password": "[REDACTED:secret]",
+        "lines": ["ok", "token=[REDACTED:secret]", ("[REDACTED:aws-access-key]",)],
+        "count": 3,
+        "flag": None,
+    }
+
+
+def test_given_settings_and_secret_env_vars_when_default_redactor_then_all_are_redacted(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("DEVTEAM_MODEL_API_KEY", "model-key-from-settings")
+    monkeypatch.setenv("CUSTOMER_DEPLOY_TOKEN", "plainwordsecretvalue")
+    monkeypatch.setenv("SHORT_TOKEN", "short")
+    monkeypatch.setenv("HOME_DIRECTORY", "not-a-secret-by-name")
+    reset_settings_cache()
+    try:
+        out = default_redactor().redact(
+            "k=model-key-from-settings t=plainwordsecretvalue s=short h=not-a-secret-by-name"
+        )
+    finally:
+        reset_settings_cache()
+    assert out == "k=[REDACTED:secret] t=[REDACTED:secret] s=short h=not-a-secret-by-name"
+    assert "short" not in secret_env_values({"A_TOKEN": "short", "B": "longer-value-1"})
+
+
+def test_given_one_megabyte_of_mixed_text_when_redacted_then_it_takes_well_under_100ms() -> None:
+    rng = random.Random(3)
+    parts = [p.read_text() for p in CLEAN + SECRET]
+    parts.append(base64.b64encode(rng.randbytes(200_000)).decode())
+    parts.extend(str(uuid.UUID(int=rng.getrandbits(128))) for _ in range(2000))
+    text = "\n".join(parts)
+    text = (text * (1_000_000 // len(text) + 1))[:1_000_000]
+    redactor = Redactor(["Xk9pL2mQ7vRt", "another-configured-secret"])
+
+    best = min(_timed(redactor.redact, text) for _ in range(5))
+
+    assert best < 0.100
+
+
+def _timed(fn: object, text: str) -> float:
+    start = time.perf_counter()
+    fn(text)  # type: ignore[operator]
+    return time.perf_counter() - start
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    before=st.text(max_size=200),
+    after=st.text(max_size=200),
+    secret=st.from_regex(r"[A-Za-z0-9_+/=-]{5,30}[0-9][A-Za-z0-9]{2,10}", fullmatch=True),
+)
+def test_property_a_configured_secret_never_survives_in_any_surrounding_text(
+    before: str, after: str, secret: str
+) -> None:
+    out = Redactor([secret]).redact(before + secret + after)
+    assert secret not in out
+    assert marker("secret") in out
+
+
+def test_given_a_key_block_printed_line_by_line_when_redacted_per_line_then_no_line_leaks() -> None:
+    text = (CORPUS / "secret" / "id_rsa_in_log.txt").read_text()
+    redact_line = Redactor().lines()
+
+    out = [redact_line(line) for line in text.splitlines()]
+
+    joined = "\n".join(out)
+    for secret in PLANTED["id_rsa_in_log.txt"]:
+        assert secret not in joined
+    assert out[0] == "Writing deploy key to /home/runner/.ssh/id_ed25519"
+    assert out[1:5] == ["[REDACTED:private-key]"] * 4
+    assert out[5].startswith("Key written. Fingerprint SHA256:")
