@@ -155,3 +155,24 @@ async def store(env: dict[str, str]) -> AsyncIterator["object"]:
     s = Store.from_settings(get_settings(), pool_size=5)
     yield s
     await s.close()
+
+
+@pytest.fixture
+def procs(env: dict[str, str], tmp_path: Path) -> Iterator["object"]:
+    """Real service processes (gateway, relay, worker) on this test's database."""
+    from tests.support.procs import processes
+
+    with processes(env, tmp_path / "logs") as registry:
+        yield registry
+
+
+@pytest.fixture
+def token_for(env: dict[str, str]):
+    """Mint a token: ``token_for("alice", ["acme/*"], role="developer")``."""
+    from gateway.auth import mint
+    from runner.settings import get_settings
+
+    def make(sub: str, projects: list[str], role: str = "developer", ttl: int = 3600) -> str:
+        return mint(get_settings(), sub=sub, projects=projects, role=role, ttl=ttl)
+
+    return make

@@ -18,7 +18,8 @@ from gateway import idempotency
 from gateway.auth import Authenticator
 from gateway.correlation import correlation_middleware
 from gateway.problems import Problem, on_http, on_problem, on_unexpected, on_validation
-from gateway.routes import automation, events, executions, health
+from gateway.fanout import Hub
+from gateway.routes import automation, events, executions, health, stream
 from pipeline.db import Store
 from runner.logging import configure_logging
 from runner.settings import Settings, get_settings
@@ -35,6 +36,8 @@ def create_app(settings: Settings | None = None, *, store: Store | None = None) 
     @contextlib.asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
         app.state.store = store or Store.from_settings(settings)
+        app.state.hub = Hub(settings)
+        await app.state.hub.start()
         sweeper = asyncio.create_task(_sweep_keys(app.state.store))
         warm = asyncio.create_task(health.warm_up(settings))
         try:
@@ -44,6 +47,7 @@ def create_app(settings: Settings | None = None, *, store: Store | None = None) 
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
+            await app.state.hub.stop()
             if store is None:
                 await app.state.store.close()
 
@@ -52,6 +56,7 @@ def create_app(settings: Settings | None = None, *, store: Store | None = None) 
         *automation.handlers,
         *executions.handlers,
         health.health,
+        *stream.handlers,
     ]
     cors = (
         CORSConfig(allow_origins=[o.strip() for o in settings.gateway.cors_origins.split(",")])
@@ -83,6 +88,7 @@ def create_app(settings: Settings | None = None, *, store: Store | None = None) 
             security=[{"bearer": []}],
         ),
         debug=False,
+        logging_config=None,
     )
     app.state.settings = settings
     app.state.auth = Authenticator(settings)

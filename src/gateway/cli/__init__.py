@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import typer
 
-from gateway.cli import services
+from gateway.cli import runtime, services
+from runner.sandbox import cli as sandbox_cli
+from runner.scripted_model import cli as scripted_model_cli
 
 app = typer.Typer(
     name="devteam",
@@ -19,6 +21,13 @@ app = typer.Typer(
 )
 app.add_typer(services.app, name="services")
 app.command("config")(services.config)
+app.command("serve")(runtime.serve)
+app.command("relay")(runtime.relay)
+app.command("worker")(runtime.worker)
+app.command("token")(runtime.token)
+app.add_typer(sandbox_cli.app, name="image", help="Build and inspect the sandbox images.")
+app.command("reap")(sandbox_cli.reap)
+app.command("scripted-model")(scripted_model_cli.command)
 
 
 def main() -> None:

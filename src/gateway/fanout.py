@@ -1,0 +1,315 @@
+"""The gateway's live stream: one LISTEN connection, many subscribers, replay from the table.
+
+The hub keeps one LISTEN connection on ``devteam_stream``; a NOTIFY carries only a pointer
+(the last position written). On each wake-up the hub reads every row after the last one it
+published, in ``pos`` order (see pipeline/stream.py for why that order is safe), encodes
+each frame once, and offers it to every subscriber whose token and filters match. A poll
+every second covers a lost NOTIFY; when the LISTEN connection drops, the hub reconnects with
+backoff and catches up from the table, so subscribers lose nothing.
+
+Each subscriber has a bounded queue. A subscriber that cannot keep up (queue full) is told
+``resync`` and is then served from the table from its own cursor, so a slow browser never
+costs unbounded memory and never slows anyone else down.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import asyncpg
+import msgspec
+import structlog
+
+from gateway.auth import Principal
+from pipeline.db import asyncpg_dsn
+from pipeline.stream import STREAM_CHANNEL, iso
+from runner.settings import Settings
+
+log = structlog.get_logger("devteam.fanout")
+
+LEVELS = {"debug": 10, "info": 20, "warning": 30, "error": 40}
+PAGE = 500
+POLL_SECONDS = 1.0
+
+
+class FrameOut(msgspec.Struct, rename="camel"):
+    id: str | None
+    type: str
+    ts: str
+    customer_id: str | None
+    project_id: str | None
+    execution_id: str | None
+    seq: int | None
+    payload: msgspec.Raw
+
+
+_ENCODER = msgspec.json.Encoder()
+
+
+@dataclass(frozen=True, slots=True)
+class Item:
+    """One encoded notification and what filters need to know about it."""
+
+    pos: int
+    project_id: str
+    customer_id: str
+    type: str
+    level: int
+    data: bytes
+
+
+RESYNC = Item(pos=-1, project_id="", customer_id="", type="resync", level=0, data=b"")
+
+
+def control_frame(kind: str, payload: dict[str, Any]) -> bytes:
+    """A frame that is not a stored notification (connection-established, resync, errors)."""
+    return _ENCODER.encode(
+        FrameOut(id=None, type=kind, ts=iso(datetime.now(UTC)), customer_id=None,
+                 project_id=None, execution_id=None, seq=None,
+                 payload=msgspec.Raw(_ENCODER.encode(payload)))
+    )
+
+
+def _item(row: asyncpg.Record) -> Item:
+    frame = FrameOut(
+        id=str(row["pos"]), type=row["type"], ts=iso(row["created_at"]),
+        customer_id=row["customer_id"], project_id=row["project_id"],
+        execution_id=str(row["execution_id"]), seq=int(row["seq"]),
+        payload=msgspec.Raw(row["payload"].encode()),
+    )
+    return Item(
+        pos=int(row["pos"]), project_id=row["project_id"], customer_id=row["customer_id"],
+        type=row["type"], level=LEVELS.get(row["level"] or "info", 20),
+        data=_ENCODER.encode(frame),
+    )
+
+
+_SELECT = (
+    "SELECT pos, execution_id, seq, customer_id, project_id, type, payload::text AS payload, "
+    "payload->>'level' AS level, created_at FROM notifications "
+)
+
+
+@dataclass(eq=False)
+class Subscriber:
+    """One socket's view of the stream: who may see what, and a bounded queue."""
+
+    principal: Principal
+    projects: frozenset[str] = frozenset()
+    types: frozenset[str] = frozenset()
+    min_level: int = 0
+    queue_size: int = 2000
+    queue: asyncio.Queue[Item] = field(init=False)
+    overflowed: bool = False
+    resyncs: int = 0
+
+    def __post_init__(self) -> None:
+        self.queue = asyncio.Queue(maxsize=self.queue_size + 1)
+
+    def may_see(self, item: Item) -> bool:
+        if self.projects:
+            if item.project_id not in self.projects:
+                return False
+        elif not self.principal.may_read(item.project_id):
+            return False
+        return True
+
+    def wants(self, item: Item) -> bool:
+        """Visibility plus the client's own filters (types, minimum log level)."""
+        if not self.may_see(item):
+            return False
+        if self.types and item.type not in self.types:
+            return False
+        return not (item.type == "execution-log" and item.level < self.min_level)
+
+    def offer(self, item: Item) -> None:
+        if self.overflowed or not self.may_see(item):
+            return
+        if self.queue.qsize() >= self.queue_size:
+            self.overflowed = True
+            while not self.queue.empty():
+                self.queue.get_nowait()
+            self.queue.put_nowait(RESYNC)
+            return
+        self.queue.put_nowait(item)
+
+
+class Hub:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.dsn = asyncpg_dsn(settings.database.url)
+        self.subscribers: set[Subscriber] = set()
+        self.by_project: dict[str, set[Subscriber]] = {}
+        self.by_customer: dict[str, set[Subscriber]] = {}
+        self.everyone: set[Subscriber] = set()
+        self.published = 0
+        self.pool: asyncpg.Pool | None = None
+        self._wake = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+        self.listen_connected = asyncio.Event()
+        self.reconnects = 0
+
+    async def start(self) -> None:
+        self.pool = await asyncpg.create_pool(self.dsn, min_size=1, max_size=8, timeout=5)
+        self.published = await self.head()
+        self._tasks = [asyncio.create_task(self._listen()), asyncio.create_task(self._pump())]
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        if self.pool is not None:
+            await self.pool.close()
+
+    def _keys(self, sub: Subscriber) -> tuple[list[str], list[str], bool]:
+        """Where a subscriber is indexed: exact projects, whole customers, or everything."""
+        if sub.projects:
+            return sorted(sub.projects), [], False
+        if sub.principal.is_admin:
+            return [], [], True
+        projects, customers = sub.principal.scope()
+        return list(projects or []), list(customers or []), False
+
+    def add(self, sub: Subscriber) -> None:
+        self.subscribers.add(sub)
+        projects, customers, everyone = self._keys(sub)
+        for p in projects:
+            self.by_project.setdefault(p, set()).add(sub)
+        for c in customers:
+            self.by_customer.setdefault(c, set()).add(sub)
+        if everyone:
+            self.everyone.add(sub)
+
+    def remove(self, sub: Subscriber) -> None:
+        self.subscribers.discard(sub)
+        projects, customers, _ = self._keys(sub)
+        for key, index in [(p, self.by_project) for p in projects] + [
+            (c, self.by_customer) for c in customers
+        ]:
+            members = index.get(key)
+            if members is not None:
+                members.discard(sub)
+                if not members:
+                    del index[key]
+        self.everyone.discard(sub)
+
+    def _targets(self, item: Item) -> set[Subscriber]:
+        targets = set(self.everyone)
+        targets.update(self.by_project.get(item.project_id, ()))
+        targets.update(self.by_customer.get(item.customer_id, ()))
+        return targets
+
+    # -- reading --------------------------------------------------------------------------
+    async def head(self) -> int:
+        """The last position committed (frames after it are "from now")."""
+        assert self.pool is not None
+        return int(await self.pool.fetchval("SELECT pos FROM stream_position WHERE id = 1"))
+
+    async def read(self, after: int, upto: int, sub: Subscriber) -> list[Item]:
+        """Rows ``after < pos <= upto`` this subscriber may see, oldest first, one page."""
+        assert self.pool is not None
+        where = "WHERE pos > $1 AND pos <= $2"
+        args: list[Any] = [after, upto]
+        if sub.projects:
+            where += " AND project_id = ANY($3::text[])"
+            args.append(list(sub.projects))
+        elif not sub.principal.is_admin:
+            projects, customers = sub.principal.scope()
+            where += " AND (project_id = ANY($3::text[]) OR customer_id = ANY($4::text[]))"
+            args += [projects or [], customers or []]
+        rows = await self.pool.fetch(f"{_SELECT}{where} ORDER BY pos LIMIT {PAGE}", *args)
+        return [_item(r) for r in rows]
+
+    async def frames(self, sub: Subscriber, since: int | None) -> AsyncIterator[Item]:
+        """Every frame for ``sub`` after ``since`` (None: from now), in order, forever.
+
+        Registers first, then replays from the table up to what the hub had published,
+        then drains the live queue skipping anything already sent: no gap, no duplicate.
+        """
+        head = await self.head()
+        cursor = head if since is None else min(since, head)
+        self.add(sub)
+        try:
+            while True:
+                target = self.published
+                while cursor < target:
+                    page = await self.read(cursor, target, sub)
+                    for item in page:
+                        cursor = item.pos
+                        if sub.wants(item):
+                            yield item
+                    if len(page) < PAGE:
+                        cursor = target
+                while True:
+                    item = await sub.queue.get()
+                    if item is RESYNC:
+                        sub.overflowed = False
+                        sub.resyncs += 1
+                        yield Item(pos=cursor, project_id="", customer_id="", type="resync",
+                                   level=0, data=b"")
+                        break
+                    if item.pos <= cursor:
+                        continue
+                    cursor = item.pos
+                    if sub.wants(item):
+                        yield item
+        finally:
+            self.remove(sub)
+
+    # -- background ---------------------------------------------------------------------
+    async def _pump(self) -> None:
+        assert self.pool is not None
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), timeout=POLL_SECONDS)
+            self._wake.clear()
+            try:
+                while True:
+                    rows = await self.pool.fetch(
+                        f"{_SELECT}WHERE pos > $1 ORDER BY pos LIMIT {PAGE}", self.published
+                    )
+                    for row in rows:
+                        item = _item(row)
+                        self.published = item.pos
+                        for sub in self._targets(item):
+                            sub.offer(item)
+                    if len(rows) < PAGE:
+                        break
+            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError) as exc:
+                log.warning("fanout.read_failed", error=type(exc).__name__)
+                await asyncio.sleep(0.5)
+
+    async def _listen(self) -> None:
+        backoff = 0.1
+        while True:
+            conn: asyncpg.Connection | None = None
+            try:
+                conn = await asyncpg.connect(self.dsn, timeout=5)
+                lost = asyncio.Event()
+                conn.add_termination_listener(lambda _c: lost.set())
+                await conn.add_listener(STREAM_CHANNEL, lambda *_: self._wake.set())
+                self.listen_connected.set()
+                self._wake.set()  # catch up with whatever was written while away
+                backoff = 0.1
+                while not lost.is_set():
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(lost.wait(), timeout=5)
+                    if not lost.is_set():
+                        await conn.execute("SELECT 1")
+            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError) as exc:
+                self.listen_connected.clear()
+                self.reconnects += 1
+                log.warning("fanout.listen_lost", error=type(exc).__name__, retry_in=backoff)
+                await asyncio.sleep(backoff)
+                backoff = min(5.0, backoff * 2)
+            finally:
+                if conn is not None:
+                    with contextlib.suppress(Exception):
+                        await conn.close(timeout=1)

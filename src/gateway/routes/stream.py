@@ -1,0 +1,215 @@
+"""``WS /ws/devteam`` and ``GET /api/devteam/stream`` (SSE): the same frames, with replay.
+
+Query: ``projectId`` (or ``project_id``, repeatable; none = every project the token
+grants), ``since`` (cursor; SSE also ``Last-Event-ID``), ``types`` (comma-separated frame
+types), ``level`` (minimum log level), ``token`` (browsers cannot set headers).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+import msgspec
+import structlog
+from litestar import Request, WebSocket, get, websocket
+from litestar.exceptions import WebSocketDisconnect
+from litestar.response import Stream
+
+from gateway.auth import PROJECT_ID, Authenticator, Principal, bearer
+from gateway.fanout import LEVELS, Hub, Item, Subscriber, control_frame
+from gateway.problems import Problem
+from runner.settings import Settings
+
+log = structlog.get_logger("devteam.stream")
+
+MAX_CLIENT_FRAME = 10 * 1024
+FRAME_TYPES = {"execution-update", "execution-log", "error", "completion"}
+
+
+class StreamQuery(msgspec.Struct, frozen=True):
+    projects: frozenset[str]
+    types: frozenset[str]
+    min_level: int
+    since: int | None
+
+
+def parse_query(params: Any, last_event_id: str | None = None) -> StreamQuery:
+    """Validate the stream's query; raises Problem(400) naming the bad parameter."""
+    projects = [*params.getall("projectId", []), *params.getall("project_id", [])]
+    for p in projects:
+        if not PROJECT_ID.match(p):
+            raise Problem(400, f"projectId {p!r} is not customer/project",
+                          errors=[{"field": "projectId", "message": "must match customer/project"}])
+    types: set[str] = set()
+    for value in params.getall("types", []):
+        types.update(t for t in value.split(",") if t)
+    unknown = types - FRAME_TYPES
+    if unknown:
+        raise Problem(400, f"unknown frame types: {', '.join(sorted(unknown))}",
+                      errors=[{"field": "types", "message": "unknown frame type"}])
+    level = params.get("level")
+    if level is not None and level not in LEVELS:
+        raise Problem(400, "level must be debug, info, warning or error",
+                      errors=[{"field": "level", "message": "unknown level"}])
+    raw_since = params.get("since") or last_event_id
+    since = None
+    if raw_since is not None:
+        if not raw_since.isdigit() or len(raw_since) > 19:
+            raise Problem(400, "since is not a cursor this server issued",
+                          errors=[{"field": "since", "message": "invalid cursor"}])
+        since = int(raw_since)
+    return StreamQuery(frozenset(projects), frozenset(types), LEVELS.get(level or "debug", 0), since)
+
+
+def _principal(auth: Authenticator, header: str | None, token: str | None) -> Principal:
+    return auth.authenticate(bearer(header) or token)
+
+
+def _check_projects(principal: Principal, query: StreamQuery) -> None:
+    for project in query.projects:
+        if not principal.may_read(project):
+            raise Problem(403, "this token does not grant access to that project")
+
+
+@websocket("/ws/devteam")
+async def ws_stream(socket: WebSocket[Any, Any, Any]) -> None:
+    await socket.accept()
+    auth: Authenticator = socket.app.state.auth
+    hub: Hub = socket.app.state.hub
+    settings: Settings = socket.app.state.settings
+    try:
+        principal = _principal(auth, socket.headers.get("authorization"),
+                               socket.query_params.get("token"))
+    except Problem as exc:
+        await socket.close(code=4401, reason=exc.detail[:120])
+        return
+    try:
+        query = parse_query(socket.query_params)
+        _check_projects(principal, query)
+    except Problem as exc:
+        await socket.close(code=4403 if exc.status == 403 else 4400, reason=exc.detail[:120])
+        return
+    sub = Subscriber(principal=principal, projects=query.projects, types=query.types,
+                     min_level=query.min_level, queue_size=settings.gateway.ws_queue_size)
+    established = {"connectionId": uuid.uuid4().hex}
+    if query.since is not None:
+        established["resumedFrom"] = str(query.since)
+    await socket.send_text(control_frame("connection-established", established).decode())
+    reader = asyncio.create_task(_read_client(socket))
+    try:
+        async for item in _with_stop(hub.frames(sub, query.since), reader):
+            await socket.send_text(_encode(item).decode())
+    except (WebSocketDisconnect, ConnectionError, RuntimeError):
+        pass
+    finally:
+        reader.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await reader
+
+
+async def _with_stop(frames: AsyncIterator[Item], stop: asyncio.Task[None]) -> AsyncIterator[Item]:
+    """Yield frames until ``stop`` (the client went away) finishes."""
+    iterator = frames.__aiter__()
+    try:
+        while True:
+            nxt = asyncio.ensure_future(iterator.__anext__())
+            done, _ = await asyncio.wait({nxt, stop}, return_when=asyncio.FIRST_COMPLETED)
+            if nxt not in done:
+                nxt.cancel()
+                with contextlib.suppress(asyncio.CancelledError, StopAsyncIteration):
+                    await nxt
+                return
+            try:
+                yield nxt.result()
+            except StopAsyncIteration:
+                return
+    finally:
+        with contextlib.suppress(Exception):
+            await iterator.aclose()  # type: ignore[attr-defined]
+
+
+def _encode(item: Item) -> bytes:
+    if item.type == "resync":
+        return control_frame("resync", {"since": str(item.pos),
+                                        "reason": "client too slow; missed frames follow"})
+    return item.data
+
+
+async def _read_client(socket: WebSocket[Any, Any, Any]) -> None:
+    """Client frames: at most 10 KB of JSON with a ``type``; bad ones get an error frame."""
+    while True:
+        message = await socket.receive()
+        if message["type"] == "websocket.disconnect":
+            return
+        raw = message.get("text") or message.get("bytes") or b""
+        data = raw.encode() if isinstance(raw, str) else raw
+        if len(data) > MAX_CLIENT_FRAME:
+            await socket.send_text(control_frame("error", {
+                "classification": "client", "message": "frame larger than 10 KB dropped"}).decode())
+            continue
+        try:
+            frame = msgspec.json.decode(data)
+            kind = frame.get("type") if isinstance(frame, dict) else None
+        except msgspec.DecodeError:
+            kind = None
+        if kind == "ping":
+            await socket.send_text(control_frame("pong", {}).decode())
+        else:
+            await socket.send_text(control_frame("error", {
+                "classification": "client",
+                "message": "malformed frame (expected JSON with a known type)"}).decode())
+
+
+@get("/api/devteam/stream", summary="The live stream as Server-Sent Events", tags=["stream"],
+     include_in_schema=False)
+async def sse_stream(request: Request[Any, Any, Any]) -> Stream:
+    auth: Authenticator = request.app.state.auth
+    hub: Hub = request.app.state.hub
+    settings: Settings = request.app.state.settings
+    principal = _principal(auth, request.headers.get("authorization"),
+                           request.query_params.get("token"))
+    query = parse_query(request.query_params, request.headers.get("last-event-id"))
+    _check_projects(principal, query)
+    sub = Subscriber(principal=principal, projects=query.projects, types=query.types,
+                     min_level=query.min_level, queue_size=settings.gateway.ws_queue_size)
+    ping = settings.gateway.ws_ping_seconds
+
+    async def events() -> AsyncIterator[bytes]:
+        established = {"connectionId": uuid.uuid4().hex}
+        if query.since is not None:
+            established["resumedFrom"] = str(query.since)
+        yield b"retry: 2000\ndata: " + control_frame("connection-established", established) + b"\n\n"
+        frames = hub.frames(sub, query.since).__aiter__()
+        pending: asyncio.Future[Item] | None = None
+        try:
+            while True:
+                if pending is None:
+                    pending = asyncio.ensure_future(frames.__anext__())
+                done, _ = await asyncio.wait({pending}, timeout=ping)
+                if not done:
+                    yield b": ping\n\n"
+                    continue
+                item = pending.result()
+                pending = None
+                if item.type == "resync":
+                    yield b"data: " + _encode(item) + b"\n\n"
+                else:
+                    yield b"id: " + str(item.pos).encode() + b"\ndata: " + item.data + b"\n\n"
+        finally:
+            if pending is not None:
+                pending.cancel()
+            with contextlib.suppress(Exception):
+                await frames.aclose()  # type: ignore[attr-defined]
+
+    return Stream(
+        events(),
+        media_type="text/event-stream",
+        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+    )
+
+
+handlers = [ws_stream, sse_stream]

@@ -1,0 +1,35 @@
+"""``devteam serve``: the gateway under uvicorn (HTTP/1.1, WebSockets with pings)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import uvicorn
+
+from gateway.app import create_app
+from runner.settings import Settings
+
+
+def serve(settings: Settings, *, host: str | None = None, port: int | None = None,
+          workers: int = 1) -> None:
+    """Run until SIGINT/SIGTERM. With ``workers`` > 1 uvicorn forks processes; each is a
+    whole gateway with its own LISTEN connection (gateways share nothing but Postgres)."""
+    options: dict[str, Any] = {
+        "host": host or settings.gateway.host,
+        "port": port or settings.gateway.port,
+        "log_config": None,
+        "access_log": False,
+        "ws_ping_interval": settings.gateway.ws_ping_seconds,
+        "ws_ping_timeout": settings.gateway.ws_ping_seconds,
+        "ws_max_size": 1024 * 1024,
+        "timeout_graceful_shutdown": 5,
+        "lifespan": "on",
+    }
+    if workers > 1:
+        uvicorn.run("gateway.server:app_factory", factory=True, workers=workers, **options)
+    else:
+        uvicorn.run(create_app(settings), **options)
+
+
+def app_factory() -> Any:
+    return create_app()

@@ -1,0 +1,143 @@
+"""Helpers for stream tests: make executions, write notifications, read frames."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from typing import Any
+
+import websockets
+
+from pipeline import commands, stream
+from pipeline.audit import Principal
+from pipeline.db import Store
+
+
+async def new_execution(store: Store, project_id: str, user: str = "alice") -> uuid.UUID:
+    """A started execution of ``project_id`` (its first frame, seq 1, is already written)."""
+    result = await commands.start_execution(
+        store,
+        principal=Principal(user_id=user, correlation_id=uuid.uuid4().hex),
+        project_id=project_id,
+        repository_url="file:///nonexistent.git",
+    )
+    return result.execution_id
+
+
+async def finish(store: Store, execution_id: uuid.UUID) -> None:
+    """Mark an execution completed so the project can start another."""
+    from sqlalchemy import text
+
+    async with store.transaction() as session:
+        await session.execute(
+            text("UPDATE executions SET status = 'completed' WHERE id = :id"), {"id": execution_id}
+        )
+
+
+async def write(
+    store: Store, execution_id: uuid.UUID, n: int, kind: str = "execution-log", level: str = "info"
+) -> None:
+    """Append ``n`` notifications, one transaction each."""
+    for i in range(n):
+        async with store.transaction() as session:
+            await stream.append(
+                session,
+                execution_id,
+                [(kind, {"level": level, "stage": "TEST", "taskId": "1", "lines": [f"line {i}"]})],
+            )
+
+
+def ws_url(base: str, token: str, *projects: str, since: str | None = None, **extra: str) -> str:
+    url = base.replace("http://", "ws://") + f"/ws/devteam?token={token}"
+    for p in projects:
+        url += f"&projectId={p}"
+    if since is not None:
+        url += f"&since={since}"
+    for key, value in extra.items():
+        url += f"&{key}={value}"
+    return url
+
+
+async def read_frames(ws: Any, count: int, timeout: float = 10.0) -> list[dict[str, Any]]:
+    """The next ``count`` notification frames (control frames are returned too)."""
+    frames: list[dict[str, Any]] = []
+    async with asyncio.timeout(timeout):
+        while len(frames) < count:
+            frames.append(json.loads(await ws.recv()))
+    return frames
+
+
+async def connect(url: str, max_queue: int = 16, rcvbuf: int | None = None) -> Any:
+    """Open a socket and read its connection-established frame. ``rcvbuf`` caps the kernel
+    receive buffer (a client on a slow link) so back-pressure reaches the server quickly."""
+    sock = None
+    if rcvbuf is not None:
+        import socket
+        from urllib.parse import urlsplit
+
+        parts = urlsplit(url)
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+        sock.connect((parts.hostname, parts.port))
+        sock.setblocking(False)
+    ws = await websockets.connect(
+        url, open_timeout=5, max_size=2**22, max_queue=max_queue, sock=sock
+    )
+    hello = json.loads(await ws.recv())
+    assert hello["type"] == "connection-established", hello
+    return ws
+
+
+class RawWsClient:
+    """A deliberately slow WebSocket client: a plain socket with a tiny receive buffer that
+    reads nothing until told to, so the server's writes back up for real."""
+
+    def __init__(self, url: str, rcvbuf: int = 4096) -> None:
+        import base64
+        import os
+        import socket
+        from urllib.parse import urlsplit
+
+        parts = urlsplit(url)
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+        self.sock.connect((parts.hostname, parts.port))
+        key = base64.b64encode(os.urandom(16)).decode()
+        path = parts.path + ("?" + parts.query if parts.query else "")
+        self.sock.sendall(
+            f"GET {path} HTTP/1.1\r\nHost: {parts.hostname}:{parts.port}\r\n"
+            f"Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
+            "Sec-WebSocket-Version: 13\r\n\r\n".encode()
+        )
+        self.buffer = b""
+        while b"\r\n\r\n" not in self.buffer:
+            self.buffer += self.sock.recv(4096)
+        head, _, self.buffer = self.buffer.partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 101"), head
+
+    def _fill(self, n: int) -> None:
+        while len(self.buffer) < n:
+            chunk = self.sock.recv(65536)
+            if not chunk:
+                raise ConnectionError("closed")
+            self.buffer += chunk
+
+    def frame(self) -> dict[str, Any] | None:
+        """The next text frame as JSON (None for control frames such as pings)."""
+        self._fill(2)
+        opcode, length = self.buffer[0] & 0x0F, self.buffer[1] & 0x7F
+        offset = 2
+        if length == 126:
+            self._fill(4)
+            length, offset = int.from_bytes(self.buffer[2:4], "big"), 4
+        elif length == 127:
+            self._fill(10)
+            length, offset = int.from_bytes(self.buffer[2:10], "big"), 10
+        self._fill(offset + length)
+        payload = self.buffer[offset : offset + length]
+        self.buffer = self.buffer[offset + length :]
+        return json.loads(payload) if opcode == 1 else None
+
+    def close(self) -> None:
+        self.sock.close()
