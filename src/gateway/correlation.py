@@ -21,7 +21,7 @@ def correlation_middleware(app: ASGIApp) -> ASGIApp:
             return
         given = next((v for k, v in scope.get("headers", []) if k == HEADER), b"")
         value = given.decode() if _VALID.match(given) else uuid.uuid4().hex
-        state: dict[str, Any] = scope.setdefault("state", {})  # type: ignore[assignment]
+        state: dict[str, Any] = scope.setdefault("state", {})
         state["correlation_id"] = value
         encoded = value.encode()
 
@@ -29,7 +29,7 @@ def correlation_middleware(app: ASGIApp) -> ASGIApp:
             if message["type"] == "http.response.start":
                 headers = [h for h in message.get("headers", []) if h[0].lower() != HEADER]
                 headers.append((HEADER, encoded))
-                message["headers"] = headers  # type: ignore[typeddict-unknown-key]
+                message["headers"] = headers
             await send(message)
 
         with structlog.contextvars.bound_contextvars(correlation_id=value):

@@ -58,7 +58,7 @@ def settings_of(request: Request[Any, Any, Any]) -> Settings:
 
 def principal_of(request: Request[Any, Any, Any]) -> Principal:
     """The authenticated caller (401 otherwise); computed once per request."""
-    scope_state = request.scope.setdefault("state", {})  # type: ignore[typeddict-item]
+    scope_state = request.scope.setdefault("state", {})
     cached = scope_state.get("principal")
     if isinstance(cached, Principal):
         return cached

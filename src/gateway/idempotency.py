@@ -73,7 +73,7 @@ async def run(
     try:
         async with store.unit() as session:
             response = await operation()
-            if response.status_code < 500:
+            if (response.status_code or 200) < 500:
                 await _finish(session, principal.user_id, key, response)
             return response
     except Problem as problem:

@@ -23,7 +23,7 @@ def get_broker(settings: Settings) -> RedisBroker:
     """The process's broker, created on first use and installed as Dramatiq's global."""
     global _broker
     if _broker is None:
-        _broker = RedisBroker(
+        _broker = RedisBroker(  # type: ignore[no-untyped-call]
             url=settings.redis.url,
             middleware=[AsyncIO(), CurrentMessage(), ShutdownNotifications()],
             heartbeat_timeout=max(15_000, settings.pipeline.stage_lease_seconds * 1000),

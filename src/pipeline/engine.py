@@ -24,7 +24,7 @@ import threading
 import time
 import traceback
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 import msgspec
@@ -43,7 +43,7 @@ from runner.errors import Classification, InfrastructureError, RunnerError
 
 log = structlog.get_logger("devteam.engine")
 
-Handler = Callable[[StageContext], Awaitable[Outcome]]
+Handler = Callable[[StageContext], Coroutine[Any, Any, Outcome]]
 CANCEL_GRACE_SECONDS = 5.0
 
 _CLAIM = text(

@@ -15,6 +15,7 @@ import threading
 import uuid
 from collections import deque
 from collections.abc import Callable
+from typing import Any
 
 import structlog
 
@@ -108,7 +109,7 @@ class LogSink:
             level = "error" if any(lv == "error" for lv, _ in batch) else (
                 "warning" if any(lv == "warning" for lv, _ in batch) else "info"
             )
-            payload = {"level": level, "stage": self.stage, "taskId": self.task_id, "lines": lines}
+            payload: dict[str, Any] = {"level": level, "stage": self.stage, "taskId": self.task_id, "lines": lines}
             if dropped:
                 payload["dropped"] = dropped
             async with self.store.transaction() as session:

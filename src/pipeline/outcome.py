@@ -51,6 +51,8 @@ class Outcome:
     frames: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
     task_summary: dict[str, Any] | None = None
     """Merged into ``task_context.tasks[<taskId>]`` (the per-task table of the demo)."""
+    complete_injection: str | None = None
+    """An injected task (by task id) that this outcome finishes."""
 
 
 @dataclass

@@ -23,10 +23,12 @@ from pipeline.stream import iso
 
 _FINISH = text(
     """
-    UPDATE stage_runs SET status = :status, finished_at = now(), duration_ms = :ms,
-        result = CAST(:result AS jsonb), error = CAST(:error AS jsonb),
-        lease_owner = CASE WHEN :status = 'retrying' THEN NULL ELSE lease_owner END,
-        lease_until = CASE WHEN :status = 'retrying' THEN NULL ELSE lease_until END
+    UPDATE stage_runs SET status = CAST(:status AS varchar), finished_at = now(),
+        duration_ms = :ms, result = CAST(:result AS jsonb), error = CAST(:error AS jsonb),
+        lease_owner = CASE WHEN CAST(:status AS varchar) = 'retrying' THEN NULL
+                           ELSE lease_owner END,
+        lease_until = CASE WHEN CAST(:status AS varchar) = 'retrying' THEN NULL
+                           ELSE lease_until END
     WHERE id = :id AND lease_owner = :me AND status = 'running'
     RETURNING started_at
     """
@@ -65,7 +67,11 @@ async def record_outcome(
         await outbox.complete(session, ctx.command_id)
         frames: list[tuple[str, dict[str, Any]]] = list(outcome.frames)
         fields: dict[str, Any] = dict(outcome.execution)
-        if "status" in fields and execution.state not in (Status.INITIALIZING, Status.RUNNING):
+        if (
+            "status" in fields
+            and ctx.command.stage != Stage.FINALIZE
+            and execution.state not in (Status.INITIALIZING, Status.RUNNING)
+        ):
             # A person paused or stopped meanwhile; the stage does not overrule them.
             fields.pop("status")
         error_id = None
@@ -80,6 +86,12 @@ async def record_outcome(
             fields["error_id"] = error_id
         if outcome.inject is not None:
             await _inject(session, execution.project_id, outcome, error_id)
+        if outcome.complete_injection is not None:
+            await session.execute(
+                text("UPDATE injected_tasks SET status = 'done', completed_at = now() "
+                     "WHERE project_id = :p AND task_id = :t AND status = 'pending'"),
+                {"p": execution.project_id, "t": outcome.complete_injection},
+            )
         await _route(session, ctx, execution, outcome, fields, frames)
         await executions.set_fields(session, execution.id, **fields)
         await _update_context(session, ctx, execution.event_id, outcome, result, error, started,

@@ -76,7 +76,7 @@ async def append(
     )
     first_seq, first_pos = last_seq - n + 1, last_pos - n + 1
     now = datetime.now(UTC)
-    rows = [
+    rows: list[dict[str, Any]] = [
         {
             "pos": first_pos + i,
             "execution_id": execution_id,

@@ -188,7 +188,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
 
 
 _AREAS: dict[str, type[msgspec.Struct]] = {
-    f.name: f.type for f in msgspec.structs.fields(Settings)  # type: ignore[misc]
+    f.name: f.type for f in msgspec.structs.fields(Settings)
 }
 
 

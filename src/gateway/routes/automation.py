@@ -112,7 +112,6 @@ def _transition(name: str, action: Any, summary: str) -> Any:
 
         return await idempotency.run(store_of(request), request, principal, operation)
 
-    handler.__name__ = f"automation_{name}"
     return handler
 
 

@@ -52,7 +52,7 @@ async def create_event(
     actor = Actor(
         user_id=principal.user_id,
         role=principal.role,
-        correlation_id=str(request.scope["state"]["correlation_id"]),  # type: ignore[typeddict-item]
+        correlation_id=str(request.scope["state"]["correlation_id"]),
     )
 
     async def operation() -> Response[bytes]:

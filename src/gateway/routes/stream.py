@@ -146,7 +146,8 @@ async def _read_client(socket: WebSocket[Any, Any, Any]) -> None:
         if message["type"] == "websocket.disconnect":
             return
         raw = message.get("text") or message.get("bytes") or b""
-        data = raw.encode() if isinstance(raw, str) else raw
+        data = raw.encode() if isinstance(raw, str) else bytes(raw) if isinstance(
+            raw, bytes | bytearray) else b""
         if len(data) > MAX_CLIENT_FRAME:
             await socket.send_text(control_frame("error", {
                 "classification": "client", "message": "frame larger than 10 KB dropped"}).decode())

@@ -1,0 +1,84 @@
+"""The runner adapters a worker (or the gateway's one-step API) uses, built once per process.
+
+Adapters that talk to other systems (Docker, Aider) are created on first use, so a worker
+starts, and reports a clear ``infrastructure`` error per stage, even while Docker is down.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from functools import cached_property
+
+from pipeline.db import Store
+from pipeline.slots import PgSlotLimiter
+from runner.aider import AiderTool
+from runner.git import CredentialStore, GitWorkspace
+from runner.ports import ContainerSpec, SlotLimiter
+from runner.redact import Redactor, default_redactor
+from runner.sandbox import DockerSandbox, FairLimiter
+from runner.settings import Settings
+from runner.verify import Verifier
+
+
+class Services:
+    def __init__(self, settings: Settings, store: Store) -> None:
+        self.settings = settings
+        self.store = store
+        self.credentials = CredentialStore.from_settings(settings)
+        self.redactor: Redactor = default_redactor().with_secrets(self.credentials.secret_values())
+        self._lock = threading.Lock()
+        try:
+            self.loop: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
+        except RuntimeError:
+            self.loop = None
+
+    @classmethod
+    def create(cls, settings: Settings, store: Store | None = None) -> Services:
+        return cls(settings, store or Store.from_settings(settings))
+
+    @cached_property
+    def git(self) -> GitWorkspace:
+        return GitWorkspace(self.settings, self.credentials)
+
+    @cached_property
+    def sandbox(self) -> DockerSandbox:
+        with self._lock:
+            limiter: SlotLimiter
+            if self.loop is not None:
+                limiter = PgSlotLimiter(self.settings, self.store, self.loop)
+            else:
+                limiter = FairLimiter(
+                    self.settings.sandbox.max_containers,
+                    self.settings.sandbox.max_containers_per_customer,
+                )
+            return DockerSandbox(settings=self.settings, limiter=limiter, slot_timeout=600)
+
+    @cached_property
+    def tool(self) -> AiderTool:
+        return AiderTool(self.settings, self.redactor)
+
+    @cached_property
+    def verifier(self) -> Verifier:
+        return Verifier(self.settings)
+
+    def container_spec(
+        self, *, project: dict[str, object], execution_id: str, task_id: str, attempt: int,
+        network: bool = False,
+    ) -> ContainerSpec:
+        """The container of one task attempt, with the project's quota over the defaults."""
+        quota = dict(project.get("quota") or {})  # type: ignore[call-overload]
+        box = self.settings.sandbox
+        return ContainerSpec(
+            customer_id=str(project["customer_id"]),
+            project_id=str(project["project_id"]),
+            execution_id=execution_id,
+            task_id=task_id,
+            attempt=attempt,
+            cpus=float(quota.get("cpus", box.cpus)),
+            memory_mb=int(quota.get("memoryMb", box.memory_mb)),
+            pids=int(quota.get("pids", box.pids)),
+            tmpfs_mb=int(quota.get("tmpfsMb", box.tmpfs_mb)),
+            network=bool(quota.get("network", network)),
+            ttl_seconds=box.container_ttl_seconds,
+        )

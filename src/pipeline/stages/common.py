@@ -1,0 +1,110 @@
+"""What the stage handlers share: the working copy, recorded results, the current task."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+from collections.abc import Callable
+from typing import Any, ParamSpec, TypeVar
+
+from sqlalchemy import text
+
+from pipeline.lifecycle import Stage
+from pipeline.outbox import StageCommand
+from pipeline.outcome import StageContext
+from runner.errors import ConfigError
+from runner.git import Checkout
+from runner.tasklist import Task, TaskStatus, TaskType
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
+
+async def blocking(fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+    """Run a blocking runner call (pygit2, docker-py, a subprocess) in a worker thread."""
+    return await asyncio.to_thread(functools.partial(fn, *args, **kwargs))
+
+
+async def checkout(ctx: StageContext) -> Checkout:
+    """The execution's working copy (cloned on first use, reused after)."""
+    project = ctx.project
+    return await blocking(
+        ctx.services.git.checkout,
+        str(project["customer_id"]),
+        str(project["project_id"]),
+        str(ctx.execution.id),
+        str(project["repository_url"]),
+        project.get("default_branch"),
+    )
+
+
+async def result_of(
+    ctx: StageContext, stage: Stage, task_id: str | None = None, attempt: int | None = None
+) -> dict[str, Any] | None:
+    """The recorded result of the latest succeeded (or failed) run of a stage of this task."""
+    sql = (
+        "SELECT result FROM stage_runs WHERE execution_id = :e AND task_id = :t AND stage = :s "
+        "AND status IN ('succeeded', 'failed')"
+    )
+    params: dict[str, Any] = {"e": ctx.execution.id, "t": ctx.task_id if task_id is None else task_id,
+                              "s": stage.value}
+    if attempt is not None:
+        sql += " AND attempt = :a"
+        params["a"] = attempt
+    sql += " ORDER BY attempt DESC, id DESC LIMIT 1"
+    async with ctx.services.store.transaction() as session:
+        value = (await session.execute(text(sql), params)).scalar_one_or_none()
+    return dict(value) if value else None
+
+
+async def current_task(ctx: StageContext) -> Task:
+    """The task this command works on, as SELECT recorded it when it picked it."""
+    async with ctx.services.store.transaction() as session:
+        value = (
+            await session.execute(
+                text(
+                    "SELECT result FROM stage_runs WHERE execution_id = :e AND stage = 'SELECT' "
+                    "AND status = 'succeeded' AND result->'task'->>'id' = :t "
+                    "ORDER BY id DESC LIMIT 1"
+                ),
+                {"e": ctx.execution.id, "t": ctx.task_id},
+            )
+        ).scalar_one_or_none()
+    if not value:
+        raise ConfigError(f"task {ctx.task_id} was never selected in this execution")
+    return task_from_wire(dict(value)["task"])
+
+
+def task_from_wire(wire: dict[str, Any]) -> Task:
+    return Task(
+        id=str(wire["id"]),
+        title=str(wire.get("title") or wire["id"]),
+        description=str(wire.get("description") or ""),
+        type=TaskType(wire.get("type") or "atomic"),
+        parent=wire.get("parent"),
+        dependencies=tuple(wire.get("dependencies") or ()),
+        files=tuple(wire.get("files") or ()),
+        criteria=dict(wire.get("criteria") or {}),
+        notes=tuple(wire.get("notes") or ()),
+        status=TaskStatus(wire.get("status") or "pending"),
+        line=int(wire.get("line") or 0),
+    )
+
+
+async def next_select(ctx: StageContext) -> StageCommand:
+    """The command for the next SELECT: keyed ``#<n>`` by how many SELECTs ran before."""
+    async with ctx.services.store.transaction() as session:
+        count = int(
+            (
+                await session.execute(
+                    text("SELECT count(*) FROM stage_runs WHERE execution_id = :e "
+                         "AND stage = 'SELECT'"),
+                    {"e": ctx.execution.id},
+                )
+            ).scalar_one()
+        )
+    return ctx.then(Stage.SELECT, task_id=f"#{count + 1}")
+
+
+def is_injected(task_id: str) -> bool:
+    return task_id.startswith("inj-") or task_id.startswith("fix-")

@@ -1,0 +1,115 @@
+"""MERGE, PUSH and UPDATE_TASKLIST: land the verified change and record it as done.
+
+Each is safe to run twice: an already merged branch gives no new commit, a ref the remote
+already has is not pushed again, and a task already marked done (with its outcome entry
+present) gives no new commit.
+"""
+
+from __future__ import annotations
+
+import posixpath
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import text
+
+from pipeline.lifecycle import Stage
+from pipeline.outcome import Outcome, StageContext
+from pipeline.stages.common import blocking, checkout, current_task, result_of
+from pipeline.stages.tasklist_io import read_task_list
+from runner.errors import ConfigError
+from runner.tasklist import TaskStatus
+
+OUTCOMES_FILE = "task_outcomes.md"
+OUTCOMES_HEADER = "# Task outcomes\n\nWhat DevTeam Runner completed, newest last.\n"
+
+
+async def merge(ctx: StageContext) -> Outcome:
+    prepared = await result_of(ctx, Stage.PREP)
+    assert prepared is not None
+    co = await checkout(ctx)
+    merged = await blocking(ctx.services.git.merge, co, str(prepared["branch"]))
+    how = ("already merged" if merged.already_merged
+           else "fast-forward" if merged.fast_forward else "merge commit")
+    ctx.log.line(f"merged {prepared['branch']} into {co.default_branch} ({how})")
+    return Outcome(result=merged.to_dict(), next=ctx.then(Stage.PUSH),
+                   task_summary={"mergeCommit": merged.commit})
+
+
+async def push(ctx: StageContext) -> Outcome:
+    prepared = await result_of(ctx, Stage.PREP)
+    assert prepared is not None
+    co = await checkout(ctx)
+    pushed = await blocking(ctx.services.git.push, co, [co.default_branch, str(prepared["branch"])])
+    ctx.log.line(f"pushed {', '.join(pushed.pushed) or 'nothing new'}"
+                 + (f"; already there: {', '.join(pushed.skipped)}" if pushed.skipped else ""))
+    return Outcome(result=pushed.to_dict(), next=ctx.then(Stage.UPDATE_TASKLIST))
+
+
+async def update_tasklist(ctx: StageContext) -> Outcome:
+    """Mark the task done in the list, append to the outcomes document, commit, push."""
+    task = await current_task(ctx)
+    co = await checkout(ctx)
+    found = await read_task_list(ctx.services.git, co, ctx.project.get("task_list_path"))
+    if found is None:
+        raise ConfigError("the task list disappeared from the default branch")
+    tasks, path = found
+    marked = await _file_task(ctx, task.id)
+    files: dict[str, str] = {}
+    if marked is not None and marked in tasks and tasks.get(marked).status is not TaskStatus.DONE:
+        files[path] = tasks.with_status(marked, TaskStatus.DONE).render()
+    outcomes = posixpath.join(posixpath.dirname(path), OUTCOMES_FILE)
+    existing = (await blocking(ctx.services.git.read_file, co, outcomes) or b"").decode()
+    marker = f"<!-- devteam:{ctx.execution.id}:{task.id} -->"
+    if marker not in existing:
+        files[outcomes] = (existing or OUTCOMES_HEADER) + await _entry(ctx, task.id, task.title,
+                                                                       marker)
+    commit = None
+    if files:
+        commit = await blocking(
+            ctx.services.git.commit_files, co, files, f"Mark task {task.id} done",
+            {"Task-Id": task.id, "Execution-Id": str(ctx.execution.id)},
+        )
+    pushed = await blocking(ctx.services.git.push, co, [co.default_branch])
+    ctx.log.line(f"{path}: {marked or task.id} done; {outcomes} updated"
+                 if files else f"{path}: already up to date")
+    return Outcome(
+        result={"taskListPath": path, "outcomesPath": outcomes, "commit": commit,
+                "marked": marked, "pushed": pushed.pushed},
+        next=ctx.then(Stage.DONE),
+        complete_injection=task.id if marked != task.id else None,
+    )
+
+
+async def _file_task(ctx: StageContext, task_id: str) -> str | None:
+    """The task-list entry to mark done: the task itself, the one a ``replace`` injection
+    stands for, or None for other injected tasks (they live only in the database)."""
+    async with ctx.services.store.transaction() as session:
+        row = (
+            await session.execute(
+                text("SELECT injection_type, replace_task_id FROM injected_tasks "
+                     "WHERE project_id = :p AND task_id = :t"),
+                {"p": ctx.project["project_id"], "t": task_id},
+            )
+        ).one_or_none()
+    if row is None:
+        return task_id
+    return str(row[1]) if row[0] == "replace" else None
+
+
+async def _entry(ctx: StageContext, task_id: str, title: str, marker: str) -> str:
+    verified: dict[str, Any] = await result_of(ctx, Stage.VERIFY) or {}
+    merged: dict[str, Any] = await result_of(ctx, Stage.MERGE) or {}
+    prepared: dict[str, Any] = await result_of(ctx, Stage.PREP) or {}
+    checks = ", ".join(
+        f"{name} {'passed' if r.get('passed') else 'failed'} ({r.get('actual')})"
+        for name, r in dict(verified.get("results") or {}).items()
+    ) or "no machine-checked criteria"
+    when = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    return (
+        f"\n## {task_id} {title}\n{marker}\n"
+        f"- Completed: {when}\n"
+        f"- Branch: `{prepared.get('branch', '?')}`\n"
+        f"- Merge: `{str(merged.get('commit') or '?')[:12]}`\n"
+        f"- Verification: {checks}\n"
+    )

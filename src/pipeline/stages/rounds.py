@@ -1,0 +1,123 @@
+"""What happens after a failed IMPLEMENT→VERIFY round (DESIGN "Verify retries").
+
+1. Up to ``verify_rounds`` rounds per task (the first plus two retries): IMPLEMENT runs
+   again, given the failing output as feedback.
+2. Then an error-resolution task is injected first in line (``Resolve error: <errorId>``),
+   at most ``max_resolution_tasks`` times for the same original task.
+3. Then the execution pauses with ``pauseReason: "human_review"`` and an error record a
+   person can read. Resuming after review lets resolution start from zero.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from sqlalchemy import text
+
+from pipeline.lifecycle import PauseReason, Stage
+from pipeline.outcome import Injection, Outcome, StageContext
+from pipeline.stages.common import blocking, checkout, next_select, result_of
+from runner.errors import Classification, RunnerError
+from runner.prompt import trim_output
+from runner.tasklist import Task
+
+
+async def failed_round(
+    ctx: StageContext,
+    task: Task,
+    *,
+    result: dict[str, Any],
+    message: str,
+    classification: Classification,
+    feedback: str,
+    summary: dict[str, Any] | None = None,
+) -> Outcome:
+    rounds = ctx.services.settings.pipeline.verify_rounds
+    feedback = trim_output(feedback, 4000)
+    error = RunnerError(
+        f"task {task.id}: {message}",
+        classification=classification,
+        details={"taskId": task.id, "attempt": ctx.attempt, "rounds": rounds,
+                 "feedback": feedback},
+    )
+    recorded = {**result, "feedback": feedback}
+    summary = {**(summary or {}), "attempts": ctx.attempt}
+    if ctx.attempt < rounds:
+        ctx.log.line(f"round {ctx.attempt} of {rounds} failed ({message}); trying again with "
+                     "the failure as feedback", "warning")
+        return Outcome(status="failed", result=recorded, error=error,
+                       next=ctx.then(Stage.IMPLEMENT, attempt=ctx.attempt + 1),
+                       task_summary=summary)
+    await _fresh_branch(ctx)
+    origin = await _origin(ctx, task.id)
+    used = await _resolutions(ctx, origin)
+    summary["status"] = "failed"
+    limit = ctx.services.settings.pipeline.max_resolution_tasks
+    if used < limit:
+        fix_id = f"fix-{origin}"[:80] + f"-{uuid.uuid4().hex[:6]}"
+        ctx.log.line(f"{rounds} rounds failed: injecting error-resolution task {fix_id} "
+                     f"({used + 1} of {limit})", "warning")
+        return Outcome(
+            status="failed", result=recorded, error=error, record_error=True,
+            inject=Injection(
+                task_id=fix_id,
+                task={
+                    "title": f"Resolve error for task {origin}",
+                    "description": (
+                        f"Task {task.id} ({task.title}) failed verification {rounds} times.\n"
+                        f"{message}\n\nFailing output:\n{feedback}\n\nOriginal task:\n"
+                        f"{task.description}"
+                    ),
+                    "type": "atomic",
+                    "files": list(task.files),
+                    "criteria": dict(task.criteria),
+                },
+                reason=f"verification failed {rounds} times",
+                origin_task_id=origin,
+            ),
+            next=await next_select(ctx),
+            task_summary=summary,
+        )
+    ctx.log.line(f"{limit} error-resolution tasks did not fix {origin}: pausing for a person",
+                 "error")
+    return Outcome(status="failed", result=recorded, error=error, record_error=True,
+                   pause_reason=PauseReason.HUMAN_REVIEW, next=await next_select(ctx),
+                   task_summary=summary)
+
+
+async def _fresh_branch(ctx: StageContext) -> None:
+    """Point the failed task's branch back at the default branch, so that the next time
+    the task is selected it starts from the current code, not from the failed change."""
+    prepared = await result_of(ctx, Stage.PREP)
+    if not prepared:
+        return
+    co = await checkout(ctx)
+    await blocking(ctx.services.git.reset_branch, co, str(prepared["branch"]),
+                   f"refs/heads/{co.default_branch}")
+
+
+async def _origin(ctx: StageContext, task_id: str) -> str:
+    """The task a resolution task was made for (a task is its own origin)."""
+    async with ctx.services.store.transaction() as session:
+        origin = (
+            await session.execute(
+                text("SELECT origin_task_id FROM injected_tasks WHERE project_id = :p "
+                     "AND task_id = :t"),
+                {"p": ctx.project["project_id"], "t": task_id},
+            )
+        ).scalar_one_or_none()
+    return str(origin or task_id)
+
+
+async def _resolutions(ctx: StageContext, origin: str) -> int:
+    async with ctx.services.store.transaction() as session:
+        return int(
+            (
+                await session.execute(
+                    text("SELECT count(*) FROM injected_tasks WHERE project_id = :p "
+                         "AND origin_task_id = :o AND status IN ('pending', 'done')"),
+                    {"p": ctx.project["project_id"], "o": origin},
+                )
+            ).scalar_one()
+        )

@@ -1,0 +1,117 @@
+"""INIT and SELECT: get the repository ready, then pick the next task."""
+
+from __future__ import annotations
+
+from sqlalchemy import text
+
+from pipeline.lifecycle import PauseReason, Stage, Status
+from pipeline.outcome import Outcome, StageContext
+from pipeline.stages.common import blocking, checkout, next_select, task_from_wire
+from pipeline.stages.tasklist_io import TEMPLATE, injections, read_task_list
+from runner.errors import ConfigError, VerificationError
+from runner.tasklist import TASK_LIST_NAMES, Task, TaskList, TaskStatus, select_next
+
+
+async def init(ctx: StageContext) -> Outcome:
+    """Clone or fetch; find the task list (create it from the template when missing, refuse
+    to start when it is invalid); record the default branch and the totals."""
+    co = await checkout(ctx)
+    co = await blocking(ctx.services.git.refresh, co)
+    configured = ctx.project.get("task_list_path")
+    found = await read_task_list(ctx.services.git, co, configured)
+    created = False
+    if found is None:
+        path = configured or TASK_LIST_NAMES[0]
+        ctx.log.line(f"no task list found: creating {path} from the template")
+        await blocking(ctx.services.git.commit_files, co, {path: TEMPLATE},
+                       f"Add {path} (DevTeam Runner template)")
+        await blocking(ctx.services.git.push, co, [co.default_branch])
+        found = await read_task_list(ctx.services.git, co, path)
+        created = True
+    assert found is not None
+    tasks, path = found
+    done, total = tasks.progress()
+    async with ctx.services.store.transaction() as session:
+        await session.execute(
+            text("UPDATE projects SET default_branch = :b, task_list_path = COALESCE("
+                 "task_list_path, :p), updated_at = now() WHERE project_id = :id"),
+            {"b": co.default_branch, "p": path, "id": ctx.project["project_id"]},
+        )
+    ctx.log.line(f"{path}: {total} tasks, {done} done; default branch {co.default_branch}")
+    return Outcome(
+        result={"defaultBranch": co.default_branch, "taskListPath": path, "totalTasks": total,
+                "completedTasks": done, "head": co.head, "cloned": co.cloned,
+                "createdTaskList": created},
+        next=await next_select(ctx),
+        execution={"status": Status.RUNNING.value, "total_tasks": total,
+                   "completed_tasks": done},
+    )
+
+
+async def select(ctx: StageContext) -> Outcome:
+    """The next ready task (after priority injections); nothing left ends the execution."""
+    co = await blocking(ctx.services.git.refresh, await checkout(ctx))
+    found = await read_task_list(ctx.services.git, co, ctx.project.get("task_list_path"))
+    if found is None:
+        raise ConfigError("the task list disappeared from the default branch")
+    tasks, path = found
+    injected = await injections(ctx.services.store, str(ctx.project["project_id"]))
+    done, total = tasks.progress()
+    done += sum(1 for i in injected if i.done and i.injection_type != "replace")
+    total += sum(1 for i in injected if i.injection_type != "replace")
+    counts = {"completed_tasks": done, "total_tasks": total}
+    single = ctx.execution.single_task_id
+    if single:
+        task = await _single(ctx, tasks, single)
+        if task is None:
+            return Outcome(result={"task": None, "reason": "the requested task is done"},
+                           finalize=Status.COMPLETED.value, execution=counts)
+    else:
+        try:
+            task = select_next(tasks, injected)
+        except ValueError as exc:
+            raise ConfigError(f"injected tasks do not fit the task list: {exc}") from None
+    if task is None:
+        if done >= total:
+            ctx.log.line(f"every task of {path} is done")
+            return Outcome(result={"task": None, "reason": "all tasks done"},
+                           finalize=Status.COMPLETED.value, execution=counts)
+        waiting = total - done
+        error = VerificationError(
+            f"no task is ready: {waiting} task(s) are blocked or wait on blocked tasks",
+            details={"remaining": waiting},
+        )
+        return Outcome(status="failed", result={"task": None, "reason": "nothing ready"},
+                       error=error, record_error=True, pause_reason=PauseReason.HUMAN_REVIEW,
+                       next=await next_select(ctx), execution=counts)
+    ctx.log.line(f"next task: {task.id} {task.title}")
+    return Outcome(
+        result={"task": task.to_wire(), "taskListPath": path, "completedTasks": done,
+                "totalTasks": total},
+        next=ctx.then(Stage.PREP, task_id=task.id),
+        execution={**counts, "current_task_id": task.id},
+        task_summary={"title": task.title, "status": "selected"},
+    )
+
+
+async def _single(ctx: StageContext, tasks: TaskList, task_id: str) -> Task | None:
+    """The one task a ``POST /events`` with ``data.task`` asked for (None once done)."""
+    async with ctx.services.store.transaction() as session:
+        data = (
+            await session.execute(text("SELECT data FROM events WHERE id = :id"),
+                                  {"id": ctx.execution.event_id})
+        ).scalar_one()
+        ran = (
+            await session.execute(
+                text("SELECT 1 FROM stage_runs WHERE execution_id = :e AND task_id = :t "
+                     "AND stage = 'DONE' AND status = 'succeeded'"),
+                {"e": ctx.execution.id, "t": task_id},
+            )
+        ).scalar_one_or_none()
+    if ran:
+        return None
+    try:
+        listed = tasks.get(task_id)
+    except KeyError:
+        return task_from_wire(dict(data)["task"])
+    return None if listed.status is TaskStatus.DONE else listed

@@ -1,0 +1,84 @@
+"""Reading the project's task list from the default branch, and its injected tasks."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import text
+
+from pipeline.db import Store
+from pipeline.stages.common import blocking, task_from_wire
+from runner.errors import ConfigError
+from runner.git import Checkout, GitWorkspace
+from runner.tasklist import TASK_LIST_NAMES, Injection, TaskList, TaskListError
+
+TEMPLATE = """# Task list
+
+Tasks for DevTeam Runner, one per line, in any of these forms (see the README):
+
+<!--
+## Example
+
+- [ ] 1.1 Add a health endpoint (Dependencies: [])
+  • files: src/app.py, tests/test_app.py
+  • test.coverage: ≥80%
+- [ ] 1.2 Document the endpoint (Dependencies: [1.1])
+  • doc.updated: README.md
+-->
+"""
+
+
+def problems_text(exc: TaskListError, path: str) -> list[str]:
+    return [f"{path}:{p.line}: {p.message}" for p in exc.problems]
+
+
+async def read_task_list(
+    git: GitWorkspace, checkout: Checkout, configured: str | None
+) -> tuple[TaskList, str] | None:
+    """The task list at the tip of the default branch and its path; None when absent.
+
+    Raises ConfigError (with every problem and its line number) when it does not parse.
+    """
+    for name in ([configured] if configured else list(TASK_LIST_NAMES)):
+        data = await blocking(git.read_file, checkout, name)
+        if data is None:
+            continue
+        try:
+            return TaskList.parse(data.decode("utf-8"), source=name), name
+        except UnicodeDecodeError:
+            raise ConfigError(f"{name} is not UTF-8 text", details={"path": name}) from None
+        except TaskListError as exc:
+            problems = problems_text(exc, name)
+            raise ConfigError(
+                f"{name} is not a valid task list: " + "; ".join(problems[:5]),
+                details={"path": name, "problems": problems},
+            ) from None
+    return None
+
+
+async def injections(store: Store, project_id: str) -> list[Injection]:
+    """The project's injected tasks, oldest first (done ones too: they count as done)."""
+    async with store.transaction() as session:
+        rows = (
+            await session.execute(
+                text(
+                    "SELECT task_id, injection_type, position, replace_task_id, task, status "
+                    "FROM injected_tasks WHERE project_id = :p AND status IN "
+                    "('pending', 'done', 'reviewed') ORDER BY id"
+                ),
+                {"p": project_id},
+            )
+        ).all()
+    result = []
+    for task_id, kind, position, replace, task, status in rows:
+        wire: dict[str, Any] = {**dict(task), "id": task_id}
+        result.append(
+            Injection(
+                task=task_from_wire(wire),
+                injection_type=kind,
+                position=position,
+                replace_task_id=replace,
+                done=status != "pending",
+            )
+        )
+    return result

@@ -1,0 +1,137 @@
+"""PREP, IMPLEMENT and VERIFY: a branch and a container, the change, and its proof."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+
+from pipeline.lifecycle import Stage
+from pipeline.outcome import Outcome, StageContext
+from pipeline.stages.common import blocking, checkout, current_task, result_of
+from pipeline.stages.rounds import failed_round
+from runner.errors import CancelledError, Classification, RunnerError
+from runner.ports import ContainerSpec, ImplementRequest
+from runner.sandbox import classify
+from runner.verify import load_project_config
+
+
+def _spec(ctx: StageContext, attempt: int) -> ContainerSpec:
+    return ctx.services.container_spec(
+        project=ctx.project, execution_id=str(ctx.execution.id), task_id=ctx.task_id,
+        attempt=attempt,
+    )
+
+
+async def prep(ctx: StageContext) -> Outcome:
+    """Branch ``task/<id>-<title>`` from the up-to-date default branch; start the task's
+    container and check its health."""
+    task = await current_task(ctx)
+    co = await blocking(ctx.services.git.refresh, await checkout(ctx))
+    branch = await blocking(ctx.services.git.create_task_branch, co, task.id, task.title)
+    ctx.log.line(f"branch {branch.branch} from {branch.base_commit[:10]}"
+                 + (" (new)" if branch.created else " (reused)"))
+    session = await blocking(ctx.services.sandbox.session, _spec(ctx, 1))
+    ctx.log.line(f"container {session.name} is healthy")
+    return Outcome(
+        result={"taskId": task.id, "branch": branch.branch, "baseCommit": branch.base_commit,
+                "repoPath": str(co.path),
+                "artifacts": {"cloned": co.cloned, "branchCreated": branch.created},
+                "container": session.name},
+        next=ctx.then(Stage.IMPLEMENT, attempt=1),
+        execution={"branch": branch.branch},
+        task_summary={"branch": branch.branch, "status": "in_progress"},
+    )
+
+
+async def implement(ctx: StageContext) -> Outcome:
+    """One Aider round on the task's files, committed as the branch's single commit."""
+    task = await current_task(ctx)
+    prepared = await result_of(ctx, Stage.PREP)
+    assert prepared is not None
+    branch, base = str(prepared["branch"]), str(prepared["baseCommit"])
+    start, feedback = base, None
+    if ctx.attempt > 1:
+        previous = await result_of(ctx, Stage.IMPLEMENT, attempt=ctx.attempt - 1) or {}
+        start = str(previous.get("commit") or base)
+        verified = await result_of(ctx, Stage.VERIFY, attempt=ctx.attempt - 1) or {}
+        feedback = verified.get("feedback") or previous.get("feedback")
+    co = await checkout(ctx)
+    await blocking(ctx.services.git.reset_branch, co, branch, start)
+    request = ImplementRequest(
+        workdir=co.path, task_id=task.id, title=task.title, description=task.description,
+        files=list(task.files), criteria=dict(task.criteria), notes=list(task.notes),
+        attempt=ctx.attempt, feedback=feedback,
+    )
+    artifact = await blocking(ctx.services.tool.implement, request,
+                              on_line=ctx.log.sink(), cancel=ctx.cancel)
+    wire: dict[str, Any] = msgspec.to_builtins(artifact)
+    if not artifact.success:
+        error = artifact.error or {}
+        kind = Classification(error.get("classification", "tool"))
+        message = str(error.get("message") or "the coding tool failed")
+        if kind is Classification.CANCELLED:
+            raise CancelledError(message)
+        if kind is not Classification.TOOL:
+            raise RunnerError(message, classification=kind, details={"artifact": _short(wire)})
+        return await failed_round(ctx, task, result=wire, message=message,
+                                  classification=kind, feedback=f"The previous attempt failed: "
+                                  f"{message}. Make the change the task asks for.")
+    commit = await blocking(
+        ctx.services.git.commit_task, co, branch, base, f"{task.id}: {task.title}",
+        {"Task-Id": task.id, "Execution-Id": str(ctx.execution.id)},
+    )
+    if commit is None:
+        return await failed_round(ctx, task, result=wire, message="the change was empty",
+                                  classification=Classification.TOOL,
+                                  feedback="The previous attempt changed nothing.")
+    ctx.log.line(f"committed {commit[:10]}: {len(artifact.outputs.files_modified)} files, "
+                 f"{artifact.outputs.lines_changed} lines")
+    return Outcome(
+        result={**wire, "commit": commit, "branch": branch},
+        next=ctx.then(Stage.VERIFY, attempt=ctx.attempt),
+        task_summary={"attempts": ctx.attempt, "filesModified": artifact.outputs.files_modified},
+    )
+
+
+async def verify(ctx: StageContext) -> Outcome:
+    """Copy the change into a fresh container for this round and run the project's checks."""
+    task = await current_task(ctx)
+    implemented = await result_of(ctx, Stage.IMPLEMENT, attempt=ctx.attempt)
+    prepared = await result_of(ctx, Stage.PREP)
+    assert implemented is not None and prepared is not None
+    co = await checkout(ctx)
+    await blocking(ctx.services.git.reset_branch, co, str(prepared["branch"]),
+                   str(implemented["commit"]))
+    config = await blocking(load_project_config, co.path)
+    changed = await blocking(ctx.services.git.diff_paths, co, str(prepared["baseCommit"]),
+                             str(implemented["commit"]))
+    spec = _spec(ctx, ctx.attempt)
+    session = await blocking(ctx.services.sandbox.session, spec)
+    try:
+        await blocking(session.copy_in, co.path)
+        result = await blocking(
+            ctx.services.verifier.verify, task.id, dict(task.criteria), config, session, changed,
+            on_line=ctx.log.sink(), cancel=ctx.cancel,
+        )
+    finally:
+        await blocking(ctx.services.sandbox.remove, spec)
+    wire: dict[str, Any] = msgspec.to_builtins(result)
+    checks = {name: r["passed"] for name, r in wire["results"].items()}
+    ctx.log.line("verification: " + ", ".join(f"{n} {'ok' if ok else 'FAILED'}"
+                                                for n, ok in checks.items()))
+    summary = {"verification": wire["results"], "attempts": ctx.attempt}
+    if result.success:
+        return Outcome(result=wire, next=ctx.then(Stage.MERGE), task_summary=summary)
+    limited = [c for c in result.commands if classify(c) is Classification.RESOURCE_LIMIT]
+    kind = Classification.RESOURCE_LIMIT if limited else Classification.VERIFICATION
+    failed = [n for n, ok in checks.items() if not ok]
+    message = (f"verification failed: {', '.join(failed) or 'checks did not pass'}"
+               + (" (sandbox limit reached)" if limited else ""))
+    return await failed_round(ctx, task, result=wire, message=message, classification=kind,
+                              feedback=result.feedback or message, summary=summary)
+
+
+def _short(wire: dict[str, Any]) -> dict[str, Any]:
+    outputs = dict(wire.get("outputs") or {})
+    return {"success": wire.get("success"), "stdout": str(outputs.get("stdout", ""))[-4000:]}

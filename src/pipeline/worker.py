@@ -1,0 +1,39 @@
+"""``devteam worker``: a Dramatiq worker running the stage actors, plus the reaper."""
+
+from __future__ import annotations
+
+import signal
+import threading
+
+import dramatiq
+import structlog
+
+from pipeline import actors
+from pipeline.broker import get_broker
+from runner.logging import configure_logging
+from runner.settings import Settings
+
+log = structlog.get_logger("devteam.worker")
+
+
+def run_worker(settings: Settings, *, threads: int | None = None) -> None:
+    """Consume stage commands until SIGINT/SIGTERM, then finish running stages (10 s)."""
+    configure_logging(settings, process="worker")
+    broker = get_broker(settings)
+    actors.declare(broker, settings)
+    count = threads or settings.pipeline.worker_concurrency
+    worker = dramatiq.Worker(
+        broker, worker_threads=count, worker_timeout=settings.pipeline.worker_poll_ms
+    )
+    worker.queue_prefetch = count
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    worker.start()
+    log.info("worker.started", threads=count)
+    try:
+        stop.wait()
+    finally:
+        log.info("worker.stopping")
+        worker.stop(timeout=10_000)
+        broker.close()
