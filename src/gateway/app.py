@@ -21,6 +21,7 @@ from gateway.problems import Problem, on_http, on_problem, on_unexpected, on_val
 from gateway.fanout import Hub
 from gateway.routes import automation, events, executions, health, stream
 from pipeline.db import Store
+from pipeline.services import Services
 from runner.logging import configure_logging
 from runner.settings import Settings, get_settings
 
@@ -36,6 +37,7 @@ def create_app(settings: Settings | None = None, *, store: Store | None = None) 
     @contextlib.asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
         app.state.store = store or Store.from_settings(settings)
+        app.state.services = Services(settings, app.state.store)
         app.state.hub = Hub(settings)
         await app.state.hub.start()
         sweeper = asyncio.create_task(_sweep_keys(app.state.store))

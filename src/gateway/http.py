@@ -14,6 +14,7 @@ from litestar.openapi.datastructures import ResponseSpec
 from gateway.auth import PROJECT_ID, Authenticator, Principal, bearer
 from gateway.problems import Problem
 from pipeline.db import Store
+from pipeline.services import Services
 from runner.settings import Settings
 
 ENCODER = msgspec.json.Encoder()
@@ -49,6 +50,12 @@ def state(request: Request[Any, Any, Any]) -> State:
 def store_of(request: Request[Any, Any, Any]) -> Store:
     store: Store = request.app.state.store
     return store
+
+
+def services_of(request: Request[Any, Any, Any]) -> Services:
+    """The runner adapters (git, sandbox, Aider) for the one-step and repository APIs."""
+    services: Services = request.app.state.services
+    return services
 
 
 def settings_of(request: Request[Any, Any, Any]) -> Settings:

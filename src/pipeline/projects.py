@@ -1,0 +1,269 @@
+"""Operations on a project outside an execution: its task list, task edits, injections,
+repository validation, and the one-step runner API (``/prep``, ``/implement``, ``/verify``).
+
+These use the project's *manual* working copy (execution id ``manual``), separate from
+every execution's own, and serialise on a per-project advisory lock so two gateways (or a
+gateway and a worker updating the task list) never edit the same file at once.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+import msgspec
+from sqlalchemy import text
+
+from pipeline import audit
+from pipeline.audit import Principal
+from pipeline.commands import ProjectNotFound, customer_of
+from pipeline.services import Services
+from pipeline.stages.common import blocking
+from pipeline.stages.tasklist_io import injections, read_task_list
+from runner.errors import ConfigError
+from runner.git import Checkout, probe_remote
+from runner.ports import ImplementRequest, OperationArtifact, VerificationResult
+from runner.tasklist import TASK_LIST_NAMES, Task, TaskList, TaskListError, TaskStatus, select_next
+from runner.verify import load_project_config
+
+MANUAL = "manual"
+
+
+@dataclass(frozen=True)
+class ProjectTasks:
+    tasks: TaskList
+    path: str
+    injected: list[Any]
+
+
+async def project_row(services: Services, project_id: str) -> dict[str, Any]:
+    async with services.store.transaction() as session:
+        row = (
+            await session.execute(
+                text("SELECT project_id, customer_id, repository_url, default_branch, "
+                     "task_list_path, verification, quota FROM projects WHERE project_id = :p"),
+                {"p": project_id},
+            )
+        ).mappings().one_or_none()
+    if row is None:
+        raise ProjectNotFound(project_id)
+    return dict(row)
+
+
+@contextlib.asynccontextmanager
+async def manual_copy(services: Services, project_id: str) -> AsyncIterator[tuple[Checkout, dict[str, Any]]]:
+    """The project's manual working copy, refreshed, held under the project's lock."""
+    project = await project_row(services, project_id)
+    async with services.store.sessions() as session, session.begin():
+        await session.execute(text("SELECT pg_advisory_xact_lock(hashtext(:k))"),
+                              {"k": f"project:{project_id}"})
+        co = await blocking(services.git.checkout, str(project["customer_id"]), project_id,
+                            MANUAL, str(project["repository_url"]), project.get("default_branch"))
+        co = await blocking(services.git.refresh, co)
+        yield co, project
+
+
+async def project_tasks(services: Services, project_id: str) -> ProjectTasks:
+    """The task list on the default branch (ConfigError with line numbers when broken)."""
+    async with manual_copy(services, project_id) as (co, project):
+        found = await read_task_list(services.git, co, project.get("task_list_path"))
+    if found is None:
+        raise ConfigError("the repository has no task list (tasks_list.md or task_lists.md)")
+    tasks, path = found
+    return ProjectTasks(tasks, path, await injections(services.store, project_id))
+
+
+async def next_task(services: Services, project_id: str) -> dict[str, Any]:
+    """CONTRACTS ``GET /tasks/next``."""
+    view = await project_tasks(services, project_id)
+    task = select_next(view.tasks, view.injected)
+    done, total = view.tasks.progress()
+    return {
+        "task": task.to_wire() if task else None,
+        "dependenciesSatisfied": task is not None,
+        "totalTasks": total,
+        "completedTasks": done,
+        "progress": (100 * done // total) if total else 0,
+    }
+
+
+async def update_task(
+    services: Services,
+    principal: Principal,
+    project_id: str,
+    task_id: str,
+    *,
+    status: str | None = None,
+    title: str | None = None,
+    description: str | None = None,
+) -> dict[str, Any]:
+    """Edit one task in the task list, commit and push; returns the updated definition."""
+    async with manual_copy(services, project_id) as (co, project):
+        found = await read_task_list(services.git, co, project.get("task_list_path"))
+        if found is None:
+            raise ConfigError("the repository has no task list")
+        tasks, path = found
+        if task_id not in tasks:
+            raise LookupError(f"no task {task_id} in {path}")
+        try:
+            edited = tasks
+            if title is not None or description is not None:
+                edited = edited.with_fields(task_id, title=title, description=description)
+            if status is not None:
+                edited = edited.with_status(task_id, TaskStatus(status))
+        except (ValueError, TaskListError) as exc:
+            raise ConfigError(f"cannot change task {task_id}: {exc}") from None
+        changed = edited.render() != tasks.render()
+        if changed:
+            await blocking(services.git.commit_files, co, {path: edited.render()},
+                           f"Update task {task_id}", {"Task-Id": task_id,
+                                                      "Updated-By": principal.user_id})
+            await blocking(services.git.push, co, [co.default_branch])
+    async with services.store.transaction() as session:
+        await audit.record(session, principal=principal, action="task.update",
+                           project_id=project_id,
+                           details={"taskId": task_id, "status": status, "title": title,
+                                    "descriptionChanged": description is not None,
+                                    "committed": changed})
+    return edited.get(task_id).to_wire()
+
+
+async def inject_task(
+    services: Services,
+    principal: Principal,
+    project_id: str,
+    *,
+    injection_type: str,
+    task: dict[str, Any],
+    reason: str,
+    position: int | None = None,
+    replace_task_id: str | None = None,
+) -> tuple[str, int]:
+    """Add a task from outside the file; validated against the list. ``(taskId, id)``."""
+    view = await project_tasks(services, project_id)
+    leaves = view.tasks.leaves()
+    if injection_type == "replace":
+        if replace_task_id is None or replace_task_id not in view.tasks or not any(
+            leaf.id == replace_task_id for leaf in leaves
+        ):
+            raise ConfigError(f"replaceTaskId {replace_task_id!r} is not an atomic task of "
+                              f"{view.path}")
+    if injection_type == "positional" and (position is None or position > len(leaves)):
+        raise ConfigError(f"position must be between 0 and {len(leaves)}")
+    async with services.store.transaction() as session:
+        injection_id = int(
+            (await session.execute(text(
+                "SELECT nextval(pg_get_serial_sequence('injected_tasks', 'id'))"))).scalar_one()
+        )
+        task_id = f"inj-{injection_id}"
+        await session.execute(
+            text(
+                "INSERT INTO injected_tasks (id, project_id, task_id, injection_type, position, "
+                "replace_task_id, task, reason, created_by) VALUES (:id, :p, :t, :k, :pos, "
+                ":r, CAST(:task AS jsonb), :reason, :u)"
+            ),
+            {"id": injection_id, "p": project_id, "t": task_id, "k": injection_type,
+             "pos": position, "r": replace_task_id,
+             "task": msgspec.json.encode(task).decode(), "reason": reason,
+             "u": principal.user_id},
+        )
+        await audit.record(session, principal=principal, action="task.inject",
+                           project_id=project_id,
+                           details={"taskId": task_id, "type": injection_type,
+                                    "replaceTaskId": replace_task_id, "position": position,
+                                    "reason": reason})
+    return task_id, injection_id
+
+
+async def validate_repository(
+    services: Services, url: str, *, branch: str | None, task_list_path: str | None,
+    customer_id: str,
+) -> dict[str, Any]:
+    """CONTRACTS ``POST /api/devteam/repository/validate``: problems are results."""
+    names = [task_list_path] if task_list_path else list(TASK_LIST_NAMES)
+    info = await blocking(probe_remote, url, customer_id, services.credentials, branch=branch,
+                          paths=names, settings=services.settings)
+    problems: list[str] = []
+    count = 0
+    if not info.reachable:
+        problems.append(info.error or "the repository cannot be reached")
+    elif info.file_bytes is None:
+        problems.append(f"no task list found ({', '.join(names)})")
+    else:
+        try:
+            parsed = TaskList.parse(info.file_bytes.decode("utf-8"), source=str(info.file_path))
+            count = len(parsed.leaves())
+        except UnicodeDecodeError:
+            problems.append(f"{info.file_path} is not UTF-8 text")
+        except TaskListError as exc:
+            problems += [f"{info.file_path}:{p.line}: {p.message}" for p in exc.problems]
+    return {
+        "valid": not problems,
+        "defaultBranch": info.default_branch,
+        "hasTaskList": info.file_bytes is not None,
+        "taskListPath": info.file_path,
+        "taskCount": count,
+        "problems": problems,
+    }
+
+
+# ---------------------------------------------------------------------------- one step
+async def _task(services: Services, project_id: str, task_id: str) -> Task:
+    view = await project_tasks(services, project_id)
+    for injected in view.injected:
+        if injected.task.id == task_id:
+            return injected.task  # type: ignore[no-any-return]
+    try:
+        return view.tasks.get(task_id)
+    except KeyError:
+        raise LookupError(f"no task {task_id} in {view.path}") from None
+
+
+async def prep(services: Services, project_id: str, task_id: str) -> dict[str, Any]:
+    task = await _task(services, project_id, task_id)
+    async with manual_copy(services, project_id) as (co, _):
+        branch = await blocking(services.git.create_task_branch, co, task.id, task.title)
+    return {"taskId": task.id, "branch": branch.branch, "repoPath": str(co.path),
+            "artifacts": {"cloned": co.cloned, "branchCreated": branch.created}}
+
+
+async def implement(services: Services, project_id: str, task_id: str,
+                    branch: str) -> OperationArtifact:
+    task = await _task(services, project_id, task_id)
+    async with manual_copy(services, project_id) as (co, _):
+        await blocking(services.git.reset_branch, co, branch, f"refs/heads/{branch}")
+        request = ImplementRequest(workdir=co.path, task_id=task.id, title=task.title,
+                                   description=task.description, files=list(task.files),
+                                   criteria=dict(task.criteria), notes=list(task.notes))
+        artifact = await blocking(services.tool.implement, request)
+        if artifact.success:
+            base = await blocking(services.git.create_task_branch, co, task.id, task.title)
+            await blocking(services.git.commit_task, co, branch, base.base_commit,
+                           f"{task.id}: {task.title}", {"Task-Id": task.id})
+    return artifact
+
+
+async def verify(services: Services, project_id: str, task_id: str, branch: str,
+                 criteria: dict[str, str] | None) -> VerificationResult:
+    task = await _task(services, project_id, task_id)
+    async with manual_copy(services, project_id) as (co, project):
+        await blocking(services.git.reset_branch, co, branch, f"refs/heads/{branch}")
+        config = await blocking(load_project_config, co.path)
+        changed = await blocking(services.git.diff_paths, co, f"refs/heads/{co.default_branch}",
+                                 f"refs/heads/{branch}")
+        spec = services.container_spec(project=project, execution_id=f"manual-{uuid.uuid4().hex[:12]}",
+                                       task_id=task.id, attempt=1)
+        session = await blocking(services.sandbox.session, spec)
+        try:
+            await blocking(session.copy_in, co.path)
+            return await blocking(services.verifier.verify, task.id,
+                                  criteria if criteria is not None else dict(task.criteria),
+                                  config, session, changed)
+        finally:
+            await blocking(services.sandbox.remove, spec)
+
+
+__all__ = ["MANUAL", "ProjectNotFound", "customer_of"]
