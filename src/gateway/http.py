@@ -7,12 +7,15 @@ from urllib.parse import unquote
 
 import msgspec
 from litestar import Request, Response
+from litestar.connection import ASGIConnection
 from litestar.datastructures import State
-from litestar.openapi.spec import Example
+from litestar.handlers import BaseRouteHandler
 from litestar.openapi.datastructures import ResponseSpec
+from litestar.openapi.spec import Example
 
 from gateway.auth import PROJECT_ID, Authenticator, Principal, bearer
-from gateway.problems import Problem
+from gateway.problems import Problem, correlation_id
+from pipeline import audit
 from pipeline.db import Store
 from pipeline.services import Services
 from runner.settings import Settings
@@ -63,7 +66,7 @@ def settings_of(request: Request[Any, Any, Any]) -> Settings:
     return settings
 
 
-def principal_of(request: Request[Any, Any, Any]) -> Principal:
+def principal_of(request: ASGIConnection[Any, Any, Any, Any]) -> Principal:
     """The authenticated caller (401 otherwise); computed once per request."""
     scope_state = request.scope.setdefault("state", {})
     cached = scope_state.get("principal")
@@ -73,6 +76,50 @@ def principal_of(request: Request[Any, Any, Any]) -> Principal:
     principal = auth.authenticate(bearer(request.headers.get("authorization")))
     scope_state["principal"] = principal
     return principal
+
+
+def authenticated(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
+    """Guard of every API route: 401 before anything else (body validation included), so
+    an anonymous caller learns nothing from a 400, 404 or 415."""
+    principal_of(connection)
+
+
+_JSON_TYPES = ("application/json",)
+
+
+def json_body(request: Request[Any, Any, Any]) -> None:
+    """``before_request`` hook: 415 unless a handler's JSON body comes as JSON.
+
+    Litestar decodes any body as JSON whatever its ``Content-Type``; clients that send
+    ``text/plain`` or a form by mistake deserve a clear 415 instead.
+    """
+    handler = request.scope.get("route_handler")
+    if getattr(handler, "parsed_data_field", None) is None:
+        return
+    media = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+    if media in _JSON_TYPES or (media.startswith("application/") and media.endswith("+json")):
+        return
+    raise Problem(
+        415,
+        "send the body as JSON with Content-Type: application/json",
+        headers={"Accept": "application/json"},
+    )
+
+
+def actor_of(request: Request[Any, Any, Any]) -> audit.Principal:
+    """The caller as the pipeline's command API and audit log name it."""
+    principal = principal_of(request)
+    return audit.Principal(user_id=principal.user_id, role=principal.role,
+                           correlation_id=correlation_id(request))
+
+
+async def record_change(
+    request: Request[Any, Any, Any], action: str, project_id: str, details: dict[str, Any]
+) -> None:
+    """One audit row for a state change the pipeline does not record itself."""
+    async with store_of(request).transaction() as session:
+        await audit.record(session, principal=actor_of(request), action=action,
+                           project_id=project_id, details=details)
 
 
 def project_param(raw: str) -> str:

@@ -17,11 +17,12 @@ from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from typing import Any
 
+import msgspec
 from litestar import Request, Response
 from sqlalchemy import text
 
 from gateway.auth import Principal
-from gateway.problems import Problem
+from gateway.problems import Problem, problem_response
 from pipeline.db import Store
 
 TTL = timedelta(hours=6)
@@ -60,10 +61,21 @@ async def run(
     principal: Principal,
     operation: Callable[[], Awaitable[Response[bytes]]],
     key: str | None = None,
+    *,
+    atomic: bool = True,
 ) -> Response[bytes]:
-    """Run ``operation`` at most once per ``(user, Idempotency-Key)``."""
+    """Run ``operation`` at most once per ``(user, Idempotency-Key)``.
+
+    ``atomic`` runs it inside ``store.unit()`` so its database writes and the stored
+    response commit together. Operations whose effect lives outside the database (a git
+    branch, a container run: ``/prep``, ``/implement``, ``/verify``) pass ``atomic=False``:
+    they must not hold a transaction open for seconds, nor pull the sandbox's slot
+    bookkeeping into it; their response is stored right after they finish.
+    """
     key = key if key is not None else key_of(request)
     if key is None:
+        if not atomic:
+            return await operation()
         async with store.unit():
             return await operation()
     digest = request_hash(request, await request.body())
@@ -71,17 +83,20 @@ async def run(
     if replay is not None:
         return replay
     try:
-        async with store.unit() as session:
+        if atomic:
+            async with store.unit() as session:
+                response = await operation()
+                if (response.status_code or 200) < 500:
+                    await _finish(session, principal.user_id, key, response)
+        else:
             response = await operation()
             if (response.status_code or 200) < 500:
-                await _finish(session, principal.user_id, key, response)
-            return response
+                async with store.transaction() as session:
+                    await _finish(session, principal.user_id, key, response)
     except Problem as problem:
         if problem.status >= 500:
             await _release(store, principal.user_id, key)
             raise
-        from gateway.problems import problem_response
-
         response = problem_response(request, problem)
         async with store.transaction() as session:
             await _finish(session, principal.user_id, key, response)
@@ -89,6 +104,9 @@ async def run(
     except BaseException:
         await _release(store, principal.user_id, key)
         raise
+    if (response.status_code or 200) >= 500:
+        await _release(store, principal.user_id, key)
+    return response
 
 
 async def _claim(store: Store, user: str, key: str, digest: str) -> Response[bytes] | None:
@@ -154,8 +172,6 @@ async def _finish(session: Any, user: str, key: str, response: Response[bytes]) 
     body = response.content if isinstance(response.content, bytes) else b""
     headers = {k: v for k, v in response.headers.items() if k.lower() in _REPLAY_HEADERS}
     headers["content-type"] = response.media_type or "application/json"
-    import msgspec
-
     await session.execute(
         text(
             "UPDATE idempotency_keys SET status = 'completed', response_status = :s, "

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import typer
 
-from gateway.cli import runtime, services
+from gateway.cli import jobs, runtime, services
 from runner.sandbox import cli as sandbox_cli
 from runner.scripted_model import cli as scripted_model_cli
+from runner.tasklist import cli as tasklist_cli
 
 app = typer.Typer(
     name="devteam",
@@ -25,9 +26,12 @@ app.command("serve")(runtime.serve)
 app.command("relay")(runtime.relay)
 app.command("worker")(runtime.worker)
 app.command("token")(runtime.token)
+app.command("demo")(jobs.demo)
+app.command("submit")(jobs.submit)
 app.add_typer(sandbox_cli.app, name="image", help="Build and inspect the sandbox images.")
 app.command("reap")(sandbox_cli.reap)
 app.command("scripted-model")(scripted_model_cli.command)
+app.add_typer(tasklist_cli.app, name="tasks", help="Read, check and edit task-list files.")
 
 
 def main() -> None:

@@ -11,12 +11,11 @@ from litestar.params import Body
 
 from gateway import idempotency
 from gateway.auth import require_read, require_write
-from gateway.http import docs, principal_of, project_param, respond, store_of
-from gateway.problems import Problem, correlation_id
+from gateway.http import actor_of, docs, principal_of, project_param, respond, store_of
+from gateway.problems import Problem
 from gateway.routes.errors import command_errors
 from gateway.schemas import ExecutionStatus, InitializeAccepted, InitializeRequest, TransitionAccepted
 from pipeline import commands, executions
-from pipeline.audit import Principal as Actor
 
 BASE = "/api/devteam/automation"
 STATUS_EXAMPLE = {
@@ -25,12 +24,6 @@ STATUS_EXAMPLE = {
     "branch": "task/1-2-1-run-migrations", "totals": {"completed": 4, "total": 10},
     "startedAt": "2026-01-01T00:00:00.000Z", "updatedAt": "2026-01-01T00:01:00.000Z",
 }
-
-
-def actor_of(request: Request[Any, Any, Any]) -> Actor:
-    principal = principal_of(request)
-    return Actor(user_id=principal.user_id, role=principal.role,
-                 correlation_id=correlation_id(request))
 
 
 @post(
