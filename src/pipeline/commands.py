@@ -222,7 +222,7 @@ async def _transition(
                 await session.execute(
                     text(
                         "UPDATE injected_tasks SET status = 'reviewed' WHERE project_id = :p "
-                        "AND source_error_id IS NOT NULL AND status = 'done'"
+                        "AND source_error_id IS NOT NULL AND status IN ('done', 'failed')"
                     ),
                     {"p": project_id},
                 )

@@ -2,7 +2,7 @@
 shares.
 
 1. **Claim** (one transaction, under the execution's row lock): a stage run is keyed by
-   ``(execution, task, stage, attempt)``. A new key is inserted; an existing one is taken
+   ``(execution, task, stage, pass, attempt)``. A new key is inserted; an existing one is taken
    over only if its lease expired (the worker died) or it is waiting for a retry. A
    finished or live one means this delivery is a duplicate: it does nothing. A paused
    execution parks the command for resume; a stopping one is finalised instead.
@@ -48,10 +48,10 @@ CANCEL_GRACE_SECONDS = 5.0
 
 _CLAIM = text(
     """
-    INSERT INTO stage_runs (execution_id, task_id, stage, attempt, status, command_id,
+    INSERT INTO stage_runs (execution_id, task_id, stage, pass_no, attempt, status, command_id,
                             lease_owner, lease_until)
-    VALUES (:e, :t, :s, :a, 'running', :cmd, :me, now() + make_interval(secs => :lease))
-    ON CONFLICT (execution_id, task_id, stage, attempt) DO UPDATE
+    VALUES (:e, :t, :s, :p, :a, 'running', :cmd, :me, now() + make_interval(secs => :lease))
+    ON CONFLICT (execution_id, task_id, stage, pass_no, attempt) DO UPDATE
       SET status = 'running', lease_owner = :me, command_id = :cmd,
           lease_until = now() + make_interval(secs => :lease),
           claims = stage_runs.claims + 1, started_at = now()
@@ -89,13 +89,17 @@ class Engine:
         started = time.monotonic()
         ctx.log.start()
         outcome = await self._execute(ctx, run_id)
+        ended = time.monotonic()
         await ctx.log.close()
         duration_ms = int((time.monotonic() - started) * 1000)
         recorded = await record_outcome(
             self.services, ctx, run_id=run_id, owner=self.owner, outcome=outcome,
             duration_ms=duration_ms,
         )
-        bound.info("stage.end", status=outcome.status, recorded=recorded, duration_ms=duration_ms)
+        # commit_ms: handler returned → finish transaction committed (bench/pipeline.py).
+        commit_ms = round((time.monotonic() - ended) * 1000, 2)
+        bound.info("stage.end", status=outcome.status, recorded=recorded, duration_ms=duration_ms,
+                   commit_ms=commit_ms)
         return outcome.status if recorded else "lost-claim"
 
     # -- claim ------------------------------------------------------------------------
@@ -135,6 +139,7 @@ class Engine:
                         "e": execution.id,
                         "t": command.task_id,
                         "s": command.stage,
+                        "p": command.pass_no,
                         "a": command.attempt,
                         "cmd": command_id,
                         "me": self.owner,
@@ -194,10 +199,10 @@ class Engine:
             await session.execute(
                 text(
                     "SELECT status FROM stage_runs WHERE execution_id = :e AND task_id = :t "
-                    "AND stage = :s AND attempt = :a"
+                    "AND stage = :s AND pass_no = :p AND attempt = :a"
                 ),
                 {"e": uuid.UUID(command.execution_id), "t": command.task_id,
-                 "s": command.stage, "a": command.attempt},
+                 "s": command.stage, "p": command.pass_no, "a": command.attempt},
             )
         ).scalar_one()
         if status != "running":

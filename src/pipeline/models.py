@@ -143,6 +143,9 @@ class StageRun(Base):
     execution_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("executions.id"))
     task_id: Mapped[str] = mapped_column(String(200))
     stage: Mapped[str] = mapped_column(String(32))
+    pass_no: Mapped[int] = mapped_column(Integer, server_default=text("1"))
+    """How many times this task was selected in this execution (a task can come back after
+    an error-resolution task); keeps every pass's stage runs apart."""
     attempt: Mapped[int] = mapped_column(Integer)
     status: Mapped[str] = mapped_column(String(16))
     command_id: Mapped[int | None] = mapped_column(BigInteger)
@@ -156,7 +159,7 @@ class StageRun(Base):
     error: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
 
     __table_args__ = (
-        UniqueConstraint("execution_id", "task_id", "stage", "attempt"),
+        UniqueConstraint("execution_id", "task_id", "stage", "pass_no", "attempt"),
         Index(
             "ix_stage_runs_running_lease",
             "lease_until",

@@ -1,6 +1,6 @@
 """Commands for the relay: written in the caller's transaction, dispatched after commit.
 
-A command names an actor and a stage-run key ``(execution, task, stage, attempt)``; the
+A command names an actor and a stage-run key ``(execution, task, stage, pass, attempt)``; the
 Dramatiq message carries only the command's id (which is also the message id), so a
 worker always reads the command from the table and a duplicate message is harmless.
 """
@@ -27,13 +27,15 @@ class StageCommand(msgspec.Struct, frozen=True, kw_only=True):
     execution_id: str
     stage: str
     task_id: str = ""
+    pass_no: int = 1
+    """Which selection of the task this is (1 unless the task came back)."""
     attempt: int = 1
     outcome: str | None = None
     """For FINALIZE: the status the execution ends in."""
 
     @property
     def key(self) -> tuple[str, str, str, int]:
-        return (self.execution_id, self.task_id, self.stage, self.attempt)
+        return (self.execution_id, self.task_id, self.stage, self.pass_no, self.attempt)
 
 
 async def enqueue(
@@ -155,6 +157,7 @@ async def requeue_stale(session: AsyncSession, *, grace_seconds: float) -> list[
                       WHERE s.execution_id = (o.payload->>'execution_id')::uuid
                         AND s.task_id = o.payload->>'task_id'
                         AND s.stage = o.payload->>'stage'
+                        AND s.pass_no = coalesce((o.payload->>'pass_no')::int, 1)
                         AND s.attempt = (o.payload->>'attempt')::int
                         AND s.status = 'running' AND s.lease_until <= now()
                         AND o.dispatched_at < s.lease_until)
@@ -165,7 +168,8 @@ async def requeue_stale(session: AsyncSession, *, grace_seconds: float) -> list[
                         WHERE s.execution_id = (o.payload->>'execution_id')::uuid
                           AND s.task_id = o.payload->>'task_id'
                           AND s.stage = o.payload->>'stage'
-                          AND s.attempt = (o.payload->>'attempt')::int
+                          AND s.pass_no = coalesce((o.payload->>'pass_no')::int, 1)
+                        AND s.attempt = (o.payload->>'attempt')::int
                           AND s.status = 'running' AND s.lease_until > now())))
                 RETURNING o.id
                 """

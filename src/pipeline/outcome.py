@@ -53,6 +53,8 @@ class Outcome:
     """Merged into ``task_context.tasks[<taskId>]`` (the per-task table of the demo)."""
     complete_injection: str | None = None
     """An injected task (by task id) that this outcome finishes."""
+    fail_injection: str | None = None
+    """An injected error-resolution task that failed for good (never selected again)."""
 
 
 @dataclass
@@ -79,11 +81,15 @@ class StageContext:
     def attempt(self) -> int:
         return self.command.attempt
 
-    def then(self, stage: str, *, task_id: str | None = None, attempt: int = 1) -> StageCommand:
-        """The command for ``stage`` of this execution (same task unless given)."""
+    def then(
+        self, stage: str, *, task_id: str | None = None, attempt: int = 1, pass_no: int | None = None
+    ) -> StageCommand:
+        """The command for ``stage`` of this execution (same task and pass unless given)."""
+        same_task = task_id is None or task_id == self.command.task_id
         return StageCommand(
             execution_id=str(self.execution.id),
             stage=stage,
             task_id=self.command.task_id if task_id is None else task_id,
+            pass_no=pass_no if pass_no is not None else (self.command.pass_no if same_task else 1),
             attempt=attempt,
         )

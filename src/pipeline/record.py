@@ -86,6 +86,12 @@ async def record_outcome(
             fields["error_id"] = error_id
         if outcome.inject is not None:
             await _inject(session, execution.project_id, outcome, error_id)
+        if outcome.fail_injection is not None:
+            await session.execute(
+                text("UPDATE injected_tasks SET status = 'failed', completed_at = now() "
+                     "WHERE project_id = :p AND task_id = :t AND status = 'pending'"),
+                {"p": execution.project_id, "t": outcome.fail_injection},
+            )
         if outcome.complete_injection is not None:
             await session.execute(
                 text("UPDATE injected_tasks SET status = 'done', completed_at = now() "

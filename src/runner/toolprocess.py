@@ -21,6 +21,16 @@ from runner.ports import LineSink
 from runner.redact import Redactor
 
 _KILL_GRACE = 2.0
+_PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent() -> None:
+    """In the child, before exec: ask Linux to SIGKILL us if the worker dies, so a worker
+    killed with SIGKILL cannot leave a tool editing a working copy behind it."""
+    with contextlib.suppress(Exception):
+        import ctypes
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
 class ToolProcess:
@@ -54,6 +64,7 @@ class ToolProcess:
                 encoding="utf-8",
                 errors="replace",
                 start_new_session=True,
+                preexec_fn=_die_with_parent if os.name == "posix" else None,  # noqa: PLW1509
             )
         except OSError as exc:
             raise InfrastructureError(

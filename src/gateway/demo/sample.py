@@ -292,6 +292,7 @@ def create_sample(root: Path, *, name: str = "calc", files: dict[str, str] | Non
     root.mkdir(parents=True, exist_ok=True)
     remote = root / "remote" / f"{name}.git"
     bare = pygit2.init_repository(str(remote), bare=True, initial_head="main")
+    bare.config["core.logAllRefUpdates"] = "always"  # every ref update (push) is logged
     tree = _tree(bare, files or INITIAL)
     bare.create_commit("refs/heads/main", AUTHOR, AUTHOR, "Start the calculator", tree, [])
     script_path = root / "model-script.toml"

@@ -44,10 +44,10 @@ async def result_of(
     """The recorded result of the latest succeeded (or failed) run of a stage of this task."""
     sql = (
         "SELECT result FROM stage_runs WHERE execution_id = :e AND task_id = :t AND stage = :s "
-        "AND status IN ('succeeded', 'failed')"
+        "AND pass_no = :p AND status IN ('succeeded', 'failed')"
     )
     params: dict[str, Any] = {"e": ctx.execution.id, "t": ctx.task_id if task_id is None else task_id,
-                              "s": stage.value}
+                              "s": stage.value, "p": ctx.command.pass_no}
     if attempt is not None:
         sql += " AND attempt = :a"
         params["a"] = attempt

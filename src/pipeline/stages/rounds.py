@@ -51,6 +51,7 @@ async def failed_round(
                        task_summary=summary)
     await _fresh_branch(ctx)
     origin = await _origin(ctx, task.id)
+    retired = task.id if origin != task.id else None  # a resolution task that failed itself
     used = await _resolutions(ctx, origin)
     summary["status"] = "failed"
     limit = ctx.services.settings.pipeline.max_resolution_tasks
@@ -78,12 +79,13 @@ async def failed_round(
             ),
             next=await next_select(ctx),
             task_summary=summary,
+            fail_injection=retired,
         )
     ctx.log.line(f"{limit} error-resolution tasks did not fix {origin}: pausing for a person",
                  "error")
     return Outcome(status="failed", result=recorded, error=error, record_error=True,
                    pause_reason=PauseReason.HUMAN_REVIEW, next=await next_select(ctx),
-                   task_summary=summary)
+                   task_summary=summary, fail_injection=retired)
 
 
 async def _fresh_branch(ctx: StageContext) -> None:
@@ -116,7 +118,7 @@ async def _resolutions(ctx: StageContext, origin: str) -> int:
             (
                 await session.execute(
                     text("SELECT count(*) FROM injected_tasks WHERE project_id = :p "
-                         "AND origin_task_id = :o AND status IN ('pending', 'done')"),
+                         "AND origin_task_id = :o AND status IN ('pending', 'done', 'failed')"),
                     {"p": ctx.project["project_id"], "o": origin},
                 )
             ).scalar_one()

@@ -84,14 +84,26 @@ async def select(ctx: StageContext) -> Outcome:
         return Outcome(status="failed", result={"task": None, "reason": "nothing ready"},
                        error=error, record_error=True, pause_reason=PauseReason.HUMAN_REVIEW,
                        next=await next_select(ctx), execution=counts)
-    ctx.log.line(f"next task: {task.id} {task.title}")
+    pass_no = await _pass_of(ctx, task.id)
+    ctx.log.line(f"next task: {task.id} {task.title}"
+                 + (f" (selected again: pass {pass_no})" if pass_no > 1 else ""))
     return Outcome(
         result={"task": task.to_wire(), "taskListPath": path, "completedTasks": done,
-                "totalTasks": total},
-        next=ctx.then(Stage.PREP, task_id=task.id),
+                "totalTasks": total, "pass": pass_no},
+        next=ctx.then(Stage.PREP, task_id=task.id, pass_no=pass_no),
         execution={**counts, "current_task_id": task.id},
         task_summary={"title": task.title, "status": "selected"},
     )
+
+
+async def _pass_of(ctx: StageContext, task_id: str) -> int:
+    """1 the first time a task is selected in this execution, then 2, 3..."""
+    async with ctx.services.store.transaction() as session:
+        passes = (await session.execute(
+            text("SELECT coalesce(max(pass_no), 0) FROM stage_runs WHERE execution_id = :e "
+                 "AND task_id = :t AND stage = 'PREP'"),
+            {"e": ctx.execution.id, "t": task_id})).scalar_one()
+    return int(passes) + 1
 
 
 async def _single(ctx: StageContext, tasks: TaskList, task_id: str) -> Task | None:

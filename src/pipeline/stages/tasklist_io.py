@@ -64,7 +64,7 @@ async def injections(store: Store, project_id: str) -> list[Injection]:
                 text(
                     "SELECT task_id, injection_type, position, replace_task_id, task, status "
                     "FROM injected_tasks WHERE project_id = :p AND status IN "
-                    "('pending', 'done', 'reviewed') ORDER BY id"
+                    "('pending', 'done', 'reviewed', 'failed') ORDER BY id"
                 ),
                 {"p": project_id},
             )

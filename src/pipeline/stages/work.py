@@ -107,6 +107,9 @@ async def verify(ctx: StageContext) -> Outcome:
     changed = await blocking(ctx.services.git.diff_paths, co, str(prepared["baseCommit"]),
                              str(implemented["commit"]))
     spec = _spec(ctx, ctx.attempt)
+    if ctx.claims > 1:
+        # A worker died mid-check: its command may still run in the container. Start clean.
+        await blocking(ctx.services.sandbox.remove, spec)
     session = await blocking(ctx.services.sandbox.session, spec)
     try:
         await blocking(session.copy_in, co.path)

@@ -1,0 +1,142 @@
+"""Many customers at once, isolated; and what happens when a task keeps failing."""
+
+from __future__ import annotations
+
+import asyncio
+from sqlalchemy import text
+
+from gateway.demo.sample import INITIAL, create_sample
+from pipeline import commands
+from pipeline.audit import Principal
+from runner.scripted_model import ScriptedModelServer, parse_script
+from runner.settings import get_settings
+from tests.e2e.checks import containers_of, frames, remote_task_list, stage_runs
+from tests.e2e.conftest import start, wait_status
+
+SHORT_LIST = """# Calculator — two tasks
+
+Phase 1: Core arithmetic (Dependencies: [])
+
+- 1.1 Add and subtract (Dependencies: [])
+  • files: src/calc/basic.py, tests/test_basic.py
+  • test.coverage: ≥80%
+
+- 1.2 Multiply and divide (Dependencies: [1.1])
+  • files: src/calc/basic.py, tests/test_basic.py
+"""
+BROKEN_LIST = SHORT_LIST.replace("[1.1])", "[9.9])")
+
+
+async def test_five_customers_run_at_once_isolated_and_one_failure_stays_local(
+    store, tmp_path, pipeline_env, procs
+):
+    procs.relay()
+    procs.worker(threads=4)
+    procs.worker(threads=4)
+    samples, executions = {}, {}
+    for i in range(5):
+        listing = BROKEN_LIST if i == 4 else SHORT_LIST
+        sample = create_sample(tmp_path / f"c{i}", files={**INITIAL, "tasks_list.md": listing})
+        project = f"customer-{i}/calc"
+        samples[project] = sample
+        executions[project] = await start(store, project, sample.url)
+    rows = await asyncio.gather(*(
+        wait_status(store, e, {"completed", "error", "stopped", "paused"}, timeout=900)
+        for e in executions.values()))
+    by_project = dict(zip(executions, rows, strict=True))
+    broken = by_project.pop("customer-4/calc")
+    assert broken["status"] == "error"
+    async with store.transaction() as session:
+        error = (await session.execute(text(
+            "SELECT classification, message, details FROM errors WHERE execution_id = :e"),
+            {"e": executions["customer-4/calc"]})).one()
+    assert error[0] == "config"
+    assert any(":10:" in p and "9.9" in p for p in error[2]["problems"])  # line-numbered
+    root = get_settings().path(get_settings().workspace.root).resolve()
+    paths = set()
+    for project, row in by_project.items():
+        assert row["status"] == "completed", (project, row)
+        assert remote_task_list(samples[project]).progress() == (2, 2)
+        runs = await stage_runs(store, executions[project])
+        customer = project.split("/")[0]
+        for run in runs:
+            if run["stage"] == "PREP":
+                repo = run["result"]["repoPath"]
+                assert repo.startswith(str(root / customer / "work" / "calc"))
+                paths.add(repo)
+                assert run["result"]["container"].count(
+                    str(executions[project])[:8]) == 1  # its own container
+        assert containers_of(executions[project]) == []
+    assert len(paths) == 4  # four executions, four working copies
+
+
+ALWAYS_FAILS = '''[tasks."1.1"]
+edit_format = "whole"
+fail_attempts = 99
+
+[[tasks."1.1".edits]]
+path = "src/calc/basic.py"
+content = "def add(a: float, b: float) -> float:\\n    return a + b\\n"
+
+[[tasks."1.1".failing]]
+path = "src/calc/basic.py"
+content = "def add(a: float, b: float) -> float:\\n    return a - b\\n"
+
+[[tasks."1.1".failing]]
+path = "tests/test_basic.py"
+content = "from calc.basic import add\\n\\n\\ndef test_add() -> None:\\n    assert add(2, 3) == 5\\n"
+'''
+
+
+async def test_a_task_that_keeps_failing_gets_retries_then_resolution_then_human_review(
+    store, tmp_path, pipeline_env, procs
+):
+    sample = create_sample(tmp_path / "failing",
+                           files={**INITIAL, "tasks_list.md": SHORT_LIST}, script=ALWAYS_FAILS)
+    with ScriptedModelServer(parse_script(ALWAYS_FAILS)) as model:
+        procs.env["DEVTEAM_MODEL_API_BASE"] = model.url
+        procs.relay()
+        procs.worker(threads=4)
+        execution = await start(store, "acme/failing", sample.url)
+        row = await wait_status(store, execution, {"paused", "completed", "error", "stopped"},
+                                timeout=900)
+        assert (row["status"], row["pause_reason"]) == ("paused", "human_review"), row
+        runs = await stage_runs(store, execution)
+        # 1.1: three IMPLEMENT→VERIFY rounds (the first and two retries), all failed
+        verify = [(r["attempt"], r["status"]) for r in runs
+                  if r["task_id"] == "1.1" and r["stage"] == "VERIFY"]
+        assert verify == [(1, "failed"), (2, "failed"), (3, "failed")]
+        async with store.transaction() as session:
+            injected = (await session.execute(text(
+                "SELECT task_id, task->>'title', source_error_id, origin_task_id, status "
+                "FROM injected_tasks WHERE project_id = 'acme/failing' ORDER BY id"))).all()
+            errors = (await session.execute(text(
+                "SELECT id, task_id, classification, message FROM errors WHERE execution_id = :e "
+                "ORDER BY created_at"), {"e": execution})).all()
+        # then three error-resolution tasks, each titled after the error it resolves
+        assert len(injected) == 3
+        for task_id, title, source_error, origin, status in injected:
+            assert task_id.startswith("fix-1.1-") and origin == "1.1"
+            assert title == f"Resolve error: {source_error}"
+            assert status == "failed"  # each failed in turn and was retired
+        assert {e[0] for e in errors} >= {i[2] for i in injected}
+        assert len(errors) == 4 and errors[0][2] == "verification"
+        assert row["error_id"] == errors[-1][0]
+        error_frames = [f for f in await frames(store, execution) if f["type"] == "error"]
+        assert len(error_frames) == 4
+        # the task is not marked done, and nothing was merged
+        assert remote_task_list(sample).progress() == (0, 2)
+        # a person resumes after review: resolution may start again from zero
+        await commands.resume(store, principal=Principal(user_id="tester", correlation_id="r"),
+                              project_id="acme/failing")
+        async with store.transaction() as session:
+            statuses = (await session.execute(text(
+                "SELECT DISTINCT status FROM injected_tasks WHERE project_id = 'acme/failing'"
+            ))).scalars().all()
+        assert set(statuses) == {"reviewed"}
+        await commands.stop(store, principal=Principal(user_id="tester", correlation_id="s"),
+                            project_id="acme/failing")
+        row = await wait_status(store, execution, {"stopped", "error", "completed"}, timeout=120)
+        assert row["status"] == "stopped"
+        assert containers_of(execution) == []
+
