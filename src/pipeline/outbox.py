@@ -34,7 +34,7 @@ class StageCommand(msgspec.Struct, frozen=True, kw_only=True):
     """For FINALIZE: the status the execution ends in."""
 
     @property
-    def key(self) -> tuple[str, str, str, int]:
+    def key(self) -> tuple[str, str, str, int, int]:
         return (self.execution_id, self.task_id, self.stage, self.pass_no, self.attempt)
 
 

@@ -37,6 +37,8 @@ class ProjectTasks:
     tasks: TaskList
     path: str
     injected: list[Any]
+    cloned: bool = False
+    """Whether reading the list cloned the project's manual working copy."""
 
 
 async def project_row(services: Services, project_id: str) -> dict[str, Any]:
@@ -73,7 +75,7 @@ async def project_tasks(services: Services, project_id: str) -> ProjectTasks:
     if found is None:
         raise ConfigError("the repository has no task list (tasks_list.md or task_lists.md)")
     tasks, path = found
-    return ProjectTasks(tasks, path, await injections(services.store, project_id))
+    return ProjectTasks(tasks, path, await injections(services.store, project_id), co.cloned)
 
 
 async def next_task(services: Services, project_id: str) -> dict[str, Any]:
@@ -211,36 +213,39 @@ async def validate_repository(
 
 
 # ---------------------------------------------------------------------------- one step
-async def _task(services: Services, project_id: str, task_id: str) -> Task:
+async def _task(services: Services, project_id: str, task_id: str) -> tuple[Task, bool]:
+    """The task (from the file or injected) and whether finding it cloned the copy."""
     view = await project_tasks(services, project_id)
     for injected in view.injected:
         if injected.task.id == task_id:
-            return injected.task  # type: ignore[no-any-return]
+            return injected.task, view.cloned
     try:
-        return view.tasks.get(task_id)
+        return view.tasks.get(task_id), view.cloned
     except KeyError:
         raise LookupError(f"no task {task_id} in {view.path}") from None
 
 
 async def prep(services: Services, project_id: str, task_id: str) -> dict[str, Any]:
-    task = await _task(services, project_id, task_id)
+    task, cloned = await _task(services, project_id, task_id)
     async with manual_copy(services, project_id) as (co, _):
         branch = await blocking(services.git.create_task_branch, co, task.id, task.title)
     return {"taskId": task.id, "branch": branch.branch, "repoPath": str(co.path),
-            "artifacts": {"cloned": co.cloned, "branchCreated": branch.created}}
+            "artifacts": {"cloned": cloned or co.cloned, "branchCreated": branch.created}}
 
 
 async def implement(services: Services, project_id: str, task_id: str,
                     branch: str) -> OperationArtifact:
-    task = await _task(services, project_id, task_id)
+    task, _ = await _task(services, project_id, task_id)
     async with manual_copy(services, project_id) as (co, _):
+        # The base before the tool runs: creating/checking out the task branch afterwards
+        # would reset the working tree and throw the tool's change away.
+        base = await blocking(services.git.create_task_branch, co, task.id, task.title)
         await blocking(services.git.reset_branch, co, branch, f"refs/heads/{branch}")
         request = ImplementRequest(workdir=co.path, task_id=task.id, title=task.title,
                                    description=task.description, files=list(task.files),
                                    criteria=dict(task.criteria), notes=list(task.notes))
         artifact = await blocking(services.tool.implement, request)
         if artifact.success:
-            base = await blocking(services.git.create_task_branch, co, task.id, task.title)
             await blocking(services.git.commit_task, co, branch, base.base_commit,
                            f"{task.id}: {task.title}", {"Task-Id": task.id})
     return artifact
@@ -248,7 +253,7 @@ async def implement(services: Services, project_id: str, task_id: str,
 
 async def verify(services: Services, project_id: str, task_id: str, branch: str,
                  criteria: dict[str, str] | None) -> VerificationResult:
-    task = await _task(services, project_id, task_id)
+    task, _ = await _task(services, project_id, task_id)
     async with manual_copy(services, project_id) as (co, project):
         await blocking(services.git.reset_branch, co, branch, f"refs/heads/{branch}")
         config = await blocking(load_project_config, co.path)

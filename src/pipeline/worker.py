@@ -10,6 +10,7 @@ import structlog
 
 from pipeline import actors
 from pipeline.broker import get_broker
+from pipeline.reaping import start_reaper
 from runner.logging import configure_logging
 from runner.settings import Settings
 
@@ -30,6 +31,7 @@ def run_worker(settings: Settings, *, threads: int | None = None) -> None:
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
     worker.start()
+    start_reaper(settings, stop)
     log.info("worker.started", threads=count)
     try:
         stop.wait()

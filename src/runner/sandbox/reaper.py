@@ -43,7 +43,8 @@ class Reaper:
 
     ``live_executions`` None means liveness is unknown: only expired objects are removed.
     ``workspace_pattern`` is a glob under ``workspace_root`` naming the working copies
-    (``<customer>/<execution>`` by default); a working copy whose path names a live
+    (``<customer>/work/<project>/<execution>`` by default, the layout of runner.git.paths;
+    per-customer caches are never matched); a working copy whose path names a live
     execution is kept whatever its age. ``scope`` narrows the pass to objects carrying those
     labels too (e.g. ``{"devteam.customer": "c1"}``).
     """
@@ -54,7 +55,7 @@ class Reaper:
         *,
         live_executions: LiveExecutions | None = None,
         workspace_root: Path | None = None,
-        workspace_pattern: str = "*/*",
+        workspace_pattern: str = "*/work/*/*",
         max_age_hours: float = 24.0,
         grace_seconds: float = 60.0,
         scope: Mapping[str, str] | None = None,

@@ -29,14 +29,16 @@ def test_given_orphan_expired_and_live_containers_then_only_orphan_and_expired_g
     orphan = sandbox.session(make_spec(execution_id=orphan_id, **common))
     expired = sandbox.session(make_spec(execution_id=expired_id, ttl_seconds=-60, **common))
     root = tmp_path / "workspaces"
-    old_copy = root / customer / "old-execution"
-    new_copy = root / customer / "new-execution"
-    old_live_copy = root / customer / live_id
-    for path in (old_copy, new_copy, old_live_copy):
+    old_copy = root / customer / "work" / "p" / "old-execution"
+    new_copy = root / customer / "work" / "p" / "new-execution"
+    old_live_copy = root / customer / "work" / "p" / live_id
+    old_cache = root / customer / "cache" / "0123abcd.git"  # the customer's mirror: kept
+    for path in (old_copy, new_copy, old_live_copy, old_cache):
         path.mkdir(parents=True)
         (path / "file.txt").write_text("x")
     _age(old_copy, 30)
     _age(old_live_copy, 30)
+    _age(old_cache, 30)
     reaper = Reaper(
         docker_client,
         live_executions=lambda: {live_id, expired_id},
@@ -57,6 +59,7 @@ def test_given_orphan_expired_and_live_containers_then_only_orphan_and_expired_g
     assert not old_copy.exists()
     assert new_copy.exists()
     assert old_live_copy.exists()
+    assert old_cache.exists()
     assert reaper.run_once().total == 0
 
 
