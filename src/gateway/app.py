@@ -8,18 +8,27 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import structlog
-from litestar import Litestar
+from litestar import Litestar, Router
 from litestar.config.cors import CORSConfig
 from litestar.exceptions import HTTPException, ValidationException
-from litestar.openapi import OpenAPIConfig
-from litestar.openapi.spec import Components, SecurityScheme
 
 from gateway import idempotency
 from gateway.auth import Authenticator
 from gateway.correlation import correlation_middleware
-from gateway.problems import Problem, on_http, on_problem, on_unexpected, on_validation
 from gateway.fanout import Hub
-from gateway.routes import automation, events, executions, health, stream
+from gateway.http import authenticated, json_body
+from gateway.openapi import StrictStructSchemaPlugin, openapi_config
+from gateway.problems import Problem, on_http, on_problem, on_unexpected, on_validation
+from gateway.routes import (
+    automation,
+    core,
+    dashboard,
+    events,
+    executions,
+    health,
+    repository,
+    stream,
+)
 from pipeline.db import Store
 from pipeline.services import Services
 from runner.logging import configure_logging
@@ -53,12 +62,23 @@ def create_app(settings: Settings | None = None, *, store: Store | None = None) 
             if store is None:
                 await app.state.store.close()
 
+    api = Router(
+        path="/",
+        route_handlers=[
+            *events.handlers,
+            *core.handlers,
+            *automation.handlers,
+            *repository.handlers,
+            *executions.handlers,
+        ],
+        guards=[authenticated],
+    )
     route_handlers: list[Any] = [
-        *events.handlers,
-        *automation.handlers,
-        *executions.handlers,
+        api,
         health.health,
+        health.live,
         *stream.handlers,
+        *dashboard.handlers,
     ]
     cors = (
         CORSConfig(allow_origins=[o.strip() for o in settings.gateway.cors_origins.split(",")])
@@ -69,6 +89,7 @@ def create_app(settings: Settings | None = None, *, store: Store | None = None) 
         route_handlers=route_handlers,
         lifespan=[lifespan],
         middleware=[correlation_middleware],
+        before_request=json_body,
         exception_handlers={
             Problem: on_problem,
             ValidationException: on_validation,
@@ -77,18 +98,8 @@ def create_app(settings: Settings | None = None, *, store: Store | None = None) 
         },
         request_max_body_size=settings.gateway.max_body_bytes,
         cors_config=cors,
-        openapi_config=OpenAPIConfig(
-            title="DevTeam Runner",
-            version="1.0.0",
-            description="Runs a repository's task list autonomously and streams every step.",
-            path="/schema",
-            components=Components(
-                security_schemes={
-                    "bearer": SecurityScheme(type="http", scheme="bearer", bearer_format="JWT")
-                }
-            ),
-            security=[{"bearer": []}],
-        ),
+        openapi_config=openapi_config(),
+        plugins=[StrictStructSchemaPlugin()],
         debug=False,
         logging_config=None,
     )

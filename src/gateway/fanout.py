@@ -293,7 +293,7 @@ class Hub:
             try:
                 conn = await asyncpg.connect(self.dsn, timeout=5)
                 lost = asyncio.Event()
-                conn.add_termination_listener(lambda _c: lost.set())
+                conn.add_termination_listener(lambda _c, lost=lost: lost.set())
                 await conn.add_listener(STREAM_CHANNEL, lambda *_: self._wake.set())
                 self.listen_connected.set()
                 self._wake.set()  # catch up with whatever was written while away

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 from urllib.parse import unquote
 
 import msgspec
@@ -12,9 +12,10 @@ from litestar.datastructures import State
 from litestar.handlers import BaseRouteHandler
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.openapi.spec import Example
+from litestar.params import Parameter
 
 from gateway.auth import PROJECT_ID, Authenticator, Principal, bearer
-from gateway.problems import Problem, correlation_id
+from gateway.problems import TITLES, Problem, correlation_id
 from pipeline import audit
 from pipeline.db import Store
 from pipeline.services import Services
@@ -122,9 +123,24 @@ async def record_change(
                            project_id=project_id, details=details)
 
 
+_PROJECT = r"[A-Za-z0-9_-]{1,100}/[A-Za-z0-9_-]{1,100}"
+ProjectPath = Annotated[str, Parameter(
+    pattern=rf"^/?{_PROJECT}$", max_length=202,
+    description="customer/project; the slash may also be sent as %2F",
+    examples=[Example(value="customer-123/project-abc")],
+)]
+"""A ``{name:path}`` parameter holding a projectId (Litestar keeps its leading slash)."""
+TaskPath = Annotated[str, Parameter(
+    pattern=rf"^/?{_PROJECT}/[A-Za-z0-9][A-Za-z0-9._-]{{0,99}}$", max_length=302,
+    description="customer/project/taskId; the project's slash may also be sent as %2F",
+    examples=[Example(value="customer-123/project-abc/1.1")],
+)]
+"""A ``{name:path}`` parameter holding ``projectId/taskId``."""
+
+
 def project_param(raw: str) -> str:
     """A projectId from a path: with its slash or as ``%2F``; 400 when malformed."""
-    value = unquote(raw)
+    value = unquote(raw.lstrip("/"))
     if not PROJECT_ID.match(value) or len(value) > 200:
         raise Problem(
             400,
@@ -135,9 +151,17 @@ def project_param(raw: str) -> str:
 
 
 def docs(
-    status: int, model: type[Any], example: dict[str, Any] | list[Any], *errors: int
+    status: int,
+    model: type[Any],
+    example: dict[str, Any] | list[Any],
+    *errors: int,
+    public: bool = False,
 ) -> dict[int, ResponseSpec]:
-    """OpenAPI responses: the success body with an example, plus problem bodies."""
+    """OpenAPI responses: the success body with an example, plus problem bodies.
+
+    Every API route may answer 400 (validation), 401, 403, 413 and 415 besides the
+    ``errors`` it names; a ``public`` route (no token, no body) only the ones it names.
+    """
     specs = {
         status: ResponseSpec(
             data_container=model,
@@ -145,10 +169,20 @@ def docs(
             examples=[Example(summary="example", value=example)],
         )
     }
-    for code in (400, 401, 403, 413, 415, *errors):
+    common = () if public else (400, 401, 403, 413, 415)
+    for code in (*common, *errors):
         specs[code] = ResponseSpec(
             data_container=ProblemBody,
             description="problem details",
             media_type="application/problem+json",
+            examples=[Example(summary="problem", value=_problem_example(code))],
         )
     return specs
+
+
+def _problem_example(code: int) -> dict[str, Any]:
+    return {
+        "type": f"https://devteam.dev/problems/{code}", "title": TITLES.get(code, "Error"),
+        "status": code, "detail": "what went wrong, for a person", "instance": "/path",
+        "correlationId": "c0ffee",
+    }

@@ -269,7 +269,9 @@ class LocalStack:
             return
         binary = shutil.which("dockerd")
         if not binary:
-            raise StackError("no Docker daemon reachable and dockerd not installed; run `make setup`")
+            raise StackError(
+                "no Docker daemon reachable and dockerd not installed; run `make setup`"
+            )
         if os.geteuid() != 0:
             raise StackError(
                 "no Docker daemon reachable; start one (rootless or system) or run as root "

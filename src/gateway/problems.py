@@ -8,6 +8,7 @@ leaks: no stack trace, no SQL, no secret (details pass through the redactor).
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import msgspec
@@ -23,7 +24,7 @@ log = structlog.get_logger("devteam.gateway")
 
 PROBLEM_JSON = "application/problem+json"
 
-_TITLES = {
+TITLES = {
     400: "Bad Request",
     401: "Unauthorized",
     403: "Forbidden",
@@ -57,7 +58,7 @@ class Problem(Exception):
         self.status = status
         self.detail = detail
         self.type = type_ or f"https://devteam.dev/problems/{status}"
-        self.title = title or _TITLES.get(status, "Error")
+        self.title = title or TITLES.get(status, "Error")
         self.errors = errors
         self.headers = headers or {}
         self.extra = extra
@@ -101,26 +102,45 @@ def on_validation(request: Request[Any, Any, Any], exc: Exception) -> Response[b
     raw = ScopeState.from_scope(request.scope).body
     if body_type is not None and isinstance(raw, bytes | bytearray):
         errors = collect_errors(body_type.annotation, bytes(raw))
+    extra = [e for e in (exc.extra or []) if isinstance(e, dict)]
+    # Path and query parameters are checked by Litestar, the body above: report both.
+    errors += [_litestar_error(handler, e) for e in extra
+               if e.get("source") != "body" or not errors]
     if not errors:
-        errors = [_litestar_error(e) for e in (exc.extra or []) if isinstance(e, dict)]
-    if not errors:
-        errors = [{"field": "", "message": str(exc.detail)}]
+        missing = _MISSING.match(str(exc.detail))
+        errors = [{"field": missing[1], "message": "required parameter is missing"} if missing
+                  else {"field": "", "message": str(exc.detail)}]
     detail = "; ".join(f"{e['field'] or 'body'}: {e['message']}" for e in errors[:5])
     return problem_response(request, Problem(400, f"invalid request: {detail}", errors=errors))
 
 
-def _litestar_error(entry: dict[str, Any]) -> dict[str, str]:
+_MISSING = re.compile(r"^Missing required \w+ parameter '([^']+)'")
+
+
+def _litestar_error(handler: Any, entry: dict[str, Any]) -> dict[str, str]:
     key = str(entry.get("key") or "")
     message = str(entry.get("message") or "invalid value")
-    if message.startswith("Expected") or message.startswith("Object"):
+    if message.startswith(("Expected", "Object")):
         message = message.split(" - at ", 1)[0]
-    return {"field": key, "message": message}
+    return {"field": _wire_name(handler, key), "message": message}
+
+
+def _wire_name(handler: Any, key: str) -> str:
+    """The name the client sent (``projectId``), not the handler's argument (``project``)."""
+    signature = getattr(handler, "parsed_fn_signature", None)
+    param = signature.parameters.get(key) if signature is not None else None
+    kwarg = getattr(param, "kwarg_definition", None)
+    for attribute in ("query", "header", "cookie"):
+        alias = getattr(kwarg, attribute, None)
+        if isinstance(alias, str):
+            return alias
+    return key
 
 
 def on_http(request: Request[Any, Any, Any], exc: Exception) -> Response[bytes]:
     assert isinstance(exc, HTTPException)
     status = exc.status_code
-    detail = str(exc.detail or _TITLES.get(status, "error"))
+    detail = str(exc.detail or TITLES.get(status, "error"))
     if status == 400 and "JSON" in detail.upper():
         detail = "malformed JSON body"
     if status == 413:

@@ -41,8 +41,10 @@ RelPath = Annotated[
 ]
 TaskStatusWire = Literal["pending", "in_progress", "done", "blocked"]
 TaskTypeWire = Literal["atomic", "group", "phase"]
-Criteria = Annotated[dict[Annotated[str, Meta(max_length=100)], Annotated[str, Meta(max_length=2000)]],
-                     Meta(max_length=50)]
+Criteria = Annotated[
+    dict[Annotated[str, Meta(max_length=100)], Annotated[str, Meta(max_length=2000)]],
+    Meta(max_length=50),
+]
 
 
 class _In(msgspec.Struct, forbid_unknown_fields=True, rename="camel", kw_only=True):
@@ -230,6 +232,10 @@ class HealthCheck(_Out):
     ok: bool
     detail: str
     latency_ms: float
+
+
+class Live(_Out):
+    status: Literal["ok"]
 
 
 class Health(_Out):

@@ -43,14 +43,15 @@ def _check(annotation: Any, value: Any, path: str) -> list[dict[str, str]]:
     struct = _struct_of(annotation)
     if struct is None or not isinstance(value, dict):
         return _convert(annotation, value, path)
-    errors: list[dict[str, str]] = []
     info = msgspec.inspect.type_info(struct)
     assert isinstance(info, msgspec.inspect.StructType)
     known = {f.encode_name: f for f in info.fields}
     hints = typing.get_type_hints(struct, include_extras=True)
-    for key in value:
-        if key not in known and info.forbid_unknown_fields:
-            errors.append({"field": _join(path, key), "message": "unknown field"})
+    errors = [
+        {"field": _join(path, key), "message": "unknown field"}
+        for key in value
+        if key not in known and info.forbid_unknown_fields
+    ]
     for name, field in known.items():
         where = _join(path, name)
         if name not in value:

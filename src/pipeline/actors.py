@@ -49,8 +49,6 @@ def declare(broker: dramatiq.Broker, settings: Settings) -> dict[str, dramatiq.A
     """Register every stage actor on ``broker`` (workers only; the relay needs names only)."""
     declared: dict[str, dramatiq.Actor[Any, Any]] = {}
     for stage in Stage:
-        decorate = dramatiq.actor(
-            actor_name=stage.actor_name, queue_name=QUEUE, broker=broker
-        )
+        decorate = dramatiq.actor(actor_name=stage.actor_name, queue_name=QUEUE, broker=broker)
         declared[stage.actor_name] = decorate(_actor_fn(settings, stage))
     return declared

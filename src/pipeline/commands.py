@@ -117,8 +117,13 @@ async def start_execution(
                 "wt": WORKFLOW_TYPE,
                 "data": msgspec.json.encode(data).decode(),
                 "ctx": msgspec.json.encode(
-                    {"nodes": {}, "metadata": {"correlationId": principal.correlation_id,
-                                               "executionId": str(execution_id)}}
+                    {
+                        "nodes": {},
+                        "metadata": {
+                            "correlationId": principal.correlation_id,
+                            "executionId": str(execution_id),
+                        },
+                    }
                 ).decode(),
                 "p": project_id,
                 "u": principal.user_id,
@@ -156,8 +161,11 @@ async def start_execution(
             action="execution.start",
             project_id=project_id,
             execution_id=execution_id,
-            details={"eventId": str(event_id), "stopPoint": stop_point,
-                     "taskId": (task or {}).get("id")},
+            details={
+                "eventId": str(event_id),
+                "stopPoint": stop_point,
+                "taskId": (task or {}).get("id"),
+            },
         )
         row = await executions.get(session, execution_id)
         assert row is not None

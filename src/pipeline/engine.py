@@ -93,13 +93,22 @@ class Engine:
         await ctx.log.close()
         duration_ms = int((time.monotonic() - started) * 1000)
         recorded = await record_outcome(
-            self.services, ctx, run_id=run_id, owner=self.owner, outcome=outcome,
+            self.services,
+            ctx,
+            run_id=run_id,
+            owner=self.owner,
+            outcome=outcome,
             duration_ms=duration_ms,
         )
         # commit_ms: handler returned → finish transaction committed (bench/pipeline.py).
         commit_ms = round((time.monotonic() - ended) * 1000, 2)
-        bound.info("stage.end", status=outcome.status, recorded=recorded, duration_ms=duration_ms,
-                   commit_ms=commit_ms)
+        bound.info(
+            "stage.end",
+            status=outcome.status,
+            recorded=recorded,
+            duration_ms=duration_ms,
+            commit_ms=commit_ms,
+        )
         return outcome.status if recorded else "lost-claim"
 
     # -- claim ------------------------------------------------------------------------
@@ -126,8 +135,11 @@ class Engine:
                     await outbox.complete(session, command_id)
                     await outbox.enqueue(
                         session,
-                        StageCommand(execution_id=command.execution_id, stage=Stage.FINALIZE,
-                                     outcome=Status.STOPPED),
+                        StageCommand(
+                            execution_id=command.execution_id,
+                            stage=Stage.FINALIZE,
+                            outcome=Status.STOPPED,
+                        ),
                         customer_id=execution.customer_id,
                         correlation_id=execution.correlation_id,
                     )
@@ -157,7 +169,9 @@ class Engine:
             await executions.set_fields(session, execution.id, **fields)
             current = await executions.get(session, execution.id)
             assert current is not None
-            await stream.append(session, execution.id, [("execution-update", current.update_payload())])
+            await stream.append(
+                session, execution.id, [("execution-update", current.update_payload())]
+            )
         sink = LogSink(
             self.store,
             self.services.redactor,
@@ -194,15 +208,22 @@ class Engine:
             )
         await outbox.complete(session, command_id)
 
-    async def _duplicate(self, session: AsyncSession, command: StageCommand, command_id: int) -> str:
+    async def _duplicate(
+        self, session: AsyncSession, command: StageCommand, command_id: int
+    ) -> str:
         status = (
             await session.execute(
                 text(
                     "SELECT status FROM stage_runs WHERE execution_id = :e AND task_id = :t "
                     "AND stage = :s AND pass_no = :p AND attempt = :a"
                 ),
-                {"e": uuid.UUID(command.execution_id), "t": command.task_id,
-                 "s": command.stage, "p": command.pass_no, "a": command.attempt},
+                {
+                    "e": uuid.UUID(command.execution_id),
+                    "t": command.task_id,
+                    "s": command.stage,
+                    "p": command.pass_no,
+                    "a": command.attempt,
+                },
             )
         ).scalar_one()
         if status != "running":
@@ -231,9 +252,12 @@ class Engine:
             raise
         except RunnerError as exc:
             return self._failure(ctx, exc)
-        except Exception as exc:  # noqa: BLE001 - a bug must not kill the worker thread
-            log.error("stage.crash", error=type(exc).__name__,
-                      trace=self.services.redactor.redact(traceback.format_exc()))
+        except Exception as exc:
+            log.exception(
+                "stage.crash",
+                error=type(exc).__name__,
+                trace=self.services.redactor.redact(traceback.format_exc()),
+            )
             return self._failure(
                 ctx,
                 InfrastructureError(
@@ -252,7 +276,7 @@ class Engine:
             return Outcome(status="cancelled", result={"cancelled": True})
         retries = self.services.settings.pipeline.stage_retries
         if exc.classification.retryable and ctx.claims <= retries:
-            return Outcome(status="retrying", error=exc, result={"retryIn": 2.0 ** ctx.claims})
+            return Outcome(status="retrying", error=exc, result={"retryIn": 2.0**ctx.claims})
         return Outcome(status="failed", error=exc, fatal=True)
 
     async def _heartbeat(self, ctx: StageContext, run_id: int, work: asyncio.Task[Outcome]) -> None:
@@ -270,8 +294,12 @@ class Engine:
                                 "lease_owner = :me AND status = 'running' RETURNING "
                                 "(SELECT status FROM executions WHERE id = :e)"
                             ),
-                            {"lease": self.lease, "id": run_id, "me": self.owner,
-                             "e": ctx.execution.id},
+                            {
+                                "lease": self.lease,
+                                "id": run_id,
+                                "me": self.owner,
+                                "e": ctx.execution.id,
+                            },
                         )
                     ).one_or_none()
             except RunnerError:
@@ -288,14 +316,18 @@ class Engine:
 
 async def _project(session: AsyncSession, project_id: str) -> dict[str, Any]:
     row = (
-        await session.execute(
-            text(
-                "SELECT project_id, customer_id, repository_url, default_branch, task_list_path, "
-                "verification, quota FROM projects WHERE project_id = :p"
-            ),
-            {"p": project_id},
+        (
+            await session.execute(
+                text(
+                    "SELECT project_id, customer_id, repository_url, default_branch, "
+                    "task_list_path, verification, quota FROM projects WHERE project_id = :p"
+                ),
+                {"p": project_id},
+            )
         )
-    ).mappings().one()
+        .mappings()
+        .one()
+    )
     return dict(row)
 
 

@@ -103,7 +103,9 @@ def _row(mapping: Any) -> ExecutionRow:
     return msgspec.convert(dict(mapping), ExecutionRow)
 
 
-async def get(session: AsyncSession, execution_id: uuid.UUID, *, lock: bool = False) -> ExecutionRow | None:
+async def get(
+    session: AsyncSession, execution_id: uuid.UUID, *, lock: bool = False
+) -> ExecutionRow | None:
     sql = f"SELECT {_COLUMNS} FROM executions WHERE id = :id" + (" FOR UPDATE" if lock else "")
     row = (await session.execute(text(sql), {"id": execution_id})).mappings().one_or_none()
     return None if row is None else _row(row)

@@ -103,13 +103,22 @@ class LogSink:
             with self._lock:
                 if not self._lines:
                     return
-                batch = [self._lines.popleft() for _ in range(min(self.batch_lines, len(self._lines)))]
+                batch = [
+                    self._lines.popleft() for _ in range(min(self.batch_lines, len(self._lines)))
+                ]
                 dropped, self.dropped = self.dropped, 0
             lines = [self.redactor.redact(text) for _, text in batch]
-            level = "error" if any(lv == "error" for lv, _ in batch) else (
-                "warning" if any(lv == "warning" for lv, _ in batch) else "info"
+            level = (
+                "error"
+                if any(lv == "error" for lv, _ in batch)
+                else ("warning" if any(lv == "warning" for lv, _ in batch) else "info")
             )
-            payload: dict[str, Any] = {"level": level, "stage": self.stage, "taskId": self.task_id, "lines": lines}
+            payload: dict[str, Any] = {
+                "level": level,
+                "stage": self.stage,
+                "taskId": self.task_id,
+                "lines": lines,
+            }
             if dropped:
                 payload["dropped"] = dropped
             async with self.store.transaction() as session:

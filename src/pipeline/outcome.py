@@ -82,7 +82,12 @@ class StageContext:
         return self.command.attempt
 
     def then(
-        self, stage: str, *, task_id: str | None = None, attempt: int = 1, pass_no: int | None = None
+        self,
+        stage: str,
+        *,
+        task_id: str | None = None,
+        attempt: int = 1,
+        pass_no: int | None = None,
     ) -> StageCommand:
         """The command for ``stage`` of this execution (same task and pass unless given)."""
         same_task = task_id is None or task_id == self.command.task_id

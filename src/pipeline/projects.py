@@ -44,26 +44,41 @@ class ProjectTasks:
 async def project_row(services: Services, project_id: str) -> dict[str, Any]:
     async with services.store.transaction() as session:
         row = (
-            await session.execute(
-                text("SELECT project_id, customer_id, repository_url, default_branch, "
-                     "task_list_path, verification, quota FROM projects WHERE project_id = :p"),
-                {"p": project_id},
+            (
+                await session.execute(
+                    text(
+                        "SELECT project_id, customer_id, repository_url, default_branch, "
+                        "task_list_path, verification, quota FROM projects WHERE project_id = :p"
+                    ),
+                    {"p": project_id},
+                )
             )
-        ).mappings().one_or_none()
+            .mappings()
+            .one_or_none()
+        )
     if row is None:
         raise ProjectNotFound(project_id)
     return dict(row)
 
 
 @contextlib.asynccontextmanager
-async def manual_copy(services: Services, project_id: str) -> AsyncIterator[tuple[Checkout, dict[str, Any]]]:
+async def manual_copy(
+    services: Services, project_id: str
+) -> AsyncIterator[tuple[Checkout, dict[str, Any]]]:
     """The project's manual working copy, refreshed, held under the project's lock."""
     project = await project_row(services, project_id)
     async with services.store.sessions() as session, session.begin():
-        await session.execute(text("SELECT pg_advisory_xact_lock(hashtext(:k))"),
-                              {"k": f"project:{project_id}"})
-        co = await blocking(services.git.checkout, str(project["customer_id"]), project_id,
-                            MANUAL, str(project["repository_url"]), project.get("default_branch"))
+        await session.execute(
+            text("SELECT pg_advisory_xact_lock(hashtext(:k))"), {"k": f"project:{project_id}"}
+        )
+        co = await blocking(
+            services.git.checkout,
+            str(project["customer_id"]),
+            project_id,
+            MANUAL,
+            str(project["repository_url"]),
+            project.get("default_branch"),
+        )
         co = await blocking(services.git.refresh, co)
         yield co, project
 
@@ -120,16 +135,28 @@ async def update_task(
             raise ConfigError(f"cannot change task {task_id}: {exc}") from None
         changed = edited.render() != tasks.render()
         if changed:
-            await blocking(services.git.commit_files, co, {path: edited.render()},
-                           f"Update task {task_id}", {"Task-Id": task_id,
-                                                      "Updated-By": principal.user_id})
+            await blocking(
+                services.git.commit_files,
+                co,
+                {path: edited.render()},
+                f"Update task {task_id}",
+                {"Task-Id": task_id, "Updated-By": principal.user_id},
+            )
             await blocking(services.git.push, co, [co.default_branch])
     async with services.store.transaction() as session:
-        await audit.record(session, principal=principal, action="task.update",
-                           project_id=project_id,
-                           details={"taskId": task_id, "status": status, "title": title,
-                                    "descriptionChanged": description is not None,
-                                    "committed": changed})
+        await audit.record(
+            session,
+            principal=principal,
+            action="task.update",
+            project_id=project_id,
+            details={
+                "taskId": task_id,
+                "status": status,
+                "title": title,
+                "descriptionChanged": description is not None,
+                "committed": changed,
+            },
+        )
     return edited.get(task_id).to_wire()
 
 
@@ -147,18 +174,23 @@ async def inject_task(
     """Add a task from outside the file; validated against the list. ``(taskId, id)``."""
     view = await project_tasks(services, project_id)
     leaves = view.tasks.leaves()
-    if injection_type == "replace":
-        if replace_task_id is None or replace_task_id not in view.tasks or not any(
-            leaf.id == replace_task_id for leaf in leaves
-        ):
-            raise ConfigError(f"replaceTaskId {replace_task_id!r} is not an atomic task of "
-                              f"{view.path}")
+    if injection_type == "replace" and (
+        replace_task_id is None
+        or replace_task_id not in view.tasks
+        or not any(leaf.id == replace_task_id for leaf in leaves)
+    ):
+        raise ConfigError(
+                f"replaceTaskId {replace_task_id!r} is not an atomic task of {view.path}"
+            )
     if injection_type == "positional" and (position is None or position > len(leaves)):
         raise ConfigError(f"position must be between 0 and {len(leaves)}")
     async with services.store.transaction() as session:
         injection_id = int(
-            (await session.execute(text(
-                "SELECT nextval(pg_get_serial_sequence('injected_tasks', 'id'))"))).scalar_one()
+            (
+                await session.execute(
+                    text("SELECT nextval(pg_get_serial_sequence('injected_tasks', 'id'))")
+                )
+            ).scalar_one()
         )
         task_id = f"inj-{injection_id}"
         await session.execute(
@@ -167,27 +199,53 @@ async def inject_task(
                 "replace_task_id, task, reason, created_by) VALUES (:id, :p, :t, :k, :pos, "
                 ":r, CAST(:task AS jsonb), :reason, :u)"
             ),
-            {"id": injection_id, "p": project_id, "t": task_id, "k": injection_type,
-             "pos": position, "r": replace_task_id,
-             "task": msgspec.json.encode(task).decode(), "reason": reason,
-             "u": principal.user_id},
+            {
+                "id": injection_id,
+                "p": project_id,
+                "t": task_id,
+                "k": injection_type,
+                "pos": position,
+                "r": replace_task_id,
+                "task": msgspec.json.encode(task).decode(),
+                "reason": reason,
+                "u": principal.user_id,
+            },
         )
-        await audit.record(session, principal=principal, action="task.inject",
-                           project_id=project_id,
-                           details={"taskId": task_id, "type": injection_type,
-                                    "replaceTaskId": replace_task_id, "position": position,
-                                    "reason": reason})
+        await audit.record(
+            session,
+            principal=principal,
+            action="task.inject",
+            project_id=project_id,
+            details={
+                "taskId": task_id,
+                "type": injection_type,
+                "replaceTaskId": replace_task_id,
+                "position": position,
+                "reason": reason,
+            },
+        )
     return task_id, injection_id
 
 
 async def validate_repository(
-    services: Services, url: str, *, branch: str | None, task_list_path: str | None,
+    services: Services,
+    url: str,
+    *,
+    branch: str | None,
+    task_list_path: str | None,
     customer_id: str,
 ) -> dict[str, Any]:
     """CONTRACTS ``POST /api/devteam/repository/validate``: problems are results."""
     names = [task_list_path] if task_list_path else list(TASK_LIST_NAMES)
-    info = await blocking(probe_remote, url, customer_id, services.credentials, branch=branch,
-                          paths=names, settings=services.settings)
+    info = await blocking(
+        probe_remote,
+        url,
+        customer_id,
+        services.credentials,
+        branch=branch,
+        paths=names,
+        settings=services.settings,
+    )
     problems: list[str] = []
     count = 0
     if not info.reachable:
@@ -229,44 +287,72 @@ async def prep(services: Services, project_id: str, task_id: str) -> dict[str, A
     task, cloned = await _task(services, project_id, task_id)
     async with manual_copy(services, project_id) as (co, _):
         branch = await blocking(services.git.create_task_branch, co, task.id, task.title)
-    return {"taskId": task.id, "branch": branch.branch, "repoPath": str(co.path),
-            "artifacts": {"cloned": cloned or co.cloned, "branchCreated": branch.created}}
+    return {
+        "taskId": task.id,
+        "branch": branch.branch,
+        "repoPath": str(co.path),
+        "artifacts": {"cloned": cloned or co.cloned, "branchCreated": branch.created},
+    }
 
 
-async def implement(services: Services, project_id: str, task_id: str,
-                    branch: str) -> OperationArtifact:
+async def implement(
+    services: Services, project_id: str, task_id: str, branch: str
+) -> OperationArtifact:
     task, _ = await _task(services, project_id, task_id)
     async with manual_copy(services, project_id) as (co, _):
         # The base before the tool runs: creating/checking out the task branch afterwards
         # would reset the working tree and throw the tool's change away.
         base = await blocking(services.git.create_task_branch, co, task.id, task.title)
         await blocking(services.git.reset_branch, co, branch, f"refs/heads/{branch}")
-        request = ImplementRequest(workdir=co.path, task_id=task.id, title=task.title,
-                                   description=task.description, files=list(task.files),
-                                   criteria=dict(task.criteria), notes=list(task.notes))
+        request = ImplementRequest(
+            workdir=co.path,
+            task_id=task.id,
+            title=task.title,
+            description=task.description,
+            files=list(task.files),
+            criteria=dict(task.criteria),
+            notes=list(task.notes),
+        )
         artifact = await blocking(services.tool.implement, request)
         if artifact.success:
-            await blocking(services.git.commit_task, co, branch, base.base_commit,
-                           f"{task.id}: {task.title}", {"Task-Id": task.id})
+            await blocking(
+                services.git.commit_task,
+                co,
+                branch,
+                base.base_commit,
+                f"{task.id}: {task.title}",
+                {"Task-Id": task.id},
+            )
     return artifact
 
 
-async def verify(services: Services, project_id: str, task_id: str, branch: str,
-                 criteria: dict[str, str] | None) -> VerificationResult:
+async def verify(
+    services: Services, project_id: str, task_id: str, branch: str, criteria: dict[str, str] | None
+) -> VerificationResult:
     task, _ = await _task(services, project_id, task_id)
     async with manual_copy(services, project_id) as (co, project):
         await blocking(services.git.reset_branch, co, branch, f"refs/heads/{branch}")
         config = await blocking(load_project_config, co.path)
-        changed = await blocking(services.git.diff_paths, co, f"refs/heads/{co.default_branch}",
-                                 f"refs/heads/{branch}")
-        spec = services.container_spec(project=project, execution_id=f"manual-{uuid.uuid4().hex[:12]}",
-                                       task_id=task.id, attempt=1)
+        changed = await blocking(
+            services.git.diff_paths, co, f"refs/heads/{co.default_branch}", f"refs/heads/{branch}"
+        )
+        spec = services.container_spec(
+            project=project,
+            execution_id=f"manual-{uuid.uuid4().hex[:12]}",
+            task_id=task.id,
+            attempt=1,
+        )
         session = await blocking(services.sandbox.session, spec)
         try:
             await blocking(session.copy_in, co.path)
-            return await blocking(services.verifier.verify, task.id,
-                                  criteria if criteria is not None else dict(task.criteria),
-                                  config, session, changed)
+            return await blocking(
+                services.verifier.verify,
+                task.id,
+                criteria if criteria is not None else dict(task.criteria),
+                config,
+                session,
+                changed,
+            )
         finally:
             await blocking(services.sandbox.remove, spec)
 

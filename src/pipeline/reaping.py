@@ -8,6 +8,7 @@ workers reaping at once is harmless (removal is idempotent).
 from __future__ import annotations
 
 import asyncio
+import functools
 import threading
 
 import asyncpg
@@ -49,11 +50,14 @@ def start_reaper(settings: Settings, stop: threading.Event) -> threading.Thread:
         while not stop.wait(wait):
             wait = INTERVAL_SECONDS
             try:
-                live = live_executions(settings)
-                report = reap_once(settings, lambda: live)
+                report = reap_once(settings, functools.partial(live_executions, settings))
                 if report.total:
-                    log.info("reaper.removed", containers=report.containers,
-                             volumes=report.volumes, workspaces=report.workspaces)
+                    log.info(
+                        "reaper.removed",
+                        containers=report.containers,
+                        volumes=report.volumes,
+                        workspaces=report.workspaces,
+                    )
             except Exception as exc:  # noqa: BLE001 - the next pass tries again
                 log.warning("reaper.failed", error=type(exc).__name__)
 

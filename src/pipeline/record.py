@@ -58,8 +58,14 @@ async def record_outcome(
         started = (
             await session.execute(
                 _FINISH,
-                {"status": outcome.status, "ms": duration_ms, "result": _json(result),
-                 "error": _json(error) if error is not None else None, "id": run_id, "me": owner},
+                {
+                    "status": outcome.status,
+                    "ms": duration_ms,
+                    "result": _json(result),
+                    "error": _json(error) if error is not None else None,
+                    "id": run_id,
+                    "me": owner,
+                },
             )
         ).scalar_one_or_none()
         if started is None:
@@ -78,30 +84,41 @@ async def record_outcome(
         if error is not None and (outcome.fatal or outcome.record_error):
             error_id = await _record_error(session, ctx, error)
             frames.append(
-                ("error", {"errorId": str(error_id), "stage": ctx.command.stage,
-                           "taskId": ctx.task_id or None,
-                           "classification": error["classification"],
-                           "message": error["message"]})
+                (
+                    "error",
+                    {
+                        "errorId": str(error_id),
+                        "stage": ctx.command.stage,
+                        "taskId": ctx.task_id or None,
+                        "classification": error["classification"],
+                        "message": error["message"],
+                    },
+                )
             )
             fields["error_id"] = error_id
         if outcome.inject is not None:
             await _inject(session, execution.project_id, outcome, error_id)
         if outcome.fail_injection is not None:
             await session.execute(
-                text("UPDATE injected_tasks SET status = 'failed', completed_at = now() "
-                     "WHERE project_id = :p AND task_id = :t AND status = 'pending'"),
+                text(
+                    "UPDATE injected_tasks SET status = 'failed', completed_at = now() "
+                    "WHERE project_id = :p AND task_id = :t AND status = 'pending'"
+                ),
                 {"p": execution.project_id, "t": outcome.fail_injection},
             )
         if outcome.complete_injection is not None:
             await session.execute(
-                text("UPDATE injected_tasks SET status = 'done', completed_at = now() "
-                     "WHERE project_id = :p AND task_id = :t AND status = 'pending'"),
+                text(
+                    "UPDATE injected_tasks SET status = 'done', completed_at = now() "
+                    "WHERE project_id = :p AND task_id = :t AND status = 'pending'"
+                ),
                 {"p": execution.project_id, "t": outcome.complete_injection},
             )
         await _route(session, ctx, execution, outcome, fields, frames)
         await executions.set_fields(session, execution.id, **fields)
-        await _update_context(session, ctx, execution.event_id, outcome, result, error, started,
-                              duration_ms)
+        await _update_context(
+            session, ctx, execution.event_id, outcome, result, error, started, duration_ms
+        )
         current = await executions.get(session, execution.id)
         assert current is not None
         frames.append(("execution-update", current.update_payload()))
@@ -124,10 +141,17 @@ async def _route(
         return
     if outcome.status == "retrying":
         delay = float(outcome.result.get("retryIn", 1.0))
-        frames.append(("execution-log", {"level": "warning", "stage": stage.value,
-                                         "taskId": ctx.task_id,
-                                         "lines": [f"{stage.value} will be retried in "
-                                                   f"{delay:.0f}s: {outcome.error}"]}))
+        frames.append(
+            (
+                "execution-log",
+                {
+                    "level": "warning",
+                    "stage": stage.value,
+                    "taskId": ctx.task_id,
+                    "lines": [f"{stage.value} will be retried in {delay:.0f}s: {outcome.error}"],
+                },
+            )
+        )
         await _enqueue(session, execution, ctx.command, delay)
         return
     if state is Status.STOPPING or outcome.status == "cancelled":
@@ -144,16 +168,23 @@ async def _route(
     if nxt is None:
         return
     if outcome.pause_reason is not None:
-        fields.update(status=Status.PAUSED.value, pause_reason=outcome.pause_reason,
-                      pending_command=msgspec.to_builtins(nxt))
+        fields.update(
+            status=Status.PAUSED.value,
+            pause_reason=outcome.pause_reason,
+            pending_command=msgspec.to_builtins(nxt),
+        )
         return
     if state is Status.PAUSED:
         fields["pending_command"] = msgspec.to_builtins(nxt)
         return
     stop_point = execution.stop_point
     if stop_point and _reaches(stop_point, nxt):
-        fields.update(status=Status.PAUSED.value, pause_reason=PauseReason.STOP_POINT.value,
-                      pending_command=msgspec.to_builtins(nxt), stop_point=None)
+        fields.update(
+            status=Status.PAUSED.value,
+            pause_reason=PauseReason.STOP_POINT.value,
+            pending_command=msgspec.to_builtins(nxt),
+            stop_point=None,
+        )
         return
     await _enqueue(session, execution, nxt)
 
@@ -166,8 +197,9 @@ def _reaches(stop_point: str, nxt: StageCommand) -> bool:
 
 
 def _finalize(ctx: StageContext, status: Status) -> StageCommand:
-    return StageCommand(execution_id=str(ctx.execution.id), stage=Stage.FINALIZE,
-                        outcome=status.value)
+    return StageCommand(
+        execution_id=str(ctx.execution.id), stage=Stage.FINALIZE, outcome=status.value
+    )
 
 
 async def _enqueue(
@@ -176,11 +208,18 @@ async def _enqueue(
     command: StageCommand,
     delay: float = 0.0,
 ) -> None:
-    await outbox.enqueue(session, command, customer_id=execution.customer_id,
-                         correlation_id=execution.correlation_id, delay_seconds=delay)
+    await outbox.enqueue(
+        session,
+        command,
+        customer_id=execution.customer_id,
+        correlation_id=execution.correlation_id,
+        delay_seconds=delay,
+    )
 
 
-async def _record_error(session: AsyncSession, ctx: StageContext, error: dict[str, Any]) -> uuid.UUID:
+async def _record_error(
+    session: AsyncSession, ctx: StageContext, error: dict[str, Any]
+) -> uuid.UUID:
     error_id = uuid.uuid4()
     attempts = int(
         (
@@ -198,9 +237,16 @@ async def _record_error(session: AsyncSession, ctx: StageContext, error: dict[st
             "INSERT INTO errors (id, execution_id, task_id, stage, classification, message, "
             "details, attempts) VALUES (:id, :e, :t, :s, :c, :m, CAST(:d AS jsonb), :a)"
         ),
-        {"id": error_id, "e": ctx.execution.id, "t": ctx.task_id or None, "s": ctx.command.stage,
-         "c": error["classification"], "m": error["message"], "d": _json(error.get("details", {})),
-         "a": max(attempts, ctx.attempt)},
+        {
+            "id": error_id,
+            "e": ctx.execution.id,
+            "t": ctx.task_id or None,
+            "s": ctx.command.stage,
+            "c": error["classification"],
+            "m": error["message"],
+            "d": _json(error.get("details", {})),
+            "a": max(attempts, ctx.attempt),
+        },
     )
     return error_id
 
@@ -220,8 +266,14 @@ async def _inject(
             "CAST(:task AS jsonb), :r, :err, :o, 'system:pipeline') "
             "ON CONFLICT (project_id, task_id) DO NOTHING"
         ),
-        {"p": project_id, "t": spec.task_id, "task": _json(task), "r": spec.reason,
-         "err": error_id, "o": spec.origin_task_id},
+        {
+            "p": project_id,
+            "t": spec.task_id,
+            "task": _json(task),
+            "r": spec.reason,
+            "err": error_id,
+            "o": spec.origin_task_id,
+        },
     )
 
 
@@ -263,7 +315,9 @@ async def _update_context(
     metadata.setdefault("correlationId", ctx.correlation_id)
     context["metadata"] = metadata
     await session.execute(
-        text("UPDATE events SET task_context = CAST(:c AS jsonb), updated_at = now() WHERE id = :id"),
+        text(
+            "UPDATE events SET task_context = CAST(:c AS jsonb), updated_at = now() WHERE id = :id"
+        ),
         {"c": _json(context), "id": event_id},
     )
 

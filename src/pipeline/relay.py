@@ -106,7 +106,7 @@ class Relay:
             try:
                 conn = await asyncpg.connect(dsn, timeout=5)
                 lost = asyncio.Event()
-                conn.add_termination_listener(lambda _c: lost.set())
+                conn.add_termination_listener(lambda _c, lost=lost: lost.set())
                 await conn.add_listener(outbox.OUTBOX_CHANNEL, lambda *_: self._wake.set())
                 self._wake.set()  # catch up on anything committed while we were away
                 backoff = 0.2

@@ -63,7 +63,12 @@ class Services:
         return Verifier(self.settings)
 
     def container_spec(
-        self, *, project: dict[str, object], execution_id: str, task_id: str, attempt: int,
+        self,
+        *,
+        project: dict[str, object],
+        execution_id: str,
+        task_id: str,
+        attempt: int,
         network: bool = False,
     ) -> ContainerSpec:
         """The container of one task attempt, with the project's quota over the defaults."""

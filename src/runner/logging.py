@@ -64,7 +64,11 @@ def configure_logging(settings: Settings, *, process: str) -> None:
             foreign_pre_chain=[
                 structlog.stdlib.add_logger_name,
                 *shared,
-                *([structlog.processors.EventRenamer("msg")] if settings.log.format != "console" else []),
+                *(
+                    [structlog.processors.EventRenamer("msg")]
+                    if settings.log.format != "console"
+                    else []
+                ),
             ],
         )
     )

@@ -34,7 +34,7 @@ class RedisSettings(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class JwtSettings(msgspec.Struct, frozen=True, kw_only=True):
-    secret: str = "dev-only-secret-change-me-0123456789abcdef"
+    secret: str = "dev-only-secret-change-me-0123456789abcdef"  # noqa: S105 - local stack only
     """HS256 shared secret. The default is for the local stack only; set it in production."""
     public_key: str = ""
     """RS256 public key (PEM text or a path to a PEM file). When set, RS256 is required."""
@@ -68,7 +68,7 @@ class SandboxSettings(msgspec.Struct, frozen=True, kw_only=True):
     base_image: str = "devteam-base:bookworm"
     """Locally built base image the runner image is built from when no registry is reachable."""
     docker_host: str = ""
-    """Docker endpoint (``unix://`` or ``tcp://``); empty uses ``DOCKER_HOST`` or the local socket."""
+    """Docker endpoint (``unix://`` or ``tcp://``); empty: ``DOCKER_HOST`` or the local socket."""
     cpus: float = 1.0
     """Default CPU quota of a task container (a project's quota overrides it)."""
     memory_mb: int = 2048
@@ -187,9 +187,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
         return [v for v in values if v and len(v) >= 6]
 
 
-_AREAS: dict[str, type[msgspec.Struct]] = {
-    f.name: f.type for f in msgspec.structs.fields(Settings)
-}
+_AREAS: dict[str, type[msgspec.Struct]] = {f.name: f.type for f in msgspec.structs.fields(Settings)}
 
 
 class SettingsError(ValueError):

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import typer
 
+from gateway import watch
 from gateway.cli import jobs, runtime, services
 from runner.sandbox import cli as sandbox_cli
 from runner.scripted_model import cli as scripted_model_cli
@@ -26,6 +27,7 @@ app.command("serve")(runtime.serve)
 app.command("relay")(runtime.relay)
 app.command("worker")(runtime.worker)
 app.command("token")(runtime.token)
+app.command("watch")(watch.command)
 app.command("demo")(jobs.demo)
 app.command("submit")(jobs.submit)
 app.add_typer(sandbox_cli.app, name="image", help="Build and inspect the sandbox images.")

@@ -46,15 +46,24 @@ def submit(
         try:
             try:
                 started = await commands.start_execution(
-                    store, principal=Principal(user_id=user, correlation_id=uuid.uuid4().hex),
-                    project_id=project, repository_url=repo, stop_point=stop_point,
+                    store,
+                    principal=Principal(user_id=user, correlation_id=uuid.uuid4().hex),
+                    project_id=project,
+                    repository_url=repo,
+                    stop_point=stop_point,
                 )
             except TransitionError as exc:
                 console.print(f"[red]{exc}[/red]")
                 return 2
-            console.print(json.dumps({"executionId": str(started.execution_id),
-                                      "eventId": str(started.event_id),
-                                      "status": started.status}))
+            console.print(
+                json.dumps(
+                    {
+                        "executionId": str(started.execution_id),
+                        "eventId": str(started.event_id),
+                        "status": started.status,
+                    }
+                )
+            )
             if not watch:
                 return 0
             with ProgressView(console) as view:

@@ -15,8 +15,8 @@ from typing import Any
 
 import asyncpg
 from rich.console import Console
-from rich.text import Text
 from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
+from rich.text import Text
 
 from pipeline.db import asyncpg_dsn
 from pipeline.stream import STREAM_CHANNEL
@@ -30,7 +30,7 @@ async def follow(
     execution_id: uuid.UUID,
     on_frame: Callable[[dict[str, Any]], None],
     *,
-    timeout: float = 3600,
+    limit_seconds: float = 3600,
 ) -> dict[str, Any]:
     """Call ``on_frame`` for every frame of the execution, in order, until its completion
     frame; returns that frame's payload."""
@@ -41,17 +41,17 @@ async def follow(
     reader = await asyncpg.connect(dsn)
     seq = 0
     try:
-        async with asyncio.timeout(timeout):
+        async with asyncio.timeout(limit_seconds):
             while True:
                 rows = await reader.fetch(
                     "SELECT seq, type, payload::text AS payload, created_at FROM notifications "
                     "WHERE execution_id = $1 AND seq > $2 ORDER BY seq",
-                    execution_id, seq,
+                    execution_id,
+                    seq,
                 )
                 for row in rows:
                     seq = int(row["seq"])
-                    frame = {"seq": seq, "type": row["type"],
-                             "payload": json.loads(row["payload"])}
+                    frame = {"seq": seq, "type": row["type"], "payload": json.loads(row["payload"])}
                     on_frame(frame)
                     if frame["type"] == "completion":
                         return dict(frame["payload"])
@@ -94,18 +94,28 @@ class ProgressView:
         payload = frame["payload"]
         kind = frame["type"]
         if kind == "execution-update":
-            where = f"{payload.get('status')} · task {payload.get('taskId') or '-'} · " \
-                    f"{payload.get('stage') or '-'}"
+            where = (
+                f"{payload.get('status')} · task {payload.get('taskId') or '-'} · "
+                f"{payload.get('stage') or '-'}"
+            )
             self.progress.update(self.bar, completed=payload.get("progress", 0), where=where)
         elif kind == "execution-log":
             style = {"error": "red", "warning": "yellow"}.get(payload.get("level"), "dim")
             for line in payload.get("lines", [])[-20:]:
-                self.console.print(Text(f"{payload.get('stage', ''):>15} │ {line}", style=style),
-                                   highlight=False)
+                self.console.print(
+                    Text(f"{payload.get('stage', ''):>15} │ {line}", style=style), highlight=False
+                )
         elif kind == "error":
-            self.console.print(Text(f"error {payload.get('classification')}: "
-                                    f"{payload.get('message')}", style="red"))
+            self.console.print(
+                Text(
+                    f"error {payload.get('classification')}: {payload.get('message')}", style="red"
+                )
+            )
         elif kind == "completion":
-            self.progress.update(self.bar, completed=100 if payload.get("status") == "completed"
-                                 else self.progress.tasks[0].completed,
-                                 where=str(payload.get("status")))
+            self.progress.update(
+                self.bar,
+                completed=100
+                if payload.get("status") == "completed"
+                else self.progress.tasks[0].completed,
+                where=str(payload.get("status")),
+            )

@@ -78,7 +78,9 @@ def add(a: float, b: float) -> float:
 def subtract(a: float, b: float) -> float:
     return a - b
 '''
-BASIC_2 = BASIC_1 + '''
+BASIC_2 = (
+    BASIC_1
+    + """
 
 def multiply(a: float, b: float) -> float:
     return a * b
@@ -88,8 +90,9 @@ def divide(a: float, b: float) -> float:
     if b == 0:
         raise ZeroDivisionError("division by zero")
     return a / b
-'''
-TEST_BASIC_1 = '''from calc.basic import add, subtract
+"""
+)
+TEST_BASIC_1 = """from calc.basic import add, subtract
 
 
 def test_add() -> None:
@@ -98,8 +101,8 @@ def test_add() -> None:
 
 def test_subtract() -> None:
     assert subtract(5, 3) == 2
-'''
-TEST_BASIC_2 = '''import pytest
+"""
+TEST_BASIC_2 = """import pytest
 
 from calc.basic import add, divide, multiply, subtract
 
@@ -120,7 +123,7 @@ def test_divide() -> None:
     assert divide(9, 3) == 3
     with pytest.raises(ZeroDivisionError):
         divide(1, 0)
-'''
+"""
 POWER = '''"""Powers and roots."""
 
 import math
@@ -135,7 +138,7 @@ def square_root(value: float) -> float:
         raise ValueError("square root of a negative number")
     return math.sqrt(value)
 '''
-TEST_POWER = '''import pytest
+TEST_POWER = """import pytest
 
 from calc.power import power, square_root
 
@@ -148,7 +151,7 @@ def test_square_root() -> None:
     assert square_root(81) == 9
     with pytest.raises(ValueError):
         square_root(-1)
-'''
+"""
 STATS_GOOD = '''"""Statistics."""
 
 
@@ -168,7 +171,7 @@ def median(values: list[float]) -> float:
     return (ordered[middle - 1] + ordered[middle]) / 2
 '''
 STATS_BAD = STATS_GOOD.replace("    ordered = sorted(values)\n", "    ordered = list(values)\n")
-TEST_STATS = '''import pytest
+TEST_STATS = """import pytest
 
 from calc.stats import mean, median
 
@@ -184,7 +187,7 @@ def test_median_odd_and_even() -> None:
     assert median([4, 1, 3, 2]) == 2.5
     with pytest.raises(ValueError):
         median([])
-'''
+"""
 CLI = '''"""Command line: ``python -m calc.cli add 2 3``."""
 
 import sys
@@ -212,7 +215,7 @@ def main(argv: list[str]) -> str:
 if __name__ == "__main__":
     print(main(sys.argv[1:]))
 '''
-TEST_CLI = '''from calc.cli import main
+TEST_CLI = """from calc.cli import main
 
 
 def test_binary_operations() -> None:
@@ -226,7 +229,7 @@ def test_other_operations() -> None:
     assert main(["mean", "1", "2"]) == "1.5"
     assert main([]).startswith("usage")
     assert main(["nope"]).startswith("unknown")
-'''
+"""
 README = """# Calculator
 
 A small calculator.
@@ -256,21 +259,26 @@ def _toml_string(text: str) -> str:
     return '"""' + text.replace("\\", "\\\\").replace('"""', '\\"""') + '"""'
 
 
-def model_script(edits: dict[str, dict[str, str]] = EDITS,
-                 failing: dict[str, dict[str, str]] = FAILING) -> str:
+def model_script(
+    edits: dict[str, dict[str, str]] = EDITS, failing: dict[str, dict[str, str]] = FAILING
+) -> str:
     """The scripted model's TOML: whole-file edits per task, failing ones first for some."""
     parts = []
     for task_id, files in edits.items():
-        parts.append(f'[tasks."{task_id}"]\nedit_format = "whole"\n'
-                     f'reply = "Implementing task {task_id}."\n')
+        parts.append(
+            f'[tasks."{task_id}"]\nedit_format = "whole"\nreply = "Implementing task {task_id}."\n'
+        )
         if task_id in failing:
             parts.append("fail_attempts = 1\n")
         for path, content in files.items():
-            parts.append(f'[[tasks."{task_id}".edits]]\npath = "{path}"\n'
-                         f"content = {_toml_string(content)}\n")
+            parts.append(
+                f'[[tasks."{task_id}".edits]]\npath = "{path}"\ncontent = {_toml_string(content)}\n'
+            )
         for path, content in failing.get(task_id, {}).items():
-            parts.append(f'[[tasks."{task_id}".failing]]\npath = "{path}"\n'
-                         f"content = {_toml_string(content)}\n")
+            parts.append(
+                f'[[tasks."{task_id}".failing]]\npath = "{path}"\n'
+                f"content = {_toml_string(content)}\n"
+            )
     return "\n".join(parts)
 
 
@@ -285,8 +293,13 @@ class Sample:
         return f"file://{self.remote}"
 
 
-def create_sample(root: Path, *, name: str = "calc", files: dict[str, str] | None = None,
-                  script: str | None = None) -> Sample:
+def create_sample(
+    root: Path,
+    *,
+    name: str = "calc",
+    files: dict[str, str] | None = None,
+    script: str | None = None,
+) -> Sample:
     """A bare remote ``root/remote/<name>.git`` holding the sample project on ``main``,
     and the model script at ``root/model-script.toml``."""
     root.mkdir(parents=True, exist_ok=True)

@@ -11,10 +11,23 @@ from litestar.params import Body
 
 from gateway import idempotency
 from gateway.auth import require_read, require_write
-from gateway.http import actor_of, docs, principal_of, project_param, respond, store_of
+from gateway.http import (
+    ProjectPath,
+    actor_of,
+    docs,
+    principal_of,
+    project_param,
+    respond,
+    store_of,
+)
 from gateway.problems import Problem
 from gateway.routes.errors import command_errors
-from gateway.schemas import ExecutionStatus, InitializeAccepted, InitializeRequest, TransitionAccepted
+from gateway.schemas import (
+    ExecutionStatus,
+    InitializeAccepted,
+    InitializeRequest,
+    TransitionAccepted,
+)
 from pipeline import commands, executions
 
 BASE = "/api/devteam/automation"
@@ -38,7 +51,7 @@ STATUS_EXAMPLE = {
 async def initialize(
     request: Request[Any, Any, Any],
     data: Annotated[InitializeRequest, Body(examples=[Example(summary="first run", value={
-        "projectId": "customer-123/project-abc",
+        "projectId": "customer-123/project-new",
         "repositoryUrl": "https://github.com/acme/web.git", "stopPoint": "2.1.1"})])],
 ) -> Response[bytes]:
     principal = principal_of(request)
@@ -52,8 +65,10 @@ async def initialize(
                 project_id=data.project_id,
                 repository_url=data.repository_url,
                 stop_point=data.stop_point,
-                event_data={"projectId": data.project_id, "source": "initialize",
-                            **({"options": {"stopPoint": data.stop_point}} if data.stop_point else {})},
+                event_data={
+                    "projectId": data.project_id, "source": "initialize",
+                    **({"options": {"stopPoint": data.stop_point}} if data.stop_point else {}),
+                },
             )
         return respond(
             InitializeAccepted(execution_id=str(started.execution_id),
@@ -70,8 +85,8 @@ async def initialize(
     responses=docs(200, ExecutionStatus, STATUS_EXAMPLE, 404),
     tags=["automation"],
 )
-async def status(request: Request[Any, Any, Any], project: str) -> Response[bytes]:
-    project_id = project_param(project.lstrip("/"))
+async def status(request: Request[Any, Any, Any], project: ProjectPath) -> Response[bytes]:
+    project_id = project_param(project)
     require_read(principal_of(request), project_id)
     async with store_of(request).transaction() as session:
         row = await executions.latest_for_project(session, project_id)
@@ -91,8 +106,8 @@ def _transition(name: str, action: Any, summary: str) -> Any:
         tags=["automation"],
         name=f"automation-{name}",
     )
-    async def handler(request: Request[Any, Any, Any], project: str) -> Response[bytes]:
-        project_id = project_param(project.lstrip("/"))
+    async def handler(request: Request[Any, Any, Any], project: ProjectPath) -> Response[bytes]:
+        project_id = project_param(project)
         principal = principal_of(request)
         require_write(principal, project_id)
 

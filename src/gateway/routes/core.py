@@ -164,6 +164,7 @@ async def verify(
 async def next_task(
     request: Request[Any, Any, Any],
     project: Annotated[str, Parameter(query="projectId", max_length=200,
+                                      pattern=r"^[A-Za-z0-9_-]{1,100}/[A-Za-z0-9_-]{1,100}$",
                                       description="customer/project",
                                       examples=[Example(value=PROJECT)])],
 ) -> Response[bytes]:

@@ -18,12 +18,13 @@ from collections.abc import Awaitable, Callable
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
+import pygit2
 import redis.asyncio as aioredis
 from litestar import Request, Response, get
 from sqlalchemy import text
 
 from gateway.http import docs, respond, settings_of, store_of
-from gateway.schemas import Health, HealthCheck
+from gateway.schemas import Health, HealthCheck, Live
 from runner.dockerhost import docker_base_url
 from runner.settings import Settings
 
@@ -95,7 +96,9 @@ async def _timed(name: str, probe: Callable[[], Awaitable[str]]) -> tuple[str, H
     return name, HealthCheck(ok=ok, detail=detail, latency_ms=latency)
 
 
-def _probes(request: Request[Any, Any, Any], settings: Settings) -> dict[str, Callable[[], Awaitable[str]]]:
+def _probes(
+    request: Request[Any, Any, Any], settings: Settings
+) -> dict[str, Callable[[], Awaitable[str]]]:
     store = store_of(request)
 
     async def postgres() -> str:
@@ -140,8 +143,6 @@ def _probes(request: Request[Any, Any, Any], settings: Settings) -> dict[str, Ca
         return await asyncio.to_thread(look)
 
     async def git() -> str:
-        import pygit2
-
         return f"libgit2 {pygit2.LIBGIT2_VERSION}"
 
     async def aider() -> str:
@@ -172,11 +173,22 @@ def _probes(request: Request[Any, Any, Any], settings: Settings) -> dict[str, Ca
 
 
 @get(
+    "/health/live",
+    summary="Liveness only: the process answers (no dependency is checked)",
+    responses=docs(200, Live, {"status": "ok"}, public=True),
+    tags=["core"],
+)
+async def live() -> Response[bytes]:
+    return respond(Live(status="ok"))
+
+
+@get(
     "/health",
     summary="Liveness and dependencies",
     responses=docs(200, Health, {
         "status": "ok", "version": "0.1.0",
-        "checks": {"postgres": {"ok": True, "detail": "select 1", "latencyMs": 0.8}}}, 503),
+        "checks": {"postgres": {"ok": True, "detail": "select 1", "latencyMs": 0.8}}},
+        503, public=True),
     tags=["core"],
 )
 async def health(request: Request[Any, Any, Any]) -> Response[bytes]:

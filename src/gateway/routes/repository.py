@@ -21,11 +21,13 @@ from typing import Annotated, Any
 import msgspec
 from litestar import Request, Response, get, post, put
 from litestar.openapi.spec import Example
-from litestar.params import Body, Parameter
+from litestar.params import Body
 
 from gateway import idempotency
 from gateway.auth import Principal, require_read, require_write
 from gateway.http import (
+    ProjectPath,
+    TaskPath,
     actor_of,
     docs,
     principal_of,
@@ -89,10 +91,6 @@ async def validate(
     return respond(msgspec.convert(result, RepositoryValidation))
 
 
-ProjectPath = Annotated[str, Parameter(description="customer/project (slash or %2F)",
-                                       examples=[Example(value=PROJECT)])]
-
-
 @get(
     f"{BASE}/tasks/{{rest:path}}",
     summary="The project's task list, in file order",
@@ -100,7 +98,7 @@ ProjectPath = Annotated[str, Parameter(description="customer/project (slash or %
     tags=["repository"],
 )
 async def list_tasks(request: Request[Any, Any, Any], rest: ProjectPath) -> Response[bytes]:
-    project_id = project_param(rest.lstrip("/"))
+    project_id = project_param(rest)
     require_read(principal_of(request), project_id)
     with command_errors():
         view = await projects.project_tasks(services_of(request), project_id)
@@ -128,8 +126,7 @@ def _split_task(rest: str) -> tuple[str, str]:
 )
 async def update_task(
     request: Request[Any, Any, Any],
-    rest: Annotated[str, Parameter(description="customer/project/taskId",
-                                   examples=[Example(value=f"{PROJECT}/1.1")])],
+    rest: TaskPath,
     data: Annotated[TaskUpdate, Body(examples=_example({"status": "done"}))],
 ) -> Response[bytes]:
     project_id, task_id = _split_task(rest)

@@ -62,7 +62,8 @@ def parse_query(params: Any, last_event_id: str | None = None) -> StreamQuery:
             raise Problem(400, "since is not a cursor this server issued",
                           errors=[{"field": "since", "message": "invalid cursor"}])
         since = int(raw_since)
-    return StreamQuery(frozenset(projects), frozenset(types), LEVELS.get(level or "debug", 0), since)
+    minimum = LEVELS.get(level or "debug", 0)
+    return StreamQuery(frozenset(projects), frozenset(types), minimum, since)
 
 
 def _principal(auth: Authenticator, header: str | None, token: str | None) -> Principal:
@@ -183,7 +184,8 @@ async def sse_stream(request: Request[Any, Any, Any]) -> Stream:
         established = {"connectionId": uuid.uuid4().hex}
         if query.since is not None:
             established["resumedFrom"] = str(query.since)
-        yield b"retry: 2000\ndata: " + control_frame("connection-established", established) + b"\n\n"
+        hello = control_frame("connection-established", established)
+        yield b"retry: 2000\ndata: " + hello + b"\n\n"
         frames = hub.frames(sub, query.since).__aiter__()
         pending: asyncio.Future[Item] | None = None
         try:

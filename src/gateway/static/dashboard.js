@@ -173,9 +173,9 @@
       if (execution) execution.status = result.status;
       notice("");
     } catch (err) {
-      notice(`${action} ${projectId}: ${err.message}`);
+      if (state.token) notice(`${action} ${projectId}: ${err.message}`);
     }
-    render();
+    if (state.token) render();
   }
 
   // ---- live stream --------------------------------------------------------------------
@@ -239,7 +239,7 @@
         executionId: frame.executionId,
         projectId: frame.projectId,
         customerId: frame.customerId,
-        status: "initializing",
+        status: "unknown",
         progress: 0,
         startedAt: frame.ts,
       };

@@ -46,8 +46,12 @@ async def result_of(
         "SELECT result FROM stage_runs WHERE execution_id = :e AND task_id = :t AND stage = :s "
         "AND pass_no = :p AND status IN ('succeeded', 'failed')"
     )
-    params: dict[str, Any] = {"e": ctx.execution.id, "t": ctx.task_id if task_id is None else task_id,
-                              "s": stage.value, "p": ctx.command.pass_no}
+    params: dict[str, Any] = {
+        "e": ctx.execution.id,
+        "t": ctx.task_id if task_id is None else task_id,
+        "s": stage.value,
+        "p": ctx.command.pass_no,
+    }
     if attempt is not None:
         sql += " AND attempt = :a"
         params["a"] = attempt
@@ -97,8 +101,10 @@ async def next_select(ctx: StageContext) -> StageCommand:
         count = int(
             (
                 await session.execute(
-                    text("SELECT count(*) FROM stage_runs WHERE execution_id = :e "
-                         "AND stage = 'SELECT'"),
+                    text(
+                        "SELECT count(*) FROM stage_runs WHERE execution_id = :e "
+                        "AND stage = 'SELECT'"
+                    ),
                     {"e": ctx.execution.id},
                 )
             ).scalar_one()
@@ -107,4 +113,4 @@ async def next_select(ctx: StageContext) -> StageCommand:
 
 
 def is_injected(task_id: str) -> bool:
-    return task_id.startswith("inj-") or task_id.startswith("fix-")
+    return task_id.startswith(("inj-", "fix-"))

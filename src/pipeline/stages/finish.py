@@ -15,18 +15,30 @@ from runner.git import workspace_paths
 async def done(ctx: StageContext) -> Outcome:
     rounds = ctx.services.settings.pipeline.verify_rounds
     for attempt in range(1, rounds + 1):
-        spec = ctx.services.container_spec(project=ctx.project, execution_id=str(ctx.execution.id),
-                                           task_id=ctx.task_id, attempt=attempt)
+        spec = ctx.services.container_spec(
+            project=ctx.project,
+            execution_id=str(ctx.execution.id),
+            task_id=ctx.task_id,
+            attempt=attempt,
+        )
         await blocking(ctx.services.sandbox.remove, spec)
     completed = ctx.execution.completed_tasks + 1
     ctx.log.line(f"task {ctx.task_id} done ({completed} of {ctx.execution.total_tasks})")
     summary = {"status": "done", "finishedAt": datetime.now(UTC).isoformat()}
     fields = {"completed_tasks": completed}
     if ctx.execution.single_task_id:
-        return Outcome(result={"taskId": ctx.task_id}, finalize=Status.COMPLETED.value,
-                       execution=fields, task_summary=summary)
-    return Outcome(result={"taskId": ctx.task_id}, next=await next_select(ctx),
-                   execution=fields, task_summary=summary)
+        return Outcome(
+            result={"taskId": ctx.task_id},
+            finalize=Status.COMPLETED.value,
+            execution=fields,
+            task_summary=summary,
+        )
+    return Outcome(
+        result={"taskId": ctx.task_id},
+        next=await next_select(ctx),
+        execution=fields,
+        task_summary=summary,
+    )
 
 
 async def finalize(ctx: StageContext) -> Outcome:
@@ -41,18 +53,28 @@ async def finalize(ctx: StageContext) -> Outcome:
         final = wanted
     removed = await blocking(ctx.services.sandbox.remove_execution, str(ctx.execution.id))
     paths = workspace_paths(
-        ctx.services.git.root, ctx.execution.customer_id, ctx.execution.project_id,
+        ctx.services.git.root,
+        ctx.execution.customer_id,
+        ctx.execution.project_id,
         str(ctx.execution.id),
     )
     await blocking(shutil.rmtree, paths.worktree, ignore_errors=True)
     finished = datetime.now(UTC)
     duration_ms = int((finished - ctx.execution.started_at).total_seconds() * 1000)
     ctx.log.line(f"execution {final.value}: removed {removed} container(s) and the working copy")
-    completion = {"status": final.value, "completedTasks": ctx.execution.completed_tasks,
-                  "totalTasks": ctx.execution.total_tasks, "durationMs": duration_ms}
+    completion = {
+        "status": final.value,
+        "completedTasks": ctx.execution.completed_tasks,
+        "totalTasks": ctx.execution.total_tasks,
+        "durationMs": duration_ms,
+    }
     return Outcome(
         result={"status": final.value, "containersRemoved": removed},
-        execution={"status": final.value, "finished_at": finished,
-                   "current_stage": Stage.FINALIZE.value, "pending_command": None},
+        execution={
+            "status": final.value,
+            "finished_at": finished,
+            "current_stage": Stage.FINALIZE.value,
+            "pending_command": None,
+        },
         frames=[("completion", completion)],
     )

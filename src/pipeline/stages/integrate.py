@@ -29,11 +29,19 @@ async def merge(ctx: StageContext) -> Outcome:
     assert prepared is not None
     co = await checkout(ctx)
     merged = await blocking(ctx.services.git.merge, co, str(prepared["branch"]))
-    how = ("already merged" if merged.already_merged
-           else "fast-forward" if merged.fast_forward else "merge commit")
+    how = (
+        "already merged"
+        if merged.already_merged
+        else "fast-forward"
+        if merged.fast_forward
+        else "merge commit"
+    )
     ctx.log.line(f"merged {prepared['branch']} into {co.default_branch} ({how})")
-    return Outcome(result=merged.to_dict(), next=ctx.then(Stage.PUSH),
-                   task_summary={"mergeCommit": merged.commit})
+    return Outcome(
+        result=merged.to_dict(),
+        next=ctx.then(Stage.PUSH),
+        task_summary={"mergeCommit": merged.commit},
+    )
 
 
 async def push(ctx: StageContext) -> Outcome:
@@ -41,8 +49,10 @@ async def push(ctx: StageContext) -> Outcome:
     assert prepared is not None
     co = await checkout(ctx)
     pushed = await blocking(ctx.services.git.push, co, [co.default_branch, str(prepared["branch"])])
-    ctx.log.line(f"pushed {', '.join(pushed.pushed) or 'nothing new'}"
-                 + (f"; already there: {', '.join(pushed.skipped)}" if pushed.skipped else ""))
+    ctx.log.line(
+        f"pushed {', '.join(pushed.pushed) or 'nothing new'}"
+        + (f"; already there: {', '.join(pushed.skipped)}" if pushed.skipped else "")
+    )
     return Outcome(result=pushed.to_dict(), next=ctx.then(Stage.UPDATE_TASKLIST))
 
 
@@ -62,20 +72,32 @@ async def update_tasklist(ctx: StageContext) -> Outcome:
     existing = (await blocking(ctx.services.git.read_file, co, outcomes) or b"").decode()
     marker = f"<!-- devteam:{ctx.execution.id}:{task.id} -->"
     if marker not in existing:
-        files[outcomes] = (existing or OUTCOMES_HEADER) + await _entry(ctx, task.id, task.title,
-                                                                       marker)
+        files[outcomes] = (existing or OUTCOMES_HEADER) + await _entry(
+            ctx, task.id, task.title, marker
+        )
     commit = None
     if files:
         commit = await blocking(
-            ctx.services.git.commit_files, co, files, f"Mark task {task.id} done",
+            ctx.services.git.commit_files,
+            co,
+            files,
+            f"Mark task {task.id} done",
             {"Task-Id": task.id, "Execution-Id": str(ctx.execution.id)},
         )
     pushed = await blocking(ctx.services.git.push, co, [co.default_branch])
-    ctx.log.line(f"{path}: {marked or task.id} done; {outcomes} updated"
-                 if files else f"{path}: already up to date")
+    ctx.log.line(
+        f"{path}: {marked or task.id} done; {outcomes} updated"
+        if files
+        else f"{path}: already up to date"
+    )
     return Outcome(
-        result={"taskListPath": path, "outcomesPath": outcomes, "commit": commit,
-                "marked": marked, "pushed": pushed.pushed},
+        result={
+            "taskListPath": path,
+            "outcomesPath": outcomes,
+            "commit": commit,
+            "marked": marked,
+            "pushed": pushed.pushed,
+        },
         next=ctx.then(Stage.DONE),
         complete_injection=task.id if marked != task.id else None,
     )
@@ -87,8 +109,10 @@ async def _file_task(ctx: StageContext, task_id: str) -> str | None:
     async with ctx.services.store.transaction() as session:
         row = (
             await session.execute(
-                text("SELECT injection_type, replace_task_id FROM injected_tasks "
-                     "WHERE project_id = :p AND task_id = :t"),
+                text(
+                    "SELECT injection_type, replace_task_id FROM injected_tasks "
+                    "WHERE project_id = :p AND task_id = :t"
+                ),
                 {"p": ctx.project["project_id"], "t": task_id},
             )
         ).one_or_none()
@@ -101,10 +125,13 @@ async def _entry(ctx: StageContext, task_id: str, title: str, marker: str) -> st
     verified: dict[str, Any] = await result_of(ctx, Stage.VERIFY) or {}
     merged: dict[str, Any] = await result_of(ctx, Stage.MERGE) or {}
     prepared: dict[str, Any] = await result_of(ctx, Stage.PREP) or {}
-    checks = ", ".join(
-        f"{name} {'passed' if r.get('passed') else 'failed'} ({r.get('actual')})"
-        for name, r in dict(verified.get("results") or {}).items()
-    ) or "no machine-checked criteria"
+    checks = (
+        ", ".join(
+            f"{name} {'passed' if r.get('passed') else 'failed'} ({r.get('actual')})"
+            for name, r in dict(verified.get("results") or {}).items()
+        )
+        or "no machine-checked criteria"
+    )
     when = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     return (
         f"\n## {task_id} {title}\n{marker}\n"

@@ -38,17 +38,23 @@ async def failed_round(
     error = RunnerError(
         f"task {task.id}: {message}",
         classification=classification,
-        details={"taskId": task.id, "attempt": ctx.attempt, "rounds": rounds,
-                 "feedback": feedback},
+        details={"taskId": task.id, "attempt": ctx.attempt, "rounds": rounds, "feedback": feedback},
     )
     recorded = {**result, "feedback": feedback}
     summary = {**(summary or {}), "attempts": ctx.attempt}
     if ctx.attempt < rounds:
-        ctx.log.line(f"round {ctx.attempt} of {rounds} failed ({message}); trying again with "
-                     "the failure as feedback", "warning")
-        return Outcome(status="failed", result=recorded, error=error,
-                       next=ctx.then(Stage.IMPLEMENT, attempt=ctx.attempt + 1),
-                       task_summary=summary)
+        ctx.log.line(
+            f"round {ctx.attempt} of {rounds} failed ({message}); trying again with "
+            "the failure as feedback",
+            "warning",
+        )
+        return Outcome(
+            status="failed",
+            result=recorded,
+            error=error,
+            next=ctx.then(Stage.IMPLEMENT, attempt=ctx.attempt + 1),
+            task_summary=summary,
+        )
     await _fresh_branch(ctx)
     origin = await _origin(ctx, task.id)
     retired = task.id if origin != task.id else None  # a resolution task that failed itself
@@ -57,10 +63,16 @@ async def failed_round(
     limit = ctx.services.settings.pipeline.max_resolution_tasks
     if used < limit:
         fix_id = f"fix-{origin}"[:80] + f"-{uuid.uuid4().hex[:6]}"
-        ctx.log.line(f"{rounds} rounds failed: injecting error-resolution task {fix_id} "
-                     f"({used + 1} of {limit})", "warning")
+        ctx.log.line(
+            f"{rounds} rounds failed: injecting error-resolution task {fix_id} "
+            f"({used + 1} of {limit})",
+            "warning",
+        )
         return Outcome(
-            status="failed", result=recorded, error=error, record_error=True,
+            status="failed",
+            result=recorded,
+            error=error,
+            record_error=True,
             inject=Injection(
                 task_id=fix_id,
                 task={
@@ -81,11 +93,19 @@ async def failed_round(
             task_summary=summary,
             fail_injection=retired,
         )
-    ctx.log.line(f"{limit} error-resolution tasks did not fix {origin}: pausing for a person",
-                 "error")
-    return Outcome(status="failed", result=recorded, error=error, record_error=True,
-                   pause_reason=PauseReason.HUMAN_REVIEW, next=await next_select(ctx),
-                   task_summary=summary, fail_injection=retired)
+    ctx.log.line(
+        f"{limit} error-resolution tasks did not fix {origin}: pausing for a person", "error"
+    )
+    return Outcome(
+        status="failed",
+        result=recorded,
+        error=error,
+        record_error=True,
+        pause_reason=PauseReason.HUMAN_REVIEW,
+        next=await next_select(ctx),
+        task_summary=summary,
+        fail_injection=retired,
+    )
 
 
 async def _fresh_branch(ctx: StageContext) -> None:
@@ -95,8 +115,12 @@ async def _fresh_branch(ctx: StageContext) -> None:
     if not prepared:
         return
     co = await checkout(ctx)
-    await blocking(ctx.services.git.reset_branch, co, str(prepared["branch"]),
-                   f"refs/heads/{co.default_branch}")
+    await blocking(
+        ctx.services.git.reset_branch,
+        co,
+        str(prepared["branch"]),
+        f"refs/heads/{co.default_branch}",
+    )
 
 
 async def _origin(ctx: StageContext, task_id: str) -> str:
@@ -104,8 +128,10 @@ async def _origin(ctx: StageContext, task_id: str) -> str:
     async with ctx.services.store.transaction() as session:
         origin = (
             await session.execute(
-                text("SELECT origin_task_id FROM injected_tasks WHERE project_id = :p "
-                     "AND task_id = :t"),
+                text(
+                    "SELECT origin_task_id FROM injected_tasks WHERE project_id = :p "
+                    "AND task_id = :t"
+                ),
                 {"p": ctx.project["project_id"], "t": task_id},
             )
         ).scalar_one_or_none()
@@ -117,8 +143,10 @@ async def _resolutions(ctx: StageContext, origin: str) -> int:
         return int(
             (
                 await session.execute(
-                    text("SELECT count(*) FROM injected_tasks WHERE project_id = :p "
-                         "AND origin_task_id = :o AND status IN ('pending', 'done', 'failed')"),
+                    text(
+                        "SELECT count(*) FROM injected_tasks WHERE project_id = :p "
+                        "AND origin_task_id = :o AND status IN ('pending', 'done', 'failed')"
+                    ),
                     {"p": ctx.project["project_id"], "o": origin},
                 )
             ).scalar_one()

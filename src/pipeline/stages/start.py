@@ -23,8 +23,12 @@ async def init(ctx: StageContext) -> Outcome:
     if found is None:
         path = configured or TASK_LIST_NAMES[0]
         ctx.log.line(f"no task list found: creating {path} from the template")
-        await blocking(ctx.services.git.commit_files, co, {path: TEMPLATE},
-                       f"Add {path} (DevTeam Runner template)")
+        await blocking(
+            ctx.services.git.commit_files,
+            co,
+            {path: TEMPLATE},
+            f"Add {path} (DevTeam Runner template)",
+        )
         await blocking(ctx.services.git.push, co, [co.default_branch])
         found = await read_task_list(ctx.services.git, co, path)
         created = True
@@ -33,18 +37,25 @@ async def init(ctx: StageContext) -> Outcome:
     done, total = tasks.progress()
     async with ctx.services.store.transaction() as session:
         await session.execute(
-            text("UPDATE projects SET default_branch = :b, task_list_path = COALESCE("
-                 "task_list_path, :p), updated_at = now() WHERE project_id = :id"),
+            text(
+                "UPDATE projects SET default_branch = :b, task_list_path = COALESCE("
+                "task_list_path, :p), updated_at = now() WHERE project_id = :id"
+            ),
             {"b": co.default_branch, "p": path, "id": ctx.project["project_id"]},
         )
     ctx.log.line(f"{path}: {total} tasks, {done} done; default branch {co.default_branch}")
     return Outcome(
-        result={"defaultBranch": co.default_branch, "taskListPath": path, "totalTasks": total,
-                "completedTasks": done, "head": co.head, "cloned": co.cloned,
-                "createdTaskList": created},
+        result={
+            "defaultBranch": co.default_branch,
+            "taskListPath": path,
+            "totalTasks": total,
+            "completedTasks": done,
+            "head": co.head,
+            "cloned": co.cloned,
+            "createdTaskList": created,
+        },
         next=await next_select(ctx),
-        execution={"status": Status.RUNNING.value, "total_tasks": total,
-                   "completed_tasks": done},
+        execution={"status": Status.RUNNING.value, "total_tasks": total, "completed_tasks": done},
     )
 
 
@@ -64,8 +75,11 @@ async def select(ctx: StageContext) -> Outcome:
     if single:
         task = await _single(ctx, tasks, single)
         if task is None:
-            return Outcome(result={"task": None, "reason": "the requested task is done"},
-                           finalize=Status.COMPLETED.value, execution=counts)
+            return Outcome(
+                result={"task": None, "reason": "the requested task is done"},
+                finalize=Status.COMPLETED.value,
+                execution=counts,
+            )
     else:
         try:
             task = select_next(tasks, injected)
@@ -74,22 +88,38 @@ async def select(ctx: StageContext) -> Outcome:
     if task is None:
         if done >= total:
             ctx.log.line(f"every task of {path} is done")
-            return Outcome(result={"task": None, "reason": "all tasks done"},
-                           finalize=Status.COMPLETED.value, execution=counts)
+            return Outcome(
+                result={"task": None, "reason": "all tasks done"},
+                finalize=Status.COMPLETED.value,
+                execution=counts,
+            )
         waiting = total - done
         error = VerificationError(
             f"no task is ready: {waiting} task(s) are blocked or wait on blocked tasks",
             details={"remaining": waiting},
         )
-        return Outcome(status="failed", result={"task": None, "reason": "nothing ready"},
-                       error=error, record_error=True, pause_reason=PauseReason.HUMAN_REVIEW,
-                       next=await next_select(ctx), execution=counts)
+        return Outcome(
+            status="failed",
+            result={"task": None, "reason": "nothing ready"},
+            error=error,
+            record_error=True,
+            pause_reason=PauseReason.HUMAN_REVIEW,
+            next=await next_select(ctx),
+            execution=counts,
+        )
     pass_no = await _pass_of(ctx, task.id)
-    ctx.log.line(f"next task: {task.id} {task.title}"
-                 + (f" (selected again: pass {pass_no})" if pass_no > 1 else ""))
+    ctx.log.line(
+        f"next task: {task.id} {task.title}"
+        + (f" (selected again: pass {pass_no})" if pass_no > 1 else "")
+    )
     return Outcome(
-        result={"task": task.to_wire(), "taskListPath": path, "completedTasks": done,
-                "totalTasks": total, "pass": pass_no},
+        result={
+            "task": task.to_wire(),
+            "taskListPath": path,
+            "completedTasks": done,
+            "totalTasks": total,
+            "pass": pass_no,
+        },
         next=ctx.then(Stage.PREP, task_id=task.id, pass_no=pass_no),
         execution={**counts, "current_task_id": task.id},
         task_summary={"title": task.title, "status": "selected"},
@@ -99,10 +129,15 @@ async def select(ctx: StageContext) -> Outcome:
 async def _pass_of(ctx: StageContext, task_id: str) -> int:
     """1 the first time a task is selected in this execution, then 2, 3..."""
     async with ctx.services.store.transaction() as session:
-        passes = (await session.execute(
-            text("SELECT coalesce(max(pass_no), 0) FROM stage_runs WHERE execution_id = :e "
-                 "AND task_id = :t AND stage = 'PREP'"),
-            {"e": ctx.execution.id, "t": task_id})).scalar_one()
+        passes = (
+            await session.execute(
+                text(
+                    "SELECT coalesce(max(pass_no), 0) FROM stage_runs WHERE execution_id = :e "
+                    "AND task_id = :t AND stage = 'PREP'"
+                ),
+                {"e": ctx.execution.id, "t": task_id},
+            )
+        ).scalar_one()
     return int(passes) + 1
 
 
@@ -110,13 +145,16 @@ async def _single(ctx: StageContext, tasks: TaskList, task_id: str) -> Task | No
     """The one task a ``POST /events`` with ``data.task`` asked for (None once done)."""
     async with ctx.services.store.transaction() as session:
         data = (
-            await session.execute(text("SELECT data FROM events WHERE id = :id"),
-                                  {"id": ctx.execution.event_id})
+            await session.execute(
+                text("SELECT data FROM events WHERE id = :id"), {"id": ctx.execution.event_id}
+            )
         ).scalar_one()
         ran = (
             await session.execute(
-                text("SELECT 1 FROM stage_runs WHERE execution_id = :e AND task_id = :t "
-                     "AND stage = 'DONE' AND status = 'succeeded'"),
+                text(
+                    "SELECT 1 FROM stage_runs WHERE execution_id = :e AND task_id = :t "
+                    "AND stage = 'DONE' AND status = 'succeeded'"
+                ),
                 {"e": ctx.execution.id, "t": task_id},
             )
         ).scalar_one_or_none()

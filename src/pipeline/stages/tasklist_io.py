@@ -39,7 +39,7 @@ async def read_task_list(
 
     Raises ConfigError (with every problem and its line number) when it does not parse.
     """
-    for name in ([configured] if configured else list(TASK_LIST_NAMES)):
+    for name in [configured] if configured else list(TASK_LIST_NAMES):
         data = await blocking(git.read_file, checkout, name)
         if data is None:
             continue

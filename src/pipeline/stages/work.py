@@ -18,7 +18,9 @@ from runner.verify import load_project_config
 
 def _spec(ctx: StageContext, attempt: int) -> ContainerSpec:
     return ctx.services.container_spec(
-        project=ctx.project, execution_id=str(ctx.execution.id), task_id=ctx.task_id,
+        project=ctx.project,
+        execution_id=str(ctx.execution.id),
+        task_id=ctx.task_id,
         attempt=attempt,
     )
 
@@ -29,15 +31,21 @@ async def prep(ctx: StageContext) -> Outcome:
     task = await current_task(ctx)
     co = await blocking(ctx.services.git.refresh, await checkout(ctx))
     branch = await blocking(ctx.services.git.create_task_branch, co, task.id, task.title)
-    ctx.log.line(f"branch {branch.branch} from {branch.base_commit[:10]}"
-                 + (" (new)" if branch.created else " (reused)"))
+    ctx.log.line(
+        f"branch {branch.branch} from {branch.base_commit[:10]}"
+        + (" (new)" if branch.created else " (reused)")
+    )
     session = await blocking(ctx.services.sandbox.session, _spec(ctx, 1))
     ctx.log.line(f"container {session.name} is healthy")
     return Outcome(
-        result={"taskId": task.id, "branch": branch.branch, "baseCommit": branch.base_commit,
-                "repoPath": str(co.path),
-                "artifacts": {"cloned": co.cloned, "branchCreated": branch.created},
-                "container": session.name},
+        result={
+            "taskId": task.id,
+            "branch": branch.branch,
+            "baseCommit": branch.base_commit,
+            "repoPath": str(co.path),
+            "artifacts": {"cloned": co.cloned, "branchCreated": branch.created},
+            "container": session.name,
+        },
         next=ctx.then(Stage.IMPLEMENT, attempt=1),
         execution={"branch": branch.branch},
         task_summary={"branch": branch.branch, "status": "in_progress"},
@@ -59,12 +67,19 @@ async def implement(ctx: StageContext) -> Outcome:
     co = await checkout(ctx)
     await blocking(ctx.services.git.reset_branch, co, branch, start)
     request = ImplementRequest(
-        workdir=co.path, task_id=task.id, title=task.title, description=task.description,
-        files=list(task.files), criteria=dict(task.criteria), notes=list(task.notes),
-        attempt=ctx.attempt, feedback=feedback,
+        workdir=co.path,
+        task_id=task.id,
+        title=task.title,
+        description=task.description,
+        files=list(task.files),
+        criteria=dict(task.criteria),
+        notes=list(task.notes),
+        attempt=ctx.attempt,
+        feedback=feedback,
     )
-    artifact = await blocking(ctx.services.tool.implement, request,
-                              on_line=ctx.log.sink(), cancel=ctx.cancel)
+    artifact = await blocking(
+        ctx.services.tool.implement, request, on_line=ctx.log.sink(), cancel=ctx.cancel
+    )
     wire: dict[str, Any] = msgspec.to_builtins(artifact)
     if not artifact.success:
         error = artifact.error or {}
@@ -74,19 +89,35 @@ async def implement(ctx: StageContext) -> Outcome:
             raise CancelledError(message)
         if kind is not Classification.TOOL:
             raise RunnerError(message, classification=kind, details={"artifact": _short(wire)})
-        return await failed_round(ctx, task, result=wire, message=message,
-                                  classification=kind, feedback=f"The previous attempt failed: "
-                                  f"{message}. Make the change the task asks for.")
+        return await failed_round(
+            ctx,
+            task,
+            result=wire,
+            message=message,
+            classification=kind,
+            feedback=f"The previous attempt failed: {message}. Make the change the task asks for.",
+        )
     commit = await blocking(
-        ctx.services.git.commit_task, co, branch, base, f"{task.id}: {task.title}",
+        ctx.services.git.commit_task,
+        co,
+        branch,
+        base,
+        f"{task.id}: {task.title}",
         {"Task-Id": task.id, "Execution-Id": str(ctx.execution.id)},
     )
     if commit is None:
-        return await failed_round(ctx, task, result=wire, message="the change was empty",
-                                  classification=Classification.TOOL,
-                                  feedback="The previous attempt changed nothing.")
-    ctx.log.line(f"committed {commit[:10]}: {len(artifact.outputs.files_modified)} files, "
-                 f"{artifact.outputs.lines_changed} lines")
+        return await failed_round(
+            ctx,
+            task,
+            result=wire,
+            message="the change was empty",
+            classification=Classification.TOOL,
+            feedback="The previous attempt changed nothing.",
+        )
+    ctx.log.line(
+        f"committed {commit[:10]}: {len(artifact.outputs.files_modified)} files, "
+        f"{artifact.outputs.lines_changed} lines"
+    )
     return Outcome(
         result={**wire, "commit": commit, "branch": branch},
         next=ctx.then(Stage.VERIFY, attempt=ctx.attempt),
@@ -99,13 +130,16 @@ async def verify(ctx: StageContext) -> Outcome:
     task = await current_task(ctx)
     implemented = await result_of(ctx, Stage.IMPLEMENT, attempt=ctx.attempt)
     prepared = await result_of(ctx, Stage.PREP)
-    assert implemented is not None and prepared is not None
+    assert implemented is not None
+    assert prepared is not None
     co = await checkout(ctx)
-    await blocking(ctx.services.git.reset_branch, co, str(prepared["branch"]),
-                   str(implemented["commit"]))
+    await blocking(
+        ctx.services.git.reset_branch, co, str(prepared["branch"]), str(implemented["commit"])
+    )
     config = await blocking(load_project_config, co.path)
-    changed = await blocking(ctx.services.git.diff_paths, co, str(prepared["baseCommit"]),
-                             str(implemented["commit"]))
+    changed = await blocking(
+        ctx.services.git.diff_paths, co, str(prepared["baseCommit"]), str(implemented["commit"])
+    )
     spec = _spec(ctx, ctx.attempt)
     if ctx.claims > 1:
         # A worker died mid-check: its command may still run in the container. Start clean.
@@ -114,25 +148,40 @@ async def verify(ctx: StageContext) -> Outcome:
     try:
         await blocking(session.copy_in, co.path)
         result = await blocking(
-            ctx.services.verifier.verify, task.id, dict(task.criteria), config, session, changed,
-            on_line=ctx.log.sink(), cancel=ctx.cancel,
+            ctx.services.verifier.verify,
+            task.id,
+            dict(task.criteria),
+            config,
+            session,
+            changed,
+            on_line=ctx.log.sink(),
+            cancel=ctx.cancel,
         )
     finally:
         await blocking(ctx.services.sandbox.remove, spec)
     wire: dict[str, Any] = msgspec.to_builtins(result)
     checks = {name: r["passed"] for name, r in wire["results"].items()}
-    ctx.log.line("verification: " + ", ".join(f"{n} {'ok' if ok else 'FAILED'}"
-                                                for n, ok in checks.items()))
+    ctx.log.line(
+        "verification: " + ", ".join(f"{n} {'ok' if ok else 'FAILED'}" for n, ok in checks.items())
+    )
     summary = {"verification": wire["results"], "attempts": ctx.attempt}
     if result.success:
         return Outcome(result=wire, next=ctx.then(Stage.MERGE), task_summary=summary)
     limited = [c for c in result.commands if classify(c) is Classification.RESOURCE_LIMIT]
     kind = Classification.RESOURCE_LIMIT if limited else Classification.VERIFICATION
     failed = [n for n, ok in checks.items() if not ok]
-    message = (f"verification failed: {', '.join(failed) or 'checks did not pass'}"
-               + (" (sandbox limit reached)" if limited else ""))
-    return await failed_round(ctx, task, result=wire, message=message, classification=kind,
-                              feedback=result.feedback or message, summary=summary)
+    message = f"verification failed: {', '.join(failed) or 'checks did not pass'}" + (
+        " (sandbox limit reached)" if limited else ""
+    )
+    return await failed_round(
+        ctx,
+        task,
+        result=wire,
+        message=message,
+        classification=kind,
+        feedback=result.feedback or message,
+        summary=summary,
+    )
 
 
 def _short(wire: dict[str, Any]) -> dict[str, Any]:

@@ -71,7 +71,7 @@ def reap_once(
 
 @app.command()
 def reap(
-    live: list[str] = typer.Option(  # noqa: B008 - typer's way of declaring options
+    live: list[str] = typer.Option(
         [], "--live", help="An execution still running (repeatable)."
     ),
     orphans: bool = typer.Option(
