@@ -82,3 +82,29 @@ def token(
         raise typer.BadParameter("role must be developer, manager or admin")
     value = mint(get_settings(), sub=sub, projects=list(project), role=role, ttl=ttl)
     print(json.dumps({"token": value}) if as_json else value)
+
+
+def ping() -> None:
+    """Exit 0 when Postgres and Redis answer within 3 s (container health checks)."""
+    import redis
+
+    from pipeline.db import asyncpg_dsn
+
+    settings = get_settings()
+
+    async def postgres() -> None:
+        import asyncpg
+
+        conn = await asyncpg.connect(asyncpg_dsn(settings.database.url), timeout=3)
+        await conn.close()
+
+    try:
+        asyncio.run(postgres())
+        client = redis.Redis.from_url(settings.redis.url, socket_timeout=3,
+                                      socket_connect_timeout=3)
+        client.ping()
+        client.close()
+    except Exception as exc:  # noqa: BLE001 - any failure is "unhealthy"
+        print(f"unhealthy: {type(exc).__name__}")
+        raise typer.Exit(1) from None
+    print("ok")

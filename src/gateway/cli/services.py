@@ -52,7 +52,12 @@ def config(
         print("| Variable | Default | Meaning |")
         print("|---|---|---|")
         for name, default, doc in describe():
-            shown = f"`{default}`" if default != "" else "(empty)"
+            if default == "":
+                shown = "(empty)"
+            elif "SECRET" in name or name.endswith(("_KEY", "_API_KEY")):
+                shown = "(a development value; set your own)"
+            else:
+                shown = f"`{default}`"
             print(f"| `{name}` | {shown} | {doc} |")
         return
     table = Table("variable", "default", "meaning")
