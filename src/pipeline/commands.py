@@ -106,6 +106,8 @@ async def start_execution(
             target(Action.INITIALIZE, active.state)
         event_id, execution_id = uuid.uuid4(), uuid.uuid4()
         data = dict(event_data or {"projectId": project_id})
+        if task is not None:
+            data.setdefault("task", task)
         await session.execute(
             text(
                 "INSERT INTO events (id, workflow_type, data, task_context, project_id, user_id, "

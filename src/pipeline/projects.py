@@ -250,6 +250,8 @@ async def validate_repository(
     count = 0
     if not info.reachable:
         problems.append(info.error or "the repository cannot be reached")
+    elif info.error:  # reachable, but the branch is missing or could not be fetched
+        problems.append(info.error)
     elif info.file_bytes is None:
         problems.append(f"no task list found ({', '.join(names)})")
     else:

@@ -14,7 +14,8 @@ import msgspec
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from pipeline import executions, outbox, stream
+from pipeline import audit, executions, outbox, stream
+from pipeline.audit import Principal
 from pipeline.lifecycle import TERMINAL, PauseReason, Stage, Status
 from pipeline.outbox import StageCommand
 from pipeline.outcome import Outcome, StageContext
@@ -116,6 +117,18 @@ async def record_outcome(
             )
         await _route(session, ctx, execution, outcome, fields, frames)
         await executions.set_fields(session, execution.id, **fields)
+        if fields.get("status") not in (None, execution.status):
+            await audit.record(
+                session,
+                principal=Principal(user_id=audit.SYSTEM, role="system",
+                                    correlation_id=ctx.correlation_id),
+                action=f"execution.{fields['status']}",
+                project_id=execution.project_id,
+                execution_id=execution.id,
+                details={"from": execution.status, "stage": ctx.command.stage,
+                         "taskId": ctx.task_id or None,
+                         "pauseReason": fields.get("pause_reason")},
+            )
         await _update_context(
             session, ctx, execution.event_id, outcome, result, error, started, duration_ms
         )

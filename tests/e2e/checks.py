@@ -67,7 +67,7 @@ def assert_remote_complete(sample: Sample, task_ids: list[str]) -> None:
     messages = [c.message for c in main_commits(sample)]
     work = Counter(m.split(":", 1)[0] for m in messages if not m.startswith(("Mark task", "Merge",
                                                                              "Start")))
-    assert work == Counter({t: 1 for t in task_ids}), work
+    assert work == Counter(dict.fromkeys(task_ids, 1)), work
     marks = Counter(m.split("\n")[0] for m in messages if m.startswith("Mark task"))
     assert marks == Counter({f"Mark task {t} done": 1 for t in task_ids}), marks
     outcomes = remote_file(sample, "task_outcomes.md") or ""

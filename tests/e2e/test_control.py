@@ -8,13 +8,13 @@ import uuid
 
 import psutil
 from sqlalchemy import text
+from tests.e2e.checks import assert_remote_complete, containers_of, frames, stage_runs, working_copy
+from tests.e2e.conftest import start, wait_status
 
 from gateway.demo.sample import create_sample, model_script
 from pipeline import commands
 from pipeline.audit import Principal
 from runner.scripted_model import ScriptedModelServer, parse_script
-from tests.e2e.checks import assert_remote_complete, containers_of, frames, stage_runs, working_copy
-from tests.e2e.conftest import start, wait_status
 
 PROJECT = "demo/calc"
 ME = Principal(user_id="tester", correlation_id="control-test")
@@ -60,7 +60,7 @@ async def test_stop_point_then_user_pause_and_resume(store, sample, pipeline_env
     await _wait_stage(store, execution, "2.2", "IMPLEMENT")
     paused = await commands.pause(store, principal=ME, project_id=PROJECT)
     assert paused.status == "paused"
-    await _wait_stage(store, execution, "2.2", "IMPLEMENT", status="failed")  # scripted failure
+    await _wait_stage(store, execution, "2.2", "IMPLEMENT", status="succeeded")
     settled = await _started_stages(store, execution)
     await asyncio.sleep(5)
     assert await _started_stages(store, execution) == settled  # nothing new while paused
@@ -69,7 +69,7 @@ async def test_stop_point_then_user_pause_and_resume(store, sample, pipeline_env
             "SELECT status, pause_reason, pending_command FROM executions WHERE id = :e"),
             {"e": execution})).one()
     assert pending[0] == "paused" and pending[1] == "user"
-    assert pending[2]["stage"] == "IMPLEMENT" and pending[2]["attempt"] == 2
+    assert pending[2]["stage"] == "VERIFY" and pending[2]["attempt"] == 1
     updates = [f["payload"] for f in await frames(store, execution)
                if f["type"] == "execution-update"]
     assert {"status": "paused", "pauseReason": "stop_point"}.items() <= next(

@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+
 from sqlalchemy import text
+from tests.e2e.checks import containers_of, frames, remote_task_list, stage_runs
+from tests.e2e.conftest import start, wait_status
 
 from gateway.demo.sample import INITIAL, create_sample
 from pipeline import commands
 from pipeline.audit import Principal
 from runner.scripted_model import ScriptedModelServer, parse_script
 from runner.settings import get_settings
-from tests.e2e.checks import containers_of, frames, remote_task_list, stage_runs
-from tests.e2e.conftest import start, wait_status
 
 SHORT_LIST = """# Calculator — two tasks
 

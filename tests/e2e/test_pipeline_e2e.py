@@ -10,9 +10,6 @@ import time
 
 import pytest
 from sqlalchemy import text
-
-from pipeline.broker import get_broker, reset_broker, send
-from runner.settings import get_settings
 from tests.e2e.checks import (
     assert_frames_gapless,
     assert_remote_complete,
@@ -21,6 +18,9 @@ from tests.e2e.checks import (
     working_copy,
 )
 from tests.e2e.conftest import start, wait_status
+
+from pipeline.broker import get_broker, reset_broker, send
+from runner.settings import get_settings
 
 TASKS = ["1.1", "1.2", "2.1", "2.2", "2.3", "2.4"]
 PROJECT = "demo/calc"

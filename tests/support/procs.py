@@ -96,8 +96,8 @@ class Processes:
         self.procs.append(proc)
         return proc
 
-    def gateway(self, **extra_env: str) -> Proc:
-        port = free_port()
+    def gateway(self, port: int | None = None, **extra_env: str) -> Proc:
+        port = port or free_port()
         proc = self.start("gateway", "serve", "--port", str(port), port=port, extra_env=extra_env)
         wait_http(proc, "/health", timeout=30)
         return proc

@@ -19,3 +19,42 @@ def restart_postgres() -> None:
         argv = ["runuser", "-u", "postgres", "--", *argv]
     subprocess.run(argv, check=True, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                    stderr=subprocess.DEVNULL, timeout=60)
+
+
+def restart_redis() -> None:
+    """Shut Redis down (it saves its append-only file) and start it again on its port."""
+    import socket
+    import time
+
+    stack = LocalStack(load_settings())
+    port = stack.settings.stack.redis_port
+    with socket.create_connection(("127.0.0.1", port), timeout=2) as s:
+        s.sendall(b"SHUTDOWN\r\n")
+        time.sleep(0.2)
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            time.sleep(0.1)
+        except OSError:
+            break
+    stack._redis_up(lambda _m: None)
+
+
+def restart_docker() -> None:
+    """Stop the project's dockerd (containers stop with it) and start it again."""
+    import signal
+    import time
+
+    stack = LocalStack(load_settings())
+    pidfile = stack.dir / "docker" / "docker.pid"
+    pid = int(pidfile.read_text().strip())
+    os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+            time.sleep(0.2)
+        except ProcessLookupError:
+            break
+    stack._docker_up(lambda _m: None)

@@ -1,0 +1,42 @@
+"""Repository initialisation and single-task runs."""
+
+from __future__ import annotations
+
+from gateway.demo.sample import INITIAL, create_sample
+from tests.e2e.checks import frames, main_commits, remote_file, remote_task_list, stage_runs
+from tests.e2e.conftest import start, wait_status
+
+
+async def test_a_repository_without_a_task_list_gets_one_from_the_template(
+    store, tmp_path, pipeline_env, procs
+):
+    files = {k: v for k, v in INITIAL.items() if k != "tasks_list.md"}
+    sample = create_sample(tmp_path / "bare", files=files)
+    procs.relay()
+    procs.worker(threads=2)
+    execution = await start(store, "acme/empty", sample.url)
+    row = await wait_status(store, execution, {"completed", "error", "paused", "stopped"})
+    assert row["status"] == "completed"
+    assert (row["completed_tasks"], row["total_tasks"]) == (0, 0)
+    listing = remote_file(sample, "tasks_list.md")
+    assert listing is not None and listing.startswith("# Task list")
+    assert remote_task_list(sample).progress() == (0, 0)
+    assert main_commits(sample)[0].message.startswith("Add tasks_list.md")
+    got = await frames(store, execution)
+    assert any("creating tasks_list.md from the template" in line
+               for f in got if f["type"] == "execution-log" for line in f["payload"]["lines"])
+
+
+async def test_an_event_with_a_task_runs_only_that_task(store, sample, pipeline_env, procs):
+    procs.relay()
+    procs.worker(threads=4)
+    execution = await start(store, "demo/calc", sample.url,
+                            task={"id": "2.1", "title": "Power and square root"})
+    row = await wait_status(store, execution, {"completed", "error", "paused", "stopped"})
+    assert row["status"] == "completed"
+    runs = await stage_runs(store, execution)
+    assert {r["task_id"] for r in runs if r["stage"] == "DONE"} == {"2.1"}
+    tasks = remote_task_list(sample)
+    assert tasks.get("2.1").status.value == "done"
+    assert tasks.get("1.1").status.value == "pending"
+    assert remote_file(sample, "src/calc/power.py") is not None
