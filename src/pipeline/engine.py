@@ -302,7 +302,8 @@ class Engine:
                             },
                         )
                     ).one_or_none()
-            except RunnerError:
+            except Exception as exc:  # noqa: BLE001 - the heartbeat must outlive a blip
+                log.warning("stage.heartbeat_failed", error=type(exc).__name__)
                 continue  # the database blinked; the lease has slack for that
             lost = row is None
             stopping = row is not None and row[0] in (Status.STOPPING, *TERMINAL)

@@ -22,7 +22,7 @@ from pipeline.audit import Principal
 from pipeline.commands import ProjectNotFound, customer_of
 from pipeline.services import Services
 from pipeline.stages.common import blocking
-from pipeline.stages.tasklist_io import injections, read_task_list
+from pipeline.stages.tasklist_io import MAX_TASK_LIST_BYTES, injections, read_task_list
 from runner.errors import ConfigError
 from runner.git import Checkout, probe_remote
 from runner.ports import ImplementRequest, OperationArtifact, VerificationResult
@@ -254,9 +254,13 @@ async def validate_repository(
         problems.append(info.error)
     elif info.file_bytes is None:
         problems.append(f"no task list found ({', '.join(names)})")
+    elif len(info.file_bytes) > MAX_TASK_LIST_BYTES:
+        problems.append(f"{info.file_path} is larger than {MAX_TASK_LIST_BYTES} bytes")
     else:
         try:
-            parsed = TaskList.parse(info.file_bytes.decode("utf-8"), source=str(info.file_path))
+            parsed = await blocking(
+                TaskList.parse, info.file_bytes.decode("utf-8"), source=str(info.file_path)
+            )
             count = len(parsed.leaves())
         except UnicodeDecodeError:
             problems.append(f"{info.file_path} is not UTF-8 text")

@@ -20,12 +20,12 @@ from typing import Any
 
 import websockets
 from sqlalchemy import text
-
-from gateway.demo.sample import INITIAL, create_sample
-from pipeline.db import StoreUnavailable
 from tests.e2e.checks import containers_of, frames, main_commits, ref_updates, remote_task_list
 from tests.e2e.conftest import start
 from tests.support.stack import restart_docker, restart_postgres, restart_redis
+
+from gateway.demo.sample import INITIAL, create_sample
+from pipeline.db import StoreUnavailable
 
 SEED = int(os.environ.get("DEVTEAM_CHAOS_SEED") or random.SystemRandom().randrange(2**31))
 TRIALS = int(os.environ.get("DEVTEAM_CHAOS_TRIALS", "2"))

@@ -28,6 +28,11 @@ Tasks for DevTeam Runner, one per line, in any of these forms (see the README):
 """
 
 
+MAX_TASK_LIST_BYTES = 1024 * 1024
+"""A task list larger than this is refused (``config``): a real one is tens of kilobytes,
+and parsing tens of megabytes would hold a worker (or the gateway) for minutes."""
+
+
 def problems_text(exc: TaskListError, path: str) -> list[str]:
     return [f"{path}:{p.line}: {p.message}" for p in exc.problems]
 
@@ -43,8 +48,13 @@ async def read_task_list(
         data = await blocking(git.read_file, checkout, name)
         if data is None:
             continue
+        if len(data) > MAX_TASK_LIST_BYTES:
+            raise ConfigError(
+                f"{name} is larger than {MAX_TASK_LIST_BYTES} bytes; split the task list",
+                details={"path": name, "bytes": len(data)},
+            )
         try:
-            return TaskList.parse(data.decode("utf-8"), source=name), name
+            return await blocking(TaskList.parse, data.decode("utf-8"), source=name), name
         except UnicodeDecodeError:
             raise ConfigError(f"{name} is not UTF-8 text", details={"path": name}) from None
         except TaskListError as exc:

@@ -61,9 +61,13 @@ async def implement(ctx: StageContext) -> Outcome:
     start, feedback = base, None
     if ctx.attempt > 1:
         previous = await result_of(ctx, Stage.IMPLEMENT, attempt=ctx.attempt - 1) or {}
-        start = str(previous.get("commit") or base)
         verified = await result_of(ctx, Stage.VERIFY, attempt=ctx.attempt - 1) or {}
         feedback = verified.get("feedback") or previous.get("feedback")
+        for earlier in range(ctx.attempt - 1, 0, -1):  # start from the last round's commit
+            done = await result_of(ctx, Stage.IMPLEMENT, attempt=earlier) or {}
+            if done.get("commit"):
+                start = str(done["commit"])
+                break
     co = await checkout(ctx)
     await blocking(ctx.services.git.reset_branch, co, branch, start)
     request = ImplementRequest(
