@@ -26,6 +26,18 @@ class StoreUnavailable(TransientError):
     """Postgres did not answer or dropped the connection; the operation may be retried."""
 
 
+# SQLSTATE classes meaning "the server cannot serve you now": connection exceptions (08),
+# insufficient resources (53), operator intervention such as a shutdown or restart (57).
+_UNAVAILABLE_CLASSES = ("08", "53", "57")
+
+
+def _unavailable(exc: DBAPIError) -> bool:
+    orig = getattr(exc, "orig", None)
+    driver = getattr(orig, "driver_exception", orig)
+    state = str(getattr(driver, "sqlstate", "") or "")
+    return state[:2] in _UNAVAILABLE_CLASSES
+
+
 def make_engine(settings: Settings, *, pool_size: int | None = None) -> AsyncEngine:
     return create_async_engine(
         settings.database.url,
@@ -83,8 +95,8 @@ class Store:
         except (OperationalError, InterfaceError, OSError, ConnectionError) as exc:
             raise StoreUnavailable(f"database unavailable: {type(exc).__name__}") from exc
         except DBAPIError as exc:
-            if exc.connection_invalidated:
-                raise StoreUnavailable("database connection lost") from exc
+            if exc.connection_invalidated or _unavailable(exc):
+                raise StoreUnavailable("database unavailable") from exc
             raise
 
     async def close(self) -> None:

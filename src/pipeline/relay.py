@@ -88,6 +88,11 @@ class Relay:
                     await asyncio.sleep(backoff)
                     backoff = min(5.0, backoff * 2)
                     continue
+                except Exception as exc:  # noqa: BLE001 - the relay must outlive any fault
+                    log.exception("relay.error", error=type(exc).__name__, retry_in=backoff)
+                    await asyncio.sleep(backoff)
+                    backoff = min(5.0, backoff * 2)
+                    continue
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(
                         self._wake.wait(), timeout=self.settings.pipeline.relay_poll_seconds
@@ -115,7 +120,7 @@ class Relay:
                         await asyncio.wait_for(lost.wait(), timeout=5)
                     if not lost.is_set():
                         await conn.execute("SELECT 1")  # detect half-open connections
-            except (OSError, asyncpg.PostgresError, TimeoutError, asyncpg.InterfaceError) as exc:
+            except Exception as exc:  # noqa: BLE001 - reconnect whatever went wrong
                 log.warning("relay.listen_lost", error=type(exc).__name__, retry_in=backoff)
                 await asyncio.sleep(backoff)
                 backoff = min(5.0, backoff * 2)

@@ -1,7 +1,7 @@
 """Which Docker engine the service talks to, and whether it answers.
 
 Order: ``DEVTEAM_SANDBOX_DOCKER_HOST``, then ``DOCKER_HOST``, then the daemon the local stack
-started (``.devteam/docker/docker.sock``), then the system socket. A remote engine
+started (``.devteam/docker/docker.sock``, also while it restarts), then the system socket. A remote engine
 (``tcp://…``) works the same way: that is how sandboxes move off the gateway's machine.
 """
 
@@ -34,9 +34,20 @@ def docker_base_url(settings: Settings) -> str:
     if os.environ.get("DOCKER_HOST"):
         return os.environ["DOCKER_HOST"]
     ours = local_docker_socket(settings)
-    if ours.exists():
+    if ours.exists() or _started_by_stack(settings):
+        # Ours even while it restarts (the socket is briefly gone): never fall back to another
+        # engine a process would then keep using.
         return f"unix://{ours}"
     return f"unix://{SYSTEM_SOCKET}"
+
+
+def _started_by_stack(settings: Settings) -> bool:
+    """Whether ``devteam services up`` started a dockerd for this checkout."""
+    state = settings.path(settings.stack.dir) / "stack.json"
+    try:
+        return '"dockerd"' in state.read_text()
+    except OSError:
+        return False
 
 
 def docker_reachable(settings: Settings, timeout: float = 1.0) -> tuple[bool, str]:
