@@ -17,8 +17,16 @@ from gateway.auth import Authenticator
 from gateway.correlation import correlation_middleware
 from gateway.fanout import Hub
 from gateway.http import authenticated, json_body
+from gateway.limits import header_limit_middleware
 from gateway.openapi import StrictStructSchemaPlugin, openapi_config
-from gateway.problems import Problem, on_http, on_problem, on_unexpected, on_validation
+from gateway.problems import (
+    Problem,
+    on_http,
+    on_problem,
+    on_unavailable,
+    on_unexpected,
+    on_validation,
+)
 from gateway.routes import (
     automation,
     core,
@@ -29,7 +37,7 @@ from gateway.routes import (
     repository,
     stream,
 )
-from pipeline.db import Store
+from pipeline.db import Store, StoreUnavailable
 from pipeline.services import Services
 from runner.logging import configure_logging
 from runner.settings import Settings, get_settings
@@ -58,6 +66,7 @@ def create_app(settings: Settings | None = None, *, store: Store | None = None) 
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
+            await health.stop_background()
             await app.state.hub.stop()
             if store is None:
                 await app.state.store.close()
@@ -88,12 +97,13 @@ def create_app(settings: Settings | None = None, *, store: Store | None = None) 
     app = Litestar(
         route_handlers=route_handlers,
         lifespan=[lifespan],
-        middleware=[correlation_middleware],
+        middleware=[header_limit_middleware, correlation_middleware],
         before_request=json_body,
         exception_handlers={
             Problem: on_problem,
             ValidationException: on_validation,
             HTTPException: on_http,
+            StoreUnavailable: on_unavailable,
             Exception: on_unexpected,
         },
         request_max_body_size=settings.gateway.max_body_bytes,

@@ -1,5 +1,9 @@
 """``X-Correlation-Id``: accepted when well-formed, generated otherwise, echoed on every
-response (errors included), and bound to every log line of the request."""
+response (errors included), and bound to every log line of the request.
+
+Litestar runs app middleware around route handlers only, so the router's own 404 and 405
+never pass through it; the problem handler adds the header to those itself (``ensure``).
+"""
 
 from __future__ import annotations
 
@@ -14,15 +18,24 @@ HEADER = b"x-correlation-id"
 _VALID = re.compile(rb"^[A-Za-z0-9._:\-]{1,128}$")
 
 
+def ensure(scope: Scope) -> str:
+    """The request's correlation id: the client's when well-formed, else a new one; kept
+    in the scope's state so every later reader (handlers, error handlers) sees the same."""
+    state: dict[str, Any] = scope.setdefault("state", {})
+    value = state.get("correlation_id")
+    if not value:
+        given = next((v for k, v in scope.get("headers", []) if k == HEADER), b"")
+        value = given.decode() if _VALID.match(given) else uuid.uuid4().hex
+        state["correlation_id"] = value
+    return str(value)
+
+
 def correlation_middleware(app: ASGIApp) -> ASGIApp:
     async def middleware(scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] not in ("http", "websocket"):
             await app(scope, receive, send)
             return
-        given = next((v for k, v in scope.get("headers", []) if k == HEADER), b"")
-        value = given.decode() if _VALID.match(given) else uuid.uuid4().hex
-        state: dict[str, Any] = scope.setdefault("state", {})
-        state["correlation_id"] = value
+        value = ensure(scope)
         encoded = value.encode()
 
         async def send_with_header(message: Message) -> None:

@@ -139,6 +139,10 @@ class Subscriber:
         self.queue.put_nowait(item)
 
 
+async def _no_reset(_conn: asyncpg.Connection) -> None:
+    """Pool reset hook: nothing to reset on a read-only connection."""
+
+
 class Hub:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
@@ -155,7 +159,10 @@ class Hub:
         self.reconnects = 0
 
     async def start(self) -> None:
-        self.pool = await asyncpg.create_pool(self.dsn, min_size=1, max_size=8, timeout=5)
+        # Only read-only SELECTs run on these connections, so the per-release reset query
+        # (a round trip on every pool.fetch) is skipped.
+        self.pool = await asyncpg.create_pool(self.dsn, min_size=1, max_size=8, timeout=5,
+                                              reset=_no_reset)
         self.published = await self.head()
         self._tasks = [asyncio.create_task(self._listen()), asyncio.create_task(self._pump())]
 
@@ -265,26 +272,44 @@ class Hub:
 
     # -- background ---------------------------------------------------------------------
     async def _pump(self) -> None:
-        assert self.pool is not None
+        """Wake on NOTIFY (or every POLL_SECONDS), read the new rows, offer them.
+
+        It reads on a connection of its own: no pool slot to wait for behind replays, and
+        one round trip per wake-up."""
+        conn: asyncpg.Connection | None = None
+        try:
+            while True:
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(POLL_SECONDS):
+                        await self._wake.wait()
+                self._wake.clear()
+                try:
+                    if conn is None or conn.is_closed():
+                        conn = await asyncpg.connect(self.dsn, timeout=5)
+                    await self._publish_new(conn)
+                except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError,
+                        TimeoutError) as exc:
+                    log.warning("fanout.read_failed", error=type(exc).__name__)
+                    if conn is not None:
+                        conn.terminate()
+                    conn = None
+                    await asyncio.sleep(0.5)
+        finally:
+            if conn is not None:
+                conn.terminate()
+
+    async def _publish_new(self, conn: asyncpg.Connection) -> None:
         while True:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout=POLL_SECONDS)
-            self._wake.clear()
-            try:
-                while True:
-                    rows = await self.pool.fetch(
-                        f"{_SELECT}WHERE pos > $1 ORDER BY pos LIMIT {PAGE}", self.published
-                    )
-                    for row in rows:
-                        item = _item(row)
-                        self.published = item.pos
-                        for sub in self._targets(item):
-                            sub.offer(item)
-                    if len(rows) < PAGE:
-                        break
-            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError) as exc:
-                log.warning("fanout.read_failed", error=type(exc).__name__)
-                await asyncio.sleep(0.5)
+            rows = await conn.fetch(
+                f"{_SELECT}WHERE pos > $1 ORDER BY pos LIMIT {PAGE}", self.published
+            )
+            for row in rows:
+                item = _item(row)
+                self.published = item.pos
+                for sub in self._targets(item):
+                    sub.offer(item)
+            if len(rows) < PAGE:
+                return
 
     async def _listen(self) -> None:
         backoff = 0.1

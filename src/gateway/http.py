@@ -86,25 +86,57 @@ def authenticated(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHa
 
 
 _JSON_TYPES = ("application/json",)
+MAX_JSON_DEPTH = 64
+"""Deepest nesting of arrays and objects a JSON body may have (no schema needs a tenth)."""
 
 
-def json_body(request: Request[Any, Any, Any]) -> None:
-    """``before_request`` hook: 415 unless a handler's JSON body comes as JSON.
+async def json_body(request: Request[Any, Any, Any]) -> None:
+    """``before_request`` hook: 415 unless a handler's JSON body comes as JSON; 400 when it
+    is nested deeper than ``MAX_JSON_DEPTH``.
 
     Litestar decodes any body as JSON whatever its ``Content-Type``; clients that send
-    ``text/plain`` or a form by mistake deserve a clear 415 instead.
+    ``text/plain`` or a form by mistake deserve a clear 415 instead. A body of a few
+    hundred kilobytes of ``[`` would make the decoder recurse past Python's limit, which
+    Litestar reports as a 500; it is refused here first.
     """
     handler = request.scope.get("route_handler")
     if getattr(handler, "parsed_data_field", None) is None:
         return
     media = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
-    if media in _JSON_TYPES or (media.startswith("application/") and media.endswith("+json")):
-        return
-    raise Problem(
-        415,
-        "send the body as JSON with Content-Type: application/json",
-        headers={"Accept": "application/json"},
-    )
+    if not (media in _JSON_TYPES or (media.startswith("application/") and media.endswith("+json"))):
+        raise Problem(
+            415,
+            "send the body as JSON with Content-Type: application/json",
+            headers={"Accept": "application/json"},
+        )
+    body = await request.body()
+    if body.count(b"[") + body.count(b"{") > MAX_JSON_DEPTH and _too_deep(body):
+        raise Problem(
+            400,
+            f"malformed JSON body: nested deeper than {MAX_JSON_DEPTH} levels",
+            errors=[{"field": "", "message": f"nested deeper than {MAX_JSON_DEPTH} levels"}],
+        )
+
+
+def _too_deep(body: bytes) -> bool:
+    """Whether ``body`` is JSON nested deeper than ``MAX_JSON_DEPTH`` (malformed JSON that
+    is not too deep is left for Litestar to report)."""
+    try:
+        value = msgspec.json.decode(body)
+    except RecursionError:
+        return True
+    except msgspec.DecodeError:
+        return False
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if depth > MAX_JSON_DEPTH:
+            return True
+        if isinstance(item, dict):
+            stack.extend((child, depth + 1) for child in item.values())
+        elif isinstance(item, list):
+            stack.extend((child, depth + 1) for child in item)
+    return False
 
 
 def actor_of(request: Request[Any, Any, Any]) -> audit.Principal:

@@ -17,6 +17,7 @@ from litestar import Request, Response
 from litestar.exceptions import HTTPException, ValidationException
 from litestar.utils.scope.state import ScopeState
 
+from gateway import correlation
 from gateway.validation import collect_errors
 from runner.redact import default_redactor
 
@@ -65,7 +66,7 @@ class Problem(Exception):
 
 
 def correlation_id(request: Request[Any, Any, Any]) -> str:
-    return str(request.scope.get("state", {}).get("correlation_id", ""))
+    return correlation.ensure(request.scope)
 
 
 def problem_response(request: Request[Any, Any, Any], problem: Problem) -> Response[bytes]:
@@ -84,7 +85,7 @@ def problem_response(request: Request[Any, Any, Any], problem: Problem) -> Respo
         content=msgspec.json.encode(body),
         status_code=problem.status,
         media_type=PROBLEM_JSON,
-        headers=problem.headers,
+        headers={**problem.headers, "X-Correlation-Id": body["correlationId"]},
     )
 
 
@@ -141,12 +142,19 @@ def on_http(request: Request[Any, Any, Any], exc: Exception) -> Response[bytes]:
     assert isinstance(exc, HTTPException)
     status = exc.status_code
     detail = str(exc.detail or TITLES.get(status, "error"))
-    if status == 400 and "JSON" in detail.upper():
-        detail = "malformed JSON body"
+    if status == 400:  # the body did not decode (typed problems are Validation's)
+        detail = "malformed JSON body" + ("" if "JSON" in detail.upper() else f": {detail}")
     if status == 413:
         detail = "request body too large"
     headers = dict(exc.headers or {})
     return problem_response(request, Problem(status, detail, headers=headers))
+
+
+def on_unavailable(request: Request[Any, Any, Any], exc: Exception) -> Response[bytes]:
+    """The database could not be reached, wherever that happened: 503, retry shortly."""
+    log.warning("gateway.store_unavailable", error=str(exc), path=request.url.path)
+    return problem_response(request, Problem(
+        503, "the database is unavailable; try again shortly", headers={"Retry-After": "2"}))
 
 
 def on_unexpected(request: Request[Any, Any, Any], exc: Exception) -> Response[bytes]:

@@ -37,6 +37,7 @@ TERMINAL = frozenset({"completed", "stopped", "error"})
 FATAL_CLOSES = {4400: "bad request", 4401: "token rejected", 4403: "project not granted"}
 BACKOFF_BASE = 0.5
 BACKOFF_CAP = 30.0
+QUIET_SECONDS = 1.0
 
 
 def backoff_delay(
@@ -52,6 +53,22 @@ def backoff_delay(
     """
     ceiling = min(cap, base * 2.0 ** min(attempt, 32))
     return float(ceiling / 2 + rand() * ceiling / 2)
+
+
+@dataclass
+class Backoff:
+    """Reconnect attempts since the last connection that got as far as
+    ``connection-established``."""
+
+    attempt: int = 0
+
+    def next_delay(self) -> float:
+        delay = backoff_delay(self.attempt)
+        self.attempt += 1
+        return delay
+
+    def reset(self) -> None:
+        self.attempt = 0
 
 
 @dataclass
@@ -259,7 +276,7 @@ async def follow(options: WatchOptions, state: WatchState, out: Output) -> int:
     """Watch until interrupted, or with ``once_complete`` until every watched execution
     ended (returns 0 if all completed, 1 otherwise). Returns 2 when refused for good."""
     state.cursor = options.since
-    attempt = 0
+    backoff = Backoff()
     headers = {"Authorization": f"Bearer {options.token}"}
     async with httpx.AsyncClient(base_url=options.url, headers=headers, timeout=10) as http:
         while True:
@@ -268,10 +285,9 @@ async def follow(options: WatchOptions, state: WatchState, out: Output) -> int:
                     stream_url(options, state.cursor), open_timeout=10, max_size=2**22,
                     close_timeout=2,
                 ) as ws:
-                    code, reason = await _session(ws, http, options, state, out)
+                    code, reason = await _session(ws, http, options, state, out, backoff)
                     if code is not None:
                         return code
-                    attempt = 0
             except websockets.ConnectionClosed as exc:
                 close = exc.rcvd.code if exc.rcvd else None
                 if close in FATAL_CLOSES:
@@ -284,30 +300,42 @@ async def follow(options: WatchOptions, state: WatchState, out: Output) -> int:
             except (OSError, TimeoutError, websockets.InvalidHandshake, httpx.HTTPError,
                     ValueError) as exc:
                 reason = _describe(exc)
-            delay = backoff_delay(attempt)
-            attempt += 1
+            delay = backoff.next_delay()
             out.notice(f"{reason}; reconnecting in {delay:.1f} s")
             await asyncio.sleep(delay)
 
 
 async def _session(
     ws: ClientConnection, http: httpx.AsyncClient, options: WatchOptions, state: WatchState,
-    out: Output,
+    out: Output, backoff: Backoff,
 ) -> tuple[int | None, str]:
     """One connection: ``(exit code, "")`` to stop, ``(None, reason)`` to reconnect."""
     hello = json.loads(await ws.recv())
     if hello.get("type") != "connection-established":
         return None, f"unexpected first frame {hello.get('type')!r}"
+    backoff.reset()
     resumed = (hello.get("payload") or {}).get("resumedFrom")
     out.notice("connected" + (f" (resumed from {resumed})" if resumed else ""))
     if not state.seeded:
         for summary in await snapshot(http, options):
             state.seed(summary)
-    if options.once_complete and state.done():
+    # While a history replays (--since) its intermediate states mislead: then the end is
+    # only decided once the stream goes quiet.
+    eager = options.once_complete and options.since is None
+    if eager and state.done():
         return state.exit_code(), ""
-    async for message in ws:
+    while True:
+        try:
+            async with asyncio.timeout(QUIET_SECONDS if options.once_complete else None):
+                message = await ws.recv()  # cancelling recv() loses nothing
+        except TimeoutError:
+            if state.done():
+                return state.exit_code(), ""
+            continue
+        except websockets.ConnectionClosedOK:
+            break
         out.lines(state.apply(json.loads(message)))
-        if options.once_complete and state.done():
+        if eager and state.done():
             return state.exit_code(), ""
     close = ws.close_code
     if close in FATAL_CLOSES:
@@ -351,6 +379,10 @@ def command(
         raise typer.BadParameter("give --token or set DEVTEAM_TOKEN", param_hint="--token")
     if since is not None and (not since.isdigit() or len(since) > 19):
         raise typer.BadParameter("a cursor is a frame id (digits)", param_hint="--since")
+    try:
+        subject_of(token)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--token") from None
     console = Console(highlight=False, emoji=False)
     state = WatchState(projects=tuple(projects or ()))
     out = Output(console, state, live=console.is_terminal if plain is None else not plain)
@@ -364,8 +396,4 @@ def command(
             code = asyncio.run(follow(options, state, out))
     except KeyboardInterrupt:
         code = 130
-    if out.live is not None:
-        for line in list(state.log)[-5:]:
-            console.print(line, markup=False)
-        console.print(out.notice_text, markup=False)
     raise typer.Exit(code)

@@ -88,7 +88,7 @@ class Relay:
                     await asyncio.sleep(backoff)
                     backoff = min(5.0, backoff * 2)
                     continue
-                except Exception as exc:  # noqa: BLE001 - the relay must outlive any fault
+                except Exception as exc:  # the relay must outlive any fault
                     log.exception("relay.error", error=type(exc).__name__, retry_in=backoff)
                     await asyncio.sleep(backoff)
                     backoff = min(5.0, backoff * 2)

@@ -1,8 +1,9 @@
 """Which Docker engine the service talks to, and whether it answers.
 
 Order: ``DEVTEAM_SANDBOX_DOCKER_HOST``, then ``DOCKER_HOST``, then the daemon the local stack
-started (``.devteam/docker/docker.sock``, also while it restarts), then the system socket. A remote engine
-(``tcp://…``) works the same way: that is how sandboxes move off the gateway's machine.
+started (``.devteam/docker/docker.sock``, also while it restarts), then the system socket.
+A remote engine (``tcp://…``) works the same way: that is how sandboxes move off the
+gateway's machine.
 """
 
 from __future__ import annotations

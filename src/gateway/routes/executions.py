@@ -11,7 +11,7 @@ from litestar.params import Parameter
 from sqlalchemy import text
 
 from gateway.auth import Principal, require_read
-from gateway.http import docs, principal_of, respond, store_of
+from gateway.http import docs, principal_of, respond, services_of, store_of
 from gateway.problems import Problem
 from gateway.routes.automation import STATUS_EXAMPLE
 from gateway.schemas import ErrorView, ExecutionStatus
@@ -47,11 +47,15 @@ async def read_error(
     if row is None:
         raise Problem(404, "no such error for this execution")
     require_read(principal, str(row[9]))
+    # Redacted when written too; again here, with this gateway's credentials, in case an
+    # older record or another writer let something through.
+    redactor = services_of(request).redactor
     return respond(
         ErrorView(
             error_id=str(row[0]), execution_id=str(row[1]), task_id=row[2], stage=str(row[3]),
-            classification=str(row[4]), message=str(row[5]), details=dict(row[6] or {}),
-            attempts=int(row[7]), created_at=iso(row[8]),
+            classification=str(row[4]), message=redactor.redact(str(row[5])),
+            details=redactor.redact_obj(dict(row[6] or {})), attempts=int(row[7]),
+            created_at=iso(row[8]),
         )
     )
 

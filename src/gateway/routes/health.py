@@ -9,6 +9,7 @@ makes the service ``down`` (503); anything else failing makes it ``degraded`` (2
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import shutil
 import subprocess
@@ -61,6 +62,8 @@ async def _run_aider_version(path: str) -> str:
     finally:
         if proc.returncode is None:
             proc.kill()
+            with contextlib.suppress(Exception):
+                await proc.wait()  # reap it, so no transport outlives the loop
     if proc.returncode != 0:
         raise RuntimeError(f"aider --version exited {proc.returncode}")
     version_text = out.decode().strip() or "aider"
@@ -74,6 +77,17 @@ async def warm_up(settings: Settings) -> None:
         await _aider_version(str(settings.path(settings.aider.bin)))
     except Exception:  # noqa: BLE001 - health reports it when asked
         return
+
+
+async def stop_background() -> None:
+    """Cancel an ``aider --version`` still running (at shutdown: nothing outlives the app)."""
+    runs = list(_aider_runs.values())
+    _aider_runs.clear()
+    for task in runs:
+        task.cancel()
+    for task in runs:
+        with contextlib.suppress(BaseException):
+            await task
 
 
 def _version() -> str:

@@ -73,7 +73,7 @@ def _credentials_customer(principal: Principal) -> str:
     summary="Check a repository: reachable, its default branch, its task list",
     responses=docs(200, RepositoryValidation, {
         "valid": True, "defaultBranch": "main", "hasTaskList": True,
-        "taskListPath": "tasks_list.md", "taskCount": 6, "problems": []}, 503),
+        "taskListPath": "tasks_list.md", "taskCount": 6, "problems": []}, 422, 503),
     tags=["repository"],
 )
 async def validate(

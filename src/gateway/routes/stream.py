@@ -156,7 +156,7 @@ async def _read_client(socket: WebSocket[Any, Any, Any]) -> None:
         try:
             frame = msgspec.json.decode(data)
             kind = frame.get("type") if isinstance(frame, dict) else None
-        except msgspec.DecodeError:
+        except (msgspec.DecodeError, RecursionError):  # 10 KB of "[" recurses too deep
             kind = None
         if kind == "ping":
             await socket.send_text(control_frame("pong", {}).decode())

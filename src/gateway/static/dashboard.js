@@ -105,6 +105,7 @@
     $("history-rows").replaceChildren();
     $("log").replaceChildren();
     $("who").textContent = "";
+    $("log-for").textContent = "";
     setConnection("Not connected");
     notice(message);
   }
@@ -225,16 +226,15 @@
     if (frame.id !== null && frame.id !== undefined) state.cursor = frame.id;
     if (!frame.executionId) return; // pong and error replies to client frames
     if (state.loading) state.loading.push(frame);
-    else {
-      apply(frame);
-      render();
-    }
+    else if (apply(frame)) render();
   }
 
+  /** Apply one frame to the model; true when the tables need drawing again. */
   function apply(frame) {
     const p = frame.payload || {};
     let execution = state.executions.get(frame.executionId);
-    if (!execution) {
+    const isNew = !execution;
+    if (isNew) {
       execution = {
         executionId: frame.executionId,
         projectId: frame.projectId,
@@ -269,6 +269,7 @@
         `${p.stage || ""} ${p.classification || "error"}: ${p.message || ""}`,
       ]);
     }
+    return isNew || frame.type === "execution-update" || frame.type === "completion";
   }
 
   /** An execution first seen on the stream: refresh the lists once to learn the rest. */

@@ -23,6 +23,8 @@ from runner.sandbox.engine import call
 from runner.sandbox.output import OutputCollector, command_result
 
 WRAPPER = "/opt/devteam/exec.py"
+QUOTA_ENV = "DEVTEAM_WORKSPACE_QUOTA_MB"
+"""Read by the exec wrapper: how many MiB ``/workspace`` may hold (its default: 2048)."""
 USER = "10001:10001"
 WORKDIR = "/workspace"
 GRACE_SECONDS = 5.0

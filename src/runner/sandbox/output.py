@@ -20,6 +20,9 @@ TAIL_LINES = 200
 """Lines of combined output kept in ``CommandResult.output_tail``."""
 MAX_LINE_BYTES = 64 * 1024
 """A line longer than this is cut and passed on in pieces (a binary blob has no newlines)."""
+DISK_NOTE = "devteam: disk quota exceeded:"
+"""Start of the line the exec wrapper prints when it stopped a command for filling
+``/workspace`` past its quota; ``command_result`` makes it the tail's last line."""
 
 
 class OutputCollector:
@@ -100,6 +103,9 @@ def command_result(
     (it was killed) the exit code is that, or -1.
     """
     end = collector.end or {}
+    tail = collector.tail
+    if end.get("disk_limited"):
+        tail = _note_last(tail)
     code = end.get("exit", exit_code)
     if not isinstance(code, int):
         code = -1
@@ -109,7 +115,7 @@ def command_result(
         command=command,
         exit_code=code,
         duration=round(duration, 3),
-        output_tail=collector.tail,
+        output_tail=tail,
         timed_out=timed_out or bool(end.get("timed_out")),
         cancelled=cancelled,
         oom_killed=bool(end.get("oom_killed")),
@@ -119,18 +125,33 @@ def command_result(
     )
 
 
+def _note_last(tail: str) -> str:
+    """``tail`` with the wrapper's disk-quota line (or a default one) as its last line."""
+    lines = tail.splitlines()
+    notes = [line for line in lines if line.startswith(DISK_NOTE)]
+    note = notes[-1] if notes else f"{DISK_NOTE} /workspace went over its quota; stopped"
+    kept = [line for line in lines if not line.startswith(DISK_NOTE)]
+    return "\n".join([*kept[-(TAIL_LINES - 1) :], note])
+
+
+def disk_limited(result: CommandResult) -> bool:
+    """Whether the exec wrapper stopped the command for filling ``/workspace`` past its
+    quota (``CommandResult`` has no field for it: the tail's last line says so)."""
+    return result.output_tail.rpartition("\n")[2].startswith(DISK_NOTE)
+
+
 def classify(result: CommandResult) -> Classification | None:
     """How the pipeline should treat a command's outcome; None when it succeeded.
 
     A command that exited 0 in time succeeded, whatever its children ran into.
-    Hitting the sandbox's limits (memory, processes, time) is ``resource_limit``; a user's
-    stop is ``cancelled``; any other non-zero exit is ``verification`` (the code failed its
-    own checks).
+    Hitting the sandbox's limits (memory, processes, time, the ``/workspace`` quota) is
+    ``resource_limit``; a user's stop is ``cancelled``; any other non-zero exit is
+    ``verification`` (the code failed its own checks).
     """
     if result.cancelled:
         return Classification.CANCELLED
     if result.ok:
         return None
-    if result.oom_killed or result.pids_limited or result.timed_out:
+    if result.oom_killed or result.pids_limited or result.timed_out or disk_limited(result):
         return Classification.RESOURCE_LIMIT
     return Classification.VERIFICATION

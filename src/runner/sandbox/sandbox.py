@@ -40,8 +40,9 @@ class DockerSandbox:
     ``client`` is a ``docker.DockerClient`` (made from settings when omitted). With a
     ``limiter``, a slot of the spec's customer is held from ``session`` until ``remove``.
     ``health_command`` and ``create_attempts`` bound what "healthy" means and how often a
-    container is replaced before ``InfrastructureError``. Methods block: call them from a
-    worker thread in async code.
+    container is replaced before ``InfrastructureError``. ``workspace_quota_mb`` is what
+    ``/workspace`` may hold while a command runs (None: the exec wrapper's 2048 MiB).
+    Methods block: call them from a worker thread in async code.
     """
 
     def __init__(
@@ -55,6 +56,7 @@ class DockerSandbox:
         health_command: str = HEALTH_COMMAND,
         create_attempts: int = 3,
         backoff_seconds: float = 0.5,
+        workspace_quota_mb: int | None = None,
     ) -> None:
         self._settings = settings or get_settings()
         self._client = client if client is not None else make_client(self._settings)
@@ -65,6 +67,7 @@ class DockerSandbox:
         self._health_command = health_command
         self._create_attempts = max(1, create_attempts)
         self._backoff = backoff_seconds
+        self._quota_mb = workspace_quota_mb
 
     # ------------------------------------------------------------------ port
     def session(self, spec: ContainerSpec) -> DockerSession:
@@ -79,7 +82,7 @@ class DockerSandbox:
         try:
             found = self._running_id(name)
             if found is not None and self._healthy(name):
-                return DockerSession(self._api, name, spec, found)
+                return self._session(name, spec, found)
             return self._create_healthy(spec, name)
         except BaseException:
             with contextlib.suppress(RunnerError):  # the original failure is the one to report
@@ -139,7 +142,12 @@ class DockerSandbox:
         container_id = self._create(spec, name)
         if not self._healthy(name):
             raise _UnhealthyError(f"{name} failed its health check")
-        return DockerSession(self._api, name, spec, container_id)
+        return self._session(name, spec, container_id)
+
+    def _session(self, name: str, spec: ContainerSpec, container_id: str) -> DockerSession:
+        return DockerSession(
+            self._api, name, spec, container_id, workspace_quota_mb=self._quota_mb
+        )
 
     def _create(self, spec: ContainerSpec, name: str) -> str:
         item_labels = lbl.labels(spec)

@@ -14,7 +14,7 @@ from typing import IO, Any
 
 from runner.errors import InfrastructureError
 from runner.ports import CommandResult, ContainerSpec, LineSink
-from runner.sandbox.command import WORKDIR, exec_quiet, run_command
+from runner.sandbox.command import QUOTA_ENV, WORKDIR, exec_quiet, run_command
 from runner.sandbox.engine import NotFoundError, call
 
 UID = 10001
@@ -58,13 +58,26 @@ def build_archive(source: Path, exclude: Sequence[str]) -> IO[bytes]:
 
 
 class DockerSession:
-    """The ``SandboxSession`` of one task container (see ``runner.ports``)."""
+    """The ``SandboxSession`` of one task container (see ``runner.ports``).
 
-    def __init__(self, api: Any, name: str, spec: ContainerSpec, container_id: str) -> None:
+    ``workspace_quota_mb`` caps what ``/workspace`` may hold while a command runs (the exec
+    wrapper enforces it; None leaves the wrapper's default, 2048 MiB).
+    """
+
+    def __init__(
+        self,
+        api: Any,
+        name: str,
+        spec: ContainerSpec,
+        container_id: str,
+        *,
+        workspace_quota_mb: int | None = None,
+    ) -> None:
         self._api = api
         self._name = name
         self.spec = spec
         self.container_id = container_id
+        self.workspace_quota_mb = workspace_quota_mb
 
     @property
     def name(self) -> str:
@@ -107,8 +120,13 @@ class DockerSession:
     ) -> CommandResult:
         """Run a shell command in ``/workspace`` as the non-root user, streaming its lines.
 
-        See :func:`runner.sandbox.command.run_command` for the contract.
+        See :func:`runner.sandbox.command.run_command` for the contract. A command that
+        fills ``/workspace`` past the quota is killed; its tail then ends with
+        ``output.DISK_NOTE`` and ``classify`` calls it ``resource_limit``.
         """
+        variables = dict(env or {})
+        if self.workspace_quota_mb is not None:
+            variables[QUOTA_ENV] = str(self.workspace_quota_mb)
         return run_command(
             self._api,
             self._name,
@@ -116,7 +134,7 @@ class DockerSession:
             timeout=timeout,
             on_line=on_line,
             cancel=cancel,
-            env=env,
+            env=variables,
         )
 
     def read_file(self, path: str) -> bytes | None:

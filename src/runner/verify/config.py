@@ -20,13 +20,20 @@ Fields left out are filled from what the repository looks like (Python: pyprojec
 setup.py or a tests directory; Node: package.json). A ``[criteria]`` table replaces the
 default criteria (``test.pass`` when there is a test command). Unknown keys, wrong types and
 unreadable requirements are ``config`` errors that name the key.
+
+These files come from the customer's repository and are read on the host, so they are
+read as untrusted input: only regular files (a symbolic link could point anywhere on the
+host, ``/dev/zero`` included), at most ``MAX_FILE_BYTES``, nesting that would exhaust the
+parser's recursion is a ``config`` error, and report paths must stay inside the repository.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import stat
 import tomllib
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Annotated
 
 import msgspec
@@ -37,6 +44,8 @@ from runner.verify.evaluate import parse_requirements
 CONFIG_FILE = ".devteam.toml"
 PY_COVERAGE_REPORT = ".devteam-coverage.json"
 NODE_COVERAGE_REPORT = "coverage/coverage-summary.json"
+MAX_FILE_BYTES = 1024 * 1024
+"""``.devteam.toml`` and ``package.json`` larger than this are refused (``config``)."""
 
 Commands = str | list[str]
 
@@ -94,8 +103,16 @@ def parse_project_file(data: str | bytes, source: str = CONFIG_FILE) -> ProjectF
         raise ConfigError(f"{source} is not UTF-8 text") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{source} is not valid TOML: {exc}") from None
+    except RecursionError:
+        raise ConfigError(f"{source} is nested too deeply", details={"file": source}) from None
     except msgspec.ValidationError as exc:
         raise ConfigError(f"{source}: {exc}", details={"file": source}) from None
+    if parsed.reports.coverage is not None and not _inside(parsed.reports.coverage):
+        raise ConfigError(
+            f"{source}: reports.coverage must be a relative path inside the repository, "
+            f"not {parsed.reports.coverage!r}",
+            details={"file": source, "key": "reports.coverage"},
+        )
     try:
         parse_requirements(parsed.criteria or {})
     except ConfigError as exc:
@@ -106,8 +123,8 @@ def parse_project_file(data: str | bytes, source: str = CONFIG_FILE) -> ProjectF
 
 def load_project_config(workdir: Path) -> ProjectConfig:
     """The project's config: ``.devteam.toml`` (if any) over defaults detected in ``workdir``."""
-    path = workdir / CONFIG_FILE
-    file = parse_project_file(path.read_bytes()) if path.is_file() else ProjectFile()
+    data = read_repo_file(workdir, CONFIG_FILE)
+    file = parse_project_file(data) if data is not None else ProjectFile()
     network = bool(file.limits.network)
     base = detect_defaults(workdir, network=network)
     cmds = file.commands
@@ -157,6 +174,41 @@ def detect_defaults(workdir: Path, *, network: bool = False) -> ProjectConfig:
     return ProjectConfig()
 
 
+def read_repo_file(workdir: Path, name: str) -> bytes | None:
+    """The bytes of the repository's top-level file ``name``; None when there is none.
+
+    ConfigError when it is not a regular file (a link, a directory, a device) or larger
+    than ``MAX_FILE_BYTES``: nothing outside the working copy is ever read through it.
+    """
+    path = workdir / name
+    try:
+        info = path.lstat()
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise ConfigError(f"{name} cannot be read: {exc.strerror}") from None
+    if not stat.S_ISREG(info.st_mode):
+        raise ConfigError(f"{name} must be a regular file, not a link or special file",
+                          details={"file": name})
+    if info.st_size > MAX_FILE_BYTES:
+        raise ConfigError(f"{name} is larger than {MAX_FILE_BYTES} bytes", details={"file": name})
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except OSError as exc:
+        raise ConfigError(f"{name} cannot be read: {exc.strerror}") from None
+    with os.fdopen(fd, "rb") as handle:
+        data = handle.read(MAX_FILE_BYTES + 1)
+    if len(data) > MAX_FILE_BYTES:
+        raise ConfigError(f"{name} is larger than {MAX_FILE_BYTES} bytes", details={"file": name})
+    return data
+
+
+def _inside(path: str) -> bool:
+    """Whether ``path`` is relative and cannot climb out of the repository."""
+    pure = PurePosixPath(path)
+    return bool(path) and not pure.is_absolute() and ".." not in pure.parts and "\0" not in path
+
+
 def _as_list(value: Commands | None) -> list[str]:
     if value is None:
         return []
@@ -164,9 +216,10 @@ def _as_list(value: Commands | None) -> list[str]:
 
 
 def _npm_scripts(package: Path) -> dict[str, str]:
+    raw = read_repo_file(package.parent, package.name) or b""
     try:
-        data = json.loads(package.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+        data = json.loads(raw.decode("utf-8"))
+    except (ValueError, RecursionError):
         raise ConfigError("package.json is not valid JSON") from None
     scripts = data.get("scripts") if isinstance(data, dict) else None
     if not isinstance(scripts, dict):
