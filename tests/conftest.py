@@ -148,7 +148,7 @@ def env(db_url: str, redis_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyP
 
 
 @pytest.fixture
-async def store(env: dict[str, str]) -> AsyncIterator["object"]:
+async def store(env: dict[str, str]) -> AsyncIterator[object]:
     from pipeline.db import Store
     from runner.settings import get_settings
 
@@ -158,7 +158,7 @@ async def store(env: dict[str, str]) -> AsyncIterator["object"]:
 
 
 @pytest.fixture
-def procs(env: dict[str, str], tmp_path: Path) -> Iterator["object"]:
+def procs(env: dict[str, str], tmp_path: Path) -> Iterator[object]:
     """Real service processes (gateway, relay, worker) on this test's database."""
     from tests.support.procs import processes
 

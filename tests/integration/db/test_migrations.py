@@ -7,8 +7,8 @@ import asyncio
 import asyncpg
 from alembic import command
 from alembic.config import Config
-
 from tests.conftest import ROOT
+
 from pipeline.models import metadata
 
 

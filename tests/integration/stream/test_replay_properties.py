@@ -12,10 +12,10 @@ import httpx
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-
-from pipeline.db import StoreUnavailable
-from pipeline import stream
 from tests.support.streams import RawWsClient, connect, finish, new_execution, write, ws_url
+
+from pipeline import stream
+from pipeline.db import StoreUnavailable
 
 EXECUTIONS = 20
 FRAMES_PER_EXECUTION = 15

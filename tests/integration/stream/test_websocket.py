@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 
 import pytest
 import websockets
-
 from tests.support.streams import connect, new_execution, read_frames, write, ws_url
 
 
