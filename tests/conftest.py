@@ -136,6 +136,8 @@ def env(db_url: str, redis_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyP
     values = {
         "DEVTEAM_DATABASE_URL": db_url,
         "DEVTEAM_REDIS_URL": redis_url,
+        # keys of this test only, even when several test sessions share one Redis
+        "DEVTEAM_REDIS_NAMESPACE": f"devteam-{db_url.rsplit('/', 1)[1]}",
         "DEVTEAM_WORKSPACE_ROOT": str(tmp_path / "workspaces"),
         "DEVTEAM_WORKSPACE_ALLOWED_FILE_ROOTS": str(tmp_path),
         "DEVTEAM_LOG_FORMAT": "json",

@@ -25,6 +25,7 @@ def get_broker(settings: Settings) -> RedisBroker:
     if _broker is None:
         _broker = RedisBroker(  # type: ignore[no-untyped-call]
             url=settings.redis.url,
+            namespace=settings.redis.namespace,
             middleware=[AsyncIO(), CurrentMessage(), ShutdownNotifications()],
             heartbeat_timeout=max(15_000, settings.pipeline.stage_lease_seconds * 1000),
             socket_timeout=5,

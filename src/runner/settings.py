@@ -31,6 +31,8 @@ class DatabaseSettings(msgspec.Struct, frozen=True, kw_only=True):
 class RedisSettings(msgspec.Struct, frozen=True, kw_only=True):
     url: str = "redis://127.0.0.1:56379/0"
     """Redis URL of the Dramatiq broker."""
+    namespace: str = "devteam"
+    """Prefix of every Redis key of the broker (deployments sharing a Redis stay apart)."""
 
 
 class JwtSettings(msgspec.Struct, frozen=True, kw_only=True):

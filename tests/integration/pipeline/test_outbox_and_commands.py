@@ -154,7 +154,7 @@ async def test_the_relay_sends_each_command_with_its_id_as_message_id(store, env
     finally:
         reset_broker()
     client = redis.Redis.from_url(get_settings().redis.url)
-    stored = client.hgetall("dramatiq:devteam_stages.msgs")
+    stored = client.hgetall(f"{get_settings().redis.namespace}:devteam_stages.msgs")
     client.close()
     messages = [msgspec.json.decode(v) for v in stored.values()]
     assert sorted(int(m["message_id"]) for m in messages) == sorted(ids)
