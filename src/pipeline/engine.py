@@ -316,20 +316,9 @@ class Engine:
 
 
 async def _project(session: AsyncSession, project_id: str) -> dict[str, Any]:
-    row = (
-        (
-            await session.execute(
-                text(
-                    "SELECT project_id, customer_id, repository_url, default_branch, "
-                    "task_list_path, verification, quota FROM projects WHERE project_id = :p"
-                ),
-                {"p": project_id},
-            )
-        )
-        .mappings()
-        .one()
-    )
-    return dict(row)
+    row = await executions.project(session, project_id)
+    assert row is not None  # executions reference their project
+    return row
 
 
 __all__ = ["Engine", "Handler", "PauseReason"]

@@ -178,3 +178,17 @@ async def set_fields(session: AsyncSession, execution_id: uuid.UUID, **fields: A
 
 def is_active(status: str) -> bool:
     return Status(status) in ACTIVE
+
+
+async def project(session: AsyncSession, project_id: str) -> dict[str, Any] | None:
+    """A project's row (repository, default branch, task-list path, verification, quota)."""
+    row = (
+        await session.execute(
+            text(
+                "SELECT project_id, customer_id, repository_url, default_branch, "
+                "task_list_path, verification, quota FROM projects WHERE project_id = :p"
+            ),
+            {"p": project_id},
+        )
+    ).mappings().one_or_none()
+    return None if row is None else dict(row)
