@@ -150,8 +150,6 @@ async def _route(
     """Decide what runs next, honouring stop, errors, pauses and stop points."""
     stage = Stage(ctx.command.stage)
     state = Status(fields.get("status", execution.status))
-    if stage is Stage.FINALIZE:
-        return
     if outcome.status == "retrying":
         delay = float(outcome.result.get("retryIn", 1.0))
         frames.append(
@@ -166,6 +164,8 @@ async def _route(
             )
         )
         await _enqueue(session, execution, ctx.command, delay)
+        return
+    if stage is Stage.FINALIZE:
         return
     if state is Status.STOPPING or outcome.status == "cancelled":
         await _enqueue(session, execution, _finalize(ctx, Status.STOPPED))

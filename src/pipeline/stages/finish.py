@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 from pipeline.lifecycle import Stage, Status
 from pipeline.outcome import Outcome, StageContext
 from pipeline.stages.common import blocking, next_select
+from runner.errors import RunnerError
 from runner.git import workspace_paths
 
 
@@ -51,7 +52,14 @@ async def finalize(ctx: StageContext) -> Outcome:
         final = Status.ERROR
     else:
         final = wanted
-    removed = await blocking(ctx.services.sandbox.remove_execution, str(ctx.execution.id))
+    try:
+        removed: int | None = await blocking(
+            ctx.services.sandbox.remove_execution, str(ctx.execution.id)
+        )
+    except RunnerError as exc:
+        # The execution ends regardless; the reaper removes what is left once Docker answers.
+        ctx.log.line(f"containers not removed now ({exc.message}); the reaper will", "warning")
+        removed = None
     paths = workspace_paths(
         ctx.services.git.root,
         ctx.execution.customer_id,
