@@ -12,7 +12,11 @@ Measures, in one run:
 - git_cli_prep: the ``git`` command line doing the same work in its own mirror and clone
   of the same remote: ``git fetch --prune`` into the mirror, ``git fetch --prune`` from the
   mirror into the clone (with ``main:main``, a fast-forward-only update of the default
-  branch), ``git checkout -q -B task/... main``.
+  branch), ``git checkout -q -B task/... main``;
+- redact_1mb: ``Redactor.redact`` (every token shape plus two configured secrets) over 1 MB
+  of mixed log text (code, base64 blobs, UUIDs, a few planted tokens), against the raw
+  baseline of one compiled regular expression (one token shape) substituted over the same
+  text.
 The remote (a bare repository on disk) has ``--commits`` commits over ``--files`` files;
 before every round it moves by one commit, so each prep really fetches something. Ours
 and git alternate which goes first. Prints a table and, last, one JSON line.
@@ -21,7 +25,10 @@ and git alternate which goes first. Prints a table and, last, one JSON line.
 from __future__ import annotations
 
 import argparse
+import base64
 import gc
+import random
+import re
 import shutil
 import statistics
 import subprocess
@@ -47,6 +54,7 @@ from common import (  # noqa: E402
     stats,
 )
 from runner.git import GitWorkspace, branch_name  # noqa: E402
+from runner.redact import Redactor  # noqa: E402
 from runner.settings import load_settings  # noqa: E402
 from runner.tasklist import TaskList, generate_task_list, select_next  # noqa: E402
 
@@ -60,6 +68,42 @@ GIT_ENV = {
     "GIT_COMMITTER_EMAIL": "bench@devteam.local",
     "PATH": "/usr/bin:/bin:/usr/local/bin",
 }
+
+
+# ---------------------------------------------------------------------------- redaction
+def redaction_text(size: int = 1_000_000) -> str:
+    """About ``size`` characters of what tool logs look like, with a few secrets in them."""
+    rng = random.Random(3)
+    parts = [
+        "def add(a: float, b: float) -> float:\n    return a + b\n",
+        "tests/test_basic.py::test_add PASSED                          [ 50%]",
+        "Applied edit to src/calc/basic.py",
+        "token=ghp_" + "a1B2c3D4e5" * 4,
+        "Authorization: Bearer sk-" + "Zq9" * 16,
+        "configured secret here: Xk9pL2mQ7vRt",
+        base64.b64encode(rng.randbytes(100_000)).decode(),
+    ]
+    parts.extend(f"{rng.getrandbits(128):032x}-{i}" for i in range(2000))
+    text = "\n".join(parts)
+    return (text * (size // len(text) + 1))[:size]
+
+
+def time_redaction(text: str, runs: int) -> tuple[list[float], list[float]]:
+    """(ours, one-regex baseline) in ms; the outputs are checked to have lost the secrets."""
+    redactor = Redactor(["Xk9pL2mQ7vRt", "another-configured-secret"])
+    baseline = re.compile(r"ghp_[A-Za-z0-9]{36}")
+    out = redactor.redact(text)
+    if "Xk9pL2mQ7vRt" in out or "ghp_a1B2" in out:
+        raise RuntimeError("the redactor let a planted secret through")
+    ours, raw = [], []
+    for _ in range(runs):
+        started = time.perf_counter()
+        redactor.redact(text)
+        ours.append((time.perf_counter() - started) * 1000)
+        started = time.perf_counter()
+        baseline.sub("[REDACTED]", text)
+        raw.append((time.perf_counter() - started) * 1000)
+    return ours, raw
 
 
 # ---------------------------------------------------------------------------- parse + select
@@ -216,10 +260,13 @@ def main() -> int:
     load_before = load_average()
     try:
         fresh, late, ours, cli = measure(args)
+        note("redaction of 1 MB of log text: ours vs one regex")
+        with interrupts_raise():
+            redact = time_redaction(redaction_text(), max(5, args.runs // 2))
     except KeyboardInterrupt:
         note("interrupted: temporary repositories removed")
         return 130
-    emit_report(args, fresh, late, ours, cli, (load_before, load_average()))
+    emit_report(args, fresh, late, ours, cli, redact, (load_before, load_average()))
     return 0
 
 
@@ -239,8 +286,10 @@ def measure(args: argparse.Namespace
 
 
 def emit_report(args: argparse.Namespace, fresh: list[float], late: list[float],
-                ours: list[float], cli: list[float], load: tuple[float, float]) -> None:
+                ours: list[float], cli: list[float], redact: tuple[list[float], list[float]],
+                load: tuple[float, float]) -> None:
     s_fresh, s_late, s_ours, s_cli = stats(fresh), stats(late), stats(ours), stats(cli)
+    s_red, s_raw = stats(redact[0]), stats(redact[1])
     result = {
         "runs": args.runs,
         "parse_select_5000_ms": rnd(s_fresh["p50"]),
@@ -251,6 +300,10 @@ def emit_report(args: argparse.Namespace, fresh: list[float], late: list[float],
         "git_cli_prep_ms": rnd(s_cli["p50"]),
         "git_cli_prep_p95_ms": rnd(s_cli["p95"]),
         "prep_vs_git_cli_ratio": rnd(statistics.median(ours) / statistics.median(cli)),
+        "redact_1mb_ms": rnd(s_red["p50"]),
+        "redact_1mb_p95_ms": rnd(s_red["p95"]),
+        "one_regex_1mb_ms": rnd(s_raw["p50"]),
+        "redact_vs_one_regex_ratio": rnd(s_red["p50"] / s_raw["p50"]),
         "remote_commits": args.commits,
         "remote_files": args.files,
         "load_avg_1m": list(load),
@@ -260,12 +313,15 @@ def emit_report(args: argparse.Namespace, fresh: list[float], late: list[float],
         ("parse+select, 5,000 tasks, 90 % done", s_late),
         ("prep: GitWorkspace refresh+create_task_branch", s_ours),
         ("prep: git CLI (fetch, fetch, checkout -B)", s_cli),
+        ("redact 1 MB of log text (every rule)", s_red),
+        ("baseline: one compiled regex over 1 MB", s_raw),
     ]
     print_table(
         f"Runner benchmark ({args.runs} timed runs each; ms)",
         ["measure", "p50", "p95", "min", "max"],
         [(name, s["p50"], s["p95"], s["min"], s["max"]) for name, s in rows]
-        + [("prep p50 / git CLI prep p50", result["prep_vs_git_cli_ratio"], "", "", "")],
+        + [("prep p50 / git CLI prep p50", result["prep_vs_git_cli_ratio"], "", "", ""),
+           ("redact p50 / one regex p50", result["redact_vs_one_regex_ratio"], "", "", "")],
         footnotes=[
             ("parse+select: TaskList.parse + select_next of generate_task_list(5000) "
              f"({len(generate_task_list(5000).splitlines()):,} lines), in-process, after a "

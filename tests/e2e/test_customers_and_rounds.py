@@ -85,7 +85,7 @@ content = "def add(a: float, b: float) -> float:\\n    return a + b\\n"
 
 [[tasks."1.1".failing]]
 path = "src/calc/basic.py"
-content = "def add(a: float, b: float) -> float:\\n    return a - b\\n"
+content = "def add(a: float, b: float) -> float:\\n    return a - b  # attempt @@attempt@@\\n"
 
 [[tasks."1.1".failing]]
 path = "tests/test_basic.py"
@@ -109,12 +109,12 @@ async def test_a_task_that_keeps_failing_gets_retries_then_resolution_then_human
         assert (row["status"], row["pause_reason"]) == ("paused", "human_review"), row
         runs = await stage_runs(store, execution)
         # 1.1: three IMPLEMENT→VERIFY rounds (the first and two retries), none succeeded
-        # (a round whose edit changes nothing fails at IMPLEMENT, without a VERIFY)
+        # (each round's mistake differs a little, so each one reaches VERIFY and fails there)
         implement = [r["attempt"] for r in runs
                      if r["task_id"] == "1.1" and r["stage"] == "IMPLEMENT"]
         assert implement == [1, 2, 3]
-        assert {r["status"] for r in runs
-                if r["task_id"] == "1.1" and r["stage"] == "VERIFY"} == {"failed"}
+        assert [r["status"] for r in runs
+                if r["task_id"] == "1.1" and r["stage"] == "VERIFY"] == ["failed"] * 3
         async with store.transaction() as session:
             injected = (await session.execute(text(
                 "SELECT task_id, task->>'title', source_error_id, origin_task_id, status "

@@ -2,11 +2,7 @@
 
 from __future__ import annotations
 
-import base64
 import json
-import random
-import time
-import uuid
 from pathlib import Path
 
 import pytest
@@ -125,26 +121,6 @@ def test_given_settings_and_secret_env_vars_when_default_redactor_then_all_are_r
         reset_settings_cache()
     assert out == "k=[REDACTED:secret] t=[REDACTED:secret] s=short h=not-a-secret-by-name"
     assert "short" not in secret_env_values({"A_TOKEN": "short", "B": "longer-value-1"})
-
-
-def test_given_one_megabyte_of_mixed_text_when_redacted_then_it_takes_well_under_100ms() -> None:
-    rng = random.Random(3)
-    parts = [p.read_text() for p in CLEAN + SECRET]
-    parts.append(base64.b64encode(rng.randbytes(200_000)).decode())
-    parts.extend(str(uuid.UUID(int=rng.getrandbits(128))) for _ in range(2000))
-    text = "\n".join(parts)
-    text = (text * (1_000_000 // len(text) + 1))[:1_000_000]
-    redactor = Redactor(["Xk9pL2mQ7vRt", "another-configured-secret"])
-
-    best = min(_timed(redactor.redact, text) for _ in range(5))
-
-    assert best < 0.100
-
-
-def _timed(fn: object, text: str) -> float:
-    start = time.perf_counter()
-    fn(text)  # type: ignore[operator]
-    return time.perf_counter() - start
 
 
 @settings(max_examples=200, deadline=None)

@@ -109,6 +109,15 @@ def test_given_a_diff_task_past_its_failing_attempts_then_search_replace_blocks(
     assert "# Broken" in render_reply(task, 1)
 
 
+def test_given_the_attempt_mark_when_rendered_then_each_attempt_writes_its_number() -> None:
+    task = parse_script(
+        '[tasks."a"]\nfail_attempts = 9\n[[tasks."a".failing]]\npath = "x.py"\n'
+        'content = "x = 0  # try @@attempt@@"\n'
+    ).tasks["a"]
+    assert "x = 0  # try 2\n" in render_reply(task, 2)
+    assert "x = 0  # try 3\n" in render_reply(task, 3)
+
+
 @pytest.mark.parametrize(
     ("text", "fragment"),
     [

@@ -19,7 +19,8 @@ A TOML file, for example::
 
 In the ``diff`` format an edit has ``search`` and ``replace`` instead of ``content``; an
 empty ``search`` creates a new file. A task the script does not know gets a reply without
-edits (so the tool reports "no change").
+edits (so the tool reports "no change"). ``@@attempt@@`` in an edit's text stands for the
+attempt number, so that the same scripted mistake still changes the file on every retry.
 """
 
 from __future__ import annotations
@@ -33,6 +34,8 @@ import msgspec
 from runner.errors import ConfigError
 
 EditFormat = Literal["whole", "diff"]
+ATTEMPT_MARK = "@@attempt@@"
+"""Replaced by the attempt number in an edit's text."""
 
 
 class ScriptError(ConfigError):
@@ -133,13 +136,17 @@ def render_reply(task: TaskScript, attempt: int, *, fence: tuple[str, str] = ("`
     occur in the files being edited).
     """
     parts = [task.reply.strip() or f"Here is the change (attempt {attempt})."]
+
+    def text(value: str | None) -> str:
+        return _lines((value or "").replace(ATTEMPT_MARK, str(attempt)))
+
     for edit in task.edits_for(attempt):
         if task.edit_format == "whole":
-            parts.append(f"{edit.path}\n{fence[0]}\n{_lines(edit.content or '')}{fence[1]}")
+            parts.append(f"{edit.path}\n{fence[0]}\n{text(edit.content)}{fence[1]}")
         else:
             parts.append(
-                f"{edit.path}\n{fence[0]}\n<<<<<<< SEARCH\n{_lines(edit.search or '')}"
-                f"=======\n{_lines(edit.replace or '')}>>>>>>> REPLACE\n{fence[1]}"
+                f"{edit.path}\n{fence[0]}\n<<<<<<< SEARCH\n{text(edit.search)}"
+                f"=======\n{text(edit.replace)}>>>>>>> REPLACE\n{fence[1]}"
             )
     return "\n\n".join(parts) + "\n"
 

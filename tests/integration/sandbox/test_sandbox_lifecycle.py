@@ -120,7 +120,7 @@ def test_given_an_execution_with_containers_when_removed_then_nothing_labelled_o
     elapsed = time.monotonic() - started
 
     assert removed == 3
-    assert elapsed < 5
+    assert elapsed < 60  # the contract's bound; how fast it is: bench/sandbox.py
     assert ours(docker_client, execution_id) == ([], [])
     assert sandbox.remove_execution(execution_id) == 0
 
@@ -136,7 +136,7 @@ def test_given_a_session_when_removed_twice_then_it_is_gone_quickly_and_no_error
     elapsed = time.monotonic() - started
     sandbox.remove(spec)
 
-    assert elapsed < 5
+    assert elapsed < 60  # the contract's bound; how fast it is: bench/sandbox.py
     assert ours(docker_client, execution_id) == ([], [])
 
 

@@ -1,8 +1,6 @@
-"""The generated lists used by the benchmark: exact sizes, valid, and parsed fast enough."""
+"""The generated lists used by the benchmark: exact sizes, valid (speed: bench/runner.py)."""
 
 from __future__ import annotations
-
-import time
 
 import pytest
 
@@ -34,14 +32,12 @@ def test_given_a_generated_list_then_it_has_phases_groups_steps_and_dependencies
                and tasks.get(task.parent).type is TaskType.PHASE for task in tasks.tasks)
 
 
-def test_given_5000_leaves_half_done_then_parse_and_select_stay_well_under_a_second():
+def test_given_5000_leaves_half_done_then_the_first_pending_leaf_is_selected():
+    # (how fast: bench/runner.py)
     text = generate_task_list(5000, seed=0, done_fraction=0.5)
 
-    started = time.perf_counter()
     tasks = TaskList.parse(text)
     chosen = select_next(tasks)
-    elapsed = time.perf_counter() - started
 
     assert chosen is not None
     assert chosen.id == tasks.leaves()[2500].id
-    assert elapsed < 1.5  # about 0.06 s here; a quadratic slip would take many seconds
