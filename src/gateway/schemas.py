@@ -25,12 +25,18 @@ TaskId = Annotated[
     Meta(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$", description="a task id such as 1.2.3",
          examples=["1.1.1"]),
 ]
-Text = Annotated[str, Meta(max_length=20_000)]
-Title = Annotated[str, Meta(min_length=1, max_length=300)]
+NO_NUL = r"^[^\x00]*$"
+"""Free text may hold anything but NUL, which Postgres cannot store (text or jsonb)."""
+Text = Annotated[str, Meta(max_length=20_000, pattern=NO_NUL)]
+Title = Annotated[str, Meta(min_length=1, max_length=300, pattern=NO_NUL)]
+Reason = Annotated[str, Meta(min_length=1, max_length=2000, pattern=NO_NUL)]
+StopPoint = Annotated[str, Meta(min_length=1, max_length=200, pattern=NO_NUL)]
+Branch = Annotated[str, Meta(min_length=1, max_length=255, pattern=r"^[A-Za-z0-9._/-]+$",
+                             examples=["task/1-1-add-and-subtract"])]
 IdemKey = Annotated[str, Meta(pattern=r"^[\x21-\x7e]{1,255}$")]
 RepoUrl = Annotated[
     str,
-    Meta(min_length=1, max_length=2000, pattern=r"^(https?://|ssh://|file://|git@)\S+$",
+    Meta(min_length=1, max_length=2000, pattern=r"^(https?://|ssh://|file://|git@)[^\s\x00]+$",
          examples=["https://github.com/acme/web.git"]),
 ]
 RelPath = Annotated[
@@ -42,7 +48,8 @@ RelPath = Annotated[
 TaskStatusWire = Literal["pending", "in_progress", "done", "blocked"]
 TaskTypeWire = Literal["atomic", "group", "phase"]
 Criteria = Annotated[
-    dict[Annotated[str, Meta(max_length=100)], Annotated[str, Meta(max_length=2000)]],
+    dict[Annotated[str, Meta(max_length=100, pattern=NO_NUL)],
+         Annotated[str, Meta(max_length=2000, pattern=NO_NUL)]],
     Meta(max_length=50),
 ]
 
@@ -68,7 +75,7 @@ class EventTask(_In):
 
 
 class EventOptions(_In):
-    stop_point: Annotated[str, Meta(min_length=1, max_length=200)] | None = None
+    stop_point: StopPoint | None = None
     idempotency_key: IdemKey | None = None
 
 
@@ -106,7 +113,7 @@ class EventRecord(msgspec.Struct, kw_only=True):
 class InitializeRequest(_In):
     project_id: ProjectId
     repository_url: RepoUrl | None = None
-    stop_point: Annotated[str, Meta(min_length=1, max_length=200)] | None = None
+    stop_point: StopPoint | None = None
 
 
 class InitializeAccepted(_Out):
@@ -147,7 +154,7 @@ class TransitionAccepted(_Out):
 # ---------------------------------------------------------------------------- repository
 class RepositoryValidateRequest(_In):
     repository_url: RepoUrl
-    branch: Annotated[str, Meta(min_length=1, max_length=255)] | None = None
+    branch: Branch | None = None
     task_list_path: RelPath | None = None
 
 
@@ -211,7 +218,7 @@ class InjectRequest(_In):
     project_id: ProjectId
     injection_type: Literal["priority", "replace", "positional"]
     task: InjectTaskSpec
-    reason: Annotated[str, Meta(min_length=1, max_length=2000)]
+    reason: Reason
     position: Annotated[int, Meta(ge=0, le=100_000)] | None = None
     replace_task_id: TaskId | None = None
 
@@ -264,14 +271,14 @@ class PrepResult(_Out):
 class ImplementRequestBody(_In):
     project_id: ProjectId
     task_id: TaskId
-    branch: Annotated[str, Meta(min_length=1, max_length=255, pattern=r"^[A-Za-z0-9._/-]+$")]
+    branch: Branch
     tool: Literal["aider"] = "aider"
 
 
 class VerifyRequestBody(_In):
     project_id: ProjectId
     task_id: TaskId
-    branch: Annotated[str, Meta(min_length=1, max_length=255, pattern=r"^[A-Za-z0-9._/-]+$")]
+    branch: Branch
     criteria: Criteria | None = None
 
 

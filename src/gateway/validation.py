@@ -69,11 +69,11 @@ def _convert(annotation: Any, value: Any, path: str) -> list[dict[str, str]]:
         msgspec.convert(value, annotation)
     except msgspec.ValidationError as exc:
         message, _, at = str(exc).partition(" - at `")
-        field = path
-        if at:
-            suffix = at.rstrip("`").removeprefix("$")
-            field = (path + suffix) if suffix else path
-            field = field.lstrip(".")
+        at = at.rstrip("`")
+        if at.startswith("key` in `"):  # a mapping's key: name the mapping
+            at = at.removeprefix("key` in `")
+            message = f"invalid key: {message}"
+        field = (path + at.removeprefix("$")).lstrip(".")
         return [{"field": field, "message": message}]
     return []
 

@@ -17,7 +17,7 @@ from typing import Any
 import msgspec
 from sqlalchemy import text
 
-from pipeline import audit
+from pipeline import audit, executions
 from pipeline.audit import Principal
 from pipeline.commands import ProjectNotFound, customer_of
 from pipeline.services import Services
@@ -43,19 +43,7 @@ class ProjectTasks:
 
 async def project_row(services: Services, project_id: str) -> dict[str, Any]:
     async with services.store.transaction() as session:
-        row = (
-            (
-                await session.execute(
-                    text(
-                        "SELECT project_id, customer_id, repository_url, default_branch, "
-                        "task_list_path, verification, quota FROM projects WHERE project_id = :p"
-                    ),
-                    {"p": project_id},
-                )
-            )
-            .mappings()
-            .one_or_none()
-        )
+        row = await executions.project(session, project_id)
     if row is None:
         raise ProjectNotFound(project_id)
     return dict(row)

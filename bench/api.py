@@ -1,0 +1,250 @@
+"""API benchmark: POST /events and GET status latency at 32 concurrent loopback clients.
+
+    .venv/bin/python bench/api.py [--json] [--requests 2000] [--clients 32] [--rounds 4]
+
+One ``devteam serve`` subprocess on a throwaway database (copied from the migrated
+template, dropped at the end; no relay or worker runs, so nothing but the gateway and
+Postgres does work). ``--clients`` keep-alive HTTP/1.1 connections, each driven by one
+coroutine of a minimal asyncio client (a few microseconds per request, so the client's
+own cost stays small next to the server's), send requests back to back. Measured:
+
+- ``events_post``: ``POST /events`` with an admin token, each for its own project
+  (``bench/p0`` … ``bench/pN``: only one execution may be active per project), answered
+  202 after the event, the execution, the outbox command, the audit row and the first
+  notification are committed in one transaction;
+- ``status_get``: ``GET /api/devteam/automation/status/{projectId}`` of those projects;
+- ``baseline``: ``GET /health/live`` in the same app (routing, middleware, correlation id,
+  JSON response; no token, no database): the floor of any request on this machine.
+
+The three run in ``--rounds`` interleaved rounds (baseline, events, status, repeated), so
+they see the same machine load (the machine is shared: the table shows the load average).
+Latency is from writing the request to reading the whole response; ``events_post_rps`` is
+the events sent divided by the wall time of the events phases. Prints a table and, last,
+one JSON line (with ``--json``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+_HERE = Path(__file__).resolve().parent
+if sys.path and Path(sys.path[0] or ".").resolve() == _HERE:
+    sys.path.pop(0)  # bench/pipeline.py must not shadow the ``pipeline`` package
+sys.path.append(str(_HERE))
+
+import asyncpg  # noqa: E402
+import msgspec  # noqa: E402
+
+from common import (  # noqa: E402
+    Processes,
+    emit_json,
+    interrupts_raise,
+    load_average,
+    note,
+    print_table,
+    rnd,
+    stats,
+    throwaway_database,
+)
+
+CUSTOMER = "bench"
+WARMUP = 100
+
+
+# ---------------------------------------------------------------------------- the client
+class Connection:
+    """One keep-alive HTTP/1.1 connection; responses must carry Content-Length."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
+                 host: str) -> None:
+        self.reader, self.writer, self.host = reader, writer, host
+
+    @classmethod
+    async def open(cls, host: str, port: int) -> Connection:
+        reader, writer = await asyncio.open_connection(host, port)
+        return cls(reader, writer, f"{host}:{port}")
+
+    async def request(self, method: str, path: str, token: str | None = None,
+                      body: bytes | None = None) -> tuple[int, bytes]:
+        head = [f"{method} {path} HTTP/1.1", f"Host: {self.host}"]
+        if token:
+            head.append(f"Authorization: Bearer {token}")
+        if body is not None:
+            head += ["Content-Type: application/json", f"Content-Length: {len(body)}"]
+        self.writer.write(("\r\n".join(head) + "\r\n\r\n").encode() + (body or b""))
+        raw = await self.reader.readuntil(b"\r\n\r\n")
+        lines = raw.decode("latin-1").split("\r\n")
+        status = int(lines[0].split(" ", 2)[1])
+        length = next(int(v) for k, _, v in (ln.partition(":") for ln in lines[1:])
+                      if k.lower() == "content-length")
+        return status, await self.reader.readexactly(length)
+
+    def close(self) -> None:
+        self.writer.close()
+
+
+@dataclass
+class Phase:
+    name: str
+    expected: int
+    latencies: list[float] = field(default_factory=list)
+    wall: float = 0.0
+    errors: list[str] = field(default_factory=list)
+
+
+Job = tuple[str, str, bytes | None]
+
+
+async def run_phase(conns: list[Connection], token: str, jobs: list[Job], phase: Phase,
+                    *, record: bool = True) -> None:
+    """Send ``jobs`` over all connections at once; each connection takes the next job."""
+    queue = iter(jobs)
+
+    async def worker(conn: Connection) -> None:
+        for method, path, body in queue:
+            started = time.perf_counter()
+            status, payload = await conn.request(method, path, token, body)
+            elapsed = time.perf_counter() - started
+            if status != phase.expected:
+                phase.errors.append(f"{method} {path}: {status} {payload[:200]!r}")
+            elif record:
+                phase.latencies.append(elapsed * 1000)
+
+    started = time.perf_counter()
+    await asyncio.gather(*(worker(c) for c in conns))
+    if record:
+        phase.wall += time.perf_counter() - started
+
+
+# ---------------------------------------------------------------------------- the run
+def event(project: str) -> bytes:
+    return msgspec.json.encode({"workflow_type": "DEVTEAM_AUTOMATION",
+                                "data": {"projectId": project}})
+
+
+def status_path(project: str) -> str:
+    return f"/api/devteam/automation/status/{project}"
+
+
+async def seed(db_url: str, count: int) -> None:
+    conn = await asyncpg.connect(db_url.replace("postgresql+asyncpg://", "postgresql://", 1))
+    try:
+        await conn.execute(
+            "INSERT INTO projects (project_id, customer_id, repository_url) "
+            "SELECT $1 || '/p' || g, $1, 'file:///srv/bench/none.git' "
+            "FROM generate_series(0, $2 - 1) g", CUSTOMER, count)
+    finally:
+        await conn.close()
+
+
+async def measure(args: argparse.Namespace, db_url: str, port: int, token: str
+                  ) -> dict[str, Phase]:
+    per_round = args.requests // args.rounds
+    await seed(db_url, WARMUP + per_round * args.rounds)
+    conns = [await Connection.open("127.0.0.1", port) for _ in range(args.clients)]
+    phases = {"baseline": Phase("baseline", 200), "events_post": Phase("events_post", 202),
+              "status_get": Phase("status_get", 200)}
+    try:
+        warm = [f"{CUSTOMER}/p{i}" for i in range(WARMUP)]
+        await run_phase(conns, token, [("GET", "/health/live", None)] * WARMUP,
+                        phases["baseline"], record=False)
+        await run_phase(conns, token, [("POST", "/events", event(p)) for p in warm],
+                        phases["events_post"], record=False)
+        await run_phase(conns, token, [("GET", status_path(p), None) for p in warm],
+                        phases["status_get"], record=False)
+        for r in range(args.rounds):
+            first = WARMUP + r * per_round
+            projects = [f"{CUSTOMER}/p{i}" for i in range(first, first + per_round)]
+            await run_phase(conns, token, [("GET", "/health/live", None)] * per_round,
+                            phases["baseline"])
+            await run_phase(conns, token, [("POST", "/events", event(p)) for p in projects],
+                            phases["events_post"])
+            await run_phase(conns, token, [("GET", status_path(p), None) for p in projects],
+                            phases["status_get"])
+            note(f"round {r + 1}/{args.rounds} done")
+    finally:
+        for conn in conns:
+            conn.close()
+    return phases
+
+
+def report(phases: dict[str, Phase], args: argparse.Namespace, load: tuple[float, float],
+           as_json: bool) -> None:
+    rows = []
+    for phase in phases.values():
+        s = stats(phase.latencies)
+        rps = len(phase.latencies) / phase.wall if phase.wall else float("nan")
+        rows.append([phase.name, s["n"], s["p50"], s["p95"], s["p99"], s["max"], rps,
+                     len(phase.errors)])
+    print_table(
+        f"API at {args.clients} concurrent loopback clients",
+        ["measure", "n", "p50 ms", "p95 ms", "p99 ms", "max ms", "req/s", "errors"], rows,
+        [f"load average before/after: {load[0]} / {load[1]} (2 shared cores)",
+         "baseline = GET /health/live in the same app (no token, no database)"],
+    )
+    events, status, base = phases["events_post"], phases["status_get"], phases["baseline"]
+    result = {
+        "clients": args.clients,
+        "events_post_p50_ms": rnd(stats(events.latencies)["p50"]),
+        "events_post_p99_ms": rnd(stats(events.latencies)["p99"]),
+        "events_post_rps": rnd(len(events.latencies) / events.wall if events.wall else
+                               float("nan"), 1),
+        "status_get_p50_ms": rnd(stats(status.latencies)["p50"]),
+        "status_get_p99_ms": rnd(stats(status.latencies)["p99"]),
+        "baseline_p50_ms": rnd(stats(base.latencies)["p50"]),
+        "baseline_p99_ms": rnd(stats(base.latencies)["p99"]),
+        "errors": sum(len(p.errors) for p in phases.values()),
+        "load_average": load[1],
+    }
+    if as_json:
+        emit_json(result)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--json", action="store_true", help="End with one JSON line.")
+    parser.add_argument("--requests", type=int, default=2000,
+                        help="Measured requests of each kind (after a warm-up).")
+    parser.add_argument("--clients", type=int, default=32, help="Concurrent connections.")
+    parser.add_argument("--rounds", type=int, default=4, help="Interleaved rounds.")
+    args = parser.parse_args()
+    from gateway.auth import mint
+    from runner.settings import get_settings, reset_settings_cache
+
+    saved = dict(os.environ)
+    load_before = load_average()
+    with interrupts_raise(), throwaway_database("bench_api") as db_url, \
+            tempfile.TemporaryDirectory(prefix="devteam-api-") as tmp:
+        os.environ.update({"DEVTEAM_DATABASE_URL": db_url, "DEVTEAM_LOG_FORMAT": "json",
+                           "DEVTEAM_LOG_LEVEL": "warning",
+                           "DEVTEAM_WORKSPACE_ROOT": str(Path(tmp) / "workspaces")})
+        reset_settings_cache()
+        token = mint(get_settings(), sub="bench", projects=[], role="admin", ttl=3600)
+        procs = Processes(env=dict(os.environ), logdir=Path(tmp) / "logs")
+        try:
+            gateway = procs.gateway()
+            note(f"gateway on {gateway.url}; {args.requests} requests of each kind, "
+                 f"{args.clients} clients")
+            assert gateway.port is not None
+            phases = asyncio.run(measure(args, db_url, gateway.port, token))
+        finally:
+            procs.close()
+            os.environ.clear()
+            os.environ.update(saved)
+            reset_settings_cache()
+    for phase in phases.values():
+        for error in phase.errors[:3]:
+            note(f"[red]{phase.name}[/red]: {error}")
+    report(phases, args, (load_before, load_average()), args.json)
+    return 1 if any(p.errors for p in phases.values()) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
