@@ -234,15 +234,23 @@ class Hub:
         rows = await self.pool.fetch(f"{_SELECT}{where} ORDER BY pos LIMIT {PAGE}", *args)
         return [_item(r) for r in rows]
 
-    async def frames(self, sub: Subscriber, since: int | None) -> AsyncIterator[Item]:
-        """Every frame for ``sub`` after ``since`` (None: from now), in order, forever.
+    async def subscribe(self, sub: Subscriber, since: int | None) -> int:
+        """Register ``sub`` and return its starting cursor (``since``, or now when None).
 
-        Registers first, then replays from the table up to what the hub had published,
-        then drains the live queue skipping anything already sent: no gap, no duplicate.
+        Call it before telling the client it is connected: every frame committed after
+        that moment is then either in the table past the cursor or offered to ``sub``.
+        The caller must ``remove(sub)`` when done (``frames`` does, once iterated).
         """
         head = await self.head()
-        cursor = head if since is None else min(since, head)
         self.add(sub)
+        return head if since is None else min(since, head)
+
+    async def frames(self, sub: Subscriber, cursor: int) -> AsyncIterator[Item]:
+        """Every frame for the subscribed ``sub`` after ``cursor``, in order, forever.
+
+        Replays from the table up to what the hub had published, then drains the live
+        queue skipping anything already sent: no gap, no duplicate.
+        """
         try:
             while True:
                 target = self.published

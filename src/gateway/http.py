@@ -12,7 +12,7 @@ from litestar.datastructures import State
 from litestar.handlers import BaseRouteHandler
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.openapi.spec import Example
-from litestar.params import Parameter
+from litestar.params import PathParameter
 
 from gateway.auth import PROJECT_ID, Authenticator, Principal, bearer
 from gateway.problems import TITLES, Problem, correlation_id
@@ -156,13 +156,13 @@ async def record_change(
 
 
 _PROJECT = r"[A-Za-z0-9_-]{1,100}/[A-Za-z0-9_-]{1,100}"
-ProjectPath = Annotated[str, Parameter(
+ProjectPath = Annotated[str, PathParameter(
     pattern=rf"^/?{_PROJECT}$", max_length=202,
     description="customer/project; the slash may also be sent as %2F",
     examples=[Example(value="customer-123/project-abc")],
 )]
 """A ``{name:path}`` parameter holding a projectId (Litestar keeps its leading slash)."""
-TaskPath = Annotated[str, Parameter(
+TaskPath = Annotated[str, PathParameter(
     pattern=rf"^/?{_PROJECT}/[A-Za-z0-9][A-Za-z0-9._-]{{0,99}}$", max_length=302,
     description="customer/project/taskId; the project's slash may also be sent as %2F",
     examples=[Example(value="customer-123/project-abc/1.1")],

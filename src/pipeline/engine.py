@@ -274,9 +274,10 @@ class Engine:
         """Uniform policy for errors a handler did not turn into an outcome itself."""
         if exc.classification is Classification.CANCELLED:
             return Outcome(status="cancelled", result={"cancelled": True})
-        retries = self.services.settings.pipeline.stage_retries
-        if exc.classification.retryable and ctx.claims <= retries:
-            return Outcome(status="retrying", error=exc, result={"retryIn": 2.0**ctx.claims})
+        policy = self.services.settings.pipeline
+        if exc.classification.retryable and ctx.claims <= policy.stage_retries:
+            delay = min(2.0**ctx.claims, policy.stage_retry_max_seconds)
+            return Outcome(status="retrying", error=exc, result={"retryIn": delay})
         return Outcome(status="failed", error=exc, fatal=True)
 
     async def _heartbeat(self, ctx: StageContext, run_id: int, work: asyncio.Task[Outcome]) -> None:

@@ -139,8 +139,11 @@ class PipelineSettings(msgspec.Struct, frozen=True, kw_only=True):
     """IMPLEMENT→VERIFY rounds per task (the first plus retries)."""
     max_resolution_tasks: int = 3
     """Error-resolution tasks injected for one failing task before human review."""
-    stage_retries: int = 3
+    stage_retries: int = 5
     """Retries of a stage failing with a transient or infrastructure error."""
+    stage_retry_max_seconds: float = 30.0
+    """Longest wait before a retry (waits double from 2 s: 2, 4, 8, 16, 30 s ride out a
+    dependency restart of about a minute)."""
     log_flush_ms: int = 150
     """Log lines are batched into one notification at most this often."""
     log_batch_lines: int = 200

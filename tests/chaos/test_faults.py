@@ -88,6 +88,19 @@ async def _statuses(store, executions: list) -> dict[Any, str]:
             await asyncio.sleep(0.5)
 
 
+async def _errors(store, executions: list) -> list[tuple[Any, ...]]:
+    """What went wrong, for the failure message: error records and retry notes."""
+    async with store.transaction() as session:
+        errors = (await session.execute(text(
+            "SELECT execution_id, task_id, classification, message FROM errors "
+            "WHERE execution_id = ANY(:ids) ORDER BY created_at"), {"ids": executions})).all()
+        retries = (await session.execute(text(
+            "SELECT execution_id, payload->'lines'->>0 FROM notifications "
+            "WHERE execution_id = ANY(:ids) AND payload->>'level' = 'warning' ORDER BY pos"),
+            {"ids": executions})).all()
+    return [tuple(r) for r in errors] + [tuple(r) for r in retries]
+
+
 async def _trial(trial: int, rng: random.Random, store, tmp_path, procs, token_for) -> Counter:
     gateway_port = None
     gateway = procs.gateway()
@@ -137,7 +150,7 @@ async def _trial(trial: int, rng: random.Random, store, tmp_path, procs, token_f
             await asyncio.to_thread(restart_docker)
     statuses = await _statuses(store, executions)
     # Every execution ends as it would have without faults
-    assert set(statuses.values()) == {"completed"}, statuses
+    assert set(statuses.values()) == {"completed"}, (statuses, await _errors(store, executions))
     for project, sample in samples.items():
         assert remote_task_list(sample).progress() == (2, 2), project
         messages = [c.message.split("\n")[0] for c in main_commits(sample)]

@@ -19,6 +19,7 @@ from tests.e2e.checks import (
 )
 from tests.e2e.conftest import start, wait_status
 
+from gateway.demo.sample import INITIAL, create_sample
 from pipeline.broker import get_broker, reset_broker, send
 from runner.settings import get_settings
 
@@ -108,7 +109,22 @@ async def _wait_running(store, execution, stage: str, timeout: float = 300) -> s
     raise TimeoutError(f"{stage} never ran")
 
 
-@pytest.mark.parametrize("stage", ["IMPLEMENT", "VERIFY"])
+SLOW_TEST = "import time\n\n\ndef test_slowly() -> None:\n    time.sleep(4)\n"
+
+
+@pytest.fixture
+def sample(tmp_path, request):
+    """The demo sample; for a kill mid-VERIFY its checks take a few seconds (a slow test),
+    so that the kill surely lands inside the stage."""
+    files = None
+    if getattr(request, "param", None) == "slow-checks":
+        files = {**INITIAL, "tests/test_slowly.py": SLOW_TEST}
+    return create_sample(tmp_path / "sample", files=files)
+
+
+@pytest.mark.parametrize(("stage", "sample"), [("IMPLEMENT", "default"),
+                                               ("VERIFY", "slow-checks")],
+                         indirect=["sample"], ids=["IMPLEMENT", "VERIFY"])
 async def test_a_worker_killed_mid_stage_leaves_a_claim_that_expires(
     store, sample, pipeline_env, procs, stage
 ):

@@ -16,7 +16,7 @@ from typing import Annotated, Any
 import msgspec
 from litestar import Request, Response, get, post
 from litestar.openapi.spec import Example
-from litestar.params import Body, Parameter
+from litestar.params import Body, QueryParameter
 
 from gateway import idempotency
 from gateway.auth import require_read, require_write
@@ -163,10 +163,10 @@ async def verify(
 )
 async def next_task(
     request: Request[Any, Any, Any],
-    project: Annotated[str, Parameter(query="projectId", max_length=200,
-                                      pattern=r"^[A-Za-z0-9_-]{1,100}/[A-Za-z0-9_-]{1,100}$",
-                                      description="customer/project",
-                                      examples=[Example(value=PROJECT)])],
+    project: Annotated[str, QueryParameter(name="projectId", max_length=200,
+                                           pattern=r"^[A-Za-z0-9_-]{1,100}/[A-Za-z0-9_-]{1,100}$",
+                                           description="customer/project",
+                                           examples=[Example(value=PROJECT)])],
 ) -> Response[bytes]:
     project_id = project_param(project)
     require_read(principal_of(request), project_id)

@@ -18,6 +18,7 @@ from functools import cache
 from pathlib import Path
 
 from litestar import Response, get
+from litestar.params import FromPath
 
 from gateway.problems import Problem
 
@@ -67,7 +68,7 @@ async def index() -> Response[bytes]:
 
 
 @get("/static/{name:str}", include_in_schema=False, name="dashboard-static")
-async def static(name: str) -> Response[bytes]:
+async def static(name: FromPath[str]) -> Response[bytes]:
     """One of the dashboard's files; anything else is 404."""
     media_type = FILES.get(name)
     if media_type is None:

@@ -8,7 +8,7 @@ from typing import Annotated, Any
 import msgspec
 from litestar import Request, Response, get, post
 from litestar.openapi.spec import Example
-from litestar.params import Body
+from litestar.params import Body, FromPath
 from sqlalchemy import text
 
 from gateway import idempotency
@@ -93,7 +93,9 @@ async def create_event(
     ),
     tags=["events"],
 )
-async def read_event(request: Request[Any, Any, Any], event_id: uuid.UUID) -> Response[bytes]:
+async def read_event(
+    request: Request[Any, Any, Any], event_id: FromPath[uuid.UUID]
+) -> Response[bytes]:
     principal = principal_of(request)
     async with store_of(request).transaction() as session:
         row = (

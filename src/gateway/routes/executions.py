@@ -7,7 +7,7 @@ from typing import Annotated, Any
 
 import msgspec
 from litestar import Request, Response, get
-from litestar.params import Parameter
+from litestar.params import FromPath, PathParameter, QueryParameter
 from sqlalchemy import text
 
 from gateway.auth import Principal, require_read
@@ -29,7 +29,9 @@ from pipeline.stream import iso
     tags=["executions"],
 )
 async def read_error(
-    request: Request[Any, Any, Any], execution_id: uuid.UUID, error_id: uuid.UUID
+    request: Request[Any, Any, Any],
+    execution_id: FromPath[uuid.UUID],
+    error_id: FromPath[uuid.UUID],
 ) -> Response[bytes]:
     principal = principal_of(request)
     async with store_of(request).transaction() as session:
@@ -87,7 +89,7 @@ def _visible(principal: Principal, project_id: str) -> bool:
     return True
 
 
-UserId = Annotated[str, Parameter(pattern=r"^[A-Za-z0-9@._:-]{1,200}$", max_length=200)]
+UserId = Annotated[str, PathParameter(pattern=r"^[A-Za-z0-9@._:-]{1,200}$", max_length=200)]
 
 
 @get(
@@ -109,7 +111,7 @@ async def active(request: Request[Any, Any, Any], user_id: UserId) -> Response[b
 async def history(
     request: Request[Any, Any, Any],
     user_id: UserId,
-    limit: Annotated[int, Parameter(ge=1, le=500, default=50)] = 50,
+    limit: Annotated[int, QueryParameter(ge=1, le=500)] = 50,
 ) -> Response[bytes]:
     return await _list(request, user_id, active=False, limit=limit)
 

@@ -13,6 +13,7 @@ import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
+import asyncpg
 import msgspec
 import structlog
 from litestar import Request, WebSocket, get, websocket
@@ -96,20 +97,34 @@ async def ws_stream(socket: WebSocket[Any, Any, Any]) -> None:
         return
     sub = Subscriber(principal=principal, projects=query.projects, types=query.types,
                      min_level=query.min_level, queue_size=settings.gateway.ws_queue_size)
-    established = {"connectionId": uuid.uuid4().hex}
-    if query.since is not None:
-        established["resumedFrom"] = str(query.since)
-    await socket.send_text(control_frame("connection-established", established).decode())
-    reader = asyncio.create_task(_read_client(socket))
+    # subscribed before the client hears it is connected: nothing after that can be missed
     try:
-        async for item in _with_stop(hub.frames(sub, query.since), reader):
+        cursor = await hub.subscribe(sub, query.since)
+    except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError) as exc:
+        log.warning("stream.unavailable", error=type(exc).__name__)
+        await socket.close(code=1013, reason="the stream is unavailable; try again")
+        return
+    reader: asyncio.Task[None] | None = None
+    try:
+        await socket.send_text(_established(query).decode())
+        reader = asyncio.create_task(_read_client(socket))
+        async for item in _with_stop(hub.frames(sub, cursor), reader):
             await socket.send_text(_encode(item).decode())
     except (WebSocketDisconnect, ConnectionError, RuntimeError):
         pass
     finally:
-        reader.cancel()
-        with contextlib.suppress(asyncio.CancelledError, Exception):
-            await reader
+        hub.remove(sub)
+        if reader is not None:
+            reader.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await reader
+
+
+def _established(query: StreamQuery) -> bytes:
+    established = {"connectionId": uuid.uuid4().hex}
+    if query.since is not None:
+        established["resumedFrom"] = str(query.since)
+    return control_frame("connection-established", established)
 
 
 async def _with_stop(frames: AsyncIterator[Item], stop: asyncio.Task[None]) -> AsyncIterator[Item]:
@@ -181,14 +196,12 @@ async def sse_stream(request: Request[Any, Any, Any]) -> Stream:
     ping = settings.gateway.ws_ping_seconds
 
     async def events() -> AsyncIterator[bytes]:
-        established = {"connectionId": uuid.uuid4().hex}
-        if query.since is not None:
-            established["resumedFrom"] = str(query.since)
-        hello = control_frame("connection-established", established)
-        yield b"retry: 2000\ndata: " + hello + b"\n\n"
-        frames = hub.frames(sub, query.since).__aiter__()
+        # subscribed before the client hears it is connected: nothing after can be missed
+        cursor = await hub.subscribe(sub, query.since)
+        frames = hub.frames(sub, cursor).__aiter__()
         pending: asyncio.Future[Item] | None = None
         try:
+            yield b"retry: 2000\ndata: " + _established(query) + b"\n\n"
             while True:
                 if pending is None:
                     pending = asyncio.ensure_future(frames.__anext__())
@@ -203,6 +216,7 @@ async def sse_stream(request: Request[Any, Any, Any]) -> Stream:
                 else:
                     yield b"id: " + str(item.pos).encode() + b"\ndata: " + item.data + b"\n\n"
         finally:
+            hub.remove(sub)
             if pending is not None:
                 pending.cancel()
             with contextlib.suppress(Exception):
