@@ -27,6 +27,7 @@ import structlog
 
 from gateway.auth import Principal
 from pipeline.db import asyncpg_dsn
+from pipeline.listen import listen_forever
 from pipeline.stream import STREAM_CHANNEL, iso
 from runner.settings import Settings
 
@@ -35,6 +36,9 @@ log = structlog.get_logger("devteam.fanout")
 LEVELS = {"debug": 10, "info": 20, "warning": 30, "error": 40}
 PAGE = 500
 POLL_SECONDS = 1.0
+QUERY_TIMEOUT = 10.0
+"""No read may hang the stream: a connection left half-open by a network fault times out
+and is replaced."""
 
 
 class FrameOut(msgspec.Struct, rename="camel"):
@@ -217,7 +221,8 @@ class Hub:
     async def head(self) -> int:
         """The last position committed (frames after it are "from now")."""
         assert self.pool is not None
-        return int(await self.pool.fetchval("SELECT pos FROM stream_position WHERE id = 1"))
+        return int(await self.pool.fetchval("SELECT pos FROM stream_position WHERE id = 1",
+                                            timeout=QUERY_TIMEOUT))
 
     async def read(self, after: int, upto: int, sub: Subscriber) -> list[Item]:
         """Rows ``after < pos <= upto`` this subscriber may see, oldest first, one page."""
@@ -231,7 +236,8 @@ class Hub:
             projects, customers = sub.principal.scope()
             where += " AND (project_id = ANY($3::text[]) OR customer_id = ANY($4::text[]))"
             args += [projects or [], customers or []]
-        rows = await self.pool.fetch(f"{_SELECT}{where} ORDER BY pos LIMIT {PAGE}", *args)
+        rows = await self.pool.fetch(f"{_SELECT}{where} ORDER BY pos LIMIT {PAGE}", *args,
+                                     timeout=QUERY_TIMEOUT)
         return [_item(r) for r in rows]
 
     async def subscribe(self, sub: Subscriber, since: int | None) -> int:
@@ -309,7 +315,8 @@ class Hub:
     async def _publish_new(self, conn: asyncpg.Connection) -> None:
         while True:
             rows = await conn.fetch(
-                f"{_SELECT}WHERE pos > $1 ORDER BY pos LIMIT {PAGE}", self.published
+                f"{_SELECT}WHERE pos > $1 ORDER BY pos LIMIT {PAGE}", self.published,
+                timeout=QUERY_TIMEOUT,
             )
             for row in rows:
                 item = _item(row)
@@ -320,29 +327,12 @@ class Hub:
                 return
 
     async def _listen(self) -> None:
-        backoff = 0.1
-        while True:
-            conn: asyncpg.Connection | None = None
-            try:
-                conn = await asyncpg.connect(self.dsn, timeout=5)
-                lost = asyncio.Event()
-                conn.add_termination_listener(lambda _c, lost=lost: lost.set())
-                await conn.add_listener(STREAM_CHANNEL, lambda *_: self._wake.set())
-                self.listen_connected.set()
-                self._wake.set()  # catch up with whatever was written while away
-                backoff = 0.1
-                while not lost.is_set():
-                    with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(lost.wait(), timeout=5)
-                    if not lost.is_set():
-                        await conn.execute("SELECT 1")
-            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError) as exc:
-                self.listen_connected.clear()
-                self.reconnects += 1
-                log.warning("fanout.listen_lost", error=type(exc).__name__, retry_in=backoff)
-                await asyncio.sleep(backoff)
-                backoff = min(5.0, backoff * 2)
-            finally:
-                if conn is not None:
-                    with contextlib.suppress(Exception):
-                        await conn.close(timeout=1)
+        await listen_forever(self.dsn, STREAM_CHANNEL, self._wake.set, name="fanout",
+                             connected=self._connected)
+
+    def _connected(self, up: bool) -> None:
+        if up:
+            self.listen_connected.set()
+        else:
+            self.listen_connected.clear()
+            self.reconnects += 1

@@ -298,15 +298,7 @@ async def implement(
         # would reset the working tree and throw the tool's change away.
         base = await blocking(services.git.create_task_branch, co, task.id, task.title)
         await blocking(services.git.reset_branch, co, branch, f"refs/heads/{branch}")
-        request = ImplementRequest(
-            workdir=co.path,
-            task_id=task.id,
-            title=task.title,
-            description=task.description,
-            files=list(task.files),
-            criteria=dict(task.criteria),
-            notes=list(task.notes),
-        )
+        request = ImplementRequest.for_task(task, co.path)
         artifact = await blocking(services.tool.implement, request)
         if artifact.success:
             await blocking(

@@ -14,12 +14,12 @@ import asyncio
 import contextlib
 import time
 
-import asyncpg
 import structlog
 
 from pipeline import outbox
 from pipeline.broker import get_broker, send
 from pipeline.db import Store, StoreUnavailable, asyncpg_dsn
+from pipeline.listen import listen_forever
 from runner.errors import TransientError
 from runner.settings import Settings
 
@@ -104,27 +104,6 @@ class Relay:
 
     async def _listen(self) -> None:
         """Keep a LISTEN connection; every NOTIFY (and every reconnect) wakes the loop."""
-        dsn = asyncpg_dsn(self.settings.database.url)
-        backoff = 0.2
-        while not self._stopping.is_set():
-            conn: asyncpg.Connection | None = None
-            try:
-                conn = await asyncpg.connect(dsn, timeout=5)
-                lost = asyncio.Event()
-                conn.add_termination_listener(lambda _c, lost=lost: lost.set())
-                await conn.add_listener(outbox.OUTBOX_CHANNEL, lambda *_: self._wake.set())
-                self._wake.set()  # catch up on anything committed while we were away
-                backoff = 0.2
-                while not lost.is_set() and not self._stopping.is_set():
-                    with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(lost.wait(), timeout=5)
-                    if not lost.is_set():
-                        await conn.execute("SELECT 1")  # detect half-open connections
-            except Exception as exc:  # noqa: BLE001 - reconnect whatever went wrong
-                log.warning("relay.listen_lost", error=type(exc).__name__, retry_in=backoff)
-                await asyncio.sleep(backoff)
-                backoff = min(5.0, backoff * 2)
-            finally:
-                if conn is not None:
-                    with contextlib.suppress(Exception):
-                        await conn.close(timeout=1)
+        await listen_forever(asyncpg_dsn(self.settings.database.url), outbox.OUTBOX_CHANNEL,
+                             self._wake.set, name="relay", stopping=self._stopping,
+                             first_backoff=0.2)

@@ -10,9 +10,12 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import msgspec
+
+if TYPE_CHECKING:
+    from runner.tasklist.model import Task
 
 LineSink = Callable[[str], None]
 """Receives one line of a tool's or a command's output as it is produced (already redacted
@@ -33,6 +36,15 @@ class ImplementRequest(msgspec.Struct, frozen=True, kw_only=True):
     attempt: int = 1
     feedback: str | None = None
     """Failing verification output of the previous round, trimmed; None on the first."""
+
+    @classmethod
+    def for_task(cls, task: Task, workdir: Path, *, attempt: int = 1,
+                 feedback: str | None = None) -> ImplementRequest:
+        """The request for ``task`` of a task list, worked on in ``workdir``."""
+        return cls(workdir=workdir, task_id=task.id, title=task.title,
+                   description=task.description, files=list(task.files),
+                   criteria=dict(task.criteria), notes=list(task.notes),
+                   attempt=attempt, feedback=feedback)
 
 
 class ImplementOutputs(msgspec.Struct, frozen=True, kw_only=True, rename="camel"):

@@ -170,9 +170,16 @@ async def _trial(trial: int, rng: random.Random, store, tmp_path, procs, token_f
     for client in clients:
         client.done.set()
     await asyncio.gather(*readers)
+    # nothing is appended once an execution has ended
+    assert {str(e): len(await frames(store, e)) for e in executions} == expected
     for client, execution in zip(clients, executions, strict=True):
         got = client.seqs[str(execution)]
-        assert got == list(range(1, expected[str(execution)] + 1)), (execution, got)
+        want = list(range(1, expected[str(execution)] + 1))
+        assert got == want, {
+            "execution": str(execution), "received": len(got), "expected": len(want),
+            "missing": sorted(set(want) - set(got)),
+            "twice": sorted(s for s, n in Counter(got).items() if n > 1),
+            "reconnects": client.reconnects}
         assert set(client.seqs) == {str(execution)}  # nothing of another customer
     # No orphan container or volume
     for execution in executions:

@@ -70,17 +70,7 @@ async def implement(ctx: StageContext) -> Outcome:
                 break
     co = await checkout(ctx)
     await blocking(ctx.services.git.reset_branch, co, branch, start)
-    request = ImplementRequest(
-        workdir=co.path,
-        task_id=task.id,
-        title=task.title,
-        description=task.description,
-        files=list(task.files),
-        criteria=dict(task.criteria),
-        notes=list(task.notes),
-        attempt=ctx.attempt,
-        feedback=feedback,
-    )
+    request = ImplementRequest.for_task(task, co.path, attempt=ctx.attempt, feedback=feedback)
     artifact = await blocking(
         ctx.services.tool.implement, request, on_line=ctx.log.sink(), cancel=ctx.cancel
     )
