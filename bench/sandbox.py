@@ -25,9 +25,13 @@ import time
 import uuid
 from pathlib import Path
 
-from runner.ports import ContainerSpec
-from runner.sandbox import DockerSandbox, build_image, make_client
-from runner.settings import get_settings
+_HERE = Path(__file__).resolve().parent
+if sys.path and Path(sys.path[0] or ".").resolve() == _HERE:
+    sys.path.pop(0)  # bench/runner.py must not shadow the ``runner`` package
+
+from runner.ports import ContainerSpec  # noqa: E402
+from runner.sandbox import DockerSandbox, build_image, make_client  # noqa: E402
+from runner.settings import get_settings  # noqa: E402
 
 
 def percentile(values: list[float], pct: float) -> float:
