@@ -138,13 +138,20 @@ def raw_http(port: int, request: bytes, timeout: float = 30, *, head_only: bool 
     headers (for answers that keep the connection open)."""
     import socket
 
-    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
-        sock.sendall(request)
-        chunks = []
-        while chunk := sock.recv(65536):
-            chunks.append(chunk)
-            if head_only and b"\r\n\r\n" in b"".join(chunks):
-                break
+    chunks: list[bytes] = []
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
+            sock.sendall(request)
+            while chunk := sock.recv(65536):
+                chunks.append(chunk)
+                if head_only and b"\r\n\r\n" in b"".join(chunks):
+                    break
+    except (ConnectionResetError, BrokenPipeError):
+        # The server answered and closed while the request was still arriving (a request
+        # it refused before reading it all): the kernel may then reset the connection and
+        # drop the answer. Status 0 says "refused without an answer we could read".
+        if b"\r\n\r\n" not in b"".join(chunks):
+            return 0, {}, b""
     head, _, body = b"".join(chunks).partition(b"\r\n\r\n")
     lines = head.decode("latin-1").split("\r\n")
     status = int(lines[0].split()[1])

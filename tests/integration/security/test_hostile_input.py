@@ -299,6 +299,13 @@ def fuzz_http(port: int, alice: str) -> Counter[str]:
             + b"Content-Length: 0\r\nConnection: close\r\n\r\n"
         )
         status, response_headers, body = raw_http(port, request)
+        if status == 0:
+            # reset before an answer could be read: the parser refused a large request
+            # before reading it all (its answer is lost with the reset); a small request
+            # is read whole and always answered
+            assert len(request) > 16 * 1024, request[:200]
+            outcomes["reset"] += 1
+            return
         outcomes[assert_clean_answer(status, response_headers, body, target)] += 1
         outcomes[f"{status // 100}xx"] += 1
 
