@@ -90,10 +90,12 @@ async def connect(url: str, max_queue: int = 16, rcvbuf: int | None = None) -> A
 
 
 class RawWsClient:
-    """A deliberately slow WebSocket client: a plain socket with a tiny receive buffer that
-    reads nothing until told to, so the server's writes back up for real."""
+    """A WebSocket client on a plain socket: it reads nothing until told to (with a tiny
+    receive buffer, the server's writes back up for real) and can send what a library
+    refuses to (invalid UTF-8 text)."""
 
-    def __init__(self, url: str, rcvbuf: int = 4096) -> None:
+    def __init__(self, url: str, rcvbuf: int | None = 4096, timeout: float | None = None
+                 ) -> None:
         import base64
         import os
         import socket
@@ -101,7 +103,9 @@ class RawWsClient:
 
         parts = urlsplit(url)
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+        if rcvbuf is not None:
+            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+        self.sock.settimeout(timeout)
         self.sock.connect((parts.hostname, parts.port))
         key = base64.b64encode(os.urandom(16)).decode()
         path = parts.path + ("?" + parts.query if parts.query else "")
@@ -123,11 +127,10 @@ class RawWsClient:
                 raise ConnectionError("closed")
             self.buffer += chunk
 
-    def frame(self) -> dict[str, Any] | None:
-        """The next text frame as JSON (None for control frames such as pings)."""
+    def raw_frame(self) -> tuple[int, bytes]:
+        """The next frame: ``(opcode, payload)``."""
         self._fill(2)
-        opcode, length = self.buffer[0] & 0x0F, self.buffer[1] & 0x7F
-        offset = 2
+        opcode, length, offset = self.buffer[0] & 0x0F, self.buffer[1] & 0x7F, 2
         if length == 126:
             self._fill(4)
             length, offset = int.from_bytes(self.buffer[2:4], "big"), 4
@@ -137,7 +140,28 @@ class RawWsClient:
         self._fill(offset + length)
         payload = self.buffer[offset : offset + length]
         self.buffer = self.buffer[offset + length :]
+        return opcode, payload
+
+    def frame(self) -> dict[str, Any] | None:
+        """The next text frame as JSON (None for control frames such as pings)."""
+        opcode, payload = self.raw_frame()
         return json.loads(payload) if opcode == 1 else None
+
+    def send(self, opcode: int, payload: bytes) -> None:
+        """Send one masked frame, whatever its payload."""
+        import os
+
+        mask = os.urandom(4)
+        size = len(payload)
+        header = bytes([0x80 | opcode])
+        if size < 126:
+            header += bytes([0x80 | size])
+        elif size < 65536:
+            header += bytes([0x80 | 126]) + size.to_bytes(2, "big")
+        else:
+            header += bytes([0x80 | 127]) + size.to_bytes(8, "big")
+        masked = bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+        self.sock.sendall(header + mask + masked)
 
     def close(self) -> None:
         self.sock.close()

@@ -11,7 +11,8 @@ import uuid
 from collections.abc import Callable, Iterator
 
 import pytest
-from tests.integration.security.helpers import RUN_PREFIX, leftovers, remove_prefixed
+from tests.integration.sandbox.sandbox_helpers import ours, remove_prefixed
+from tests.integration.security.helpers import RUN_PREFIX
 
 from runner.ports import ContainerSpec
 from runner.sandbox import DockerSandbox, build_image, make_client
@@ -26,7 +27,7 @@ to fill on a shared disk; the code path is the same)."""
 def docker_client() -> Iterator[object]:
     client = make_client(get_settings())
     yield client
-    left = leftovers(client)
+    left = ours(client, RUN_PREFIX)
     remove_prefixed(client, RUN_PREFIX)
     client.close()
     assert left == ([], []), "the security tests left these behind"

@@ -7,14 +7,12 @@ import base64
 import re
 import uuid
 from pathlib import Path
-from typing import Any
 from urllib.parse import quote
 
 from sqlalchemy import text
 
 from gateway.demo.sample import INITIAL
 from pipeline.db import Store
-from runner.sandbox import labels as lbl
 
 RUN_PREFIX = f"sect-{uuid.uuid4().hex[:6]}"
 """Start of the execution ids of the containers these tests make directly."""
@@ -52,30 +50,6 @@ def project_files(**extra: str) -> dict[str, str]:
 def attempts(output: str) -> dict[str, tuple[str, str]]:
     """``{name: (verdict, detail)}`` from the hostile suite's ``ATTEMPT`` lines."""
     return {m[1]: (m[2], m[3] or "") for m in ATTEMPT.finditer(output)}
-
-
-def leftovers(client: Any, prefix: str = RUN_PREFIX) -> tuple[list[str], list[str]]:
-    """Names of containers and volumes whose execution id starts with ``prefix``."""
-    selector = {"label": lbl.MANAGED_FILTER}
-    containers = [
-        c["Names"][0].lstrip("/")
-        for c in client.api.containers(all=True, filters=selector)
-        if c["Labels"].get(lbl.EXECUTION, "").startswith(prefix)
-    ]
-    volumes = [
-        v["Name"]
-        for v in (client.api.volumes(filters=selector).get("Volumes") or [])
-        if (v.get("Labels") or {}).get(lbl.EXECUTION, "").startswith(prefix)
-    ]
-    return containers, volumes
-
-
-def remove_prefixed(client: Any, prefix: str) -> None:
-    containers, volumes = leftovers(client, prefix)
-    for name in containers:
-        client.api.remove_container(name, force=True)
-    for name in volumes:
-        client.api.remove_volume(name, force=True)
 
 
 async def tables(store: Store) -> list[str]:
@@ -160,64 +134,3 @@ def raw_http(port: int, request: bytes, timeout: float = 30, *, head_only: bool 
         name, _, value = line.partition(":")
         headers[name.strip().lower()] = value.strip()
     return status, headers, body
-
-
-class RawWebSocket:
-    """A WebSocket client that can send what a library refuses to (invalid UTF-8 text)."""
-
-    def __init__(self, port: int, path: str) -> None:
-        import os
-        import socket
-
-        self.sock = socket.create_connection(("127.0.0.1", port), timeout=30)
-        key = base64.b64encode(os.urandom(16)).decode()
-        self.sock.sendall(
-            f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\n"
-            f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
-            "Sec-WebSocket-Version: 13\r\n\r\n".encode()
-        )
-        self.buffer = b""
-        while b"\r\n\r\n" not in self.buffer:
-            self.buffer += self.sock.recv(4096)
-        head, _, self.buffer = self.buffer.partition(b"\r\n\r\n")
-        assert head.startswith(b"HTTP/1.1 101"), head
-
-    def send(self, opcode: int, payload: bytes) -> None:
-        import os
-
-        mask = os.urandom(4)
-        size = len(payload)
-        header = bytes([0x80 | opcode])
-        if size < 126:
-            header += bytes([0x80 | size])
-        elif size < 65536:
-            header += bytes([0x80 | 126]) + size.to_bytes(2, "big")
-        else:
-            header += bytes([0x80 | 127]) + size.to_bytes(8, "big")
-        masked = bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
-        self.sock.sendall(header + mask + masked)
-
-    def _fill(self, n: int) -> None:
-        while len(self.buffer) < n:
-            chunk = self.sock.recv(65536)
-            if not chunk:
-                raise ConnectionError("closed")
-            self.buffer += chunk
-
-    def frame(self) -> tuple[int, bytes]:
-        """The next frame: ``(opcode, payload)``."""
-        self._fill(2)
-        opcode, length, offset = self.buffer[0] & 0x0F, self.buffer[1] & 0x7F, 2
-        if length == 126:
-            self._fill(4)
-            length, offset = int.from_bytes(self.buffer[2:4], "big"), 4
-        elif length == 127:
-            self._fill(10)
-            length, offset = int.from_bytes(self.buffer[2:10], "big"), 10
-        self._fill(offset + length)
-        payload = self.buffer[offset : offset + length]
-        self.buffer = self.buffer[offset + length :]
-        return opcode, payload
-
-    def close(self) -> None:
-        self.sock.close()

@@ -32,13 +32,12 @@ from tests.e2e.checks import stage_runs
 from tests.e2e.conftest import start, wait_status
 from tests.integration.gateway.conftest import add_project
 from tests.integration.security.helpers import (
-    RawWebSocket,
     model_script,
     project_files,
     raw_http,
     row_counts,
 )
-from tests.support.streams import ws_url
+from tests.support.streams import RawWsClient, ws_url
 from websockets.sync.client import connect
 
 from gateway.demo.sample import create_sample
@@ -162,11 +161,11 @@ def fuzz_websocket(url: str, port: int, path: str) -> Counter[str]:
         replies["final-pong"] += 1
     # Invalid UTF-8 in a *text* frame breaks the protocol itself: the server closes that
     # socket with 1007, as RFC 6455 says, and goes on serving everyone else.
-    raw = RawWebSocket(port, path)
+    raw = RawWsClient(f"ws://127.0.0.1:{port}{path}", rcvbuf=None, timeout=30)
     try:
-        assert json.loads(raw.frame()[1])["type"] == "connection-established"
+        assert json.loads(raw.raw_frame()[1])["type"] == "connection-established"
         raw.send(0x1, b"\xff\xfe not UTF-8")
-        opcode, payload = raw.frame()
+        opcode, payload = raw.raw_frame()
         assert (opcode, int.from_bytes(payload[:2], "big")) == (0x8, 1007)
     finally:
         raw.close()
