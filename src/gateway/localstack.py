@@ -77,7 +77,7 @@ class LocalStack:
         self._stop_registered_processes(log)
         state = self._state()
         if state.get("dockerd", {}).get("ours"):
-            self._stop_pidfile(self.dir / "docker" / "docker.pid", "dockerd", log, timeout=20)
+            self.stop_dockerd(log)
         if state.get("redis", {}).get("ours"):
             self._stop_pidfile(self.dir / "redis" / "redis.pid", "redis", log)
         if state.get("postgres", {}).get("ours"):
@@ -307,16 +307,24 @@ class LocalStack:
         _wait(lambda: docker_reachable(self.settings, timeout=1.0)[0], "dockerd", 60)
         self._mark("dockerd", ours=True, socket=str(sock))
 
+    def stop_dockerd(self, log: Callable[[str], None] = print) -> None:
+        """Stop the dockerd this stack started. Running containers stop with it. dockerd
+        sometimes lingers long after "shutdown complete" (waiting on its containerd): after
+        15 s its whole process group (dockerd and the containerd it started) is killed."""
+        self._stop_pidfile(self.dir / "docker" / "docker.pid", "dockerd", log, timeout=15,
+                           group=True)
+
     # -- processes ---------------------------------------------------------------------
     def _stop_pidfile(
-        self, pidfile: Path, name: str, log: Callable[[str], None], timeout: float = 10
+        self, pidfile: Path, name: str, log: Callable[[str], None], timeout: float = 10,
+        *, group: bool = False,
     ) -> None:
         try:
             pid = int(pidfile.read_text().strip())
         except (OSError, ValueError):
             return
         log(f"{name}: stopping (pid {pid})")
-        _terminate(pid, timeout)
+        _terminate(pid, timeout, group=group)
 
     def _stop_registered_processes(self, log: Callable[[str], None]) -> None:
         run_dir = self.dir / "run"
@@ -371,16 +379,28 @@ def _redis_ping(port: int) -> bool:
 
 
 def _alive(pid: int) -> bool:
+    """Whether ``pid`` still runs; a zombie (exited, not yet reaped) does not, and is
+    reaped here when it is this process's child (a dockerd this process started)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
         return True
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return True
+    if state == "Z":
+        with contextlib.suppress(ChildProcessError):
+            os.waitpid(pid, os.WNOHANG)
+        return False
     return True
 
 
-def _terminate(pid: int, timeout: float) -> None:
+def _terminate(pid: int, timeout: float, *, group: bool = False) -> None:
+    """SIGTERM ``pid``; SIGKILL it (and, with ``group``, the process group it leads) if it
+    is still there after ``timeout`` seconds; return once it is gone."""
     with contextlib.suppress(ProcessLookupError):
         os.kill(pid, signal.SIGTERM)
     deadline = time.monotonic() + timeout
@@ -388,8 +408,13 @@ def _terminate(pid: int, timeout: float) -> None:
         if not _alive(pid):
             return
         time.sleep(0.1)
-    with contextlib.suppress(ProcessLookupError):
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        if group:
+            os.killpg(pid, signal.SIGKILL)
         os.kill(pid, signal.SIGKILL)
+    deadline = time.monotonic() + 10
+    while _alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.1)
 
 
 def _wait(check: Callable[[], bool], name: str, timeout: float) -> None:

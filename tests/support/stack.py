@@ -43,18 +43,6 @@ def restart_redis() -> None:
 
 def restart_docker() -> None:
     """Stop the project's dockerd (containers stop with it) and start it again."""
-    import signal
-    import time
-
     stack = LocalStack(load_settings())
-    pidfile = stack.dir / "docker" / "docker.pid"
-    pid = int(pidfile.read_text().strip())
-    os.kill(pid, signal.SIGTERM)
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            os.kill(pid, 0)
-            time.sleep(0.2)
-        except ProcessLookupError:
-            break
+    stack.stop_dockerd(lambda _m: None)
     stack._docker_up(lambda _m: None)
