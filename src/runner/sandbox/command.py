@@ -17,7 +17,7 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-from runner.errors import RunnerError
+from runner.errors import InfrastructureError, RunnerError
 from runner.ports import CommandResult, LineSink
 from runner.sandbox.engine import call
 from runner.sandbox.output import OutputCollector, command_result
@@ -133,6 +133,14 @@ def run_command(
         exit_code = call(what, api.exec_inspect, exec_id).get("ExitCode")
     except RunnerError:
         exit_code = None
+    if collector.end is None and not (timed_out or cancelled) and not _running(api, container):
+        # The wrapper never reported because its container went away under it (the Docker
+        # engine restarted, the container was removed): the command's fate is unknown, so
+        # this is the infrastructure's failure, not the command's (the stage is retried).
+        raise InfrastructureError(
+            f"{container} stopped while a command was running in it",
+            details={"container": container, "command": command[:200]},
+        )
     return command_result(
         command,
         collector,
@@ -141,3 +149,20 @@ def run_command(
         timed_out=timed_out,
         cancelled=cancelled,
     )
+
+
+def _running(api: Any, container: str, settle: float = 2.0) -> bool:
+    """Whether ``container`` still runs ``settle`` seconds on (False as soon as it is seen
+    stopped or gone, or Docker is unreachable): the exec's stream can end a moment before
+    the engine records that the container died."""
+    deadline = time.monotonic() + settle
+    while True:
+        try:
+            info = call(f"inspect {container}", api.inspect_container, container)
+        except RunnerError:
+            return False
+        if not (info.get("State") or {}).get("Running"):
+            return False
+        if time.monotonic() >= deadline:
+            return True
+        time.sleep(0.1)

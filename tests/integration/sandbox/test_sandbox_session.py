@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from runner.errors import Classification
+from runner.errors import Classification, InfrastructureError
 from runner.sandbox import DockerSandbox, classify
 
 pytestmark = pytest.mark.docker
@@ -153,3 +153,28 @@ def test_given_a_crashed_worker_when_a_new_sandbox_asks_again_then_it_reuses_the
     assert again.name == session.name
     assert again.container_id == session.container_id
     assert again.read_file("kept.txt") == b"kept"
+
+
+def test_given_the_container_killed_under_a_command_then_it_is_an_infrastructure_error(
+    session, docker_client
+):
+    # Given a command that prints, then runs for a while
+    started = threading.Event()
+
+    def on_line(line: str) -> None:
+        if line == "running":
+            started.set()
+
+    def kill_once_started() -> None:
+        if started.wait(30):
+            docker_client.api.kill(session.name)
+
+    killer = threading.Thread(target=kill_once_started)
+    killer.start()
+    # When the container dies under it (as when the Docker engine restarts)
+    with pytest.raises(InfrastructureError) as raised:
+        session.run("echo running; sleep 60", timeout=90, on_line=on_line)
+    killer.join()
+    # Then it is not the command's failure: the stage is retried, not failed as verification
+    assert raised.value.classification is Classification.INFRASTRUCTURE
+    assert "stopped while a command was running" in raised.value.message
