@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import os
+import signal
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -23,6 +24,18 @@ from runner.settings import PROJECT_ROOT, Settings, load_settings, reset_setting
 ROOT = PROJECT_ROOT
 SHARED = ROOT.parent / "shared"
 FIXTURES = SHARED / "fixtures"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """SIGTERM and SIGHUP end the run like Ctrl-C does, so fixture teardown still stops
+    the gateway, relay and worker processes a test started (they run in sessions of their
+    own and would otherwise outlive a killed pytest)."""
+
+    def interrupt(signum: int, _frame: object) -> None:
+        raise KeyboardInterrupt(f"signal {signal.Signals(signum).name}")
+
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, interrupt)
 
 
 def _base_settings() -> Settings:
