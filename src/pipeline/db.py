@@ -9,7 +9,9 @@ from __future__ import annotations
 import contextlib
 import contextvars
 from collections.abc import AsyncIterator
+from typing import Any
 
+from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
@@ -98,6 +100,18 @@ class Store:
             if exc.connection_invalidated or _unavailable(exc):
                 raise StoreUnavailable("database unavailable") from exc
             raise
+
+    async def scalar(self, sql: str, **params: Any) -> Any:
+        """One read in a transaction of its own: the first column of its only row, or None
+        when it returns no row."""
+        async with self.transaction() as session:
+            return (await session.execute(text(sql), params)).scalar_one_or_none()
+
+    async def row(self, sql: str, **params: Any) -> tuple[Any, ...] | None:
+        """One read in a transaction of its own: its only row, or None."""
+        async with self.transaction() as session:
+            row = (await session.execute(text(sql), params)).one_or_none()
+        return None if row is None else tuple(row)
 
     async def close(self) -> None:
         await self.engine.dispose()

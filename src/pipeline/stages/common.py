@@ -7,8 +7,6 @@ import functools
 from collections.abc import Callable
 from typing import Any, ParamSpec, TypeVar
 
-from sqlalchemy import text
-
 from pipeline.lifecycle import Stage
 from pipeline.outbox import StageCommand
 from pipeline.outcome import StageContext
@@ -56,24 +54,17 @@ async def result_of(
         sql += " AND attempt = :a"
         params["a"] = attempt
     sql += " ORDER BY attempt DESC, id DESC LIMIT 1"
-    async with ctx.services.store.transaction() as session:
-        value = (await session.execute(text(sql), params)).scalar_one_or_none()
+    value = await ctx.services.store.scalar(sql, **params)
     return dict(value) if value else None
 
 
 async def current_task(ctx: StageContext) -> Task:
     """The task this command works on, as SELECT recorded it when it picked it."""
-    async with ctx.services.store.transaction() as session:
-        value = (
-            await session.execute(
-                text(
-                    "SELECT result FROM stage_runs WHERE execution_id = :e AND stage = 'SELECT' "
-                    "AND status = 'succeeded' AND result->'task'->>'id' = :t "
-                    "ORDER BY id DESC LIMIT 1"
-                ),
-                {"e": ctx.execution.id, "t": ctx.task_id},
-            )
-        ).scalar_one_or_none()
+    value = await ctx.services.store.scalar(
+        "SELECT result FROM stage_runs WHERE execution_id = :e AND stage = 'SELECT' "
+        "AND status = 'succeeded' AND result->'task'->>'id' = :t ORDER BY id DESC LIMIT 1",
+        e=ctx.execution.id, t=ctx.task_id,
+    )
     if not value:
         raise ConfigError(f"task {ctx.task_id} was never selected in this execution")
     return task_from_wire(dict(value)["task"])
@@ -97,18 +88,10 @@ def task_from_wire(wire: dict[str, Any]) -> Task:
 
 async def next_select(ctx: StageContext) -> StageCommand:
     """The command for the next SELECT: keyed ``#<n>`` by how many SELECTs ran before."""
-    async with ctx.services.store.transaction() as session:
-        count = int(
-            (
-                await session.execute(
-                    text(
-                        "SELECT count(*) FROM stage_runs WHERE execution_id = :e "
-                        "AND stage = 'SELECT'"
-                    ),
-                    {"e": ctx.execution.id},
-                )
-            ).scalar_one()
-        )
+    count = int(await ctx.services.store.scalar(
+        "SELECT count(*) FROM stage_runs WHERE execution_id = :e AND stage = 'SELECT'",
+        e=ctx.execution.id,
+    ))
     return ctx.then(Stage.SELECT, task_id=f"#{count + 1}")
 
 

@@ -11,8 +11,6 @@ import posixpath
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import text
-
 from pipeline.lifecycle import Stage
 from pipeline.outcome import Outcome, StageContext
 from pipeline.stages.common import blocking, checkout, current_task, result_of
@@ -106,16 +104,11 @@ async def update_tasklist(ctx: StageContext) -> Outcome:
 async def _file_task(ctx: StageContext, task_id: str) -> str | None:
     """The task-list entry to mark done: the task itself, the one a ``replace`` injection
     stands for, or None for other injected tasks (they live only in the database)."""
-    async with ctx.services.store.transaction() as session:
-        row = (
-            await session.execute(
-                text(
-                    "SELECT injection_type, replace_task_id FROM injected_tasks "
-                    "WHERE project_id = :p AND task_id = :t"
-                ),
-                {"p": ctx.project["project_id"], "t": task_id},
-            )
-        ).one_or_none()
+    row = await ctx.services.store.row(
+        "SELECT injection_type, replace_task_id FROM injected_tasks "
+        "WHERE project_id = :p AND task_id = :t",
+        p=ctx.project["project_id"], t=task_id,
+    )
     if row is None:
         return task_id
     return str(row[1]) if row[0] == "replace" else None

@@ -13,8 +13,6 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from sqlalchemy import text
-
 from pipeline.lifecycle import PauseReason, Stage
 from pipeline.outcome import Injection, Outcome, StageContext
 from pipeline.stages.common import blocking, checkout, next_select, result_of
@@ -125,29 +123,16 @@ async def _fresh_branch(ctx: StageContext) -> None:
 
 async def _origin(ctx: StageContext, task_id: str) -> str:
     """The task a resolution task was made for (a task is its own origin)."""
-    async with ctx.services.store.transaction() as session:
-        origin = (
-            await session.execute(
-                text(
-                    "SELECT origin_task_id FROM injected_tasks WHERE project_id = :p "
-                    "AND task_id = :t"
-                ),
-                {"p": ctx.project["project_id"], "t": task_id},
-            )
-        ).scalar_one_or_none()
+    origin = await ctx.services.store.scalar(
+        "SELECT origin_task_id FROM injected_tasks WHERE project_id = :p AND task_id = :t",
+        p=ctx.project["project_id"], t=task_id,
+    )
     return str(origin or task_id)
 
 
 async def _resolutions(ctx: StageContext, origin: str) -> int:
-    async with ctx.services.store.transaction() as session:
-        return int(
-            (
-                await session.execute(
-                    text(
-                        "SELECT count(*) FROM injected_tasks WHERE project_id = :p "
-                        "AND origin_task_id = :o AND status IN ('pending', 'done', 'failed')"
-                    ),
-                    {"p": ctx.project["project_id"], "o": origin},
-                )
-            ).scalar_one()
-        )
+    return int(await ctx.services.store.scalar(
+        "SELECT count(*) FROM injected_tasks WHERE project_id = :p AND origin_task_id = :o "
+        "AND status IN ('pending', 'done', 'failed')",
+        p=ctx.project["project_id"], o=origin,
+    ))

@@ -128,16 +128,11 @@ async def select(ctx: StageContext) -> Outcome:
 
 async def _pass_of(ctx: StageContext, task_id: str) -> int:
     """1 the first time a task is selected in this execution, then 2, 3..."""
-    async with ctx.services.store.transaction() as session:
-        passes = (
-            await session.execute(
-                text(
-                    "SELECT coalesce(max(pass_no), 0) FROM stage_runs WHERE execution_id = :e "
-                    "AND task_id = :t AND stage = 'PREP'"
-                ),
-                {"e": ctx.execution.id, "t": task_id},
-            )
-        ).scalar_one()
+    passes = await ctx.services.store.scalar(
+        "SELECT coalesce(max(pass_no), 0) FROM stage_runs WHERE execution_id = :e "
+        "AND task_id = :t AND stage = 'PREP'",
+        e=ctx.execution.id, t=task_id,
+    )
     return int(passes) + 1
 
 
