@@ -7,41 +7,33 @@
 - ``Stack``: both of the above plus a private workspace root and the process environment
   pointing every ``DEVTEAM_*`` consumer (this process too) at them;
 - ``Processes``: real ``devteam serve|relay|worker`` subprocesses, each with its own log,
-  stopped (process group, SIGTERM then SIGKILL) whatever happens;
+  stopped (process group, SIGTERM then SIGKILL) whatever happens (the tests' harness,
+  tests/support/procs.py, as is the template database in tests/support/databases.py);
 - ``percentile``/``stats``, ``print_table``, ``emit_json``;
 - ``interrupts_raise()``: SIGTERM and SIGHUP become KeyboardInterrupt, so every cleanup
   (``finally``/``with``) runs on Ctrl-C or a kill.
 
-Benchmarks never import from ``tests/``; the ideas of tests/support/procs.py are repeated
-here on purpose.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import json
 import os
 import shutil
 import signal
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
-import uuid
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import asyncpg
-import httpx
 import redis
-from alembic import command
-from alembic.config import Config
 from rich.console import Console
 from rich.table import Table
 
@@ -49,7 +41,15 @@ from runner.sandbox import DockerSandbox
 from runner.settings import get_settings, load_settings, reset_settings_cache
 
 ROOT = Path(__file__).resolve().parents[1]
-DEVTEAM = ROOT / ".venv" / "bin" / "devteam"
+if str(ROOT) not in sys.path:
+    sys.path.append(str(ROOT))  # for the harness shared with the tests
+
+from tests.support import databases  # noqa: E402
+from tests.support.procs import Proc, Processes, uninterrupted, wait_for_log  # noqa: E402
+
+# What the benchmarks take from here rather than from tests/support themselves
+__all__ = ["Proc", "Processes", "wait_for_log"]
+
 CONSOLE = Console(width=130, highlight=False, soft_wrap=False)
 ERR = Console(stderr=True, highlight=False)
 
@@ -145,75 +145,17 @@ def interrupts_raise() -> Iterator[None]:
 
 
 # ---------------------------------------------------------------------------- databases
-def _admin_dsn(url: str, database: str = "postgres") -> str:
-    head = url.replace("postgresql+asyncpg://", "postgresql://", 1).rpartition("/")[0]
-    return f"{head}/{database}"
-
-
-def _url_for(url: str, database: str) -> str:
-    return f"{url.rpartition('/')[0]}/{database}"
-
-
-def _migrations_hash() -> str:
-    """Same hash as tests/conftest.py, so both share one template database."""
-    h = hashlib.sha256()
-    for path in sorted((ROOT / "db").rglob("*.py")):
-        h.update(path.read_bytes())
-    h.update((ROOT / "src" / "pipeline" / "models.py").read_bytes())
-    return h.hexdigest()[:10]
-
-
-def _migrate(url: str) -> None:
-    cfg = Config(str(ROOT / "alembic.ini"))
-    cfg.attributes["url"] = url
-    command.upgrade(cfg, "head")
-
-
-async def _admin(base_url: str, *sql: str) -> None:
-    conn = await asyncpg.connect(_admin_dsn(base_url))
-    try:
-        for statement in sql:
-            await conn.execute(statement)
-    finally:
-        await conn.close()
-
-
-def ensure_template(base_url: str) -> str:
-    """Name of the migrated template database (built once per migration set)."""
-    name = f"devteam_tpl_{_migrations_hash()}"
-
-    async def exists() -> bool:
-        conn = await asyncpg.connect(_admin_dsn(base_url))
-        try:
-            return bool(await conn.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", name))
-        finally:
-            await conn.close()
-
-    if asyncio.run(exists()):
-        return name
-    build = f"{name}_build_{uuid.uuid4().hex[:6]}"
-    asyncio.run(_admin(base_url, f'CREATE DATABASE "{build}"'))
-    try:
-        _migrate(_url_for(base_url, build))
-        if not asyncio.run(exists()):
-            asyncio.run(_admin(base_url, f'ALTER DATABASE "{build}" RENAME TO "{name}"'))
-    finally:
-        asyncio.run(_admin(base_url, f'DROP DATABASE IF EXISTS "{build}" WITH (FORCE)'))
-    return name
-
-
 @contextlib.contextmanager
 def throwaway_database(prefix: str = "bench") -> Iterator[str]:
     """A fresh migrated database (SQLAlchemy URL); dropped afterwards, even on Ctrl-C."""
     base = load_settings().database.url
-    template = ensure_template(base)
-    name = f"{prefix}_{uuid.uuid4().hex[:12]}"
-    asyncio.run(_admin(base, f'CREATE DATABASE "{name}" TEMPLATE "{template}"'))
+    url = asyncio.run(databases.create_copy(base, asyncio.run(databases.ensure_template(base)),
+                                            prefix))
     try:
-        yield _url_for(base, name)
+        yield url
     finally:
-        with _uninterrupted():
-            asyncio.run(_admin(base, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        with uninterrupted():
+            asyncio.run(databases.drop(url))
 
 
 @contextlib.contextmanager
@@ -231,154 +173,9 @@ def redis_database(db: int) -> Iterator[str]:
                              "pick another with --redis-db")
         yield url
     finally:
-        with _uninterrupted():
+        with uninterrupted():
             client.flushdb()
             client.close()
-
-
-@contextlib.contextmanager
-def _uninterrupted() -> Iterator[None]:
-    """Ignore SIGINT while a cleanup step runs (a second Ctrl-C must not skip it)."""
-    old = signal.signal(signal.SIGINT, signal.SIG_IGN)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGINT, old)
-
-
-# ---------------------------------------------------------------------------- processes
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-@dataclass
-class Proc:
-    name: str
-    popen: subprocess.Popen[bytes]
-    log: Path
-    port: int | None = None
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    @property
-    def pid(self) -> int:
-        return self.popen.pid
-
-    def alive(self) -> bool:
-        return self.popen.poll() is None
-
-    def signal_group(self, sig: int) -> None:
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(self.popen.pid, sig)
-
-    def stop(self, timeout: float = 15) -> None:
-        """SIGTERM the process group, SIGKILL it after ``timeout``."""
-        if self.alive():
-            self.signal_group(signal.SIGTERM)
-            try:
-                self.popen.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.signal_group(signal.SIGKILL)
-                self.popen.wait(5)
-        self.signal_group(signal.SIGKILL)  # stragglers of the group (tool subprocesses)
-
-    def output(self) -> str:
-        try:
-            return self.log.read_text(errors="replace")
-        except OSError:
-            return ""
-
-    def json_lines(self) -> Iterator[dict[str, Any]]:
-        """The structured log lines (one JSON object each) this process wrote."""
-        for line in self.output().splitlines():
-            if line.startswith("{"):
-                with contextlib.suppress(ValueError):
-                    yield json.loads(line)
-
-
-@dataclass
-class Processes:
-    """Started processes; ``close()`` stops them all, newest first."""
-
-    env: dict[str, str]
-    logdir: Path
-    procs: list[Proc] = field(default_factory=list)
-
-    def start(self, name: str, argv: Sequence[str], *, port: int | None = None,
-              extra_env: dict[str, str] | None = None) -> Proc:
-        self.logdir.mkdir(parents=True, exist_ok=True)
-        log = self.logdir / f"{name}-{len(self.procs)}.log"
-        with log.open("wb") as fh:
-            popen = subprocess.Popen(
-                list(argv), env={**self.env, **(extra_env or {})}, stdout=fh,
-                stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=ROOT,
-                start_new_session=True,
-            )
-        proc = Proc(name=name, popen=popen, log=log, port=port)
-        self.procs.append(proc)
-        return proc
-
-    def devteam(self, name: str, *args: str, port: int | None = None,
-                extra_env: dict[str, str] | None = None) -> Proc:
-        return self.start(name, [str(DEVTEAM), *args], port=port, extra_env=extra_env)
-
-    def gateway(self, **extra_env: str) -> Proc:
-        port = free_port()
-        proc = self.devteam("gateway", "serve", "--port", str(port), port=port,
-                            extra_env=extra_env)
-        wait_http(proc, "/health", timeout=60)
-        return proc
-
-    def relay(self, **extra_env: str) -> Proc:
-        return self.devteam("relay", "relay", extra_env=extra_env)
-
-    def worker(self, threads: int = 4, **extra_env: str) -> Proc:
-        return self.devteam("worker", "worker", "--threads", str(threads), extra_env=extra_env)
-
-    def named(self, prefix: str) -> list[Proc]:
-        return [p for p in self.procs if p.name.startswith(prefix)]
-
-    def check_alive(self) -> None:
-        for proc in self.procs:
-            if not proc.alive():
-                raise RuntimeError(f"{proc.name} exited ({proc.popen.returncode}):\n"
-                                   f"{proc.output()[-3000:]}")
-
-    def close(self) -> None:
-        with _uninterrupted():
-            for proc in reversed(self.procs):
-                proc.stop()
-
-
-def wait_http(proc: Proc, path: str, timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    last: Exception | None = None
-    while time.monotonic() < deadline:
-        if not proc.alive():
-            raise RuntimeError(f"{proc.name} exited:\n{proc.output()[-3000:]}")
-        try:
-            httpx.get(proc.url + path, timeout=2)
-            return
-        except httpx.HTTPError as exc:
-            last = exc
-            time.sleep(0.1)
-    raise RuntimeError(f"{proc.name} did not answer: {last}\n{proc.output()[-3000:]}")
-
-
-def wait_for_log(proc: Proc, message: str, timeout: float = 30) -> None:
-    """Wait until ``proc`` logged a line whose ``msg`` is ``message``."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if any(line.get("msg") == message for line in proc.json_lines()):
-            return
-        if not proc.alive():
-            raise RuntimeError(f"{proc.name} exited:\n{proc.output()[-3000:]}")
-        time.sleep(0.1)
-    raise RuntimeError(f"{proc.name} never logged {message}:\n{proc.output()[-3000:]}")
 
 
 # ---------------------------------------------------------------------------- the stack
@@ -436,7 +233,7 @@ def stack(*, redis_db: int, prefix: str = "bench", extra: dict[str, str] | None 
                 yield st
             finally:
                 procs.close()
-                with _uninterrupted(), contextlib.suppress(Exception):
+                with uninterrupted(), contextlib.suppress(Exception):
                     ids = asyncio.run(_execution_ids(db_url))
                     removed = st.remove_containers(ids)
                     if removed:

@@ -8,18 +8,16 @@ so a changed migration rebuilds it); each test that asks for ``db_url`` gets its
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import os
 import signal
-import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
-import asyncpg
 import pytest
 import redis
 
 from runner.settings import PROJECT_ROOT, Settings, load_settings, reset_settings_cache
+from tests.support import databases
 
 ROOT = PROJECT_ROOT
 SHARED = ROOT.parent / "shared"
@@ -42,81 +40,20 @@ def _base_settings() -> Settings:
     return load_settings()
 
 
-def _admin_dsn(settings: Settings, database: str = "postgres") -> str:
-    url = settings.database.url.replace("postgresql+asyncpg://", "postgresql://", 1)
-    head, _, _ = url.rpartition("/")
-    return f"{head}/{database}"
-
-
-def _migrations_hash() -> str:
-    h = hashlib.sha256()
-    for path in sorted((ROOT / "db").rglob("*.py")):
-        h.update(path.read_bytes())
-    h.update((ROOT / "src" / "pipeline" / "models.py").read_bytes())
-    return h.hexdigest()[:10]
-
-
-async def _exec_admin(settings: Settings, *sql: str) -> None:
-    conn = await asyncpg.connect(_admin_dsn(settings))
-    try:
-        for statement in sql:
-            await conn.execute(statement)
-    finally:
-        await conn.close()
-
-
-def migrate(url: str) -> None:
-    """``alembic upgrade head`` against ``url`` (a SQLAlchemy URL)."""
-    from alembic import command
-    from alembic.config import Config
-
-    cfg = Config(str(ROOT / "alembic.ini"))
-    cfg.attributes["url"] = url
-    command.upgrade(cfg, "head")
-
-
-def _url_for(settings: Settings, database: str) -> str:
-    head, _, _ = settings.database.url.rpartition("/")
-    return f"{head}/{database}"
-
-
 @pytest.fixture(scope="session")
 def template_db() -> str:
     """Name of a migrated template database, built once per migration set."""
-    settings = _base_settings()
-    name = f"devteam_tpl_{_migrations_hash()}"
-
-    async def ensure() -> None:
-        conn = await asyncpg.connect(_admin_dsn(settings))
-        try:
-            exists = await conn.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", name)
-            if exists:
-                return
-            stale = await conn.fetch(
-                "SELECT datname FROM pg_database WHERE datname LIKE 'devteam_tpl_%'"
-            )
-            for row in stale:
-                await conn.execute(f'DROP DATABASE IF EXISTS "{row[0]}" WITH (FORCE)')
-            await conn.execute(f'CREATE DATABASE "{name}_build"')
-        finally:
-            await conn.close()
-        await asyncio.to_thread(migrate, _url_for(settings, f"{name}_build"))
-        await _exec_admin(settings, f'ALTER DATABASE "{name}_build" RENAME TO "{name}"')
-
-    asyncio.run(ensure())
-    return name
+    return asyncio.run(databases.ensure_template(_base_settings().database.url, drop_stale=True))
 
 
 @pytest.fixture
 def db_url(template_db: str) -> Iterator[str]:
     """A fresh, migrated database for this test; dropped afterwards."""
-    settings = _base_settings()
-    name = f"t_{uuid.uuid4().hex[:16]}"
-    asyncio.run(_exec_admin(settings, f'CREATE DATABASE "{name}" TEMPLATE "{template_db}"'))
+    url = asyncio.run(databases.create_copy(_base_settings().database.url, template_db, "t"))
     try:
-        yield _url_for(settings, name)
+        yield url
     finally:
-        asyncio.run(_exec_admin(settings, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        asyncio.run(databases.drop(url))
 
 
 _redis_db_counter = iter(range(1, 16))

@@ -187,7 +187,7 @@ async def test_watch_survives_a_gateway_restart_and_resumes_from_its_cursor_with
     gateway.popen.wait(10)
     await watcher.wait_for(lambda line: "reconnecting in" in line)
     await write(store, execution, 3)
-    revived = procs.start("gateway", "serve", "--port", str(gateway.port), port=gateway.port)
+    revived = procs.devteam("gateway", "serve", "--port", str(gateway.port), port=gateway.port)
     await asyncio.to_thread(wait_http, revived, "/health", 30)
     # Then the watcher resumes from the last cursor it saw
     cursor = await _cursor_of(store, execution, 4)

@@ -1,21 +1,24 @@
-"""Start the service's real processes (gateway, relay, worker) for a test, and stop them.
+"""Start the service's real processes (gateway, relay, worker), and stop them.
 
-Each process gets the test's environment (its own database, Redis db and workspace root),
-its own log file under the test's tmp dir, and is killed at teardown whatever happened.
+Tests and benchmarks share it. Each process gets the caller's environment (its own
+database, Redis db and workspace root), its own log file, a process group of its own, and
+is stopped (SIGTERM, then SIGKILL of the whole group) at teardown whatever happened.
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
 import socket
 import subprocess
-import sys
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -29,6 +32,19 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+@contextlib.contextmanager
+def uninterrupted() -> Iterator[None]:
+    """Ignore SIGINT while a cleanup step runs (a second Ctrl-C must not skip it)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    old = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, old)
+
+
 @dataclass
 class Proc:
     name: str
@@ -40,22 +56,28 @@ class Proc:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
+    @property
+    def pid(self) -> int:
+        return self.popen.pid
+
     def alive(self) -> bool:
         return self.popen.poll() is None
 
     def kill(self, sig: int = signal.SIGKILL) -> None:
-        with contextlib.suppress(ProcessLookupError):
+        """Send ``sig`` to the process group (the process and the tools it started)."""
+        with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(self.popen.pid, sig)
 
-    def stop(self, timeout: float = 10) -> None:
-        if not self.alive():
-            return
-        self.kill(signal.SIGTERM)
-        try:
-            self.popen.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.kill(signal.SIGKILL)
-            self.popen.wait(5)
+    def stop(self, timeout: float = 15) -> None:
+        """SIGTERM the process group, SIGKILL it after ``timeout``."""
+        if self.alive():
+            self.kill(signal.SIGTERM)
+            try:
+                self.popen.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.kill(signal.SIGKILL)
+                self.popen.wait(5)
+        self.kill(signal.SIGKILL)  # stragglers of the group (tool subprocesses)
 
     def output(self) -> str:
         try:
@@ -63,58 +85,72 @@ class Proc:
         except OSError:
             return ""
 
+    def json_lines(self) -> Iterator[dict[str, Any]]:
+        """The structured log lines (one JSON object each) this process wrote."""
+        for line in self.output().splitlines():
+            if line.startswith("{"):
+                with contextlib.suppress(ValueError):
+                    yield json.loads(line)
+
 
 @dataclass
 class Processes:
-    """A registry of started processes; ``close()`` stops them all."""
+    """Started processes; ``close()`` stops them all, newest first."""
 
     env: dict[str, str]
     logdir: Path
     procs: list[Proc] = field(default_factory=list)
 
-    def start(
-        self,
-        name: str,
-        *args: str,
-        port: int | None = None,
-        extra_env: dict[str, str] | None = None,
-    ) -> Proc:
+    def start(self, name: str, argv: Sequence[str], *, port: int | None = None,
+              extra_env: dict[str, str] | None = None) -> Proc:
         self.logdir.mkdir(parents=True, exist_ok=True)
         log = self.logdir / f"{name}-{len(self.procs)}.log"
-        env = {**self.env, **(extra_env or {})}
-        fh = log.open("wb")
-        popen = subprocess.Popen(
-            [str(DEVTEAM), *args],
-            env=env,
-            stdout=fh,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            cwd=ROOT,
-            start_new_session=True,
-        )
+        with log.open("wb") as fh:
+            popen = subprocess.Popen(
+                list(argv), env={**self.env, **(extra_env or {})}, stdout=fh,
+                stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=ROOT,
+                start_new_session=True,
+            )
         proc = Proc(name=name, popen=popen, log=log, port=port)
         self.procs.append(proc)
         return proc
 
+    def devteam(self, name: str, *args: str, port: int | None = None,
+                extra_env: dict[str, str] | None = None) -> Proc:
+        """``devteam ARGS…`` from the project's environment."""
+        return self.start(name, [str(DEVTEAM), *args], port=port, extra_env=extra_env)
+
     def gateway(self, port: int | None = None, **extra_env: str) -> Proc:
+        """``devteam serve`` on ``port`` (a free one by default), once it answers."""
         port = port or free_port()
-        proc = self.start("gateway", "serve", "--port", str(port), port=port, extra_env=extra_env)
-        wait_http(proc, "/health", timeout=30)
+        proc = self.devteam("gateway", "serve", "--port", str(port), port=port,
+                            extra_env=extra_env)
+        wait_http(proc, "/health", timeout=60)
         return proc
 
-    def relay(self) -> Proc:
-        return self.start("relay", "relay")
+    def relay(self, **extra_env: str) -> Proc:
+        return self.devteam("relay", "relay", extra_env=extra_env)
 
-    def worker(self, threads: int = 4) -> Proc:
-        return self.start("worker", "worker", "--threads", str(threads))
+    def worker(self, threads: int = 4, **extra_env: str) -> Proc:
+        return self.devteam("worker", "worker", "--threads", str(threads), extra_env=extra_env)
+
+    def named(self, prefix: str) -> list[Proc]:
+        return [p for p in self.procs if p.name.startswith(prefix)]
+
+    def check_alive(self) -> None:
+        for proc in self.procs:
+            if not proc.alive():
+                raise RuntimeError(f"{proc.name} exited ({proc.popen.returncode}):\n"
+                                   f"{proc.output()[-3000:]}")
 
     def close(self) -> None:
-        for proc in reversed(self.procs):
-            proc.stop()
-        self.procs.clear()
+        with uninterrupted():
+            for proc in reversed(self.procs):
+                proc.stop()
+            self.procs.clear()
 
 
-def wait_http(proc: Proc, path: str, timeout: float = 20) -> None:
+def wait_http(proc: Proc, path: str, timeout: float = 30) -> None:
     deadline = time.monotonic() + timeout
     last: Exception | None = None
     while time.monotonic() < deadline:
@@ -129,6 +165,18 @@ def wait_http(proc: Proc, path: str, timeout: float = 20) -> None:
     raise RuntimeError(f"{proc.name} did not answer: {last}\n{proc.output()[-4000:]}")
 
 
+def wait_for_log(proc: Proc, message: str, timeout: float = 30) -> None:
+    """Wait until ``proc`` logged a line whose ``msg`` is ``message``."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if any(line.get("msg") == message for line in proc.json_lines()):
+            return
+        if not proc.alive():
+            raise RuntimeError(f"{proc.name} exited:\n{proc.output()[-3000:]}")
+        time.sleep(0.1)
+    raise RuntimeError(f"{proc.name} never logged {message}:\n{proc.output()[-3000:]}")
+
+
 @contextlib.contextmanager
 def processes(env: dict[str, str], logdir: Path) -> Iterator[Processes]:
     registry = Processes(env=env, logdir=logdir)
@@ -136,7 +184,3 @@ def processes(env: dict[str, str], logdir: Path) -> Iterator[Processes]:
         yield registry
     finally:
         registry.close()
-
-
-def python() -> str:
-    return sys.executable

@@ -162,7 +162,7 @@ async def test_after_a_gateway_restart_the_log_resumes_with_nothing_lost_or_repe
     gateway.popen.wait(10)
     await expect(page.locator("#connection")).to_contain_text("reconnecting")
     await write(store, execution, 2)
-    revived = procs.start("gateway", "serve", "--port", str(gateway.port), port=gateway.port)
+    revived = procs.devteam("gateway", "serve", "--port", str(gateway.port), port=gateway.port)
     await asyncio.to_thread(wait_http, revived, "/health", 30)
     await expect(page.locator("#connection")).to_have_text("Live", timeout=60_000)
     await write(store, execution, 1)
