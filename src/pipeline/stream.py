@@ -66,53 +66,52 @@ async def append(
         )
     ).one()
     last_seq, customer_id, project_id = int(row[0]), str(row[1]), str(row[2])
+    first_seq = last_seq - n + 1
+    now = datetime.now(UTC)
+    payloads = [msgspec.json.encode(payload).decode() for _, payload in frames]
+    # Positions, rows and NOTIFY in one statement (see the module docstring)
     last_pos = int(
         (
             await session.execute(
-                text("UPDATE stream_position SET pos = pos + :n WHERE id = 1 RETURNING pos"),
-                {"n": n},
+                text(
+                    "WITH p AS (UPDATE stream_position SET pos = pos + :n WHERE id = 1 "
+                    "RETURNING pos), "
+                    "ins AS (INSERT INTO notifications "
+                    "(pos, execution_id, seq, customer_id, project_id, type, payload, created_at) "
+                    "SELECT p.pos - :n + f.ord, CAST(:execution_id AS uuid), "
+                    "CAST(:first_seq AS bigint) + f.ord - 1, CAST(:customer_id AS text), "
+                    "CAST(:project_id AS text), f.type, CAST(f.payload AS jsonb), "
+                    "CAST(:created_at AS timestamptz) FROM p, "
+                    "unnest(CAST(:types AS text[]), CAST(:payloads AS text[])) "
+                    "WITH ORDINALITY AS f(type, payload, ord)) "
+                    "SELECT p.pos, pg_notify(:channel, p.pos::text) FROM p"
+                ),
+                {
+                    "n": n,
+                    "execution_id": execution_id,
+                    "first_seq": first_seq,
+                    "customer_id": customer_id,
+                    "project_id": project_id,
+                    "created_at": now,
+                    "types": [kind for kind, _ in frames],
+                    "payloads": payloads,
+                    "channel": STREAM_CHANNEL,
+                },
             )
-        ).scalar_one()
+        ).one()[0]
     )
-    first_seq, first_pos = last_seq - n + 1, last_pos - n + 1
-    now = datetime.now(UTC)
-    rows: list[dict[str, Any]] = [
-        {
-            "pos": first_pos + i,
-            "execution_id": execution_id,
-            "seq": first_seq + i,
-            "customer_id": customer_id,
-            "project_id": project_id,
-            "type": kind,
-            "payload": msgspec.json.encode(payload).decode(),
-            "created_at": now,
-        }
-        for i, (kind, payload) in enumerate(frames)
-    ]
-    await session.execute(
-        text(
-            "INSERT INTO notifications "
-            "(pos, execution_id, seq, customer_id, project_id, type, payload, created_at) "
-            "VALUES (:pos, :execution_id, :seq, :customer_id, :project_id, :type, "
-            "CAST(:payload AS jsonb), :created_at)"
-        ),
-        rows,
-    )
-    await session.execute(
-        text("SELECT pg_notify(:channel, :pointer)"),
-        {"channel": STREAM_CHANNEL, "pointer": str(last_pos)},
-    )
+    first_pos = last_pos - n + 1
     ts = iso(now)
     return [
         Frame(
-            id=str(r["pos"]),
-            type=str(r["type"]),
+            id=str(first_pos + i),
+            type=kind,
             ts=ts,
             customer_id=customer_id,
             project_id=project_id,
             execution_id=str(execution_id),
-            seq=int(r["seq"]),
+            seq=first_seq + i,
             payload=payload,
         )
-        for r, (_, payload) in zip(rows, frames, strict=True)
+        for i, (kind, payload) in enumerate(frames)
     ]
