@@ -19,6 +19,7 @@ import contextlib
 import ctypes
 import errno
 import os
+import select
 import shutil
 import signal
 import socket
@@ -301,7 +302,12 @@ def tmp(args) -> None:
 
 
 def run_child(name: str, action, *, killed_means: str) -> None:
-    """Run ``action`` in a forked child and report its verdict (or how it died)."""
+    """Run ``action`` in a forked child and report its verdict (or how it died).
+
+    The verdict comes back through a pipe, but the child's own exit decides when to stop
+    waiting: its descendants inherit the pipe's write end, and one the child could not
+    kill (it was killed first) must not keep this process waiting for an end of file.
+    """
     read_end, write_end = os.pipe()
     pid = os.fork()
     if pid == 0:
@@ -314,10 +320,24 @@ def run_child(name: str, action, *, killed_means: str) -> None:
         os._exit(0)
     os.close(write_end)
     chunks = []
-    while chunk := os.read(read_end, 4096):
-        chunks.append(chunk)
+    status = None
+    while status is None:
+        ready, _, _ = select.select([read_end], [], [], 0.2)
+        if ready:
+            chunk = os.read(read_end, 4096)
+            if chunk:
+                chunks.append(chunk)
+                continue
+        done, code = os.waitpid(pid, os.WNOHANG)
+        if done:
+            status = code
+        elif ready:  # end of file: every writer is gone
+            status = os.waitpid(pid, 0)[1]
+    os.set_blocking(read_end, False)
+    with contextlib.suppress(OSError):
+        while chunk := os.read(read_end, 4096):
+            chunks.append(chunk)
     os.close(read_end)
-    _, status = os.waitpid(pid, 0)
     text = b"".join(chunks).decode(errors="replace")
     if text:
         report(name, text[0] == "1", text[1:])
@@ -325,6 +345,15 @@ def run_child(name: str, action, *, killed_means: str) -> None:
         report(name, True, f"{killed_means} (signal {os.WTERMSIG(status)})")
     else:
         report(name, False, f"child ended without a verdict (status {status})")
+
+
+def set_oom_score_adj(value: int) -> None:
+    """Make this process a more (1000) or less (0) likely victim of the OOM killer.
+
+    The exec wrapper starts commands at 1000; going back down to 0, the value the
+    container started with, needs no privilege."""
+    with contextlib.suppress(OSError), open("/proc/self/oom_score_adj", "w") as handle:
+        handle.write(str(value))
 
 
 def memory(args) -> None:
@@ -343,20 +372,35 @@ def memory(args) -> None:
 
 
 def processes(args) -> None:
+    """Fork until the kernel refuses, then kill every child.
+
+    Each child becomes ``sleep`` at once (exec), so the bomb holds processes, not memory:
+    children that stayed Python would each keep copied pages, and a bomb that runs into
+    the memory limit before the process limit meets the OOM killer, which in a cgroup of
+    equal-scored processes may take this suite itself (its report line then never comes).
+    The bomb and the suite score 0, the children 1000, so it is always a child that goes.
+    """
     limit = limit_of("/sys/fs/cgroup/pids/pids.max", "/sys/fs/cgroup/pids.max") or 10_000
+    sleep = shutil.which("sleep") or "/bin/sleep"
 
     def bomb():
+        set_oom_score_adj(0)
         children = []
         refused = None
         try:
             while len(children) < 10 * limit:
                 pid = os.fork()
                 if pid == 0:
-                    time.sleep(120)
-                    os._exit(0)
+                    try:
+                        set_oom_score_adj(1000)
+                        os.execv(sleep, [sleep, "120"])
+                    finally:
+                        os._exit(127)
                 children.append(pid)
         except OSError as exc:
             refused = exc
+        memory = limit_of("/sys/fs/cgroup/memory/memory.usage_in_bytes",
+                          "/sys/fs/cgroup/memory.current")
         for pid in children:
             with contextlib.suppress(OSError):
                 os.kill(pid, signal.SIGKILL)
@@ -365,9 +409,12 @@ def processes(args) -> None:
                 os.waitpid(pid, 0)
         if refused is None:
             return (False, f"forked {len(children)} processes, 10x the {limit} limit")
-        return (len(children) < limit,
-                f"fork refused ({refused.strerror}) after {len(children)} of a {limit} limit")
+        held = f", {memory // MIB} MiB in use" if memory else ""
+        detail = (f"fork refused ({refused.strerror}) after {len(children)} of a {limit} "
+                  f"limit{held}")
+        return (len(children) < limit, detail)
 
+    set_oom_score_adj(0)
     run_child("processes/fork-bomb", bomb, killed_means="killed while forking")
 
 
