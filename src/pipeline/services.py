@@ -18,6 +18,7 @@ from runner.ports import ContainerSpec, SlotLimiter
 from runner.redact import Redactor, default_redactor
 from runner.sandbox import DockerSandbox, FairLimiter
 from runner.settings import Settings
+from runner.setup import DepsCache, Installer
 from runner.verify import Verifier
 
 
@@ -53,6 +54,17 @@ class Services:
                     self.settings.sandbox.max_containers_per_customer,
                 )
             return DockerSandbox(settings=self.settings, limiter=limiter, slot_timeout=600)
+
+    @cached_property
+    def installer(self) -> Installer:
+        box = self.settings.setup
+        cache = DepsCache(
+            self.sandbox.api,
+            max_bytes_per_customer=int(box.cache_max_gb * 1024**3),
+            per_project=box.cache_per_project,
+            max_age_seconds=box.cache_max_age_hours * 3600,
+        )
+        return Installer(self.settings, self.sandbox, cache)
 
     @cached_property
     def tool(self) -> AiderTool:

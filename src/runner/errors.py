@@ -12,6 +12,11 @@ The classification decides what happens next:
 - ``resource_limit``: the customer's code hit its sandbox limits (memory, processes, time).
 - ``conflict``: git could not merge or push without a person; stops the execution.
 - ``config``: the repository or project configuration is wrong; stops the execution.
+- ``environment``: the project's environment, not its code, is at fault (setup failed, a
+  request was blocked by the egress allowlist, a module or command is missing, a host
+  cannot be reached, a disk is full): never handed to the coding tool, never a reason for
+  another round or an error-resolution task; the execution pauses for a person with an
+  error record that says what to configure.
 - ``cancelled``: a user stopped the execution; nothing to retry.
 """
 
@@ -29,6 +34,7 @@ class Classification(StrEnum):
     RESOURCE_LIMIT = "resource_limit"
     CONFLICT = "conflict"
     CONFIG = "config"
+    ENVIRONMENT = "environment"
     CANCELLED = "cancelled"
 
     @property
@@ -93,6 +99,12 @@ class ConflictError(RunnerError):
 
 class ConfigError(RunnerError):
     classification = Classification.CONFIG
+
+
+class EnvironmentFailure(RunnerError):
+    """The environment the checks run in is wrong (see ``environment`` above)."""
+
+    classification = Classification.ENVIRONMENT
 
 
 class CancelledError(RunnerError):

@@ -89,6 +89,15 @@ class CodingTool(Protocol):
 
 
 # --------------------------------------------------------------------------- sandbox
+class VolumeMount(msgspec.Struct, frozen=True, kw_only=True):
+    """A cached dependency directory mounted over ``/workspace/<path>``."""
+
+    volume: str
+    path: str
+    """A top-level directory of the working copy (``node_modules``, ``.venv``)."""
+    read_only: bool = True
+
+
 class ContainerSpec(msgspec.Struct, frozen=True, kw_only=True):
     """One task attempt's container: who it belongs to and what it may use."""
 
@@ -103,6 +112,11 @@ class ContainerSpec(msgspec.Struct, frozen=True, kw_only=True):
     tmpfs_mb: int = 256
     network: bool = False
     ttl_seconds: int = 6 * 3600
+    mounts: tuple[VolumeMount, ...] = ()
+    """Dependency caches mounted into ``/workspace`` (left alone by ``copy_in``)."""
+    egress_dir: str | None = None
+    """A host directory holding the egress proxy's socket, mounted read-only at
+    ``runner.setup.egress.CONTAINER_DIR`` (setup containers only)."""
 
 
 class CommandResult(msgspec.Struct, frozen=True, kw_only=True, rename="camel"):

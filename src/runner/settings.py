@@ -89,6 +89,36 @@ class SandboxSettings(msgspec.Struct, frozen=True, kw_only=True):
     """Expiry label on each container; the reaper removes containers past it."""
 
 
+class SetupSettings(msgspec.Struct, frozen=True, kw_only=True):
+    allow: str = (
+        "registry.npmjs.org,registry.yarnpkg.com,repo.yarnpkg.com,pypi.org,files.pythonhosted.org"
+    )
+    """Hosts setup containers may reach through the egress proxy (comma-separated host
+    names; ``*.example.org`` allows every subdomain). The public npm and Python indexes."""
+    allow_extra: str = ""
+    """More hosts for this deployment (a private registry, a git host), added to ``allow``."""
+    customer_allow: str = ""
+    """Hosts for single customers: ``acme=npm.acme.internal git.acme.io;globex=pypi.globex.io``."""
+    ports: str = "443"
+    """Ports the proxy may open tunnels to (comma-separated)."""
+    ca_bundle: str = ""
+    """CA certificates (PEM) sandboxes trust for TLS: pip, npm, node, git, curl. Empty: the
+    host's system bundle (``/etc/ssl/certs/ca-certificates.crt`` on Debian), so a machine
+    whose outbound TLS is re-signed by a local CA needs no configuration."""
+    tinyproxy_bin: str = "tinyproxy"
+    """The forward proxy setup egress goes through (on the Docker engine's host)."""
+    socat_bin: str = "socat"
+    """Joins the proxy to the unix socket bind-mounted into setup containers."""
+    cache_max_gb: float = 20.0
+    """Dependency caches one customer may keep, in GiB; the oldest go first past it."""
+    cache_per_project: int = 3
+    """Dependency caches kept per project (different lockfiles); the oldest go first."""
+    cache_max_age_hours: int = 7 * 24
+    """Dependency caches older than this are removed by the reaper."""
+    timeout_seconds: int = 1800
+    """Longest one setup command may run."""
+
+
 class ModelSettings(msgspec.Struct, frozen=True, kw_only=True):
     name: str = "openai/scripted"
     """Model Aider uses (any model name Aider accepts)."""
@@ -174,6 +204,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     jwt: JwtSettings = msgspec.field(default_factory=JwtSettings)
     workspace: WorkspaceSettings = msgspec.field(default_factory=WorkspaceSettings)
     sandbox: SandboxSettings = msgspec.field(default_factory=SandboxSettings)
+    setup: SetupSettings = msgspec.field(default_factory=SetupSettings)
     model: ModelSettings = msgspec.field(default_factory=ModelSettings)
     aider: AiderSettings = msgspec.field(default_factory=AiderSettings)
     gateway: GatewaySettings = msgspec.field(default_factory=GatewaySettings)

@@ -53,7 +53,7 @@ async def failed_round(
             next=ctx.then(Stage.IMPLEMENT, attempt=ctx.attempt + 1),
             task_summary=summary,
         )
-    await _fresh_branch(ctx)
+    await fresh_branch(ctx)
     origin = await _origin(ctx, task.id)
     retired = task.id if origin != task.id else None  # a resolution task that failed itself
     used = await _resolutions(ctx, origin)
@@ -106,7 +106,7 @@ async def failed_round(
     )
 
 
-async def _fresh_branch(ctx: StageContext) -> None:
+async def fresh_branch(ctx: StageContext) -> None:
     """Point the failed task's branch back at the default branch, so that the next time
     the task is selected it starts from the current code, not from the failed change."""
     prepared = await result_of(ctx, Stage.PREP)

@@ -1,7 +1,9 @@
-"""PREP, IMPLEMENT and VERIFY: a branch and a container, the change, and its proof."""
+"""PREP, IMPLEMENT and VERIFY: a branch and a container, the change, and its proof
+(SETUP, between PREP and IMPLEMENT, is in ``setup.py``)."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import msgspec
@@ -10,10 +12,20 @@ from pipeline.lifecycle import Stage
 from pipeline.outcome import Outcome, StageContext
 from pipeline.stages.common import blocking, checkout, current_task, result_of
 from pipeline.stages.rounds import failed_round
-from runner.errors import CancelledError, Classification, RunnerError
+from pipeline.stages.setup import (
+    RESETUP_ATTEMPT,
+    environment,
+    environment_pause,
+    recorded,
+    trusted_plan,
+)
+from runner.errors import CancelledError, Classification, EnvironmentFailure, RunnerError
+from runner.git import Checkout
 from runner.ports import ContainerSpec, ImplementRequest
 from runner.sandbox import classify
+from runner.setup import SetupResult
 from runner.verify import load_project_config
+from runner.verify.environment import environment_problem, project_modules
 
 
 def _spec(ctx: StageContext, attempt: int) -> ContainerSpec:
@@ -46,7 +58,7 @@ async def prep(ctx: StageContext) -> Outcome:
             "artifacts": {"cloned": co.cloned, "branchCreated": branch.created},
             "container": session.name,
         },
-        next=ctx.then(Stage.IMPLEMENT, attempt=1),
+        next=ctx.then(Stage.SETUP),
         execution={"branch": branch.branch},
         task_summary={"branch": branch.branch, "status": "in_progress"},
     )
@@ -120,21 +132,33 @@ async def implement(ctx: StageContext) -> Outcome:
 
 
 async def verify(ctx: StageContext) -> Outcome:
-    """Copy the change into a fresh container for this round and run the project's checks."""
+    """Copy the change into a fresh container for this round, with the project's installed
+    dependencies mounted read-only and no network, and run the project's checks.
+
+    A change that touched the dependencies (a lockfile, a manifest) gets its own setup
+    first, with egress, cached like any other. A failure that is clearly the environment's
+    (a module or command missing, no network, no disk) pauses for a person instead of
+    spending another round."""
     task = await current_task(ctx)
     implemented = await result_of(ctx, Stage.IMPLEMENT, attempt=ctx.attempt)
     prepared = await result_of(ctx, Stage.PREP)
     assert implemented is not None
     assert prepared is not None
     co = await checkout(ctx)
+    base = str(prepared["baseCommit"])
     await blocking(
         ctx.services.git.reset_branch, co, str(prepared["branch"]), str(implemented["commit"])
     )
     config = await blocking(load_project_config, co.path)
-    changed = await blocking(
-        ctx.services.git.diff_paths, co, str(prepared["baseCommit"]), str(implemented["commit"])
-    )
-    spec = _spec(ctx, ctx.attempt)
+    config = msgspec.structs.replace(config, setup=[])  # the SETUP stage's, not ours
+    changed = await blocking(ctx.services.git.diff_paths, co, base, str(implemented["commit"]))
+    try:
+        installed = await _environment(ctx, co, base)
+    except EnvironmentFailure as exc:
+        return await environment_pause(
+            ctx, EnvironmentFailure(f"task {task.id}: {exc.message}", details=exc.details),
+            result={"setup": {"failed": True}}, summary={"attempts": ctx.attempt})
+    spec = msgspec.structs.replace(_spec(ctx, ctx.attempt), mounts=installed.mounts())
     if ctx.claims > 1:
         # A worker died mid-check: its command may still run in the container. Start clean.
         await blocking(ctx.services.sandbox.remove, spec)
@@ -150,6 +174,7 @@ async def verify(ctx: StageContext) -> Outcome:
             changed,
             on_line=ctx.log.sink(),
             cancel=ctx.cancel,
+            env=installed.env,
         )
     finally:
         await blocking(ctx.services.sandbox.remove, spec)
@@ -162,6 +187,16 @@ async def verify(ctx: StageContext) -> Outcome:
     if result.success:
         return Outcome(result=wire, next=ctx.then(Stage.MERGE), task_summary=summary)
     limited = [c for c in result.commands if classify(c) is Classification.RESOURCE_LIMIT]
+    if not limited:
+        own = await blocking(project_modules, Path(co.path))
+        problem = environment_problem(result.commands, own)
+        if problem is not None:
+            error = EnvironmentFailure(
+                f"task {task.id}: verification failed because of its environment: {problem}",
+                details={"taskId": task.id, "attempt": ctx.attempt,
+                         "feedback": result.feedback or ""},
+            )
+            return await environment_pause(ctx, error, result=wire, summary=summary)
     kind = Classification.RESOURCE_LIMIT if limited else Classification.VERIFICATION
     failed = [n for n, ok in checks.items() if not ok]
     message = f"verification failed: {', '.join(failed) or 'checks did not pass'}" + (
@@ -176,6 +211,20 @@ async def verify(ctx: StageContext) -> Outcome:
         feedback=result.feedback or message,
         summary=summary,
     )
+
+
+async def _environment(ctx: StageContext, co: Checkout, base: str) -> SetupResult:
+    """The installed dependencies this round is verified with: SETUP's, unless the change
+    altered what setup would install (then set up again, as its own cached entry)."""
+    installed = recorded(await result_of(ctx, Stage.SETUP))
+    plan = await trusted_plan(ctx, co, base)
+    if not plan.needed:
+        return installed
+    key = await blocking(ctx.services.installer.key, plan, Path(co.path))
+    if key == installed.key:
+        return installed
+    ctx.log.line("the change alters the project's dependencies: setting them up again")
+    return await environment(ctx, plan, Path(co.path), attempt=RESETUP_ATTEMPT + ctx.attempt)
 
 
 def _short(wire: dict[str, Any]) -> dict[str, Any]:

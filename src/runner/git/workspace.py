@@ -223,8 +223,11 @@ class GitWorkspace:
             repo.references.create(f"refs/heads/{branch}", target.id, force=True)
             repo.checkout(f"refs/heads/{branch}", strategy=_RESET)
 
-    def read_file(self, checkout: Checkout, path: str, ref: str | None = None) -> bytes | None:
-        """A file's bytes at ``ref`` (default: the default branch), or None if absent."""
+    def read_file(self, checkout: Checkout, path: str, ref: str | None = None, *,
+                  limit: int | None = None) -> bytes | None:
+        """A file's bytes at ``ref`` (default: the default branch), or None if absent.
+
+        With ``limit``, a larger file is a ``config`` error (it is never loaded)."""
         repo = self._open(checkout)
         rel = commits.safe_relpath(Path(checkout.path), path)
         with self._translated("read file"):
@@ -234,7 +237,11 @@ class GitWorkspace:
             except KeyError:
                 return None
             blob = repo[entry.id]
-            return blob.data if isinstance(blob, pygit2.Blob) else None
+            if not isinstance(blob, pygit2.Blob):
+                return None
+            if limit is not None and blob.size > limit:
+                raise ConfigError(f"{path} is larger than {limit} bytes", details={"file": path})
+            return blob.data
 
     # ------------------------------------------------------------------ merge and push
     def merge(self, checkout: Checkout, branch: str) -> MergeResult:

@@ -24,6 +24,8 @@ from runner.sandbox.engine import NotFoundError, call
 from runner.settings import PROJECT_ROOT, Settings
 
 HASH_LABEL = "devteam.content-hash"
+BASE_HASH_LABEL = "devteam.base-hash"
+"""Label of our own base image: the hash of the script that made it."""
 CONTAINERS = PROJECT_ROOT / "containers"
 HASHED_DIRS = ("base", "runner")
 """What the runner image is made of; ``containers/service`` does not affect it."""
@@ -76,18 +78,25 @@ def _drop_replaced(api: Any, old: dict[str, Any] | None, image: str) -> None:
 def ensure_base(api: Any, settings: Settings, base: str, log: Callable[[str], None]) -> bool:
     """Make ``base`` if it is missing: our own base by script, any other by a pull.
 
-    Returns whether something was made. Raises ``InfrastructureError`` when it cannot be.
+    Our own base carries the hash of ``containers/base/build.sh`` as a label and is made
+    again when the script changed (new tools for the sandbox). Returns whether something
+    was made. Raises ``InfrastructureError`` when it cannot be.
     """
-    if _image_labels(api, base) is not None:
+    script = CONTAINERS / "base" / "build.sh"
+    script_hash = hashlib.sha256(script.read_bytes()).hexdigest()[:16]
+    found = _image_labels(api, base)
+    if found is not None and (
+        base != settings.sandbox.base_image or found.get(BASE_HASH_LABEL) == script_hash
+    ):
         return False
     if base != settings.sandbox.base_image:
         log(f"pulling {base}")
         repo, _, tag = base.partition(":")
         call(f"pull {base}", api.pull, repo, tag=tag or "latest")
         return True
-    script = CONTAINERS / "base" / "build.sh"
     log(f"building {base} with {script.relative_to(PROJECT_ROOT)} (a few minutes, once)")
-    env = {**os.environ, "DOCKER_HOST": docker_base_url(settings)}
+    env = {**os.environ, "DOCKER_HOST": docker_base_url(settings), "BASE_HASH": script_hash,
+           "FORCE": "1"}
     done = subprocess.run(
         ["bash", str(script), base],
         env=env,

@@ -3,7 +3,8 @@
 One container per task attempt, named from (execution, task, attempt) so a restarted
 worker finds it again, locked down as DESIGN.md says: limits from the project's quota,
 no network unless asked, read-only root, ``/workspace`` on a per-task volume, ``/tmp`` on a
-size-limited tmpfs, uid 10001, no capabilities, no-new-privileges, no host mounts. Each
+size-limited tmpfs, uid 10001, no capabilities, no-new-privileges, no host mounts (but for
+a setup container's egress directory: one socket and a CA bundle, read-only). Each
 container answers a health check before it is handed out; one that does not is replaced
 with exponential backoff a bounded number of times.
 """
@@ -68,6 +69,11 @@ class DockerSandbox:
         self._create_attempts = max(1, create_attempts)
         self._backoff = backoff_seconds
         self._quota_mb = workspace_quota_mb
+
+    @property
+    def api(self) -> Any:
+        """The engine's low-level ``APIClient`` (volumes and execs of setup use it)."""
+        return self._api
 
     # ------------------------------------------------------------------ port
     def session(self, spec: ContainerSpec) -> DockerSession:
@@ -161,7 +167,7 @@ class DockerSandbox:
             pids_limit=spec.pids,
             network_mode=None if spec.network else "none",
             read_only=True,
-            mounts=[Mount(WORKDIR, volume, type="volume")],
+            mounts=_mounts(spec, volume),
             tmpfs={"/tmp": f"rw,exec,nosuid,nodev,size={spec.tmpfs_mb}m,mode=1777"},  # noqa: S108
             cap_drop=["ALL"],
             security_opt=["no-new-privileges"],
@@ -231,3 +237,19 @@ class DockerSandbox:
     def _release(self, name: str) -> None:
         if self._limiter is not None:
             self._limiter.release(name)
+
+
+EGRESS_TARGET = "/run/devteam-egress"
+"""Where a setup container sees its egress directory (``runner.setup.egress.CONTAINER_DIR``)."""
+
+
+def _mounts(spec: ContainerSpec, workspace_volume: str) -> list[Mount]:
+    """``/workspace`` on its own volume, dependency caches over it, the egress directory."""
+    mounts = [Mount(WORKDIR, workspace_volume, type="volume")]
+    mounts.extend(
+        Mount(f"{WORKDIR}/{cached.path}", cached.volume, type="volume", read_only=cached.read_only)
+        for cached in spec.mounts
+    )
+    if spec.egress_dir is not None:
+        mounts.append(Mount(EGRESS_TARGET, spec.egress_dir, type="bind", read_only=True))
+    return mounts

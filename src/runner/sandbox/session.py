@@ -5,6 +5,7 @@ from __future__ import annotations
 import fnmatch
 import io
 import os
+import shlex
 import tarfile
 import tempfile
 import threading
@@ -24,8 +25,10 @@ MAX_READ_BYTES = 64 * 1024 * 1024
 """``read_file`` refuses larger files (reports are small; a huge one is a mistake)."""
 
 
-def _walk(source: Path, exclude: Sequence[str]) -> Iterator[tuple[Path, str]]:
-    """``(path, archive name)`` of everything under ``source``, skipping excluded names."""
+def _walk(source: Path, exclude: Sequence[str],
+          skip_top: Sequence[str] = ()) -> Iterator[tuple[Path, str]]:
+    """``(path, archive name)`` of everything under ``source``, skipping excluded names (at
+    any depth) and the top-level entries ``skip_top``."""
 
     def skipped(name: str) -> bool:
         return any(fnmatch.fnmatch(name, pattern) for pattern in exclude)
@@ -33,8 +36,11 @@ def _walk(source: Path, exclude: Sequence[str]) -> Iterator[tuple[Path, str]]:
     for top, dirs, files in os.walk(source, followlinks=False):
         dirs[:] = sorted(d for d in dirs if not skipped(d))
         rel = Path(top).relative_to(source).as_posix()
+        if rel == ".":
+            dirs[:] = [d for d in dirs if d not in skip_top]
+        kept = [f for f in files if not skipped(f) and not (rel == "." and f in skip_top)]
         prefix = "" if rel == "." else rel + "/"
-        for name in dirs + sorted(f for f in files if not skipped(f)):
+        for name in dirs + sorted(kept):
             yield Path(top) / name, prefix + name
 
 
@@ -44,14 +50,14 @@ def _owned(info: tarfile.TarInfo) -> tarfile.TarInfo:
     return info
 
 
-def build_archive(source: Path, exclude: Sequence[str]) -> IO[bytes]:
+def build_archive(source: Path, exclude: Sequence[str], skip_top: Sequence[str] = ()) -> IO[bytes]:
     """A tar of ``source``'s contents, owned by the sandbox user, positioned at 0.
 
     Symbolic links are archived as links, never followed (a link cannot pull host files in).
     """
     spool = tempfile.SpooledTemporaryFile(max_size=SPOOL_BYTES)  # noqa: SIM115 - returned
     with tarfile.open(fileobj=spool, mode="w", format=tarfile.PAX_FORMAT) as tar:
-        for path, arcname in _walk(source, exclude):
+        for path, arcname in _walk(source, exclude, skip_top):
             tar.add(path, arcname=arcname, recursive=False, filter=_owned)
     spool.seek(0)
     return spool
@@ -87,20 +93,24 @@ class DockerSession:
         """Replace ``/workspace`` with the contents of ``source``.
 
         Names matching any ``exclude`` pattern (at any depth) are left out. Files end up
-        owned by the sandbox user. Raises ``InfrastructureError`` when ``source`` is not a
-        directory or the copy fails.
+        owned by the sandbox user. Dependency caches mounted into ``/workspace`` (the spec's
+        ``mounts``) are neither cleared nor copied over. Raises ``InfrastructureError`` when
+        ``source`` is not a directory or the copy fails.
         """
         if not source.is_dir():
             raise InfrastructureError(f"working copy {source} is not a directory")
+        mounted = [m.path for m in self.spec.mounts]
+        keep = " ".join(f"! -name {shlex.quote(p)}" for p in mounted)
         # A command may have left unreadable directories; make everything removable first.
         clear = [
             "sh",
             "-c",
-            f"chmod -R u+rwX {WORKDIR} 2>/dev/null; find {WORKDIR} -mindepth 1 -delete",
+            (f"find {WORKDIR} -mindepth 1 -maxdepth 1 {keep} -exec chmod -R u+rwX {{}} + "
+             f"2>/dev/null; find {WORKDIR} -mindepth 1 -maxdepth 1 {keep} -exec rm -rf {{}} +"),
         ]
         if exec_quiet(self._api, self._name, clear) != 0:
             raise InfrastructureError(f"could not clear {WORKDIR} in {self._name}")
-        archive = build_archive(source, exclude)
+        archive = build_archive(source, exclude, mounted)
         try:
             what = f"copy into {self._name}"
             ok = call(what, self._api.put_archive, self._name, WORKDIR, archive)

@@ -3,23 +3,26 @@
 ::
 
     [commands]
-    setup = ["pip install -e ."]          # string or list, run first, in order
+    setup = ["pip install -e ."]          # string or list: the SETUP stage's commands
     test = "python3 -m coverage run -m pytest -q"
     coverage = "python3 -m coverage json -q -o .devteam-coverage.json"
     typecheck = "mypy --strict ."
     build = ["python3 -m compileall -q src"]
     [reports]
     coverage = ".devteam-coverage.json"   # coverage.py JSON or Istanbul json-summary
+    [setup]
+    cache = [".venv"]                     # what setup makes that later commands need
     [criteria]                            # applied to every task (a task's own win)
     "test.coverage" = "≥80%"
     [limits]
     timeout_seconds = 600                 # per command
-    network = false
 
 Fields left out are filled from what the repository looks like (Python: pyproject.toml,
 setup.py or a tests directory; Node: package.json). A ``[criteria]`` table replaces the
 default criteria (``test.pass`` when there is a test command). Unknown keys, wrong types and
-unreadable requirements are ``config`` errors that name the key.
+unreadable requirements are ``config`` errors that name the key. Verification always runs
+without network: dependencies come from the SETUP stage (``runner.setup``), so
+``[limits] network = true`` is a ``config`` error that says so rather than being ignored.
 
 These files come from the customer's repository and are read on the host, so they are
 read as untrusted input: only regular files (a symbolic link could point anywhere on the
@@ -67,10 +70,15 @@ class _LimitsTable(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     network: bool | None = None
 
 
+class _SetupTable(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
+    cache: list[str] | None = None
+
+
 class ProjectFile(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     """``.devteam.toml`` as written (every field optional)."""
 
     commands: _CommandsTable = msgspec.field(default_factory=_CommandsTable)
+    setup: _SetupTable = msgspec.field(default_factory=_SetupTable)
     reports: _ReportsTable = msgspec.field(default_factory=_ReportsTable)
     criteria: dict[str, str] | None = None
     limits: _LimitsTable = msgspec.field(default_factory=_LimitsTable)
@@ -91,7 +99,6 @@ class ProjectConfig(msgspec.Struct, frozen=True, kw_only=True):
     """Run only when a task asks for ``build``."""
     criteria: dict[str, str] = msgspec.field(default_factory=dict)
     timeout_seconds: int | None = None
-    network: bool = False
 
 
 def parse_project_file(data: str | bytes, source: str = CONFIG_FILE) -> ProjectFile:
@@ -107,6 +114,13 @@ def parse_project_file(data: str | bytes, source: str = CONFIG_FILE) -> ProjectF
         raise ConfigError(f"{source} is nested too deeply", details={"file": source}) from None
     except msgspec.ValidationError as exc:
         raise ConfigError(f"{source}: {exc}", details={"file": source}) from None
+    if parsed.limits.network:
+        raise ConfigError(
+            f"{source}: limits.network is not supported: verification runs without network, "
+            "and dependencies are installed before it by the setup stage through the egress "
+            "allowlist (remove the key; see the README, 'Your own repository')",
+            details={"file": source, "key": "limits.network"},
+        )
     if parsed.reports.coverage is not None and not _inside(parsed.reports.coverage):
         raise ConfigError(
             f"{source}: reports.coverage must be a relative path inside the repository, "
@@ -125,8 +139,7 @@ def load_project_config(workdir: Path) -> ProjectConfig:
     """The project's config: ``.devteam.toml`` (if any) over defaults detected in ``workdir``."""
     data = read_repo_file(workdir, CONFIG_FILE)
     file = parse_project_file(data) if data is not None else ProjectFile()
-    network = bool(file.limits.network)
-    base = detect_defaults(workdir, network=network)
+    base = detect_defaults(workdir)
     cmds = file.commands
     return ProjectConfig(
         kind=base.kind,
@@ -139,24 +152,21 @@ def load_project_config(workdir: Path) -> ProjectConfig:
         criteria=(dict(file.criteria) if file.criteria is not None
                   else ({"test.pass": "pass"} if (cmds.test or base.test) else {})),
         timeout_seconds=file.limits.timeout_seconds,
-        network=network,
     )
 
 
-def detect_defaults(workdir: Path, *, network: bool = False) -> ProjectConfig:
+def detect_defaults(workdir: Path) -> ProjectConfig:
     """Commands guessed from the repository's files.
 
     Python: pytest under coverage.py, a JSON coverage report, ``mypy --strict``. Node:
-    ``npm test`` (when package.json has a test script), Istanbul's json-summary, ``tsc``;
-    ``npm ci`` only when node_modules is absent and the sandbox has network.
+    ``npm test`` (when package.json has a test script), Istanbul's json-summary, ``tsc``.
+    Installing dependencies is the SETUP stage's (``runner.setup.detect``), not this.
     """
     package = workdir / "package.json"
     if package.is_file():
         scripts = _npm_scripts(package)
-        needs_install = not (workdir / "node_modules").exists() and network
         return ProjectConfig(
             kind="node",
-            setup=["npm ci"] if needs_install else [],
             test="npm test" if "test" in scripts else None,
             coverage_report=NODE_COVERAGE_REPORT,
             typecheck="npx tsc --noEmit",

@@ -49,8 +49,11 @@ class Verifier:
         *,
         on_line: LineSink | None = None,
         cancel: threading.Event | None = None,
+        env: Mapping[str, str] | None = None,
     ) -> VerificationResult:
         """Verify one task: ``config.criteria`` overlaid with the task's ``criteria``.
+
+        ``env`` adds variables to every command (the installed dependencies' ``PATH``).
 
         Raises ConfigError when a criterion cannot be read or needs a command the project
         does not have, CancelledError when ``cancel`` is set; otherwise returns the result
@@ -58,7 +61,8 @@ class Verifier:
         """
         requirements, notes = parse_requirements({**config.criteria, **criteria})
         _require_commands(requirements, config)
-        run = _Runner(session, self._timeout(config), on_line, cancel)
+        run = _Runner(session, self._timeout(config), on_line, cancel,
+                      {**COMMAND_ENV, **(env or {})})
         setup_failure = next((r for r in map(run, config.setup) if not r.ok), None)
         evidence = Evidence(changed_paths=tuple(changed_paths), setup_failure=setup_failure)
         if setup_failure is None:
@@ -122,8 +126,10 @@ class _Runner:
     """Runs commands in the session, records them, and stops promptly on cancel."""
 
     def __init__(self, session: SandboxSession, timeout: float,
-                 on_line: LineSink | None, cancel: threading.Event | None) -> None:
+                 on_line: LineSink | None, cancel: threading.Event | None,
+                 env: Mapping[str, str] | None = None) -> None:
         self.session = session
+        self.env = dict(env or COMMAND_ENV)
         self.results: list[CommandResult] = []
         self._timeout = timeout
         self._on_line = on_line
@@ -139,7 +145,7 @@ class _Runner:
                 if self._on_line is not None:
                     self._on_line(line)
         result = self.session.run(command, timeout=self._timeout, on_line=sink,
-                                  cancel=self._cancel, env=COMMAND_ENV)
+                                  cancel=self._cancel, env=self.env)
         self.results.append(result)
         if result.cancelled:
             raise CancelledError("verification cancelled", details={"command": command})
@@ -148,7 +154,7 @@ class _Runner:
 
     def quiet(self, command: str) -> None:
         """A housekeeping command: not streamed, not recorded."""
-        self.session.run(command, timeout=60, env=COMMAND_ENV)
+        self.session.run(command, timeout=60, env=self.env)
 
     def _check_cancel(self) -> None:
         if self._cancel is not None and self._cancel.is_set():

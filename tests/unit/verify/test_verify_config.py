@@ -27,7 +27,6 @@ coverage = "cov.json"
 
 [limits]
 timeout_seconds = 300
-network = true
 """
 
 
@@ -50,7 +49,6 @@ def test_given_a_full_config_then_every_value_is_used(tmp_path):
     assert config.build == ["python -m compileall -q src", "python -m build --no-isolation"]
     assert config.criteria == {"test.coverage": "≥85%", "type.strict": "0 errors"}
     assert config.timeout_seconds == 300
-    assert config.network is True
 
 
 @pytest.mark.parametrize(
@@ -102,10 +100,10 @@ def test_given_a_node_repository_then_npm_test_istanbul_and_tsc_are_used(tmp_pat
     assert config.coverage_report == "coverage/coverage-summary.json"
     assert config.typecheck == "npx tsc --noEmit"
     assert config.build == ["npm run build"]
-    assert config.setup == []  # no network by default, so no npm ci
+    assert config.setup == []  # installing is the SETUP stage's, not verification's
 
 
-def test_given_node_without_node_modules_and_network_allowed_then_npm_ci_runs_first(tmp_path):
+def test_given_limits_network_then_a_config_error_says_verification_is_offline(tmp_path):
     write(
         tmp_path,
         {
@@ -114,9 +112,18 @@ def test_given_node_without_node_modules_and_network_allowed_then_npm_ci_runs_fi
         },
     )
 
-    assert load_project_config(tmp_path).setup == ["npm ci"]
-    (tmp_path / "node_modules").mkdir()
-    assert load_project_config(tmp_path).setup == []
+    with pytest.raises(ConfigError) as raised:
+        load_project_config(tmp_path)
+
+    assert "limits.network" in raised.value.message
+    assert "setup stage" in raised.value.message
+    assert raised.value.details["key"] == "limits.network"
+
+
+def test_given_limits_network_false_then_it_is_accepted(tmp_path):
+    write(tmp_path, {"pyproject.toml": "", ".devteam.toml": "[limits]\nnetwork = false\n"})
+
+    assert load_project_config(tmp_path).kind == "python"
 
 
 def test_given_npm_init_default_test_script_then_there_is_no_test_command(tmp_path):

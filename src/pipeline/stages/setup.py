@@ -1,0 +1,125 @@
+"""SETUP: the project's dependencies, installed with allowlisted egress or found cached.
+
+Runs after PREP for every task (a cache hit, well under a second, unless the dependencies
+changed). What to install comes from the working copy at the task's base commit, and
+``.devteam.toml`` is read from that commit too, never from a change the model made. A
+failing setup is an ``environment`` error: the execution pauses for a person with an error
+record that says what failed and what to configure; no model call is spent on it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import msgspec
+
+from pipeline.lifecycle import PauseReason, Stage
+from pipeline.outcome import Outcome, StageContext
+from pipeline.stages.common import blocking, checkout, current_task, next_select, result_of
+from pipeline.stages.rounds import fresh_branch
+from runner.errors import EnvironmentFailure
+from runner.git import Checkout
+from runner.setup import NOTHING, SetupPlan, SetupResult, plan_setup
+from runner.verify.config import CONFIG_FILE, MAX_FILE_BYTES, parse_project_file
+
+SETUP_ATTEMPT = 0
+"""Container attempt number of the SETUP stage's container (task containers count from 1)."""
+RESETUP_ATTEMPT = 100
+"""VERIFY's own setup (a change touched the dependencies) uses ``100 + round``."""
+
+
+async def trusted_plan(ctx: StageContext, co: Checkout, base_commit: str) -> SetupPlan:
+    """The setup of the working copy as it is now, configured by ``.devteam.toml`` as it
+    was at ``base_commit`` (the task cannot change how its dependencies are installed)."""
+    raw = await blocking(ctx.services.git.read_file, co, CONFIG_FILE, base_commit,
+                         limit=MAX_FILE_BYTES)
+    project = parse_project_file(raw) if raw is not None else None
+    return await blocking(plan_setup, Path(co.path), project)
+
+
+async def environment(ctx: StageContext, plan: SetupPlan, workdir: Path, *,
+                      attempt: int) -> SetupResult:
+    """``plan``'s environment for this task: from the cache, or installed in a setup
+    container (container attempt ``attempt``). Raises EnvironmentFailure."""
+    if not plan.needed:
+        return NOTHING
+    spec = ctx.services.container_spec(
+        project=ctx.project, execution_id=str(ctx.execution.id), task_id=ctx.task_id,
+        attempt=attempt,
+    )
+    result = await blocking(ctx.services.installer.ensure, spec, plan, workdir,
+                            on_line=ctx.log.sink(), cancel=ctx.cancel)
+    ctx.log.line(describe(result))
+    return result
+
+
+def describe(result: SetupResult) -> str:
+    mib = result.bytes / (1024 * 1024)
+    held = ", ".join(sorted(result.volumes))
+    if result.cached:
+        return f"setup: cache hit ({result.tool}: {held}, {mib:.0f} MiB) in {result.seconds:.2f} s"
+    return (f"setup: installed with {result.tool} in {result.seconds:.1f} s; cached {held} "
+            f"({mib:.0f} MiB)")
+
+
+def summary(result: SetupResult) -> dict[str, Any]:
+    """What the status API and the per-task table show of a setup."""
+    return {"tool": result.tool, "cached": result.cached, "seconds": result.seconds,
+            "bytes": result.bytes}
+
+
+async def setup(ctx: StageContext) -> Outcome:
+    """Install (or find cached) what the task's base commit needs before IMPLEMENT."""
+    task = await current_task(ctx)
+    prepared = await result_of(ctx, Stage.PREP)
+    assert prepared is not None
+    branch, base = str(prepared["branch"]), str(prepared["baseCommit"])
+    co = await checkout(ctx)
+    await blocking(ctx.services.git.reset_branch, co, branch, base)
+    plan = await trusted_plan(ctx, co, base)
+    if not plan.needed:
+        ctx.log.line("setup: nothing to install (no lockfile, requirements or dependencies)")
+    try:
+        result = await environment(ctx, plan, Path(co.path), attempt=SETUP_ATTEMPT)
+    except EnvironmentFailure as exc:
+        ctx.log.line(exc.message, "error")
+        return Outcome(
+            status="failed",
+            result={"tool": plan.tool, "cached": False, "commands": plan.commands},
+            error=EnvironmentFailure(f"task {task.id}: {exc.message}", details=exc.details),
+            record_error=True,
+            pause_reason=PauseReason.HUMAN_REVIEW,
+            next=ctx.then(Stage.SETUP, attempt=ctx.attempt + 1),
+            task_summary={"status": "blocked", "setup": {"tool": plan.tool, "failed": True}},
+        )
+    wire: dict[str, Any] = msgspec.to_builtins(result)
+    return Outcome(
+        result=wire,
+        next=ctx.then(Stage.IMPLEMENT, attempt=1),
+        task_summary={"setup": summary(result)},
+    )
+
+
+def recorded(wire: dict[str, Any] | None) -> SetupResult:
+    """The SETUP stage's recorded result (nothing installed when there is none)."""
+    if not wire or "volumes" not in wire:
+        return NOTHING
+    return msgspec.convert(wire, SetupResult)
+
+
+async def environment_pause(ctx: StageContext, error: EnvironmentFailure, *,
+                            result: dict[str, Any], summary: dict[str, Any]) -> Outcome:
+    """Pause for a person after an ``environment`` failure in VERIFY: no further round and
+    no error-resolution task; resuming selects the task again from its start."""
+    await fresh_branch(ctx)
+    ctx.log.line(error.message, "error")
+    return Outcome(
+        status="failed",
+        result=result,
+        error=error,
+        record_error=True,
+        pause_reason=PauseReason.HUMAN_REVIEW,
+        next=await next_select(ctx),
+        task_summary={**summary, "status": "blocked"},
+    )

@@ -1,0 +1,29 @@
+"""Dependency setup: what a repository needs installed, the per-project cache of installed
+environments, and egress through an allowlisting proxy while installing.
+
+- ``detect``: the :class:`SetupPlan` of a working copy (lockfiles, manifests, ``.devteam.toml``).
+- ``cache``: installed environments as Docker volumes, keyed by manifests, commands and image.
+- ``egress``: the per-run forward proxy (tinyproxy) reached through a unix socket.
+- ``installer``: :class:`Installer`, which runs a plan or finds it cached.
+"""
+
+from runner.setup.cache import CacheEntry, DepsCache, cache_key
+from runner.setup.detect import NO_SETUP, SetupPlan, detect, plan_setup
+from runner.setup.egress import EgressProxy, Refusal, parse_refusals
+from runner.setup.installer import NOTHING, Installer, SetupResult
+
+__all__ = [
+    "NOTHING",
+    "NO_SETUP",
+    "CacheEntry",
+    "DepsCache",
+    "EgressProxy",
+    "Installer",
+    "Refusal",
+    "SetupPlan",
+    "SetupResult",
+    "cache_key",
+    "detect",
+    "parse_refusals",
+    "plan_setup",
+]

@@ -1,0 +1,314 @@
+"""Egress for setup containers: an allowlisting forward proxy reached through a unix socket.
+
+A setup container has no network interface but loopback (``--network none``; this service's
+``dockerd`` runs with ``--bridge=none``, so no container ever gets an address). For each
+setup run the service starts, on the Docker host:
+
+- ``tinyproxy`` (a small, long-standing forward proxy; it only relays CONNECT tunnels and
+  plain HTTP, it never terminates TLS) on a free loopback port, with a filter that allows
+  exactly the hosts of the allowlist and CONNECT only to the allowed ports;
+- ``socat`` joining a unix socket in a fresh per-run directory to that port.
+
+The directory is bind-mounted read-only into the container at :data:`CONTAINER_DIR`, where a
+second ``socat`` (in the image) listens on the container's own ``127.0.0.1:3128`` and
+forwards to the socket. ``HTTPS_PROXY`` and friends point the installers at it. Nothing
+else leaves the container: a client that ignores the proxy variables finds no route.
+
+The allowlist comes from operator settings only (``DEVTEAM_SETUP_ALLOW``, ``..._ALLOW_EXTRA``
+and ``..._CUSTOMER_ALLOW``), never from the repository. Every refused request is read back
+from tinyproxy's log as a :class:`Refusal` (host, port) and charged to the command that was
+running, so a user sees "blocked: example.org:443 by `npm ci`" and the setting that allows it.
+
+Because of the bind mount, the proxy must run on the Docker engine's own host: with a remote
+engine (``DEVTEAM_SANDBOX_DOCKER_HOST=tcp://…``) setup that needs egress is refused with an
+``environment`` error naming the cause (see the README, "Your own repository").
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+import shutil
+import socket
+import subprocess
+import time
+from collections.abc import Callable, Iterable
+from pathlib import Path
+
+import msgspec
+
+from runner.errors import InfrastructureError
+from runner.settings import Settings
+
+CONTAINER_DIR = "/run/devteam-egress"
+"""Where the per-run directory (the proxy's socket and the CA bundle) appears in a container."""
+PROXY_PORT = 3128
+"""The port the in-container forwarder listens on (container loopback only)."""
+SOCKET_NAME = "proxy.sock"
+CA_NAME = "ca.pem"
+START_SECONDS = 10.0
+
+_REQUEST = re.compile(r"\[(\d+)\]: Request \(file descriptor (\d+)\): (\S+) (\S+) HTTP")
+_FILTERED = re.compile(r"\[(\d+)\]: Proxying refused on filtered domain \"([^\"]*)\"")
+_PORT = re.compile(r"\[(\d+)\]: Refused CONNECT method on port (\d+)")
+_HOST = re.compile(r"^(?:\*\.)?[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\.[a-z0-9]([a-z0-9-]{0,61}"
+                   r"[a-z0-9])?)*$")
+
+
+class Refusal(msgspec.Struct, frozen=True, kw_only=True):
+    """One request the proxy refused: where it wanted to go, and what asked."""
+
+    host: str
+    port: int
+    command: str = ""
+
+    def describe(self) -> str:
+        by = f" by `{self.command}`" if self.command else ""
+        return f"blocked: {self.host}:{self.port}{by}"
+
+
+def allowlist(settings: Settings, customer_id: str) -> list[str]:
+    """The hosts ``customer_id``'s setup may reach: defaults, deployment extras, customer's.
+
+    Entries are host names, optionally ``*.`` for every subdomain; anything else in the
+    settings (a URL, a path, a port) is refused with ``InfrastructureError`` naming it.
+    """
+    setup = settings.setup
+    names = _split(setup.allow) + _split(setup.allow_extra)
+    for entry in setup.customer_allow.split(";"):
+        customer, _, hosts = entry.partition("=")
+        if customer.strip() == customer_id:
+            names += _split(hosts)
+    out: list[str] = []
+    for name in names:
+        host = name.lower().rstrip(".")
+        if not _HOST.match(host):
+            raise InfrastructureError(
+                f"egress allowlist entry {name!r} is not a host name (DEVTEAM_SETUP_ALLOW*)",
+                details={"entry": name},
+            )
+        if host not in out:
+            out.append(host)
+    return out
+
+
+def filter_lines(hosts: Iterable[str]) -> list[str]:
+    """tinyproxy filter patterns (extended regular expressions) matching exactly ``hosts``."""
+    lines = []
+    for host in hosts:
+        if host.startswith("*."):
+            lines.append(r"^([a-z0-9-]+\.)+" + re.escape(host[2:]) + "$")
+        else:
+            lines.append("^" + re.escape(host) + "$")
+    return lines
+
+
+def parse_refusals(log: str) -> list[Refusal]:
+    """The requests tinyproxy refused, in order, from its log (``LogLevel Info``)."""
+    pending: dict[str, tuple[str, str]] = {}
+    refused: list[Refusal] = []
+    for line in log.splitlines():
+        if m := _REQUEST.search(line):
+            pending[m[1]] = (m[3], m[4])  # one request at a time per tinyproxy process
+            continue
+        if m := _FILTERED.search(line):
+            method, target = pending.pop(m[1], ("", ""))
+            refused.append(Refusal(host=m[2].lower(), port=_port_of(method, target)))
+        elif m := _PORT.search(line):
+            method, target = pending.pop(m[1], ("", ""))
+            host = target.rpartition(":")[0] if method == "CONNECT" else ""
+            refused.append(Refusal(host=host.lower() or "?", port=int(m[2])))
+    return refused
+
+
+def _port_of(method: str, target: str) -> int:
+    if method == "CONNECT":
+        port = target.rpartition(":")[2]
+        return int(port) if port.isdigit() else 443
+    match = re.match(r"^https?://[^/:]+:(\d+)", target)
+    if match:
+        return int(match[1])
+    return 443 if target.startswith("https://") else 80
+
+
+def ca_bundle(settings: Settings) -> Path | None:
+    """The CA certificates sandboxes trust: the setting, else the host's system bundle."""
+    if settings.setup.ca_bundle:
+        path = settings.path(settings.setup.ca_bundle)
+        if not path.is_file():
+            raise InfrastructureError(
+                f"DEVTEAM_SETUP_CA_BUNDLE names {path}, which is not a file",
+                details={"path": str(path)},
+            )
+        return path
+    for candidate in ("/etc/ssl/certs/ca-certificates.crt", "/etc/pki/tls/certs/ca-bundle.crt"):
+        if Path(candidate).is_file():
+            return Path(candidate)
+    return None
+
+
+def container_env(has_ca: bool) -> dict[str, str]:
+    """What a setup command needs to go through the proxy (and trust the CA bundle)."""
+    url = f"http://127.0.0.1:{PROXY_PORT}"
+    env = {
+        "HTTP_PROXY": url, "HTTPS_PROXY": url, "http_proxy": url, "https_proxy": url,
+        "NO_PROXY": "localhost,127.0.0.1,::1", "no_proxy": "localhost,127.0.0.1,::1",
+        "npm_config_proxy": url, "npm_config_https_proxy": url,
+        "COREPACK_ENABLE_DOWNLOAD_PROMPT": "0",
+    }
+    if has_ca:
+        ca = f"{CONTAINER_DIR}/{CA_NAME}"
+        env.update({
+            "SSL_CERT_FILE": ca, "REQUESTS_CA_BUNDLE": ca, "PIP_CERT": ca, "CURL_CA_BUNDLE": ca,
+            "NODE_EXTRA_CA_CERTS": ca, "npm_config_cafile": ca, "GIT_SSL_CAINFO": ca,
+        })
+    return env
+
+
+def forwarder_argv() -> list[str]:
+    """The in-container forwarder: container loopback port → the proxy's unix socket."""
+    return ["socat", f"TCP-LISTEN:{PROXY_PORT},bind=127.0.0.1,fork,reuseaddr",
+            f"UNIX-CONNECT:{CONTAINER_DIR}/{SOCKET_NAME}"]
+
+
+class EgressProxy:
+    """The proxy of one setup run (see the module docstring). A context manager.
+
+    ``directory`` is made fresh and holds the socket, the CA bundle, tinyproxy's
+    configuration and its log; it is removed on close.
+    """
+
+    def __init__(self, settings: Settings, customer_id: str, directory: Path) -> None:
+        self.settings = settings
+        self.customer_id = customer_id
+        self.directory = directory
+        self.hosts = allowlist(settings, customer_id)
+        self.ports = [int(p) for p in _split(settings.setup.ports)] or [443]
+        self._procs: list[subprocess.Popen[bytes]] = []
+        self._seen = 0
+        self.has_ca = False
+
+    # -- lifecycle -----------------------------------------------------------------------
+    def __enter__(self) -> EgressProxy:
+        try:
+            self.start()
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def start(self) -> None:
+        tinyproxy = shutil.which(self.settings.setup.tinyproxy_bin)
+        socat = shutil.which(self.settings.setup.socat_bin)
+        if tinyproxy is None or socat is None:
+            raise InfrastructureError(
+                "the egress proxy needs tinyproxy and socat on the worker's host "
+                "(`make setup` installs them)",
+                details={"tinyproxy": bool(tinyproxy), "socat": bool(socat)},
+            )
+        shutil.rmtree(self.directory, ignore_errors=True)
+        self.directory.mkdir(parents=True, mode=0o755)
+        self.directory.chmod(0o755)  # the sandbox user must reach the socket
+        bundle = ca_bundle(self.settings)
+        if bundle is not None:
+            shutil.copyfile(bundle, self.directory / CA_NAME)
+            (self.directory / CA_NAME).chmod(0o644)
+            self.has_ca = True
+        (self.directory / "filter").write_text("\n".join(filter_lines(self.hosts)) + "\n")
+        port = self._start_tinyproxy(tinyproxy)
+        sock = self.directory / SOCKET_NAME
+        self._procs.append(subprocess.Popen(
+            [socat, f"UNIX-LISTEN:{sock},fork,mode=0666,unlink-early",
+             f"TCP:127.0.0.1:{port}"],
+            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL, start_new_session=True,
+        ))
+        _wait_for(sock.exists, "the egress socket")
+
+    def _start_tinyproxy(self, binary: str) -> int:
+        for _ in range(5):
+            port = _free_port()
+            conf = self.directory / "tinyproxy.conf"
+            conf.write_text("\n".join([
+                f"Port {port}",
+                "Listen 127.0.0.1",
+                "Timeout 600",
+                "MaxClients 64",
+                f'LogFile "{self.directory / "tinyproxy.log"}"',
+                "LogLevel Info",
+                f'PidFile "{self.directory / "tinyproxy.pid"}"',
+                f'Filter "{self.directory / "filter"}"',
+                "FilterType ere",
+                "FilterDefaultDeny Yes",
+                "FilterURLs Off",
+                "DisableViaHeader Yes",
+                *(f"ConnectPort {p}" for p in self.ports),
+            ]) + "\n")
+            proc = subprocess.Popen(
+                [binary, "-d", "-c", str(conf)], stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+            )
+            self._procs.append(proc)
+            def up(p: int = port, started: subprocess.Popen[bytes] = proc) -> bool:
+                return _listening(p) or started.poll() is not None
+
+            try:
+                _wait_for(up, "tinyproxy")
+            except InfrastructureError:
+                proc.kill()
+                raise
+            if proc.poll() is None:
+                return port
+        raise InfrastructureError("tinyproxy did not start (no free loopback port?)")
+
+    def close(self) -> None:
+        for proc in reversed(self._procs):
+            with contextlib.suppress(OSError):
+                proc.kill()
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(timeout=5)
+        self._procs.clear()
+        shutil.rmtree(self.directory, ignore_errors=True)
+
+    # -- what it refused -----------------------------------------------------------------
+    def new_refusals(self, command: str) -> list[Refusal]:
+        """Refusals logged since the last call, charged to ``command``."""
+        log = self.directory / "tinyproxy.log"
+        try:
+            text = log.read_text(errors="replace")
+        except OSError:
+            return []
+        fresh, self._seen = text[self._seen:], len(text)
+        # a line still being written belongs to the next call
+        cut = fresh.rfind("\n") + 1
+        self._seen -= len(fresh) - cut
+        return [msgspec.structs.replace(r, command=command)
+                for r in parse_refusals(fresh[:cut])]
+
+
+def _split(value: str) -> list[str]:
+    return [part for part in re.split(r"[\s,]+", value) if part]
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def _listening(port: int) -> bool:
+    with socket.socket() as probe:
+        probe.settimeout(0.2)
+        return probe.connect_ex(("127.0.0.1", port)) == 0
+
+
+def _wait_for(ready: Callable[[], bool], what: str) -> None:
+    deadline = time.monotonic() + START_SECONDS
+    while time.monotonic() < deadline:
+        if ready():
+            return
+        time.sleep(0.02)
+    raise InfrastructureError(f"{what} did not come up within {START_SECONDS:.0f} s")
