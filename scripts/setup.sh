@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Install what the project needs, doing only what is missing:
-#   1. system packages (postgresql, redis-server, docker.io, debootstrap, git, chromium) with
+#   1. system packages (postgresql, redis-server, docker.io, debootstrap, tinyproxy, socat,
+#      git, chromium) with
 #      apt when run as root on Debian/Ubuntu; otherwise say what to install;
 #   2. .venv with the service and its dev extra;
 #   3. .venv-aider with aider-chat alone (it pins ~100 exact versions; the service must not
@@ -21,6 +22,9 @@ if ! command -v dockerd >/dev/null; then
   (command -v docker >/dev/null && docker info >/dev/null 2>&1) || missing+=(docker.io)
 fi
 command -v debootstrap >/dev/null || missing+=(debootstrap)
+# The egress proxy of setup containers and its unix-socket bridge.
+command -v tinyproxy >/dev/null || missing+=(tinyproxy-bin)
+command -v socat >/dev/null || missing+=(socat)
 command -v git >/dev/null || missing+=(git)
 command -v chromium >/dev/null || missing+=(chromium)
 command -v runuser >/dev/null || missing+=(util-linux)

@@ -84,6 +84,11 @@ async def setup(ctx: StageContext) -> Outcome:
         result = await environment(ctx, plan, Path(co.path), attempt=SETUP_ATTEMPT)
     except EnvironmentFailure as exc:
         ctx.log.line(exc.message, "error")
+        # The task's container (PREP's) would hold a slot while a person looks: it goes.
+        task_box = ctx.services.container_spec(
+            project=ctx.project, execution_id=str(ctx.execution.id), task_id=ctx.task_id,
+            attempt=1)
+        await blocking(ctx.services.sandbox.remove, task_box)
         return Outcome(
             status="failed",
             result={"tool": plan.tool, "cached": False, "commands": plan.commands},

@@ -21,6 +21,9 @@ TASK = "devteam.task"
 ATTEMPT = "devteam.attempt"
 CREATED = "devteam.created"
 EXPIRES = "devteam.expires"
+MOUNTS = "devteam.mounts"
+"""Hash of what the container mounts besides its workspace (caches, egress): a container
+found under the same name is reused only when it matches."""
 
 MANAGED_FILTER = f"{MANAGED}=true"
 """Label filter selecting everything the sandbox made."""
@@ -59,7 +62,15 @@ def labels(spec: ContainerSpec, now: float | None = None) -> dict[str, str]:
         ATTEMPT: str(spec.attempt),
         CREATED: str(created),
         EXPIRES: str(created + spec.ttl_seconds),
+        MOUNTS: mounts_hash(spec),
     }
+
+
+def mounts_hash(spec: ContainerSpec) -> str:
+    """A short hash of ``spec``'s cache mounts and egress directory."""
+    parts = [f"{m.volume}:{m.path}:{int(m.read_only)}" for m in spec.mounts]
+    parts.append(f"egress:{spec.egress_dir or ''}")
+    return hashlib.sha256("\0".join(parts).encode()).hexdigest()[:12]
 
 
 def expired(item_labels: dict[str, str] | None, now: float) -> bool:

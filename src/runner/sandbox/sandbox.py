@@ -86,7 +86,7 @@ class DockerSandbox:
         if self._limiter is not None:
             self._limiter.acquire(spec.customer_id, name, timeout=self._slot_timeout)
         try:
-            found = self._running_id(name)
+            found = self._running_id(name, spec)
             if found is not None and self._healthy(name):
                 return self._session(name, spec, found)
             return self._create_healthy(spec, name)
@@ -200,13 +200,18 @@ class DockerSandbox:
             raise _UnhealthyError(f"{name} did not start: {exc}") from None
         return str(created["Id"])
 
-    def _running_id(self, name: str) -> str | None:
+    def _running_id(self, name: str, spec: ContainerSpec) -> str | None:
+        """The id of a running container called ``name`` made from our image with the
+        mounts ``spec`` asks for (one made for another round or a crashed worker's)."""
         try:
             info = call(f"inspect {name}", self._api.inspect_container, name)
         except NotFoundError:
             return None
+        config = info.get("Config") or {}
         running = bool(info.get("State", {}).get("Running"))
-        return str(info["Id"]) if running and info["Config"].get("Image") == self.image else None
+        same = (config.get("Image") == self.image
+                and (config.get("Labels") or {}).get(lbl.MOUNTS) == lbl.mounts_hash(spec))
+        return str(info["Id"]) if running and same else None
 
     def _healthy(self, name: str) -> bool:
         try:

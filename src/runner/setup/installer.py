@@ -25,6 +25,7 @@ from docker.types import Mount
 
 from runner.errors import CancelledError, EnvironmentFailure, RunnerError
 from runner.ports import CommandResult, ContainerSpec, LineSink, VolumeMount
+from runner.sandbox import labels as lbl
 from runner.sandbox.command import exec_quiet
 from runner.sandbox.engine import call, ignore_missing
 from runner.settings import Settings
@@ -41,6 +42,9 @@ SETUP_ENV = {
     "PIP_DISABLE_PIP_VERSION_CHECK": "1",
     "npm_config_cache": "/workspace/.devteam-npm-cache",
     "npm_config_update_notifier": "false",
+    "npm_config_fetch_retries": "1",
+    "npm_config_fetch_retry_mintimeout": "2000",
+    "npm_config_fetch_retry_maxtimeout": "10000",
 }
 """Every setup command's environment (besides the proxy's and the plan's own)."""
 TAIL_LINES = 30
@@ -150,11 +154,12 @@ class Installer:
                 result = session.run(command, timeout=timeout, on_line=on_line,
                                      cancel=cancel, env=env)
                 results.append(result)
-                refused = proxy.new_refusals(command)
-                for refusal in refused:
+                for refusal in proxy.new_refusals(command):
+                    if refusal in blocked:
+                        continue  # a client retrying the same request
+                    blocked.append(refusal)
                     if on_line is not None:
                         on_line(refusal.describe())
-                blocked += refused
                 if result.cancelled:
                     raise CancelledError("setup cancelled", details={"command": command})
                 if not result.ok:
@@ -178,7 +183,7 @@ class Installer:
         what = f"prepare cache volumes of {spec.project_id}"
         created = call(what, api.create_container, self.sandbox.image,
                        command=["chown", "10001:10001", *targets], user="0:0", name=name,
-                       host_config=host, network_disabled=True)
+                       host_config=host, network_disabled=True, labels=lbl.labels(spec))
         try:
             call(what, api.start, created["Id"])
             status = call(what, api.wait, created["Id"], timeout=60)

@@ -59,12 +59,13 @@ def environment_problem(commands: Sequence[CommandResult], own: Iterable[str]) -
 
 def _reason(command: CommandResult, own: set[str]) -> str | None:
     tail = command.output_tail
-    for match in _PY_MODULE.finditer(tail):
-        top = match[1].split(".")[0]
-        if top not in own:
-            return (f"Python module '{match[1]}' is not installed (`{command.command}`): "
-                    "declare it in requirements*.txt or pyproject.toml, or set "
-                    "[commands] setup in .devteam.toml")
+    missing = list(dict.fromkeys(
+        m[1] for m in _PY_MODULE.finditer(tail) if m[1].split(".")[0] not in own))
+    if missing:
+        names = ", ".join(f"'{m}'" for m in missing)
+        what = f"Python module {names} is" if len(missing) == 1 else f"Python modules {names} are"
+        return (f"{what} not installed (`{command.command}`): declare it in "
+                "requirements*.txt or pyproject.toml, or set [commands] setup in .devteam.toml")
     for match in _NODE_MODULE.finditer(tail):
         spec = match[1]
         if spec.startswith((".", "/", "node:")):
