@@ -127,6 +127,19 @@ class Totals(_Out):
     total: int
 
 
+class SetupStatus(_Out):
+    """The execution's latest SETUP stage: dependencies installed or found cached."""
+
+    task_id: str | None
+    status: str
+    duration_ms: int | None
+    tool: str | None
+    cached: bool
+    seconds: float | None = None
+    bytes: int | None = None
+    error: str | None = None
+
+
 class ExecutionStatus(_Out):
     execution_id: str
     project_id: str
@@ -143,6 +156,7 @@ class ExecutionStatus(_Out):
     stop_point: str | None = None
     finished_at: str | None = None
     user_id: str | None = None
+    setup: SetupStatus | None = None
 
 
 class TransitionAccepted(_Out):

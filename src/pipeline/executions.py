@@ -124,6 +124,26 @@ async def latest_for_project(
     return None if row is None else _row(row)
 
 
+async def setup_of(session: AsyncSession, execution_id: uuid.UUID) -> dict[str, Any] | None:
+    """The execution's latest SETUP: ``{taskId, status, tool, cached, seconds, bytes,
+    durationMs}`` (cache hit or miss, how long), or None before the first one finished."""
+    row = (await session.execute(text(
+        "SELECT task_id, status, duration_ms, result, error FROM stage_runs "
+        "WHERE execution_id = :e AND stage = 'SETUP' AND status IN ('succeeded', 'failed') "
+        "ORDER BY id DESC LIMIT 1"), {"e": execution_id})).one_or_none()
+    if row is None:
+        return None
+    result = dict(row[3] or {})
+    view: dict[str, Any] = {
+        "taskId": row[0], "status": row[1], "durationMs": row[2],
+        "tool": result.get("tool"), "cached": bool(result.get("cached")),
+        "seconds": result.get("seconds"), "bytes": result.get("bytes"),
+    }
+    if row[4]:
+        view["error"] = str(dict(row[4]).get("message", ""))
+    return view
+
+
 async def list_for(
     session: AsyncSession,
     *,

@@ -20,6 +20,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from sqlalchemy import text
 from tests.e2e.checks import containers_of, frames, remote_task_list, stage_runs
@@ -175,7 +176,7 @@ def logged(got: list[dict[str, Any]]) -> str:
 
 @pytest.mark.parametrize("name", list(PROJECTS))
 async def test_given_a_real_project_when_two_tasks_run_then_setup_installs_once_and_the_second_reuses_the_cache(  # noqa: E501
-    store, tmp_path, run_env, procs, name
+    store, tmp_path, run_env, procs, token_for, name
 ):
     spec = PROJECTS[name]
     project = create_sample(
@@ -214,8 +215,18 @@ async def test_given_a_real_project_when_two_tasks_run_then_setup_installs_once_
     assert f"setup: cache hit ({spec['tool']}" in text_logged
     assert spec["passing"] in text_logged  # the project's own test runner ran
     assert "blocked:" not in text_logged
-    assert len(model.requests) >= 2
+    assert {r.task_id for r in model.requests} == {"1.1", "1.2"}
     assert containers_of(execution) == []
+    # the status API shows the last setup: a cache hit, how long it took
+    gateway = procs.gateway()
+    token = token_for("dev", [project_id], role="developer")
+    answer = httpx.get(f"{gateway.url}/api/devteam/automation/status/{project_id}",
+                       headers={"Authorization": f"Bearer {token}"}, timeout=10)
+    assert answer.status_code == 200, answer.text
+    shown = answer.json()["setup"]
+    assert (shown["taskId"], shown["status"], shown["tool"], shown["cached"]) == (
+        "1.2", "succeeded", spec["tool"], True)
+    assert shown["seconds"] < first["seconds"]
 
 
 async def test_given_requirements_from_an_index_off_the_allowlist_then_setup_is_blocked_reported_and_no_model_call_is_made(  # noqa: E501

@@ -90,9 +90,10 @@ async def status(request: Request[Any, Any, Any], project: ProjectPath) -> Respo
     require_read(principal_of(request), project_id)
     async with store_of(request).transaction() as session:
         row = await executions.latest_for_project(session, project_id)
+        setup = await executions.setup_of(session, row.id) if row is not None else None
     if row is None:
         raise Problem(404, "this project has never run")
-    return respond(msgspec.convert(row.status_view(), ExecutionStatus))
+    return respond(msgspec.convert({**row.status_view(), "setup": setup}, ExecutionStatus))
 
 
 def _transition(name: str, action: Any, summary: str) -> Any:

@@ -21,7 +21,8 @@ A Python project's virtual environment sees the image's own packages
 (no dependencies, no test or dev extras, no build system) needs no setup.
 
 ``[commands] setup`` in ``.devteam.toml`` replaces the detected commands (``[setup] cache``
-then names what to keep; by default what detection would have kept). The caller passes the
+then names what to keep, top-level directories only, since that is where caches are
+mounted; by default what detection would have kept). The caller passes the
 project file read from the task's *base* commit, never from the model's change.
 
 Everything read here is hostile input: files are read with the bounds of
@@ -229,33 +230,39 @@ def _has_content(raw: bytes | None) -> bool:
 # ------------------------------------------------------------------------------ configured
 def _configured(project: ProjectFile | None, detected: SetupPlan) -> SetupPlan | None:
     """The plan ``.devteam.toml`` gives, or None when it leaves setup to detection."""
-    if project is None or project.commands.setup is None:
+    if project is None:
+        return None
+    cache = _cache_paths(project.setup.cache) if project.setup.cache is not None else None
+    if project.commands.setup is None:
         return None
     setup = project.commands.setup
     commands = [setup] if isinstance(setup, str) else list(setup)
-    cache = list(project.setup.cache) if project.setup.cache is not None else None
     if cache is None:
         cache = list(detected.cache_paths)
-    for path in cache:
-        if not _inside(path):
-            raise ConfigError(
-                f".devteam.toml: setup.cache must name directories inside the repository, "
-                f"not {path!r}", details={"key": "setup.cache"})
     env = dict(VENV_ENV if VENV in cache else NODE_ENV if NODE_MODULES in cache else {})
     return SetupPlan(
         tool="custom",
         commands=[c for c in commands if c.strip()],
-        cache_paths=[str(PurePosixPath(p)) for p in cache],
+        cache_paths=cache,
         manifests=detected.manifests,
         env=env,
     )
 
 
-def _inside(path: str) -> bool:
-    pure = PurePosixPath(path)
-    return (bool(path) and not pure.is_absolute() and ".." not in pure.parts
-            and "\0" not in path and str(pure) not in (".", ".git")
-            and pure.parts[0] != ".git")
+def _cache_paths(paths: Sequence[str]) -> list[str]:
+    """``[setup] cache`` normalised: each a directory at the top of the repository (where
+    the cache is mounted); ConfigError for anything else."""
+    out: list[str] = []
+    for path in paths:
+        pure = PurePosixPath(path)
+        if (not path or pure.is_absolute() or ".." in pure.parts or "\0" in path
+                or len(pure.parts) != 1 or pure.parts[0] in (".", ".git")):
+            raise ConfigError(
+                f".devteam.toml: setup.cache must name top-level directories of the "
+                f"repository, not {path!r}", details={"key": "setup.cache"})
+        if pure.parts[0] not in out:
+            out.append(pure.parts[0])
+    return out
 
 
 def _top_level(workdir: Path) -> set[str]:

@@ -92,6 +92,18 @@ def allowlist(settings: Settings, customer_id: str) -> list[str]:
     return out
 
 
+def ports(settings: Settings) -> list[int]:
+    """The ports tunnels may go to (``DEVTEAM_SETUP_PORTS``); InfrastructureError names a
+    value that is not a port."""
+    out = []
+    for value in _split(settings.setup.ports):
+        if not re.fullmatch(r"[0-9]{1,5}", value) or not 0 < int(value) < 65536:
+            raise InfrastructureError(
+                f"DEVTEAM_SETUP_PORTS entry {value!r} is not a port", details={"entry": value})
+        out.append(int(value))
+    return out or [443]
+
+
 def filter_lines(hosts: Iterable[str]) -> list[str]:
     """tinyproxy filter patterns (extended regular expressions) matching exactly ``hosts``."""
     lines = []
@@ -122,10 +134,12 @@ def parse_refusals(log: str) -> list[Refusal]:
 
 
 def _port_of(method: str, target: str) -> int:
+    """The port a logged request asked for (the log line is the client's, so hostile: only
+    one to five ASCII digits count; anything else is the scheme's default)."""
     if method == "CONNECT":
         port = target.rpartition(":")[2]
-        return int(port) if port.isdigit() else 443
-    match = re.match(r"^https?://[^/:]+:(\d+)", target)
+        return int(port) if re.fullmatch(r"[0-9]{1,5}", port) else 443
+    match = re.match(r"^https?://[^/:]+:([0-9]{1,5})(?:[/?#]|$)", target)
     if match:
         return int(match[1])
     return 443 if target.startswith("https://") else 80
@@ -183,7 +197,7 @@ class EgressProxy:
         self.customer_id = customer_id
         self.directory = directory
         self.hosts = allowlist(settings, customer_id)
-        self.ports = [int(p) for p in _split(settings.setup.ports)] or [443]
+        self.ports = ports(settings)
         self._procs: list[subprocess.Popen[bytes]] = []
         self._seen = 0
         self.has_ca = False

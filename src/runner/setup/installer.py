@@ -23,6 +23,7 @@ from typing import Any
 import msgspec
 from docker.types import Mount
 
+from runner.dockerhost import docker_base_url
 from runner.errors import CancelledError, EnvironmentFailure, RunnerError
 from runner.ports import CommandResult, ContainerSpec, LineSink, VolumeMount
 from runner.sandbox import labels as lbl
@@ -111,6 +112,14 @@ class Installer:
         entry = self.cache.lookup(spec.customer_id, spec.project_id, key, paths)
         if entry is not None:
             return self._result(plan, entry, cached=True, seconds=time.monotonic() - started)
+        engine = docker_base_url(self.settings)
+        if not engine.startswith("unix://"):
+            raise EnvironmentFailure(
+                f"setup needs egress through the proxy beside the worker, which a remote Docker "
+                f"engine ({engine}) cannot reach: run setup-needing projects on a worker whose "
+                "engine is local, or install their dependencies into the sandbox image",
+                details={"engine": engine, "tool": plan.tool},
+            )
         volumes = self.cache.prepare(spec.customer_id, spec.project_id, key, paths)
         directory = Path(tempfile.mkdtemp(prefix="devteam-egress-"))
         try:

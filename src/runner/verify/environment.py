@@ -31,6 +31,8 @@ def project_modules(workdir: Path) -> set[str]:
     """Top-level names the repository itself provides (flat and ``src`` layouts)."""
     names: set[str] = set()
     for root in (workdir, workdir / "src"):
+        if root.is_symlink():
+            continue  # a link could point anywhere on the host
         try:
             entries = list(root.iterdir())
         except OSError:
@@ -76,7 +78,7 @@ def _reason(command: CommandResult, own: set[str]) -> str | None:
                     "in package.json with a lockfile, or set [commands] setup in .devteam.toml")
     if command.exit_code == 127 or _COMMAND.search(tail):
         found = _COMMAND.search(tail)
-        name = found[1] if found else command.command.split()[0]
+        name = found[1] if found else (command.command.split() or ["?"])[0]
         return (f"command '{name}' is not available in the sandbox (`{command.command}`): "
                 "install it in the setup stage ([commands] setup) or use one the image has")
     if _NETWORK.search(tail):
