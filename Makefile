@@ -46,3 +46,4 @@ bench: setup services image migrate
 	$(BIN)/python bench/pipeline.py
 	$(BIN)/python bench/api.py
 	$(BIN)/python bench/fanout.py
+	$(BIN)/python bench/setup.py
