@@ -186,7 +186,9 @@ class DockerSandbox:
                 hostname="sandbox",
                 labels=item_labels,
                 host_config=host_config,
-                network_disabled=not spec.network,
+                # ``network_mode="none"`` alone: the container has loopback only, and Docker
+                # still writes /etc/hosts, so ``localhost`` resolves (``network_disabled``
+                # would leave it empty, and Vite, vitest or any local test server fails).
                 environment={"HOME": "/tmp"},  # noqa: S108
             )
         except NotFoundError:

@@ -172,3 +172,18 @@ def test_given_two_customers_with_the_same_manifests_then_neither_uses_the_other
     assert mine.key == theirs.key
     assert set(mine.volumes.values()).isdisjoint(theirs.volumes.values())
     assert inst.cache.lookup(two, f"{one}/proj", mine.key, [".venv"]) is None
+
+
+def test_given_a_sandbox_then_localhost_resolves_to_loopback_and_there_is_no_other_interface(
+    sandbox, make_spec
+):
+    spec = make_spec()
+    session = sandbox.session(spec)
+    try:
+        out = session.run(
+            "python3 -c \"import os, socket; print(socket.gethostbyname('localhost'), "
+            "sorted(os.listdir('/sys/class/net')))\"", timeout=60)
+    finally:
+        sandbox.remove(spec)
+
+    assert (out.exit_code, out.output_tail) == (0, "127.0.0.1 ['lo']")
