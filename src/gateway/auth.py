@@ -24,6 +24,13 @@ from runner.settings import Settings
 ROLES = ("developer", "manager", "admin")
 PROJECT_ID = re.compile(r"^[A-Za-z0-9_-]{1,100}/[A-Za-z0-9_-]{1,100}$")
 _GRANT = re.compile(r"^[A-Za-z0-9_-]{1,100}/(\*|[A-Za-z0-9_-]{1,100})$")
+MAX_PROJECT_ID = 200
+
+
+def is_project_id(value: str) -> bool:
+    """CONTRACTS "Common rules": ``customer/project``, letters, digits, ``_`` and ``-`` in
+    each part, exactly one ``/``, at most 200 characters."""
+    return bool(PROJECT_ID.match(value)) and len(value) <= MAX_PROJECT_ID
 
 
 class Principal(msgspec.Struct, frozen=True, kw_only=True):

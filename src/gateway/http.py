@@ -14,7 +14,7 @@ from litestar.openapi.datastructures import ResponseSpec
 from litestar.openapi.spec import Example
 from litestar.params import PathParameter
 
-from gateway.auth import PROJECT_ID, Authenticator, Principal, bearer
+from gateway.auth import Authenticator, Principal, bearer, is_project_id
 from gateway.problems import TITLES, Problem, correlation_id
 from pipeline import audit
 from pipeline.db import Store
@@ -173,7 +173,7 @@ TaskPath = Annotated[str, PathParameter(
 def project_param(raw: str) -> str:
     """A projectId from a path: with its slash or as ``%2F``; 400 when malformed."""
     value = unquote(raw.lstrip("/"))
-    if not PROJECT_ID.match(value) or len(value) > 200:
+    if not is_project_id(value):
         raise Problem(
             400,
             "projectId must be customer/project (letters, digits, _ and -)",

@@ -55,6 +55,6 @@ def test_ci_runs_make_test() -> None:
 def test_devteam_help_lists_the_commands() -> None:
     out = subprocess.run([str(ROOT / ".venv" / "bin" / "devteam"), "--help"],
                          capture_output=True, text=True, check=True).stdout
-    for command in ("serve", "relay", "worker", "submit", "demo", "watch", "token", "tasks",
+    for command in ("serve", "relay", "worker", "run", "submit", "demo", "watch", "token", "tasks",
                     "services", "image", "reap", "scripted-model"):
         assert command in out, command

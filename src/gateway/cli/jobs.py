@@ -1,16 +1,49 @@
-"""``devteam demo`` and ``devteam submit``: the main job, and starting one without HTTP."""
+"""``devteam run``, ``devteam demo`` and ``devteam submit``: a repository's task list end to
+end on this machine, the same on the sample project, and starting one without HTTP."""
 
 from __future__ import annotations
 
 import asyncio
 import json
 import uuid
+from pathlib import Path
 
 import typer
 from rich.console import Console
 
-from gateway.auth import PROJECT_ID
+from gateway.auth import is_project_id
 from runner.settings import get_settings
+
+
+def run(
+    repo: str = typer.Option(
+        ..., "--repo", help="Your repository: a local path (bare or not) or a URL."
+    ),
+    project: str | None = typer.Option(
+        None, "--project", help="customer/project (default: local/<repository name>)."
+    ),
+    model_script: Path | None = typer.Option(
+        None, "--model-script",
+        help="Answer with the scripted model from this TOML file (default: the configured "
+        "model, DEVTEAM_MODEL_*).",
+    ),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON summary line at the end."),
+) -> None:
+    """Run a repository's task list end to end on this machine, with live progress.
+
+    Starts a relay and a worker (and the scripted model with --model-script).
+
+    Returns when the execution completes, fails, stops or pauses for a person.
+
+    A local working copy is never pushed into: the result comes back as branch devteam/run-<id>.
+
+    Exit 0 only when every task is done; 1 otherwise; 2 for bad usage.
+    """
+    from gateway.local.run import RunRequest, main
+
+    raise typer.Exit(
+        main(RunRequest(repo=repo, project=project, model_script=model_script, as_json=as_json))
+    )
 
 
 def demo(
@@ -30,13 +63,13 @@ def submit(
     watch: bool = typer.Option(False, "--watch", help="Show progress until the execution ends."),
 ) -> None:
     """Start an execution of a project's task list (same transaction as the HTTP API)."""
-    from gateway.demo.progress import ProgressView, follow
+    from gateway.local.progress import ProgressView, follow
     from pipeline import commands
     from pipeline.audit import Principal
     from pipeline.db import Store
     from pipeline.lifecycle import TransitionError
 
-    if not PROJECT_ID.match(project):
+    if not is_project_id(project):
         raise typer.BadParameter("project must be customer/project", param_hint="--project")
     settings = get_settings()
     console = Console()

@@ -1,7 +1,8 @@
 """Follow one execution's notifications straight from Postgres and show them with rich.
 
-Used by ``devteam demo`` and ``devteam submit --watch``: no gateway needed. Frames are read
-in ``pos`` order after a LISTEN wake-up (or a poll), exactly like the gateway's fanout.
+Used by ``devteam run``, ``devteam demo`` and ``devteam submit --watch``: no gateway
+needed. Frames are read in ``seq`` order after a LISTEN wake-up (or a poll), exactly like
+the gateway's fanout.
 """
 
 from __future__ import annotations
@@ -23,6 +24,25 @@ from pipeline.stream import STREAM_CHANNEL
 from runner.settings import Settings
 
 TERMINAL = {"completed", "stopped", "error"}
+USER_PAUSE = "user"
+"""The one pause that does not end following: a user paused from the API or the dashboard
+and will resume or stop it. Every other pause (``human_review``, ``stop_point``, and any
+the pipeline adds) waits for a person, so nothing more would happen."""
+
+
+def ending(frame: dict[str, Any]) -> dict[str, Any] | None:
+    """The payload that ends following, if ``frame`` is one: the ``completion`` frame, or
+    an ``execution-update`` pausing for a person (``{status: "paused", pauseReason, ...}``)."""
+    payload = frame["payload"]
+    if frame["type"] == "completion":
+        return dict(payload)
+    if (
+        frame["type"] == "execution-update"
+        and payload.get("status") == "paused"
+        and payload.get("pauseReason") != USER_PAUSE
+    ):
+        return dict(payload)
+    return None
 
 
 async def follow(
@@ -30,10 +50,15 @@ async def follow(
     execution_id: uuid.UUID,
     on_frame: Callable[[dict[str, Any]], None],
     *,
-    limit_seconds: float = 3600,
+    limit_seconds: float | None = 3600,
+    check: Callable[[], None] | None = None,
 ) -> dict[str, Any]:
-    """Call ``on_frame`` for every frame of the execution, in order, until its completion
-    frame; returns that frame's payload."""
+    """Call ``on_frame`` for every frame of the execution, in order, until it ends (see
+    :func:`ending`); returns the ending frame's payload.
+
+    ``check`` is called about once a second while waiting; whatever it raises ends the
+    wait (the caller's way to notice that the worker it started has died).
+    """
     dsn = asyncpg_dsn(settings.database.url)
     conn = await asyncpg.connect(dsn)
     wake = asyncio.Event()
@@ -53,8 +78,11 @@ async def follow(
                     seq = int(row["seq"])
                     frame = {"seq": seq, "type": row["type"], "payload": json.loads(row["payload"])}
                     on_frame(frame)
-                    if frame["type"] == "completion":
-                        return dict(frame["payload"])
+                    end = ending(frame)
+                    if end is not None:
+                        return end
+                if check is not None:
+                    check()
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(wake.wait(), timeout=1.0)
                 wake.clear()
@@ -98,6 +126,8 @@ class ProgressView:
                 f"{payload.get('status')} · task {payload.get('taskId') or '-'} · "
                 f"{payload.get('stage') or '-'}"
             )
+            if payload.get("pauseReason"):
+                where += f" ({payload['pauseReason']})"
             self.progress.update(self.bar, completed=payload.get("progress", 0), where=where)
         elif kind == "execution-log":
             style = {"error": "red", "warning": "yellow"}.get(payload.get("level"), "dim")
