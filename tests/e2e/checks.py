@@ -72,6 +72,10 @@ def assert_remote_complete(sample: Sample, task_ids: list[str]) -> None:
     assert marks == Counter({f"Mark task {t} done": 1 for t in task_ids}), marks
     outcomes = remote_file(sample, "task_outcomes.md") or ""
     assert sorted(re.findall(r"^## (\S+) ", outcomes, re.M)) == sorted(task_ids)
+    # formatted the way Prettier and markdownlint accept: blank lines around headings and
+    # the markers, so a project that checks its Markdown is not failed by this file
+    assert not re.search(r"^(#+ .*|<!-- devteam:.*-->)\n(?!\n)", outcomes, re.M), outcomes
+    assert outcomes.endswith("\n") and not outcomes.endswith("\n\n")
     updates = ref_updates(sample)
     # main was created once, then moved twice per task (merged work, then the task list);
     # each task branch was pushed once

@@ -127,7 +127,9 @@ async def _entry(ctx: StageContext, task_id: str, title: str, marker: str) -> st
     )
     when = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     return (
-        f"\n## {task_id} {title}\n{marker}\n"
+        # blank lines around the heading and the marker: what Prettier and markdownlint
+        # accept, so a project that checks its Markdown is not failed by our file
+        f"\n## {task_id} {title}\n\n{marker}\n\n"
         f"- Completed: {when}\n"
         f"- Branch: `{prepared.get('branch', '?')}`\n"
         f"- Merge: `{str(merged.get('commit') or '?')[:12]}`\n"
