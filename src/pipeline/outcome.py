@@ -51,6 +51,9 @@ class Outcome:
     frames: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
     task_summary: dict[str, Any] | None = None
     """Merged into ``task_context.tasks[<taskId>]`` (the per-task table of the demo)."""
+    summary_task_id: str | None = None
+    """The task ``task_summary`` is about when it is not the command's (SELECT runs under
+    ``#<n>`` and picks the task)."""
     complete_injection: str | None = None
     """An injected task (by task id) that this outcome finishes."""
     fail_injection: str | None = None

@@ -320,9 +320,10 @@ async def _update_context(
         node["error"] = error
     nodes[Stage(ctx.command.stage).node_name] = node
     context["nodes"] = nodes
-    if outcome.task_summary and ctx.task_id:
+    about = outcome.summary_task_id or ctx.task_id
+    if outcome.task_summary and about:
         tasks = dict(context.get("tasks") or {})
-        tasks[ctx.task_id] = {**dict(tasks.get(ctx.task_id) or {}), **outcome.task_summary}
+        tasks[about] = {**dict(tasks.get(about) or {}), **outcome.task_summary}
         context["tasks"] = tasks
     metadata = dict(context.get("metadata") or {})
     metadata.setdefault("correlationId", ctx.correlation_id)

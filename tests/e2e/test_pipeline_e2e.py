@@ -36,10 +36,14 @@ async def _assert_completed(store, sample, execution) -> None:
         context = (await session.execute(text(
             "SELECT e.task_context FROM events e JOIN executions x ON x.event_id = e.id "
             "WHERE x.id = :id"), {"id": execution})).scalar_one()
-    assert {"SelectNode", "PrepNode", "ImplementNode", "VerifyNode", "MergeNode", "PushNode",
-            "UpdateTasklistNode", "DoneNode", "FinalizeNode"} <= set(context["nodes"])
+    assert {"SelectNode", "PrepNode", "SetupNode", "ImplementNode", "VerifyNode", "MergeNode",
+            "PushNode", "UpdateTasklistNode", "DoneNode", "FinalizeNode"} <= set(context["nodes"])
     assert context["metadata"]["correlationId"]
     assert context["tasks"]["2.2"]["attempts"] == 2
+    # every summary is under a task id (SELECT's too, not under its own "#<n>")
+    assert not [key for key in context["tasks"] if key.startswith("#")]
+    assert context["tasks"]["2.2"]["title"]
+    assert context["tasks"]["2.2"]["setup"]["tool"] == "none"  # the calculator needs nothing
 
 
 async def test_the_demo_project_completes_end_to_end(store, sample, pipeline_env, procs):

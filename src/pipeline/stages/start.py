@@ -123,6 +123,7 @@ async def select(ctx: StageContext) -> Outcome:
         next=ctx.then(Stage.PREP, task_id=task.id, pass_no=pass_no),
         execution={**counts, "current_task_id": task.id},
         task_summary={"title": task.title, "status": "selected"},
+        summary_task_id=task.id,
     )
 
 
