@@ -174,14 +174,63 @@ def detect_defaults(workdir: Path) -> ProjectConfig:
         )
     markers = ("pyproject.toml", "setup.py", "setup.cfg")
     if any((workdir / m).is_file() for m in markers) or (workdir / "tests").is_dir():
+        sources = coverage_sources(workdir)
+        source = f"--source={','.join(sources)} " if sources else ""
         return ProjectConfig(
             kind="python",
-            test="python3 -m coverage run -m pytest -q",
+            test=f"python3 -m coverage run {source}-m pytest -q",
             coverage=f"python3 -m coverage json -q -o {PY_COVERAGE_REPORT}",
             coverage_report=PY_COVERAGE_REPORT,
             typecheck="mypy --strict .",
         )
     return ProjectConfig()
+
+
+NOT_SOURCES = {"tests", "test", "testing", "docs", "doc", "examples", "scripts", "benchmarks",
+               "bench", "build", "dist", "node_modules", "venv", "site-packages"}
+NOT_SOURCE_FILES = {"setup.py", "conftest.py", "noxfile.py", "tasks.py", "manage.py"}
+
+
+def coverage_sources(workdir: Path) -> list[str]:
+    """What the default coverage run measures: the project's own code, never the
+    interpreter's or the virtual environment's packages.
+
+    ``src/`` when there is one (src layout); otherwise the top-level packages and modules
+    (flat layout) besides tests, docs and tooling. Empty (coverage's own choice) when the
+    project configures coverage itself (``.coveragerc``, ``[tool.coverage.run] source``
+    or ``[coverage:run]`` in ``setup.cfg``) or nothing qualifies.
+    """
+    if (workdir / ".coveragerc").is_file() or _configures_coverage(workdir):
+        return []
+    if (workdir / "src").is_dir() and not (workdir / "src").is_symlink():
+        return ["src"]
+    found: list[str] = []
+    try:
+        entries = sorted(workdir.iterdir())
+    except OSError:
+        return []
+    for entry in entries:
+        name = entry.name
+        if name.startswith((".", "_")) or entry.is_symlink() or name in NOT_SOURCES:
+            continue
+        package = entry.is_dir() and (entry / "__init__.py").is_file()
+        module = (entry.suffix == ".py" and entry.is_file() and name not in NOT_SOURCE_FILES
+                  and not name.startswith("test_") and not name.endswith("_test.py"))
+        if package or module:
+            found.append(entry.stem if module else name)  # a directory, or a module name
+    return found
+
+
+def _configures_coverage(workdir: Path) -> bool:
+    for name, marker in (("pyproject.toml", b"[tool.coverage.run]"),
+                         ("setup.cfg", b"[coverage:run]"), ("tox.ini", b"[coverage:run]")):
+        try:
+            raw = read_repo_file(workdir, name)
+        except ConfigError:
+            continue
+        if raw is not None and marker in raw and b"source" in raw:
+            return True
+    return False
 
 
 def read_repo_file(workdir: Path, name: str) -> bytes | None:

@@ -102,6 +102,29 @@ def coverage_percent(report: bytes) -> float:
     raise ReportError("coverage report is neither coverage.py JSON nor an Istanbul json-summary")
 
 
+def measured_files(report: bytes) -> list[str]:
+    """The files a coverage report measured (coverage.py JSON ``files``, or an Istanbul
+    json-summary's keys besides ``total``), sorted; empty when it cannot be read."""
+    try:
+        data = json.loads(report)
+    except ValueError:
+        return []
+    if not isinstance(data, dict):
+        return []
+    files = data.get("files")
+    listed: dict[str, object] = files if isinstance(files, dict) else data
+    return sorted(str(k) for k in listed if k != "total")
+
+
+def _measured(report: bytes, shown: int = 5) -> str:
+    files = measured_files(report)
+    if not files:
+        return "no files measured"
+    more = f" and {len(files) - shown} more" if len(files) > shown else ""
+    plural = "s" if len(files) != 1 else ""
+    return f"measured {len(files)} file{plural}: {', '.join(files[:shown])}{more}"
+
+
 def type_error_count(output: str, exit_code: int | None = None) -> int | None:
     """Errors reported by mypy or tsc; None when the output says nothing we can read.
 
@@ -175,7 +198,8 @@ def _coverage(req: Requirement, ev: Evidence) -> CriterionResult:
         percent = round(coverage_percent(ev.coverage_report), 2)
     except ReportError as exc:
         return _fail(req, None, str(exc))
-    return CriterionResult(passed=check(req, percent), actual=percent, required=req.raw)
+    return CriterionResult(passed=check(req, percent), actual=percent, required=req.raw,
+                           detail=_measured(ev.coverage_report))
 
 
 def _types(req: Requirement, ev: Evidence) -> CriterionResult:

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from runner.errors import Classification, ConfigError
-from runner.verify.config import load_project_config, parse_project_file
+from runner.verify.config import coverage_sources, load_project_config, parse_project_file
 
 FULL = """
 [commands]
@@ -82,7 +82,8 @@ def test_given_a_python_repository_without_config_then_pytest_coverage_and_mypy_
     config = load_project_config(write(tmp_path, {"tests/test_x.py": "", "app.py": ""}))
 
     assert config.kind == "python"
-    assert config.test == "python3 -m coverage run -m pytest -q"
+    # the project's own code is measured, never the interpreter's or a venv's packages
+    assert config.test == "python3 -m coverage run --source=app -m pytest -q"
     assert config.coverage == "python3 -m coverage json -q -o .devteam-coverage.json"
     assert config.coverage_report == ".devteam-coverage.json"
     assert config.typecheck == "mypy --strict ."
@@ -176,3 +177,22 @@ def test_parse_project_file_accepts_bytes_and_rejects_non_utf8():
     assert parse_project_file(b"[commands]\ntest = 'make test'\n").commands.test == "make test"
     with pytest.raises(ConfigError, match="UTF-8"):
         parse_project_file(b"\xff\xfe[commands]")
+
+
+@pytest.mark.parametrize(("files", "sources"), [
+    ({"src/calc/__init__.py": "", "tests/test_x.py": "", "pyproject.toml": ""}, ["src"]),
+    ({"pkg/__init__.py": "", "tool.py": "", "setup.py": "", "conftest.py": "",
+      "test_tool.py": "", "tests/__init__.py": "", "docs/__init__.py": "",
+      ".venv/x/__init__.py": "", "notes/readme.txt": ""}, ["pkg", "tool"]),
+    ({"pkg/__init__.py": "", "pyproject.toml": "[tool.coverage.run]\nsource = ['pkg']\n"}, []),
+    ({"pkg/__init__.py": "", "setup.py": "", ".coveragerc": "[run]\nsource = pkg\n"}, []),
+    ({"tests/test_x.py": "", "pyproject.toml": ""}, []),
+])
+def test_given_a_python_layout_then_coverage_measures_the_project_s_own_sources(
+    tmp_path, files, sources
+):
+    write(tmp_path, files)
+
+    assert coverage_sources(tmp_path) == sources
+    source = f"--source={','.join(sources)} " if sources else ""
+    assert load_project_config(tmp_path).test == f"python3 -m coverage run {source}-m pytest -q"

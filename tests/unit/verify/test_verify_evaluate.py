@@ -13,6 +13,7 @@ from runner.verify.evaluate import (
     ReportError,
     coverage_percent,
     evaluate,
+    measured_files,
     parse_requirements,
     type_error_count,
 )
@@ -175,3 +176,16 @@ def test_type_strict_pass_means_zero_errors():
 
     assert ok["type.strict"].passed is True
     assert bad["type.strict"].passed is False
+
+
+@pytest.mark.parametrize("report", ["coveragepy.json", "istanbul_summary.json"])
+def test_a_coverage_result_names_the_files_it_measured(report):
+    expected = measured_files(sample(report))
+    requirements, _ = parse_requirements({"test.coverage": ">=1%"})
+
+    result = evaluate(requirements, Evidence(coverage_report=sample(report)))["test.coverage"]
+
+    assert expected and "total" not in expected
+    assert result.detail is not None
+    assert result.detail.startswith(f"measured {len(expected)} file")
+    assert expected[0] in result.detail
