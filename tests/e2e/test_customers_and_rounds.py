@@ -149,3 +149,39 @@ async def test_a_task_that_keeps_failing_gets_retries_then_resolution_then_human
         assert row["status"] == "stopped"
         assert containers_of(execution) == []
 
+
+
+async def test_a_new_execution_after_a_stop_gets_a_fresh_resolution_budget_and_counts_only_real_progress(  # noqa: E501
+    store, tmp_path, pipeline_env, procs
+):
+    sample = create_sample(tmp_path / "again",
+                           files={**INITIAL, "tasks_list.md": SHORT_LIST}, script=ALWAYS_FAILS)
+    person = Principal(user_id="tester", correlation_id="again")
+    ended = {"paused", "completed", "error", "stopped"}
+    with ScriptedModelServer(parse_script(ALWAYS_FAILS)) as model:
+        procs.env.update({"DEVTEAM_MODEL_API_BASE": model.url,
+                          "DEVTEAM_PIPELINE_VERIFY_ROUNDS": "1",
+                          "DEVTEAM_PIPELINE_MAX_RESOLUTION_TASKS": "1"})
+        procs.relay()
+        procs.worker(threads=4)
+        first = await start(store, "acme/again", sample.url)
+        row = await wait_status(store, first, ended, timeout=600)
+        assert (row["status"], row["pause_reason"]) == ("paused", "human_review"), row
+        await commands.stop(store, principal=person, project_id="acme/again")
+        await wait_status(store, first, {"stopped"}, timeout=120)
+        second = await start(store, "acme/again", sample.url)
+        row = await wait_status(store, second, ended, timeout=600)
+
+    assert (row["status"], row["pause_reason"]) == ("paused", "human_review"), row
+    runs = await stage_runs(store, second)
+    # the new execution tried 1.1 and then its own error-resolution task: the one the
+    # stopped execution spent does not use up this one's budget
+    assert [r["attempt"] for r in runs
+            if r["task_id"] == "1.1" and r["stage"] == "IMPLEMENT"] == [1]
+    fixes = {r["task_id"] for r in runs
+             if r["task_id"].startswith("fix-1.1-") and r["stage"] == "IMPLEMENT"}
+    assert len(fixes) == 1
+    # nothing was done, so nothing counts as done: failed fix tasks are no progress
+    assert row["completed_tasks"] == 0, row
+    assert remote_task_list(sample).progress() == (0, 2)
+    assert containers_of(second) == []

@@ -131,8 +131,11 @@ async def _origin(ctx: StageContext, task_id: str) -> str:
 
 
 async def _resolutions(ctx: StageContext, origin: str) -> int:
+    """Error-resolution tasks this execution injected for ``origin`` (a new execution starts
+    with the whole budget: what an earlier one injected and failed does not count)."""
     return int(await ctx.services.store.scalar(
-        "SELECT count(*) FROM injected_tasks WHERE project_id = :p AND origin_task_id = :o "
-        "AND status IN ('pending', 'done', 'failed')",
-        p=ctx.project["project_id"], o=origin,
+        "SELECT count(*) FROM injected_tasks i JOIN errors e ON e.id = i.source_error_id "
+        "WHERE i.project_id = :p AND i.origin_task_id = :o "
+        "AND i.status IN ('pending', 'done', 'failed') AND e.execution_id = :x",
+        p=ctx.project["project_id"], o=origin, x=ctx.execution.id,
     ))

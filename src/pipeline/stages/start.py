@@ -7,7 +7,7 @@ from sqlalchemy import text
 from pipeline.lifecycle import PauseReason, Stage, Status
 from pipeline.outcome import Outcome, StageContext
 from pipeline.stages.common import blocking, checkout, next_select, task_from_wire
-from pipeline.stages.tasklist_io import TEMPLATE, injections, read_task_list
+from pipeline.stages.tasklist_io import TEMPLATE, injected_progress, injections, read_task_list
 from runner.errors import ConfigError, VerificationError
 from runner.tasklist import TASK_LIST_NAMES, Task, TaskList, TaskStatus, select_next
 
@@ -68,9 +68,9 @@ async def select(ctx: StageContext) -> Outcome:
     tasks, path = found
     injected = await injections(ctx.services.store, str(ctx.project["project_id"]))
     done, total = tasks.progress()
-    done += sum(1 for i in injected if i.done and i.injection_type != "replace")
-    total += sum(1 for i in injected if i.injection_type != "replace")
-    counts = {"completed_tasks": done, "total_tasks": total}
+    extra_done, extra_total = await injected_progress(
+        ctx.services.store, str(ctx.project["project_id"]))
+    counts = {"completed_tasks": done + extra_done, "total_tasks": total + extra_total}
     single = ctx.execution.single_task_id
     if single:
         task = await _single(ctx, tasks, single)

@@ -92,3 +92,16 @@ async def injections(store: Store, project_id: str) -> list[Injection]:
             )
         )
     return result
+
+
+async def injected_progress(store: Store, project_id: str) -> tuple[int, int]:
+    """``(done, total)`` of the injected tasks that add work (not ``replace`` ones): only a
+    task that was completed is done, and one that failed for good or was set aside after
+    review is not counted at all (it is no progress, and no work left either)."""
+    async with store.transaction() as session:
+        rows = (await session.execute(text(
+            "SELECT status, count(*) FROM injected_tasks WHERE project_id = :p "
+            "AND injection_type <> 'replace' AND status IN ('pending', 'done') GROUP BY status"
+        ), {"p": project_id})).all()
+    counts = {str(status): int(n) for status, n in rows}
+    return counts.get("done", 0), counts.get("done", 0) + counts.get("pending", 0)
