@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from sqlalchemy import text
 from tests.e2e.checks import frames, main_commits, remote_file, remote_task_list, stage_runs
 from tests.e2e.conftest import start, wait_status
 
@@ -17,8 +18,13 @@ async def test_a_repository_without_a_task_list_gets_one_from_the_template(
     procs.worker(threads=2)
     execution = await start(store, "acme/empty", sample.url)
     row = await wait_status(store, execution, {"completed", "error", "paused", "stopped"})
-    assert row["status"] == "completed"
-    assert (row["completed_tasks"], row["total_tasks"]) == (0, 0)
+    # an empty list is never "completed": the execution ends with an error that says what
+    # to write, and the template is there to write it in
+    assert row["status"] == "error"
+    [error] = await errors_of(store, execution)
+    assert (error["stage"], error["classification"]) == ("INIT", "config")
+    assert error["message"].startswith("tasks_list.md was created from the template; "
+                                       "tasks_list.md has no tasks: expected lines like")
     listing = remote_file(sample, "tasks_list.md")
     assert listing is not None and listing.startswith("# Task list")
     assert remote_task_list(sample).progress() == (0, 0)
@@ -26,6 +32,34 @@ async def test_a_repository_without_a_task_list_gets_one_from_the_template(
     got = await frames(store, execution)
     assert any("creating tasks_list.md from the template" in line
                for f in got if f["type"] == "execution-log" for line in f["payload"]["lines"])
+
+
+async def test_a_task_list_in_which_nothing_is_recognised_is_a_config_error_not_a_completion(
+    store, tmp_path, pipeline_env, procs
+):
+    unread = ("# Roadmap\n\n## Phase 1 — Setup\n\n- [ ] Add a health endpoint\n"
+              "- [ ] Document it\n")
+    sample = create_sample(tmp_path / "unread", files={**INITIAL, "tasks_list.md": unread})
+    procs.relay()
+    procs.worker(threads=2)
+    execution = await start(store, "acme/unread", sample.url)
+    row = await wait_status(store, execution, {"completed", "error", "paused", "stopped"})
+
+    assert row["status"] == "error", row
+    [error] = await errors_of(store, execution)
+    assert (error["stage"], error["classification"]) == ("INIT", "config")
+    assert "tasks_list.md has no tasks: expected lines like" in error["message"]
+    assert remote_file(sample, "tasks_list.md") == unread  # left as the user wrote it
+    runs = await stage_runs(store, execution)
+    assert not [r for r in runs if r["stage"] in ("SELECT", "PREP")]
+
+
+async def errors_of(store, execution_id) -> list[dict]:
+    async with store.transaction() as session:
+        rows = await session.execute(text(
+            "SELECT stage, classification, message FROM errors WHERE execution_id = :e"),
+            {"e": execution_id})
+        return [dict(r) for r in rows.mappings()]
 
 
 async def test_an_event_with_a_task_runs_only_that_task(store, sample, pipeline_env, procs):

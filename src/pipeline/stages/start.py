@@ -35,6 +35,16 @@ async def init(ctx: StageContext) -> Outcome:
     assert found is not None
     tasks, path = found
     done, total = tasks.progress()
+    if total == 0:
+        # Nothing recognised is never "done": most likely the list is written in a form
+        # this reader does not know, and completing at 100% would hide that.
+        made = f"{path} was created from the template; " if created else ""
+        raise ConfigError(
+            f"{made}{path} has no tasks: expected lines like "
+            "'- [ ] 1.1 Add a health endpoint (Dependencies: [])' under a heading such as "
+            "'Phase 1: Core (Dependencies: [])' (see the README)",
+            details={"path": path, "createdFromTemplate": created},
+        )
     async with ctx.services.store.transaction() as session:
         await session.execute(
             text(
