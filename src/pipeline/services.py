@@ -17,6 +17,7 @@ from runner.git import CredentialStore, GitWorkspace
 from runner.ports import ContainerSpec, SlotLimiter
 from runner.redact import Redactor, default_redactor
 from runner.sandbox import DockerSandbox, FairLimiter
+from runner.sandbox.labels import deployment_of
 from runner.settings import Settings
 from runner.setup import DepsCache, Installer
 from runner.verify import Verifier
@@ -54,6 +55,10 @@ class Services:
                     self.settings.sandbox.max_containers_per_customer,
                 )
             return DockerSandbox(settings=self.settings, limiter=limiter, slot_timeout=600)
+
+    @cached_property
+    def deployment(self) -> str:
+        return deployment_of(self.settings)
 
     @cached_property
     def installer(self) -> Installer:
@@ -98,4 +103,5 @@ class Services:
             tmpfs_mb=int(quota.get("tmpfsMb", box.tmpfs_mb)),
             network=bool(quota.get("network", network)),
             ttl_seconds=box.container_ttl_seconds,
+            deployment=self.deployment,
         )

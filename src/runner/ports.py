@@ -117,6 +117,8 @@ class ContainerSpec(msgspec.Struct, frozen=True, kw_only=True):
     egress_dir: str | None = None
     """A host directory holding the egress proxy's socket, mounted read-only at
     ``runner.setup.egress.CONTAINER_DIR`` (setup containers only)."""
+    deployment: str = ""
+    """The deployment the container belongs to (``runner.sandbox.labels.deployment_of``)."""
 
 
 class CommandResult(msgspec.Struct, frozen=True, kw_only=True, rename="camel"):

@@ -87,6 +87,10 @@ class SandboxSettings(msgspec.Struct, frozen=True, kw_only=True):
     """Default timeout of one verification command."""
     container_ttl_seconds: int = 6 * 3600
     """Expiry label on each container; the reaper removes containers past it."""
+    deployment: str = ""
+    """This deployment's name on a Docker engine others may share (staging and production,
+    two teams): every container and volume carries it, and a reaper removes only its own.
+    Empty: derived from the database URL (host, port and database name)."""
 
 
 class SetupSettings(msgspec.Struct, frozen=True, kw_only=True):

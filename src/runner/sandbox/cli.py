@@ -12,6 +12,7 @@ import typer
 from rich.console import Console
 
 from runner.errors import RunnerError
+from runner.sandbox import labels as lbl
 from runner.sandbox.engine import make_client
 from runner.sandbox.image import build_image
 from runner.sandbox.reaper import LiveExecutions, Reaper, ReapReport
@@ -63,6 +64,7 @@ def reap_once(
             workspace_root=settings.path(settings.workspace.root),
             max_age_hours=settings.workspace.max_age_hours,
             grace_seconds=grace_seconds,
+            scope={lbl.DEPLOYMENT: lbl.deployment_of(settings)},
         )
         return reaper.run_once()
     finally:

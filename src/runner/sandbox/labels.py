@@ -10,8 +10,10 @@ from __future__ import annotations
 import hashlib
 import re
 import time
+from urllib.parse import urlsplit
 
 from runner.ports import ContainerSpec
+from runner.settings import Settings
 
 MANAGED = "devteam.managed"
 CUSTOMER = "devteam.customer"
@@ -21,6 +23,8 @@ TASK = "devteam.task"
 ATTEMPT = "devteam.attempt"
 CREATED = "devteam.created"
 EXPIRES = "devteam.expires"
+DEPLOYMENT = "devteam.deployment"
+"""Which deployment made it: reapers of other deployments sharing the engine leave it alone."""
 MOUNTS = "devteam.mounts"
 """Hash of what the container mounts besides its workspace (caches, egress): a container
 found under the same name is reused only when it matches."""
@@ -63,7 +67,19 @@ def labels(spec: ContainerSpec, now: float | None = None) -> dict[str, str]:
         CREATED: str(created),
         EXPIRES: str(created + spec.ttl_seconds),
         MOUNTS: mounts_hash(spec),
+        **({DEPLOYMENT: spec.deployment} if spec.deployment else {}),
     }
+
+
+def deployment_of(settings: Settings) -> str:
+    """The deployment's name: ``DEVTEAM_SANDBOX_DEPLOYMENT``, else a hash of the database it
+    keeps its executions in (the password left out), so two deployments that share an
+    engine but not a database never take each other's containers for orphans."""
+    if settings.sandbox.deployment:
+        return settings.sandbox.deployment
+    url = urlsplit(settings.database.url)
+    where = f"{url.hostname or ''}:{url.port or ''}{url.path}"
+    return "db-" + hashlib.sha256(where.encode()).hexdigest()[:12]
 
 
 def mounts_hash(spec: ContainerSpec) -> str:

@@ -92,3 +92,24 @@ def test_given_a_young_orphan_then_the_grace_period_keeps_it(
 
     assert reaper.run_once().total == 0
     assert ours(docker_client, execution_id)[0] == [young.name]
+
+
+def test_given_two_deployments_on_one_engine_then_each_reaper_removes_only_its_own(
+    sandbox, make_spec, execution_id, docker_client
+):
+    # Given orphaned containers of two deployments (say staging and production) that
+    # share this engine but not a database, so neither knows the other's executions
+    mine = sandbox.session(make_spec(execution_id=f"{execution_id}-mine", deployment="dep-a"))
+    theirs = sandbox.session(make_spec(execution_id=f"{execution_id}-theirs",
+                                       deployment="dep-b"))
+    reaper = Reaper(docker_client, live_executions=set, grace_seconds=0,
+                    scope={lbl.DEPLOYMENT: "dep-a"})
+
+    # When deployment A's reaper runs
+    report = reaper.run_once()
+
+    # Then only A's orphan goes; B's container keeps running
+    assert report.containers == [mine.name]
+    assert report.volumes == [f"{mine.name}-ws"]
+    assert ours(docker_client, f"{execution_id}-theirs") == ([theirs.name], [f"{theirs.name}-ws"])
+    assert theirs.run("echo alive", timeout=10).output_tail == "alive"
