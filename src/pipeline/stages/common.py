@@ -97,3 +97,14 @@ async def next_select(ctx: StageContext) -> StageCommand:
 
 def is_injected(task_id: str) -> bool:
     return task_id.startswith(("inj-", "fix-"))
+
+
+async def drop_task_containers(ctx: StageContext) -> None:
+    """Remove this task's containers (one per round): the task is done, or set aside (a
+    resolution task, a person) and must not hold sandbox slots meanwhile."""
+    for attempt in range(1, ctx.services.settings.pipeline.verify_rounds + 1):
+        spec = ctx.services.container_spec(
+            project=ctx.project, execution_id=str(ctx.execution.id), task_id=ctx.task_id,
+            attempt=attempt,
+        )
+        await blocking(ctx.services.sandbox.remove, spec)

@@ -8,21 +8,13 @@ from datetime import UTC, datetime
 
 from pipeline.lifecycle import Stage, Status
 from pipeline.outcome import Outcome, StageContext
-from pipeline.stages.common import blocking, next_select
+from pipeline.stages.common import blocking, drop_task_containers, next_select
 from runner.errors import RunnerError
 from runner.git import workspace_paths
 
 
 async def done(ctx: StageContext) -> Outcome:
-    rounds = ctx.services.settings.pipeline.verify_rounds
-    for attempt in range(1, rounds + 1):
-        spec = ctx.services.container_spec(
-            project=ctx.project,
-            execution_id=str(ctx.execution.id),
-            task_id=ctx.task_id,
-            attempt=attempt,
-        )
-        await blocking(ctx.services.sandbox.remove, spec)
+    await drop_task_containers(ctx)
     completed = ctx.execution.completed_tasks + 1
     ctx.log.line(f"task {ctx.task_id} done ({completed} of {ctx.execution.total_tasks})")
     summary = {"status": "done", "finishedAt": datetime.now(UTC).isoformat()}

@@ -15,7 +15,13 @@ from typing import Any
 
 from pipeline.lifecycle import PauseReason, Stage
 from pipeline.outcome import Injection, Outcome, StageContext
-from pipeline.stages.common import blocking, checkout, next_select, result_of
+from pipeline.stages.common import (
+    blocking,
+    checkout,
+    drop_task_containers,
+    next_select,
+    result_of,
+)
 from runner.errors import Classification, RunnerError
 from runner.prompt import trim_output
 from runner.tasklist import Task
@@ -54,6 +60,7 @@ async def failed_round(
             task_summary=summary,
         )
     await fresh_branch(ctx)
+    await drop_task_containers(ctx)
     origin = await _origin(ctx, task.id)
     retired = task.id if origin != task.id else None  # a resolution task that failed itself
     used = await _resolutions(ctx, origin)

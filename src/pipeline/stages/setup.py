@@ -16,7 +16,14 @@ import msgspec
 
 from pipeline.lifecycle import PauseReason, Stage
 from pipeline.outcome import Outcome, StageContext
-from pipeline.stages.common import blocking, checkout, current_task, next_select, result_of
+from pipeline.stages.common import (
+    blocking,
+    checkout,
+    current_task,
+    drop_task_containers,
+    next_select,
+    result_of,
+)
 from pipeline.stages.rounds import fresh_branch
 from runner.errors import EnvironmentFailure
 from runner.git import Checkout
@@ -85,10 +92,7 @@ async def setup(ctx: StageContext) -> Outcome:
     except EnvironmentFailure as exc:
         ctx.log.line(exc.message, "error")
         # The task's container (PREP's) would hold a slot while a person looks: it goes.
-        task_box = ctx.services.container_spec(
-            project=ctx.project, execution_id=str(ctx.execution.id), task_id=ctx.task_id,
-            attempt=1)
-        await blocking(ctx.services.sandbox.remove, task_box)
+        await drop_task_containers(ctx)
         return Outcome(
             status="failed",
             result={"tool": plan.tool, "cached": False, "commands": plan.commands},
@@ -118,6 +122,7 @@ async def environment_pause(ctx: StageContext, error: EnvironmentFailure, *,
     """Pause for a person after an ``environment`` failure in VERIFY: no further round and
     no error-resolution task; resuming selects the task again from its start."""
     await fresh_branch(ctx)
+    await drop_task_containers(ctx)
     ctx.log.line(error.message, "error")
     return Outcome(
         status="failed",
