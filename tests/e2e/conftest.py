@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 from sqlalchemy import text
+from tests.support.settings import use_settings
 
 from gateway.demo.sample import Sample, create_sample
 from pipeline import commands
@@ -38,13 +39,7 @@ def pipeline_env(env: dict[str, str], model: ScriptedModelServer, monkeypatch) -
         "DEVTEAM_PIPELINE_DISPATCH_GRACE_SECONDS": "10",
         "DEVTEAM_PIPELINE_RELAY_POLL_SECONDS": "0.5",
     }
-    for key, value in values.items():
-        monkeypatch.setenv(key, value)
-    env.update(values)
-    from runner.settings import reset_settings_cache
-
-    reset_settings_cache()
-    return env
+    return use_settings(env, monkeypatch, values)
 
 
 async def start(store: Store, project_id: str, url: str, **kwargs: Any) -> uuid.UUID:

@@ -8,6 +8,7 @@ import pytest
 from sqlalchemy import text
 from tests.e2e.checks import containers_of, frames, remote_task_list, stage_runs
 from tests.e2e.conftest import start, wait_status
+from tests.e2e.scripts import ALWAYS_FAILS
 
 from gateway.demo.sample import INITIAL, create_sample
 from pipeline import commands
@@ -75,24 +76,6 @@ async def test_five_customers_run_at_once_isolated_and_one_failure_stays_local(
     assert len(paths) == 4  # four executions, four working copies
 
 
-ALWAYS_FAILS = '''[tasks."1.1"]
-edit_format = "whole"
-fail_attempts = 99
-
-[[tasks."1.1".edits]]
-path = "src/calc/basic.py"
-content = "def add(a: float, b: float) -> float:\\n    return a + b\\n"
-
-[[tasks."1.1".failing]]
-path = "src/calc/basic.py"
-content = "def add(a: float, b: float) -> float:\\n    return a - b  # attempt @@attempt@@\\n"
-
-[[tasks."1.1".failing]]
-path = "tests/test_basic.py"
-content = "from calc.basic import add\\n\\n\\ndef test_add() -> None:\\n    assert add(2, 3) == 5\\n"
-'''
-
-
 @pytest.mark.timeout(1800)
 async def test_a_task_that_keeps_failing_gets_retries_then_resolution_then_human_review(
     store, tmp_path, pipeline_env, procs
@@ -148,7 +131,6 @@ async def test_a_task_that_keeps_failing_gets_retries_then_resolution_then_human
         row = await wait_status(store, execution, {"stopped", "error", "completed"}, timeout=120)
         assert row["status"] == "stopped"
         assert containers_of(execution) == []
-
 
 
 async def test_a_new_execution_after_a_stop_gets_a_fresh_resolution_budget_and_counts_only_real_progress(  # noqa: E501

@@ -25,10 +25,10 @@ import pytest
 from sqlalchemy import text
 from tests.e2e.checks import containers_of, frames, remote_task_list, stage_runs
 from tests.e2e.conftest import start, wait_status
+from tests.support.settings import use_settings
 
 from gateway.demo.sample import create_sample
 from runner.scripted_model import ScriptedModelServer, parse_script
-from runner.settings import reset_settings_cache
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 
@@ -153,10 +153,7 @@ def run_env(env: dict[str, str], monkeypatch) -> Any:
             "DEVTEAM_PIPELINE_RELAY_POLL_SECONDS": "0.5",
             **extra,
         }
-        for key, value in values.items():
-            monkeypatch.setenv(key, value)
-        env.update(values)
-        reset_settings_cache()
+        use_settings(env, monkeypatch, values)
 
     return apply
 

@@ -21,6 +21,7 @@ from typing import Any
 import pygit2
 import pytest
 from sqlalchemy import text
+from tests.e2e.scripts import ALWAYS_FAILS
 from tests.support.procs import DEVTEAM, ROOT
 
 from gateway.demo.sample import EDITS, INITIAL, create_sample
@@ -41,23 +42,6 @@ Phase 1: Core arithmetic (Dependencies: [])
 - 1.2 Multiply and divide (Dependencies: [1.1])
   • files: src/calc/basic.py, tests/test_basic.py
 """
-
-ALWAYS_FAILS = '''[tasks."1.1"]
-edit_format = "whole"
-fail_attempts = 99
-
-[[tasks."1.1".edits]]
-path = "src/calc/basic.py"
-content = "def add(a: float, b: float) -> float:\\n    return a + b\\n"
-
-[[tasks."1.1".failing]]
-path = "src/calc/basic.py"
-content = "def add(a: float, b: float) -> float:\\n    return a - b\\n"
-
-[[tasks."1.1".failing]]
-path = "tests/test_basic.py"
-content = "from calc.basic import add\\n\\n\\ndef test_add() -> None:\\n    assert add(2, 3) == 5\\n"
-'''
 
 
 @dataclass

@@ -7,7 +7,8 @@ import json
 import subprocess
 
 import pytest
-from tests.e2e.test_run_command import ALWAYS_FAILS, SHORT_LIST
+from tests.e2e.scripts import ALWAYS_FAILS
+from tests.e2e.test_run_command import SHORT_LIST
 from tests.support.procs import DEVTEAM
 
 from gateway.demo.sample import INITIAL, create_sample

@@ -32,13 +32,18 @@ from runner.sandbox.engine import call, ignore_missing
 from runner.settings import Settings
 from runner.setup.cache import CacheEntry, DepsCache, cache_key
 from runner.setup.detect import SetupPlan
-from runner.setup.egress import EgressProxy, Refusal, container_env, forwarder_argv
+from runner.setup.egress import (
+    PROXY_PORT,
+    EgressProxy,
+    Refusal,
+    container_env,
+    forwarder_argv,
+)
 from runner.verify.config import read_repo_file
+from runner.verify.verifier import COMMAND_ENV
 
 SETUP_ENV = {
-    "CI": "1",
-    "NO_COLOR": "1",
-    "FORCE_COLOR": "0",
+    **COMMAND_ENV,
     "PIP_NO_CACHE_DIR": "1",
     "PIP_DISABLE_PIP_VERSION_CHECK": "1",
     "npm_config_cache": "/workspace/.devteam-npm-cache",
@@ -47,7 +52,8 @@ SETUP_ENV = {
     "npm_config_fetch_retry_mintimeout": "2000",
     "npm_config_fetch_retry_maxtimeout": "10000",
 }
-"""Every setup command's environment (besides the proxy's and the plan's own)."""
+"""Every setup command's environment (verification's, plus installer settings; the proxy's
+and the plan's own are added per run)."""
 TAIL_LINES = 30
 
 
@@ -211,7 +217,8 @@ class Installer:
             "import socket,sys,time\n"
             "for _ in range(100):\n"
             "    try:\n"
-            "        socket.create_connection(('127.0.0.1', 3128), 0.2).close(); sys.exit(0)\n"
+            f"        socket.create_connection(('127.0.0.1', {PROXY_PORT}), 0.2).close()\n"
+            "        sys.exit(0)\n"
             "    except OSError:\n"
             "        time.sleep(0.05)\n"
             "sys.exit(1)\n")]

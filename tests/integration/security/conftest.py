@@ -13,10 +13,11 @@ from collections.abc import Callable, Iterator
 import pytest
 from tests.integration.sandbox.sandbox_helpers import ours, remove_prefixed
 from tests.integration.security.helpers import RUN_PREFIX
+from tests.support.settings import use_settings
 
 from runner.ports import ContainerSpec
 from runner.sandbox import DockerSandbox, build_image, make_client
-from runner.settings import get_settings, reset_settings_cache
+from runner.settings import get_settings
 
 QUOTA_MB = 64
 """The /workspace quota of the direct sandbox tests (the default, 2048 MiB, takes minutes
@@ -93,10 +94,6 @@ def attack_env(env: dict[str, str], monkeypatch) -> Callable[..., dict[str, str]
             "DEVTEAM_PIPELINE_MAX_RESOLUTION_TASKS": "0",
             **extra,
         }
-        for key, value in values.items():
-            monkeypatch.setenv(key, value)
-        env.update(values)
-        reset_settings_cache()
-        return env
+        return use_settings(env, monkeypatch, values)
 
     return apply
