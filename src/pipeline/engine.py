@@ -40,6 +40,8 @@ from pipeline.outcome import Outcome, StageContext
 from pipeline.record import record_outcome
 from pipeline.services import Services
 from runner.errors import Classification, InfrastructureError, RunnerError
+from runner.limits import LogLimits
+from runner.settings import Settings
 
 log = structlog.get_logger("devteam.engine")
 
@@ -180,6 +182,7 @@ class Engine:
             task_id=command.task_id,
             flush_ms=self.services.settings.pipeline.log_flush_ms,
             batch_lines=self.services.settings.pipeline.log_batch_lines,
+            limits=log_limits(self.services.settings),
         )
         ctx = StageContext(
             command=command,
@@ -331,3 +334,10 @@ async def _project(session: AsyncSession, project_id: str) -> dict[str, Any]:
 
 
 __all__ = ["Engine", "Handler", "PauseReason"]
+def log_limits(settings: Settings) -> LogLimits:
+    """What one stage run may add to the stream (``DEVTEAM_LIMITS_LOG_*``)."""
+    box = settings.limits
+    return LogLimits(lines=box.log_lines_per_stage, bytes=box.log_bytes_per_stage,
+                     line_bytes=box.log_line_bytes)
+
+

@@ -5,6 +5,12 @@ and an asyncio task flushes a batch every ``log_flush_ms`` or as soon as
 ``log_batch_lines`` are waiting, each batch one small transaction. A chatty tool therefore
 costs a few notifications a second, and a line still reaches the browser within a
 fraction of a second. Every line passes through the redactor first.
+
+What a stage run's tools and commands print (``sink``) is bounded per stage run
+(``DEVTEAM_LIMITS_LOG_*``): each line is cut to ``line_bytes``, and once the run's lines or
+bytes are spent, later lines are dropped and counted: the stream shows one marker where
+the output stops and the number dropped when the stage ends. The service's own lines
+(``line``) are few and always sent.
 """
 
 from __future__ import annotations
@@ -21,11 +27,11 @@ import structlog
 
 from pipeline import stream
 from pipeline.db import Store
+from runner.limits import LogBudget, LogLimits, cut_line, limit_reached, lines_dropped, utf8_len
 from runner.redact import Redactor
 
 log = structlog.get_logger("devteam.logs")
 
-MAX_LINE_CHARS = 2000
 MAX_BUFFERED_LINES = 20_000
 
 
@@ -40,6 +46,7 @@ class LogSink:
         task_id: str,
         flush_ms: int,
         batch_lines: int,
+        limits: LogLimits | None = None,
     ) -> None:
         self.store = store
         self.redactor = redactor
@@ -53,15 +60,30 @@ class LogSink:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._ready = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._closing = False
+        self.limits = limits or LogLimits()
+        self.budget = LogBudget(self.limits)
         self.dropped = 0
         self.sent = 0
 
     # -- producers (any thread) ----------------------------------------------------------
     def line(self, text: str, level: str = "info") -> None:
-        text = text.rstrip("\n")
-        if len(text) > MAX_LINE_CHARS:
-            text = text[:MAX_LINE_CHARS] + " …"
+        """One of the service's own lines (cut to ``line_bytes``, never counted)."""
+        self._add(text, level, counted=False)
+
+    def sink(self, level: str = "info") -> Callable[[str], None]:
+        """A one-argument callable for runner adapters (``on_line``): the output of tools
+        and commands, counted against the stage run's limits."""
+        return lambda text: self._add(text, level, counted=True)
+
+    def _add(self, text: str, level: str, *, counted: bool) -> None:
+        text = cut_line(text.rstrip("\n"), self.limits.line_bytes)
         with self._lock:
+            if counted and not self.budget.admit(utf8_len(text)):
+                if self.budget.dropped > 1:
+                    return
+                assert self.budget.reason is not None
+                level, text = "warning", limit_reached(self.budget.reason)
             if len(self._lines) >= MAX_BUFFERED_LINES:
                 self.dropped += 1
                 return
@@ -70,28 +92,31 @@ class LogSink:
         if full and self._loop is not None:
             self._loop.call_soon_threadsafe(self._ready.set)
 
-    def sink(self, level: str = "info") -> Callable[[str], None]:
-        """A one-argument callable for runner adapters (``on_line``)."""
-        return lambda text: self.line(text, level)
-
     # -- lifecycle ------------------------------------------------------------------------
     def start(self) -> None:
         self._loop = asyncio.get_running_loop()
         self._task = asyncio.create_task(self._run())
 
     async def close(self) -> None:
-        """Stop the flusher and send whatever is still buffered."""
+        """Stop the flusher and send whatever is still buffered, with the number of lines
+        the limits dropped."""
+        if self.budget.dropped and self.budget.reason is not None:
+            self.line(lines_dropped(self.budget.dropped, self.budget.reason), "warning")
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            # Not cancelled: a batch taken out of the buffer mid-flush would be lost with
+            # its transaction. The flusher finishes the batch it is sending and stops.
+            self._closing = True
+            self._ready.set()
+            await self._task
         await self.flush()
 
     async def _run(self) -> None:
-        while True:
+        while not self._closing:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._ready.wait(), timeout=self.flush_seconds)
             self._ready.clear()
+            if self._closing:
+                return  # close() sends the rest
             try:
                 await self.flush()
             except Exception as exc:  # noqa: BLE001 - logs must never break the stage

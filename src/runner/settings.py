@@ -232,6 +232,25 @@ _AREAS: dict[str, type[msgspec.Struct]] = {f.name: f.type for f in msgspec.struc
 
 class SettingsError(ValueError):
     """A ``DEVTEAM_*`` variable has a value of the wrong type."""
+class LimitsSettings(msgspec.Struct, frozen=True, kw_only=True):
+    log_bytes_per_stage: int = 2 * 1024 * 1024
+    """Bytes of output one stage run may add to the live stream; past it lines are dropped,
+    with one marker line when it is reached and the count at the stage's end."""
+    log_lines_per_stage: int = 5000
+    """Output lines one stage run may add to the live stream (dropped past it, likewise)."""
+    log_line_bytes: int = 2000
+    """Longest output line kept (UTF-8 bytes); a longer one is cut, with a marker."""
+    output_tail_bytes: int = 64 * 1024
+    """End of each command's output kept in its result (feedback, error records)."""
+    stage_result_bytes: int = 512 * 1024
+    """Largest stage result stored (JSON); longer texts in it are cut in the middle, with
+    a marker."""
+    task_context_bytes: int = 2 * 1024 * 1024
+    """Largest ``task_context`` of an event (``GET /events/{id}``), cut likewise."""
+    max_commands: int = 20
+    """Commands a ``.devteam.toml`` may list, all tables together; more is a config error."""
+
+
 
 
 def env_name(area: str, field: str) -> str:
@@ -269,6 +288,7 @@ def describe() -> Iterator[tuple[str, Any, str]]:
     docs = _field_docs()
     for area, struct in _AREAS.items():
         defaults = struct()
+    limits: LimitsSettings = msgspec.field(default_factory=LimitsSettings)
         for field in msgspec.structs.fields(struct):
             yield (
                 env_name(area, field.name),
