@@ -25,6 +25,7 @@ from pipeline.stages.common import blocking
 from pipeline.stages.tasklist_io import MAX_TASK_LIST_BYTES, injections, read_task_list
 from runner.errors import ConfigError
 from runner.git import Checkout, probe_remote
+from runner.limits import bound_json, count
 from runner.ports import ImplementRequest, OperationArtifact, VerificationResult
 from runner.tasklist import TASK_LIST_NAMES, Task, TaskList, TaskListError, TaskStatus, select_next
 from runner.verify import load_project_config
@@ -309,7 +310,16 @@ async def implement(
                 f"{task.id}: {task.title}",
                 {"Task-Id": task.id},
             )
-    return artifact
+    return _bounded(services, artifact)
+
+
+def _bounded(services: Services, artifact: OperationArtifact) -> OperationArtifact:
+    """The artifact with its texts (the diff, the tool's output) cut to what a stage
+    result may hold: the answer is as bounded as what the pipeline stores."""
+    limit = services.settings.limits.stage_result_bytes
+    wire = bound_json(msgspec.to_builtins(artifact), limit,
+                      what=f"{count(limit)} bytes per stage result")
+    return msgspec.convert(wire, OperationArtifact)
 
 
 async def verify(

@@ -2,6 +2,11 @@
 
 Everything a stage changes lands here together, so the database, the notifications
 clients see and the next step can never disagree.
+
+What is stored is bounded (``DEVTEAM_LIMITS_*``), redacted first so a cut never leaves
+half a secret behind: the stage result, the error and each frame to
+``stage_result_bytes``, the event's ``task_context`` to ``task_context_bytes``; texts
+over the bound are cut in the middle with a marker (``runner.limits.bound_json``).
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ from pipeline.outbox import StageCommand
 from pipeline.outcome import Outcome, StageContext
 from pipeline.services import Services
 from pipeline.stream import iso
+from runner.limits import bound_json, count
 
 _FINISH = text(
     """
@@ -50,9 +56,15 @@ async def record_outcome(
     duration_ms: int,
 ) -> bool:
     """Record ``outcome`` if this worker still owns the stage run; False if it lost it."""
-    redact = services.redactor.redact_obj
-    result = redact(outcome.result)
-    error = redact(outcome.error.to_dict()) if outcome.error is not None else None
+    box = services.settings.limits
+    per_result = f"{count(box.stage_result_bytes)} bytes per stage result"
+
+    def stored(value: Any) -> Any:
+        return bound_json(services.redactor.redact_obj(value), box.stage_result_bytes,
+                          what=per_result)
+
+    result = stored(outcome.result)
+    error = stored(outcome.error.to_dict()) if outcome.error is not None else None
     async with services.store.transaction() as session:
         execution = await executions.get(session, ctx.execution.id, lock=True)
         assert execution is not None
@@ -135,7 +147,8 @@ async def record_outcome(
         current = await executions.get(session, execution.id)
         assert current is not None
         frames.append(("execution-update", current.update_payload()))
-        await stream.append(session, execution.id, redact(frames))
+        await stream.append(session, execution.id, [(kind, stored(payload))
+                                                     for kind, payload in frames])
     return True
 
 
@@ -328,6 +341,8 @@ async def _update_context(
     metadata = dict(context.get("metadata") or {})
     metadata.setdefault("correlationId", ctx.correlation_id)
     context["metadata"] = metadata
+    limit = ctx.services.settings.limits.task_context_bytes
+    context = bound_json(context, limit, what=f"{count(limit)} bytes per task context")
     await session.execute(
         text(
             "UPDATE events SET task_context = CAST(:c AS jsonb), updated_at = now() WHERE id = :id"

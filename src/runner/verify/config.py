@@ -42,6 +42,7 @@ from typing import Annotated
 import msgspec
 
 from runner.errors import ConfigError
+from runner.settings import get_settings
 from runner.verify.evaluate import parse_requirements
 
 CONFIG_FILE = ".devteam.toml"
@@ -122,6 +123,7 @@ def parse_project_file(data: str | bytes, source: str = CONFIG_FILE) -> ProjectF
             details={"file": source, "key": "limits.network"},
         )
     if parsed.reports.coverage is not None and not _inside(parsed.reports.coverage):
+    _check_command_count(parsed.commands, source)
         raise ConfigError(
             f"{source}: reports.coverage must be a relative path inside the repository, "
             f"not {parsed.reports.coverage!r}",
@@ -143,6 +145,20 @@ def load_project_config(workdir: Path) -> ProjectConfig:
     cmds = file.commands
     return ProjectConfig(
         kind=base.kind,
+def _check_command_count(commands: _CommandsTable, source: str) -> None:
+    """More commands than ``DEVTEAM_LIMITS_MAX_COMMANDS`` is a ``config`` error naming the
+    limit (each command runs, streams and is recorded: the list bounds all of that)."""
+    limit = get_settings().limits.max_commands
+    listed = sum(len(_as_list(value)) for value in (
+        commands.setup, commands.test, commands.coverage, commands.typecheck, commands.build))
+    if listed > limit:
+        raise ConfigError(
+            f"{source} lists {listed} commands; at most {limit} are allowed "
+            "(DEVTEAM_LIMITS_MAX_COMMANDS, [commands] tables together)",
+            details={"file": source, "key": "commands", "commands": listed, "limit": limit},
+        )
+
+
         setup=_as_list(cmds.setup) if cmds.setup is not None else base.setup,
         test=cmds.test if cmds.test is not None else base.test,
         coverage=cmds.coverage if cmds.coverage is not None else base.coverage,

@@ -5,6 +5,11 @@ setup, tests, the coverage report, the type check and the build (each only when 
 criterion needs it), reads report files back, and returns a VerificationResult with a
 trimmed ``feedback`` text for the coding tool's next round. Criteria not met are a result,
 not an exception; only unusable configuration (``config``) and cancellation raise.
+
+A command's output is the repository's to choose, so what the result keeps of it is
+bounded: each command's tail to ``DEVTEAM_LIMITS_OUTPUT_TAIL_BYTES`` (its end, after a
+marker saying how much was dropped), the type checker's captured output to
+``MAX_TYPECHECK_BYTES``.
 """
 
 from __future__ import annotations
@@ -13,7 +18,10 @@ import shlex
 import threading
 from collections.abc import Mapping, Sequence
 
+import msgspec
+
 from runner.errors import CancelledError, ConfigError
+from runner.limits import keep_tail, utf8_len
 from runner.ports import (
     CommandResult,
     CriterionResult,
@@ -28,6 +36,8 @@ from runner.verify.requirements import Requirement
 
 COMMAND_ENV = {"CI": "1", "NO_COLOR": "1", "FORCE_COLOR": "0"}
 MAX_TYPECHECK_LINES = 20_000
+MAX_TYPECHECK_BYTES = 8 * 1024 * 1024
+"""The type checker's output read for its error count (what is past it is not counted)."""
 
 
 class Verifier:
@@ -62,7 +72,8 @@ class Verifier:
         requirements, notes = parse_requirements({**config.criteria, **criteria})
         _require_commands(requirements, config)
         run = _Runner(session, self._timeout(config), on_line, cancel,
-                      {**COMMAND_ENV, **(env or {})})
+                      {**COMMAND_ENV, **(env or {})},
+                      tail_bytes=self._settings.limits.output_tail_bytes)
         setup_failure = next((r for r in map(run, config.setup) if not r.ok), None)
         evidence = Evidence(changed_paths=tuple(changed_paths), setup_failure=setup_failure)
         if setup_failure is None:
@@ -127,10 +138,11 @@ class _Runner:
 
     def __init__(self, session: SandboxSession, timeout: float,
                  on_line: LineSink | None, cancel: threading.Event | None,
-                 env: Mapping[str, str] | None = None) -> None:
+                 env: Mapping[str, str] | None = None, *, tail_bytes: int = 64 * 1024) -> None:
         self.session = session
         self.env = dict(env or COMMAND_ENV)
         self.results: list[CommandResult] = []
+        self._tail_bytes = tail_bytes
         self._timeout = timeout
         self._on_line = on_line
         self._cancel = cancel
@@ -140,14 +152,19 @@ class _Runner:
         sink = self._on_line
         if capture is not None:
             def sink(line: str) -> None:
-                if len(capture) < MAX_TYPECHECK_LINES:
+                if len(capture) < MAX_TYPECHECK_LINES and captured[0] < MAX_TYPECHECK_BYTES:
+            captured = [0]
+
                     capture.append(line)
                 if self._on_line is not None:
                     self._on_line(line)
+                    captured[0] += utf8_len(line) + 1
         result = self.session.run(command, timeout=self._timeout, on_line=sink,
                                   cancel=self._cancel, env=self.env)
         self.results.append(result)
         if result.cancelled:
+        result = msgspec.structs.replace(
+            result, output_tail=keep_tail(result.output_tail, self._tail_bytes))
             raise CancelledError("verification cancelled", details={"command": command})
         self._check_cancel()
         return result
