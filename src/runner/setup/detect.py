@@ -20,6 +20,11 @@ A Python project's virtual environment sees the image's own packages
 ``PATH`` for every later command. A ``pyproject.toml`` that declares nothing to install
 (no dependencies, no test or dev extras, no build system) needs no setup.
 
+Given what the image offers, :func:`plan_setup` also chooses the project's Node.js line and
+Python (:mod:`runner.setup.toolchain`): the plan's ``PATH`` then holds the chosen line, its
+``toolchain`` says what was chosen and why, and a project asking for what the image lacks
+is an ``EnvironmentFailure``. A plan with nothing to install still carries them.
+
 ``[commands] setup`` in ``.devteam.toml`` replaces the detected commands (``[setup] cache``
 then names what to keep, top-level directories only, since that is where caches are
 mounted; by default what detection would have kept). The caller passes the
@@ -41,6 +46,7 @@ from pathlib import Path, PurePosixPath
 import msgspec
 
 from runner.errors import ConfigError
+from runner.setup.toolchain import Choice, Offered, choose, with_path
 from runner.verify.config import ProjectFile, read_repo_file
 
 VENV = ".venv"
@@ -48,15 +54,13 @@ NODE_MODULES = "node_modules"
 TEST_EXTRAS = ("test", "tests", "testing", "dev")
 """Extras of ``[project.optional-dependencies]`` installed for verification, when present."""
 MAX_REQUIREMENT_FILES = 8
+SYSTEM_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+"""The image's own ``PATH`` (its default Node.js line is in ``/usr/local/bin``)."""
 VENV_ENV = {
     "VIRTUAL_ENV": f"/workspace/{VENV}",
-    "PATH": f"/workspace/{VENV}/bin:/workspace/node_modules/.bin:"
-    "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+    "PATH": f"/workspace/{VENV}/bin:/workspace/node_modules/.bin:{SYSTEM_PATH}",
 }
-NODE_ENV = {
-    "PATH": "/workspace/node_modules/.bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:"
-    "/sbin:/bin",
-}
+NODE_ENV = {"PATH": f"/workspace/node_modules/.bin:{SYSTEM_PATH}"}
 MAKE_VENV = f"python3 -m venv --system-site-packages {VENV}"
 PIP = f"{VENV}/bin/python -m pip install --no-input --progress-bar off"
 
@@ -76,6 +80,8 @@ class SetupPlan(msgspec.Struct, frozen=True, kw_only=True):
     """Files whose content decides the result (their hashes key the cache)."""
     env: dict[str, str] = msgspec.field(default_factory=dict)
     """Variables every later command needs to use the result (``PATH``, ``VIRTUAL_ENV``)."""
+    toolchain: list[Choice] = msgspec.field(default_factory=list)
+    """The Node.js line and Python chosen for the project (empty: the image's defaults)."""
 
     @property
     def needed(self) -> bool:
@@ -85,11 +91,14 @@ class SetupPlan(msgspec.Struct, frozen=True, kw_only=True):
 NO_SETUP = SetupPlan(tool="none")
 
 
-def plan_setup(workdir: Path, project: ProjectFile | None = None) -> SetupPlan:
+def plan_setup(workdir: Path, project: ProjectFile | None = None,
+               offered: Offered | None = None) -> SetupPlan:
     """The setup of the working copy at ``workdir`` (see the module docstring).
 
-    ``project`` is ``.devteam.toml`` from the trusted base commit (None when it has none).
-    Raises ConfigError for a ``[setup] cache`` path that leaves the repository.
+    ``project`` is ``.devteam.toml`` from the trusted base commit (None when it has none);
+    ``offered`` what the sandbox image offers (None: no toolchain is chosen). Raises
+    ConfigError for a ``[setup] cache`` path that leaves the repository, EnvironmentFailure
+    for a Node.js or Python version the image does not offer.
     """
     names = _top_level(workdir)
 
@@ -98,7 +107,14 @@ def plan_setup(workdir: Path, project: ProjectFile | None = None) -> SetupPlan:
 
     detected = detect(names, read)
     configured = _configured(project, detected)
-    return configured if configured is not None else detected
+    plan = configured if configured is not None else detected
+    if offered is None:
+        return plan
+    chosen = choose(names, read, offered)
+    if not chosen.choices:
+        return plan
+    return msgspec.structs.replace(plan, env=with_path(plan.env, chosen, SYSTEM_PATH),
+                                   toolchain=chosen.choices)
 
 
 def detect(names: Sequence[str] | set[str], read: Reader) -> SetupPlan:

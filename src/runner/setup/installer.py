@@ -39,6 +39,7 @@ from runner.setup.egress import (
     container_env,
     forwarder_argv,
 )
+from runner.setup.toolchain import Choice, Offered
 from runner.verify.config import read_repo_file
 from runner.verify.verifier import COMMAND_ENV
 
@@ -71,7 +72,10 @@ class SetupResult(msgspec.Struct, frozen=True, kw_only=True):
     commands: list[CommandResult] = msgspec.field(default_factory=list)
     blocked: list[Refusal] = msgspec.field(default_factory=list)
     env: dict[str, str] = msgspec.field(default_factory=dict)
-    """Variables verification commands need (``PATH`` with the venv or ``node_modules``)."""
+    """Variables verification commands need (``PATH`` with the venv or ``node_modules``, and
+    the chosen Node.js line)."""
+    toolchain: list[Choice] = msgspec.field(default_factory=list)
+    """The Node.js line and Python chosen for the project (its plan's)."""
 
     def mounts(self, *, read_only: bool = True) -> tuple[VolumeMount, ...]:
         return tuple(VolumeMount(volume=v, path=p, read_only=read_only)
@@ -81,6 +85,11 @@ class SetupResult(msgspec.Struct, frozen=True, kw_only=True):
 NOTHING = SetupResult(tool="none", cached=False, seconds=0.0)
 
 
+def nothing_to_install(plan: SetupPlan) -> SetupResult:
+    """The result of a plan that installs nothing: no volumes, but its toolchain's ``PATH``."""
+    return msgspec.structs.replace(NOTHING, env=dict(plan.env), toolchain=list(plan.toolchain))
+
+
 class Installer:
     """Runs setups in the sandbox; ``sandbox`` is a ``DockerSandbox`` (blocking calls)."""
 
@@ -88,7 +97,7 @@ class Installer:
         self.settings = settings
         self.sandbox = sandbox
         self.cache = cache
-        self._image_id: str | None = None
+        self._image: dict[str, Any] | None = None
 
     def key(self, plan: SetupPlan, workdir: Path) -> str:
         """The cache key of ``plan`` for the working copy at ``workdir``."""
@@ -96,11 +105,19 @@ class Installer:
         return cache_key(plan, manifests, self.image_id())
 
     def image_id(self) -> str:
-        if self._image_id is None:
+        return str(self._inspect()["Id"])
+
+    def offered(self) -> Offered:
+        """The toolchains the sandbox image offers (its ``devteam.toolchain.*`` labels)."""
+        labels = (self._inspect().get("Config") or {}).get("Labels") or {}
+        return Offered.from_labels({str(k): str(v) for k, v in dict(labels).items()})
+
+    def _inspect(self) -> dict[str, Any]:
+        if self._image is None:
             info = call(f"inspect image {self.sandbox.image}", self.sandbox.api.inspect_image,
                         self.sandbox.image)
-            self._image_id = str(info["Id"])
-        return self._image_id
+            self._image = dict(info)
+        return self._image
 
     def ensure(self, spec: ContainerSpec, plan: SetupPlan, workdir: Path, *,
                on_line: LineSink | None = None,
@@ -111,7 +128,7 @@ class Installer:
         here). Raises EnvironmentFailure when setup fails, CancelledError on ``cancel``.
         """
         if not plan.needed:
-            return NOTHING
+            return nothing_to_install(plan)
         started = time.monotonic()
         key = self.key(plan, workdir)
         paths = list(plan.cache_paths)
@@ -249,7 +266,7 @@ class Installer:
                 seconds: float) -> SetupResult:
         return SetupResult(tool=plan.tool, cached=cached, seconds=round(seconds, 3),
                            key=entry.key, volumes=dict(entry.volumes), bytes=entry.bytes,
-                           env=dict(plan.env))
+                           env=dict(plan.env), toolchain=list(plan.toolchain))
 
 
 def _size(session: Any, paths: list[str]) -> int:
