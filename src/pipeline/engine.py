@@ -327,13 +327,6 @@ class Engine:
                 work.cancel()
 
 
-async def _project(session: AsyncSession, project_id: str) -> dict[str, Any]:
-    row = await executions.project(session, project_id)
-    assert row is not None  # executions reference their project
-    return row
-
-
-__all__ = ["Engine", "Handler", "PauseReason"]
 def log_limits(settings: Settings) -> LogLimits:
     """What one stage run may add to the stream (``DEVTEAM_LIMITS_LOG_*``)."""
     box = settings.limits
@@ -341,3 +334,10 @@ def log_limits(settings: Settings) -> LogLimits:
                      line_bytes=box.log_line_bytes)
 
 
+async def _project(session: AsyncSession, project_id: str) -> dict[str, Any]:
+    row = await executions.project(session, project_id)
+    assert row is not None  # executions reference their project
+    return row
+
+
+__all__ = ["Engine", "Handler", "PauseReason"]

@@ -202,36 +202,6 @@ class LogSettings(msgspec.Struct, frozen=True, kw_only=True):
     """``json`` (one object per line) or ``console``."""
 
 
-class Settings(msgspec.Struct, frozen=True, kw_only=True):
-    database: DatabaseSettings = msgspec.field(default_factory=DatabaseSettings)
-    redis: RedisSettings = msgspec.field(default_factory=RedisSettings)
-    jwt: JwtSettings = msgspec.field(default_factory=JwtSettings)
-    workspace: WorkspaceSettings = msgspec.field(default_factory=WorkspaceSettings)
-    sandbox: SandboxSettings = msgspec.field(default_factory=SandboxSettings)
-    setup: SetupSettings = msgspec.field(default_factory=SetupSettings)
-    model: ModelSettings = msgspec.field(default_factory=ModelSettings)
-    aider: AiderSettings = msgspec.field(default_factory=AiderSettings)
-    gateway: GatewaySettings = msgspec.field(default_factory=GatewaySettings)
-    pipeline: PipelineSettings = msgspec.field(default_factory=PipelineSettings)
-    stack: StackSettings = msgspec.field(default_factory=StackSettings)
-    log: LogSettings = msgspec.field(default_factory=LogSettings)
-
-    def path(self, value: str) -> Path:
-        """Resolve a path setting: absolute as given, relative to the checkout otherwise."""
-        p = Path(value)
-        return p if p.is_absolute() else PROJECT_ROOT / p
-
-    def secret_values(self) -> list[str]:
-        """Every configured value that must never appear in any output."""
-        values = [self.jwt.secret, self.jwt.private_key, self.model.api_key]
-        return [v for v in values if v and len(v) >= 6]
-
-
-_AREAS: dict[str, type[msgspec.Struct]] = {f.name: f.type for f in msgspec.structs.fields(Settings)}
-
-
-class SettingsError(ValueError):
-    """A ``DEVTEAM_*`` variable has a value of the wrong type."""
 class LimitsSettings(msgspec.Struct, frozen=True, kw_only=True):
     log_bytes_per_stage: int = 2 * 1024 * 1024
     """Bytes of output one stage run may add to the live stream; past it lines are dropped,
@@ -251,6 +221,37 @@ class LimitsSettings(msgspec.Struct, frozen=True, kw_only=True):
     """Commands a ``.devteam.toml`` may list, all tables together; more is a config error."""
 
 
+class Settings(msgspec.Struct, frozen=True, kw_only=True):
+    database: DatabaseSettings = msgspec.field(default_factory=DatabaseSettings)
+    redis: RedisSettings = msgspec.field(default_factory=RedisSettings)
+    jwt: JwtSettings = msgspec.field(default_factory=JwtSettings)
+    workspace: WorkspaceSettings = msgspec.field(default_factory=WorkspaceSettings)
+    sandbox: SandboxSettings = msgspec.field(default_factory=SandboxSettings)
+    setup: SetupSettings = msgspec.field(default_factory=SetupSettings)
+    model: ModelSettings = msgspec.field(default_factory=ModelSettings)
+    aider: AiderSettings = msgspec.field(default_factory=AiderSettings)
+    gateway: GatewaySettings = msgspec.field(default_factory=GatewaySettings)
+    pipeline: PipelineSettings = msgspec.field(default_factory=PipelineSettings)
+    stack: StackSettings = msgspec.field(default_factory=StackSettings)
+    log: LogSettings = msgspec.field(default_factory=LogSettings)
+    limits: LimitsSettings = msgspec.field(default_factory=LimitsSettings)
+
+    def path(self, value: str) -> Path:
+        """Resolve a path setting: absolute as given, relative to the checkout otherwise."""
+        p = Path(value)
+        return p if p.is_absolute() else PROJECT_ROOT / p
+
+    def secret_values(self) -> list[str]:
+        """Every configured value that must never appear in any output."""
+        values = [self.jwt.secret, self.jwt.private_key, self.model.api_key]
+        return [v for v in values if v and len(v) >= 6]
+
+
+_AREAS: dict[str, type[msgspec.Struct]] = {f.name: f.type for f in msgspec.structs.fields(Settings)}
+
+
+class SettingsError(ValueError):
+    """A ``DEVTEAM_*`` variable has a value of the wrong type."""
 
 
 def env_name(area: str, field: str) -> str:
@@ -288,7 +289,6 @@ def describe() -> Iterator[tuple[str, Any, str]]:
     docs = _field_docs()
     for area, struct in _AREAS.items():
         defaults = struct()
-    limits: LimitsSettings = msgspec.field(default_factory=LimitsSettings)
         for field in msgspec.structs.fields(struct):
             yield (
                 env_name(area, field.name),

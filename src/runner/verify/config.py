@@ -115,6 +115,7 @@ def parse_project_file(data: str | bytes, source: str = CONFIG_FILE) -> ProjectF
         raise ConfigError(f"{source} is nested too deeply", details={"file": source}) from None
     except msgspec.ValidationError as exc:
         raise ConfigError(f"{source}: {exc}", details={"file": source}) from None
+    _check_command_count(parsed.commands, source)
     if parsed.limits.network:
         raise ConfigError(
             f"{source}: limits.network is not supported: verification runs without network, "
@@ -123,7 +124,6 @@ def parse_project_file(data: str | bytes, source: str = CONFIG_FILE) -> ProjectF
             details={"file": source, "key": "limits.network"},
         )
     if parsed.reports.coverage is not None and not _inside(parsed.reports.coverage):
-    _check_command_count(parsed.commands, source)
         raise ConfigError(
             f"{source}: reports.coverage must be a relative path inside the repository, "
             f"not {parsed.reports.coverage!r}",
@@ -137,14 +137,6 @@ def parse_project_file(data: str | bytes, source: str = CONFIG_FILE) -> ProjectF
     return parsed
 
 
-def load_project_config(workdir: Path) -> ProjectConfig:
-    """The project's config: ``.devteam.toml`` (if any) over defaults detected in ``workdir``."""
-    data = read_repo_file(workdir, CONFIG_FILE)
-    file = parse_project_file(data) if data is not None else ProjectFile()
-    base = detect_defaults(workdir)
-    cmds = file.commands
-    return ProjectConfig(
-        kind=base.kind,
 def _check_command_count(commands: _CommandsTable, source: str) -> None:
     """More commands than ``DEVTEAM_LIMITS_MAX_COMMANDS`` is a ``config`` error naming the
     limit (each command runs, streams and is recorded: the list bounds all of that)."""
@@ -159,6 +151,14 @@ def _check_command_count(commands: _CommandsTable, source: str) -> None:
         )
 
 
+def load_project_config(workdir: Path) -> ProjectConfig:
+    """The project's config: ``.devteam.toml`` (if any) over defaults detected in ``workdir``."""
+    data = read_repo_file(workdir, CONFIG_FILE)
+    file = parse_project_file(data) if data is not None else ProjectFile()
+    base = detect_defaults(workdir)
+    cmds = file.commands
+    return ProjectConfig(
+        kind=base.kind,
         setup=_as_list(cmds.setup) if cmds.setup is not None else base.setup,
         test=cmds.test if cmds.test is not None else base.test,
         coverage=cmds.coverage if cmds.coverage is not None else base.coverage,

@@ -140,9 +140,9 @@ class _Runner:
                  on_line: LineSink | None, cancel: threading.Event | None,
                  env: Mapping[str, str] | None = None, *, tail_bytes: int = 64 * 1024) -> None:
         self.session = session
+        self._tail_bytes = tail_bytes
         self.env = dict(env or COMMAND_ENV)
         self.results: list[CommandResult] = []
-        self._tail_bytes = tail_bytes
         self._timeout = timeout
         self._on_line = on_line
         self._cancel = cancel
@@ -151,20 +151,20 @@ class _Runner:
         self._check_cancel()
         sink = self._on_line
         if capture is not None:
-            def sink(line: str) -> None:
-                if len(capture) < MAX_TYPECHECK_LINES and captured[0] < MAX_TYPECHECK_BYTES:
             captured = [0]
 
+            def sink(line: str) -> None:
+                if len(capture) < MAX_TYPECHECK_LINES and captured[0] < MAX_TYPECHECK_BYTES:
                     capture.append(line)
+                    captured[0] += utf8_len(line) + 1
                 if self._on_line is not None:
                     self._on_line(line)
-                    captured[0] += utf8_len(line) + 1
         result = self.session.run(command, timeout=self._timeout, on_line=sink,
                                   cancel=self._cancel, env=self.env)
-        self.results.append(result)
-        if result.cancelled:
         result = msgspec.structs.replace(
             result, output_tail=keep_tail(result.output_tail, self._tail_bytes))
+        self.results.append(result)
+        if result.cancelled:
             raise CancelledError("verification cancelled", details={"command": command})
         self._check_cancel()
         return result
