@@ -22,8 +22,8 @@ from gateway.problems import Problem
 from runner.settings import Settings
 
 ROLES = ("developer", "manager", "admin")
-PROJECT_ID = re.compile(r"^[A-Za-z0-9_-]{1,100}/[A-Za-z0-9_-]{1,100}$")
-_GRANT = re.compile(r"^[A-Za-z0-9_-]{1,100}/(\*|[A-Za-z0-9_-]{1,100})$")
+PROJECT_ID = re.compile(r"^[A-Za-z0-9_-]{1,100}/[A-Za-z0-9_-]{1,100}\Z")
+_GRANT = re.compile(r"^[A-Za-z0-9_-]{1,100}/(\*|[A-Za-z0-9_-]{1,100})\Z")
 MAX_PROJECT_ID = 200
 
 

@@ -15,7 +15,7 @@ import structlog
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
 HEADER = b"x-correlation-id"
-_VALID = re.compile(rb"^[A-Za-z0-9._:\-]{1,128}$")
+_VALID = re.compile(rb"^[A-Za-z0-9._:\-]{1,128}\Z")
 
 
 def ensure(scope: Scope) -> str:

@@ -16,6 +16,7 @@ from litestar.params import PathParameter
 
 from gateway.auth import Authenticator, Principal, bearer, is_project_id
 from gateway.problems import TITLES, Problem, correlation_id
+from gateway.schemas import END
 from pipeline import audit
 from pipeline.db import Store
 from pipeline.services import Services
@@ -157,13 +158,13 @@ async def record_change(
 
 _PROJECT = r"[A-Za-z0-9_-]{1,100}/[A-Za-z0-9_-]{1,100}"
 ProjectPath = Annotated[str, PathParameter(
-    pattern=rf"^/?{_PROJECT}$", max_length=202,
+    pattern=rf"^/?{_PROJECT}{END}", max_length=202,
     description="customer/project; the slash may also be sent as %2F",
     examples=[Example(value="customer-123/project-abc")],
 )]
 """A ``{name:path}`` parameter holding a projectId (Litestar keeps its leading slash)."""
 TaskPath = Annotated[str, PathParameter(
-    pattern=rf"^/?{_PROJECT}/[A-Za-z0-9][A-Za-z0-9._-]{{0,99}}$", max_length=302,
+    pattern=rf"^/?{_PROJECT}/[A-Za-z0-9][A-Za-z0-9._-]{{0,99}}{END}", max_length=302,
     description="customer/project/taskId; the project's slash may also be sent as %2F",
     examples=[Example(value="customer-123/project-abc/1.1")],
 )]

@@ -28,7 +28,7 @@ from pipeline.db import Store
 TTL = timedelta(hours=6)
 LOCK = timedelta(seconds=60)
 HEADER = "idempotency-key"
-_VALID = re.compile(r"^[\x21-\x7e]{1,255}$")
+_VALID = re.compile(r"^[\x21-\x7e]{1,255}\Z")
 _REPLAY_HEADERS = ("content-type", "location")
 
 

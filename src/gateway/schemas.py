@@ -11,10 +11,16 @@ from typing import Annotated, Any, Literal
 import msgspec
 from msgspec import Meta
 
+END = r"$(?!\n)"
+"""End of an identifier's pattern. msgspec matches patterns with Python's ``re.search``,
+whose ``$`` also matches before a trailing newline (``"evil/nl\\n"`` passed); the lookahead
+refuses that, and still reads the same in ECMA 262, the dialect the OpenAPI document's
+patterns are read in (``\\Z`` is Python's alone)."""
+PROJECT_PATTERN = r"^[A-Za-z0-9_-]{1,100}/[A-Za-z0-9_-]{1,100}" + END
 ProjectId = Annotated[
     str,
     Meta(
-        pattern=r"^[A-Za-z0-9_-]{1,100}/[A-Za-z0-9_-]{1,100}$",
+        pattern=PROJECT_PATTERN,
         max_length=200,
         description="customer/project: letters, digits, _ and - in each part",
         examples=["customer-123/project-abc"],
@@ -22,7 +28,7 @@ ProjectId = Annotated[
 ]
 TaskId = Annotated[
     str,
-    Meta(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$", description="a task id such as 1.2.3",
+    Meta(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}" + END, description="a task id such as 1.2.3",
          examples=["1.1.1"]),
 ]
 NO_NUL = r"^[^\x00]*$"
@@ -31,12 +37,12 @@ Text = Annotated[str, Meta(max_length=20_000, pattern=NO_NUL)]
 Title = Annotated[str, Meta(min_length=1, max_length=300, pattern=NO_NUL)]
 Reason = Annotated[str, Meta(min_length=1, max_length=2000, pattern=NO_NUL)]
 StopPoint = Annotated[str, Meta(min_length=1, max_length=200, pattern=NO_NUL)]
-Branch = Annotated[str, Meta(min_length=1, max_length=255, pattern=r"^[A-Za-z0-9._/-]+$",
+Branch = Annotated[str, Meta(min_length=1, max_length=255, pattern=r"^[A-Za-z0-9._/-]+" + END,
                              examples=["task/1-1-add-and-subtract"])]
-IdemKey = Annotated[str, Meta(pattern=r"^[\x21-\x7e]{1,255}$")]
+IdemKey = Annotated[str, Meta(pattern=r"^[\x21-\x7e]{1,255}" + END)]
 RepoUrl = Annotated[
     str,
-    Meta(min_length=1, max_length=2000, pattern=r"^(https?://|ssh://|file://|git@)[^\s\x00]+$",
+    Meta(min_length=1, max_length=2000, pattern=r"^(https?://|ssh://|file://|git@)[^\s\x00]+" + END,
          examples=["https://github.com/acme/web.git"]),
 ]
 RelPath = Annotated[

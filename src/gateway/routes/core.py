@@ -31,6 +31,7 @@ from gateway.http import (
 )
 from gateway.routes.errors import command_errors
 from gateway.schemas import (
+    PROJECT_PATTERN,
     ImplementRequestBody,
     NextTask,
     PrepRequest,
@@ -164,7 +165,7 @@ async def verify(
 async def next_task(
     request: Request[Any, Any, Any],
     project: Annotated[str, QueryParameter(name="projectId", max_length=200,
-                                           pattern=r"^[A-Za-z0-9_-]{1,100}/[A-Za-z0-9_-]{1,100}$",
+                                           pattern=PROJECT_PATTERN,
                                            description="customer/project",
                                            examples=[Example(value=PROJECT)])],
 ) -> Response[bytes]:

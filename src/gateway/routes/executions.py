@@ -14,7 +14,7 @@ from gateway.auth import Principal, require_read
 from gateway.http import docs, principal_of, respond, services_of, store_of
 from gateway.problems import Problem
 from gateway.routes.automation import STATUS_EXAMPLE
-from gateway.schemas import ErrorView, ExecutionStatus
+from gateway.schemas import END, ErrorView, ExecutionStatus
 from pipeline import executions
 from pipeline.stream import iso
 
@@ -89,7 +89,7 @@ def _visible(principal: Principal, project_id: str) -> bool:
     return True
 
 
-UserId = Annotated[str, PathParameter(pattern=r"^[A-Za-z0-9@._:-]{1,200}$", max_length=200)]
+UserId = Annotated[str, PathParameter(pattern=r"^[A-Za-z0-9@._:-]{1,200}" + END, max_length=200)]
 
 
 @get(

@@ -51,7 +51,7 @@ from gateway.schemas import (
 from pipeline import projects
 
 BASE = "/api/devteam/repository"
-_TASK_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
+_TASK_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}\Z")
 _ERRORS = (404, 409, 422, 503)
 
 

@@ -23,7 +23,7 @@ import pygit2
 from runner.errors import ConfigError, InfrastructureError, RunnerError, TransientError
 from runner.settings import Settings
 
-_SCP = re.compile(r"^(?:(?P<user>[A-Za-z0-9._~-]+)@)?(?P<host>[A-Za-z0-9.-]+):(?P<path>[^/].*)$")
+_SCP = re.compile(r"^(?:(?P<user>[A-Za-z0-9._~-]+)@)?(?P<host>[A-Za-z0-9.-]+):(?P<path>[^/].*)\Z")
 _USERINFO = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*://)[^/@\s]*@")
 _DEFAULT_PORTS = {"https": 443, "http": 80, "ssh": 22}
 _SSH_SCHEMES = {"ssh", "git+ssh", "ssh+git"}

@@ -52,7 +52,7 @@ _REQUEST = re.compile(r"\[(\d+)\]: Request \(file descriptor (\d+)\): (\S+) (\S+
 _FILTERED = re.compile(r"\[(\d+)\]: Proxying refused on filtered domain \"([^\"]*)\"")
 _PORT = re.compile(r"\[(\d+)\]: Refused CONNECT method on port (\d+)")
 _HOST = re.compile(r"^(?:\*\.)?[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\.[a-z0-9]([a-z0-9-]{0,61}"
-                   r"[a-z0-9])?)*$")
+                   r"[a-z0-9])?)*\Z")
 
 
 class Refusal(msgspec.Struct, frozen=True, kw_only=True):

@@ -1,0 +1,133 @@
+"""Attacks on the gateway itself, each reproduced against a real ``devteam serve`` process.
+
+- Identifiers end where they seem to: ``"evil/nl\\n"`` (Python's ``$`` matches before a
+  trailing newline) is refused in every identifier field, in bodies, paths, queries, the
+  stream's query and a token's grants, and nothing is stored.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import quote
+
+import httpx
+import pytest
+import websockets
+from tests.integration.gateway.conftest import add_project
+from tests.integration.security.helpers import row_counts
+from tests.support.streams import ws_url
+
+from gateway.demo.sample import create_sample
+
+pytestmark = [pytest.mark.slow]
+
+PROJECT = "acme/web"
+EVENT = "DEVTEAM_AUTOMATION"
+
+
+@pytest.fixture
+def sample(tmp_path):
+    return create_sample(tmp_path / "sample")
+
+
+@pytest.fixture
+async def gateway(store, procs, sample):
+    await add_project(store, PROJECT, sample.url)
+    return procs.gateway()
+
+
+def auth(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+# ---------------------------------------------------------------- trailing newlines
+def newline_bodies(url: str) -> list[tuple[str, str, dict[str, Any], str]]:
+    """``(method, path, body, field)``: one identifier field ending in a newline each."""
+    nl = "\n"
+    task = {"title": "t"}
+    return [
+        ("POST", "/events", {"workflow_type": EVENT, "data": {"projectId": "acme/nl" + nl}},
+         "data.projectId"),
+        ("POST", "/events", {"workflow_type": EVENT, "data": {
+            "projectId": PROJECT, "repositoryUrl": url + nl}}, "data.repositoryUrl"),
+        ("POST", "/events", {"workflow_type": EVENT, "data": {
+            "projectId": PROJECT, "options": {"idempotencyKey": "k" + nl}}},
+         "data.options.idempotencyKey"),
+        ("POST", "/events", {"workflow_type": EVENT, "data": {
+            "projectId": PROJECT, "task": {"id": "1.1" + nl, **task}}}, "data.task.id"),
+        ("POST", "/events", {"workflow_type": EVENT, "data": {
+            "projectId": PROJECT, "task": {"id": "9.9", "dependencies": ["1.1" + nl], **task}}},
+         "data.task.dependencies[0]"),
+        ("POST", "/api/devteam/automation/initialize",
+         {"projectId": "acme/nl" + nl, "repositoryUrl": url}, "projectId"),
+        ("POST", "/api/devteam/automation/initialize",
+         {"projectId": "acme/other", "repositoryUrl": url + nl}, "repositoryUrl"),
+        ("POST", "/prep", {"projectId": PROJECT + nl, "taskId": "1.1"}, "projectId"),
+        ("POST", "/prep", {"projectId": PROJECT, "taskId": "1.1" + nl}, "taskId"),
+        ("POST", "/implement", {"projectId": PROJECT, "taskId": "1.1",
+                                "branch": "task/1-1" + nl}, "branch"),
+        ("POST", "/verify", {"projectId": PROJECT, "taskId": "1.1",
+                             "branch": "task/1-1" + nl}, "branch"),
+        ("POST", "/api/devteam/repository/validate",
+         {"repositoryUrl": url, "branch": "main" + nl}, "branch"),
+        ("POST", "/api/devteam/repository/validate", {"repositoryUrl": url + nl},
+         "repositoryUrl"),
+        ("POST", "/api/devteam/tasks/inject", {
+            "projectId": PROJECT + nl, "injectionType": "priority", "reason": "r",
+            "task": task}, "projectId"),
+        ("POST", "/api/devteam/tasks/inject", {
+            "projectId": PROJECT, "injectionType": "replace", "reason": "r",
+            "replaceTaskId": "1.1" + nl, "task": task}, "replaceTaskId"),
+    ]
+
+
+NEWLINE_PATHS = [
+    "/api/devteam/automation/status/acme/web%0A",
+    "/api/devteam/automation/status/acme%2Fweb%0A",
+    "/api/devteam/repository/tasks/acme/web%0A",
+    "/tasks/next?projectId=acme/web%0A",
+    "/api/devteam/executions/active/alice%0A",
+    "/api/devteam/executions/history/alice%0A",
+    "/api/devteam/stream?projectId=acme/web%0A",
+]
+
+
+async def test_given_identifiers_ending_in_a_newline_then_each_is_refused_and_nothing_stored(
+    store, gateway, sample, token_for
+) -> None:
+    # Given a developer of acme, and the state of every table
+    alice = auth(token_for("alice", ["acme/*"]))
+    before = await row_counts(store)
+    wrong: list[str] = []
+    async with httpx.AsyncClient(base_url=gateway.url, timeout=60) as client:
+        # When every identifier field of every body ends in a newline
+        for method, path, body, field in newline_bodies(sample.url):
+            r = await client.request(method, path, json=body, headers=alice)
+            named = {e["field"] for e in r.json().get("errors", [])} if r.is_error else set()
+            if r.status_code != 400 or field not in named:
+                wrong.append(f"{method} {path} {field}: {r.status_code} {r.text[:300]}")
+        # and every identifier in a path or query does
+        for path in NEWLINE_PATHS:
+            async with client.stream("GET", path, headers=alice) as r:  # SSE: endless if taken
+                if r.status_code != 400:
+                    wrong.append(f"GET {path}: {r.status_code}")
+        r = await client.put("/api/devteam/repository/tasks/acme/web/1.1%0A",
+                             json={"title": "x"}, headers=alice)
+        if r.status_code != 400:
+            wrong.append(f"PUT task 1.1\\n: {r.status_code} {r.text[:300]}")
+        # and a token grants a project whose name ends in a newline
+        granted = await client.get(f"/api/devteam/automation/status/{quote(PROJECT, safe='')}",
+                                   headers=auth(token_for("mallory", [PROJECT + "\n"])))
+        if granted.status_code != 401:
+            wrong.append(f"grant with a newline: {granted.status_code} {granted.text[:300]}")
+    # and the live stream is asked for one
+    async with websockets.connect(ws_url(gateway.url, token_for("alice", ["acme/*"]),
+                                         "acme/web%0A")) as ws:
+        try:
+            wrong.append(f"WS projectId with a newline: {(await ws.recv())[:200]!r}")
+        except websockets.ConnectionClosed as closed:
+            if closed.rcvd is None or closed.rcvd.code != 4400:
+                wrong.append(f"WS projectId with a newline: closed {closed.rcvd}")
+    # Then each one is refused, naming its field, and nothing was stored
+    assert wrong == [], "\n".join(wrong)
+    assert await row_counts(store) == before
