@@ -109,6 +109,9 @@ def upgrade() -> None:
     sa.Column('requested_at', sa.DateTime(timezone=True), server_default=sa.text('now()'), nullable=False),
     sa.Column('granted_at', sa.DateTime(timezone=True), nullable=True),
     sa.Column('expires_at', sa.DateTime(timezone=True), nullable=False),
+    sa.Column('execution_id', sa.String(length=64), nullable=True),
+    sa.Column('alive_until', sa.DateTime(timezone=True), server_default=sa.text('now()'), nullable=False),
+    sa.Column('placed_at', sa.DateTime(timezone=True), nullable=True),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_sandbox_leases')),
     sa.UniqueConstraint('holder', name=op.f('uq_sandbox_leases_holder'))
     )

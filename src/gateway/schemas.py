@@ -146,6 +146,21 @@ class SetupStatus(_Out):
     error: str | None = None
 
 
+class SlotWaitStatus(_Out):
+    """A container of the execution waits for a sandbox slot (absent once it has one)."""
+
+    container: str
+    since: str
+    seconds: float
+    position: int
+    """Among the customer's waiting containers; 1: the next of them to get a slot."""
+    waiting: int
+    customer_running: int
+    customer_limit: int
+    running: int
+    limit: int
+
+
 class ExecutionStatus(_Out):
     execution_id: str
     project_id: str
@@ -163,6 +178,7 @@ class ExecutionStatus(_Out):
     finished_at: str | None = None
     user_id: str | None = None
     setup: SetupStatus | None = None
+    slot_wait: SlotWaitStatus | None = None
 
 
 class TransitionAccepted(_Out):

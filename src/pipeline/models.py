@@ -321,5 +321,13 @@ class SandboxLease(Base):
     requested_at: Mapped[datetime] = _now()
     granted_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    """The container's TTL: the last resort when nothing else released the lease."""
+    execution_id: Mapped[str | None] = mapped_column(String(64))
+    """Whose container it is (the status API shows the execution's wait)."""
+    alive_until: Mapped[datetime] = _now()
+    """A waiter renews it with every poll; a creator is given a while to make its container.
+    Past it, a waiting lease is dropped and a granted one whose container is missing too."""
+    placed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    """When the container was made: from then on a lease goes as soon as its container does."""
 
     __table_args__ = (Index("ix_sandbox_leases_customer_id_granted", "customer_id", "granted_at"),)

@@ -2,8 +2,9 @@
 
 Removes containers and volumes labelled ours whose execution has ended (or whose expiry
 passed) and working copies older than the age limit; live executions are untouched. Then
-keeps the dependency caches within their bounds (count per project, size per customer, age). Several
-workers reaping at once is harmless (removal is idempotent).
+keeps the dependency caches within their bounds (count per project, size per customer, age), and
+releases the slot leases whose containers are gone (removed now, or behind the service's
+back: see slots.py). Several workers reaping at once is harmless (removal is idempotent).
 """
 
 from __future__ import annotations
@@ -11,13 +12,15 @@ from __future__ import annotations
 import asyncio
 import functools
 import threading
+from collections.abc import Callable, Collection
 
 import asyncpg
 import structlog
 
-from pipeline.db import asyncpg_dsn
+from pipeline.db import Store, asyncpg_dsn
 from pipeline.lifecycle import ACTIVE
-from runner.sandbox import make_client
+from pipeline.slots import vacate
+from runner.sandbox import container_names, make_client
 from runner.sandbox.cli import reap_once
 from runner.settings import Settings
 from runner.setup import DepsCache
@@ -60,6 +63,23 @@ def reap_caches(settings: Settings) -> list[str]:
         client.close()
 
 
+def release_vanished(settings: Settings) -> list[str]:
+    """Release the slot leases whose containers the engine no longer has; their holders."""
+
+    async def run(names: Callable[[], Collection[str]]) -> list[str]:
+        store = Store.from_settings(settings, pool_size=1)
+        try:
+            return await vacate(store, names)
+        finally:
+            await store.close()
+
+    client = make_client(settings)
+    try:
+        return asyncio.run(run(functools.partial(container_names, client.api)))
+    finally:
+        client.close()
+
+
 def start_reaper(settings: Settings, stop: threading.Event) -> threading.Thread:
     """A daemon thread reaping until ``stop`` is set."""
 
@@ -70,6 +90,9 @@ def start_reaper(settings: Settings, stop: threading.Event) -> threading.Thread:
             try:
                 report = reap_once(settings, functools.partial(live_executions, settings))
                 caches = reap_caches(settings)
+                released = release_vanished(settings)
+                if released:
+                    log.info("reaper.released_slots", holders=released)
                 if caches:
                     log.info("reaper.removed_caches", volumes=caches)
                 if report.total:

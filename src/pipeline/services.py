@@ -7,6 +7,7 @@ starts, and reports a clear ``infrastructure`` error per stage, even while Docke
 from __future__ import annotations
 
 import asyncio
+import functools
 import threading
 from functools import cached_property
 
@@ -16,7 +17,7 @@ from runner.aider import AiderTool
 from runner.git import CredentialStore, GitWorkspace
 from runner.ports import ContainerSpec, SlotLimiter
 from runner.redact import Redactor, default_redactor
-from runner.sandbox import DockerSandbox, FairLimiter
+from runner.sandbox import DockerSandbox, FairLimiter, container_names, make_client
 from runner.sandbox.labels import deployment_of
 from runner.settings import Settings
 from runner.setup import DepsCache, Installer
@@ -46,15 +47,19 @@ class Services:
     @cached_property
     def sandbox(self) -> DockerSandbox:
         with self._lock:
+            client = make_client(self.settings)
             limiter: SlotLimiter
             if self.loop is not None:
-                limiter = PgSlotLimiter(self.settings, self.store, self.loop)
+                # The leases of containers gone from the engine are released (see slots.py).
+                limiter = PgSlotLimiter(self.settings, self.store, self.loop,
+                                        containers=functools.partial(container_names, client.api))
             else:
                 limiter = FairLimiter(
                     self.settings.sandbox.max_containers,
                     self.settings.sandbox.max_containers_per_customer,
                 )
-            return DockerSandbox(settings=self.settings, limiter=limiter, slot_timeout=600)
+            return DockerSandbox(client, settings=self.settings, limiter=limiter,
+                                 slot_timeout=600)
 
     @cached_property
     def deployment(self) -> str:

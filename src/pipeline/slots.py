@@ -4,28 +4,84 @@ The runner's ``SlotLimiter`` port, on the ``sandbox_leases`` table: a waiter ins
 under one advisory lock, waiting rows are granted in turn — the customer holding the
 fewest slots first, then the oldest request — while the global and per-customer limits
 allow. A slot is keyed by the container's name, so the worker that removes a container
-releases its slot even if another worker created it; leases expire with the container's
-TTL, so a crashed worker cannot hold slots forever.
+releases its slot even if another worker created it.
 
-The sandbox calls ``acquire``/``release`` from worker threads; the queries run on the
-event loop that owns the database pool.
+A lease goes with its container, whoever or whatever removed it:
+
+- a **waiting** lease lives while its waiter polls (``alive_until`` is renewed with every
+  poll): a waiter whose worker died is dropped by the next grant;
+- a **granted** lease gives its holder ``CREATE_SECONDS`` to make the container; once it is
+  **placed** (the container exists), the lease lives exactly as long as the container:
+  ``vacate`` lists the engine's containers and drops every placed lease whose container is
+  gone, and every lease whose creator's allowance passed without a container. A blocked
+  waiter runs it at once and every ``VACATE_SECONDS`` while it waits, and the reaper after
+  each pass, so a container removed behind the service's back (``docker rm -f``, an engine
+  restart) frees its slot within seconds, not at the container's TTL;
+- the container's TTL (``expires_at``) stays as the last resort, for an engine that can
+  never be asked.
+
+A wait is visible: the waiter's ``on_wait`` hears of it at once and every
+``WAIT_REPORT_SECONDS`` (the stages write it into the execution's log), and ``wait_of``
+gives the status API where an execution's container stands in line.
+
+The sandbox calls ``acquire``/``placed``/``release`` from worker threads; the queries run
+on the event loop that owns the database pool.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Coroutine
+from collections.abc import Callable, Collection, Coroutine
+from datetime import datetime
 from typing import Any, TypeVar
 
+import msgspec
+import structlog
 from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from pipeline.db import Store
+from pipeline.stream import iso
 from runner.errors import TransientError
+from runner.ports import SlotWait
+from runner.sandbox.limiter import WAIT_REPORT_SECONDS
 from runner.settings import Settings
+
+log = structlog.get_logger("devteam.slots")
 
 T = TypeVar("T")
 LOCK_KEY = "hashtext('devteam-sandbox-slots')"
+POLL_ALIVE_SECONDS = 30.0
+"""A waiting lease not polled for this long belongs to a waiter that is gone."""
+CREATE_SECONDS = 300.0
+"""How long a granted holder may take to make its container before a missing container
+means the slot is free (three creation attempts with their health checks fit well)."""
+VACATE_SECONDS = 15.0
+"""How often a blocked waiter looks for leases whose containers are gone."""
+
+ContainerNames = Callable[[], Collection[str]]
+"""Names of the containers that exist on the engine now (blocking: docker)."""
+
+_TAKE = text(
+    """
+    INSERT INTO sandbox_leases (customer_id, holder, execution_id, expires_at, alive_until)
+    VALUES (:c, :h, :e, now() + make_interval(secs => :ttl),
+            now() + make_interval(secs => :create))
+    ON CONFLICT (holder) DO UPDATE
+      SET expires_at = EXCLUDED.expires_at,
+          execution_id = coalesce(EXCLUDED.execution_id, sandbox_leases.execution_id),
+          placed_at = NULL,
+          alive_until = now() + make_interval(secs => CASE
+              WHEN sandbox_leases.granted_at IS NULL THEN :alive ELSE :create END)
+    """
+)
+"""Request a slot, or renew the request; a holder that has its slot is being (re)made."""
+
+_DROP_DEAD = text(
+    "DELETE FROM sandbox_leases WHERE expires_at < now() "
+    "OR (granted_at IS NULL AND alive_until < now())"
+)
 
 _GRANT = text(
     """
@@ -43,7 +99,8 @@ _GRANT = text(
         SELECT id, turn, row_number() OVER (ORDER BY turn, requested_at, id) AS place
         FROM waiting WHERE turn <= :per_customer
     )
-    UPDATE sandbox_leases SET granted_at = now()
+    UPDATE sandbox_leases
+    SET granted_at = now(), alive_until = now() + make_interval(secs => :create)
     WHERE id IN (
         SELECT id FROM ranked
         WHERE place <= :global - (SELECT count(*) FROM sandbox_leases WHERE granted_at IS NOT NULL)
@@ -51,53 +108,148 @@ _GRANT = text(
     """
 )
 
+_VACATE = text(
+    """
+    DELETE FROM sandbox_leases
+    WHERE granted_at IS NOT NULL AND NOT (holder = ANY(:existing))
+      AND ((placed_at IS NOT NULL AND placed_at < :listed_at) OR alive_until < :listed_at)
+    RETURNING holder, customer_id
+    """
+)
+"""Granted leases whose container the engine no longer has: placed before the engine was
+listed, or not placed and their creator's allowance gone by then."""
+
+_WAIT = """
+    WITH mine AS (
+        SELECT id, holder, customer_id, requested_at FROM sandbox_leases
+        WHERE {where} AND granted_at IS NULL AND alive_until >= now()
+        ORDER BY requested_at, id LIMIT 1
+    )
+    SELECT m.holder, m.customer_id, m.requested_at,
+           extract(epoch FROM now() - m.requested_at) AS seconds,
+           (SELECT count(*) FROM sandbox_leases w
+             WHERE w.granted_at IS NULL AND w.alive_until >= now()
+               AND w.customer_id = m.customer_id
+               AND (w.requested_at, w.id) < (m.requested_at, m.id)) + 1 AS position,
+           (SELECT count(*) FROM sandbox_leases
+             WHERE granted_at IS NULL AND alive_until >= now()) AS waiting,
+           (SELECT count(*) FROM sandbox_leases
+             WHERE granted_at IS NOT NULL AND customer_id = m.customer_id) AS customer_running,
+           (SELECT count(*) FROM sandbox_leases WHERE granted_at IS NOT NULL) AS running
+    FROM mine m
+"""
+_WAIT_OF_HOLDER = text(_WAIT.format(where="holder = :key"))
+_WAIT_OF_EXECUTION = text(_WAIT.format(where="execution_id = :key"))
+
 
 class PgSlotLimiter:
-    def __init__(self, settings: Settings, store: Store, loop: asyncio.AbstractEventLoop) -> None:
+    """``containers`` lists the engine's containers (``runner.sandbox.container_names``);
+    without it only the TTL and the waiters' polls release leases."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        store: Store,
+        loop: asyncio.AbstractEventLoop,
+        *,
+        containers: ContainerNames | None = None,
+    ) -> None:
         self.global_limit = settings.sandbox.max_containers
         self.per_customer = settings.sandbox.max_containers_per_customer
         self.ttl = settings.sandbox.container_ttl_seconds
         self.store = store
         self.loop = loop
+        self.containers = containers
 
     def _run(self, coro: Coroutine[Any, Any, T]) -> T:
         return asyncio.run_coroutine_threadsafe(coro, self.loop).result()
 
-    def acquire(self, customer_id: str, holder: str, timeout: float | None = None) -> None:
-        """Wait for a slot (TransientError after ``timeout`` seconds); idempotent per holder."""
-        deadline = None if timeout is None else time.monotonic() + timeout
-        self._run(self._request(customer_id, holder))
+    def acquire(
+        self,
+        customer_id: str,
+        holder: str,
+        timeout: float | None = None,
+        *,
+        execution_id: str | None = None,
+        on_wait: Callable[[SlotWait], None] | None = None,
+    ) -> None:
+        """Wait for a slot (TransientError after ``timeout`` seconds); idempotent per holder.
+
+        While blocked: ``on_wait`` hears of the wait at once and every
+        ``WAIT_REPORT_SECONDS``, and leases whose containers are gone are released at once
+        and every ``VACATE_SECONDS``."""
+        started = time.monotonic()
+        deadline = None if timeout is None else started + timeout
+        report_at = vacate_at = started
+        last: SlotWait | None = None
         delay = 0.05
-        while not self._run(self._grant(holder)):
-            if deadline is not None and time.monotonic() >= deadline:
+        while not self._run(self._take(customer_id, holder, execution_id)):
+            now = time.monotonic()
+            if now >= vacate_at and self.containers is not None:
+                vacate_at = now + VACATE_SECONDS
+                if self._vacate_quietly():
+                    continue  # a slot may be free now: ask again at once
+            if deadline is not None and now >= deadline:
+                wait = self._run(self._wait(holder))
                 self.release(holder)
                 raise TransientError(
-                    f"no sandbox slot for customer {customer_id} within {timeout:.0f}s",
+                    f"no sandbox slot for customer {customer_id} within {timeout:.0f}s"
+                    + (f" ({wait.standing()})" if wait else ""),
                     details={"customer": customer_id},
                 )
+            if now >= report_at:
+                report_at = now + WAIT_REPORT_SECONDS
+                last = self._run(self._wait(holder))
+                if last is not None:
+                    log.info("sandbox.slot_wait", customer_id=customer_id, holder=holder,
+                             execution_id=execution_id, seconds=round(last.seconds),
+                             position=last.position, waiting=last.waiting,
+                             customer_running=last.customer_running, running=last.running)
+                    if on_wait is not None:
+                        on_wait(last)
             time.sleep(delay)
             delay = min(1.0, delay * 2)
+        if last is not None:
+            seconds = time.monotonic() - started
+            log.info("sandbox.slot_granted", customer_id=customer_id, holder=holder,
+                     execution_id=execution_id, seconds=round(seconds))
+            if on_wait is not None:
+                on_wait(msgspec.structs.replace(last, granted=True, seconds=seconds))
+
+    def placed(self, holder: str) -> None:
+        """``holder``'s container exists: from now on the lease goes when it goes."""
+        self._run(self._placed(holder))
 
     def release(self, holder: str) -> None:
         self._run(self._release(holder))
 
-    async def _request(self, customer_id: str, holder: str) -> None:
-        async with self.store.transaction() as session:
-            await session.execute(
-                text(
-                    "INSERT INTO sandbox_leases (customer_id, holder, expires_at) VALUES "
-                    "(:c, :h, now() + make_interval(secs => :ttl)) ON CONFLICT (holder) "
-                    "DO UPDATE SET expires_at = EXCLUDED.expires_at"
-                ),
-                {"c": customer_id, "h": holder, "ttl": self.ttl},
-            )
+    def vacate(self) -> list[str]:
+        """Release the leases whose containers are gone; the holders released."""
+        if self.containers is None:
+            return []
+        return self._run(vacate(self.store, self.containers))
 
-    async def _grant(self, holder: str) -> bool:
+    def _vacate_quietly(self) -> list[str]:
+        try:
+            return self.vacate()
+        except Exception as exc:  # noqa: BLE001 - the engine may be down; the wait goes on
+            log.warning("sandbox.vacate_failed", error=type(exc).__name__)
+            return []
+
+    async def _take(self, customer_id: str, holder: str, execution_id: str | None) -> bool:
+        """Request (or renew the request of) ``holder``, grant what the limits allow, and
+        say whether ``holder`` has its slot."""
         async with self.store.transaction() as session:
             await session.execute(text(f"SELECT pg_advisory_xact_lock({LOCK_KEY})"))
-            await session.execute(text("DELETE FROM sandbox_leases WHERE expires_at < now()"))
             await session.execute(
-                _GRANT, {"per_customer": self.per_customer, "global": self.global_limit}
+                _TAKE,
+                {"c": customer_id, "h": holder, "e": execution_id, "ttl": self.ttl,
+                 "alive": POLL_ALIVE_SECONDS, "create": CREATE_SECONDS},
+            )
+            await session.execute(_DROP_DEAD)
+            await session.execute(
+                _GRANT, {"per_customer": self.per_customer, "global": self.global_limit,
+                         "create": CREATE_SECONDS}
             )
             granted = (
                 await session.execute(
@@ -107,8 +259,65 @@ class PgSlotLimiter:
             ).scalar_one_or_none()
         return bool(granted)
 
+    async def _wait(self, holder: str) -> SlotWait | None:
+        async with self.store.transaction() as session:
+            row = (await session.execute(_WAIT_OF_HOLDER, {"key": holder})).one_or_none()
+        if row is None:
+            return None
+        return SlotWait(
+            customer_id=row.customer_id, holder=row.holder, seconds=float(row.seconds),
+            position=int(row.position), waiting=int(row.waiting),
+            customer_running=int(row.customer_running), customer_limit=self.per_customer,
+            running=int(row.running), limit=self.global_limit,
+        )
+
+    async def _placed(self, holder: str) -> None:
+        async with self.store.transaction() as session:
+            await session.execute(
+                text("UPDATE sandbox_leases SET placed_at = now() WHERE holder = :h"),
+                {"h": holder},
+            )
+
     async def _release(self, holder: str) -> None:
         async with self.store.transaction() as session:
             await session.execute(
                 text("DELETE FROM sandbox_leases WHERE holder = :h"), {"h": holder}
             )
+
+
+async def vacate(store: Store, containers: ContainerNames) -> list[str]:
+    """Release every granted lease whose container is gone from the engine (listed by
+    ``containers``, in a thread); the holders released. The database's clock is read
+    before the engine is listed, so a container made meanwhile is never taken for gone."""
+    async with store.transaction() as session:
+        listed_at: datetime = (await session.execute(text("SELECT now()"))).scalar_one()
+    existing = sorted(await asyncio.to_thread(containers))
+    async with store.transaction() as session:
+        rows = (
+            await session.execute(_VACATE, {"existing": existing, "listed_at": listed_at})
+        ).all()
+    for holder, customer_id in rows:
+        log.info("sandbox.slot_vacated", holder=holder, customer_id=customer_id)
+    return [str(r[0]) for r in rows]
+
+
+async def wait_of(
+    session: AsyncSession, execution_id: str, *, global_limit: int, per_customer: int
+) -> dict[str, Any] | None:
+    """The status API's ``slotWait`` of an execution whose container waits for a slot:
+    ``{container, since, seconds, position, waiting, customerRunning, customerLimit,
+    running, limit}``; None when none of its containers waits."""
+    row = (await session.execute(_WAIT_OF_EXECUTION, {"key": execution_id})).one_or_none()
+    if row is None:
+        return None
+    return {
+        "container": row.holder,
+        "since": iso(row.requested_at),
+        "seconds": round(float(row.seconds), 1),
+        "position": int(row.position),
+        "waiting": int(row.waiting),
+        "customerRunning": int(row.customer_running),
+        "customerLimit": per_customer,
+        "running": int(row.running),
+        "limit": global_limit,
+    }

@@ -172,8 +172,11 @@ class SandboxSession(Protocol):
 class Sandbox(Protocol):
     """Creates, finds and removes task containers."""
 
-    def session(self, spec: ContainerSpec) -> SandboxSession:
-        """Create (or find, after a crash) the container for ``spec``, started and healthy."""
+    def session(self, spec: ContainerSpec, *, on_wait: LineSink | None = None) -> SandboxSession:
+        """Create (or find, after a crash) the container for ``spec``, started and healthy.
+
+        ``on_wait`` is told, in words, while the container waits for a slot (see
+        ``SlotWait.describe``): once at first, then now and then, and when it gets one."""
         ...
 
     def remove(self, spec: ContainerSpec) -> None:
@@ -185,10 +188,72 @@ class Sandbox(Protocol):
         ...
 
 
-class SlotLimiter(Protocol):
-    """Bounds running containers globally and per customer; waiters are served fairly."""
+class SlotWait(msgspec.Struct, frozen=True, kw_only=True):
+    """Where a container waiting for a slot stands (a limiter reports it while it waits)."""
 
-    def acquire(self, customer_id: str, holder: str, timeout: float | None = None) -> None: ...
+    customer_id: str
+    holder: str
+    """The container's name."""
+    seconds: float
+    """Waited so far."""
+    position: int
+    """Among its customer's waiting containers; 1: the next one of them to get a slot."""
+    waiting: int
+    """Containers waiting, all customers."""
+    customer_running: int
+    customer_limit: int
+    running: int
+    limit: int
+    granted: bool = False
+    """The wait is over: the slot was granted."""
+
+    def describe(self) -> str:
+        """One log line, e.g. ``waiting for a sandbox slot (0s so far): customer acme holds
+        2 of its 2; 3 waiting, this container 1st of acme's``."""
+        if self.granted:
+            return f"sandbox slot granted after {self.seconds:.0f}s"
+        return f"waiting for a sandbox slot ({self.seconds:.0f}s so far): {self.standing()}"
+
+    def standing(self) -> str:
+        """Why it waits and where it stands in line."""
+        if self.customer_running >= self.customer_limit:
+            held = (f"customer {self.customer_id} holds {self.customer_running} "
+                    f"of its {self.customer_limit}")
+        else:
+            held = f"all {self.limit} slots are taken"
+        return (f"{held}; {self.waiting} waiting, this container {_ordinal(self.position)} "
+                f"of {self.customer_id}'s")
+
+
+def _ordinal(n: int) -> str:
+    suffix = "th" if 10 <= n % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(n % 10, "th")
+    return f"{n}{suffix}"
+
+
+class SlotLimiter(Protocol):
+    """Bounds running containers globally and per customer; waiters are served fairly.
+
+    A slot is held by a container name (``holder``) from ``acquire`` until ``release``;
+    ``placed`` says its container now exists, so a limiter that can see the engine may
+    release the slot once the container is gone, whoever removed it."""
+
+    def acquire(
+        self,
+        customer_id: str,
+        holder: str,
+        timeout: float | None = None,
+        *,
+        execution_id: str | None = None,
+        on_wait: Callable[[SlotWait], None] | None = None,
+    ) -> None:
+        """Wait for a slot (``TransientError`` after ``timeout`` seconds); idempotent per
+        holder. ``on_wait`` hears of a wait once at first, then now and then (never every
+        poll), and when the slot is granted after a wait."""
+        ...
+
+    def placed(self, holder: str) -> None:
+        """``holder``'s container exists now."""
+        ...
 
     def release(self, holder: str) -> None: ...
 

@@ -18,6 +18,7 @@ from gateway.http import (
     principal_of,
     project_param,
     respond,
+    settings_of,
     store_of,
 )
 from gateway.problems import Problem
@@ -28,7 +29,7 @@ from gateway.schemas import (
     InitializeRequest,
     TransitionAccepted,
 )
-from pipeline import commands, executions
+from pipeline import commands, executions, slots
 
 BASE = "/api/devteam/automation"
 STATUS_EXAMPLE = {
@@ -90,10 +91,14 @@ async def status(request: Request[Any, Any, Any], project: ProjectPath) -> Respo
     require_read(principal_of(request), project_id)
     async with store_of(request).transaction() as session:
         row = await executions.latest_for_project(session, project_id)
-        setup = await executions.setup_of(session, row.id) if row is not None else None
-    if row is None:
-        raise Problem(404, "this project has never run")
-    return respond(msgspec.convert({**row.status_view(), "setup": setup}, ExecutionStatus))
+        if row is None:
+            raise Problem(404, "this project has never run")
+        setup = await executions.setup_of(session, row.id)
+        box = settings_of(request).sandbox
+        wait = await slots.wait_of(session, str(row.id), global_limit=box.max_containers,
+                                   per_customer=box.max_containers_per_customer)
+    return respond(msgspec.convert({**row.status_view(), "setup": setup, "slotWait": wait},
+                                   ExecutionStatus))
 
 
 def _transition(name: str, action: Any, summary: str) -> Any:

@@ -47,7 +47,8 @@ async def prep(ctx: StageContext) -> Outcome:
         f"branch {branch.branch} from {branch.base_commit[:10]}"
         + (" (new)" if branch.created else " (reused)")
     )
-    session = await blocking(ctx.services.sandbox.session, _spec(ctx, 1))
+    session = await blocking(ctx.services.sandbox.session, _spec(ctx, 1),
+                             on_wait=ctx.log.sink("warning"))
     ctx.log.line(f"container {session.name} is healthy")
     return Outcome(
         result={
@@ -162,7 +163,7 @@ async def verify(ctx: StageContext) -> Outcome:
     if ctx.claims > 1:
         # A worker died mid-check: its command may still run in the container. Start clean.
         await blocking(ctx.services.sandbox.remove, spec)
-    session = await blocking(ctx.services.sandbox.session, spec)
+    session = await blocking(ctx.services.sandbox.session, spec, on_wait=ctx.log.sink("warning"))
     try:
         await blocking(session.copy_in, co.path)
         result = await blocking(

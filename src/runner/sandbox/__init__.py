@@ -13,7 +13,7 @@ from runner.sandbox.labels import container_name, volume_name
 from runner.sandbox.limiter import FairLimiter
 from runner.sandbox.output import classify
 from runner.sandbox.reaper import Reaper, ReapReport
-from runner.sandbox.sandbox import HEALTH_COMMAND, DockerSandbox
+from runner.sandbox.sandbox import HEALTH_COMMAND, DockerSandbox, container_names
 from runner.sandbox.session import DockerSession
 
 __all__ = [
@@ -27,6 +27,7 @@ __all__ = [
     "build_image",
     "classify",
     "container_name",
+    "container_names",
     "content_hash",
     "image_status",
     "make_client",

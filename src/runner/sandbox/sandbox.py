@@ -18,7 +18,7 @@ from docker.types import Mount
 from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_exponential
 
 from runner.errors import InfrastructureError, RunnerError, TransientError
-from runner.ports import ContainerSpec, SlotLimiter
+from runner.ports import ContainerSpec, LineSink, SlotLimiter
 from runner.sandbox import labels as lbl
 from runner.sandbox.command import USER, WORKDIR
 from runner.sandbox.engine import NotFoundError, call, ignore_missing, make_client
@@ -76,20 +76,29 @@ class DockerSandbox:
         return self._api
 
     # ------------------------------------------------------------------ port
-    def session(self, spec: ContainerSpec) -> DockerSession:
+    def session(self, spec: ContainerSpec, *, on_wait: LineSink | None = None) -> DockerSession:
         """Create (or find, after a crash) the container for ``spec``, started and healthy.
 
-        Raises ``TransientError`` when no slot frees up within the slot timeout and
-        ``InfrastructureError`` when no healthy container could be made.
+        ``on_wait`` hears, in words, of a wait for a slot. Raises ``TransientError`` when no
+        slot frees up within the slot timeout and ``InfrastructureError`` when no healthy
+        container could be made.
         """
         name = lbl.container_name(spec)
         if self._limiter is not None:
-            self._limiter.acquire(spec.customer_id, name, timeout=self._slot_timeout)
+            self._limiter.acquire(
+                spec.customer_id, name, timeout=self._slot_timeout,
+                execution_id=spec.execution_id,
+                on_wait=None if on_wait is None else (lambda wait: on_wait(wait.describe())),
+            )
         try:
             found = self._running_id(name, spec)
             if found is not None and self._healthy(name):
-                return self._session(name, spec, found)
-            return self._create_healthy(spec, name)
+                session = self._session(name, spec, found)
+            else:
+                session = self._create_healthy(spec, name)
+            if self._limiter is not None:
+                self._limiter.placed(name)
+            return session
         except BaseException:
             with contextlib.suppress(RunnerError):  # the original failure is the one to report
                 self._discard(spec)
@@ -244,6 +253,13 @@ class DockerSandbox:
     def _release(self, name: str) -> None:
         if self._limiter is not None:
             self._limiter.release(name)
+
+
+def container_names(api: Any) -> set[str]:
+    """Names of the containers labelled ours on the engine of ``api`` (any state)."""
+    listed = call("list containers", api.containers, all=True,
+                  filters={"label": [lbl.MANAGED_FILTER]})
+    return {name.lstrip("/") for item in listed or [] for name in item.get("Names") or []}
 
 
 EGRESS_TARGET = "/run/devteam-egress"

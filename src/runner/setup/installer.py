@@ -170,7 +170,7 @@ class Installer:
                  on_line: LineSink | None,
                  cancel: threading.Event | None) -> tuple[list[CommandResult], list[Refusal], int]:
         self.sandbox.remove(spec)  # a crashed earlier attempt may have left it
-        session = self.sandbox.session(spec)
+        session = self.sandbox.session(spec, on_wait=on_line)
         try:
             session.copy_in(workdir)
             self._start_forwarder(session.name)

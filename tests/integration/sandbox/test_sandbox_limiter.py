@@ -8,6 +8,7 @@ import time
 import pytest
 
 from runner.errors import TransientError
+from runner.ports import SlotWait
 from runner.sandbox import FairLimiter
 
 
@@ -132,3 +133,26 @@ def test_given_many_threads_then_limits_are_never_exceeded():
     assert peak["a"] <= 2
     assert peak["b"] <= 2
     assert limiter.running() == 0
+
+
+def test_given_a_blocked_waiter_then_it_hears_where_it_stands_and_when_it_is_granted():
+    limiter = FairLimiter(global_limit=2, per_customer_limit=1)
+    limiter.acquire("a", "a1")
+    limiter.acquire("b", "b1")
+    heard: list[SlotWait] = []
+    waiter = threading.Thread(target=limiter.acquire, args=("a", "a2", 10),
+                              kwargs={"on_wait": heard.append}, daemon=True)
+    waiter.start()
+    _wait_until(lambda: bool(heard))
+
+    first = heard[0]
+    assert (first.holder, first.position, first.waiting, first.customer_running,
+            first.customer_limit, first.running, first.limit, first.granted) == (
+        "a2", 1, 1, 1, 1, 2, 2, False)
+    assert first.describe().endswith("customer a holds 1 of its 1; 1 waiting, "
+                                     "this container 1st of a's")
+    limiter.release("a1")
+    waiter.join(5)
+    assert not waiter.is_alive()
+    assert heard[-1].granted and heard[-1].describe().startswith("sandbox slot granted after ")
+    assert len(heard) == 2  # one report at first, one when granted: not one per wakeup
