@@ -123,6 +123,16 @@ class SetupSettings(msgspec.Struct, frozen=True, kw_only=True):
     """Longest one setup command may run."""
 
 
+class VerifySettings(msgspec.Struct, frozen=True, kw_only=True):
+    protected: str = ".github/workflows/**,.gitlab-ci.yml,.circleci/**,Jenkinsfile"
+    """Paths no task may change, besides the task list, ``task_outcomes.md`` and
+    ``.devteam.toml`` (always protected): comma-separated; ``dir/**`` is a tree, a bare name
+    matches anywhere. A change touching one pauses for a person with the diff shown."""
+    baseline: bool = True
+    """Verify the unchanged base once per execution (again when its dependencies change)
+    before any model call; a base that cannot pass pauses with that as the headline."""
+
+
 class ModelSettings(msgspec.Struct, frozen=True, kw_only=True):
     name: str = "openai/scripted"
     """Model Aider uses (any model name Aider accepts)."""
@@ -228,6 +238,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     workspace: WorkspaceSettings = msgspec.field(default_factory=WorkspaceSettings)
     sandbox: SandboxSettings = msgspec.field(default_factory=SandboxSettings)
     setup: SetupSettings = msgspec.field(default_factory=SetupSettings)
+    verify: VerifySettings = msgspec.field(default_factory=VerifySettings)
     model: ModelSettings = msgspec.field(default_factory=ModelSettings)
     aider: AiderSettings = msgspec.field(default_factory=AiderSettings)
     gateway: GatewaySettings = msgspec.field(default_factory=GatewaySettings)

@@ -16,6 +16,7 @@ import msgspec
 
 from pipeline.lifecycle import PauseReason, Stage
 from pipeline.outcome import Outcome, StageContext
+from pipeline.stages.baseline import base_config, baseline, headline
 from pipeline.stages.common import (
     blocking,
     checkout,
@@ -27,7 +28,7 @@ from pipeline.stages.common import (
 from pipeline.stages.rounds import fresh_branch
 from runner.errors import EnvironmentFailure
 from runner.git import Checkout
-from runner.setup import NOTHING, SetupPlan, SetupResult, plan_setup
+from runner.setup import NOTHING, SetupPlan, SetupResult, nothing_to_install, plan_setup
 from runner.verify.config import CONFIG_FILE, MAX_FILE_BYTES, parse_project_file
 
 SETUP_ATTEMPT = 0
@@ -38,11 +39,14 @@ RESETUP_ATTEMPT = 100
 
 async def trusted_plan(ctx: StageContext, co: Checkout, base_commit: str) -> SetupPlan:
     """The setup of the working copy as it is now, configured by ``.devteam.toml`` as it
-    was at ``base_commit`` (the task cannot change how its dependencies are installed)."""
+    was at ``base_commit`` (the task cannot change how its dependencies are installed),
+    with the Node.js line and Python chosen from what the sandbox image offers.
+    Raises EnvironmentFailure when the project asks for a version the image lacks."""
     raw = await blocking(ctx.services.git.read_file, co, CONFIG_FILE, base_commit,
                          limit=MAX_FILE_BYTES)
     project = parse_project_file(raw) if raw is not None else None
-    return await blocking(plan_setup, Path(co.path), project)
+    offered = await blocking(ctx.services.installer.offered)
+    return await blocking(plan_setup, Path(co.path), project, offered)
 
 
 async def environment(ctx: StageContext, plan: SetupPlan, workdir: Path, *,
@@ -50,7 +54,7 @@ async def environment(ctx: StageContext, plan: SetupPlan, workdir: Path, *,
     """``plan``'s environment for this task: from the cache, or installed in a setup
     container (container attempt ``attempt``). Raises EnvironmentFailure."""
     if not plan.needed:
-        return NOTHING
+        return nothing_to_install(plan)
     spec = ctx.services.container_spec(
         project=ctx.project, execution_id=str(ctx.execution.id), task_id=ctx.task_id,
         attempt=attempt,
@@ -59,6 +63,15 @@ async def environment(ctx: StageContext, plan: SetupPlan, workdir: Path, *,
                             on_line=ctx.log.sink(), cancel=ctx.cancel)
     ctx.log.line(describe(result))
     return result
+
+
+def plan_lines(plan: SetupPlan) -> list[str]:
+    """What the log says of a plan before it runs: the toolchain chosen, and whether
+    there is anything to install."""
+    lines = [choice.describe() for choice in plan.toolchain]
+    if not plan.needed:
+        lines.append("setup: nothing to install (no lockfile, requirements or dependencies)")
+    return lines
 
 
 def describe(result: SetupResult) -> str:
@@ -84,18 +97,21 @@ async def setup(ctx: StageContext) -> Outcome:
     branch, base = str(prepared["branch"]), str(prepared["baseCommit"])
     co = await checkout(ctx)
     await blocking(ctx.services.git.reset_branch, co, branch, base)
-    plan = await trusted_plan(ctx, co, base)
-    if not plan.needed:
-        ctx.log.line("setup: nothing to install (no lockfile, requirements or dependencies)")
+    plan: SetupPlan | None = None
     try:
+        plan = await trusted_plan(ctx, co, base)
+        for line in plan_lines(plan):
+            ctx.log.line(line)
         result = await environment(ctx, plan, Path(co.path), attempt=SETUP_ATTEMPT)
     except EnvironmentFailure as exc:
         ctx.log.line(exc.message, "error")
         # The task's container (PREP's) would hold a slot while a person looks: it goes.
         await drop_task_containers(ctx)
+        plan = plan or SetupPlan(tool="none")
         return Outcome(
             status="failed",
-            result={"tool": plan.tool, "cached": False, "commands": plan.commands},
+            result={"tool": plan.tool, "cached": False, "commands": plan.commands,
+                    "toolchain": msgspec.to_builtins(plan.toolchain)},
             error=EnvironmentFailure(f"task {task.id}: {exc.message}", details=exc.details),
             record_error=True,
             pause_reason=PauseReason.HUMAN_REVIEW,
@@ -103,6 +119,17 @@ async def setup(ctx: StageContext) -> Outcome:
             task_summary={"status": "blocked", "setup": {"tool": plan.tool, "failed": True}},
         )
     wire: dict[str, Any] = msgspec.to_builtins(result)
+    config = await base_config(ctx, co, branch, base)
+    checked = await baseline(ctx, task, co, base, result, config)
+    if checked is not None:
+        wire["baseline"] = checked
+    if checked and checked["problems"]:
+        error = EnvironmentFailure(headline(task, base, checked["problems"]), details={
+            "taskId": task.id, "baseCommit": base, "problems": checked["problems"],
+            "feedback": checked.get("feedback") or ""})
+        return await environment_pause(
+            ctx, error, result=wire,
+            summary={"setup": summary(result), "baseline": {"problems": checked["problems"]}})
     return Outcome(
         result=wire,
         next=ctx.then(Stage.IMPLEMENT, attempt=1),

@@ -8,10 +8,18 @@ from typing import Any
 
 import msgspec
 
-from pipeline.lifecycle import Stage
+from pipeline.lifecycle import PauseReason, Stage
 from pipeline.outcome import Outcome, StageContext
-from pipeline.stages.common import blocking, checkout, current_task, result_of
-from pipeline.stages.rounds import failed_round
+from pipeline.stages.baseline import base_config, floor
+from pipeline.stages.common import (
+    blocking,
+    checkout,
+    current_task,
+    drop_task_containers,
+    next_select,
+    result_of,
+)
+from pipeline.stages.rounds import failed_round, fresh_branch
 from pipeline.stages.setup import (
     RESETUP_ATTEMPT,
     environment,
@@ -23,9 +31,16 @@ from runner.errors import CancelledError, Classification, EnvironmentFailure, Ru
 from runner.git import Checkout
 from runner.ports import ContainerSpec, ImplementRequest
 from runner.sandbox import classify
-from runner.setup import SetupResult
-from runner.verify import load_project_config
+from runner.setup import SetupResult, nothing_to_install
+from runner.tasklist import Task
 from runner.verify.environment import environment_problem, project_modules
+from runner.verify.guard import (
+    measures_of,
+    patch_of,
+    protected_changes,
+    split_patterns,
+    weakening,
+)
 
 
 def _spec(ctx: StageContext, attempt: int) -> ContainerSpec:
@@ -146,13 +161,14 @@ async def verify(ctx: StageContext) -> Outcome:
     assert implemented is not None
     assert prepared is not None
     co = await checkout(ctx)
-    base = str(prepared["baseCommit"])
-    await blocking(
-        ctx.services.git.reset_branch, co, str(prepared["branch"]), str(implemented["commit"])
-    )
-    config = await blocking(load_project_config, co.path)
-    config = msgspec.structs.replace(config, setup=[])  # the SETUP stage's, not ours
-    changed = await blocking(ctx.services.git.diff_paths, co, base, str(implemented["commit"]))
+    base, head = str(prepared["baseCommit"]), str(implemented["commit"])
+    config = await base_config(ctx, co, str(prepared["branch"]), base, head)
+    changed = await blocking(ctx.services.git.diff_paths, co, base, head)
+    patterns = (*split_patterns(ctx.services.settings.verify.protected),
+                *split_patterns(config.protected))
+    touched = protected_changes(changed, patterns)
+    if touched:
+        return await _protected(ctx, task, co, base, head, touched)
     try:
         installed = await _environment(ctx, co, base)
     except EnvironmentFailure as exc:
@@ -179,7 +195,15 @@ async def verify(ctx: StageContext) -> Outcome:
         )
     finally:
         await blocking(ctx.services.sandbox.remove, spec)
+    measures = measures_of(result.commands, config.test, result.results, commit=head)
+    weaker = weakening(await floor(ctx), measures)
+    if weaker:
+        lines = "\n".join(f"- {name}: {r.detail}" for name, r in weaker.items())
+        result = msgspec.structs.replace(
+            result, success=False, results={**result.results, **weaker},
+            feedback=f"{result.feedback or 'Verification failed:'}\n{lines}")
     wire: dict[str, Any] = msgspec.to_builtins(result)
+    wire["measures"] = msgspec.to_builtins(measures)
     checks = {name: r["passed"] for name, r in wire["results"].items()}
     ctx.log.line(
         "verification: " + ", ".join(f"{n} {'ok' if ok else 'FAILED'}" for n, ok in checks.items())
@@ -214,13 +238,42 @@ async def verify(ctx: StageContext) -> Outcome:
     )
 
 
+async def _protected(ctx: StageContext, task: Task, co: Checkout, base: str, head: str,
+                     touched: list[str]) -> Outcome:
+    """The change edits what no task may (the task list, ``.devteam.toml``, protected
+    paths): never merged; the task waits for a person, who sees the diff."""
+    patch = patch_of(await blocking(ctx.services.git.diff_text, co, base, head), touched)
+    error = RunnerError(
+        f"task {task.id}: the change edits protected paths ({', '.join(touched)}); "
+        "it is not merged: a person must review it",
+        classification=Classification.VERIFICATION,
+        details={"taskId": task.id, "attempt": ctx.attempt, "protectedPaths": touched,
+                 "diff": patch},
+    )
+    await fresh_branch(ctx)
+    await drop_task_containers(ctx)
+    ctx.log.line(error.message, "error")
+    for line in patch.splitlines()[:200]:
+        ctx.log.line(line)
+    return Outcome(
+        status="failed",
+        result={"protectedPaths": touched, "commit": head},
+        error=error,
+        record_error=True,
+        pause_reason=PauseReason.HUMAN_REVIEW,
+        next=await next_select(ctx),
+        task_summary={"attempts": ctx.attempt, "status": "blocked",
+                      "protectedPaths": touched},
+    )
+
+
 async def _environment(ctx: StageContext, co: Checkout, base: str) -> SetupResult:
     """The installed dependencies this round is verified with: SETUP's, unless the change
     altered what setup would install (then set up again, as its own cached entry)."""
     installed = recorded(await result_of(ctx, Stage.SETUP))
     plan = await trusted_plan(ctx, co, base)
     if not plan.needed:
-        return installed
+        return nothing_to_install(plan)  # no volumes, but the toolchain's PATH
     key = await blocking(ctx.services.installer.key, plan, Path(co.path))
     if key == installed.key:
         return installed

@@ -75,6 +75,11 @@ class _SetupTable(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     cache: list[str] | None = None
 
 
+class _ProtectTable(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
+    paths: Annotated[list[Annotated[str, msgspec.Meta(min_length=1, max_length=200)]],
+                     msgspec.Meta(max_length=100)] = msgspec.field(default_factory=list)
+
+
 class ProjectFile(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     """``.devteam.toml`` as written (every field optional)."""
 
@@ -83,6 +88,7 @@ class ProjectFile(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     reports: _ReportsTable = msgspec.field(default_factory=_ReportsTable)
     criteria: dict[str, str] | None = None
     limits: _LimitsTable = msgspec.field(default_factory=_LimitsTable)
+    protect: _ProtectTable = msgspec.field(default_factory=_ProtectTable)
 
 
 class ProjectConfig(msgspec.Struct, frozen=True, kw_only=True):
@@ -100,6 +106,8 @@ class ProjectConfig(msgspec.Struct, frozen=True, kw_only=True):
     """Run only when a task asks for ``build``."""
     criteria: dict[str, str] = msgspec.field(default_factory=dict)
     timeout_seconds: int | None = None
+    protected: list[str] = msgspec.field(default_factory=list)
+    """``[protect] paths``: what no task may change, besides the operator's list."""
 
 
 def parse_project_file(data: str | bytes, source: str = CONFIG_FILE) -> ProjectFile:
@@ -168,6 +176,7 @@ def load_project_config(workdir: Path) -> ProjectConfig:
         criteria=(dict(file.criteria) if file.criteria is not None
                   else ({"test.pass": "pass"} if (cmds.test or base.test) else {})),
         timeout_seconds=file.limits.timeout_seconds,
+        protected=list(file.protect.paths),
     )
 
 

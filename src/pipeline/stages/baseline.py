@@ -1,0 +1,126 @@
+"""The baseline: the unchanged base verified once per execution, before any model call.
+
+A failure that exists before the model touches anything (a broken test, a missing
+dependency, the wrong toolchain) is not the model's to fix by accident: SETUP runs the
+project's checks on the task's base commit, with the installed dependencies, in a
+container of its own; when the base cannot pass, the execution pauses for a person with
+that as the headline, and no model call is made. The baseline runs again when the
+dependencies change (a different setup key); otherwise later tasks reuse it.
+
+What it measured (tests run, coverage) is the floor every later verification is held to:
+a change may not run fewer tests or lower coverage (``runner.verify.guard``). The
+verification configuration itself always comes from the base commit, never from the
+change being verified.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+
+from pipeline.outcome import StageContext
+from pipeline.stages.common import blocking
+from runner.git import Checkout
+from runner.setup import SetupResult
+from runner.tasklist import Task
+from runner.verify import KNOWN, ProjectConfig, load_project_config
+from runner.verify.guard import Measures, baseline_problems, measures_of
+
+BASELINE_ATTEMPT = 99
+"""Container attempt number of the baseline's container (rounds count from 1, VERIFY's
+own setups from 100)."""
+
+
+async def base_config(ctx: StageContext, co: Checkout, branch: str, base: str,
+                      head: str | None = None) -> ProjectConfig:
+    """The verification configuration as it is at ``base`` (``.devteam.toml`` and what is
+    detected from the files), whatever the change did to either; the working copy is left
+    at ``head`` when given (else at ``base``)."""
+    await blocking(ctx.services.git.reset_branch, co, branch, base)
+    try:
+        config = await blocking(load_project_config, co.path)
+    finally:
+        if head is not None:
+            await blocking(ctx.services.git.reset_branch, co, branch, head)
+    return msgspec.structs.replace(config, setup=[])  # the SETUP stage's, not verification's
+
+
+async def floor(ctx: StageContext) -> Measures | None:
+    """What the latest verified state of this execution measured: the last verification
+    that passed, or the baseline when none passed since."""
+    value = await ctx.services.store.scalar(
+        "SELECT coalesce(result->'measures', result->'baseline'->'measures') FROM stage_runs "
+        "WHERE execution_id = :e AND status = 'succeeded' AND ("
+        "(stage = 'VERIFY' AND result ? 'measures') OR "
+        "(stage = 'SETUP' AND result->'baseline' ? 'measures')) "
+        "ORDER BY id DESC LIMIT 1",
+        e=ctx.execution.id,
+    )
+    return msgspec.convert(value, Measures) if value else None
+
+
+async def _earlier(ctx: StageContext, key: str) -> dict[str, Any] | None:
+    value = await ctx.services.store.scalar(
+        "SELECT result->'baseline' FROM stage_runs WHERE execution_id = :e "
+        "AND stage = 'SETUP' AND status = 'succeeded' AND result->'baseline'->>'key' = :k "
+        "AND result->'baseline' ? 'measures' ORDER BY id DESC LIMIT 1",
+        e=ctx.execution.id, k=key,
+    )
+    return dict(value) if value else None
+
+
+async def baseline(ctx: StageContext, task: Task, co: Checkout, base: str,
+                   installed: SetupResult, config: ProjectConfig) -> dict[str, Any] | None:
+    """Verify the unchanged working copy (at ``base``) unless this execution already did
+    with the same dependencies. Returns the record (``problems`` lists what the base
+    cannot pass), or None when the baseline is switched off or there is nothing to run."""
+    if not ctx.services.settings.verify.baseline:
+        return None
+    key = installed.key or "none"
+    earlier = await _earlier(ctx, key)
+    if earlier is not None:
+        ctx.log.line(f"baseline: verified at {str(earlier.get('commit'))[:10]} in this "
+                     "execution with the same dependencies; not run again")
+        return {"key": key, "reusedFrom": earlier.get("commit"), "problems": []}
+    criteria = {name: text for name, text in {**config.criteria, **task.criteria}.items()
+                if name != "doc.updated"}
+    if not any(name in KNOWN for name in criteria):
+        return None
+    spec = ctx.services.container_spec(
+        project=ctx.project, execution_id=str(ctx.execution.id), task_id=ctx.task_id,
+        attempt=BASELINE_ATTEMPT)
+    spec = msgspec.structs.replace(spec, mounts=installed.mounts())
+    ctx.log.line(f"baseline: verifying the unchanged base {base[:10]} before any change")
+    session = await blocking(ctx.services.sandbox.session, spec,
+                             on_wait=ctx.log.sink("warning"))
+    try:
+        await blocking(session.copy_in, co.path)
+        result = await blocking(
+            ctx.services.verifier.verify, task.id, criteria, config, session, (),
+            on_line=ctx.log.sink(), cancel=ctx.cancel, env=installed.env,
+        )
+    finally:
+        await blocking(ctx.services.sandbox.remove, spec)
+    measures = measures_of(result.commands, config.test, result.results, commit=base)
+    problems = baseline_problems(result.results, measures)
+    shown = [f"{n} {'ok' if r.passed else 'FAILED'}" for n, r in result.results.items()]
+    counted = [] if measures.tests_run is None else [f"{measures.tests_run} tests run"]
+    if measures.coverage is not None:
+        counted.append(f"coverage {measures.coverage:g}%")
+    ctx.log.line(f"baseline at {base[:10]}: " + ", ".join(shown + counted or ["nothing run"]))
+    return {
+        "key": key,
+        "commit": base,
+        "results": msgspec.to_builtins(result.results),
+        "measures": msgspec.to_builtins(measures),
+        "problems": problems,
+        "feedback": result.feedback,
+    }
+
+
+def headline(task: Task, base: str, problems: list[str]) -> str:
+    """The error message of a base that cannot pass: what fails, before any change."""
+    return (f"task {task.id}: the base {base[:10]} does not pass its own checks before any "
+            f"change ({'; '.join(problems)}); fix the default branch (or .devteam.toml) "
+            "and resume: no model call was made")
