@@ -38,13 +38,14 @@ def upgrade() -> None:
     sa.Column('project_id', sa.String(length=200), nullable=False),
     sa.Column('user_id', sa.String(length=200), nullable=False),
     sa.Column('idempotency_key', sa.String(length=255), nullable=True),
+    sa.Column('idempotency_hash', sa.String(length=64), nullable=True),
     sa.Column('correlation_id', sa.String(length=128), nullable=False),
     sa.Column('created_at', sa.DateTime(timezone=True), server_default=sa.text('now()'), nullable=False),
     sa.Column('updated_at', sa.DateTime(timezone=True), server_default=sa.text('now()'), nullable=False),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_events'))
     )
     op.create_index(op.f('ix_events_project_id'), 'events', ['project_id'], unique=False)
-    op.create_index('uq_events_user_id_idempotency_key', 'events', ['user_id', 'idempotency_key'], unique=True, postgresql_where=sa.text('idempotency_key IS NOT NULL'))
+    op.create_index('uq_events_user_id_project_id_idempotency_key', 'events', ['user_id', 'project_id', 'idempotency_key'], unique=True, postgresql_where=sa.text('idempotency_key IS NOT NULL'))
     op.create_table('idempotency_keys',
     sa.Column('user_id', sa.String(length=200), nullable=False),
     sa.Column('key', sa.String(length=255), nullable=False),
@@ -233,7 +234,7 @@ def downgrade() -> None:
     op.drop_table('notifications')
     op.drop_index(op.f('ix_idempotency_keys_expires_at'), table_name='idempotency_keys')
     op.drop_table('idempotency_keys')
-    op.drop_index('uq_events_user_id_idempotency_key', table_name='events', postgresql_where=sa.text('idempotency_key IS NOT NULL'))
+    op.drop_index('uq_events_user_id_project_id_idempotency_key', table_name='events', postgresql_where=sa.text('idempotency_key IS NOT NULL'))
     op.drop_index(op.f('ix_events_project_id'), table_name='events')
     op.drop_table('events')
     op.drop_index(op.f('ix_audit_log_project_id'), table_name='audit_log')

@@ -4,6 +4,7 @@ holding the change, its audit row, its notifications and the outbox command it i
 
 from __future__ import annotations
 
+import hashlib
 import uuid
 from typing import Any
 
@@ -16,6 +17,7 @@ from pipeline.audit import Principal
 from pipeline.db import Store
 from pipeline.lifecycle import Action, PauseReason, Stage, Status, TransitionError, target
 from pipeline.outbox import StageCommand
+from runner.git.remote import parse_remote_url
 
 WORKFLOW_TYPE = "DEVTEAM_AUTOMATION"
 
@@ -26,6 +28,11 @@ class ProjectNotFound(LookupError):
 
 class ExecutionNotFound(LookupError):
     """The project has never run."""
+
+
+class IdempotencyKeyReused(ValueError):
+    """``options.idempotencyKey`` was first used (by this subject, for this project) with
+    another request."""
 
 
 class StartResult(msgspec.Struct, frozen=True, kw_only=True):
@@ -58,6 +65,8 @@ async def _upsert_project(
     session: AsyncSession, project_id: str, repository_url: str | None
 ) -> None:
     if repository_url is not None:
+        # Whatever the caller checked: a URL carrying credentials is never stored.
+        parse_remote_url(repository_url)
         await session.execute(
             text(
                 "INSERT INTO projects (project_id, customer_id, repository_url) "
@@ -92,12 +101,19 @@ async def start_execution(
 
     Raises ProjectNotFound when the project has no repository yet, TransitionError (with
     the active execution's status) when the project already has an active execution.
-    With ``idempotency_key`` (``data.options.idempotencyKey``), a repeat returns the first
-    result with ``replayed=True``.
+    With ``idempotency_key`` (``data.options.idempotencyKey``), scoped like the
+    ``Idempotency-Key`` header by subject, project and the request's hash: the same request
+    again returns the first result with ``replayed=True``; another request with the key
+    raises IdempotencyKeyReused; another project's key of the same name is another key.
     """
+    digest = None
+    if idempotency_key is not None:
+        digest = _request_hash(project_id=project_id, repository_url=repository_url,
+                               stop_point=stop_point, task=task, event_data=event_data)
     async with store.transaction() as session:
-        if idempotency_key is not None:
-            prior = await _prior_start(session, principal.user_id, idempotency_key)
+        if idempotency_key is not None and digest is not None:
+            prior = await _prior_start(session, principal.user_id, project_id,
+                                       idempotency_key, digest)
             if prior is not None:
                 return prior
         await _upsert_project(session, project_id, repository_url)
@@ -111,8 +127,8 @@ async def start_execution(
         await session.execute(
             text(
                 "INSERT INTO events (id, workflow_type, data, task_context, project_id, user_id, "
-                "idempotency_key, correlation_id) VALUES (:id, :wt, CAST(:data AS jsonb), "
-                "CAST(:ctx AS jsonb), :p, :u, :k, :c)"
+                "idempotency_key, idempotency_hash, correlation_id) VALUES (:id, :wt, "
+                "CAST(:data AS jsonb), CAST(:ctx AS jsonb), :p, :u, :k, :kh, :c)"
             ),
             {
                 "id": event_id,
@@ -130,6 +146,7 @@ async def start_execution(
                 "p": project_id,
                 "u": principal.user_id,
                 "k": idempotency_key,
+                "kh": digest,
                 "c": principal.correlation_id,
             },
         )
@@ -181,20 +198,30 @@ async def start_execution(
         )
 
 
-async def _prior_start(session: AsyncSession, user_id: str, key: str) -> StartResult | None:
+def _request_hash(**parts: Any) -> str:
+    """SHA-256 of a start request's parts, independent of key order and spacing."""
+    return hashlib.sha256(msgspec.json.encode(parts, order="sorted")).hexdigest()
+
+
+async def _prior_start(
+    session: AsyncSession, user_id: str, project_id: str, key: str, digest: str
+) -> StartResult | None:
     row = (
         await session.execute(
             text(
                 "SELECT e.id, x.id, e.correlation_id, "
-                "(SELECT min(o.id) FROM outbox o WHERE o.execution_id = x.id) "
-                "FROM events e JOIN executions x ON x.event_id = e.id "
-                "WHERE e.user_id = :u AND e.idempotency_key = :k"
+                "(SELECT min(o.id) FROM outbox o WHERE o.execution_id = x.id), "
+                "e.idempotency_hash FROM events e JOIN executions x ON x.event_id = e.id "
+                "WHERE e.user_id = :u AND e.project_id = :p AND e.idempotency_key = :k"
             ),
-            {"u": user_id, "k": key},
+            {"u": user_id, "p": project_id, "k": key},
         )
     ).one_or_none()
     if row is None:
         return None
+    if row[4] != digest:
+        raise IdempotencyKeyReused(
+            "this options.idempotencyKey was already used with a different request")
     return StartResult(
         event_id=row[0],
         execution_id=row[1],

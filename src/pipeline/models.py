@@ -79,14 +79,18 @@ class Event(Base):
     project_id: Mapped[str] = mapped_column(String(200), index=True)
     user_id: Mapped[str] = mapped_column(String(200))
     idempotency_key: Mapped[str | None] = mapped_column(String(255))
+    """``options.idempotencyKey``: one per subject and project, like the header's key."""
+    idempotency_hash: Mapped[str | None] = mapped_column(String(64))
+    """SHA-256 of the request the key was first used with (another request is refused)."""
     correlation_id: Mapped[str] = mapped_column(String(128))
     created_at: Mapped[datetime] = _now()
     updated_at: Mapped[datetime] = _now()
 
     __table_args__ = (
         Index(
-            "uq_events_user_id_idempotency_key",
+            "uq_events_user_id_project_id_idempotency_key",
             "user_id",
+            "project_id",
             "idempotency_key",
             unique=True,
             postgresql_where=text("idempotency_key IS NOT NULL"),

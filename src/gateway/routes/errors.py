@@ -2,6 +2,7 @@
 
 - an invalid lifecycle transition: 409 with ``currentStatus`` and ``validTransitions``;
 - an unknown project, execution or task: 404;
+- ``options.idempotencyKey`` reused with another request: 422, as for the header;
 - the database or an infrastructure piece (Docker, the network) unavailable: 503;
 - a runner error by its classification: ``config`` (the repository or the request does
   not fit the project: no task list, a broken one, an unknown branch) 422, ``conflict``
@@ -15,7 +16,7 @@ import contextlib
 from collections.abc import Iterator
 
 from gateway.problems import Problem
-from pipeline.commands import ExecutionNotFound, ProjectNotFound
+from pipeline.commands import ExecutionNotFound, IdempotencyKeyReused, ProjectNotFound
 from pipeline.db import StoreUnavailable
 from pipeline.lifecycle import TransitionError
 from runner.errors import Classification, RunnerError
@@ -47,6 +48,9 @@ def command_errors() -> Iterator[None]:
         ) from None
     except ExecutionNotFound:
         raise Problem(404, "this project has never run") from None
+    except IdempotencyKeyReused as exc:
+        raise Problem(422, str(exc),
+                      type_="https://devteam.dev/problems/idempotency-key-reused") from None
     except StoreUnavailable:
         raise Problem(503, "the database is unavailable; try again shortly",
                       headers={"Retry-After": "2"}) from None

@@ -13,7 +13,7 @@ from urllib.parse import quote
 import httpx
 import pytest
 import websockets
-from tests.integration.gateway.conftest import add_project
+from tests.integration.gateway.conftest import add_project, rows
 from tests.integration.security.helpers import row_counts
 from tests.support.streams import ws_url
 
@@ -131,3 +131,38 @@ async def test_given_identifiers_ending_in_a_newline_then_each_is_refused_and_no
     # Then each one is refused, naming its field, and nothing was stored
     assert wrong == [], "\n".join(wrong)
     assert await row_counts(store) == before
+
+
+# ---------------------------------------------------------------- idempotency scope
+async def test_given_the_same_body_idempotency_key_under_another_project_then_no_event_leaks(
+    store, gateway, sample, token_for
+) -> None:
+    # Given two tokens of one subject: one for acme/web, one for another customer's project
+    await add_project(store, "globex/api", sample.url)
+    web = auth(token_for("ci-bot", [PROJECT]))
+    api = auth(token_for("ci-bot", ["globex/api"]))
+
+    def event(project: str, **options: str) -> dict[str, Any]:
+        return {"workflow_type": EVENT,
+                "data": {"projectId": project, "options": {"idempotencyKey": "nightly",
+                                                            **options}}}
+
+    async with httpx.AsyncClient(base_url=gateway.url, timeout=60) as client:
+        first = await client.post("/events", json=event(PROJECT), headers=web)
+        # When the other project's token sends the same options.idempotencyKey
+        other = await client.post("/events", json=event("globex/api"), headers=api)
+        peek = await client.get(f"/events/{first.json()['event_id']}", headers=api)
+        # and the first project's token reuses the key for another request
+        reused = await client.post("/events", json=event(PROJECT, stopPoint="1.2"), headers=web)
+        again = await client.post("/events", json=event(PROJECT), headers=web)
+    # Then the other project gets an event of its own, and cannot read the first one
+    assert first.status_code == other.status_code == 202, (first.text, other.text)
+    assert other.json()["event_id"] != first.json()["event_id"]
+    assert peek.status_code == 403
+    events = await rows(store, "SELECT id::text AS id, project_id FROM events ORDER BY created_at")
+    assert [(e["id"], e["project_id"]) for e in events] == [
+        (first.json()["event_id"], PROJECT), (other.json()["event_id"], "globex/api")]
+    # and within one project the key means one request: another body is 422, the same replays
+    assert reused.status_code == 422, reused.text
+    assert reused.json()["type"].endswith("idempotency-key-reused")
+    assert again.status_code == 202 and again.json()["event_id"] == first.json()["event_id"]
