@@ -283,8 +283,9 @@ class Live(_Out):
 
 class Health(_Out):
     status: Literal["ok", "degraded", "down"]
-    version: str
-    checks: dict[str, HealthCheck]
+    version: str | None = None
+    """Only with a token, like ``checks``: an anonymous caller gets the status alone."""
+    checks: dict[str, HealthCheck] | None = None
 
 
 class PrepRequest(_In):

@@ -4,6 +4,10 @@ Postgres, Redis, Docker, git, aider, the filesystem and the sandbox image are pr
 concurrently; a check that does not answer within its budget is reported as failed, so
 the endpoint itself answers in about a second even when a dependency hangs. Postgres down
 makes the service ``down`` (503); anything else failing makes it ``degraded`` (200).
+
+Without a token the answer is the status alone: versions, the sandbox image's digest, free
+disk and the checks' messages describe the deployment, so they need a valid token (a
+token that is given but not valid is a 401, never quietly the anonymous answer).
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ import redis.asyncio as aioredis
 from litestar import Request, Response, get
 from sqlalchemy import text
 
-from gateway.http import docs, respond, settings_of, store_of
+from gateway.http import docs, principal_of, respond, settings_of, store_of
 from gateway.schemas import Health, HealthCheck, Live
 from runner.dockerhost import docker_base_url
 from runner.settings import Settings
@@ -198,14 +202,17 @@ async def live() -> Response[bytes]:
 
 @get(
     "/health",
-    summary="Liveness and dependencies",
+    summary="Liveness and dependencies (the details need a token)",
     responses=docs(200, Health, {
         "status": "ok", "version": "0.1.0",
         "checks": {"postgres": {"ok": True, "detail": "select 1", "latencyMs": 0.8}}},
-        503, public=True),
+        401, 503, public=True),
     tags=["core"],
 )
 async def health(request: Request[Any, Any, Any]) -> Response[bytes]:
+    detailed = request.headers.get("authorization") is not None
+    if detailed:
+        principal_of(request)  # 401 unless the token is valid
     settings = settings_of(request)
     results = await asyncio.gather(*(_timed(n, p) for n, p in _probes(request, settings).items()))
     checks = dict(results)
@@ -215,5 +222,7 @@ async def health(request: Request[Any, Any, Any]) -> Response[bytes]:
         status = "ok"
     else:
         status = "degraded"
-    body = Health(status=status, version=_version(), checks=checks)  # type: ignore[arg-type]
+    body = Health(status=status)  # type: ignore[arg-type]
+    if detailed:
+        body = Health(status=status, version=_version(), checks=checks)  # type: ignore[arg-type]
     return respond(body, 503 if status == "down" else 200)

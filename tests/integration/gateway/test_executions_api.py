@@ -162,8 +162,8 @@ async def test_active_and_history_lists(client, alice, project, store) -> None:
 
 
 # ----------------------------------------------------------------------------- health
-async def test_health_checks_every_dependency(client) -> None:
-    r = await client.get("/health")
+async def test_health_checks_every_dependency(client, alice) -> None:
+    r = await client.get("/health", headers=alice)
     body = r.json()
     assert set(body["checks"]) == {"postgres", "redis", "docker", "git", "aider", "filesystem",
                                    "sandboxImage"}
@@ -180,7 +180,7 @@ async def test_health_is_503_down_and_writes_503_when_postgres_is_gone(
     reset_settings_cache()
     client.app.state.store = Store.from_settings(get_settings())
     # When health is asked and an event is posted
-    r = await client.get("/health")
+    r = await client.get("/health", headers=alice)
     events = await client.post("/events", json=EVENT, headers=alice)
     # Then health is down (503) and the write is a 503 to retry, without driver details
     assert r.status_code == 503 and r.json()["status"] == "down"

@@ -166,3 +166,25 @@ async def test_given_the_same_body_idempotency_key_under_another_project_then_no
     assert reused.status_code == 422, reused.text
     assert reused.json()["type"].endswith("idempotency-key-reused")
     assert again.status_code == 202 and again.json()["event_id"] == first.json()["event_id"]
+
+
+# ---------------------------------------------------------------- health disclosure
+async def test_given_no_token_then_health_shows_status_only(gateway, token_for) -> None:
+    # Given a running gateway; when /health is asked without a token, with one, and with
+    # a forged one
+    async with httpx.AsyncClient(base_url=gateway.url, timeout=60) as client:
+        anonymous = await client.get("/health")
+        detailed = await client.get("/health", headers=auth(token_for("alice", ["acme/*"])))
+        forged = await client.get("/health", headers=auth("not-a-jwt"))
+    # Then the anonymous caller learns whether the service is up, and nothing else: no
+    # versions, no image digest, no free disk
+    assert anonymous.status_code in (200, 503)
+    assert list(anonymous.json()) == ["status"]
+    assert anonymous.json()["status"] in ("ok", "degraded", "down")
+    for leak in ("version", "libgit2", "engine", "GiB", "sha256", "sandboxImage"):
+        assert leak not in anonymous.text, leak
+    # and the details need a valid token
+    assert set(detailed.json()) == {"status", "version", "checks"}
+    assert "GiB" in detailed.json()["checks"]["filesystem"]["detail"]
+    assert forged.status_code == 401
+    assert "checks" not in forged.text
