@@ -3,7 +3,6 @@ ends: remove its containers and working copy, record the final status, say so)."
 
 from __future__ import annotations
 
-import shutil
 from datetime import UTC, datetime
 
 from pipeline.lifecycle import Stage, Status
@@ -11,6 +10,7 @@ from pipeline.outcome import Outcome, StageContext
 from pipeline.stages.common import blocking, drop_task_containers, next_select
 from runner.errors import RunnerError
 from runner.git import workspace_paths
+from runner.removal import remove_tree
 
 
 async def done(ctx: StageContext) -> Outcome:
@@ -58,7 +58,11 @@ async def finalize(ctx: StageContext) -> Outcome:
         ctx.execution.project_id,
         str(ctx.execution.id),
     )
-    await blocking(shutil.rmtree, paths.worktree, ignore_errors=True)
+    left = await blocking(remove_tree, paths.worktree)
+    if left:
+        # However the repository shaped its tree, the execution ends; the reaper retries.
+        ctx.log.line(f"{len(left)} entries of the working copy not removed now "
+                     f"({left[0]}); the reaper will", "warning")
     finished = datetime.now(UTC)
     duration_ms = int((finished - ctx.execution.started_at).total_seconds() * 1000)
     ctx.log.line(f"execution {final.value}: removed {removed} container(s) and the working copy")

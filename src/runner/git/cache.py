@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import shutil
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
@@ -21,6 +20,7 @@ from pygit2.enums import FetchPrune
 from runner.git.credentials import GitCallbacks
 from runner.git.remote import RemoteUrl, translate_git_error
 from runner.git.results import CacheResult
+from runner.removal import remove_tree
 
 HEADS = "+refs/heads/*:refs/heads/*"
 TAGS = "+refs/tags/*:refs/tags/*"
@@ -86,7 +86,7 @@ def head_branch(repo: pygit2.Repository) -> str | None:
 def _clone(cache: Path, remote: RemoteUrl, callbacks: CallbacksFactory) -> pygit2.Repository:
     cache.parent.mkdir(parents=True, exist_ok=True)
     if cache.exists():
-        shutil.rmtree(cache)
+        remove_tree(cache)
     tmp = cache.parent / f".{cache.name}.{uuid.uuid4().hex}.tmp"
     try:
         repo = pygit2.init_repository(str(tmp), bare=True)
@@ -95,7 +95,7 @@ def _clone(cache: Path, remote: RemoteUrl, callbacks: CallbacksFactory) -> pygit
         tmp.rename(cache)
     finally:
         if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
+            remove_tree(tmp)
     return pygit2.Repository(str(cache))
 
 
@@ -123,7 +123,7 @@ def clone_worktree(cache: Path, worktree: Path, branch: str, origin_url: str
     """A working copy of ``branch`` cloned from the mirror, whose ``origin`` is the real
     remote and whose ``cache`` remote fetches from the mirror into ``refs/remotes/origin``."""
     worktree.parent.mkdir(parents=True, exist_ok=True)
-    shutil.rmtree(worktree, ignore_errors=True)
+    remove_tree(worktree)
     tmp = worktree.parent / f".{worktree.name}.{uuid.uuid4().hex}.tmp"
     try:
         with locked(lock_path(cache), exclusive=False):
@@ -134,7 +134,7 @@ def clone_worktree(cache: Path, worktree: Path, branch: str, origin_url: str
         tmp.rename(worktree)
     finally:
         if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
+            remove_tree(tmp)
     return pygit2.Repository(str(worktree))
 
 

@@ -9,7 +9,6 @@ with the same ids, so each stage can run in a different process.
 from __future__ import annotations
 
 import contextlib
-import shutil
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
@@ -27,6 +26,7 @@ from runner.git.paths import cache_dir, customer_root, workspace_paths
 from runner.git.push import push_branches
 from runner.git.remote import RemoteUrl, check_remote_url, translate_git_error
 from runner.git.results import BranchResult, CacheResult, Checkout, MergeResult, PushResult
+from runner.removal import remove_tree
 from runner.settings import Settings, get_settings
 
 _RESET = CheckoutStrategy.FORCE | CheckoutStrategy.REMOVE_UNTRACKED
@@ -294,12 +294,13 @@ class GitWorkspace:
         with self._translated("diff"):
             return commits.diff_between(repo, base, head).patch or ""
 
-    def remove(self, checkout: Checkout) -> None:
-        """Delete the working copy (no error when already gone)."""
+    def remove(self, checkout: Checkout) -> list[str]:
+        """Delete the working copy (no error when already gone, however deep its tree);
+        returns what could not be removed (the reaper tries again later)."""
         path = Path(checkout.path).resolve()
         if not path.is_relative_to(self.root) or path == self.root:
             raise ConfigError("refusing to remove a path outside the workspace root")
-        shutil.rmtree(path, ignore_errors=True)
+        return remove_tree(path)
 
     # ------------------------------------------------------------------ helpers
     def _callbacks(self, remote: RemoteUrl, customer_id: str) -> mirror.CallbacksFactory:

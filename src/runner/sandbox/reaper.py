@@ -9,7 +9,6 @@ orphan; a short grace period covers clocks and in-flight creations as well.
 
 from __future__ import annotations
 
-import shutil
 import time
 from collections.abc import Callable, Collection, Mapping
 from pathlib import Path
@@ -18,6 +17,7 @@ from typing import Any
 import msgspec
 
 from runner.errors import RunnerError
+from runner.removal import remove_tree
 from runner.sandbox import labels as lbl
 from runner.sandbox.engine import call, ignore_missing
 
@@ -113,6 +113,8 @@ class Reaper:
                 into.append(name)
         except RunnerError as exc:
             report.errors.append(exc.message)
+        except Exception as exc:  # noqa: BLE001 - one bad object never stops the pass
+            report.errors.append(f"reap {name}: {type(exc).__name__}: {exc}")
 
     def _reap_workspaces(self, report: ReapReport, live: set[str] | None, now: float) -> None:
         assert self._root is not None
@@ -120,17 +122,26 @@ class Reaper:
         if not root.is_dir():
             return
         for path in sorted(root.glob(self._pattern)):
-            if path.is_symlink() or not path.is_dir():
-                continue
-            resolved = path.resolve()
-            if not resolved.is_relative_to(root) or resolved == root:
-                continue
-            if live is not None and live.intersection(path.relative_to(root).parts):
-                continue
             try:
-                if now - path.stat().st_mtime < self._max_age:
-                    continue
-                shutil.rmtree(path)
-                report.workspaces.append(str(path))
-            except OSError as exc:
-                report.errors.append(f"remove {path}: {exc.strerror or exc}")
+                self._reap_workspace(report, root, path, live, now)
+            except Exception as exc:  # noqa: BLE001 - one bad copy never stops the pass
+                report.errors.append(f"remove {path}: {type(exc).__name__}: {exc}")
+
+    def _reap_workspace(
+        self, report: ReapReport, root: Path, path: Path, live: set[str] | None, now: float
+    ) -> None:
+        if path.is_symlink() or not path.is_dir():
+            return
+        resolved = path.resolve()
+        if not resolved.is_relative_to(root) or resolved == root:
+            return
+        if live is not None and live.intersection(path.relative_to(root).parts):
+            return
+        if now - path.stat().st_mtime < self._max_age:
+            return
+        left = remove_tree(path)
+        if left:
+            shown = "; ".join(left[:3]) + (f" and {len(left) - 3} more" if len(left) > 3 else "")
+            report.errors.append(f"remove {path}: {shown}")
+        else:
+            report.workspaces.append(str(path))
