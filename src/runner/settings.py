@@ -149,6 +149,12 @@ class AiderSettings(msgspec.Struct, frozen=True, kw_only=True):
     """The ``aider`` executable, in its own environment (relative to the checkout)."""
     timeout_seconds: int = 600
     """Hard timeout of one Aider run."""
+    memory_mb: int = 2048
+    """Address space one Aider process may use, MiB (``RLIMIT_AS``); past it Aider fails
+    and the round is a ``resource_limit`` error naming this setting."""
+    cpu_seconds: int = 300
+    """CPU time one Aider process may use (``RLIMIT_CPU``); past it Aider is killed and
+    the round is a ``resource_limit`` error naming this setting."""
 
 
 class GatewaySettings(msgspec.Struct, frozen=True, kw_only=True):
@@ -229,6 +235,19 @@ class LimitsSettings(msgspec.Struct, frozen=True, kw_only=True):
     """Largest ``task_context`` of an event (``GET /events/{id}``), cut likewise."""
     max_commands: int = 20
     """Commands a ``.devteam.toml`` may list, all tables together; more is a config error."""
+    repo_bytes: int = 128 * 1024 * 1024
+    """Bytes in the files of a commit the service checks out (measured from git objects
+    before the checkout, so a small compressed repository cannot expand past it); more is
+    a config error naming this setting."""
+    repo_files: int = 50_000
+    """Files, links and directories in a commit the service checks out; more is a config
+    error naming this setting."""
+    repo_depth: int = 64
+    """Directory levels in a commit the service checks out; deeper is a config error
+    naming this setting."""
+    model_file_bytes: int = 1024 * 1024
+    """Largest task file given to the coding tool (and so to the model); a larger one is a
+    config error naming this setting, before the tool starts."""
 
 
 class Settings(msgspec.Struct, frozen=True, kw_only=True):

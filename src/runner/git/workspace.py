@@ -21,6 +21,7 @@ from runner.git import cache as mirror
 from runner.git import commits
 from runner.git.branch import branch_name
 from runner.git.credentials import CredentialStore
+from runner.git.limits import TreeLimits, check_tree
 from runner.git.merge import merge_into, merge_tracking
 from runner.git.paths import cache_dir, customer_root, workspace_paths
 from runner.git.push import push_branches
@@ -98,6 +99,8 @@ class GitWorkspace:
                     f"branch {branch!r} does not exist in {remote.display}" if branch
                     else f"{remote.display} has no default branch; name one"
                 )
+            self._check_size(cache_repo, f"refs/heads/{branch}",
+                             f"branch {branch} of {remote.display}")
             repo = mirror.clone_worktree(cache.path, paths.worktree, branch, remote.git_url)
             repo.config[_DEFAULT_KEY] = branch
             return Checkout(
@@ -120,6 +123,12 @@ class GitWorkspace:
             if f"refs/remotes/origin/{checkout.default_branch}" not in repo.references:
                 raise ConfigError(f"the default branch {checkout.default_branch} no longer "
                                   "exists on the remote")
+            tracking = f"refs/remotes/origin/{checkout.default_branch}"
+            local = repo.references.get(f"refs/heads/{checkout.default_branch}")
+            if local is None or repo.references[tracking].resolve().target != (
+                    local.resolve().target):
+                self._check_size(repo, tracking,
+                                 f"branch {checkout.default_branch} of {remote.display}")
             merge_tracking(repo, checkout.default_branch, self._signature())
         return replace(checkout, head=str(repo.head.target))
 
@@ -145,6 +154,8 @@ class GitWorkspace:
                 created = remote_ref is None
             tip = self._tip(repo, ref)
             base = repo.merge_base(tip, default_tip) or default_tip
+            if tip != default_tip:  # a branch pushed by someone else: measure it too
+                self._check_size(repo, ref, f"branch {name}")
             repo.checkout(ref, strategy=_RESET)
         return BranchResult(branch=name, base_commit=str(base), created=created, head=str(tip))
 
@@ -303,6 +314,13 @@ class GitWorkspace:
         return remove_tree(path)
 
     # ------------------------------------------------------------------ helpers
+    def _check_size(self, repo: pygit2.Repository, ref: str, what: str) -> None:
+        """ConfigError naming the limit when checking ``ref`` out would write more bytes,
+        files or directory levels than ``DEVTEAM_LIMITS_REPO_*`` allow."""
+        target = repo.references[ref].resolve().target
+        assert isinstance(target, pygit2.Oid)
+        check_tree(repo, target, TreeLimits.from_settings(self._settings), what=what)
+
     def _callbacks(self, remote: RemoteUrl, customer_id: str) -> mirror.CallbacksFactory:
         return lambda: self._credentials.callbacks(remote, customer_id)
 
