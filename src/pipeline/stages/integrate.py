@@ -7,18 +7,16 @@ present) gives no new commit.
 
 from __future__ import annotations
 
-import posixpath
 from datetime import UTC, datetime
 from typing import Any
 
 from pipeline.lifecycle import Stage
 from pipeline.outcome import Outcome, StageContext
 from pipeline.stages.common import blocking, checkout, current_task, result_of
-from pipeline.stages.tasklist_io import read_task_list
+from pipeline.stages.tasklist_io import outcomes_path, read_task_list
 from runner.errors import ConfigError
 from runner.tasklist import TaskStatus
 
-OUTCOMES_FILE = "task_outcomes.md"
 OUTCOMES_HEADER = "# Task outcomes\n\nWhat DevTeam Runner completed, newest last.\n"
 
 
@@ -66,7 +64,7 @@ async def update_tasklist(ctx: StageContext) -> Outcome:
     files: dict[str, str] = {}
     if marked is not None and marked in tasks and tasks.get(marked).status is not TaskStatus.DONE:
         files[path] = tasks.with_status(marked, TaskStatus.DONE).render()
-    outcomes = posixpath.join(posixpath.dirname(path), OUTCOMES_FILE)
+    outcomes = outcomes_path(path)
     existing = (await blocking(ctx.services.git.read_file, co, outcomes) or b"").decode()
     marker = f"<!-- devteam:{ctx.execution.id}:{task.id} -->"
     if marker not in existing:

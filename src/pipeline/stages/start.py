@@ -7,7 +7,13 @@ from sqlalchemy import text
 from pipeline.lifecycle import PauseReason, Stage, Status
 from pipeline.outcome import Outcome, StageContext
 from pipeline.stages.common import blocking, checkout, next_select, task_from_wire
-from pipeline.stages.tasklist_io import TEMPLATE, injected_progress, injections, read_task_list
+from pipeline.stages.tasklist_io import (
+    TEMPLATE,
+    injected_progress,
+    injections,
+    outcomes_path,
+    read_task_list,
+)
 from runner.errors import ConfigError, VerificationError
 from runner.tasklist import TASK_LIST_NAMES, Task, TaskList, TaskStatus, select_next
 
@@ -45,6 +51,9 @@ async def init(ctx: StageContext) -> Outcome:
             "'Phase 1: Core (Dependencies: [])' (see the README)",
             details={"path": path, "createdFromTemplate": created},
         )
+    # the files UPDATE_TASKLIST writes: refused now (a link into .git, say), before any
+    # task's work is merged, rather than after
+    await blocking(ctx.services.git.check_writable, co, [path, outcomes_path(path)])
     async with ctx.services.store.transaction() as session:
         await session.execute(
             text(

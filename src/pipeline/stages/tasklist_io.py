@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import posixpath
 from typing import Any
 
 from sqlalchemy import text
@@ -26,6 +27,15 @@ Tasks for DevTeam Runner, one per line, in any of these forms (see the README):
   • doc.updated: README.md
 -->
 """
+
+
+OUTCOMES_FILE = "task_outcomes.md"
+"""What the service completed, kept beside the task list (UPDATE_TASKLIST appends to it)."""
+
+
+def outcomes_path(task_list_path: str) -> str:
+    """``task_outcomes.md`` in the task list's directory."""
+    return posixpath.join(posixpath.dirname(task_list_path), OUTCOMES_FILE)
 
 
 MAX_TASK_LIST_BYTES = 1024 * 1024

@@ -8,7 +8,9 @@ tree and message again returns the existing commit instead of making a new one.
 from __future__ import annotations
 
 import fnmatch
+import os
 import re
+import stat
 from collections.abc import Mapping, Sequence
 from pathlib import Path, PurePosixPath
 
@@ -84,8 +86,8 @@ def squash_commit(
     return str(commit)
 
 
-def safe_relpath(workdir: Path, path: str) -> PurePosixPath:
-    """``path`` as a repository-relative path that stays inside ``workdir``, else ConfigError."""
+def _lexical_relpath(path: str) -> PurePosixPath:
+    """``path`` when, as written, it names something inside the repository (not ``.git``)."""
     rel = PurePosixPath(path)
     if (
         not path
@@ -94,10 +96,58 @@ def safe_relpath(workdir: Path, path: str) -> PurePosixPath:
         or "\x00" in path
     ):
         raise ConfigError(f"{path!r} is not a path inside the repository")
+    return rel
+
+
+def safe_relpath(workdir: Path, path: str) -> PurePosixPath:
+    """``path`` as a repository-relative path that stays inside ``workdir``, else ConfigError."""
+    rel = _lexical_relpath(path)
     resolved = (workdir / rel).resolve()
     if not resolved.is_relative_to(workdir.resolve()):
         raise ConfigError(f"{path!r} leads outside the repository")
     return rel
+
+
+def write_target(workdir: Path, path: str) -> Path:
+    """Where the service may write ``path``: a regular file inside the working copy, reached
+    without following any link and never inside ``.git``. ConfigError otherwise.
+
+    A repository can make ``task_outcomes.md`` a link to ``.git/config`` (or a directory
+    on the way a link to anywhere): writing through it would change git's own files, or
+    the host's. The message names only the repository-relative path.
+    """
+    rel = _lexical_relpath(path)
+    root = workdir.resolve()
+    current = root
+    for depth, part in enumerate(rel.parts, start=1):
+        current = current / part
+        try:
+            info = current.lstat()
+        except FileNotFoundError:
+            break
+        shown = "/".join(rel.parts[:depth])
+        if stat.S_ISLNK(info.st_mode):
+            raise ConfigError(
+                f"refusing to write {path}: {shown} is a symbolic link in the repository; "
+                "the service writes only regular files inside the repository (replace the "
+                "link with a file, or remove it)", details={"path": path})
+        if depth == len(rel.parts) and not stat.S_ISREG(info.st_mode):
+            raise ConfigError(f"refusing to write {path}: it is not a regular file",
+                              details={"path": path})
+    target = root / rel
+    inside = target.resolve().relative_to(root) if target.resolve().is_relative_to(root) else None
+    if inside is None or inside.parts[:1] in ((), (".git",)):
+        raise ConfigError(f"refusing to write {path}: it resolves into .git or outside the "
+                          "repository", details={"path": path})
+    return target
+
+
+def _write_file(target: Path, content: bytes) -> None:
+    """Write ``content`` to ``target`` without following a link at its last component."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o644)
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(content)
 
 
 def commit_file_on(
@@ -129,12 +179,10 @@ def commit_files_on(
     tip = repo.references[ref].peel(pygit2.Commit)
     index = repo.index
     index.read_tree(tip.tree)
+    targets = {path: write_target(workdir, path) for path in files}  # all, before any write
     for path, content in files.items():
-        rel = safe_relpath(workdir, path)
-        target = workdir / rel
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_bytes(content)
-        index.add(str(rel))
+        _write_file(targets[path], content)
+        index.add(str(_lexical_relpath(path)))
     tree = index.write_tree()
     index.write()
     if tree == tip.tree_id:

@@ -222,6 +222,16 @@ class GitWorkspace:
                 signature=self._signature(),
             )
 
+    def check_writable(self, checkout: Checkout, paths: Sequence[str]) -> None:
+        """ConfigError unless every one of ``paths`` could be written by ``commit_files``
+        on the default branch: a regular file or absent, reached through no link, not in
+        ``.git`` (checked before any work, so a task's change is never merged first)."""
+        repo = self._open(checkout)
+        with self._translated("check files"):
+            self._switch(repo, checkout.default_branch)
+            for path in paths:
+                commits.write_target(Path(checkout.path), path)
+
     def reset_branch(self, checkout: Checkout, branch: str, commit: str) -> None:
         """Point ``branch`` at ``commit`` and check it out, discarding local changes.
 
