@@ -39,7 +39,7 @@ from pipeline.outbox import StageCommand
 from pipeline.outcome import Outcome, StageContext
 from pipeline.record import record_outcome
 from pipeline.services import Services
-from runner.errors import Classification, InfrastructureError, RunnerError
+from runner.errors import Classification, ConfigError, InfrastructureError, RunnerError
 from runner.limits import LogLimits
 from runner.settings import Settings
 
@@ -255,6 +255,14 @@ class Engine:
             raise
         except RunnerError as exc:
             return self._failure(ctx, exc)
+        except RecursionError:
+            # Only input nested past the parser's limit gets here (a report, a manifest, a
+            # tree the repository shaped): the same on every retry, so config, not ours.
+            log.warning("stage.recursion", trace=self.services.redactor.redact(
+                traceback.format_exc(limit=-5)))
+            return self._failure(ctx, ConfigError(
+                f"{ctx.command.stage}: something the repository holds is nested too deeply "
+                "to read (a report, a manifest or a directory tree)"))
         except Exception as exc:
             log.exception(
                 "stage.crash",

@@ -166,6 +166,10 @@ def translate_git_error(
             return InfrastructureError(f"{action}: no space left on device", details=details)
         return InfrastructureError(f"{action}: {raw}", details=details)
     low = raw.lower()
+    if any(m in low for m in _CONTENT_MARKERS):
+        # What the repository holds, not our machinery: the same error on every retry.
+        return ConfigError(f"{action}{where}: the repository's content cannot be used: {raw}",
+                           details=details)
     if any(m in low for m in _AUTH_MARKERS):
         return ConfigError(f"{action}{where}: authentication failed; check the server-side "
                            "git credentials", details=details)
@@ -178,6 +182,11 @@ def translate_git_error(
     return InfrastructureError(f"{action}{where}: {raw}", details=details)
 
 
+_CONTENT_MARKERS = (
+    "submodule", ".gitmodules", "invalid path", "path too long", "path is too long",
+)
+"""libgit2 refusing what a repository holds: a ``.gitmodules`` it will not read (``update =
+!command``), a path it will not check out (``.git`` inside, a name too long)."""
 _AUTH_MARKERS = (
     "authentication", "status code: 401", "status code: 403", "credentials",
     "permission denied", "failed to authenticate", "invalid username",

@@ -86,6 +86,8 @@ def coverage_percent(report: bytes) -> float:
         data = json.loads(report)
     except ValueError:
         raise ReportError("coverage report is not JSON") from None
+    except RecursionError:
+        raise _too_deep() from None
     if not isinstance(data, dict):
         raise ReportError("coverage report is not a JSON object")
     totals = data.get("totals")
@@ -102,12 +104,20 @@ def coverage_percent(report: bytes) -> float:
     raise ReportError("coverage report is neither coverage.py JSON nor an Istanbul json-summary")
 
 
+def _too_deep() -> ConfigError:
+    """A coverage report nested past the JSON parser's recursion limit: what the project's
+    coverage command wrote is not a report this service reads (the same on any retry)."""
+    return ConfigError(
+        "the coverage report is nested too deeply to be read: [reports] coverage must be "
+        "coverage.py JSON or an Istanbul json-summary", details={"key": "reports.coverage"})
+
+
 def measured_files(report: bytes) -> list[str]:
     """The files a coverage report measured (coverage.py JSON ``files``, or an Istanbul
     json-summary's keys besides ``total``), sorted; empty when it cannot be read."""
     try:
         data = json.loads(report)
-    except ValueError:
+    except (ValueError, RecursionError):
         return []
     if not isinstance(data, dict):
         return []
