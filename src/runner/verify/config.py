@@ -15,7 +15,7 @@
     [criteria]                            # applied to every task (a task's own win)
     "test.coverage" = "≥80%"
     [limits]
-    timeout_seconds = 600                 # per command
+    timeout_seconds = 600                 # per command; only lowers the operator's limit
 
 Fields left out are filled from what the repository looks like (Python: pyproject.toml,
 setup.py or a tests directory; Node: package.json). A ``[criteria]`` table replaces the

@@ -112,7 +112,9 @@ class Verifier:
         )
 
     def _timeout(self, config: ProjectConfig) -> float:
-        return float(config.timeout_seconds or self._settings.sandbox.command_timeout_seconds)
+        """The operator's limit, or the repository's if lower: a repository may only lower
+        it (``timeout_seconds = 86400`` once held a container slot for a day)."""
+        return float(command_timeout(config, self._settings))
 
     def _feedback(self, results: Mapping[str, CriterionResult],
                   commands: Sequence[CommandResult]) -> str:
@@ -176,6 +178,15 @@ class _Runner:
     def _check_cancel(self) -> None:
         if self._cancel is not None and self._cancel.is_set():
             raise CancelledError("verification cancelled")
+
+
+def command_timeout(config: ProjectConfig, settings: Settings) -> int:
+    """Seconds one verification command may run: ``[limits] timeout_seconds`` of
+    ``.devteam.toml`` caps it below ``DEVTEAM_SANDBOX_COMMAND_TIMEOUT_SECONDS``, never
+    above (the operator's limit is a maximum)."""
+    ceiling = settings.sandbox.command_timeout_seconds
+    wanted = config.timeout_seconds
+    return min(wanted, ceiling) if wanted else ceiling
 
 
 def _require_commands(requirements: Mapping[str, Requirement], config: ProjectConfig) -> None:
