@@ -19,7 +19,7 @@ from litestar.utils.scope.state import ScopeState
 
 from gateway import correlation
 from gateway.validation import collect_errors
-from runner.redact import default_redactor
+from runner.redact import tenant_redactor
 
 log = structlog.get_logger("devteam.gateway")
 
@@ -70,17 +70,18 @@ def correlation_id(request: Request[Any, Any, Any]) -> str:
 
 
 def problem_response(request: Request[Any, Any, Any], problem: Problem) -> Response[bytes]:
+    redactor = tenant_redactor()  # no secret, and none of the host's paths either
     body: dict[str, Any] = {
         "type": problem.type,
         "title": problem.title,
         "status": problem.status,
-        "detail": default_redactor().redact(problem.detail),
+        "detail": redactor.redact(problem.detail),
         "instance": request.url.path,
         "correlationId": correlation_id(request),
     }
     if problem.errors is not None:
         body["errors"] = problem.errors
-    body.update(default_redactor().redact_obj(problem.extra))
+    body.update(redactor.redact_obj(problem.extra))
     return Response(
         content=msgspec.json.encode(body),
         status_code=problem.status,

@@ -16,7 +16,7 @@ from pipeline.slots import PgSlotLimiter
 from runner.aider import AiderTool
 from runner.git import CredentialStore, GitWorkspace
 from runner.ports import ContainerSpec, SlotLimiter
-from runner.redact import Redactor, default_redactor
+from runner.redact import Redactor, default_redactor, host_paths
 from runner.sandbox import DockerSandbox, FairLimiter, container_names, make_client
 from runner.sandbox.labels import deployment_of
 from runner.settings import Settings
@@ -29,7 +29,9 @@ class Services:
         self.settings = settings
         self.store = store
         self.credentials = CredentialStore.from_settings(settings)
-        self.redactor: Redactor = default_redactor().with_secrets(self.credentials.secret_values())
+        # what tenants read: configured secrets, credentials, and none of the host's paths
+        self.redactor: Redactor = default_redactor().with_secrets(
+            self.credentials.secret_values()).with_paths(host_paths(settings))
         self._lock = threading.Lock()
         try:
             self.loop: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()

@@ -10,17 +10,26 @@ markers never match again, so redacting twice changes nothing.
 
 The patterns leave ordinary code alone: commit SHAs, UUIDs, base64 images,
 ``token = get_token()`` and ``password: str`` survive (see ``tests/fixtures_redaction``).
+
+What tenants see (notifications, stage results, error records, problem responses) also
+never shows the host's own paths (:func:`host_paths`): a path inside a working copy becomes
+repository-relative (``<root>/<customer>/work/<project>/<execution>/src/app.py`` →
+``src/app.py``), the workspace root ``<workspace>``, the service's checkout and data
+directories ``<service>``, Aider's temporary directory ``<tool>``. The service's own logs
+keep them (``default_redactor``): an operator needs to know where a file is.
 """
 
 from __future__ import annotations
 
 import os
 import re
+import tempfile
 from collections.abc import Callable, Iterable, Mapping
+from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from runner.settings import get_settings
+from runner.settings import PROJECT_ROOT, Settings, get_settings
 
 SECRET_ENV_NAME = re.compile(r"TOKEN|SECRET|PASSWORD|PASSWD|API_?KEY|PRIVATE_?KEY")
 """Environment variables whose names match this hold secrets (when 8+ characters long)."""
@@ -200,10 +209,18 @@ _PASSES: tuple[tuple[re.Pattern[str], Replacer, tuple[str, ...]], ...] = (
 )
 
 
-class Redactor:
-    """Replaces secrets in text and in JSON-like values. Immutable and thread-safe."""
+PathRule = tuple[str, str, str]
+"""``(literal prefix, regex, replacement)``: where the literal occurs, the regex is replaced."""
+_PATH_END = r"(?=$|[/\s'\"`:,;)\]}>])"
+"""A path prefix ends at a separator (``/work/main`` must not match ``/work/mainline``)."""
+_ID = r"[A-Za-z0-9_-]+"
 
-    def __init__(self, secrets: Iterable[str] = ()) -> None:
+
+class Redactor:
+    """Replaces secrets (and, given ``paths``, host paths) in text and in JSON-like values.
+    Immutable and thread-safe."""
+
+    def __init__(self, secrets: Iterable[str] = (), paths: Iterable[PathRule] = ()) -> None:
         variants: set[str] = set()
         for secret in secrets:
             if secret and len(secret) >= _MIN_SECRET:
@@ -211,6 +228,9 @@ class Redactor:
         self._secrets = frozenset(variants)
         ordered = sorted(self._secrets, key=lambda s: (-len(s), s))
         self._exact = re.compile("|".join(map(re.escape, ordered))) if ordered else None
+        self._path_rules = tuple(dict.fromkeys(paths))
+        self._paths = [(literal, re.compile(pattern), replacement)
+                       for literal, pattern, replacement in self._path_rules]
 
     @property
     def secrets(self) -> frozenset[str]:
@@ -226,6 +246,9 @@ class Redactor:
         for pattern, replace, triggers in _PASSES:
             if not triggers or any(t in text for t in triggers):
                 text = pattern.sub(replace, text)
+        for literal, path_pattern, replacement in self._paths:
+            if literal in text:
+                text = path_pattern.sub(replacement, text)
         return text
 
     __call__ = redact
@@ -242,7 +265,11 @@ class Redactor:
 
     def with_secrets(self, more: Iterable[str]) -> Redactor:
         """A new redactor that also replaces the values in ``more``."""
-        return Redactor([*self._secrets, *more])
+        return Redactor([*self._secrets, *more], self._path_rules)
+
+    def with_paths(self, rules: Iterable[PathRule]) -> Redactor:
+        """A new redactor that also hides host paths (see :func:`host_paths`)."""
+        return Redactor(self._secrets, [*self._path_rules, *rules])
 
     def lines(self) -> LineRedactor:
         """A redactor for one stream of lines (remembers an open private key block)."""
@@ -291,3 +318,34 @@ def secret_env_values(environ: Mapping[str, str] | None = None) -> list[str]:
 def default_redactor() -> Redactor:
     """The service's redactor: configured secrets plus secret-looking environment values."""
     return Redactor([*get_settings().secret_values(), *secret_env_values()])
+
+
+def host_paths(settings: Settings | None = None) -> list[PathRule]:
+    """Rules that hide the host's own directories in text a tenant reads.
+
+    Inside a working copy a path becomes repository-relative (the working copy itself
+    ``<working copy>``); anything else under the workspace root ``<workspace>``; the
+    service's data directory and checkout ``<service>``; Aider's temporary directories
+    ``<tool>``. Each directory is matched as configured and as resolved (links).
+    """
+    settings = settings or get_settings()
+    rules: list[PathRule] = []
+    workspace = settings.path(settings.workspace.root)
+    for root in dict.fromkeys((str(workspace), str(workspace.resolve()))):
+        copy = re.escape(root) + rf"/{_ID}/work/{_ID}/{_ID}"
+        rules += [(root, copy + "/", ""), (root, copy + _PATH_END, "<working copy>"),
+                  (root, re.escape(root) + _PATH_END, "<workspace>")]
+    service = [settings.path(settings.stack.dir), PROJECT_ROOT]
+    for directory in dict.fromkeys(str(d) for p in service for d in (p, p.resolve())):
+        rules.append((directory, re.escape(directory) + _PATH_END, "<service>"))
+    tmp = tempfile.gettempdir()
+    for directory in dict.fromkeys((tmp, str(Path(tmp).resolve()))):
+        rules.append((f"{directory}/devteam-aider-",
+                      re.escape(directory) + r"/devteam-aider-[^/\s'\"`]+", "<tool>"))
+    return [r for r in rules if len(r[0]) > 1]  # never "/" (a root directory hides nothing)
+
+
+def tenant_redactor() -> Redactor:
+    """:func:`default_redactor` that also hides the host's paths, for what tenants read
+    (problem responses); the pipeline's ``Services.redactor`` is built the same way."""
+    return default_redactor().with_paths(host_paths())
