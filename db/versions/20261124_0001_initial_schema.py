@@ -120,6 +120,7 @@ def upgrade() -> None:
     op.create_table('stream_position',
     sa.Column('id', sa.Integer(), autoincrement=False, nullable=False),
     sa.Column('pos', sa.BigInteger(), server_default=sa.text('0'), nullable=False),
+    sa.Column('pruned_pos', sa.BigInteger(), server_default=sa.text('0'), nullable=False),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_stream_position'))
     )
     op.execute("INSERT INTO stream_position (id, pos) VALUES (1, 0)")

@@ -10,6 +10,11 @@ backoff and catches up from the table, so subscribers lose nothing.
 Each subscriber has a bounded queue. A subscriber that cannot keep up (queue full) is told
 ``resync`` and is then served from the table from its own cursor, so a slow browser never
 costs unbounded memory and never slows anyone else down.
+
+Retention prunes old notifications (``pipeline.retention``) and raises a watermark before
+it does. Every replay page is read together with that watermark, in one statement (one
+snapshot): a client whose cursor is behind it may have missed frames, so it is told
+``resync`` (once per watermark), and the frames still kept follow.
 """
 
 from __future__ import annotations
@@ -97,6 +102,24 @@ _SELECT = (
     "SELECT pos, execution_id, seq, customer_id, project_id, type, payload::text AS payload, "
     "payload->>'level' AS level, created_at FROM notifications "
 )
+_RETENTION_REASON = ("frames up to {pruned} are no longer kept (retention): reload the "
+                     "state you show; the frames still kept follow")
+
+
+def retention_resync(cursor: int, pruned: int) -> Item:
+    """The ``resync`` for a client whose cursor is older than what retention kept."""
+    return Item(pos=cursor, project_id="", customer_id="", type="resync", level=0,
+                data=_ENCODER.encode({"reason": _RETENTION_REASON.format(pruned=pruned),
+                                      "prunedUpTo": str(pruned)}))
+
+
+def resync_payload(item: Item) -> dict[str, Any]:
+    """The payload of a ``resync`` item: where the client stands and why."""
+    payload: dict[str, Any] = {"since": str(item.pos),
+                               "reason": "client too slow; missed frames follow"}
+    if item.data:
+        payload.update(msgspec.json.decode(item.data))
+    return payload
 
 
 @dataclass(eq=False)
@@ -224,8 +247,9 @@ class Hub:
         return int(await self.pool.fetchval("SELECT pos FROM stream_position WHERE id = 1",
                                             timeout=QUERY_TIMEOUT))
 
-    async def read(self, after: int, upto: int, sub: Subscriber) -> list[Item]:
-        """Rows ``after < pos <= upto`` this subscriber may see, oldest first, one page."""
+    async def read(self, after: int, upto: int, sub: Subscriber) -> tuple[list[Item], int]:
+        """Rows ``after < pos <= upto`` this subscriber may see, oldest first, one page;
+        and retention's watermark as of the same snapshot."""
         assert self.pool is not None
         where = "WHERE pos > $1 AND pos <= $2"
         args: list[Any] = [after, upto]
@@ -236,9 +260,12 @@ class Hub:
             projects, customers = sub.principal.scope()
             where += " AND (project_id = ANY($3::text[]) OR customer_id = ANY($4::text[]))"
             args += [projects or [], customers or []]
-        rows = await self.pool.fetch(f"{_SELECT}{where} ORDER BY pos LIMIT {PAGE}", *args,
-                                     timeout=QUERY_TIMEOUT)
-        return [_item(r) for r in rows]
+        rows = await self.pool.fetch(
+            f"SELECT w.pruned_pos, n.* FROM stream_position w LEFT JOIN LATERAL "
+            f"({_SELECT}{where} ORDER BY pos LIMIT {PAGE}) n ON true WHERE w.id = 1",
+            *args, timeout=QUERY_TIMEOUT)
+        pruned = int(rows[0]["pruned_pos"]) if rows else 0
+        return [_item(r) for r in rows if r["pos"] is not None], pruned
 
     async def subscribe(self, sub: Subscriber, since: int | None) -> int:
         """Register ``sub`` and return its starting cursor (``since``, or now when None).
@@ -257,11 +284,15 @@ class Hub:
         Replays from the table up to what the hub had published, then drains the live
         queue skipping anything already sent: no gap, no duplicate.
         """
+        told = 0  # the retention watermark this client was last told about
         try:
             while True:
                 target = self.published
                 while cursor < target:
-                    page = await self.read(cursor, target, sub)
+                    page, pruned = await self.read(cursor, target, sub)
+                    if pruned > cursor and pruned > told:
+                        told = pruned
+                        yield retention_resync(cursor, pruned)
                     for item in page:
                         cursor = item.pos
                         if sub.wants(item):

@@ -238,6 +238,9 @@ class StreamPosition(Base):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
     pos: Mapped[int] = mapped_column(BigInteger, server_default=text("0"))
+    pruned_pos: Mapped[int] = mapped_column(BigInteger, server_default=text("0"))
+    """Retention's watermark: notifications up to it may have been pruned (the reaper raises
+    it before it deletes); a client resuming from an older cursor is told ``resync``."""
 
 
 class IdempotencyKey(Base):

@@ -19,6 +19,7 @@ import structlog
 
 from pipeline.db import Store, asyncpg_dsn
 from pipeline.lifecycle import ACTIVE
+from pipeline.retention import prune_old_records
 from pipeline.slots import vacate
 from runner.sandbox import container_names, make_client
 from runner.sandbox.cli import reap_once
@@ -104,6 +105,13 @@ def start_reaper(settings: Settings, stop: threading.Event) -> threading.Thread:
                     )
             except Exception as exc:  # noqa: BLE001 - the next pass tries again
                 log.warning("reaper.failed", error=type(exc).__name__)
+            try:
+                pruned = prune_old_records(settings)
+                if pruned.total:
+                    log.info("reaper.pruned", notifications=pruned.notifications,
+                             stage_runs=pruned.stage_runs, contexts=pruned.contexts)
+            except Exception as exc:  # noqa: BLE001 - the next pass tries again
+                log.warning("reaper.prune_failed", error=type(exc).__name__)
 
     thread = threading.Thread(target=loop, name="reaper", daemon=True)
     thread.start()

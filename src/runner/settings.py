@@ -250,6 +250,15 @@ class LimitsSettings(msgspec.Struct, frozen=True, kw_only=True):
     config error naming this setting, before the tool starts."""
 
 
+class RetentionSettings(msgspec.Struct, frozen=True, kw_only=True):
+    days: int = 30
+    """Notifications, stage runs and stage outputs older than this are pruned by the reaper;
+    each execution, its task summaries, its errors and its ``error`` and ``completion``
+    frames are kept. 0 keeps everything."""
+    batch_rows: int = 5000
+    """Rows the reaper prunes per transaction."""
+
+
 class Settings(msgspec.Struct, frozen=True, kw_only=True):
     database: DatabaseSettings = msgspec.field(default_factory=DatabaseSettings)
     redis: RedisSettings = msgspec.field(default_factory=RedisSettings)
@@ -265,6 +274,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     stack: StackSettings = msgspec.field(default_factory=StackSettings)
     log: LogSettings = msgspec.field(default_factory=LogSettings)
     limits: LimitsSettings = msgspec.field(default_factory=LimitsSettings)
+    retention: RetentionSettings = msgspec.field(default_factory=RetentionSettings)
 
     def path(self, value: str) -> Path:
         """Resolve a path setting: absolute as given, relative to the checkout otherwise."""

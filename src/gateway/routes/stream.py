@@ -21,7 +21,7 @@ from litestar.exceptions import WebSocketDisconnect
 from litestar.response import Stream
 
 from gateway.auth import PROJECT_ID, Authenticator, Principal, bearer
-from gateway.fanout import LEVELS, Hub, Item, Subscriber, control_frame
+from gateway.fanout import LEVELS, Hub, Item, Subscriber, control_frame, resync_payload
 from gateway.problems import Problem
 from runner.settings import Settings
 
@@ -150,8 +150,7 @@ async def _with_stop(frames: AsyncIterator[Item], stop: asyncio.Task[None]) -> A
 
 def _encode(item: Item) -> bytes:
     if item.type == "resync":
-        return control_frame("resync", {"since": str(item.pos),
-                                        "reason": "client too slow; missed frames follow"})
+        return control_frame("resync", resync_payload(item))
     return item.data
 
 

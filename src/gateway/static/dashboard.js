@@ -221,6 +221,8 @@
     }
     if (frame.type === "resync") {
       setConnection("Live (catching up)");
+      // frames before the cursor were pruned by retention: the lists are read again
+      if (frame.payload && frame.payload.prunedUpTo) loadLists();
       return;
     }
     if (frame.id !== null && frame.id !== undefined) state.cursor = frame.id;
