@@ -14,7 +14,7 @@ from functools import cached_property
 from pipeline.db import Store
 from pipeline.slots import PgSlotLimiter
 from runner.aider import AiderTool
-from runner.git import CredentialStore, GitWorkspace
+from runner.git import CredentialStore, GitWorkspace, RepositoryPolicy
 from runner.ports import ContainerSpec, SlotLimiter
 from runner.redact import Redactor, default_redactor, host_paths
 from runner.sandbox import DockerSandbox, FairLimiter, container_names, make_client
@@ -29,6 +29,9 @@ class Services:
         self.settings = settings
         self.store = store
         self.credentials = CredentialStore.from_settings(settings)
+        self.repositories = RepositoryPolicy.from_settings(settings)
+        """Which repository URLs each customer may use (checked at the door and again
+        before every network operation)."""
         # what tenants read: configured secrets, credentials, and none of the host's paths
         self.redactor: Redactor = default_redactor().with_secrets(
             self.credentials.secret_values()).with_paths(host_paths(settings))
@@ -44,7 +47,7 @@ class Services:
 
     @cached_property
     def git(self) -> GitWorkspace:
-        return GitWorkspace(self.settings, self.credentials)
+        return GitWorkspace(self.settings, self.credentials, self.repositories)
 
     @cached_property
     def sandbox(self) -> DockerSandbox:

@@ -57,11 +57,26 @@ class WorkspaceSettings(msgspec.Struct, frozen=True, kw_only=True):
     """Colon-separated directories from which ``file://`` repositories may be used.
     Empty means ``file://`` URLs are refused (production)."""
     git_credentials: str = ""
-    """Path to a TOML file of git credentials per host or per customer (never in the database)."""
+    """Path to a TOML file of git credentials, each bound to customers and to the URL
+    prefixes it may be sent to (never in the database)."""
     author_name: str = "DevTeam Runner"
     """Author name of the commits the pipeline makes."""
     author_email: str = "runner@devteam.local"
     """Author email of the commits the pipeline makes."""
+
+
+class GitSettings(msgspec.Struct, frozen=True, kw_only=True):
+    customer_repos: str = ""
+    """Repository URL prefixes each customer may use, checked before any network request:
+    ``acme=https://github.com/acme/ git@github.com:acme/;globex=https://gitlab.com/globex/``
+    (``*=`` applies to every customer). A prefix is exact in scheme, host and port (none:
+    the scheme's default) and matches whole path segments. Empty: no network repository
+    is accepted (only ``file://`` under ``DEVTEAM_WORKSPACE_ALLOWED_FILE_ROOTS``)."""
+    private_hosts: str = ""
+    """Loopback, link-local or private destinations repositories may live on: host names,
+    addresses or networks (``git.corp.internal 10.20.0.0/16 127.0.0.1``). A host that
+    resolves to any other such address is refused; ``http://`` is accepted only for these.
+    Empty: none."""
 
 
 class SandboxSettings(msgspec.Struct, frozen=True, kw_only=True):
@@ -264,6 +279,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     redis: RedisSettings = msgspec.field(default_factory=RedisSettings)
     jwt: JwtSettings = msgspec.field(default_factory=JwtSettings)
     workspace: WorkspaceSettings = msgspec.field(default_factory=WorkspaceSettings)
+    git: GitSettings = msgspec.field(default_factory=GitSettings)
     sandbox: SandboxSettings = msgspec.field(default_factory=SandboxSettings)
     setup: SetupSettings = msgspec.field(default_factory=SetupSettings)
     verify: VerifySettings = msgspec.field(default_factory=VerifySettings)

@@ -2,7 +2,8 @@
 branches, squash commits, merges and pushes with server-side credentials.
 
 Layout: ``paths`` (ids → directories), ``branch`` (task branch names), ``remote`` (URL
-policy and error translation), ``credentials`` (server-side credentials as pygit2
+syntax and error translation), ``policy`` (which URLs a customer may use, and where they
+may lead), ``credentials`` (server-side credentials bound to customers, as pygit2
 callbacks), ``cache`` (the bare mirror), ``commits``/``merge``/``push`` (the operations on a
 working copy), ``workspace`` (``GitWorkspace``, what the pipeline calls), ``probe``
 (repository validation without a working copy).
@@ -11,6 +12,7 @@ working copy), ``workspace`` (``GitWorkspace``, what the pipeline calls), ``prob
 from runner.git.branch import branch_name
 from runner.git.credentials import CredentialStore
 from runner.git.paths import WorkspacePaths, workspace_paths
+from runner.git.policy import RepositoryPolicy
 from runner.git.probe import probe_remote
 from runner.git.results import (
     BranchResult,
@@ -31,6 +33,7 @@ __all__ = [
     "MergeResult",
     "PushResult",
     "RemoteInfo",
+    "RepositoryPolicy",
     "WorkspacePaths",
     "branch_name",
     "probe_remote",

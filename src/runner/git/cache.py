@@ -68,7 +68,7 @@ def sync_mirror(
                 _fetch(repo, remote, callbacks)
                 cloned = False
         except (pygit2.GitError, OSError) as exc:
-            raise translate_git_error(exc, action, remote, secrets) from None
+            raise translate_git_error(exc, action, remote, secrets, network=True) from None
         return CacheResult(path=cache, cloned=cloned, default_branch=head_branch(repo))
 
 

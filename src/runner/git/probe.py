@@ -3,7 +3,10 @@
 Used by ``POST /api/devteam/repository/validate``. Nothing is written under the workspace
 root: the refs are listed over the wire and, when a file is asked for, the default branch
 is fetched into a throw-away bare repository (shallow where the transport supports it).
-Every failure is a result with a message and a classification, never an exception.
+Every failure is a result with a message and a classification, never an exception. The
+URL is checked against the customer's repository policy first (nothing is sent anywhere
+for a refused URL), and every failure talking to the remote reads the same (``UNREACHABLE``)
+so a probe cannot be used to map ports or guess at other customers' repositories.
 """
 
 from __future__ import annotations
@@ -16,8 +19,9 @@ import pygit2
 
 from runner.errors import ConfigError, RunnerError
 from runner.git.commits import safe_relpath
-from runner.git.credentials import CredentialStore
-from runner.git.remote import RemoteUrl, check_remote_url, translate_git_error
+from runner.git.credentials import CredentialStore, remote_heads
+from runner.git.policy import Refused, RepositoryPolicy
+from runner.git.remote import RemoteUrl, translate_git_error
 from runner.git.results import RemoteInfo
 from runner.settings import Settings, get_settings
 
@@ -32,22 +36,26 @@ def probe_remote(
     branch: str | None = None,
     paths: Sequence[str] = (),
     settings: Settings | None = None,
+    policy: RepositoryPolicy | None = None,
 ) -> RemoteInfo:
-    """Whether ``url`` answers with these credentials, its default branch and branches, and
-    the bytes of the first of ``paths`` that exists on ``branch`` (default: remote HEAD)."""
+    """Whether ``customer_id`` may use ``url`` and it answers with the customer's
+    credentials, its default branch and branches, and the bytes of the first of ``paths``
+    that exists on ``branch`` (default: remote HEAD)."""
     settings = settings or get_settings()
+    policy = policy or RepositoryPolicy.from_settings(settings)
     secrets = credentials.secret_values()
-    try:
-        remote = check_remote_url(url, settings)
-    except ConfigError as exc:
-        return RemoteInfo(reachable=False, error=exc.message, classification="config")
+    decision = policy.decide(customer_id, url)
+    if isinstance(decision, Refused):
+        return RemoteInfo(reachable=False, error=decision.reason,
+                          classification=str(decision.classification))
+    remote = decision.remote
     with tempfile.TemporaryDirectory(prefix="devteam-probe-") as tmp:
         try:
             repo = pygit2.init_repository(tmp, bare=True)
             anon = repo.remotes.create_anonymous(remote.git_url)
-            heads = anon.list_heads(credentials.callbacks(remote, customer_id))
+            heads = remote_heads(anon, credentials.callbacks(remote, customer_id))
         except (pygit2.GitError, OSError) as exc:
-            return _failure(translate_git_error(exc, "connect", remote, secrets))
+            return _failure(translate_git_error(exc, "connect", remote, secrets, network=True))
         branches = sorted(h.name.removeprefix("refs/heads/") for h in heads
                           if h.name and h.name.startswith("refs/heads/"))
         head = next((h.symref_target for h in heads if h.name == "HEAD"), None)
@@ -62,7 +70,7 @@ def probe_remote(
         try:
             tree = _fetch_tree(repo, remote, chosen, credentials, customer_id)
         except (pygit2.GitError, OSError) as exc:
-            err = translate_git_error(exc, "fetch", remote, secrets)
+            err = translate_git_error(exc, "fetch", remote, secrets, network=True)
             return _with_error(info, err.message, str(err.classification))
         return _read_first(info, tree, paths, Path(tmp))
 

@@ -16,6 +16,7 @@ import pygit2
 
 from runner.errors import ConflictError
 from runner.git.cache import CallbacksFactory
+from runner.git.credentials import remote_heads
 from runner.git.remote import RemoteUrl, scrub, translate_git_error
 from runner.git.results import PushResult
 
@@ -39,9 +40,10 @@ def push_branches(
     """Push ``names`` (local branch names) to ``origin``; see the module docstring."""
     local = {name: _local_tip(repo, name) for name in dict.fromkeys(names)}
     try:
-        heads = {h.name: h.oid for h in repo.remotes["origin"].list_heads(callbacks())}
+        heads = {h.name: h.oid for h in remote_heads(repo.remotes["origin"], callbacks())}
     except (pygit2.GitError, OSError) as exc:
-        raise translate_git_error(exc, "list remote branches", remote, secrets) from None
+        raise translate_git_error(exc, "list remote branches", remote, secrets,
+                                  network=True) from None
     skipped = [n for n, oid in local.items() if heads.get(f"refs/heads/{n}") == oid]
     todo = [n for n in local if n not in skipped]
     if not todo:
@@ -88,7 +90,7 @@ def _attempt(
             reason = scrub(message, secrets)
             ordinary = [n for n in names if not n.startswith("task/")]
             return dict.fromkeys(ordinary or names, reason)
-        raise translate_git_error(exc, "push", remote, secrets) from None
+        raise translate_git_error(exc, "push", remote, secrets, network=True) from None
     return {
         ref.removeprefix("refs/heads/"): scrub(reason, secrets)
         for ref, reason in cb.rejected.items()

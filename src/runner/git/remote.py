@@ -1,11 +1,14 @@
 """Repository URLs: what we accept, how we name them, and how git failures are reported.
 
 A URL reaches us from a client (``repositoryUrl``), so it is checked before libgit2 sees it:
-only ``https://``, ``ssh://``/``user@host:path``, ``http://`` to a loopback host, and
-``file://`` under ``DEVTEAM_WORKSPACE_ALLOWED_FILE_ROOTS`` are accepted, and a URL carrying
-credentials is refused (credentials come only from server-side configuration). Every
+only ``https://``, ``ssh://``/``user@host:path``, ``http://`` and ``file://`` parse, a URL
+carrying credentials (user information, a query string) is refused (credentials come only
+from server-side configuration), and so is a path that a server could resolve somewhere
+else (``..``, encoded slashes). Who may use which URL is ``policy``'s to decide. Every
 message built here shows the URL without user information and with configured secrets
-removed, because libgit2's own messages may quote what it was given.
+removed, because libgit2's own messages may quote what it was given; a failure talking to
+a remote reads the same whatever the cause (closed port, no such repository, refused
+credentials, not a git server), so a tenant cannot use it to map a network.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import pygit2
+import structlog
 
 from runner.errors import ConfigError, InfrastructureError, RunnerError, TransientError
 from runner.settings import Settings
@@ -27,6 +31,19 @@ _SCP = re.compile(r"^(?:(?P<user>[A-Za-z0-9._~-]+)@)?(?P<host>[A-Za-z0-9.-]+):(?
 _USERINFO = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*://)[^/@\s]*@")
 _DEFAULT_PORTS = {"https": 443, "http": 80, "ssh": 22}
 _SSH_SCHEMES = {"ssh", "git+ssh", "ssh+git"}
+_HOST = re.compile(r"^[a-z0-9](?:[a-z0-9.-]{0,251}[a-z0-9])?$")
+_ENCODED = re.compile(r"%(?:2e|2f|5c|00)", re.IGNORECASE)
+UNREACHABLE = (
+    "repository not reachable (it does not exist, the credentials configured for this "
+    "customer do not grant access to it, or its server did not answer as a git server)"
+)
+"""What a tenant reads for every failure talking to a remote, whatever its cause."""
+log = structlog.get_logger("devteam.git")
+
+
+class UrlCredentialsError(ConfigError):
+    """The URL itself carries credentials (user information, a query string): refused with
+    a 422 at the door and never stored, echoed or used."""
 
 
 class CredentialsRejectedError(pygit2.GitError):
@@ -63,7 +80,17 @@ class RemoteUrl:
         port = f":{self.port}" if self.port and self.port != _DEFAULT_PORTS[self.scheme] else ""
         path = self.path.strip("/").removesuffix(".git")
         user = f"{self.user}@" if self.user else ""
-        return f"{self.scheme}://{user}{self.host}{port}/{path}"
+        return f"{self.scheme}://{user}{self.netloc_host}{port}/{path}"
+
+    @property
+    def netloc_host(self) -> str:
+        """The host as a URL writes it (an IPv6 address in brackets)."""
+        return f"[{self.host}]" if ":" in self.host else self.host
+
+    @property
+    def effective_port(self) -> int | None:
+        """The port a connection goes to (the scheme's default when none is written)."""
+        return self.port or _DEFAULT_PORTS.get(self.scheme)
 
     @property
     def display(self) -> str:
@@ -71,22 +98,31 @@ class RemoteUrl:
         if self.scheme == "file":
             return f"file://{self.path}"
         port = f":{self.port}" if self.port else ""
-        return f"{self.scheme}://{self.host}{port}/{self.path.lstrip('/')}"
+        return f"{self.scheme}://{self.netloc_host}{port}/{self.path.lstrip('/')}"
 
 
 def parse_remote_url(url: str) -> RemoteUrl:
-    """Parse ``url`` (syntax only, no policy). Raises ConfigError when it is not a git URL."""
+    """Parse ``url`` (syntax only, no policy). Raises ConfigError when it is not a git URL,
+    carries credentials (user information, a query string), or has a path a server could
+    resolve elsewhere (``.``/``..`` segments, encoded dots or slashes, empty segments)."""
     text = url.strip()
     if not text or any(ord(c) < 32 or ord(c) == 127 for c in text):
         raise ConfigError("repository URL is empty or contains control characters")
+    if "?" in text:
+        raise UrlCredentialsError(
+            "repository URLs take no query string: credentials are configured on the "
+            "server, never in the URL"
+        )
+    if "#" in text:
+        raise ConfigError("repository URLs take no fragment (#)")
     if text.startswith("/"):
         return RemoteUrl(raw=text, scheme="file", host="", port=None, path=_resolve(text))
     if "://" not in text:
         scp = _SCP.match(text)
         if not scp:
             raise ConfigError("repository URL is not a URL git understands")
-        return RemoteUrl(raw=text, scheme="ssh", host=scp["host"].lower(), port=None,
-                         path=scp["path"], user=scp["user"])
+        return RemoteUrl(raw=text, scheme="ssh", host=_host(scp["host"]), port=None,
+                         path=_path(scp["path"]), user=scp["user"])
     try:
         parts = urlsplit(text)
         port = parts.port
@@ -95,19 +131,18 @@ def parse_remote_url(url: str) -> RemoteUrl:
     scheme = parts.scheme.lower()
     if scheme in _SSH_SCHEMES:
         if parts.password is not None:
-            raise ConfigError("credentials in the repository URL are not accepted")
-        return RemoteUrl(raw=text, scheme="ssh", host=(parts.hostname or ""), port=port,
-                         path=parts.path, user=parts.username)
+            raise UrlCredentialsError("credentials in the repository URL are not accepted; "
+                                      "they are configured on the server")
+        return RemoteUrl(raw=text, scheme="ssh", host=_host(parts.hostname), port=port,
+                         path=_path(parts.path), user=parts.username)
     if scheme in ("https", "http"):
-        if parts.username is not None or parts.password is not None:
-            raise ConfigError(
+        if parts.username is not None or parts.password is not None or "@" in parts.netloc:
+            raise UrlCredentialsError(
                 "credentials in the repository URL are not accepted; "
                 "they are configured on the server"
             )
-        if not parts.hostname:
-            raise ConfigError("repository URL has no host")
-        return RemoteUrl(raw=text, scheme=scheme, host=parts.hostname, port=port,
-                         path=parts.path)
+        return RemoteUrl(raw=text, scheme=scheme, host=_host(parts.hostname), port=port,
+                         path=_path(parts.path))
     if scheme == "file":
         if parts.netloc not in ("", "localhost"):
             raise ConfigError("file:// repository URLs must name a local path")
@@ -116,10 +151,10 @@ def parse_remote_url(url: str) -> RemoteUrl:
 
 
 def check_remote_url(url: str, settings: Settings) -> RemoteUrl:
-    """Parse ``url`` and apply the server's policy; ConfigError says why it is refused."""
+    """Parse ``url`` and apply what holds for every customer (``file://`` only under the
+    allowed roots); ConfigError says why it is refused. Which network URLs a customer may
+    use, and where they may lead, is ``policy.RepositoryPolicy``'s to decide."""
     remote = parse_remote_url(url)
-    if remote.scheme == "http" and not _is_loopback(remote.host):
-        raise ConfigError("http:// repositories are only accepted on loopback hosts; use https://")
     if remote.scheme == "file":
         roots = allowed_file_roots(settings)
         if not roots:
@@ -148,19 +183,23 @@ def translate_git_error(
     action: str,
     remote: RemoteUrl | None = None,
     secrets: Sequence[str] = (),
+    *,
+    network: bool = False,
 ) -> RunnerError:
     """Turn a pygit2/OS failure of ``action`` into a classified RunnerError.
 
     Authentication failures and missing repositories are ``config`` (a person must fix the
-    settings), network failures ``transient``, local I/O trouble ``infrastructure``.
+    settings), network failures ``transient``, local I/O trouble ``infrastructure``. When
+    ``network`` (``action`` talked to a remote other than ``file://``), the message is
+    ``UNREACHABLE`` whatever libgit2 said, so a tenant cannot tell a closed port from an
+    open one, a missing repository from a refused credential, or a git server from
+    anything else; libgit2's own words go to the service log only.
     """
     where = f" ({remote.display})" if remote else ""
     raw = scrub(str(exc), secrets)
     details = {"action": action, "git_message": raw[:500]}
     if remote:
         details["repository"] = remote.display
-    if isinstance(exc, CredentialsRejectedError):
-        return ConfigError(f"{action}{where}: authentication failed ({exc})", details=details)
     if isinstance(exc, OSError) and not isinstance(exc, pygit2.GitError):
         if exc.errno in (errno.ENOSPC, errno.EDQUOT):
             return InfrastructureError(f"{action}: no space left on device", details=details)
@@ -170,6 +209,16 @@ def translate_git_error(
         # What the repository holds, not our machinery: the same error on every retry.
         return ConfigError(f"{action}{where}: the repository's content cannot be used: {raw}",
                            details=details)
+    if network and remote is not None and remote.scheme != "file":
+        refused = isinstance(exc, CredentialsRejectedError) or any(
+            m in low for m in _AUTH_MARKERS + _MISSING_MARKERS)
+        kind = ConfigError if refused else TransientError
+        log.warning("git.remote_failed", action=action, repository=remote.display,
+                    classification=str(kind.classification), git_message=raw[:500])
+        return kind(f"{action}: {UNREACHABLE}",
+                    details={"action": action, "repository": remote.display})
+    if isinstance(exc, CredentialsRejectedError):
+        return ConfigError(f"{action}{where}: authentication failed ({exc})", details=details)
     if any(m in low for m in _AUTH_MARKERS):
         return ConfigError(f"{action}{where}: authentication failed; check the server-side "
                            "git credentials", details=details)
@@ -206,10 +255,28 @@ def _resolve(path: str) -> str:
     return str(Path(path).resolve())
 
 
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
+def _host(host: str | None) -> str:
+    """A host name (lower case, ASCII) or an IP address; ConfigError otherwise."""
+    if not host:
+        raise ConfigError("repository URL has no host")
+    host = host.lower()
     try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
+        return str(ipaddress.ip_address(host))
     except ValueError:
-        return False
+        pass
+    if not _HOST.match(host) or ".." in host:
+        raise ConfigError("repository URL host is not a valid host name")
+    return host
+
+
+def _path(path: str) -> str:
+    """``path`` when no server could take it to mean another repository."""
+    if "\\" in path or _ENCODED.search(path):
+        raise ConfigError("repository URL path may not contain backslashes or encoded "
+                          "dots or slashes")
+    segments = path.strip("/").split("/")
+    if any(s in (".", "..") for s in segments):
+        raise ConfigError("repository URL path may not contain . or .. segments")
+    if path.strip("/") and "" in segments:
+        raise ConfigError("repository URL path has an empty segment")
+    return path

@@ -24,8 +24,9 @@ from runner.git.credentials import CredentialStore
 from runner.git.limits import TreeLimits, check_tree
 from runner.git.merge import merge_into, merge_tracking
 from runner.git.paths import cache_dir, customer_root, workspace_paths
+from runner.git.policy import RepositoryPolicy
 from runner.git.push import push_branches
-from runner.git.remote import RemoteUrl, check_remote_url, translate_git_error
+from runner.git.remote import RemoteUrl, translate_git_error
 from runner.git.results import BranchResult, CacheResult, Checkout, MergeResult, PushResult
 from runner.removal import remove_tree
 from runner.settings import Settings, get_settings
@@ -40,19 +41,24 @@ class GitWorkspace:
     """Caches, working copies, task branches, commits, merges and pushes for all customers."""
 
     def __init__(
-        self, settings: Settings | None = None, credentials: CredentialStore | None = None
+        self,
+        settings: Settings | None = None,
+        credentials: CredentialStore | None = None,
+        policy: RepositoryPolicy | None = None,
     ) -> None:
         self._settings = settings or get_settings()
         self._credentials = (
             credentials if credentials is not None
             else CredentialStore.from_settings(self._settings)
         )
+        self._policy = policy or RepositoryPolicy.from_settings(self._settings)
+        """Checked again before every network operation, whatever the gateway checked."""
         self.root = self._settings.path(self._settings.workspace.root).resolve()
 
     # ------------------------------------------------------------------ remote and cache
     def sync_cache(self, customer_id: str, repo_url: str) -> CacheResult:
         """Clone the customer's mirror of ``repo_url`` once, fetch it on later calls."""
-        remote = check_remote_url(repo_url, self._settings)
+        remote = self._policy.require(customer_id, repo_url)
         cache = cache_dir(customer_root(self.root, customer_id), repo_url)
         return mirror.sync_mirror(cache, remote, self._callbacks(remote, customer_id),
                                   self._credentials.secret_values())
@@ -71,7 +77,7 @@ class GitWorkspace:
         given. ConfigError for unsafe ids, a refused URL, an empty repository or a missing
         default branch.
         """
-        remote = check_remote_url(repo_url, self._settings)
+        remote = self._policy.require(customer_id, repo_url, resolve=False)
         paths = workspace_paths(self.root, customer_id, project_id, execution_id)
         existing = mirror.open_repository(paths.worktree)
         if (
@@ -115,7 +121,7 @@ class GitWorkspace:
         The local default branch fast-forwards; if it holds unpushed merges and the remote
         moved too, the remote is merged in (a conflict raises ConflictError).
         """
-        remote = check_remote_url(checkout.repo_url, self._settings)
+        remote = self._policy.require(checkout.customer_id, checkout.repo_url, resolve=False)
         cache = self.sync_cache(checkout.customer_id, checkout.repo_url)
         repo = self._open(checkout)
         with self._translated("fetch from cache", remote):
@@ -288,7 +294,7 @@ class GitWorkspace:
         A rejection (the remote moved) fetches, merges the remote branch once and retries;
         refused again → ConflictError; network failures → TransientError.
         """
-        remote = check_remote_url(checkout.repo_url, self._settings)
+        remote = self._policy.require(checkout.customer_id, checkout.repo_url)
         repo = self._open(checkout)
 
         def integrate(rejected: list[str]) -> None:

@@ -8,6 +8,7 @@ from pathlib import Path
 import pygit2
 import pytest
 from tests.integration.git.git_remotes import Remote
+from tests.support.git_http import repository_access
 
 from runner.git import CredentialStore, GitWorkspace
 from runner.settings import Settings, get_settings, reset_settings_cache
@@ -26,6 +27,8 @@ def settings(tmp_path: Path, remotes_dir: Path, monkeypatch: pytest.MonkeyPatch
     monkeypatch.setenv("DEVTEAM_WORKSPACE_ROOT", str(tmp_path / "workspaces"))
     monkeypatch.setenv("DEVTEAM_WORKSPACE_ALLOWED_FILE_ROOTS", str(remotes_dir))
     monkeypatch.setenv("DEVTEAM_WORKSPACE_GIT_CREDENTIALS", "")
+    monkeypatch.setenv("DEVTEAM_GIT_CUSTOMER_REPOS", "")
+    monkeypatch.setenv("DEVTEAM_GIT_PRIVATE_HOSTS", "")
     monkeypatch.setenv("DEVTEAM_WORKSPACE_AUTHOR_NAME", "Runner Bot")
     monkeypatch.setenv("DEVTEAM_WORKSPACE_AUTHOR_EMAIL", "bot@devteam.test")
     reset_settings_cache()
@@ -36,6 +39,20 @@ def settings(tmp_path: Path, remotes_dir: Path, monkeypatch: pytest.MonkeyPatch
 @pytest.fixture
 def workspace(settings: Settings) -> GitWorkspace:
     return GitWorkspace(settings, CredentialStore())
+
+
+@pytest.fixture
+def allow(settings: Settings, monkeypatch: pytest.MonkeyPatch):
+    """Let customers use repositories on loopback servers, as the operator would:
+    ``allow({"customer-123": [server.base]})`` returns the settings read afresh."""
+
+    def configure(prefixes: dict[str, list[str]]) -> Settings:
+        for key, value in repository_access(prefixes).items():
+            monkeypatch.setenv(key, value)
+        reset_settings_cache()
+        return get_settings()
+
+    return configure
 
 
 @pytest.fixture

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pygit2
 import pytest
-from tests.integration.git.git_http_server import GitHttpServer
+from tests.support.git_http import GitHttpServer
 
 from runner.errors import ConfigError
 from runner.git import CredentialStore, GitWorkspace, probe_remote
@@ -82,10 +82,11 @@ def test_given_a_missing_repository_then_it_is_unreachable_with_config_classific
 
 
 def test_given_an_http_remote_then_the_file_is_fetched_over_the_wire(
-    settings, make_remote, remotes_dir: Path
+    allow, make_remote, remotes_dir: Path
 ):
     make_remote("web", {"tasks_list.md": TASKS})
     with GitHttpServer(remotes_dir) as server:
+        settings = allow({"customer-123": [server.base]})
         info = probe(server.url("web.git"), settings, paths=["tasks_list.md"])
 
     assert info.default_branch == "main"

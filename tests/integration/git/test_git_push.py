@@ -2,18 +2,18 @@
 
 from __future__ import annotations
 
-import socket
 import uuid
 from pathlib import Path
 
 import pygit2
 import pytest
-from tests.integration.git.git_http_server import GitHttpServer
 from tests.integration.git.git_remotes import open_repo
+from tests.support.git_http import GitHttpServer, closed_port
 
 from runner.errors import Classification, ConfigError, ConflictError, RunnerError, TransientError
 from runner.git import CredentialStore, GitWorkspace, probe_remote
-from runner.settings import get_settings, reset_settings_cache
+from runner.git.remote import UNREACHABLE
+from runner.settings import get_settings
 
 CUSTOMER = "customer-123"
 PROJECT = "customer-123/project-abc"
@@ -31,22 +31,17 @@ def finished_task(workspace: GitWorkspace, checkout, task_id: str = "1.1"):
     return branch.branch, sha
 
 
-def closed_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture
-def with_credentials(settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
-    """Configure ``hosts."127.0.0.1"`` with ``token`` and return a workspace using it."""
+def with_credentials(allow, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """Let the customer use repositories under ``base`` (a server's base URL), configure
+    ``token`` for it there, and return a workspace using both."""
 
-    def configure(token: str = TOKEN) -> GitWorkspace:
+    def configure(base: str, token: str = TOKEN) -> GitWorkspace:
         path = tmp_path / "git-credentials.toml"
-        path.write_text(f'[hosts."127.0.0.1"]\ntoken = "{token}"\n')
+        path.write_text(f'[[credentials]]\ncustomers = ["{CUSTOMER}"]\nurls = ["{base}/"]\n'
+                        f'token = "{token}"\n')
         monkeypatch.setenv("DEVTEAM_WORKSPACE_GIT_CREDENTIALS", str(path))
-        reset_settings_cache()
-        return GitWorkspace(get_settings())
+        return GitWorkspace(allow({CUSTOMER: [base]}))
 
     return configure
 
@@ -114,10 +109,11 @@ def test_given_the_remote_moved_with_a_conflicting_change_then_push_fails_as_con
 
 
 def test_given_a_post_receive_hook_when_pushed_twice_over_http_then_one_push_arrives(
-    workspace: GitWorkspace, remote, remotes_dir: Path
+    allow, remote, remotes_dir: Path
 ):
     remote.add_hook("post-receive", f"cat >> {remotes_dir}/received.log\n")
     with GitHttpServer(remotes_dir) as server:
+        workspace = GitWorkspace(allow({CUSTOMER: [server.base]}), CredentialStore())
         url = server.url("app.git")
         checkout = workspace.checkout(CUSTOMER, PROJECT, str(uuid.uuid4()), url)
         branch, sha = finished_task(workspace, checkout)
@@ -134,10 +130,11 @@ def test_given_a_post_receive_hook_when_pushed_twice_over_http_then_one_push_arr
 
 
 def test_given_a_server_that_keeps_refusing_when_pushed_then_it_fails_classified(
-    workspace: GitWorkspace, remote, remotes_dir: Path
+    allow, remote, remotes_dir: Path
 ):
     remote.add_hook("pre-receive", "echo 'protected branch' >&2\nexit 1\n")
     with GitHttpServer(remotes_dir) as server:
+        workspace = GitWorkspace(allow({CUSTOMER: [server.base]}), CredentialStore())
         checkout = workspace.checkout(CUSTOMER, PROJECT, str(uuid.uuid4()), server.url("app.git"))
         _, _ = finished_task(workspace, checkout)
         before = remote.tip().id
@@ -153,8 +150,8 @@ def test_given_a_server_that_keeps_refusing_when_pushed_then_it_fails_classified
 def test_given_a_token_when_the_server_requires_it_then_clone_and_push_use_it(
     with_credentials, remote, remotes_dir: Path
 ):
-    workspace = with_credentials()
     with GitHttpServer(remotes_dir, username="x-access-token", token=TOKEN) as server:
+        workspace = with_credentials(server.base)
         checkout = workspace.checkout(CUSTOMER, PROJECT, str(uuid.uuid4()), server.url("app.git"))
         branch, sha = finished_task(workspace, checkout)
         result = workspace.push(checkout, ["main", branch])
@@ -170,20 +167,21 @@ def test_given_a_token_when_the_server_requires_it_then_clone_and_push_use_it(
 def test_given_a_wrong_token_then_the_failure_is_config_and_never_shows_the_token(
     with_credentials, remote, remotes_dir: Path
 ):
-    workspace = with_credentials(TOKEN)
     server = GitHttpServer(remotes_dir, username="x-access-token", token="the-right-one")
+    workspace = with_credentials(server.base, TOKEN)
     with server, pytest.raises(ConfigError) as caught:
         workspace.checkout(CUSTOMER, PROJECT, str(uuid.uuid4()), server.url("app.git"))
 
-    assert "authentication" in caught.value.message
+    assert caught.value.message == f"clone: {UNREACHABLE}"
     assert_no_token(caught.value)
 
 
 def test_given_an_unreachable_https_remote_with_a_token_then_errors_never_show_the_token(
     with_credentials,
 ):
-    workspace = with_credentials()
-    url = f"https://127.0.0.1:{closed_port()}/org/repo.git"
+    base = f"https://127.0.0.1:{closed_port()}"
+    workspace = with_credentials(base)
+    url = f"{base}/org/repo.git"
 
     with pytest.raises(TransientError) as caught:
         workspace.checkout(CUSTOMER, PROJECT, str(uuid.uuid4()), url)

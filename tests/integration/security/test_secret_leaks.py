@@ -29,13 +29,13 @@ import pytest
 from sqlalchemy import text
 from tests.e2e.checks import remote_task_list
 from tests.e2e.conftest import start, wait_status
-from tests.integration.git.git_http_server import GitHttpServer
 from tests.integration.security.helpers import (
     dump_tables,
     find_secrets,
     model_script,
     project_files,
 )
+from tests.support.git_http import GitHttpServer, repository_access
 from tests.support.streams import ws_url
 from websockets.sync.client import connect
 
@@ -95,14 +95,15 @@ async def test_given_secrets_planted_everywhere_when_a_run_completes_then_none_i
         script=script,
     )
     credentials = tmp_path / "git-credentials.toml"
-    credentials.write_text(
-        f'[customers."acme"]\ntoken = "{git_token}"\nhosts = ["127.0.0.1"]\n')
     with (
         GitHttpServer(sample.remote.parent, username="x-access-token", token=git_token) as git,
         ScriptedModelServer(parse_script(script)) as model,
     ):
+        credentials.write_text(
+            f'[customers."acme"]\ntoken = "{git_token}"\nhosts = ["127.0.0.1:{git.port}"]\n')
         attack_env(model.url, DEVTEAM_MODEL_API_KEY=model_key, DEVTEAM_EXTRA_TOKEN=env_token,
-                   DEVTEAM_WORKSPACE_GIT_CREDENTIALS=str(credentials))
+                   DEVTEAM_WORKSPACE_GIT_CREDENTIALS=str(credentials),
+                   **repository_access({"acme": [git.base]}))
         gateway = procs.gateway()
         procs.relay()
         procs.worker(threads=4)
