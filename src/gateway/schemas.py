@@ -192,6 +192,9 @@ class RepositoryValidateRequest(_In):
     repository_url: RepoUrl
     branch: Branch | None = None
     task_list_path: RelPath | None = None
+    project_id: ProjectId | None = None
+    """Check the URL as this project's customer would use it (default: the token's only
+    customer)."""
 
 
 class RepositoryValidation(_Out):

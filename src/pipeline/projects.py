@@ -234,6 +234,7 @@ async def validate_repository(
         branch=branch,
         paths=names,
         settings=services.settings,
+        policy=services.repositories,
     )
     problems: list[str] = []
     count = 0

@@ -68,6 +68,7 @@ def submit(
     from pipeline.audit import Principal
     from pipeline.db import Store
     from pipeline.lifecycle import TransitionError
+    from runner.errors import ConfigError
 
     if not is_project_id(project):
         raise typer.BadParameter("project must be customer/project", param_hint="--project")
@@ -85,7 +86,7 @@ def submit(
                     repository_url=repo,
                     stop_point=stop_point,
                 )
-            except TransitionError as exc:
+            except (TransitionError, ConfigError) as exc:
                 console.print(f"[red]{exc}[/red]")
                 return 2
             console.print(

@@ -18,10 +18,12 @@ from gateway.http import (
     principal_of,
     project_param,
     respond,
+    services_of,
     settings_of,
     store_of,
 )
 from gateway.problems import Problem
+from gateway.repositories import require_allowed
 from gateway.routes.errors import command_errors
 from gateway.schemas import (
     ExecutionStatus,
@@ -57,6 +59,9 @@ async def initialize(
 ) -> Response[bytes]:
     principal = principal_of(request)
     require_write(principal, data.project_id)
+    if data.repository_url is not None:
+        await require_allowed(services_of(request), commands.customer_of(data.project_id),
+                              data.repository_url, "repositoryUrl")
 
     async def operation() -> Response[bytes]:
         with command_errors():

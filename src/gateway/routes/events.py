@@ -13,8 +13,9 @@ from sqlalchemy import text
 
 from gateway import idempotency
 from gateway.auth import require_read, require_write
-from gateway.http import docs, principal_of, respond, store_of
+from gateway.http import docs, principal_of, respond, services_of, store_of
 from gateway.problems import Problem
+from gateway.repositories import require_allowed
 from gateway.routes.errors import command_errors
 from gateway.schemas import EventAccepted, EventCreate, EventRecord
 from pipeline import commands
@@ -48,6 +49,9 @@ async def create_event(
     principal = principal_of(request)
     project_id = data.data.project_id
     require_write(principal, project_id)
+    if data.data.repository_url is not None:
+        await require_allowed(services_of(request), commands.customer_of(project_id),
+                              data.data.repository_url, "data.repositoryUrl")
     options = data.data.options
     actor = Actor(
         user_id=principal.user_id,

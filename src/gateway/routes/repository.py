@@ -1,9 +1,11 @@
 """``/api/devteam/repository/...`` and ``/api/devteam/tasks/inject``: a project's
 repository and task list outside an execution.
 
-- ``POST repository/validate`` probes a URL (reachability, credentials, the task list);
-  a bad URL is a result (``valid: false`` with ``problems``), never an error. It changes
-  nothing, so any authenticated role may call it.
+- ``POST repository/validate`` probes a URL (reachability, credentials, the task list)
+  as the customer would use it: a URL the customer may not use, or one that cannot be
+  reached, is a result (``valid: false`` with ``problems``, the same words whatever the
+  cause), and nothing is sent anywhere for a URL the policy refuses. A URL carrying
+  credentials is a 422. It changes nothing, so any authenticated role may call it.
 - ``GET repository/tasks/{projectId}`` lists the task list in file order (read).
 - ``PUT repository/tasks/{projectId}/{taskId}`` edits one task and commits the change
   to the task list (write, idempotent, audited by the pipeline).
@@ -37,6 +39,7 @@ from gateway.http import (
     store_of,
 )
 from gateway.problems import Problem
+from gateway.repositories import refuse_credentials
 from gateway.routes.core import PROJECT, TASK_EXAMPLE
 from gateway.routes.errors import command_errors
 from gateway.schemas import (
@@ -59,10 +62,14 @@ def _example(value: dict[str, Any]) -> list[Example]:
     return [Example(summary="example", value=value)]
 
 
-def _credentials_customer(principal: Principal) -> str:
-    """Whose git credentials a probe may use: the caller's customer when the token names
-    exactly one; otherwise none (host-wide credentials only), so a probe never borrows
-    the credentials of a customer the caller does not belong to."""
+def _probing_customer(principal: Principal, project_id: str | None) -> str:
+    """Whose repository policy and git credentials a probe uses: the named project's
+    customer (the token must grant the project), else the caller's customer when the
+    token names exactly one; otherwise none (only what the operator allows every customer,
+    and no credentials), so a probe never borrows another customer's access."""
+    if project_id is not None:
+        require_read(principal, project_id)
+        return projects.customer_of(project_id)
     customers = {p.split("/", 1)[0] for p in principal.projects}
     return customers.pop() if len(customers) == 1 and not principal.is_admin else ""
 
@@ -83,10 +90,12 @@ async def validate(
          "taskListPath": "tasks_list.md"}))],
 ) -> Response[bytes]:
     principal = principal_of(request)
+    customer = _probing_customer(principal, data.project_id)
+    refuse_credentials(data.repository_url, "repositoryUrl")
     with command_errors():
         result = await projects.validate_repository(
             services_of(request), data.repository_url, branch=data.branch,
-            task_list_path=data.task_list_path, customer_id=_credentials_customer(principal),
+            task_list_path=data.task_list_path, customer_id=customer,
         )
     return respond(msgspec.convert(result, RepositoryValidation))
 
