@@ -17,11 +17,11 @@ from pathlib import Path
 
 import pygit2
 
-from runner.errors import ConfigError, RunnerError
+from runner.errors import Classification, ConfigError, RunnerError
 from runner.git.commits import safe_relpath
 from runner.git.credentials import CredentialStore, remote_heads
 from runner.git.policy import Refused, RepositoryPolicy
-from runner.git.remote import RemoteUrl, translate_git_error
+from runner.git.remote import UNREACHABLE, RemoteUrl, translate_git_error
 from runner.git.results import RemoteInfo
 from runner.settings import Settings, get_settings
 
@@ -46,8 +46,9 @@ def probe_remote(
     secrets = credentials.secret_values()
     decision = policy.decide(customer_id, url)
     if isinstance(decision, Refused):
-        return RemoteInfo(reachable=False, error=decision.reason,
-                          classification=str(decision.classification))
+        unresolved = decision.classification is Classification.TRANSIENT
+        return RemoteInfo(reachable=False, classification=str(decision.classification),
+                          error=f"connect: {UNREACHABLE}" if unresolved else decision.reason)
     remote = decision.remote
     with tempfile.TemporaryDirectory(prefix="devteam-probe-") as tmp:
         try:

@@ -225,3 +225,12 @@ def test_failures_read_the_same_whatever_the_port_state(
     assert ssh_like.connections > 0 and web.connections > 0 and locked.requests
     assert {name: (a.reachable, a.error) for name, a in answers.items()} == dict.fromkeys(
         urls, (False, f"connect: {UNREACHABLE}"))
+
+
+def test_a_name_that_does_not_resolve_reads_like_any_unreachable_repository(configure):
+    settings = configure("", {"acme": ["https://no-such-host.invalid"]})
+
+    info = probe_remote("https://no-such-host.invalid/acme/app.git", "acme", CredentialStore(),
+                        settings=settings)
+
+    assert (info.reachable, info.error) == (False, f"connect: {UNREACHABLE}")
