@@ -11,6 +11,13 @@ installed Aider does not run.
 
 Afterwards the change is read with pygit2 (working tree against ``HEAD``, new files
 included) into the Operation Artifact.
+
+Aider runs on the host and reads the files it is given, so a repository must not be able
+to make it exhaust the host: a task file larger than ``DEVTEAM_LIMITS_MODEL_FILE_BYTES``
+is a ``config`` error before Aider starts (a 64 MB file had taken it to 2.3 GB), and the
+process runs under ``DEVTEAM_AIDER_MEMORY_MB`` of address space and
+``DEVTEAM_AIDER_CPU_SECONDS`` of CPU time; past either the round is a ``resource_limit``
+error that names the setting.
 """
 
 from __future__ import annotations
@@ -33,7 +40,7 @@ from runner.ports import ImplementOutputs, ImplementRequest, LineSink, Operation
 from runner.prompt import build_prompt
 from runner.redact import Redactor
 from runner.settings import Settings
-from runner.toolprocess import ToolProcess
+from runner.toolprocess import ProcessLimits, ToolProcess
 
 STDOUT_LIMIT = 64 * 1024
 """Most characters of Aider's output kept in the artifact (the tail)."""
@@ -67,7 +74,11 @@ _FIXED_ENV = {
     "HF_HUB_OFFLINE": "1",
     "TRANSFORMERS_OFFLINE": "1",
     "HF_HUB_DISABLE_TELEMETRY": "1",
+    # glibc reserves address space per thread arena: with few arenas RLIMIT_AS measures
+    # what Aider uses, not how many cores the host has
+    "MALLOC_ARENA_MAX": "2",
 }
+_OUT_OF_MEMORY = re.compile(r"\bMemoryError\b|Cannot allocate memory|std::bad_alloc")
 
 _GUARD = '''"""DevTeam Runner guard for Aider (loaded as sitecustomize through PYTHONPATH)."""
 import os, sys
@@ -123,6 +134,9 @@ class AiderTool:
         self._api_key = settings.model.api_key
         self.edit_format = edit_format if edit_format is not None else settings.model.edit_format
         self.timeout = float(timeout_seconds or settings.aider.timeout_seconds)
+        self.memory_mb = settings.aider.memory_mb
+        self.cpu_seconds = settings.aider.cpu_seconds
+        self.model_file_bytes = settings.limits.model_file_bytes
         self.deny_proxy = deny_proxy
         self.redactor = redactor.with_secrets([self._api_key] if self._api_key else [])
 
@@ -146,14 +160,24 @@ class AiderTool:
         if refused:
             message = f"refused task files outside the working copy: {', '.join(refused)}"
             return self._failed(request, started, Classification.TOOL, message)
+        oversized = oversized_files(root, request.files, self.model_file_bytes)
+        if oversized:
+            message = (
+                f"task files larger than {self.model_file_bytes:,} bytes are not given to the "
+                f"model (DEVTEAM_LIMITS_MODEL_FILE_BYTES): {', '.join(oversized)}"
+            )
+            return self._failed(request, started, Classification.CONFIG, message)
         if cancel is not None and cancel.is_set():
             return self._failed(request, started, Classification.CANCELLED, "cancelled")
         if not os.access(self.bin, os.X_OK):
             raise InfrastructureError(f"aider executable not found at {self.bin}")
         with tempfile.TemporaryDirectory(prefix="devteam-aider-") as tmp:
             command, env = self._prepare(Path(tmp), root, request)
+            limits = ProcessLimits(memory_bytes=self.memory_mb * 1024 * 1024,
+                                   cpu_seconds=self.cpu_seconds)
             outcome = ToolProcess(
-                command, env, Path(tmp) / "work", self.redactor, on_line=on_line, limit=STDOUT_LIMIT
+                command, env, Path(tmp) / "work", self.redactor, on_line=on_line,
+                limit=STDOUT_LIMIT, limits=limits,
             )
             outcome.wait(self.timeout, cancel)
         stdout = outcome.output()
@@ -164,6 +188,14 @@ class AiderTool:
         if outcome.timed_out:
             message = f"aider timed out after {self.timeout:g} s"
             return self._failed(request, started, Classification.TOOL, message, stdout)
+        if outcome.cpu_exceeded:
+            message = (f"aider used up its CPU time ({self.cpu_seconds} s, "
+                       "DEVTEAM_AIDER_CPU_SECONDS) and was stopped")
+            return self._failed(request, started, Classification.RESOURCE_LIMIT, message, stdout)
+        if outcome.returncode != 0 and _OUT_OF_MEMORY.search(stdout):
+            message = (f"aider ran out of memory ({self.memory_mb} MiB, DEVTEAM_AIDER_MEMORY_MB) "
+                       "and was stopped")
+            return self._failed(request, started, Classification.RESOURCE_LIMIT, message, stdout)
         patch, files, lines = working_tree_change(root)
         outputs = ImplementOutputs(
             diff=self.redactor.redact(patch),
@@ -289,6 +321,20 @@ def unsafe_files(workdir: Path, files: Iterable[str]) -> list[str]:
         ):
             bad.append(name)
     return bad
+
+
+def oversized_files(workdir: Path, files: Iterable[str], limit: int) -> list[str]:
+    """``"name (N bytes)"`` for each task file (already checked to be inside ``workdir``)
+    larger than ``limit`` bytes; files that do not exist yet are fine."""
+    found = []
+    for name in files:
+        try:
+            size = (workdir / name).stat().st_size
+        except OSError:
+            continue
+        if size > limit:
+            found.append(f"{name} ({size:,} bytes)")
+    return found
 
 
 def _working_copy(workdir: Path) -> Path:

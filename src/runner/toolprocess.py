@@ -3,6 +3,11 @@
 The process runs in a new session so a timeout or a cancellation kills it and everything
 it started (SIGTERM, then SIGKILL). Its combined output is read line by line on a thread,
 redacted, passed to a sink as it comes, and its tail kept for the artifact.
+
+It runs on the host, so what the repository makes it read must not exhaust the host:
+``ProcessLimits`` caps its address space (``RLIMIT_AS``: allocations past it fail inside
+the tool) and its CPU time (``RLIMIT_CPU``: ``SIGXCPU``, then ``SIGKILL`` a few seconds
+later), set in the child before it starts; both are inherited by what it starts.
 """
 
 from __future__ import annotations
@@ -10,10 +15,13 @@ from __future__ import annotations
 import collections
 import contextlib
 import os
+import resource
 import signal
 import subprocess
 import threading
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 from runner.errors import InfrastructureError
@@ -24,6 +32,18 @@ _KILL_GRACE = 2.0
 _PR_SET_PDEATHSIG = 1
 
 
+_CPU_KILL_AFTER = 5
+"""Seconds of CPU past the soft limit (``SIGXCPU``) before the kernel sends ``SIGKILL``."""
+
+
+@dataclass(frozen=True)
+class ProcessLimits:
+    """Resource limits of a tool process (0: none)."""
+
+    memory_bytes: int = 0
+    cpu_seconds: int = 0
+
+
 def _die_with_parent() -> None:
     """In the child, before exec: ask Linux to SIGKILL us if the worker dies, so a worker
     killed with SIGKILL cannot leave a tool editing a working copy behind it."""
@@ -31,6 +51,37 @@ def _die_with_parent() -> None:
         import ctypes
 
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
+def _rlimits(limits: ProcessLimits) -> list[tuple[int, tuple[int, int]]]:
+    """``(resource, (soft, hard))`` to set in the child, within our own hard limits (a
+    process may lower its limits, never raise them)."""
+
+    def within(kind: int, soft: int, hard: int) -> tuple[int, tuple[int, int]]:
+        ceiling = resource.getrlimit(kind)[1]
+        if ceiling != resource.RLIM_INFINITY:
+            soft, hard = min(soft, ceiling), min(hard, ceiling)
+        return kind, (soft, hard)
+
+    wanted = [within(resource.RLIMIT_CORE, 0, 0)]  # no core files in the tool's directory
+    if limits.memory_bytes > 0:
+        wanted.append(within(resource.RLIMIT_AS, limits.memory_bytes, limits.memory_bytes))
+    if limits.cpu_seconds > 0:
+        wanted.append(within(resource.RLIMIT_CPU, limits.cpu_seconds,
+                             limits.cpu_seconds + _CPU_KILL_AFTER))
+    return wanted
+
+
+def _child_setup(limits: ProcessLimits) -> Callable[[], None]:
+    """What the child runs between fork and exec: die with us, then take its limits."""
+    wanted = _rlimits(limits)  # computed in the parent: the child only makes syscalls
+
+    def setup() -> None:
+        _die_with_parent()
+        for kind, values in wanted:
+            resource.setrlimit(kind, values)
+
+    return setup
 
 
 class ToolProcess:
@@ -45,6 +96,7 @@ class ToolProcess:
         *,
         on_line: LineSink | None = None,
         limit: int = 64 * 1024,
+        limits: ProcessLimits | None = None,
     ) -> None:
         self._redact, self._on_line, self._limit = redactor.lines(), on_line, limit
         self._tail: collections.deque[str] = collections.deque()
@@ -64,7 +116,7 @@ class ToolProcess:
                 encoding="utf-8",
                 errors="replace",
                 start_new_session=True,
-                preexec_fn=_die_with_parent if os.name == "posix" else None,  # noqa: PLW1509
+                preexec_fn=_child_setup(limits or ProcessLimits()),  # noqa: PLW1509
             )
         except OSError as exc:
             raise InfrastructureError(
@@ -76,6 +128,11 @@ class ToolProcess:
     @property
     def returncode(self) -> int:
         return self.proc.returncode if self.proc.returncode is not None else -1
+
+    @property
+    def cpu_exceeded(self) -> bool:
+        """Whether the kernel ended the process for using up its CPU time (``SIGXCPU``)."""
+        return not (self.timed_out or self.cancelled) and self.returncode == -signal.SIGXCPU
 
     def _read(self) -> None:
         assert self.proc.stdout is not None
