@@ -60,7 +60,7 @@ class LogSink:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._ready = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
-        self._closing = False
+        self._closing = asyncio.Event()
         self.limits = limits or LogLimits()
         self.budget = LogBudget(self.limits)
         self.dropped = 0
@@ -105,17 +105,17 @@ class LogSink:
         if self._task is not None:
             # Not cancelled: a batch taken out of the buffer mid-flush would be lost with
             # its transaction. The flusher finishes the batch it is sending and stops.
-            self._closing = True
+            self._closing.set()
             self._ready.set()
             await self._task
         await self.flush()
 
     async def _run(self) -> None:
-        while not self._closing:
+        while not self._closing.is_set():
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._ready.wait(), timeout=self.flush_seconds)
             self._ready.clear()
-            if self._closing:
+            if self._closing.is_set():
                 return  # close() sends the rest
             try:
                 await self.flush()
