@@ -10,6 +10,7 @@ nothing about whether the project exists.
 
 from __future__ import annotations
 
+import math
 import re
 import time
 from pathlib import Path
@@ -37,6 +38,9 @@ class Principal(msgspec.Struct, frozen=True, kw_only=True):
     user_id: str
     role: str
     projects: tuple[str, ...]
+    valid_until: float = math.inf
+    """When the token stops being accepted (``exp`` plus the leeway, Unix time): a stream
+    opened with it ends then."""
 
     @property
     def customers(self) -> tuple[str, ...]:
@@ -107,7 +111,8 @@ class Authenticator:
             or not isinstance(claims["sub"], str)
         ):
             raise Problem(401, "invalid token claims", headers={"WWW-Authenticate": "Bearer"})
-        return Principal(user_id=claims["sub"], role=role, projects=tuple(projects))
+        return Principal(user_id=claims["sub"], role=role, projects=tuple(projects),
+                         valid_until=float(claims["exp"]) + self.settings.jwt.leeway_seconds)
 
 
 def bearer(header: str | None) -> str | None:

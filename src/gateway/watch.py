@@ -290,8 +290,8 @@ async def follow(options: WatchOptions, state: WatchState, out: Output) -> int:
                         return code
             except websockets.ConnectionClosed as exc:
                 close = exc.rcvd.code if exc.rcvd else None
-                if close in FATAL_CLOSES:
-                    out.notice(f"stopped: {FATAL_CLOSES[close]} ({close})")
+                if exc.rcvd is not None and exc.rcvd.code in FATAL_CLOSES:
+                    out.notice(f"stopped: {refusal(exc.rcvd.code, exc.rcvd.reason, state.cursor)}")
                     return 2
                 reason = f"connection lost ({close or 'no close frame'})"
             except RefusedError as exc:
@@ -339,8 +339,17 @@ async def _session(
             return state.exit_code(), ""
     close = ws.close_code
     if close in FATAL_CLOSES:
-        raise RefusedError(f"{FATAL_CLOSES[close]} ({close})")
+        raise RefusedError(refusal(close, ws.close_reason or "", state.cursor))
     return None, f"closed ({close})"
+
+
+def refusal(code: int, reason: str, cursor: str | None) -> str:
+    """Why the server closed for good, and (for an expired token) how to go on: a stream
+    ends when its token expires, and a fresh token resumes it from the cursor."""
+    text = f"{FATAL_CLOSES[code]} ({code})" + (f": {reason}" if reason else "")
+    if reason == "token expired" and cursor is not None:
+        text += f"; resume with a fresh token and --since {cursor}"
+    return text
 
 
 def _describe(exc: BaseException) -> str:

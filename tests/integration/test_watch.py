@@ -261,6 +261,27 @@ async def test_a_rejected_token_stops_the_watcher_with_code_2_without_printing_i
     assert bad not in "\n".join(watcher.lines) + watcher.stderr.decode()
 
 
+async def test_an_expired_token_stops_the_watcher_with_the_cursor_to_resume_from(
+    store, procs, env, token_for, watchers
+) -> None:
+    # Given a watcher whose token expires after fifteen seconds (no leeway; the CLI's own
+    # start-up takes a few of them on a busy machine)
+    gateway = procs.gateway(DEVTEAM_JWT_LEEWAY_SECONDS="0")
+    execution = await new_execution(store, "acme/web")
+    watcher = await Watcher.start(env, token_for("alice", ["acme/*"], ttl=15), "acme/web",
+                                  "--url", gateway.url)
+    watchers.append(watcher)
+    await watcher.wait_for(lambda line: line.startswith("# connected"))
+    await write(store, execution, 2)
+    await watcher.wait_for(lambda line: line.startswith("acme/web #3 "))
+    # When the token expires, the server ends the stream; the watcher stops (code 2) and
+    # says where to resume
+    assert await watcher.exit_code() == 2
+    cursor = await _cursor_of(store, execution, 3)
+    assert watcher.lines[-1] == (f"# stopped: token rejected (4401): token expired; "
+                                 f"resume with a fresh token and --since {cursor}")
+
+
 def test_watch_without_a_token_says_how_to_give_one() -> None:
     clean = {k: v for k, v in os.environ.items() if k != "DEVTEAM_TOKEN"}
     result = subprocess.run([str(DEVTEAM), "watch", "--plain"], env=clean, cwd=ROOT,

@@ -3,12 +3,18 @@
 Query: ``projectId`` (or ``project_id``, repeatable; none = every project the token
 grants), ``since`` (cursor; SSE also ``Last-Event-ID``), ``types`` (comma-separated frame
 types), ``level`` (minimum log level), ``token`` (browsers cannot set headers).
+
+A stream lasts as long as its token: when the token expires (``exp`` plus the leeway) the
+WebSocket is closed with 4401 "token expired", and an SSE response sends a last ``error``
+frame saying so and ends. The client reconnects with a fresh token and its cursor
+(``since`` or ``Last-Event-ID``) and misses nothing.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 import uuid
 from collections.abc import AsyncIterator
 from typing import Any
@@ -28,6 +34,7 @@ from runner.settings import Settings
 log = structlog.get_logger("devteam.stream")
 
 MAX_CLIENT_FRAME = 10 * 1024
+EXPIRED = "token expired"
 FRAME_TYPES = {"execution-update", "execution-log", "error", "completion"}
 
 
@@ -105,19 +112,30 @@ async def ws_stream(socket: WebSocket[Any, Any, Any]) -> None:
         await socket.close(code=1013, reason="the stream is unavailable; try again")
         return
     reader: asyncio.Task[None] | None = None
+    expiry = asyncio.create_task(_until(principal.valid_until))
     try:
         await socket.send_text(_established(query).decode())
         reader = asyncio.create_task(_read_client(socket))
-        async for item in _with_stop(hub.frames(sub, cursor), reader):
+        async for item in _with_stop(hub.frames(sub, cursor), reader, expiry):
             await socket.send_text(_encode(item).decode())
+        if expiry.done():
+            await socket.close(code=4401, reason=EXPIRED)
     except (WebSocketDisconnect, ConnectionError, RuntimeError):
         pass
     finally:
         hub.remove(sub)
-        if reader is not None:
-            reader.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await reader
+        for task in (reader, expiry):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
+
+
+async def _until(deadline: float) -> None:
+    """Return at ``deadline`` (Unix time; never for an infinite one)."""
+    if deadline == float("inf"):
+        await asyncio.Event().wait()
+    await asyncio.sleep(max(0.0, deadline - time.time()))
 
 
 def _established(query: StreamQuery) -> bytes:
@@ -127,16 +145,19 @@ def _established(query: StreamQuery) -> bytes:
     return control_frame("connection-established", established)
 
 
-async def _with_stop(frames: AsyncIterator[Item], stop: asyncio.Task[None]) -> AsyncIterator[Item]:
-    """Yield frames until ``stop`` (the client went away) finishes."""
+async def _with_stop(
+    frames: AsyncIterator[Item], *stops: asyncio.Task[None]
+) -> AsyncIterator[Item]:
+    """Yield frames until one of ``stops`` (the client went away, the token expired)
+    finishes; a frame ready at the same moment is not sent (the cursor replays it)."""
     iterator = frames.__aiter__()
     try:
-        while True:
+        while not any(stop.done() for stop in stops):
             nxt = asyncio.ensure_future(iterator.__anext__())
-            done, _ = await asyncio.wait({nxt, stop}, return_when=asyncio.FIRST_COMPLETED)
-            if nxt not in done:
+            done, _ = await asyncio.wait({nxt, *stops}, return_when=asyncio.FIRST_COMPLETED)
+            if done - {nxt}:
                 nxt.cancel()
-                with contextlib.suppress(asyncio.CancelledError, StopAsyncIteration):
+                with contextlib.suppress(asyncio.CancelledError, Exception):
                     await nxt
                 return
             try:
@@ -202,11 +223,19 @@ async def sse_stream(request: Request[Any, Any, Any]) -> Stream:
         try:
             yield b"retry: 2000\ndata: " + _established(query) + b"\n\n"
             while True:
+                left = principal.valid_until - time.time()
+                if left <= 0:
+                    yield b"data: " + control_frame("error", {
+                        "classification": "client",
+                        "message": f"{EXPIRED}: reconnect with a fresh token and "
+                                   "Last-Event-ID"}) + b"\n\n"
+                    return
                 if pending is None:
                     pending = asyncio.ensure_future(frames.__anext__())
-                done, _ = await asyncio.wait({pending}, timeout=ping)
+                done, _ = await asyncio.wait({pending}, timeout=min(ping, left))
                 if not done:
-                    yield b": ping\n\n"
+                    if principal.valid_until > time.time():
+                        yield b": ping\n\n"
                     continue
                 item = pending.result()
                 pending = None

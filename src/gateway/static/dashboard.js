@@ -200,7 +200,12 @@
     socket.onclose = (event) => {
       if (state.socket !== socket) return;
       state.socket = null;
-      if (event.code === 4401) return signOut("The token was rejected. Sign in again.");
+      if (event.code === 4401) {
+        // a stream ends when its token expires; signing in again reloads the state
+        const expired = event.reason === "token expired";
+        return signOut(expired ? "The token expired. Sign in again."
+          : "The token was rejected. Sign in again.");
+      }
       if (event.code === 4403) {
         setConnection("Not allowed");
         return notice("This token may not watch those projects.");

@@ -1,5 +1,10 @@
 """Attacks on the gateway itself, each reproduced against a real ``devteam serve`` process.
 
+- A stream opened with a short-lived token ends when the token does (WebSocket: close 4401
+  "token expired"; SSE: a last ``error`` frame, then the response ends), and the client
+  resumes with a fresh token and its cursor without losing a frame.
+- ``options.idempotencyKey`` is scoped by subject, project and the request's hash.
+- ``/health`` without a token is the status alone.
 - Identifiers end where they seem to: ``"evil/nl\\n"`` (Python's ``$`` matches before a
   trailing newline) is refused in every identifier field, in bodies, paths, queries, the
   stream's query and a token's grants, and nothing is stored.
@@ -7,6 +12,10 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import json
+import uuid
 from typing import Any
 from urllib.parse import quote
 
@@ -15,7 +24,7 @@ import pytest
 import websockets
 from tests.integration.gateway.conftest import add_project, rows
 from tests.integration.security.helpers import row_counts
-from tests.support.streams import ws_url
+from tests.support.streams import connect, new_execution, read_frames, write, ws_url
 
 from gateway.demo.sample import create_sample
 
@@ -188,3 +197,122 @@ async def test_given_no_token_then_health_shows_status_only(gateway, token_for) 
     assert "GiB" in detailed.json()["checks"]["filesystem"]["detail"]
     assert forged.status_code == 401
     assert "checks" not in forged.text
+
+
+# ---------------------------------------------------------------- streams outlive tokens
+@pytest.fixture
+def strict_gateway(procs):
+    """A gateway without clock-skew leeway, so a token expires when its ``exp`` says."""
+    return procs.gateway(DEVTEAM_JWT_LEEWAY_SECONDS="0")
+
+
+async def keep_writing(store, execution: uuid.UUID) -> None:
+    """A frame every 0.2 s until cancelled (an execution that keeps logging)."""
+    while True:
+        await write(store, execution, 1)
+        await asyncio.sleep(0.2)
+
+
+@contextlib.asynccontextmanager
+async def writing(store, execution: uuid.UUID):
+    task = asyncio.create_task(keep_writing(store, execution))
+    try:
+        yield
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+async def last_seq(store, execution: uuid.UUID) -> int:
+    found = await rows(store, "SELECT max(seq) AS s FROM notifications WHERE execution_id = :e",
+                       e=execution)
+    return int(found[0]["s"])
+
+
+async def test_given_a_short_lived_token_then_the_websocket_closes_4401_and_resumes_with_a_new_one(
+    store, strict_gateway, token_for
+) -> None:
+    # Given a socket opened with a token valid for five seconds, on an execution that
+    # keeps logging
+    execution = await new_execution(store, PROJECT)
+    expiring = token_for("alice", ["acme/*"], ttl=5)
+    ws = await connect(ws_url(strict_gateway.url, expiring, PROJECT))
+    frames: list[dict[str, Any]] = []
+    closed: websockets.ConnectionClosed | None = None
+    # When the token expires while frames keep coming
+    async with writing(store, execution):
+        try:
+            async with asyncio.timeout(30):
+                while True:
+                    frames.append(json.loads(await ws.recv()))
+        except websockets.ConnectionClosed as exc:
+            closed = exc
+        except TimeoutError:
+            pass
+    # Then the server closed the socket with 4401 "token expired"
+    assert closed is not None, f"still open 30 s after a 5 s token, {len(frames)} frames"
+    assert closed.rcvd is not None
+    assert (closed.rcvd.code, closed.rcvd.reason) == (4401, "token expired")
+    # and the expired token is refused, while a fresh one resumes from the cursor
+    async with websockets.connect(ws_url(strict_gateway.url, expiring, PROJECT)) as old:
+        with pytest.raises(websockets.ConnectionClosed) as refused:
+            await old.recv()
+    assert refused.value.rcvd is not None and refused.value.rcvd.code == 4401
+    await write(store, execution, 2)
+    seen = [f for f in frames if f.get("seq") is not None]
+    cursor = seen[-1]["id"]
+    end = await last_seq(store, execution)
+    fresh = await connect(ws_url(strict_gateway.url, token_for("alice", ["acme/*"]), PROJECT,
+                                 since=cursor))
+    rest = await read_frames(fresh, end - seen[-1]["seq"])
+    await fresh.close()
+    # with nothing lost and nothing twice
+    assert [f["seq"] for f in seen + rest] == list(range(seen[0]["seq"], end + 1))
+
+
+async def test_given_a_short_lived_token_then_the_sse_stream_ends_and_resumes_with_a_new_one(
+    store, strict_gateway, token_for
+) -> None:
+    # Given an SSE stream opened with a token valid for five seconds
+    execution = await new_execution(store, PROJECT)
+    url = f"{strict_gateway.url}/api/devteam/stream?projectId={PROJECT}"
+    frames: list[dict[str, Any]] = []
+    ended = False
+    # When the token expires while the execution keeps logging
+    async with (
+        writing(store, execution),
+        httpx.AsyncClient(timeout=30) as client,
+        client.stream("GET", url, headers=auth(token_for("alice", ["acme/*"], ttl=5))) as r,
+    ):
+        assert r.status_code == 200
+        try:
+            async with asyncio.timeout(30):
+                async for line in r.aiter_lines():
+                    if line.startswith("data: "):
+                        frames.append(json.loads(line[6:]))
+            ended = True
+        except TimeoutError:
+            pass
+    # Then the server ended the stream, saying why in its last frame
+    assert ended, f"still streaming 30 s after a 5 s token, {len(frames)} frames"
+    assert frames[-1]["type"] == "error"
+    assert frames[-1]["payload"]["message"].startswith("token expired")
+    # and a fresh token resumes after the last frame seen (Last-Event-ID)
+    seen = [f for f in frames if f.get("seq") is not None]
+    await write(store, execution, 2)
+    end = await last_seq(store, execution)
+    resumed: list[dict[str, Any]] = []
+    async with (
+        httpx.AsyncClient(timeout=30) as client,
+        client.stream("GET", url, headers={**auth(token_for("alice", ["acme/*"])),
+                                           "Last-Event-ID": seen[-1]["id"]}) as r,
+    ):
+        async for line in r.aiter_lines():
+            if line.startswith("data: "):
+                frame = json.loads(line[6:])
+                if frame.get("seq") is not None:
+                    resumed.append(frame)
+                    if frame["seq"] == end:
+                        break
+    assert [f["seq"] for f in seen + resumed] == list(range(seen[0]["seq"], end + 1))
