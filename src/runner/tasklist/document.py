@@ -110,6 +110,35 @@ class TaskList:
         done = sum(1 for leaf in self._leaves if leaf.status is TaskStatus.DONE)
         return done, len(self._leaves)
 
+    def generated_ids(self) -> list[str]:
+        """The ids made up for checkboxes written without one, in file order.
+
+        They follow from each item's position (README, "Your own repository"), so they stay the
+        same while only statuses change; ``with_ids_written`` writes them into the file.
+        """
+        return [task.id for task in self.tasks if self._drafts[task.id].generated]
+
+    def with_ids_written(self) -> TaskList:
+        """A new list in which every generated id is written before its item's title
+        (``- [ ] Add CI`` becomes ``- [ ] 1.2 Add CI``); every id stays what it was.
+
+        Nothing else changes (items inside a completed comment block are left as they
+        are, like every edit there); the list itself when there is nothing to write.
+        Never done unless asked (``devteam tasks normalize``).
+        """
+        drafts = [self._drafts[task_id] for task_id in self.generated_ids()]
+        drafts = [draft for draft in drafts if not draft.in_done_block]
+        if not drafts:
+            return self
+        updated = self._reparse(edit.write_ids(self._lines, drafts))
+        left = [task_id for task_id in updated.generated_ids()
+                if not updated._drafts[task_id].in_done_block]
+        if left or [(t.id, t.parent, t.line) for t in updated.tasks] != [
+            (t.id, t.parent, t.line) for t in self.tasks
+        ]:
+            raise ValueError("writing the generated ids would change what the list means")
+        return updated
+
     def with_status(self, task_id: str, status: TaskStatus | str) -> TaskList:
         """A new list where the leaf ``task_id`` has ``status``; only its token changes.
 

@@ -50,6 +50,9 @@ class Draft:
     in_done_block = False
     by_prefix = False  # the parent is the longest id prefix that is a task
     duplicate = False
+    generated = False  # an unnumbered checkbox: its id is made from its position
+    written: str | None = None  # the bare number an item was written with ("2" for 1.2)
+    id_at = 0  # the column where an id would be written in (a generated id)
 
     def __init__(self, task_id: str, kind: str, line: int, indent: int, *,
                  parent: str | None = None, token_kind: TokenKind = TokenKind.NONE,

@@ -33,6 +33,16 @@ def set_status(lines: list[str], draft: Draft, status: TaskStatus) -> list[str]:
     return result
 
 
+def write_ids(lines: list[str], drafts: list[Draft]) -> list[str]:
+    """Write each draft's (generated) id where its title starts: ``- [ ] 1.2 Title``."""
+    result = list(lines)
+    for draft in drafts:
+        line, at = result[draft.line], draft.id_at
+        gap = "" if line[at - 1 : at] in (" ", "\t") else " "
+        result[draft.line] = f"{line[:at]}{gap}{draft.id} {line[at:]}"
+    return result
+
+
 def set_title(lines: list[str], draft: Draft, title: str) -> list[str]:
     """Replace the title text of ``draft`` (its id, checkbox and dependencies stay)."""
     result = list(lines)

@@ -4,9 +4,17 @@ Three formats, mixed freely: phases (``Phase N: Title (Dependencies: [..])``) ho
 items (``- 1.2 Title`` or GitHub ``- [ ] 1.2 Title``) nested by indentation; and sections
 (``#### 1.1.1 Title`` followed by ``- **Status**:``, ``- **Dependencies**:`` fields and free
 text). Bullets, fields and indented text belong to the task above them.
+
+Ids as people write them (see ``_finish_ids``): a checkbox without an id gets one from its
+position under its parent (``1.2`` for the second item of phase 1, the next free number
+when that one is written elsewhere); a bare number on a checkbox inside a phase, a section
+or another item counts within it (``- [ ] 2. Title`` under phase 1 is ``1.2``), and a bare
+number among its dependencies names an earlier sibling when there is one.
 """
 
 from __future__ import annotations
+
+import re
 
 from runner.tasklist import syntax
 from runner.tasklist.draft import DescriptionLine, Draft, TokenKind
@@ -26,7 +34,10 @@ class LineParser:
         self._container: Draft | None = None  # current phase or section heading
         self._owner: Draft | None = None  # receives fields, bullets and description
         self._sublist: str | None = None  # "files" | "criteria" after an empty field
+        self._sublist_indent = 0  # indentation of that field's line
         self._blanks = 0
+        self._pending: list[Draft] = []  # ids that wait for the whole file (generated ...)
+        self._relative: list[Draft] = []  # ... or under a parent that has none yet
 
     def run(self) -> None:
         skip = self.source.skip_lines
@@ -47,17 +58,19 @@ class LineParser:
             elif first == "#":
                 self._heading(index, column, stripped)
             elif first == "\u2022":
-                self._bullet(stripped[1:], any_label=True)
+                self._bullet(index, stripped[1:], any_label=True)
             elif (phase := phase_match(stripped)) is not None:
                 self._new_phase(index, column + phase.end(), phase.group(1))
             else:
                 self._text(index, column, stripped)
+        if self._pending or self._relative:
+            self._finish_ids()
 
     # -- task lines -------------------------------------------------------------------
 
     def _register(self, draft: Draft, title_text: str, title_col: int) -> None:
         line = draft.line
-        if "(" in title_text:
+        if "(" in title_text or syntax.may_name_dependencies(title_text):
             title, dependencies, error = syntax.split_title(title_text)
             if error is not None:
                 self.problems.append(Problem(line + 1, f"task {draft.id}: {error}"))
@@ -73,12 +86,18 @@ class LineParser:
         if first is None:
             self.by_id[draft.id] = draft
         else:
-            draft.duplicate = True
-            self.problems.append(Problem(
-                line + 1, f"duplicate task id {draft.id} (first defined on line {first.line + 1})"))
+            self._duplicate(draft, first)
         self.drafts.append(draft)
         self._owner = draft
         self._sublist = None
+
+    def _duplicate(self, draft: Draft, first: Draft) -> None:
+        draft.duplicate = True
+        written = "" if draft.written is None else (
+            f"written as {draft.written} under {draft.parent}; ")
+        self.problems.append(Problem(
+            draft.line + 1,
+            f"duplicate task id {draft.id} ({written}first defined on line {first.line + 1})"))
 
     def _new_phase(self, index: int, title_col: int, phase_id: str) -> None:
         draft = Draft(phase_id, "phase", index, 0)
@@ -99,10 +118,10 @@ class LineParser:
             self._owner = None
             self._sublist = None
             return
-        draft = Draft(found.group(1), "heading", index, 0)
+        draft = Draft(found.group("id"), "heading", index, 0)
         draft.by_prefix = True
         title_col = column + found.end()
-        self._register(draft, self.source.text[index][title_col:], title_col)
+        self._register(draft, _unbold(found, self.source.text[index][title_col:]), title_col)
         draft.token_kind = TokenKind.NEW_LINE
         self._container = draft
 
@@ -120,20 +139,31 @@ class LineParser:
             phase = syntax.PHASE_RE.match(text, at)
             if phase is not None:  # "- [x] Phase 2: Title": a phase written as a list item
                 self._new_phase(index, phase.end(), phase.group(1))
-            else:
+                return
+            if box is None or not text[at:].strip() or (
+                self._sublist is not None and indent > self._sublist_indent
+            ):
                 self._sub_item(index, indent, text[at:])
-            return
+                return
+            # A checkbox without an id is a task all the same: it gets one (_finish_ids).
         stack = self._stack
         while stack and stack[-1].indent >= indent:
             stack.pop()
-        parent, by_prefix = None, False
+        parent, by_prefix, written = None, False, None
         if stack:
             parent = stack[-1].id
         elif (container := self._container) is not None:
-            if container.kind == "phase" or task_id.startswith(container.id + "."):
+            if (container.kind == "phase" or task_id is None or "." not in task_id
+                    or task_id.startswith(container.id + ".")):
                 parent = container.id
             else:
                 by_prefix = True
+        if task_id is None:
+            task_id = _placeholder(len(self._pending))
+        elif parent is not None and "." not in task_id:  # "2." under 1: it is 1.2
+            written = task_id
+            task_id = f"{parent}.{written}" if parent[0] != "\0" else _placeholder(
+                len(self._pending))
         if box is None:
             at = item.start("head")
             draft = Draft(task_id, "item", index, indent, parent=parent,
@@ -148,7 +178,17 @@ class LineParser:
         stack.append(draft)
         end = item.end()
         rest = text[end:]
-        if "(" in rest or task_id in self.by_id or self.source.done_lines:
+        if written is not None:
+            draft.written = written
+            (self._pending if task_id[0] == "\0" else self._relative).append(draft)
+        elif task_id[0] == "\0":
+            draft.generated = True
+            draft.id_at = end
+            self._pending.append(draft)
+        if item.group("bold") is not None:
+            rest = _unbold(item, rest)
+        if ("(" in rest or task_id in self.by_id or self.source.done_lines
+                or syntax.may_name_dependencies(rest)):
             self._register(draft, rest, end)
             return
         # The common case, inlined: no dependency suffix, a new id, no completed block.
@@ -165,6 +205,8 @@ class LineParser:
     def _sub_item(self, index: int, indent: int, text: str) -> None:
         owner = self._owner
         if owner is None or (owner.kind == "item" and indent <= owner.indent):
+            if owner is not None and syntax.line_dependencies(text) is not None:
+                self._orphan_dependencies(index, text)
             while self._stack and self._stack[-1].indent >= indent:
                 self._stack.pop()
             self._owner = None
@@ -175,11 +217,15 @@ class LineParser:
         elif self._sublist == "criteria":
             self._criterion_piece(owner, text)
         else:
-            self._bullet(text, any_label=False)
+            self._bullet(index, text, any_label=False)
 
-    def _bullet(self, text: str, *, any_label: bool) -> None:
+    def _bullet(self, index: int, text: str, *, any_label: bool) -> None:
         owner = self._owner
         if owner is None:
+            return
+        dependencies = syntax.line_dependencies(text)
+        if dependencies is not None:  # "- Depends on: 2", "\u2022 requires 1.2"
+            owner.add_dependencies(dependencies, index)
             return
         bullet = syntax.read_bullet(text, any_label=any_label)
         if bullet.kind == "files":
@@ -205,6 +251,9 @@ class LineParser:
         line = self.source.text[index]
         value = line[value_col:].strip()
         self._sublist = None
+        self._sublist_indent = syntax.indent_width(line)
+        if name in ("depends on", "blocked by", "requires"):
+            name = "dependencies"
         if not owner.description and index > owner.header_end:
             owner.header_end = index
         if name == "status":
@@ -258,9 +307,117 @@ class LineParser:
             owner.add_files(syntax.split_files(stripped[files.end() :]))
             return
         indent = syntax.indent_width(self.source.text[index])
+        dependencies = syntax.line_dependencies(stripped) if owner is not None else None
+        if owner is not None and dependencies is not None:  # "Depends on: 2" on its own line
+            if owner.kind != "item" or indent > owner.indent or not self._blanks:
+                owner.add_dependencies(dependencies, index)
+                if not owner.description and index > owner.header_end:
+                    owner.header_end = index
+            else:
+                self._orphan_dependencies(index, stripped)
+            return
         if owner is not None and (owner.kind != "item" or indent > owner.indent):
             owner.add_description(DescriptionLine(index, column, stripped.rstrip()), self._blanks)
             return
         self._owner = None
         self._sublist = None
         self._stack = []
+
+    def _orphan_dependencies(self, index: int, text: str) -> None:
+        """A dependency line level with the item above it: which task it is for is a guess,
+        so it is reported rather than dropped or given to the wrong one."""
+        self.problems.append(Problem(
+            index + 1, f"{text.strip()!r} belongs to no task: indent it under the task it "
+            "belongs to"))
+
+    # -- ids that wait for the whole file ---------------------------------------------
+
+    def _finish_ids(self) -> None:
+        """Give generated and qualified ids their final form, once every written id is known.
+
+        A checkbox without an id gets ``<parent>.<k>``, ``k`` its position among its
+        parent's items (top level: just ``k``), or the next number not written anywhere
+        else. An item written with a bare number under a parent that has a generated id
+        gets ``<parent>.<number>``. A bare number among the dependencies of an item
+        written with a bare number names an earlier sibling when there is one.
+        """
+        pending = self._pending
+        positions: dict[str, int] = {}
+        if pending:
+            counts: dict[str | None, int] = {}
+            for draft in self.drafts:
+                counts[draft.parent] = number = counts.get(draft.parent, 0) + 1
+                if draft.id[0] == "\0":
+                    positions[draft.id] = number
+        reserved: dict[str | None, set[str]] = {}
+        for draft in pending:
+            if draft.written is not None:
+                reserved.setdefault(draft.parent, set()).add(draft.written)
+        used = {draft.id for draft in self.drafts if draft.id[0] != "\0"}
+        renamed: dict[str, str] = {}
+        for draft in pending:
+            key = draft.parent
+            parent = renamed.get(key, key) if key is not None else None
+            prefix = "" if parent is None else parent + "."
+            if draft.written is not None:
+                new = prefix + draft.written
+            else:
+                number, taken = positions[draft.id], reserved.get(key, ())
+                while str(number) in taken or prefix + str(number) in used:
+                    number += 1
+                new = prefix + str(number)
+            renamed[draft.id] = new
+            draft.id, draft.parent = new, parent
+            used.add(new)
+        by_id: dict[str, Draft] = {}
+        for draft in self.drafts:
+            if draft.parent is not None and draft.parent in renamed:
+                draft.parent = renamed[draft.parent]
+            if draft.duplicate:
+                continue
+            first = by_id.get(draft.id)
+            if first is None:
+                by_id[draft.id] = draft
+            else:
+                self._duplicate(draft, first)
+        self.by_id = by_id
+        for draft in (*pending, *self._relative):
+            if draft.written is not None and draft.dependencies and draft.parent is not None:
+                draft.dependencies = tuple(
+                    (_sibling(draft, dep, by_id), line) for dep, line in draft.dependencies)
+        if renamed:
+            def final(found: re.Match[str]) -> str:
+                return renamed.get(found.group(), found.group())
+            self.problems = [
+                Problem(p.line, _PLACEHOLDER_RE.sub(final, p.message)) if "\0" in p.message
+                else p for p in self.problems]
+
+
+def _sibling(draft: Draft, dependency: str, by_id: dict[str, Draft]) -> str:
+    """The earlier sibling a bare number names (``depends on 1`` on ``2.`` under phase 3
+    is 3.1), or the dependency as written: a later item or the item itself is never meant
+    (``depends on 2`` on ``2.`` under phase 3 names phase 2)."""
+    if "." in dependency:
+        return dependency
+    sibling = by_id.get(f"{draft.parent}.{dependency}")
+    if sibling is None or sibling.line >= draft.line or sibling.parent != draft.parent:
+        return dependency
+    return sibling.id
+
+
+_PLACEHOLDER_RE = re.compile("\0[0-9]+\0")
+
+
+def _placeholder(number: int) -> str:
+    """A stand-in id, until the whole file is read; text never holds NUL in an id."""
+    return f"\0{number}\0"
+
+
+def _unbold(head: re.Match[str], rest: str) -> str:
+    """``rest`` without the closing marks of an id and title written in bold together
+    (``**1.2 Title**``)."""
+    bold = head.group("bold")
+    if bold is None or head.group("close") is not None:
+        return rest
+    trimmed = rest.rstrip()
+    return trimmed[: -len(bold)] if trimmed.endswith(bold) else rest

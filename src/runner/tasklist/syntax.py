@@ -18,19 +18,39 @@ ID_RE = re.compile(ID)
 PHASE_RE = re.compile(r"(?:#{1,6}[ \t]+)?phase[ \t]+(\d+)[ \t]*(?::|[-\u2013\u2014][ \t])[ \t]*",
                       re.IGNORECASE)
 HEADING_RE = re.compile(r"(#{1,6})[ \t]+")
-# An id opening a task title: "1.2 Title", "1.2. Title", "Task 1.2: Title".
-ANY_ID_RE = re.compile(r"(?:task[ \t]+)?(" + ID + r")[.:]?(?:[ \t]+|$)", re.IGNORECASE)
+# An id opening a task title: "1.2 Title", "1.2. Title", "2) Title", "Task 1.2: Title"; in
+# bold: "**1.2** Title", "**Task 1.2:** Title", "**1.2 Title**" (``close`` is then unset).
+_HEAD = (r"(?P<bold>\*\*|__)?(?:(?i:task)[ \t]+)?(?P<id>" + ID + r")[.:)]?"
+         r"(?(bold)(?P<close>(?P=bold))?)[.:]?(?:[ \t]+|$)")
+ANY_ID_RE = re.compile(_HEAD)
 # A list item that may be a task: "- 1.2 Title", "- [x] 3 Title", "* [~] Task 2.1: Title".
-ITEM_RE = re.compile(
-    r"[-*+][ \t]+(?:\[(?P<box>[ xX~!])\](?:[ \t]+|$))?"
-    r"(?P<head>(?:(?i:task)[ \t]+)?(?P<id>" + ID + r")[.:]?(?:[ \t]+|$))?"
-)
+ITEM_RE = re.compile(r"[-*+][ \t]+(?:\[(?P<box>[ xX~!])\](?:[ \t]+|$))?(?P<head>" + _HEAD + ")?")
 DEPS_START_RE = re.compile(r"\([ \t]*(?:dependencies|depends on|deps)[ \t]*:", re.IGNORECASE)
 FIELD_RE = re.compile(
-    r"(?:[-*+][ \t]+)?\*\*(status|dependencies|files|criteria|description|notes)"
-    r"(?:\*\*[ \t]*:|[ \t]*:\*\*)[ \t]*",
+    r"(?:[-*+][ \t]+)?\*\*(status|dependencies|depends on|blocked by|requires|files|criteria"
+    r"|description|notes)(?:\*\*[ \t]*:|[ \t]*:\*\*)[ \t]*",
     re.IGNORECASE,
 )
+# Dependencies in prose: "(depends on 2.1)", "_(requires 1.2)_", "— blocked by 4", and a
+# line of its own "Depends on: 2". Only a list of task ids counts ("requires Redis" is text).
+_KEYWORD = (r"(?:depends[ \t]+(?:on|upon)|dependent[ \t]+on|dependencies|deps|blocked[ \t]+by"
+            r"|requires)")
+_REF = r"(?:(?:tasks?|phases?|steps?)[ \t]+)?[\"'`*]{0,2}" + ID + r"[\"'`*]{0,2}"
+_SEP = r"[ \t]*(?:,(?:[ \t]*and(?=[ \t]))?|&|/|and(?=[ \t]))[ \t]*"
+_REFS = r"(?:\[[ \t]*)?" + _REF + r"(?:" + _SEP + _REF + r")*(?:[ \t]*\])?"
+_END = r"(?:[ \t]*[_*]{1,2})?(?:[ \t]*\.)?"
+# Linear on any line: no pattern starts with a repeated blank (a search would walk a run of
+# blanks again from each of its positions), and no two repeated blanks can share a run
+# (a failing match would try every split of it).
+_PROSE_PAREN_RE = re.compile(
+    r"[_*]{0,2}\([ \t]*" + _KEYWORD + r"(?:[ \t]*:)?[ \t]*(?P<ids>" + _REFS
+    + r")(?:[ \t]*\))[_*]{0,2}", re.IGNORECASE)
+_PROSE_TAIL_RE = re.compile(
+    r"[-\u2013\u2014,;:.|][ \t]*[_*]{0,2}" + _KEYWORD + r"(?:[ \t]*:)?[ \t]*(?P<ids>" + _REFS
+    + r")" + _END + r"$", re.IGNORECASE)
+_DEPS_LINE_RE = re.compile(
+    r"[_*]{0,2}" + _KEYWORD + r"(?:[_*]{1,2})?(?:[ \t]*:[_*]{0,2})?[ \t]*"
+    r"(?P<ids>" + _REFS + r"|none|n/a|-|\u2014|\[[ \t]*\])" + _END, re.IGNORECASE)
 PLAIN_FILES_RE = re.compile(r"files[ \t]*:[ \t]*", re.IGNORECASE)
 _DEP_ITEM_RE = re.compile(r"""(?:phase[ \t]+)?(["'`]?)(""" + ID + r")\1", re.IGNORECASE)
 _LABEL_RE = re.compile(r"([A-Za-z][\w.\-]*(?: [\w.\-]+){0,3})[ \t]*:[ \t]+(\S.*)")
@@ -67,18 +87,63 @@ def indent_width(text: str) -> int:
 
 def split_title(text: str) -> tuple[str, tuple[str, ...], str | None]:
     """Split ``Title (Dependencies: [a, b])`` into the title, its dependency ids, and an
-    error when the dependency suffix is malformed. The title starts ``text``."""
+    error when the dependency suffix is malformed. The title starts ``text``.
+
+    Dependencies in prose are read too: ``(depends on 2.1)`` or ``_(requires 1.2)_``
+    anywhere in the title (cut from it when at its end), and ``— blocked by 4`` at its
+    end; these count only when they name task ids, so ``(requires Redis)`` stays text.
+    """
     found = DEPS_START_RE.search(text) if "(" in text else None
     if found is None:
-        return text.rstrip(), (), None
+        return _split_prose(text)
     title = text[: found.start()].rstrip()
     tail = text[found.end() :].rstrip()
+    mark = text[found.start() - 1 : found.start()]
+    if mark in ("_", "*") and tail.endswith(mark):  # in italics: "_(Dependencies: [1])_"
+        title, tail = title[:-1].rstrip(), tail.rstrip(mark)
     if not tail.endswith(")"):
         if tail.count("[") > tail.count("]"):
             return title, (), "malformed dependency list: unclosed bracket"
         return title, (), "malformed dependency list: missing ')'"
     dependencies, error = parse_dependencies(tail[:-1])
     return title, dependencies, error
+
+
+def may_name_dependencies(text: str) -> bool:
+    """Whether ``text`` holds a word that starts dependencies in prose (a quick test: a
+    case-insensitive regex search costs several times more, on every task line)."""
+    lowered = text.lower()
+    return ("depend" in lowered or "deps" in lowered or "blocked" in lowered
+            or "requires" in lowered)
+
+
+def _split_prose(text: str) -> tuple[str, tuple[str, ...], str | None]:
+    title = text.rstrip()
+    if not may_name_dependencies(title):
+        return title, (), None
+    ids: list[str] = []
+    for found in _PROSE_PAREN_RE.finditer(title):
+        ids.extend(ID_RE.findall(found.group("ids")))
+        if found.end() == len(title) or not title[found.end() :].strip(" \t."):
+            title = title[: found.start()].rstrip()
+            break
+    tail = _PROSE_TAIL_RE.search(title)
+    if tail is not None and title[: tail.start()].strip():
+        ids.extend(ID_RE.findall(tail.group("ids")))
+        title = title[: tail.start()].rstrip()
+    return title, tuple(dict.fromkeys(ids)), None
+
+
+def line_dependencies(text: str) -> tuple[str, ...] | None:
+    """The ids of a line that only states dependencies (``Depends on: 2``, ``_Requires:
+    1.2_``, ``Blocked by 4``; ``()`` for ``Depends on: none``), else None."""
+    start = text.lstrip(" \t_*")[:1]
+    if not start or start not in "dDbBrR" or not may_name_dependencies(text):
+        return None
+    found = _DEPS_LINE_RE.fullmatch(text.strip())
+    if found is None:
+        return None
+    return tuple(dict.fromkeys(ID_RE.findall(found.group("ids"))))
 
 
 def parse_dependencies(value: str) -> tuple[tuple[str, ...], str | None]:

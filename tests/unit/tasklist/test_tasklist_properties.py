@@ -189,3 +189,116 @@ def test_any_text_parses_or_fails_with_line_numbered_problems(lines, newline, fi
             continue  # inside a completed block, or a change that would not read back
         assert updated.get(leaf.id).status is TaskStatus.DONE
         assert TaskList.parse(updated.render()).render() == updated.render()
+
+
+# -- the usual forms: phase headings, checkboxes with or without ids, section headings ----
+
+TITLES = st.sampled_from(["Add the endpoint", "Write the docs", "Refactor the parser",
+                          "Set up CI", "Fix the cache", "Ship it"])
+BOXES = st.sampled_from([" ", " ", "x", "~", "!"])
+
+
+@st.composite
+def usual_lists(draw: st.DrawFn) -> tuple[str, set[int], dict[str, tuple[str, ...]]]:
+    """A list in the forms people write, mixed at random; also the 1-based lines that hold
+    a task, and the dependencies some phases were given."""
+    lines: list[str] = []
+    task_lines: set[int] = set()
+    phase_dependencies: dict[str, tuple[str, ...]] = {}
+
+    def task(line: str) -> None:
+        lines.append(line)
+        task_lines.add(len(lines))
+
+    def items(parent: str, indent: int, depth: int, tail: str) -> None:
+        numbers = iter(draw(st.permutations(range(1, 9))))
+        for _ in range(draw(st.integers(0, 4 if depth == 0 else 2))):
+            form = draw(st.sampled_from(["plain", "plain", "bare", "explicit", "bold"]))
+            box, title = draw(BOXES), draw(TITLES)
+            head = "" if form == "plain" else {
+                "bare": "{n}. ", "explicit": "{p}.{n} ", "bold": "**{p}.{n}** "
+            }[form].format(p=parent, n=next(numbers))
+            suffix = tail if draw(st.booleans()) else ""
+            task(f"{' ' * indent}- [{box}] {head}{title}{suffix}")
+            if depth < 2 and draw(st.integers(0, 3)) == 0:
+                # a nested item's parent is this one; only explicit ids can be known here,
+                # so the nested items use the forms that do not name their parent
+                nested_forms(indent + 2)
+
+    def nested_forms(indent: int) -> None:
+        numbers = iter(draw(st.permutations(range(1, 6))))
+        for _ in range(draw(st.integers(1, 3))):
+            head = draw(st.sampled_from(["", f"{next(numbers)}. "]))
+            task(f"{' ' * indent}- [{draw(BOXES)}] {head}{draw(TITLES)}")
+
+    for _ in range(draw(st.integers(0, 2))):  # loose checkboxes before any phase
+        task(f"- [{draw(BOXES)}] {draw(TITLES)}")
+    for phase in range(1, draw(st.integers(1, 4)) + 1):
+        lines.append("")
+        style = draw(st.sampled_from(["## Phase {n} \u2014 {t}", "Phase {n}: {t}",
+                                      "### Phase {n} - {t}"]))
+        task(style.format(n=phase, t=draw(TITLES)))
+        tail = ""
+        if phase > 1:
+            previous = str(phase - 1)
+            form = draw(st.sampled_from(["none", "line", "item"]))
+            if form == "line":
+                lines.append(draw(st.sampled_from(["Depends on: {p}", "_Requires: {p}_",
+                                                   "Blocked by {p}"])).format(p=previous))
+                phase_dependencies[str(phase)] = (previous,)
+            elif form == "item":  # items of this phase wait for the previous one
+                tail = draw(st.sampled_from([" (depends on {p})", " \u2014 blocked by {p}",
+                                             " _(requires {p})_"])).format(p=previous)
+        lines.append("")
+        items(str(phase), 0, 0, tail)
+        section_numbers = iter(draw(st.permutations(range(10, 14))))
+        for _ in range(draw(st.integers(0, 2))):  # sections close the phase
+            section = f"{phase}.{next(section_numbers)}"
+            lines.append("")
+            task(draw(st.sampled_from(["### {s} {t}", "#### **{s}** {t}"])).format(
+                s=section, t=draw(TITLES)))
+            if draw(st.booleans()):
+                lines.append("- **Status**: pending")
+            items(section, 0, 1, "")
+    return "\n".join(lines) + "\n", task_lines, phase_dependencies
+
+
+def identities(tasks: TaskList) -> list[tuple[str, str | None, str]]:
+    return [(task.id, task.parent, task.title) for task in tasks.tasks]
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(usual_lists(), st.randoms(use_true_random=False))
+def test_usual_forms_read_every_task_once_with_unique_ids_that_status_edits_keep(
+    made, random
+):
+    text, task_lines, phase_dependencies = made
+    tasks = TaskList.parse(text)
+
+    ids = [task.id for task in tasks.tasks]
+    assert len(ids) == len(set(ids))
+    assert {task.line for task in tasks.tasks} == task_lines  # every task line, no other
+    for task in tasks.tasks:
+        if task.parent is not None:
+            assert task.id.startswith(task.parent + ".")
+            assert task.parent in tasks
+    for phase, dependencies in phase_dependencies.items():
+        assert tasks.get(phase).dependencies == dependencies
+    assert tasks.render() == text
+
+    before = identities(tasks)
+    edited = tasks
+    for leaf in random.sample(tasks.leaves(), min(3, len(tasks.leaves()))):
+        edited = edited.with_status(leaf.id, random.choice(list(TaskStatus)))
+        assert identities(TaskList.parse(edited.render())) == before
+    assert edited.generated_ids() == tasks.generated_ids()
+
+    written = tasks.with_ids_written()
+    assert [(t.id, t.parent, t.title, t.line) for t in written.tasks] == [
+        (t.id, t.parent, t.title, t.line) for t in tasks.tasks]
+    assert written.generated_ids() == []
+    assert written.with_ids_written() is written
+    changed = [n + 1 for n, (old, new) in
+               enumerate(zip(text.split("\n"), written.render().split("\n"), strict=True))
+               if old != new]
+    assert changed == [tasks.get(task_id).line for task_id in tasks.generated_ids()]
