@@ -1,8 +1,8 @@
 """``devteam tasks``: read, check and edit a task list from the command line.
 
 FILE may be the task list or a directory holding ``tasks_list.md`` / ``task_lists.md``.
-Exit codes: 0 done, 1 the list is broken or the request does not fit it, 2 the file
-cannot be found or read. Errors are one clear line each, never a traceback.
+Exit codes: 0 done, 1 the list is broken (or holds no task) or the request does not fit
+it, 2 the file cannot be found or read. Errors are one clear line each, never a traceback.
 """
 
 from __future__ import annotations
@@ -115,11 +115,56 @@ def next_task(file: FileArgument, as_json: JsonOption = False) -> None:
                    else f"no task is ready ({done}/{total} done; the rest wait or are blocked)")
 
 
+EXPECTED_FORM = ("expected lines like '- [ ] 1.1 Add a health endpoint (Dependencies: [])' "
+                 "under a heading such as '## Phase 1: Core' (see the README)")
+
+
 @app.command("validate")
 def validate(file: FileArgument) -> None:
-    """Check the list; print FILE:LINE: problem lines and exit 1 when it is broken."""
-    _, tasks = _load(file, report=True)
-    typer.echo(f"valid: {len(tasks.tasks)} tasks")
+    """Check the list; print FILE:LINE: problem lines and exit 1 when it is broken.
+
+    A list in which no task is found fails too: the service would refuse it.
+    """
+    path, tasks = _load(file, report=True)
+    if not tasks.leaves():
+        typer.echo(f"{path}: no tasks: {EXPECTED_FORM}")
+        raise typer.Exit(1)
+    generated = tasks.generated_ids()
+    note = (f" ({len(generated)} without an id in the file: "
+            "'devteam tasks normalize' writes them in)") if generated else ""
+    typer.echo(f"valid: {len(tasks.tasks)} tasks{note}")
+
+
+@app.command("normalize")
+def normalize(
+    file: FileArgument,
+    check: Annotated[bool, typer.Option(
+        "--check", help="Only list the items without an id; exit 1 when there are some.")
+    ] = False,
+) -> None:
+    """Write the ids the reader gives unnumbered checkboxes into the file (in place).
+
+    Every id stays what it was; only the items without one change. The service itself
+    never writes them in.
+    """
+    path, tasks = _load(file)
+    try:
+        updated = tasks.with_ids_written()
+    except ValueError as error:
+        _fail(str(error), 1)
+    kept = updated.generated_ids()  # inside completed comment blocks: left as they are
+    written = [task_id for task_id in tasks.generated_ids() if task_id not in set(kept)]
+    note = f" ({len(kept)} inside completed comment blocks left as they are)" if kept else ""
+    if not written:
+        typer.echo(f"every task has its id in the file{note}")
+        return
+    if check:
+        for task_id in written:
+            task = tasks.get(task_id)
+            typer.echo(f"{path}:{task.line}: {task.title!r} has no id (reads as {task_id})")
+        raise typer.Exit(1)
+    _write_atomically(path, updated.render())
+    typer.echo(f"wrote {len(written)} ids: {', '.join(written)}{note}")
 
 
 @app.command("set-status")

@@ -199,3 +199,66 @@ def test_given_a_configured_path_then_only_it_is_used_and_it_must_stay_inside(tm
     for bad in ("../outside.md", "/etc/passwd", "plan/../../x.md"):
         with pytest.raises(ValueError, match="task list path"):
             find_task_list(tmp_path, bad)
+
+
+UNNUMBERED = "## Phase 1 \u2014 Setup\n\n- [ ] Create the repository\n- [x] Add CI\n"
+
+
+def test_given_a_list_without_tasks_when_validated_then_it_fails_with_the_expected_form(
+    tmp_path,
+):
+    path = tmp_path / "tasks_list.md"
+    path.write_text("# Roadmap\n\n## Phase 1 \u2014 Setup\n\n- Add a health endpoint\n")
+
+    result = run("validate", path)
+
+    assert result.exit_code == 1
+    assert result.stdout.startswith(f"{path}: no tasks: expected lines like '- [ ] 1.1 ")
+
+
+def test_given_unnumbered_checkboxes_when_validated_then_the_generated_ids_are_pointed_out(
+    tmp_path,
+):
+    path = tmp_path / "tasks_list.md"
+    path.write_text(UNNUMBERED)
+
+    result = run("validate", path)
+
+    assert (result.exit_code, result.stdout) == (0, (
+        "valid: 3 tasks (2 without an id in the file: 'devteam tasks normalize' writes "
+        "them in)\n"))
+    assert path.read_text() == UNNUMBERED  # reading never writes
+
+
+def test_given_unnumbered_checkboxes_when_normalized_then_their_ids_are_written_in(tmp_path):
+    path = tmp_path / "tasks_list.md"
+    path.write_text(UNNUMBERED)
+
+    checked = run("normalize", path, "--check")
+    assert (checked.exit_code, checked.stdout.splitlines()) == (1, [
+        f"{path}:3: 'Create the repository' has no id (reads as 1.1)",
+        f"{path}:4: 'Add CI' has no id (reads as 1.2)",
+    ])
+    assert path.read_text() == UNNUMBERED
+
+    result = run("normalize", path)
+
+    assert (result.exit_code, result.stdout) == (0, "wrote 2 ids: 1.1, 1.2\n")
+    assert path.read_text() == UNNUMBERED.replace("] Create", "] 1.1 Create").replace(
+        "] Add", "] 1.2 Add")
+    again = run("normalize", path)
+    assert (again.exit_code, again.stdout) == (0, "every task has its id in the file\n")
+    assert run("set-status", path, "1.1", "done").exit_code == 0
+    assert "- [x] 1.1 Create the repository" in path.read_text()
+
+
+def test_given_unnumbered_checkboxes_when_set_status_by_generated_id_then_no_id_is_written(
+    tmp_path,
+):
+    path = tmp_path / "tasks_list.md"
+    path.write_text(UNNUMBERED)
+
+    result = run("set-status", path, "1.1", "done")
+
+    assert (result.exit_code, result.stdout) == (0, "1.1: pending -> done\n")
+    assert path.read_text() == UNNUMBERED.replace("- [ ] Create", "- [x] Create")
