@@ -37,8 +37,9 @@ async def test_a_repository_without_a_task_list_gets_one_from_the_template(
 async def test_a_task_list_in_which_nothing_is_recognised_is_a_config_error_not_a_completion(
     store, tmp_path, pipeline_env, procs
 ):
-    unread = ("# Roadmap\n\n## Phase 1 — Setup\n\n- [ ] Add a health endpoint\n"
-              "- [ ] Document it\n")
+    # plain bullets are notes (unnumbered checkboxes would be tasks 1.1 and 1.2)
+    unread = ("# Roadmap\n\n## Phase 1 — Setup\n\n- Add a health endpoint\n"
+              "- Document it\n")
     sample = create_sample(tmp_path / "unread", files={**INITIAL, "tasks_list.md": unread})
     procs.relay()
     procs.worker(threads=2)
@@ -52,6 +53,36 @@ async def test_a_task_list_in_which_nothing_is_recognised_is_a_config_error_not_
     assert remote_file(sample, "tasks_list.md") == unread  # left as the user wrote it
     runs = await stage_runs(store, execution)
     assert not [r for r in runs if r["stage"] in ("SELECT", "PREP")]
+
+
+USUAL = """# Calculator
+
+## Phase 1 — Core arithmetic
+
+- [ ] Add and subtract
+  • files: src/calc/basic.py, tests/test_basic.py
+- [ ] Multiply and divide _(requires 1.1)_
+  • files: src/calc/basic.py, tests/test_basic.py
+"""
+
+
+async def test_a_list_of_unnumbered_checkboxes_under_a_phase_heading_runs_to_the_end(
+    store, tmp_path, pipeline_env, procs
+):
+    # Given the usual GitHub checklist: no ids, a dependency in prose (the sample's model
+    # script answers tasks 1.1 and 1.2: the ids the reader gives these two items)
+    sample = create_sample(tmp_path / "usual", files={**INITIAL, "tasks_list.md": USUAL})
+    procs.relay()
+    procs.worker(threads=2)
+    execution = await start(store, "acme/usual", sample.url)
+    row = await wait_status(store, execution, {"completed", "error", "paused", "stopped"})
+
+    assert row["status"] == "completed", row
+    runs = await stage_runs(store, execution)
+    assert [r["task_id"] for r in runs if r["stage"] == "DONE"] == ["1.1", "1.2"]
+    # both boxes ticked; no id was written into the user's list
+    assert remote_file(sample, "tasks_list.md") == USUAL.replace("- [ ] ", "- [x] ")
+    assert remote_task_list(sample).progress() == (2, 2)
 
 
 async def errors_of(store, execution_id) -> list[dict]:
