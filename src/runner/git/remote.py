@@ -233,9 +233,11 @@ def translate_git_error(
 
 _CONTENT_MARKERS = (
     "submodule", ".gitmodules", "invalid path", "path too long", "path is too long",
+    "nesting too deep",
 )
 """libgit2 refusing what a repository holds: a ``.gitmodules`` it will not read (``update =
-!command``), a path it will not check out (``.git`` inside, a name too long)."""
+!command``), a path it will not check out (``.git`` inside, a name too long), a tree
+nested deeper than it walks (100 levels)."""
 _AUTH_MARKERS = (
     "authentication", "status code: 401", "status code: 403", "credentials",
     "permission denied", "failed to authenticate", "invalid username",
