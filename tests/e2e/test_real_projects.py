@@ -264,7 +264,7 @@ async def test_given_requirements_from_an_index_off_the_allowlist_then_setup_is_
     assert containers_of(execution) == []
 
 
-async def test_given_tests_that_import_an_undeclared_package_then_verification_pauses_as_environment_after_one_round(  # noqa: E501
+async def test_given_tests_that_import_an_undeclared_package_then_the_baseline_pauses_as_environment_before_any_model_call(  # noqa: E501
     store, tmp_path, run_env, procs
 ):
     files = project_files("python-slugify", **{"tasks_list.md": PROJECTS["python-slugify"]["tasks"]})
@@ -284,12 +284,12 @@ async def test_given_tests_that_import_an_undeclared_package_then_verification_p
     assert (row["status"], row["pause_reason"]) == ("paused", "human_review")
     runs = await stage_runs(store, execution)
     assert [r["result"]["tool"] for r in runs if r["stage"] == "SETUP"] == ["none"]
-    assert [r["status"] for r in runs if r["stage"] == "IMPLEMENT"] == ["succeeded"]
-    assert [r["status"] for r in runs if r["stage"] == "VERIFY"] == ["failed"]
-    # the model was asked for the one IMPLEMENT round only: no retry, no resolution task
-    assert requests == {("1.1", 1)}
+    # the base itself cannot pass: no round, no model call, no resolution task
+    assert not [r for r in runs if r["stage"] in ("IMPLEMENT", "VERIFY")]
+    assert requests == set()
     [error] = await errors_of(store, execution)
-    assert (error["stage"], error["classification"]) == ("VERIFY", "environment")
+    assert (error["stage"], error["classification"]) == ("SETUP", "environment")
+    assert "does not pass its own checks before any change" in error["message"]
     assert "text_unidecode" in error["message"]
     assert "requirements" in error["message"]
     async with store.transaction() as session:

@@ -15,16 +15,20 @@ change being verified.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import msgspec
 
 from pipeline.outcome import StageContext
 from pipeline.stages.common import blocking
+from runner.errors import Classification, EnvironmentFailure, RunnerError
 from runner.git import Checkout
+from runner.sandbox import classify
 from runner.setup import SetupResult
 from runner.tasklist import Task
 from runner.verify import KNOWN, ProjectConfig, load_project_config
+from runner.verify.environment import environment_problem, project_modules
 from runner.verify.guard import Measures, baseline_problems, measures_of
 
 BASELINE_ATTEMPT = 99
@@ -104,6 +108,16 @@ async def baseline(ctx: StageContext, task: Task, co: Checkout, base: str,
         await blocking(ctx.services.sandbox.remove, spec)
     measures = measures_of(result.commands, config.test, result.results, commit=base)
     problems = baseline_problems(result.results, measures)
+    kind = Classification.ENVIRONMENT
+    if problems:
+        if any(classify(c) is Classification.RESOURCE_LIMIT for c in result.commands):
+            kind = Classification.RESOURCE_LIMIT
+            problems.append("the sandbox's limits were reached")
+        else:
+            own = await blocking(project_modules, Path(co.path))
+            found = environment_problem(result.commands, own)
+            if found is not None:
+                problems.append(found)
     shown = [f"{n} {'ok' if r.passed else 'FAILED'}" for n, r in result.results.items()]
     counted = [] if measures.tests_run is None else [f"{measures.tests_run} tests run"]
     if measures.coverage is not None:
@@ -115,12 +129,22 @@ async def baseline(ctx: StageContext, task: Task, co: Checkout, base: str,
         "results": msgspec.to_builtins(result.results),
         "measures": msgspec.to_builtins(measures),
         "problems": problems,
+        "classification": kind.value,
+        "commands": msgspec.to_builtins(result.commands),
         "feedback": result.feedback,
     }
 
 
-def headline(task: Task, base: str, problems: list[str]) -> str:
-    """The error message of a base that cannot pass: what fails, before any change."""
-    return (f"task {task.id}: the base {base[:10]} does not pass its own checks before any "
-            f"change ({'; '.join(problems)}); fix the default branch (or .devteam.toml) "
-            "and resume: no model call was made")
+def refusal(task: Task, base: str, checked: dict[str, Any]) -> RunnerError:
+    """The error of a base that cannot pass: what fails before any change, classified
+    ``environment`` (or ``resource_limit`` when the base's checks exceed the sandbox)."""
+    problems = list(checked["problems"])
+    message = (f"task {task.id}: the base {base[:10]} does not pass its own checks before "
+               f"any change ({'; '.join(problems)}); fix the default branch (or "
+               ".devteam.toml) and resume: no model call was made")
+    details = {"taskId": task.id, "baseCommit": base, "problems": problems,
+               "feedback": checked.get("feedback") or ""}
+    kind = Classification(checked.get("classification") or "environment")
+    if kind is Classification.ENVIRONMENT:
+        return EnvironmentFailure(message, details=details)
+    return RunnerError(message, classification=kind, details=details)

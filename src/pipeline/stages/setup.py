@@ -16,7 +16,7 @@ import msgspec
 
 from pipeline.lifecycle import PauseReason, Stage
 from pipeline.outcome import Outcome, StageContext
-from pipeline.stages.baseline import base_config, baseline, headline
+from pipeline.stages.baseline import base_config, baseline, refusal
 from pipeline.stages.common import (
     blocking,
     checkout,
@@ -26,7 +26,7 @@ from pipeline.stages.common import (
     result_of,
 )
 from pipeline.stages.rounds import fresh_branch
-from runner.errors import EnvironmentFailure
+from runner.errors import EnvironmentFailure, RunnerError
 from runner.git import Checkout
 from runner.setup import NOTHING, SetupPlan, SetupResult, nothing_to_install, plan_setup
 from runner.verify.config import CONFIG_FILE, MAX_FILE_BYTES, parse_project_file
@@ -124,11 +124,8 @@ async def setup(ctx: StageContext) -> Outcome:
     if checked is not None:
         wire["baseline"] = checked
     if checked and checked["problems"]:
-        error = EnvironmentFailure(headline(task, base, checked["problems"]), details={
-            "taskId": task.id, "baseCommit": base, "problems": checked["problems"],
-            "feedback": checked.get("feedback") or ""})
         return await environment_pause(
-            ctx, error, result=wire,
+            ctx, refusal(task, base, checked), result=wire,
             summary={"setup": summary(result), "baseline": {"problems": checked["problems"]}})
     return Outcome(
         result=wire,
@@ -144,10 +141,11 @@ def recorded(wire: dict[str, Any] | None) -> SetupResult:
     return msgspec.convert(wire, SetupResult)
 
 
-async def environment_pause(ctx: StageContext, error: EnvironmentFailure, *,
+async def environment_pause(ctx: StageContext, error: RunnerError, *,
                             result: dict[str, Any], summary: dict[str, Any]) -> Outcome:
-    """Pause for a person after an ``environment`` failure in VERIFY: no further round and
-    no error-resolution task; resuming selects the task again from its start."""
+    """Pause for a person after a failure that is not the model's (the environment in
+    VERIFY, a base that cannot pass in SETUP): no further round and no error-resolution
+    task; resuming selects the task again from its start."""
     await fresh_branch(ctx)
     await drop_task_containers(ctx)
     ctx.log.line(error.message, "error")

@@ -18,6 +18,7 @@ import asyncio
 import json
 import shutil
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -34,6 +35,7 @@ from tests.integration.security.helpers import (
 
 from gateway.demo.sample import create_sample
 from runner.errors import Classification
+from runner.redact import tenant_redactor
 from runner.sandbox import classify, make_client
 from runner.sandbox.output import DISK_NOTE, disk_limited
 from runner.scripted_model import ScriptedModelServer, parse_script
@@ -98,11 +100,14 @@ def repo(tmp_path: Path) -> Path:
     return path
 
 
-def assert_all_contained(output: str, kinds: set[str]) -> dict[str, tuple[str, str]]:
+def assert_all_contained(output: str, kinds: set[str], shown: Callable[[str], str] = str,
+                         ) -> dict[str, tuple[str, str]]:
+    """Every probe of ``kinds`` reported, none escaped; ``shown`` is how a probe's name
+    reads where ``output`` came from (a tenant's log never shows the host's paths)."""
     seen = attempts(output)
     escaped = {name: detail for name, (verdict, detail) in seen.items() if verdict == "ESCAPED"}
     assert not escaped, escaped
-    expected = set().union(*(PROBES[k] for k in kinds))
+    expected = {shown(name) for name in set().union(*(PROBES[k] for k in kinds))}
     assert set(seen) >= expected, expected - set(seen)
     return seen
 
@@ -233,16 +238,17 @@ async def test_given_a_hostile_test_suite_in_the_pipeline_then_it_fails_classifi
             wait_status(store, good, {"paused", "completed", "error", "stopped"}, timeout=600),
         )
 
-    # the hostile execution stops at its failed verification, for a person to review
+    # the hostile suite is in the base: the baseline check meets it before any model call,
+    # and the execution stops there, classified, for a person to review
     assert (bad_row["status"], bad_row["pause_reason"]) == ("paused", "human_review"), bad_row
     async with store.transaction() as session:
         error = (await session.execute(text(
             "SELECT id, stage, classification, message, details FROM errors "
             "WHERE execution_id = :e"), {"e": bad})).mappings().one()
-    assert error["stage"] == "VERIFY"
+    assert error["stage"] == "SETUP"
     assert error["classification"] == "resource_limit"
-    assert "verification failed: test.pass" in error["message"]
-    assert "sandbox limit" in error["message"]
+    assert "does not pass its own checks before any change (test.pass" in error["message"]
+    assert "sandbox's limits were reached" in error["message"]
     assert bad_row["error_id"] == error["id"]
     got = await frames(store, bad)
     error_frames = [f["payload"] for f in got if f["type"] == "error"]
@@ -251,11 +257,13 @@ async def test_given_a_hostile_test_suite_in_the_pipeline_then_it_fails_classifi
     # every attempt was made, reported live, and contained
     logged = "\n".join(line for f in got if f["type"] == "execution-log"
                        for line in f["payload"]["lines"])
-    assert_all_contained(logged, set(HOSTILE_KINDS))
+    assert_all_contained(logged, set(HOSTILE_KINDS), shown=tenant_redactor().redact)
     assert "SUITE DONE" in logged
-    verify = [r for r in await stage_runs(store, bad) if r["stage"] == "VERIFY"]
-    assert [r["status"] for r in verify] == ["failed"]
-    command = verify[0]["result"]["commands"][0]
+    assert str(PROJECT_ROOT) not in logged  # the host's paths are not the tenant's to read
+    runs = await stage_runs(store, bad)
+    assert not [r for r in runs if r["stage"] in ("IMPLEMENT", "VERIFY")]
+    [setup] = [r for r in runs if r["stage"] == "SETUP"]
+    command = setup["result"]["baseline"]["commands"][0]
     assert (command["exitCode"], command["oomKilled"], command["pidsLimited"]) == (1, True, True)
     assert containers_of(bad) == []
     # the other customer's execution, running at the same time, completed normally
