@@ -103,6 +103,9 @@ def start_reaper(settings: Settings, stop: threading.Event) -> threading.Thread:
                         volumes=report.volumes,
                         workspaces=report.workspaces,
                     )
+                if report.errors:  # what could not go now; the next pass tries again
+                    log.warning("reaper.left", count=len(report.errors),
+                                errors=report.errors[:20])
             except Exception as exc:  # noqa: BLE001 - the next pass tries again
                 log.warning("reaper.failed", error=type(exc).__name__)
             try:
