@@ -259,8 +259,20 @@ NESTED_REPORT = (
 )
 
 
+BIG_TASK = """# Big data
+
+Phase 1: Core (Dependencies: [])
+
+- 7.1 Use the table (Dependencies: [])
+  • files: data/table.txt, src/calc/basic.py
+"""
+BIG_LINE = "1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16,17,18,19,20,21,22,23,24,25,26,27,28\n"
+BIG_TABLE = BIG_LINE * (64 * 1024 * 1024 // len(BIG_LINE) + 1)
+"""64 MB: named in a task, it had taken the host-side Aider to 2.3 GB RSS."""
+
+
 @pytest.mark.docker
-async def test_given_a_day_long_timeout_and_a_nested_coverage_report_then_the_operator_limit_holds_and_the_report_is_config(  # noqa: E501
+async def test_given_a_day_long_timeout_a_nested_coverage_report_and_a_64_mb_task_file_then_each_is_bounded(  # noqa: E501
     store, tmp_path, attack_env, procs, runner_image
 ):
     # .devteam.toml asks for a day per command; the operator allows 30 s. The base passes
@@ -275,8 +287,12 @@ async def test_given_a_day_long_timeout_and_a_nested_coverage_report_then_the_op
     nested = create_sample(tmp_path / "nested", script=model_script(slow_edits, {}), files={
         **INITIAL, "tasks_list.md": ONE_TASK, ".devteam.toml": nested_toml,
         "tests/test_report.py": NESTED_REPORT})
+    # a task names a 64 MB file (it packs small, so the checkout limits let it through)
+    big = create_sample(tmp_path / "big", script=model_script(slow_edits, {}), files={
+        **INITIAL, "tasks_list.md": BIG_TASK, "data/table.txt": BIG_TABLE})
     slow_before = [c.id for c in main_commits(slow)]
     nested_before = [c.id for c in main_commits(nested)]
+    big_before = [c.id for c in main_commits(big)]
     script = model_script(slow_edits, {})
     with ScriptedModelServer(parse_script(script)) as model:
         attack_env(model.url, DEVTEAM_SANDBOX_COMMAND_TIMEOUT_SECONDS="30")
@@ -284,8 +300,11 @@ async def test_given_a_day_long_timeout_and_a_nested_coverage_report_then_the_op
         procs.worker(threads=4)
         by_slow = await start(store, "evil/slow", slow.url)
         by_nested = await start(store, "evil/nested", nested.url)
-        slow_row, nested_row = await asyncio.gather(
-            wait_status(store, by_slow, ENDED, 600), ended(store, by_nested))
+        by_big = await start(store, "evil/big", big.url)
+        slow_row, nested_row, big_row = await asyncio.gather(
+            wait_status(store, by_slow, ENDED, 600), ended(store, by_nested),
+            ended(store, by_big))
+        asked_for_big = [r for r in model.requests if r.task_id == "7.1"]
 
     # the day-long test was stopped at the operator's 30 s, and the round failed on it
     assert (slow_row["status"], slow_row["pause_reason"]) == ("paused", "human_review"), (
@@ -309,5 +328,15 @@ async def test_given_a_day_long_timeout_and_a_nested_coverage_report_then_the_op
     assert [c.id for c in main_commits(nested)] == nested_before
     assert containers_of(by_nested) == []
     assert not working_copy("evil/nested", by_nested).exists()
-    for execution in (by_slow, by_nested):
+    # the 64 MB task file is config at IMPLEMENT, before Aider starts: the model never saw it
+    assert big_row["status"] == "error", (big_row, await tenant_view(store, by_big))
+    await assert_refused_once(store, by_big, "IMPLEMENT",
+                              "larger than 1,048,576 bytes are not given to the model",
+                              "DEVTEAM_LIMITS_MODEL_FILE_BYTES",
+                              f"data/table.txt ({len(BIG_TABLE):,} bytes)")
+    assert asked_for_big == []
+    assert [c.id for c in main_commits(big)] == big_before
+    assert containers_of(by_big) == []
+    assert not working_copy("evil/big", by_big).exists()
+    for execution in (by_slow, by_nested, by_big):
         await assert_no_host_path(store, execution)
