@@ -1,4 +1,5 @@
-"""``devteam serve``: the gateway under uvicorn (HTTP/1.1, WebSockets with pings)."""
+"""``devteam serve``: the gateway under uvicorn (HTTP/1.1, WebSockets with pings), with
+deadlines on reading each request (:mod:`gateway.protocol`)."""
 
 from __future__ import annotations
 
@@ -7,14 +8,17 @@ from typing import Any
 import uvicorn
 
 from gateway.app import create_app
-from runner.settings import Settings
+from gateway.protocol import DeadlineHttpProtocol
+from runner.settings import Settings, get_settings
 
 
 def serve(settings: Settings, *, host: str | None = None, port: int | None = None,
           workers: int = 1) -> None:
     """Run until SIGINT/SIGTERM. With ``workers`` > 1 uvicorn forks processes; each is a
     whole gateway with its own LISTEN connection (gateways share nothing but Postgres)."""
+    DeadlineHttpProtocol.configure(settings)
     options: dict[str, Any] = {
+        "http": DeadlineHttpProtocol,
         "host": host or settings.gateway.host,
         "port": port or settings.gateway.port,
         "log_config": None,
@@ -32,4 +36,6 @@ def serve(settings: Settings, *, host: str | None = None, port: int | None = Non
 
 
 def app_factory() -> Any:
-    return create_app()
+    settings = get_settings()
+    DeadlineHttpProtocol.configure(settings)  # a worker process imports the class afresh
+    return create_app(settings)

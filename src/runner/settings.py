@@ -183,6 +183,12 @@ class GatewaySettings(msgspec.Struct, frozen=True, kw_only=True):
     """Frames buffered per live subscriber before it is told to ``resync``."""
     ws_ping_seconds: float = 20.0
     """Interval of server pings on WebSockets and SSE."""
+    header_timeout_seconds: float = 10.0
+    """A request's line and headers must arrive within this time of the connection opening
+    (or of the request's first byte on a kept-alive one): past it 408 and closed."""
+    body_timeout_seconds: float = 30.0
+    """A request's body must arrive within this time of its headers: past it the connection
+    is closed."""
     cors_origins: str = ""
     """Comma-separated origins allowed by CORS (empty: same origin only)."""
 

@@ -5,6 +5,9 @@
   resumes with a fresh token and its cursor without losing a frame.
 - ``options.idempotencyKey`` is scoped by subject, project and the request's hash.
 - ``/health`` without a token is the status alone.
+- A client trickling its headers or its body is cut off after the configured timeouts
+  (``DEVTEAM_GATEWAY_HEADER_TIMEOUT_SECONDS``, ``DEVTEAM_GATEWAY_BODY_TIMEOUT_SECONDS``),
+  and so is one that opens a connection and sends nothing.
 - Identifiers end where they seem to: ``"evil/nl\\n"`` (Python's ``$`` matches before a
   trailing newline) is refused in every identifier field, in bodies, paths, queries, the
   stream's query and a token's grants, and nothing is stored.
@@ -15,6 +18,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import socket
+import time
 import uuid
 from typing import Any
 from urllib.parse import quote
@@ -316,3 +321,108 @@ async def test_given_a_short_lived_token_then_the_sse_stream_ends_and_resumes_wi
                     if frame["seq"] == end:
                         break
     assert [f["seq"] for f in seen + resumed] == list(range(seen[0]["seq"], end + 1))
+
+
+# ---------------------------------------------------------------- slow clients
+BOUND = 20.0
+"""How long a test waits for the server to close a trickling connection (the timeouts
+under test are 2 s; without them the server waits as long as the client keeps sending)."""
+
+
+def trickle(port: int, head: bytes, body: bytes = b"", every: float = 0.5) -> tuple[bool, bytes]:
+    """Send ``head`` one byte every ``every`` seconds (with a ``body``: ``head`` at once,
+    then the body that way). Returns whether the server closed the connection within
+    ``BOUND`` seconds, and what it answered."""
+    sock = socket.create_connection(("127.0.0.1", port))
+    sock.settimeout(every)
+    slow = head
+    if body:
+        sock.sendall(head)
+        slow = body
+    answer = b""
+    deadline = time.monotonic() + BOUND
+    try:
+        for i in range(len(slow)):
+            if time.monotonic() > deadline:
+                return False, answer
+            try:
+                sock.sendall(slow[i:i + 1])
+                chunk = sock.recv(4096)
+            except TimeoutError:
+                continue
+            except (BrokenPipeError, ConnectionResetError):
+                return True, answer
+            if not chunk:
+                return True, answer
+            answer += chunk
+        return False, answer
+    finally:
+        sock.close()
+
+
+def idle(port: int) -> bool:
+    """Open a connection, send nothing: whether the server closed it within ``BOUND``."""
+    with socket.create_connection(("127.0.0.1", port)) as sock:
+        sock.settimeout(BOUND)
+        try:
+            return sock.recv(4096) == b""
+        except TimeoutError:
+            return False
+        except ConnectionResetError:
+            return True
+
+
+def endless_headers(port: int, total: int = 16 * 1024 * 1024) -> tuple[bool, bytes]:
+    """Send one header line that never ends, at full speed, up to ``total`` bytes: whether
+    the server closed the connection before that, and what it answered."""
+    with socket.create_connection(("127.0.0.1", port)) as sock:
+        sock.settimeout(BOUND)
+        sock.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\nX-Junk: ")
+        junk = b"j" * 65536
+        try:
+            for _ in range(total // len(junk)):
+                sock.sendall(junk)
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+        else:
+            return False, b""  # all of it sent: the server kept reading
+        try:
+            return True, sock.recv(4096)
+        except (TimeoutError, OSError):
+            return True, b""
+
+
+async def test_given_clients_trickling_headers_or_body_then_the_server_closes_them(
+    procs, token_for
+) -> None:
+    # Given a gateway that gives a request 2 s for its headers and 2 s for its body
+    gateway = procs.gateway(DEVTEAM_GATEWAY_HEADER_TIMEOUT_SECONDS="2",
+                            DEVTEAM_GATEWAY_BODY_TIMEOUT_SECONDS="2")
+    token = token_for("alice", ["acme/*"])
+    head = (f"GET /health HTTP/1.1\r\nHost: x\r\nX-Pad: {'a' * 300}\r\n"
+            f"Authorization: Bearer {token}\r\n\r\n").encode()
+    body = json.dumps({"workflow_type": EVENT, "data": {"projectId": PROJECT,
+                                                        "options": {"stopPoint": "x" * 150}}})
+    post = (f"POST /events HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {len(body)}\r\nAuthorization: Bearer {token}\r\n\r\n").encode()
+    # When one client sends its headers a byte every half second, another its body, and a
+    # third opens a connection and sends nothing
+    header_closed, header_answer = await asyncio.to_thread(trickle, gateway.port, head)
+    body_closed, _ = await asyncio.to_thread(trickle, gateway.port, post, body.encode())
+    idle_closed = await asyncio.to_thread(idle, gateway.port)
+    # and a fourth sends one header line without end, as fast as it can
+    endless_closed, endless_answer = await asyncio.to_thread(endless_headers, gateway.port)
+    # Then the server closed each connection (the slow headers with a 408 problem)
+    assert header_closed and header_answer.startswith(b"HTTP/1.1 408"), header_answer[:200]
+    assert b"application/problem+json" in header_answer
+    assert body_closed
+    assert idle_closed
+    # and stopped reading the endless header after a bounded amount (431, when the answer
+    # is not lost to the reset of a connection still sending)
+    assert endless_closed, endless_answer[:200]
+    assert endless_answer in (b"",) or endless_answer.startswith(b"HTTP/1.1 431")
+    # and a client that sends at an ordinary pace is served as before
+    async with httpx.AsyncClient(base_url=gateway.url, timeout=30) as client:
+        r = await client.post("/events", content=body, headers={
+            **auth(token), "Content-Type": "application/json"})
+    assert r.status_code == 404, r.text  # acme/web is not registered in this test

@@ -1,0 +1,155 @@
+"""uvicorn's HTTP protocol with deadlines on reading a request, for clients that trickle.
+
+uvicorn bounds only the idle time between requests (``timeout_keep_alive``): a client
+that sends a byte of its headers every few seconds, or opens a connection and sends
+nothing, or trickles its body, holds a connection (and its memory) for as long as it
+likes. Here every request gets two deadlines:
+
+- its request line and headers must be complete ``header_timeout`` seconds after the
+  connection opened or its first byte arrived: past it the client gets a 408 and the
+  connection is closed (one that sent nothing is just closed). A request line and
+  headers that grow past ``MAX_HEADER_READ`` bytes are a 431 and closed too, so what a
+  client can make us hold is bounded in bytes as well as in time (``gateway.limits``
+  answers the precise 431, above 64 KiB of headers, to anything smaller);
+- its body must be complete ``body_timeout`` seconds after its headers: past it the
+  connection is closed (the application sees the client disconnect). This also holds
+  when the application answered early and the client goes on trickling the body.
+
+A WebSocket handshake stops both clocks: from then on the WebSocket protocol and its
+pings are in charge. Deadlines count from a fixed start, so sending faster than nothing
+never buys more time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+import msgspec
+import structlog
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+from gateway.limits import MAX_HEADER_BYTES
+from runner.settings import Settings
+
+log = structlog.get_logger("devteam.gateway")
+
+MAX_HEADER_READ = 1024 * 1024
+"""Bytes of a request's line and headers read before giving up: far above what the
+application accepts (``MAX_HEADER_BYTES``), so that its own, exact 431 answers every
+request that merely has large headers, while no client can make us buffer more."""
+
+
+def _problem(status: int, title: str, detail: str, target: bytes) -> bytes:
+    """A problem+json answer written by the protocol itself (the application never saw
+    the request), with the same fields as the application's."""
+    correlation = uuid.uuid4().hex
+    body = msgspec.json.encode({
+        "type": f"https://devteam.dev/problems/{status}", "title": title, "status": status,
+        "detail": detail, "instance": target[:200].decode("latin-1").split("?", 1)[0],
+        "correlationId": correlation})
+    return (
+        f"HTTP/1.1 {status} {title}\r\ncontent-type: application/problem+json\r\n"
+        f"content-length: {len(body)}\r\nx-correlation-id: {correlation}\r\n"
+        "connection: close\r\n\r\n"
+    ).encode() + body
+
+
+class DeadlineHttpProtocol(HttpToolsProtocol):
+    """:class:`HttpToolsProtocol` with header and body read deadlines (see the module)."""
+
+    header_timeout: float = 10.0
+    body_timeout: float = 30.0
+
+    @classmethod
+    def configure(cls, settings: Settings) -> None:
+        """Take the deadlines from settings (each gateway process calls it before serving)."""
+        cls.header_timeout = settings.gateway.header_timeout_seconds
+        cls.body_timeout = settings.gateway.body_timeout_seconds
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._deadline: asyncio.TimerHandle | None = None
+        self._reading_headers = False
+        self._header_bytes = 0
+
+    # -- the clocks ------------------------------------------------------------------
+    def _arm(self, seconds: float, expired: Callable[[], None]) -> None:
+        self._disarm()
+        self._deadline = self.loop.call_later(seconds, expired)
+
+    def _disarm(self) -> None:
+        if self._deadline is not None:
+            self._deadline.cancel()
+            self._deadline = None
+
+    def _headers_too_slow(self) -> None:
+        self._deadline = None
+        if self.transport.is_closing():
+            return
+        if self._header_bytes:
+            log.warning("http.header_timeout", client=_peer(self.client),
+                        seconds=self.header_timeout)
+            self.transport.write(_problem(
+                408, "Request Timeout",
+                f"the request's headers did not arrive within {self.header_timeout:g} s",
+                self._target()))
+        self.transport.close()
+
+    def _body_too_slow(self) -> None:
+        self._deadline = None
+        if not self.transport.is_closing():
+            log.warning("http.body_timeout", client=_peer(self.client),
+                        seconds=self.body_timeout)
+            self.transport.close()
+
+    def _target(self) -> bytes:
+        """The request target as far as it arrived (empty before the request line)."""
+        return bytes(getattr(self, "url", b"") or b"")
+
+    # -- the protocol ------------------------------------------------------------------
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self._reading_headers, self._header_bytes = True, 0
+        self._arm(self.header_timeout, self._headers_too_slow)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._disarm()
+        super().connection_lost(exc)
+
+    def data_received(self, data: bytes) -> None:
+        super().data_received(data)
+        if not self._reading_headers or self.transport.is_closing():
+            return
+        self._header_bytes += len(data)  # the headers are not complete: all of it is theirs
+        if self._header_bytes > MAX_HEADER_READ:
+            self._disarm()
+            self._reading_headers = False
+            self.transport.write(_problem(
+                431, "Request Header Fields Too Large",
+                f"request headers are larger than {MAX_HEADER_BYTES} bytes", self._target()))
+            self.transport.close()
+
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        if not self._reading_headers:  # the next request on a kept-alive connection
+            self._reading_headers, self._header_bytes = True, 0
+            self._arm(self.header_timeout, self._headers_too_slow)
+
+    def on_headers_complete(self) -> None:
+        self._reading_headers = False
+        self._disarm()
+        super().on_headers_complete()
+        if self.parser.should_upgrade() and self._should_upgrade():
+            return  # a WebSocket: its own protocol takes the connection over
+        self._arm(self.body_timeout, self._body_too_slow)
+
+    def on_message_complete(self) -> None:
+        self._disarm()
+        super().on_message_complete()
+
+
+def _peer(client: tuple[str, int] | None) -> str:
+    return f"{client[0]}:{client[1]}" if client else "?"
