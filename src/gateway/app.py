@@ -18,6 +18,7 @@ from gateway.correlation import correlation_middleware
 from gateway.fanout import Hub
 from gateway.http import authenticated, json_body
 from gateway.limits import header_limit_middleware
+from gateway.metrics import instrument, metrics_endpoint
 from gateway.openapi import StrictStructSchemaPlugin, openapi_config
 from gateway.problems import (
     Problem,
@@ -89,6 +90,8 @@ def create_app(settings: Settings | None = None, *, store: Store | None = None) 
         *stream.handlers,
         *dashboard.handlers,
     ]
+    if settings.metrics.enabled and not settings.metrics.address:
+        route_handlers.append(metrics_endpoint)
     cors = (
         CORSConfig(allow_origins=[o.strip() for o in settings.gateway.cors_origins.split(",")])
         if settings.gateway.cors_origins
@@ -115,6 +118,8 @@ def create_app(settings: Settings | None = None, *, store: Store | None = None) 
     )
     app.state.settings = settings
     app.state.auth = Authenticator(settings)
+    if settings.metrics.enabled:
+        instrument(app)
     return app
 
 

@@ -31,6 +31,7 @@ import msgspec
 import structlog
 
 from gateway.auth import Principal
+from pipeline import metrics
 from pipeline.db import asyncpg_dsn
 from pipeline.listen import listen_forever
 from pipeline.stream import STREAM_CHANNEL, iso
@@ -159,6 +160,7 @@ class Subscriber:
             return
         if self.queue.qsize() >= self.queue_size:
             self.overflowed = True
+            metrics.STREAM_FRAMES_DROPPED.inc(self.queue.qsize() + 1)
             while not self.queue.empty():
                 self.queue.get_nowait()
             self.queue.put_nowait(RESYNC)
@@ -212,6 +214,8 @@ class Hub:
         return list(projects or []), list(customers or []), False
 
     def add(self, sub: Subscriber) -> None:
+        if sub not in self.subscribers:
+            metrics.STREAM_CLIENTS.inc()
         self.subscribers.add(sub)
         projects, customers, everyone = self._keys(sub)
         for p in projects:
@@ -222,6 +226,8 @@ class Hub:
             self.everyone.add(sub)
 
     def remove(self, sub: Subscriber) -> None:
+        if sub in self.subscribers:
+            metrics.STREAM_CLIENTS.dec()
         self.subscribers.discard(sub)
         projects, customers, _ = self._keys(sub)
         for key, index in [(p, self.by_project) for p in projects] + [
@@ -292,10 +298,12 @@ class Hub:
                     page, pruned = await self.read(cursor, target, sub)
                     if pruned > cursor and pruned > told:
                         told = pruned
+                        metrics.STREAM_RESYNCS.labels("retention").inc()
                         yield retention_resync(cursor, pruned)
                     for item in page:
                         cursor = item.pos
                         if sub.wants(item):
+                            metrics.STREAM_FRAMES_SENT.inc()
                             yield item
                     if len(page) < PAGE:
                         cursor = target
@@ -304,6 +312,7 @@ class Hub:
                     if item is RESYNC:
                         sub.overflowed = False
                         sub.resyncs += 1
+                        metrics.STREAM_RESYNCS.labels("overflow").inc()
                         yield Item(pos=cursor, project_id="", customer_id="", type="resync",
                                    level=0, data=b"")
                         break
@@ -311,6 +320,7 @@ class Hub:
                         continue
                     cursor = item.pos
                     if sub.wants(item):
+                        metrics.STREAM_FRAMES_SENT.inc()
                         yield item
         finally:
             self.remove(sub)
@@ -349,7 +359,9 @@ class Hub:
                 f"{_SELECT}WHERE pos > $1 ORDER BY pos LIMIT {PAGE}", self.published,
                 timeout=QUERY_TIMEOUT,
             )
+            now = datetime.now(UTC)
             for row in rows:
+                metrics.STREAM_LAG.observe(max(0.0, (now - row["created_at"]).total_seconds()))
                 item = _item(row)
                 self.published = item.pos
                 for sub in self._targets(item):

@@ -9,6 +9,7 @@ import uvicorn
 
 from gateway.app import create_app
 from gateway.protocol import DeadlineHttpProtocol
+from pipeline import metrics
 from runner.settings import Settings, get_settings
 
 
@@ -29,6 +30,12 @@ def serve(settings: Settings, *, host: str | None = None, port: int | None = Non
         "timeout_graceful_shutdown": 5,
         "lifespan": "on",
     }
+    if settings.metrics.enabled and workers > 1:
+        # Spawned workers inherit the variable and write their values to files there.
+        metrics.prepare_multiprocess(settings, f"gateway-{options['port']}")
+    if settings.metrics.enabled and settings.metrics.address:
+        host_, port_ = metrics.parse_address(settings.metrics.address)
+        metrics.serve_port(host_, port_, role="gateway")
     if workers > 1:
         uvicorn.run("gateway.server:app_factory", factory=True, workers=workers, **options)
     else:

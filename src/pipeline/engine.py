@@ -32,7 +32,7 @@ import structlog
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from pipeline import executions, outbox, stream
+from pipeline import executions, metrics, outbox, stream
 from pipeline.lifecycle import TERMINAL, PauseReason, Stage, Status
 from pipeline.logsink import LogSink
 from pipeline.outbox import StageCommand
@@ -102,6 +102,7 @@ class Engine:
             outcome=outcome,
             duration_ms=duration_ms,
         )
+        _observe(ctx, outcome, duration_ms / 1000, recorded=recorded)
         # commit_ms: handler returned → finish transaction committed (bench/pipeline.py).
         commit_ms = round((time.monotonic() - ended) * 1000, 2)
         bound.info(
@@ -333,6 +334,19 @@ class Engine:
                 ctx.log.line("stop requested: cancelling the running step", "warning")
             if cancel_at is not None and time.monotonic() >= cancel_at and not work.done():
                 work.cancel()
+
+
+def _observe(ctx: StageContext, outcome: Outcome, seconds: float, *, recorded: bool) -> None:
+    """Stage metrics: a run, its duration and outcome, a retry's classification; the model
+    usage of an IMPLEMENT round. Never fails the stage."""
+    try:
+        error = outcome.error
+        metrics.stage_finished(ctx.command.stage, outcome.status if recorded else "lost-claim",
+                               seconds, str(error.classification) if error is not None else None)
+        if recorded and ctx.command.stage == Stage.IMPLEMENT:
+            metrics.model_usage(ctx.execution.customer_id, outcome.result)
+    except Exception as exc:  # noqa: BLE001 - metrics must never break a stage
+        log.warning("metrics.failed", error=type(exc).__name__)
 
 
 def log_limits(settings: Settings) -> LogLimits:

@@ -182,3 +182,41 @@ async def requeue_stale(session: AsyncSession, *, grace_seconds: float) -> list[
 
 def payload_dict(command: StageCommand) -> dict[str, Any]:
     return msgspec.to_builtins(command)  # type: ignore[no-any-return]
+
+
+class Fleet(msgspec.Struct, frozen=True, kw_only=True):
+    """What the relays report as fleet gauges (``pipeline.metrics``)."""
+
+    backlog: int
+    oldest_age: float
+    executions: dict[str, int]
+    running: dict[str, int]
+    waiting: dict[str, int]
+
+
+_FLEET = text(
+    """
+    SELECT
+      (SELECT count(*) FROM outbox WHERE dispatched_at IS NULL) AS backlog,
+      (SELECT coalesce(extract(epoch FROM now() - min(available_at)), 0) FROM outbox
+        WHERE dispatched_at IS NULL AND available_at <= now()) AS oldest_age,
+      (SELECT coalesce(jsonb_object_agg(status, n), '{}') FROM
+        (SELECT status, count(*) AS n FROM executions GROUP BY status) e) AS executions,
+      (SELECT coalesce(jsonb_object_agg(customer_id, n), '{}') FROM
+        (SELECT customer_id, count(*) AS n FROM sandbox_leases WHERE granted_at IS NOT NULL
+         GROUP BY customer_id) r) AS running,
+      (SELECT coalesce(jsonb_object_agg(customer_id, n), '{}') FROM
+        (SELECT customer_id, count(*) AS n FROM sandbox_leases WHERE granted_at IS NULL
+         AND alive_until >= now() GROUP BY customer_id) w) AS waiting
+    """
+)
+
+
+async def fleet(session: AsyncSession) -> Fleet:
+    """Outbox backlog and the age of its oldest due command, executions by status, and
+    sandbox slots held and waited for per customer — one snapshot."""
+    row = (await session.execute(_FLEET)).one()
+    return Fleet(backlog=int(row.backlog), oldest_age=float(row.oldest_age),
+                 executions={str(k): int(v) for k, v in dict(row.executions).items()},
+                 running={str(k): int(v) for k, v in dict(row.running).items()},
+                 waiting={str(k): int(v) for k, v in dict(row.waiting).items()})

@@ -16,7 +16,7 @@ import time
 
 import structlog
 
-from pipeline import outbox
+from pipeline import metrics, outbox
 from pipeline.broker import get_broker, send
 from pipeline.db import Store, StoreUnavailable, asyncpg_dsn
 from pipeline.listen import listen_forever
@@ -56,6 +56,7 @@ class Relay:
                     raise TransientError(f"broker unavailable: {type(exc).__name__}") from exc
             await outbox.mark_dispatched(session, [c for c, _ in batch])
         self.dispatched += len(batch)
+        metrics.RELAY_DISPATCHES.inc(len(batch))
         return len(batch)
 
     async def sweep_once(self) -> int:
@@ -64,13 +65,25 @@ class Relay:
                 session, grace_seconds=self.settings.pipeline.dispatch_grace_seconds
             )
         if ids:
+            metrics.RELAY_REQUEUES.inc(len(ids))
             log.warning("relay.requeued", commands=ids)
             self._wake.set()
         return len(ids)
 
+    async def refresh_fleet(self) -> outbox.Fleet:
+        """Read the fleet gauges from Postgres (``pipeline.metrics.set_fleet``)."""
+        async with self.store.transaction() as session:
+            figures = await outbox.fleet(session)
+        metrics.set_fleet(backlog=figures.backlog, oldest_age=figures.oldest_age,
+                          executions=figures.executions, running=figures.running,
+                          waiting=figures.waiting)
+        return figures
+
     async def run(self) -> None:
         """Run until ``stop()``; survives Postgres and Redis outages by backing off."""
         listener = asyncio.create_task(self._listen())
+        gauges = (asyncio.create_task(self._gauges()) if self.settings.metrics.enabled
+                  else None)
         last_sweep = 0.0
         backoff = 0.1
         try:
@@ -98,9 +111,23 @@ class Relay:
                         self._wake.wait(), timeout=self.settings.pipeline.relay_poll_seconds
                     )
         finally:
-            listener.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await listener
+            for task in (listener, gauges):
+                if task is None:
+                    continue
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+
+    async def _gauges(self) -> None:
+        """Refresh the fleet gauges every ``DEVTEAM_METRICS_REFRESH_SECONDS``."""
+        while not self._stopping.is_set():
+            try:
+                await self.refresh_fleet()
+            except Exception as exc:  # noqa: BLE001 - gauges wait for the next round
+                log.warning("relay.gauges_failed", error=type(exc).__name__)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(),
+                                       timeout=self.settings.metrics.refresh_seconds)
 
     async def _listen(self) -> None:
         """Keep a LISTEN connection; every NOTIFY (and every reconnect) wakes the loop."""

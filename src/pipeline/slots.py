@@ -41,6 +41,7 @@ import structlog
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from pipeline import metrics
 from pipeline.db import Store
 from pipeline.stream import iso
 from runner.errors import TransientError
@@ -211,6 +212,7 @@ class PgSlotLimiter:
             delay = min(1.0, delay * 2)
         if last is not None:
             seconds = time.monotonic() - started
+            metrics.slot_waited(customer_id, seconds)
             log.info("sandbox.slot_granted", customer_id=customer_id, holder=holder,
                      execution_id=execution_id, seconds=round(seconds))
             if on_wait is not None:

@@ -8,7 +8,7 @@ import threading
 import dramatiq
 import structlog
 
-from pipeline import actors
+from pipeline import actors, metrics
 from pipeline.broker import get_broker
 from pipeline.reaping import start_reaper
 from runner.logging import configure_logging
@@ -20,6 +20,8 @@ log = structlog.get_logger("devteam.worker")
 def run_worker(settings: Settings, *, threads: int | None = None) -> None:
     """Consume stage commands until SIGINT/SIGTERM, then finish running stages (10 s)."""
     configure_logging(settings, process="worker")
+    if settings.metrics.enabled:
+        metrics.serve_port(settings.metrics.host, settings.metrics.worker_port, role="worker")
     broker = get_broker(settings)
     actors.declare(broker, settings)
     count = threads or settings.pipeline.worker_concurrency

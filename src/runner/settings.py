@@ -280,6 +280,30 @@ class RetentionSettings(msgspec.Struct, frozen=True, kw_only=True):
     """Rows the reaper prunes per transaction."""
 
 
+class MetricsSettings(msgspec.Struct, frozen=True, kw_only=True):
+    enabled: bool = True
+    """Expose Prometheus metrics: the gateway's ``/metrics`` (no token needed) and a port
+    of each relay and worker. ``false``: no ``/metrics`` and no metrics ports."""
+    address: str = ""
+    """``host:port`` to serve the gateway's ``/metrics`` on instead of the API's address
+    (e.g. ``127.0.0.1:9100``, reachable by Prometheus but not by API clients). Empty: the
+    API's own address."""
+    host: str = "127.0.0.1"
+    """Address the relays' and workers' metrics ports listen on (``0.0.0.0`` in containers
+    scraped from outside)."""
+    relay_port: int = 9101
+    """Metrics port of a relay (``/metrics``); 0: none. A port already taken is logged and
+    the relay runs without one."""
+    worker_port: int = 9102
+    """Metrics port of a worker (``/metrics``); 0: none."""
+    refresh_seconds: float = 5.0
+    """How often each relay reads the fleet gauges (outbox backlog and age, executions by
+    status, containers per customer) from Postgres."""
+    multiproc_dir: str = ".devteam/metrics"
+    """Where the processes of a ``devteam serve --workers N`` gateway keep their metric
+    values (``prometheus-client`` multiprocess mode; emptied at start)."""
+
+
 class Settings(msgspec.Struct, frozen=True, kw_only=True):
     database: DatabaseSettings = msgspec.field(default_factory=DatabaseSettings)
     redis: RedisSettings = msgspec.field(default_factory=RedisSettings)
@@ -297,6 +321,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     log: LogSettings = msgspec.field(default_factory=LogSettings)
     limits: LimitsSettings = msgspec.field(default_factory=LimitsSettings)
     retention: RetentionSettings = msgspec.field(default_factory=RetentionSettings)
+    metrics: MetricsSettings = msgspec.field(default_factory=MetricsSettings)
 
     def path(self, value: str) -> Path:
         """Resolve a path setting: absolute as given, relative to the checkout otherwise."""

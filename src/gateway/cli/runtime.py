@@ -39,6 +39,11 @@ def relay() -> None:
     configure_logging(settings, process="relay")
     unregister = register_process(settings, "relay")
 
+    if settings.metrics.enabled:
+        from pipeline import metrics
+
+        metrics.serve_port(settings.metrics.host, settings.metrics.relay_port, role="relay")
+
     async def main() -> None:
         store = Store.from_settings(settings, pool_size=4)
         relay = Relay(settings, store)

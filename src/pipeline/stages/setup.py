@@ -14,6 +14,7 @@ from typing import Any
 
 import msgspec
 
+from pipeline import metrics
 from pipeline.lifecycle import PauseReason, Stage
 from pipeline.outcome import Outcome, StageContext
 from pipeline.stages.baseline import base_config, baseline, refusal
@@ -62,6 +63,8 @@ async def environment(ctx: StageContext, plan: SetupPlan, workdir: Path, *,
     result = await blocking(ctx.services.installer.ensure, spec, plan, workdir,
                             on_line=ctx.log.sink(), cancel=ctx.cancel)
     ctx.log.line(describe(result))
+    if result.key:
+        metrics.setup_cache(result.cached)
     return result
 
 

@@ -1,0 +1,64 @@
+"""The metrics module's pure parts: Aider's usage lines, bounded label values, and fleet
+gauges that forget a customer whose containers ended."""
+
+from __future__ import annotations
+
+from prometheus_client import generate_latest
+
+from pipeline import metrics
+
+
+def test_aider_usage_sums_every_round_and_reads_k_and_cost() -> None:
+    stdout = (
+        "Applied edit to src/calc/basic.py\n"
+        "Tokens: 2.3k sent, 120 received. Cost: $0.0042 message, $0.0042 session.\n"
+        "some other line mentioning Tokens: in the middle\n"
+        "Tokens: 15k sent, 1.5k cache write, 12k cache hit, 1.1k received.\n"
+        "Cost: $0.05 message, $0.0542 session.\n"
+    )
+    sent, received, cost = metrics.aider_usage(stdout) or (0, 0, None)
+    assert (sent, received) == (2300 + 15000, 120 + 1100)
+    assert cost is not None and abs(cost - 0.0542) < 1e-9
+
+
+def test_aider_usage_without_a_report_is_none_and_without_prices_has_no_cost() -> None:
+    assert metrics.aider_usage("Applied edit to a.py\n") is None
+    assert metrics.aider_usage("Tokens: 100 sent, 7 received.\n") == (100, 7, None)
+
+
+def test_model_usage_prefers_the_recorded_usage_and_bounds_the_customer_label() -> None:
+    customer = "acme" + "x" * 200 + "\n{evil=\"1\"}"
+    metrics.model_usage(customer, {"usage": {"tokensSent": 40, "tokensReceived": 2,
+                                             "cost": 0.5},
+                                   "outputs": {"stdout": "Tokens: 9k sent, 9 received."}})
+    text = generate_latest().decode()
+    lines = [line for line in text.splitlines()
+             if line.startswith("devteam_model_tokens_total") and "acmexxx" in line]
+    assert len(lines) == 2 and all(line.endswith((" 40.0", " 2.0"))
+                                   for line in lines), lines
+    label = lines[0].split('customer="', 1)[1].split('"', 1)[0]
+    assert len(label) <= 64 and "{" not in label and "\n" not in label
+
+
+def test_fleet_gauges_drop_customers_that_no_longer_hold_slots() -> None:
+    metrics.set_fleet(backlog=3, oldest_age=1.5, executions={"running": 2},
+                      running={"fleet-a": 2, "fleet-b": 1}, waiting={"fleet-a": 1})
+    metrics.set_fleet(backlog=0, oldest_age=0.0, executions={"running": 0, "completed": 2},
+                      running={"fleet-b": 1}, waiting={})
+    assert metrics.CONTAINERS_RUNNING.labels("fleet-a")._value.get() == 0
+    assert metrics.CONTAINERS_RUNNING.labels("fleet-b")._value.get() == 1
+    assert metrics.CONTAINERS_WAITING.labels("fleet-a")._value.get() == 0
+    assert metrics.OUTBOX_BACKLOG._value.get() == 0
+    assert metrics.EXECUTIONS.labels("completed")._value.get() == 2
+
+
+def test_parse_address() -> None:
+    assert metrics.parse_address("127.0.0.1:9100") == ("127.0.0.1", 9100)
+    assert metrics.parse_address(":9100") == ("127.0.0.1", 9100)
+    assert metrics.parse_address("[::1]:9100") == ("::1", 9100)
+    for bad in ("9100", "host:", "host:99999", "host:x"):
+        try:
+            metrics.parse_address(bad)
+        except ValueError:
+            continue
+        raise AssertionError(bad)
