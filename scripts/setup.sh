@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Install what the project needs, doing only what is missing:
 #   1. system packages (postgresql, redis-server, docker.io, debootstrap, tinyproxy, socat,
-#      git, chromium) with
+#      git, chromium, prometheus) with
 #      apt when run as root on Debian/Ubuntu; otherwise say what to install;
 #   2. .venv with the service and its dev extra;
 #   3. .venv-aider with aider-chat alone (it pins ~100 exact versions; the service must not
@@ -28,14 +28,25 @@ command -v socat >/dev/null || missing+=(socat)
 command -v git >/dev/null || missing+=(git)
 command -v chromium >/dev/null || missing+=(chromium)
 command -v runuser >/dev/null || missing+=(util-linux)
+# The metrics integration test starts its own Prometheus on loopback (never a service).
+command -v prometheus >/dev/null || missing+=(prometheus)
 
 if ((${#missing[@]})); then
   if [[ $(id -u) -eq 0 ]] && command -v apt-get >/dev/null; then
     say "installing system packages: ${missing[*]}"
     export DEBIAN_FRONTEND=noninteractive
     apt-get update -q
+    # No package may start a system service (postgresql, redis, prometheus on :9090…): the
+    # project starts its own servers. policy-rc.d 101 = "action forbidden" to invoke-rc.d
+    # and deb-systemd-invoke; a policy already in place (containers) is left as it is.
+    policy=""
+    if [[ ! -e /usr/sbin/policy-rc.d ]]; then
+      policy=/usr/sbin/policy-rc.d
+      printf '#!/bin/sh\nexit 101\n' >"$policy" && chmod 755 "$policy"
+      trap 'rm -f "$policy"' EXIT
+    fi
     apt-get install -y -q --no-install-recommends "${missing[@]}"
-    # Debian starts nothing in containers; the project starts its own servers anyway.
+    if [[ -n $policy ]]; then rm -f "$policy"; trap - EXIT; fi
   else
     say "missing system packages: ${missing[*]}"
     say "install them (e.g. 'sudo apt-get install ${missing[*]}') and run 'make setup' again"
