@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 from sqlalchemy import text
-from tests.e2e.checks import containers_of, frames, remote_task_list, stage_runs
+from tests.e2e.checks import containers_of, frames, remote_task_list, stage_runs, working_copy
 from tests.e2e.conftest import start, wait_status
 from tests.e2e.scripts import ALWAYS_FAILS
 
@@ -59,21 +59,21 @@ async def test_five_customers_run_at_once_isolated_and_one_failure_stays_local(
     assert error[2]["problems"] == [
         f"tasks_list.md:{line}: task 1.2 depends on unknown task 9.9"]  # line-numbered
     root = get_settings().path(get_settings().workspace.root).resolve()
-    paths = set()
     for project, row in by_project.items():
         assert row["status"] == "completed", (project, row)
         assert remote_task_list(samples[project]).progress() == (2, 2)
         runs = await stage_runs(store, executions[project])
-        customer = project.split("/")[0]
         for run in runs:
             if run["stage"] == "PREP":
-                repo = run["result"]["repoPath"]
-                assert repo.startswith(str(root / customer / "work" / "calc"))
-                paths.add(repo)
+                # the working copy is the execution's own, and its host path is not shown
+                assert run["result"]["repoPath"] == "<working copy>"
                 assert run["result"]["container"].count(
                     str(executions[project])[:8]) == 1  # its own container
         assert containers_of(executions[project]) == []
-    assert len(paths) == 4  # four executions, four working copies
+        assert not working_copy(project, executions[project]).exists()  # and removed
+    # each customer's copies lived under its own root, and nothing of theirs is left there
+    assert sorted(p.name for p in root.iterdir() if p.name.startswith("customer-")) == [
+        f"customer-{i}" for i in range(5)]
 
 
 @pytest.mark.timeout(1800)
