@@ -47,8 +47,9 @@ async def init(ctx: StageContext) -> Outcome:
         made = f"{path} was created from the template; " if created else ""
         raise ConfigError(
             f"{made}{path} has no tasks: expected lines like "
-            "'- [ ] 1.1 Add a health endpoint (Dependencies: [])' under a heading such as "
-            "'Phase 1: Core (Dependencies: [])' (see the README)",
+            "'- [ ] 1.1 Add a health endpoint (Dependencies: [])' or checkboxes like "
+            "'- [ ] Add a health endpoint (depends on 1.1)' under a heading such as "
+            "'## Phase 1: Core' (see the README)",
             details={"path": path, "createdFromTemplate": created},
         )
     # the files UPDATE_TASKLIST writes: refused now (a link into .git, say), before any
