@@ -91,6 +91,9 @@ def env(db_url: str, redis_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyP
         "DEVTEAM_WORKSPACE_ROOT": str(tmp_path / "workspaces"),
         "DEVTEAM_WORKSPACE_ALLOWED_FILE_ROOTS": str(tmp_path),
         "DEVTEAM_LOG_FORMAT": "json",
+        # no metrics ports unless a test asks for one (tests run many relays and workers)
+        "DEVTEAM_METRICS_RELAY_PORT": "0",
+        "DEVTEAM_METRICS_WORKER_PORT": "0",
     }
     for key, value in values.items():
         monkeypatch.setenv(key, value)
