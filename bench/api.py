@@ -1,6 +1,7 @@
 """API benchmark: POST /events and GET status latency at 32 concurrent loopback clients.
 
     .venv/bin/python bench/api.py [--json] [--requests 2000] [--clients 32] [--rounds 4]
+                                  [--metrics-both]
 
 One ``devteam serve`` subprocess on a throwaway database (copied from the migrated
 template, dropped at the end; no relay or worker runs, so nothing but the gateway and
@@ -18,6 +19,9 @@ own cost stays small next to the server's), send requests back to back. Measured
 
 The three run in ``--rounds`` interleaved rounds (baseline, events, status, repeated), so
 they see the same machine load (the machine is shared: the table shows the load average).
+``--metrics-both`` runs two gateways on the same database, one with Prometheus metrics
+(``DEVTEAM_METRICS_ENABLED=true``, the default) and one without, alternating them in every
+round, and reports both and the overhead of metrics.
 Latency is from writing the request to reading the whole response; ``events_post_rps`` is
 the events sent divided by the wall time of the events phases. Prints a table and, last,
 one JSON line (with ``--json``).
@@ -33,6 +37,7 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 _HERE = Path(__file__).resolve().parent
 if sys.path and Path(sys.path[0] or ".").resolve() == _HERE:
@@ -133,50 +138,76 @@ def status_path(project: str) -> str:
     return f"/api/devteam/automation/status/{project}"
 
 
-async def seed(db_url: str, count: int) -> None:
+async def seed(db_url: str, count: int, prefix: str = "p") -> None:
     conn = await asyncpg.connect(db_url.replace("postgresql+asyncpg://", "postgresql://", 1))
     try:
         await conn.execute(
             "INSERT INTO projects (project_id, customer_id, repository_url) "
-            "SELECT $1 || '/p' || g, $1, 'file:///srv/bench/none.git' "
-            "FROM generate_series(0, $2 - 1) g", CUSTOMER, count)
+            "SELECT $1 || '/' || $3 || g, $1, 'file:///srv/bench/none.git' "
+            "FROM generate_series(0, $2 - 1) g", CUSTOMER, count, prefix)
     finally:
         await conn.close()
 
 
-async def measure(args: argparse.Namespace, db_url: str, port: int, token: str
-                  ) -> dict[str, Phase]:
+async def measure(args: argparse.Namespace, db_url: str, ports: dict[str, int], token: str
+                  ) -> dict[str, dict[str, Phase]]:
+    """Phases per gateway (``ports``: label → port); the gateways take turns in every
+    round, in alternating order, so they see the same machine load."""
     per_round = args.requests // args.rounds
-    await seed(db_url, WARMUP + per_round * args.rounds)
-    conns = [await Connection.open("127.0.0.1", port) for _ in range(args.clients)]
-    phases = {"baseline": Phase("baseline", 200), "events_post": Phase("events_post", 202),
-              "status_get": Phase("status_get", 200)}
-    try:
-        warm = [f"{CUSTOMER}/p{i}" for i in range(WARMUP)]
-        await run_phase(conns, token, [("GET", "/health/live", None)] * WARMUP,
-                        phases["baseline"], record=False)
-        await run_phase(conns, token, [("POST", "/events", event(p)) for p in warm],
-                        phases["events_post"], record=False)
-        await run_phase(conns, token, [("GET", status_path(p), None) for p in warm],
-                        phases["status_get"], record=False)
-        for r in range(args.rounds):
-            first = WARMUP + r * per_round
-            projects = [f"{CUSTOMER}/p{i}" for i in range(first, first + per_round)]
-            await run_phase(conns, token, [("GET", "/health/live", None)] * per_round,
-                            phases["baseline"])
-            await run_phase(conns, token, [("POST", "/events", event(p)) for p in projects],
-                            phases["events_post"])
-            await run_phase(conns, token, [("GET", status_path(p), None) for p in projects],
-                            phases["status_get"])
-            note(f"round {r + 1}/{args.rounds} done")
-    finally:
-        for conn in conns:
-            conn.close()
-    return phases
+    labels = list(ports)
+    prefix = {label: "p" if len(ports) == 1 else f"{label}-" for label in labels}
+    runs: dict[str, dict[str, Phase]] = {}
+    for label in labels:
+        await seed(db_url, WARMUP + per_round * args.rounds, prefix[label])
+        runs[label] = {"baseline": Phase("baseline", 200),
+                       "events_post": Phase("events_post", 202),
+                       "status_get": Phase("status_get", 200)}
+
+    async def one(label: str, first: int, count: int, record: bool = True) -> None:
+        # fresh connections for each turn: an idle keep-alive connection is closed by the
+        # gateway's header deadline while the other gateway has its turn
+        phases = runs[label]
+        cs = [await Connection.open("127.0.0.1", ports[label]) for _ in range(args.clients)]
+        projects = [f"{CUSTOMER}/{prefix[label]}{i}" for i in range(first, first + count)]
+        try:
+            await run_phase(cs, token, [("GET", "/health/live", None)] * count,
+                            phases["baseline"], record=record)
+            await run_phase(cs, token, [("POST", "/events", event(p)) for p in projects],
+                            phases["events_post"], record=record)
+            await run_phase(cs, token, [("GET", status_path(p), None) for p in projects],
+                            phases["status_get"], record=record)
+        finally:
+            for conn in cs:
+                conn.close()
+
+    for label in labels:
+        await one(label, 0, WARMUP, record=False)
+    for r in range(args.rounds):
+        for label in labels if r % 2 == 0 else reversed(labels):
+            await one(label, WARMUP + r * per_round, per_round)
+        note(f"round {r + 1}/{args.rounds} done")
+    return runs
 
 
-def report(phases: dict[str, Phase], args: argparse.Namespace, load: tuple[float, float],
-           as_json: bool) -> None:
+def report(runs: dict[str, dict[str, Phase]], args: argparse.Namespace,
+           load: tuple[float, float], as_json: bool) -> None:
+    results = {label: report_one(phases, args, load, label) for label, phases in runs.items()}
+    if len(results) == 1:
+        result = next(iter(results.values()))
+    else:
+        on, off = results["metrics_on"], results["metrics_off"]
+        result = {**results, "overhead_pct": {
+            key: rnd((on[key] - off[key]) / off[key] * 100, 1)
+            for key in on if key.endswith(("_ms", "_rps")) and off[key]}}
+        print_table("Metrics overhead (on vs off, %)", ["measure", "overhead %"],
+                    [[k, v] for k, v in result["overhead_pct"].items()],
+                    ["positive ms = slower with metrics; negative rps = fewer requests/s"])
+    if as_json:
+        emit_json(result)
+
+
+def report_one(phases: dict[str, Phase], args: argparse.Namespace,
+               load: tuple[float, float], label: str) -> dict[str, Any]:
     rows = []
     for phase in phases.values():
         s = stats(phase.latencies)
@@ -184,7 +215,8 @@ def report(phases: dict[str, Phase], args: argparse.Namespace, load: tuple[float
         rows.append([phase.name, s["n"], s["p50"], s["p95"], s["p99"], s["max"], rps,
                      len(phase.errors)])
     print_table(
-        f"API at {args.clients} concurrent loopback clients",
+        f"API at {args.clients} concurrent loopback clients"
+        + (f" ({label})" if label != "gateway" else ""),
         ["measure", "n", "p50 ms", "p95 ms", "p99 ms", "max ms", "req/s", "errors"], rows,
         [f"load average before/after: {load[0]} / {load[1]} (2 shared cores)",
          "baseline = GET /health/live in the same app (no token, no database)"],
@@ -203,8 +235,7 @@ def report(phases: dict[str, Phase], args: argparse.Namespace, load: tuple[float
         "errors": sum(len(p.errors) for p in phases.values()),
         "load_average": load[1],
     }
-    if as_json:
-        emit_json(result)
+    return result
 
 
 def main() -> int:
@@ -214,6 +245,8 @@ def main() -> int:
                         help="Measured requests of each kind (after a warm-up).")
     parser.add_argument("--clients", type=int, default=32, help="Concurrent connections.")
     parser.add_argument("--rounds", type=int, default=4, help="Interleaved rounds.")
+    parser.add_argument("--metrics-both", action="store_true",
+                        help="Compare a gateway with metrics and one without in one run.")
     args = parser.parse_args()
     from gateway.auth import mint
     from runner.settings import get_settings, reset_settings_cache
@@ -229,21 +262,28 @@ def main() -> int:
         token = mint(get_settings(), sub="bench", projects=[], role="admin", ttl=3600)
         procs = Processes(env=dict(os.environ), logdir=Path(tmp) / "logs")
         try:
-            gateway = procs.gateway()
-            note(f"gateway on {gateway.url}; {args.requests} requests of each kind, "
-                 f"{args.clients} clients")
-            assert gateway.port is not None
-            phases = asyncio.run(measure(args, db_url, gateway.port, token))
+            ports: dict[str, int] = {}
+            variants = ({"metrics_on": "true", "metrics_off": "false"} if args.metrics_both
+                        else {"gateway": ""})
+            for label, enabled in variants.items():
+                gateway = (procs.gateway(DEVTEAM_METRICS_ENABLED=enabled) if enabled
+                           else procs.gateway())
+                assert gateway.port is not None
+                ports[label] = gateway.port
+                note(f"{label} on {gateway.url}; {args.requests} requests of each kind, "
+                     f"{args.clients} clients")
+            phases = asyncio.run(measure(args, db_url, ports, token))
         finally:
             procs.close()
             os.environ.clear()
             os.environ.update(saved)
             reset_settings_cache()
-    for phase in phases.values():
-        for error in phase.errors[:3]:
-            note(f"[red]{phase.name}[/red]: {error}")
+    for run in phases.values():
+        for phase in run.values():
+            for error in phase.errors[:3]:
+                note(f"[red]{phase.name}[/red]: {error}")
     report(phases, args, (load_before, load_average()), args.json)
-    return 1 if any(p.errors for p in phases.values()) else 0
+    return 1 if any(p.errors for run in phases.values() for p in run.values()) else 0
 
 
 if __name__ == "__main__":
