@@ -70,8 +70,12 @@ def test_scrape_config_matches_compose_services_and_ports() -> None:
     assert targets["relay"]["port"] == defaults.relay_port
     assert targets["worker"]["port"] == defaults.worker_port
     gateway = compose["services"]["gateway"]
-    assert gateway["command"][gateway["command"].index("--port") + 1] == str(
-        targets["gateway"]["port"])
+    # the gateway's /metrics is on its own address, not on the published API port
+    address = gateway["environment"]["DEVTEAM_METRICS_ADDRESS"]
+    assert address == f"0.0.0.0:{targets['gateway']['port']}"
+    assert not [p for p in gateway["ports"] if str(targets["gateway"]["port"]) in p]
+    # YAML merge keeps every other variable of the shared environment
+    assert gateway["environment"]["DEVTEAM_DATABASE_URL"].startswith("postgresql")
     env = compose["x-service"]["environment"]
     assert env["DEVTEAM_METRICS_HOST"] == "0.0.0.0"  # noqa: S104 - the compose network
     prometheus = compose["services"]["prometheus"]
