@@ -62,3 +62,13 @@ def test_parse_address() -> None:
         except ValueError:
             continue
         raise AssertionError(bad)
+
+
+def test_a_local_run_opens_no_metrics_port_unless_asked() -> None:
+    from gateway.local.processes import pipeline_env
+
+    env = pipeline_env({}, allowed_roots=[], model_url=None)
+    assert (env["DEVTEAM_METRICS_RELAY_PORT"], env["DEVTEAM_METRICS_WORKER_PORT"]) == ("0", "0")
+    asked = pipeline_env({"DEVTEAM_METRICS_WORKER_PORT": "9200"}, allowed_roots=[],
+                         model_url=None)
+    assert asked["DEVTEAM_METRICS_WORKER_PORT"] == "9200"

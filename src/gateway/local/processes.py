@@ -58,6 +58,10 @@ def pipeline_env(
     env = {**base, ALLOWED_FILE_ROOTS: ":".join(dict.fromkeys(roots)), "DEVTEAM_LOG_FORMAT": "json"}
     if model_url is not None:
         env["DEVTEAM_MODEL_API_BASE"] = model_url
+    # A run on this machine opens no metrics port unless asked to (the service's own relay
+    # and worker may hold the default ones).
+    env.setdefault("DEVTEAM_METRICS_RELAY_PORT", "0")
+    env.setdefault("DEVTEAM_METRICS_WORKER_PORT", "0")
     return env
 
 
