@@ -72,3 +72,18 @@ def test_a_local_run_opens_no_metrics_port_unless_asked() -> None:
     asked = pipeline_env({"DEVTEAM_METRICS_WORKER_PORT": "9200"}, allowed_roots=[],
                          model_url=None)
     assert asked["DEVTEAM_METRICS_WORKER_PORT"] == "9200"
+
+
+def test_a_retry_is_counted_by_classification_and_a_failure_as_an_error() -> None:
+    def value(metric: object, *labels: str) -> float:
+        return float(metric.labels(*labels)._value.get())  # type: ignore[attr-defined]
+
+    retries = value(metrics.RETRIES, "VERIFY", "transient")
+    errors = value(metrics.STAGE_ERRORS, "VERIFY", "tool")
+    runs = value(metrics.STAGE_RUNS, "VERIFY", "retrying")
+    metrics.stage_finished("VERIFY", "retrying", 1.5, "transient")
+    metrics.stage_finished("VERIFY", "failed", 2.0, "tool")
+    metrics.stage_finished("VERIFY", "succeeded", 3.0)
+    assert value(metrics.RETRIES, "VERIFY", "transient") == retries + 1
+    assert value(metrics.STAGE_ERRORS, "VERIFY", "tool") == errors + 1
+    assert value(metrics.STAGE_RUNS, "VERIFY", "retrying") == runs + 1
