@@ -38,6 +38,7 @@ from gateway.routes import (
     repository,
     stream,
 )
+from pipeline import metrics
 from pipeline.db import Store, StoreUnavailable
 from pipeline.services import Services
 from runner.logging import configure_logging
@@ -71,6 +72,7 @@ def create_app(settings: Settings | None = None, *, store: Store | None = None) 
             await app.state.hub.stop()
             if store is None:
                 await app.state.store.close()
+            metrics.process_exiting()
 
     api = Router(
         path="/",

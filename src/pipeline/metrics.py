@@ -258,6 +258,13 @@ def prepare_multiprocess(settings: Settings, name: str) -> str:
     return str(directory)
 
 
+def process_exiting() -> None:
+    """A process of a forking gateway stops: its live gauges (stream clients) no longer
+    count; its counters stay in the sums."""
+    if multiprocess():
+        _multiprocess.mark_process_dead(os.getpid())  # type: ignore[no-untyped-call]
+
+
 _servers: dict[tuple[str, int], Any] = {}
 _lock = threading.Lock()
 

@@ -104,6 +104,11 @@ def test_a_forking_gateway_sums_its_processes(procs: Processes, tmp_path) -> Non
     # both processes write their values where /metrics reads them
     files = list((tmp_path / "m" / f"gateway-{port}").glob("counter_*.db"))
     assert len(files) == 2, files
+    live = (tmp_path / "m" / f"gateway-{port}").glob("gauge_livesum_*.db")
+    assert len(list(live)) == 2
+    # a process that stops no longer counts in the live gauges (stream clients)
+    gateway.stop()
+    assert list((tmp_path / "m" / f"gateway-{port}").glob("gauge_livesum_*.db")) == []
 
 
 def procs_devteam() -> Any:
