@@ -140,6 +140,7 @@ def upgrade() -> None:
     sa.Column('completed_tasks', sa.Integer(), server_default=sa.text('0'), nullable=False),
     sa.Column('total_tasks', sa.Integer(), server_default=sa.text('0'), nullable=False),
     sa.Column('last_seq', sa.BigInteger(), server_default=sa.text('0'), nullable=False),
+    sa.Column('last_update', postgresql.JSONB(astext_type=sa.Text()), nullable=True),
     sa.Column('pending_command', postgresql.JSONB(astext_type=sa.Text()), nullable=True),
     sa.Column('error_id', sa.UUID(), nullable=True),
     sa.Column('correlation_id', sa.String(length=128), nullable=False),

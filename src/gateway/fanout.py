@@ -34,6 +34,7 @@ from gateway.auth import Principal
 from pipeline import metrics
 from pipeline.db import asyncpg_dsn
 from pipeline.listen import listen_forever
+from pipeline.prd import task_of, update_fields
 from pipeline.stream import STREAM_CHANNEL, iso
 from runner.settings import Settings
 
@@ -47,14 +48,22 @@ QUERY_TIMEOUT = 10.0
 and is replaced."""
 
 
-class FrameOut(msgspec.Struct, rename="camel"):
+class FrameOut(msgspec.Struct, rename="camel", kw_only=True, omit_defaults=True):
+    """A frame on the wire: the envelope, the requirements' flat fields (``timestamp`` is
+    ``ts`` under the requirements' name; ``status`` and ``progress`` only on
+    ``execution-update``, see ``pipeline.prd``) and the detailed ``payload``."""
+
     id: str | None
     type: str
     ts: str
+    timestamp: str
     customer_id: str | None
     project_id: str | None
     execution_id: str | None
+    task_id: str | None
     seq: int | None
+    status: str | None = None
+    progress: float | None = None
     payload: msgspec.Raw
 
 
@@ -76,20 +85,29 @@ class Item:
 RESYNC = Item(pos=-1, project_id="", customer_id="", type="resync", level=0, data=b"")
 
 
-def control_frame(kind: str, payload: dict[str, Any]) -> bytes:
-    """A frame that is not a stored notification (connection-established, resync, errors)."""
+def control_frame(kind: str, payload: dict[str, Any], project_id: str | None = None) -> bytes:
+    """A frame that is not a stored notification (connection-established, resync, errors,
+    pong); ``project_id`` (and its customer) when the socket is scoped to one project."""
+    ts = iso(datetime.now(UTC))
     return _ENCODER.encode(
-        FrameOut(id=None, type=kind, ts=iso(datetime.now(UTC)), customer_id=None,
-                 project_id=None, execution_id=None, seq=None,
+        FrameOut(id=None, type=kind, ts=ts, timestamp=ts,
+                 customer_id=project_id.split("/", 1)[0] if project_id else None,
+                 project_id=project_id, execution_id=None, task_id=None, seq=None,
                  payload=msgspec.Raw(_ENCODER.encode(payload)))
     )
 
 
 def _item(row: asyncpg.Record) -> Item:
+    ts = iso(row["created_at"])
+    status = progress = None
+    if row["type"] == "execution-update":
+        status, progress = update_fields(row["status"], row["stage"], row["task_id"],
+                                         row["completed"], row["total"])
     frame = FrameOut(
-        id=str(row["pos"]), type=row["type"], ts=iso(row["created_at"]),
+        id=str(row["pos"]), type=row["type"], ts=ts, timestamp=ts,
         customer_id=row["customer_id"], project_id=row["project_id"],
-        execution_id=str(row["execution_id"]), seq=int(row["seq"]),
+        execution_id=str(row["execution_id"]), task_id=task_of(row["task_id"]),
+        seq=int(row["seq"]), status=status, progress=progress,
         payload=msgspec.Raw(row["payload"].encode()),
     )
     return Item(
@@ -101,7 +119,10 @@ def _item(row: asyncpg.Record) -> Item:
 
 _SELECT = (
     "SELECT pos, execution_id, seq, customer_id, project_id, type, payload::text AS payload, "
-    "payload->>'level' AS level, created_at FROM notifications "
+    "payload->>'level' AS level, payload->>'taskId' AS task_id, "
+    "payload->>'status' AS status, payload->>'stage' AS stage, "
+    "payload->>'completedTasks' AS completed, payload->>'totalTasks' AS total, "
+    "created_at FROM notifications "
 )
 _RETENTION_REASON = ("frames up to {pruned} are no longer kept (retention): reload the "
                      "state you show; the frames still kept follow")

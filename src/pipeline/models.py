@@ -118,6 +118,8 @@ class Execution(Base):
     completed_tasks: Mapped[int] = mapped_column(Integer, server_default=text("0"))
     total_tasks: Mapped[int] = mapped_column(Integer, server_default=text("0"))
     last_seq: Mapped[int] = mapped_column(BigInteger, server_default=text("0"))
+    # the payload of the last execution-update sent, so an identical one is not sent again
+    last_update: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
     pending_command: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
     error_id: Mapped[uuid.UUID | None] = mapped_column(UUID(as_uuid=True))
     correlation_id: Mapped[str] = mapped_column(String(128))

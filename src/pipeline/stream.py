@@ -7,6 +7,10 @@ one that got 10 has, so readers following ``pos`` see rows strictly in order and
 skip one. That lock is the price of a single cursor per client; ``append`` is therefore
 the last statement of every transaction that notifies, so the lock is held for one round
 trip plus the commit. NOTIFY is sent once per transaction with a pointer, never the data.
+
+An ``execution-update`` identical to the last one sent for its execution is not appended
+(the execution row keeps that payload in ``last_update``): a stage that ends where it
+started, or a command that changes nothing a client sees, adds no frame.
 """
 
 from __future__ import annotations
@@ -20,22 +24,64 @@ import msgspec
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from pipeline import prd
+
 STREAM_CHANNEL = "devteam_stream"
 
 FRAME_TYPES = ("execution-update", "execution-log", "error", "completion")
 
 
-class Frame(msgspec.Struct, frozen=True, rename="camel"):
-    """One notification as clients see it (CONTRACTS "Live stream")."""
+class Frame(msgspec.Struct, frozen=True, rename="camel", kw_only=True, omit_defaults=True):
+    """One notification as clients see it (CONTRACTS "Live stream"): the envelope, the
+    requirements' flat fields (``timestamp``, ``taskId``; ``status`` and ``progress`` on
+    ``execution-update``, see ``pipeline.prd``) and the detailed ``payload``."""
 
     id: str
     type: str
     ts: str
+    timestamp: str
     customer_id: str
     project_id: str
     execution_id: str
+    task_id: str | None
     seq: int
+    status: str | None = None
+    progress: float | None = None
     payload: dict[str, Any]
+
+
+def _normal(payload: dict[str, Any]) -> Any:
+    """A payload as it reads back from JSON (tuples become lists, and so on)."""
+    return msgspec.json.decode(msgspec.json.encode(payload))
+
+
+def drop_repeated_updates(
+    frames: Sequence[tuple[str, dict[str, Any]]], previous: dict[str, Any] | None
+) -> tuple[list[tuple[str, dict[str, Any]]], Any]:
+    """``frames`` without each ``execution-update`` identical to the update before it
+    (``previous`` is the last one already sent), and the last update kept (None when
+    none was)."""
+    kept: list[tuple[str, dict[str, Any]]] = []
+    last: Any = previous
+    newest: Any = None
+    for kind, payload in frames:
+        if kind == "execution-update":
+            normal = _normal(payload)
+            if normal == last:
+                continue
+            last = newest = normal
+        kept.append((kind, payload))
+    return kept, newest
+
+
+def frame_fields(kind: str, payload: dict[str, Any]) -> dict[str, Any]:
+    """The requirements' top-level fields of a frame, from its payload."""
+    fields: dict[str, Any] = {"task_id": prd.task_of(payload.get("taskId"))}
+    if kind == "execution-update":
+        fields["status"], fields["progress"] = prd.update_fields(
+            payload.get("status"), payload.get("stage"), payload.get("taskId"),
+            payload.get("completedTasks"), payload.get("totalTasks"))
+    return fields
 
 
 def iso(ts: datetime) -> str:
@@ -55,14 +101,26 @@ async def append(
     """
     if not frames:
         return []
+    remember = ""
+    params: dict[str, Any] = {"id": execution_id}
+    if any(kind == "execution-update" for kind, _ in frames):
+        previous = (await session.execute(
+            text("SELECT last_update FROM executions WHERE id = :id FOR UPDATE"),
+            {"id": execution_id})).scalar_one()
+        frames, newest = drop_repeated_updates(frames, previous)
+        if not frames:
+            return []
+        if newest is not None:
+            remember = ", last_update = CAST(:last_update AS jsonb)"
+            params["last_update"] = msgspec.json.encode(newest).decode()
     n = len(frames)
     row = (
         await session.execute(
             text(
-                "UPDATE executions SET last_seq = last_seq + :n, updated_at = now() "
+                f"UPDATE executions SET last_seq = last_seq + :n, updated_at = now(){remember} "
                 "WHERE id = :id RETURNING last_seq, customer_id, project_id"
             ),
-            {"n": n, "id": execution_id},
+            {**params, "n": n},
         )
     ).one()
     last_seq, customer_id, project_id = int(row[0]), str(row[1]), str(row[2])
@@ -107,11 +165,13 @@ async def append(
             id=str(first_pos + i),
             type=kind,
             ts=ts,
+            timestamp=ts,
             customer_id=customer_id,
             project_id=project_id,
             execution_id=str(execution_id),
             seq=first_seq + i,
             payload=payload,
+            **frame_fields(kind, payload),
         )
         for i, (kind, payload) in enumerate(frames)
     ]

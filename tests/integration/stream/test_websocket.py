@@ -30,12 +30,15 @@ async def test_frames_arrive_in_order_with_the_envelope(store, gateway, token_fo
         "id",
         "type",
         "ts",
+        "timestamp",
         "customerId",
         "projectId",
         "executionId",
+        "taskId",
         "seq",
         "payload",
     }
+    assert first["timestamp"] == first["ts"] and first["taskId"] == "1"
     assert first["customerId"] == "acme" and first["projectId"] == "acme/web"
     assert first["executionId"] == str(execution) and first["ts"].endswith("Z")
 
