@@ -166,9 +166,8 @@ class Engine:
                 return await self._duplicate(session, command, command_id)
             run_id, claims = int(row[0]), int(row[1])
             project = await _project(session, execution.project_id)
-            fields: dict[str, Any] = {"current_stage": command.stage}
-            if command.task_id and not command.task_id.startswith("#"):
-                fields["current_task_id"] = command.task_id
+            fields = executions.claim_fields(command.stage, command.task_id,
+                                             execution.current_task_id)
             await executions.set_fields(session, execution.id, **fields)
             current = await executions.get(session, execution.id)
             assert current is not None

@@ -10,7 +10,7 @@ import msgspec
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from pipeline.lifecycle import ACTIVE, Status
+from pipeline.lifecycle import ACTIVE, Stage, Status
 from pipeline.stream import iso
 
 _COLUMNS = (
@@ -97,6 +97,23 @@ class ExecutionRow(msgspec.Struct, kw_only=True):
     def summary(self) -> dict[str, Any]:
         """An entry of the active/history lists."""
         return {**self.status_view(), "userId": self.user_id}
+
+
+def claim_fields(stage: str, task_id: str, current_task_id: str | None) -> dict[str, Any]:
+    """The execution's columns when a worker claims ``stage`` of ``task_id``.
+
+    SELECT runs between tasks: no current task, no branch. A stage of another task than
+    the current one clears the branch until that task's PREP names its own, so a frame
+    never shows the previous task's branch as the current one's.
+    """
+    fields: dict[str, Any] = {"current_stage": stage}
+    if stage == Stage.SELECT:
+        fields.update(current_task_id=None, branch=None)
+    elif task_id and not task_id.startswith("#"):
+        fields["current_task_id"] = task_id
+        if task_id != current_task_id:
+            fields["branch"] = None
+    return fields
 
 
 def _row(mapping: Any) -> ExecutionRow:

@@ -146,7 +146,13 @@ async def record_outcome(
         )
         current = await executions.get(session, execution.id)
         assert current is not None
-        frames.append(("execution-update", current.update_payload()))
+        # the execution's final state first, then its ``completion``: a client that stops
+        # reading at ``completion`` has seen every update
+        frames = [
+            *(f for f in frames if f[0] != "completion"),
+            ("execution-update", current.update_payload()),
+            *(f for f in frames if f[0] == "completion"),
+        ]
         await stream.append(session, execution.id, [(kind, stored(payload))
                                                      for kind, payload in frames])
     return True

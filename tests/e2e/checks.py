@@ -93,10 +93,27 @@ async def frames(store: Store, execution_id: uuid.UUID) -> list[dict[str, Any]]:
 
 
 async def assert_frames_gapless(store: Store, execution_id: uuid.UUID, last: str) -> list[dict]:
+    """Seq 1..N; ``completion`` is the last frame, after the execution's final update."""
     got = await frames(store, execution_id)
     assert [f["seq"] for f in got] == list(range(1, len(got) + 1))
-    assert got[-2]["type"] == "completion" and got[-2]["payload"]["status"] == last
+    assert got[-1]["type"] == "completion" and got[-1]["payload"]["status"] == last
+    assert got[-2]["type"] == "execution-update" and got[-2]["payload"]["status"] == last
     return got
+
+
+def assert_updates_honest(got: list[dict[str, Any]]) -> None:
+    """No ``execution-update`` repeats the one before it; ``branch`` is always the current
+    task's (``task/<its id>-...``), null with no current task, as in SELECT."""
+    updates = [f["payload"] for f in got if f["type"] == "execution-update"]
+    assert updates
+    for before, after in zip(updates, updates[1:], strict=False):
+        assert before != after, after
+    for update in updates:
+        task, branch = update["taskId"], update["branch"]
+        if update["stage"] == "SELECT" or task is None:
+            assert branch is None, update
+        elif branch is not None:
+            assert branch.startswith("task/" + task.replace(".", "-") + "-"), update
 
 
 def containers_of(execution_id: uuid.UUID) -> list[str]:

@@ -13,6 +13,7 @@ from sqlalchemy import text
 from tests.e2e.checks import (
     assert_frames_gapless,
     assert_remote_complete,
+    assert_updates_honest,
     containers_of,
     stage_runs,
     working_copy,
@@ -29,7 +30,7 @@ PROJECT = "demo/calc"
 
 async def _assert_completed(store, sample, execution) -> None:
     assert_remote_complete(sample, TASKS)
-    await assert_frames_gapless(store, execution, "completed")
+    assert_updates_honest(await assert_frames_gapless(store, execution, "completed"))
     assert containers_of(execution) == []
     assert not working_copy(PROJECT, execution).exists()
     async with store.transaction() as session:

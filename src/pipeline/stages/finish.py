@@ -18,7 +18,8 @@ async def done(ctx: StageContext) -> Outcome:
     completed = ctx.execution.completed_tasks + 1
     ctx.log.line(f"task {ctx.task_id} done ({completed} of {ctx.execution.total_tasks})")
     summary = {"status": "done", "finishedAt": datetime.now(UTC).isoformat()}
-    fields = {"completed_tasks": completed}
+    # the task is finished: until the next one is selected there is no current task
+    fields = {"completed_tasks": completed, "current_task_id": None, "branch": None}
     if ctx.execution.single_task_id:
         return Outcome(
             result={"taskId": ctx.task_id},
