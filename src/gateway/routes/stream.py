@@ -8,6 +8,10 @@ A stream lasts as long as its token: when the token expires (``exp`` plus the le
 WebSocket is closed with 4401 "token expired", and an SSE response sends a last ``error``
 frame saying so and ends. The client reconnects with a fresh token and its cursor
 (``since`` or ``Last-Event-ID``) and misses nothing.
+
+A cursor is ASCII digits only (anything else is 400, or close 4400). Control frames
+(``connection-established``, ``error``, ``resync``, ``pong``) name the project when the
+socket is scoped to one. SSE frames carry ``event: <type>`` beside ``data``.
 """
 
 from __future__ import annotations
@@ -44,6 +48,11 @@ class StreamQuery(msgspec.Struct, frozen=True):
     min_level: int
     since: int | None
 
+    @property
+    def project(self) -> str | None:
+        """The one project the socket is scoped to (control frames name it), else None."""
+        return next(iter(self.projects)) if len(self.projects) == 1 else None
+
 
 def parse_query(params: Any, last_event_id: str | None = None) -> StreamQuery:
     """Validate the stream's query; raises Problem(400) naming the bad parameter."""
@@ -66,7 +75,8 @@ def parse_query(params: Any, last_event_id: str | None = None) -> StreamQuery:
     raw_since = params.get("since") or last_event_id
     since = None
     if raw_since is not None:
-        if not raw_since.isdigit() or len(raw_since) > 19:
+        # ASCII digits only: str.isdigit() also accepts "²" and Arabic-Indic digits
+        if not (raw_since.isascii() and raw_since.isdigit()) or len(raw_since) > 19:
             raise Problem(400, "since is not a cursor this server issued",
                           errors=[{"field": "since", "message": "invalid cursor"}])
         since = int(raw_since)
@@ -115,9 +125,9 @@ async def ws_stream(socket: WebSocket[Any, Any, Any]) -> None:
     expiry = asyncio.create_task(_until(principal.valid_until))
     try:
         await socket.send_text(_established(query).decode())
-        reader = asyncio.create_task(_read_client(socket))
+        reader = asyncio.create_task(_read_client(socket, query.project))
         async for item in _with_stop(hub.frames(sub, cursor), reader, expiry):
-            await socket.send_text(_encode(item).decode())
+            await socket.send_text(_encode(item, query.project).decode())
         if expiry.done():
             await socket.close(code=4401, reason=EXPIRED)
     except (WebSocketDisconnect, ConnectionError, RuntimeError):
@@ -142,7 +152,7 @@ def _established(query: StreamQuery) -> bytes:
     established = {"connectionId": uuid.uuid4().hex}
     if query.since is not None:
         established["resumedFrom"] = str(query.since)
-    return control_frame("connection-established", established)
+    return control_frame("connection-established", established, query.project)
 
 
 async def _with_stop(
@@ -169,13 +179,13 @@ async def _with_stop(
             await iterator.aclose()  # type: ignore[attr-defined]
 
 
-def _encode(item: Item) -> bytes:
+def _encode(item: Item, project: str | None) -> bytes:
     if item.type == "resync":
-        return control_frame("resync", resync_payload(item))
+        return control_frame("resync", resync_payload(item), project)
     return item.data
 
 
-async def _read_client(socket: WebSocket[Any, Any, Any]) -> None:
+async def _read_client(socket: WebSocket[Any, Any, Any], project: str | None) -> None:
     """Client frames: at most 10 KB of JSON with a ``type``; bad ones get an error frame."""
     while True:
         message = await socket.receive()
@@ -186,7 +196,8 @@ async def _read_client(socket: WebSocket[Any, Any, Any]) -> None:
             raw, bytes | bytearray) else b""
         if len(data) > MAX_CLIENT_FRAME:
             await socket.send_text(control_frame("error", {
-                "classification": "client", "message": "frame larger than 10 KB dropped"}).decode())
+                "classification": "client", "message": "frame larger than 10 KB dropped"},
+                project).decode())
             continue
         try:
             frame = msgspec.json.decode(data)
@@ -194,11 +205,12 @@ async def _read_client(socket: WebSocket[Any, Any, Any]) -> None:
         except (msgspec.DecodeError, RecursionError):  # 10 KB of "[" recurses too deep
             kind = None
         if kind == "ping":
-            await socket.send_text(control_frame("pong", {}).decode())
+            await socket.send_text(control_frame("pong", {}, project).decode())
         else:
             await socket.send_text(control_frame("error", {
                 "classification": "client",
-                "message": "malformed frame (expected JSON with a known type)"}).decode())
+                "message": "malformed frame (expected JSON with a known type)"},
+                project).decode())
 
 
 @get("/api/devteam/stream", summary="The live stream as Server-Sent Events", tags=["stream"],
@@ -221,14 +233,15 @@ async def sse_stream(request: Request[Any, Any, Any]) -> Stream:
         frames = hub.frames(sub, cursor).__aiter__()
         pending: asyncio.Future[Item] | None = None
         try:
-            yield b"retry: 2000\ndata: " + _established(query) + b"\n\n"
+            yield (b"retry: 2000\nevent: connection-established\ndata: " + _established(query)
+                   + b"\n\n")
             while True:
                 left = principal.valid_until - time.time()
                 if left <= 0:
-                    yield b"data: " + control_frame("error", {
+                    yield b"event: error\ndata: " + control_frame("error", {
                         "classification": "client",
                         "message": f"{EXPIRED}: reconnect with a fresh token and "
-                                   "Last-Event-ID"}) + b"\n\n"
+                                   "Last-Event-ID"}, query.project) + b"\n\n"
                     return
                 if pending is None:
                     pending = asyncio.ensure_future(frames.__anext__())
@@ -239,10 +252,12 @@ async def sse_stream(request: Request[Any, Any, Any]) -> Stream:
                     continue
                 item = pending.result()
                 pending = None
+                # ``event: <type>``: browsers dispatch it to addEventListener(type)
                 if item.type == "resync":
-                    yield b"data: " + _encode(item) + b"\n\n"
+                    yield b"event: resync\ndata: " + _encode(item, query.project) + b"\n\n"
                 else:
-                    yield b"id: " + str(item.pos).encode() + b"\ndata: " + item.data + b"\n\n"
+                    yield (b"id: " + str(item.pos).encode() + b"\nevent: " + item.type.encode()
+                           + b"\ndata: " + item.data + b"\n\n")
         finally:
             hub.remove(sub)
             if pending is not None:
