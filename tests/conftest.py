@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import socket
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -34,6 +35,68 @@ def pytest_configure(config: pytest.Config) -> None:
 
     for sig in (signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, interrupt)
+
+
+SERVICE_FIXTURES = frozenset({
+    # Postgres and Redis (``env`` and ``store`` stand on these)
+    "template_db", "db_url", "redis_url",
+    # gateway, relay and worker processes; the scripted model's HTTP server
+    "procs", "model",
+    # the Docker engine and what stands on it
+    "docker_client", "runner_image", "sandbox",
+    # a real browser against a served dashboard
+    "browser_page",
+})
+"""Fixtures that reach a service: a test using any of them (directly or through another
+fixture) is not in the ``unit`` tier."""
+
+SERVICE_MARKERS = frozenset({"docker", "slow", "e2e", "chaos", "sockets"})
+"""Markers that say a test needs more than the process it runs in."""
+
+TIER_BY_FOLDER = {"e2e": "e2e", "chaos": "chaos"}
+"""Markers every test under ``tests/<folder>/`` gets (a ``pytestmark`` in a conftest.py
+marks nothing, so the folder's tier is applied here)."""
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Mark each test by what it depends on, not by the folder it sits in: ``e2e`` and
+    ``chaos`` by folder, ``docker`` for every test using the Docker engine, and ``unit``
+    for every test that needs no service (no Postgres, Redis, Docker, Aider or socket),
+    so ``pytest -m unit`` runs the fast tier. The selection of a plain ``pytest`` is
+    unchanged: markers are only added."""
+    tests_dir = Path(__file__).parent
+    for item in items:
+        try:
+            folder = item.path.relative_to(tests_dir).parts[0]
+        except ValueError:
+            folder = ""
+        if folder in TIER_BY_FOLDER:
+            item.add_marker(TIER_BY_FOLDER[folder])
+        fixtures = set(getattr(item, "fixturenames", ()))
+        if "docker_client" in fixtures and item.get_closest_marker("docker") is None:
+            item.add_marker("docker")
+        marked = {mark.name for mark in item.iter_markers()}
+        if not fixtures & SERVICE_FIXTURES and not marked & SERVICE_MARKERS:
+            item.add_marker("unit")
+
+
+@pytest.fixture(autouse=True)
+def _unit_tests_open_no_sockets(request: pytest.FixtureRequest,
+                                monkeypatch: pytest.MonkeyPatch) -> None:
+    """A test in the ``unit`` tier that connects or binds a socket fails at once, so the
+    tier stays what its marker says (a test that needs one says so: a service fixture
+    or ``@pytest.mark.sockets``). Socket pairs (the event loop's wake-up) still work."""
+    if request.node.get_closest_marker("unit") is None:
+        return
+
+    def refuse(sock: socket.socket, address: object, *_args: object) -> None:
+        raise RuntimeError(
+            f"a unit-tier test opened a socket ({address!r}); use a service fixture or "
+            "mark the test @pytest.mark.sockets"
+        )
+
+    for name in ("connect", "connect_ex", "bind"):
+        monkeypatch.setattr(socket.socket, name, refuse)
 
 
 def _base_settings() -> Settings:

@@ -61,6 +61,7 @@ def test_a_result_that_fits_is_returned_unchanged():
     assert bound_json(result, 4096, what=WHAT) is result
 
 
+@pytest.mark.slow  # builds and cuts a 52 MB result: seconds on a shared machine
 def test_a_52_mb_verification_result_is_cut_to_the_limit_keeping_its_short_fields():
     # the attack: four commands, each with a tail of 200 lines of 64 KiB
     tail = "\n".join(noise(64 * 1024, seed=i) for i in range(200))

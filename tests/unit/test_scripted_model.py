@@ -144,6 +144,7 @@ def test_given_a_broken_script_when_parsed_then_a_config_error_names_the_problem
 
 
 # --------------------------------------------------------------------------- HTTP API
+@pytest.mark.sockets
 def test_given_a_known_task_when_asked_without_streaming_then_the_scripted_edits_come_back(
     server: ScriptedModelServer,
 ) -> None:
@@ -156,6 +157,7 @@ def test_given_a_known_task_when_asked_without_streaming_then_the_scripted_edits
     assert payload["usage"]["total_tokens"] > 0
 
 
+@pytest.mark.sockets
 def test_given_a_known_task_when_streamed_then_sse_chunks_add_up_to_the_reply(
     server: ScriptedModelServer,
 ) -> None:
@@ -166,6 +168,7 @@ def test_given_a_known_task_when_streamed_then_sse_chunks_add_up_to_the_reply(
     assert json.loads(events[-2])["usage"]["total_tokens"] > 0
 
 
+@pytest.mark.sockets
 def test_given_fail_attempts_when_attempts_one_and_two_then_failing_then_good_edits(
     server: ScriptedModelServer,
 ) -> None:
@@ -173,6 +176,7 @@ def test_given_fail_attempts_when_attempts_one_and_two_then_failing_then_good_ed
     assert _complete(server, _body("2.1", 2)) == DIFF_REPLY
 
 
+@pytest.mark.sockets
 def test_given_an_unknown_task_or_no_task_when_asked_then_the_reply_has_no_edits(
     server: ScriptedModelServer,
 ) -> None:
@@ -182,6 +186,7 @@ def test_given_an_unknown_task_or_no_task_when_asked_then_the_reply_has_no_edits
         assert "```" not in text
 
 
+@pytest.mark.sockets
 def test_given_aider_asked_for_quadruple_fences_when_answered_then_the_reply_uses_them(
     server: ScriptedModelServer,
 ) -> None:
@@ -191,6 +196,7 @@ def test_given_aider_asked_for_quadruple_fences_when_answered_then_the_reply_use
     assert text.rstrip().endswith("````")
 
 
+@pytest.mark.sockets
 def test_given_aider_wants_another_edit_format_when_asked_then_it_is_told_and_gets_no_edits(
     server: ScriptedModelServer,
 ) -> None:
@@ -200,6 +206,7 @@ def test_given_aider_wants_another_edit_format_when_asked_then_it_is_told_and_ge
     assert "```" not in text
 
 
+@pytest.mark.sockets
 def test_given_requests_when_listed_then_task_attempt_and_prompt_are_recorded(
     server: ScriptedModelServer,
 ) -> None:
@@ -216,6 +223,7 @@ def test_given_requests_when_listed_then_task_attempt_and_prompt_are_recorded(
     assert recorded[0]["prompt"] == "Task-Id: 2.1\nAttempt: 2\n\nDo it."
 
 
+@pytest.mark.sockets
 def test_given_a_task_scripted_to_fail_when_asked_then_an_openai_error_comes_back(
     server: ScriptedModelServer,
 ) -> None:
@@ -224,6 +232,7 @@ def test_given_a_task_scripted_to_fail_when_asked_then_an_openai_error_comes_bac
     assert response.json()["error"]["message"] == "Incorrect API key provided"
 
 
+@pytest.mark.sockets
 def test_given_a_body_that_is_not_json_when_posted_then_it_is_a_400_error(
     server: ScriptedModelServer,
 ) -> None:
@@ -232,6 +241,7 @@ def test_given_a_body_that_is_not_json_when_posted_then_it_is_a_400_error(
     assert "invalid JSON body" in response.json()["error"]["message"]
 
 
+@pytest.mark.sockets
 def test_given_the_models_endpoint_when_listed_then_the_scripted_model_is_there(
     server: ScriptedModelServer,
 ) -> None:
@@ -239,6 +249,7 @@ def test_given_the_models_endpoint_when_listed_then_the_scripted_model_is_there(
     assert payload["data"][0]["id"] == "scripted"
 
 
+@pytest.mark.sockets
 def test_given_a_slow_task_when_another_request_comes_then_it_is_answered_meanwhile(
     server: ScriptedModelServer,
 ) -> None:
@@ -259,6 +270,7 @@ def test_given_a_slow_task_when_another_request_comes_then_it_is_answered_meanwh
     assert fast_done < slow_done[0] - 0.5
 
 
+@pytest.mark.sockets
 def test_given_a_script_file_when_it_changes_then_the_next_reply_follows_it(
     tmp_path: Path,
 ) -> None:
@@ -275,6 +287,7 @@ def test_given_a_script_file_when_it_changes_then_the_next_reply_follows_it(
 _CLI = "import typer; from runner.scripted_model.cli import command; typer.run(command)"
 
 
+@pytest.mark.sockets
 def test_given_the_command_when_started_on_port_zero_then_it_serves_until_terminated(
     tmp_path: Path,
 ) -> None:

@@ -59,6 +59,7 @@ def push(path: Path, files: dict[str, bytes], branch: str = "main", message: str
     repo.create_commit(f"refs/heads/{branch}", SIG, SIG, message, tree, [parent.id])
 
 
+@pytest.mark.slow  # writes hundreds of megabytes: seconds on a shared disk
 def test_given_a_small_repository_that_expands_to_200_mb_then_checkout_refuses_it(
     workspace: GitWorkspace, remotes_dir: Path
 ):
@@ -92,6 +93,7 @@ def test_given_a_1200_deep_tree_then_checkout_refuses_it_naming_the_depth_limit(
     assert copies_of(workspace) == []
 
 
+@pytest.mark.slow  # writes hundreds of megabytes: seconds on a shared disk
 def test_given_a_later_push_that_expands_then_refresh_refuses_it_and_keeps_the_copy(
     workspace: GitWorkspace, remotes_dir: Path
 ):
@@ -108,6 +110,7 @@ def test_given_a_later_push_that_expands_then_refresh_refuses_it_and_keeps_the_c
     assert not (Path(co.path) / "assets").exists()
 
 
+@pytest.mark.slow  # writes hundreds of megabytes: seconds on a shared disk
 def test_given_a_task_branch_pushed_by_someone_else_that_is_too_large_then_it_is_refused(
     workspace: GitWorkspace, remotes_dir: Path
 ):

@@ -81,6 +81,7 @@ def test_given_a_missing_repository_then_it_is_unreachable_with_config_classific
     assert "not found" in (info.error or "")
 
 
+@pytest.mark.sockets
 def test_given_an_http_remote_then_the_file_is_fetched_over_the_wire(
     allow, make_remote, remotes_dir: Path
 ):

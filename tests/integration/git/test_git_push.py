@@ -108,6 +108,7 @@ def test_given_the_remote_moved_with_a_conflicting_change_then_push_fails_as_con
     assert caught.value.details["paths"] == ["README.md"]
 
 
+@pytest.mark.sockets
 def test_given_a_post_receive_hook_when_pushed_twice_over_http_then_one_push_arrives(
     allow, remote, remotes_dir: Path
 ):
@@ -129,6 +130,7 @@ def test_given_a_post_receive_hook_when_pushed_twice_over_http_then_one_push_arr
     assert str(remote.tip().id) == sha
 
 
+@pytest.mark.sockets
 def test_given_a_server_that_keeps_refusing_when_pushed_then_it_fails_classified(
     allow, remote, remotes_dir: Path
 ):
@@ -147,6 +149,7 @@ def test_given_a_server_that_keeps_refusing_when_pushed_then_it_fails_classified
     assert remote.tip().id == before
 
 
+@pytest.mark.sockets
 def test_given_a_token_when_the_server_requires_it_then_clone_and_push_use_it(
     with_credentials, remote, remotes_dir: Path
 ):
@@ -164,6 +167,7 @@ def test_given_a_token_when_the_server_requires_it_then_clone_and_push_use_it(
     )
 
 
+@pytest.mark.sockets
 def test_given_a_wrong_token_then_the_failure_is_config_and_never_shows_the_token(
     with_credentials, remote, remotes_dir: Path
 ):
@@ -176,6 +180,7 @@ def test_given_a_wrong_token_then_the_failure_is_config_and_never_shows_the_toke
     assert_no_token(caught.value)
 
 
+@pytest.mark.sockets
 def test_given_an_unreachable_https_remote_with_a_token_then_errors_never_show_the_token(
     with_credentials,
 ):

@@ -87,6 +87,7 @@ def test_the_readmes_old_host_wide_credential_is_refused_when_the_service_starts
     assert SHARED not in caught.value.message
 
 
+@pytest.mark.sockets
 def test_evil_cannot_use_victims_repository_url_and_nothing_is_sent_anywhere(
     configure, orgs, remotes_dir: Path
 ):
@@ -113,6 +114,7 @@ def test_evil_cannot_use_victims_repository_url_and_nothing_is_sent_anywhere(
     assert server.authorizations
 
 
+@pytest.mark.sockets
 def test_even_where_the_operator_lets_evil_name_any_url_the_credential_stays_victims(
     configure, orgs, remotes_dir: Path
 ):
@@ -137,6 +139,7 @@ def test_even_where_the_operator_lets_evil_name_any_url_the_credential_stays_vic
 
 
 # ------------------------------------------------------------------------- redirects
+@pytest.mark.sockets
 @pytest.mark.parametrize("host", ["127.0.0.1", "localhost"])
 def test_a_redirect_elsewhere_is_refused_and_the_credential_never_follows(
     configure, orgs, remotes_dir: Path, host
@@ -167,6 +170,7 @@ def test_a_redirect_elsewhere_is_refused_and_the_credential_never_follows(
 
 
 # -------------------------------------------------------------------- port scanning
+@pytest.mark.sockets
 def test_loopback_is_refused_for_tenants_unless_the_operator_allows_it(
     configure, remotes_dir: Path, make_remote
 ):
@@ -189,6 +193,7 @@ def test_loopback_is_refused_for_tenants_unless_the_operator_allows_it(
     assert allowed.reachable is True and server.requests  # the operator's allowance works
 
 
+@pytest.mark.sockets
 def test_failures_read_the_same_whatever_the_port_state(
     configure, remotes_dir: Path, make_remote
 ):
@@ -227,6 +232,7 @@ def test_failures_read_the_same_whatever_the_port_state(
         urls, (False, f"connect: {UNREACHABLE}"))
 
 
+@pytest.mark.sockets
 def test_a_name_that_does_not_resolve_reads_like_any_unreachable_repository(configure):
     settings = configure("", {"acme": ["https://no-such-host.invalid"]})
 

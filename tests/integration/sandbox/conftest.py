@@ -16,8 +16,6 @@ from runner.ports import ContainerSpec
 from runner.sandbox import DockerSandbox, build_image, make_client
 from runner.settings import get_settings
 
-pytestmark = pytest.mark.docker
-
 
 @pytest.fixture(scope="session")
 def docker_client() -> Iterator[object]:
