@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import string
 from pathlib import Path
 
 import pytest
@@ -107,7 +108,25 @@ def test_split_project_id_returns_both_parts():
     assert split_project_id("customer-123/project_abc") == ("customer-123", "project_abc")
 
 
-ids = st.text(min_size=0, max_size=120)
+SAFE = string.ascii_letters + string.digits + "_-"
+safe_ids = st.text(alphabet=SAFE, min_size=1, max_size=100)
+hostile_ids = st.one_of(
+    st.sampled_from(["", ".", "..", "/", "../x", "x/..", "/etc", "a/b", "x\x00", "a b", "é",
+                     "~", "x" * 101, "-", "_x"]),
+    st.text(max_size=120),
+)
+# mostly ids the service accepts (so the containment assertion is reached), some hostile
+ids = st.one_of(safe_ids, safe_ids, safe_ids, hostile_ids)
+
+
+def _acceptable(customer: str, project: str, execution: str) -> bool:
+    """The documented rule, written independently: 1-100 of [A-Za-z0-9_-] per id, an
+    execution id starting with a letter or digit, a project id of at most 200 characters."""
+    def part(value: str) -> bool:
+        return 1 <= len(value) <= 100 and all(c in SAFE for c in value)
+
+    return (part(customer) and part(project) and part(execution)
+            and execution[0] not in "_-" and len(customer) + 1 + len(project) <= 200)
 
 
 @given(customer=ids, project=ids, execution=ids)
@@ -115,8 +134,11 @@ def test_any_accepted_ids_stay_inside_their_customer_root(customer, project, exe
     try:
         paths = workspace_paths(ROOT, customer, f"{customer}/{project}", execution)
     except ConfigError:
+        assert not _acceptable(customer, project, execution)
         return
+    assert _acceptable(customer, project, execution)
     base = (ROOT / customer).resolve()
     assert paths.customer_root == base
     assert paths.worktree.resolve().is_relative_to(base / "work")
+    assert paths.worktree == base / "work" / project / execution
     assert ".." not in paths.worktree.parts

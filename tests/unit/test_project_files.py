@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 from pathlib import Path
 
@@ -43,9 +44,13 @@ def test_every_setting_has_a_description() -> None:
 
 def test_the_readme_opens_with_the_two_commands() -> None:
     readme = (ROOT / "README.md").read_text()
-    quick = readme.split("## Quick start", 1)[1].split("\n## ", 1)[0]
-    assert "make demo" in quick and "make test" in quick
-    assert readme.index("## Quick start") < readme.index("\n## ", readme.index("## Quick start") + 5)
+    sections = re.split(r"^## ", readme, flags=re.MULTILINE)
+    # the first section after the title is the quick start, and its first code block
+    # is exactly the two commands
+    assert sections[1].startswith("Quick start\n")
+    block = sections[1].split("```sh\n", 1)[1].split("```", 1)[0]
+    commands = [line.split("#", 1)[0].strip() for line in block.splitlines()]
+    assert commands == ["make demo", "make test"]
 
 
 def test_ci_runs_make_test() -> None:
