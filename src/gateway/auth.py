@@ -133,12 +133,6 @@ def require_write(principal: Principal, project_id: str) -> None:
         raise Problem(403, f"role '{principal.role}' may not change this project")
 
 
-def require_actor(principal: Principal) -> None:
-    """For state changes not tied to one project: developers and admins only."""
-    if principal.role not in ("developer", "admin"):
-        raise Problem(403, f"role '{principal.role}' may not do this")
-
-
 def mint(
     settings: Settings, *, sub: str, projects: list[str], role: str = "developer", ttl: int = 3600
 ) -> str:

@@ -10,7 +10,7 @@ import msgspec
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from pipeline.lifecycle import ACTIVE, Stage, Status
+from pipeline.lifecycle import Stage, Status
 from pipeline.stream import iso
 
 _COLUMNS = (
@@ -211,10 +211,6 @@ async def set_fields(session: AsyncSession, execution_id: uuid.UUID, **fields: A
     await session.execute(
         text(f"UPDATE executions SET {assignments}, updated_at = now() WHERE id = :_id"), params
     )
-
-
-def is_active(status: str) -> bool:
-    return Status(status) in ACTIVE
 
 
 async def project(session: AsyncSession, project_id: str) -> dict[str, Any] | None:

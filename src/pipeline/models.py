@@ -28,7 +28,6 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import JSONB, UUID
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-ACTIVE_STATUSES = ("initializing", "running", "paused", "stopping")
 _ACTIVE_SQL = "status IN ('initializing', 'running', 'paused', 'stopping')"
 
 metadata = MetaData(

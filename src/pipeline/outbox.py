@@ -8,7 +8,6 @@ worker always reads the command from the table and a duplicate message is harmle
 from __future__ import annotations
 
 import uuid
-from typing import Any
 
 import msgspec
 from sqlalchemy import text
@@ -178,10 +177,6 @@ async def requeue_stale(session: AsyncSession, *, grace_seconds: float) -> list[
         )
     ).all()
     return [int(r[0]) for r in rows]
-
-
-def payload_dict(command: StageCommand) -> dict[str, Any]:
-    return msgspec.to_builtins(command)  # type: ignore[no-any-return]
 
 
 class Fleet(msgspec.Struct, frozen=True, kw_only=True):

@@ -28,9 +28,6 @@ from pipeline import prd
 
 STREAM_CHANNEL = "devteam_stream"
 
-FRAME_TYPES = ("execution-update", "execution-log", "error", "completion")
-
-
 class Frame(msgspec.Struct, frozen=True, rename="camel", kw_only=True, omit_defaults=True):
     """One notification as clients see it (CONTRACTS "Live stream"): the envelope, the
     requirements' flat fields (``timestamp``, ``taskId``; ``status`` and ``progress`` on

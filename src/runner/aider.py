@@ -115,7 +115,7 @@ if os.environ.get("DEVTEAM_AIDER_ROOT"):
 
 
 class AiderTool:
-    """:class:`runner.ports.CodingTool` backed by the Aider CLI."""
+    """The coding tool: changes a working copy to carry out one task, with the Aider CLI."""
 
     name = "aider"
 
@@ -147,7 +147,9 @@ class AiderTool:
         on_line: LineSink | None = None,
         cancel: threading.Event | None = None,
     ) -> OperationArtifact:
-        """Run Aider for ``request`` and describe the change (see ``CodingTool``).
+        """Run Aider for ``request`` to completion (or timeout, or ``cancel``) and describe
+        the change. Never raises for a tool failure: a failed run is an artifact with
+        ``success=False`` and an ``error`` classified ``tool`` (or ``cancelled``).
 
         ``on_line`` gets each redacted output line as it is printed, from a reader thread.
         ``cancel`` (or the timeout) kills Aider's whole process group within ~0.1 s.

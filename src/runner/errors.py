@@ -89,10 +89,6 @@ class VerificationError(RunnerError):
     classification = Classification.VERIFICATION
 
 
-class ResourceLimitError(RunnerError):
-    classification = Classification.RESOURCE_LIMIT
-
-
 class ConflictError(RunnerError):
     classification = Classification.CONFLICT
 

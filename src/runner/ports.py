@@ -68,26 +68,6 @@ class OperationArtifact(msgspec.Struct, frozen=True, kw_only=True, rename="camel
     """``{classification, message}`` when ``success`` is false."""
 
 
-class CodingTool(Protocol):
-    """Changes the code of a working copy to carry out one task."""
-
-    name: str
-
-    def implement(
-        self,
-        request: ImplementRequest,
-        *,
-        on_line: LineSink | None = None,
-        cancel: threading.Event | None = None,
-    ) -> OperationArtifact:
-        """Run the tool to completion (or timeout, or ``cancel``) and describe the change.
-
-        Never raises for a tool failure: a failed run is an artifact with
-        ``success=False`` and an ``error`` classified ``tool`` (or ``cancelled``).
-        """
-        ...
-
-
 # --------------------------------------------------------------------------- sandbox
 class VolumeMount(msgspec.Struct, frozen=True, kw_only=True):
     """A cached dependency directory mounted over ``/workspace/<path>``."""
@@ -166,25 +146,6 @@ class SandboxSession(Protocol):
 
     def read_file(self, path: str) -> bytes | None:
         """A file from the container (relative paths are under ``/workspace``), or None."""
-        ...
-
-
-class Sandbox(Protocol):
-    """Creates, finds and removes task containers."""
-
-    def session(self, spec: ContainerSpec, *, on_wait: LineSink | None = None) -> SandboxSession:
-        """Create (or find, after a crash) the container for ``spec``, started and healthy.
-
-        ``on_wait`` is told, in words, while the container waits for a slot (see
-        ``SlotWait.describe``): once at first, then now and then, and when it gets one."""
-        ...
-
-    def remove(self, spec: ContainerSpec) -> None:
-        """Remove the container and volume of ``spec``; no error if already gone."""
-        ...
-
-    def remove_execution(self, execution_id: str) -> int:
-        """Remove every container and volume of an execution; returns how many."""
         ...
 
 

@@ -95,10 +95,6 @@ async def next_select(ctx: StageContext) -> StageCommand:
     return ctx.then(Stage.SELECT, task_id=f"#{count + 1}")
 
 
-def is_injected(task_id: str) -> bool:
-    return task_id.startswith(("inj-", "fix-"))
-
-
 async def drop_task_containers(ctx: StageContext) -> None:
     """Remove this task's containers (one per round): the task is done, or set aside (a
     resolution task, a person) and must not hold sandbox slots meanwhile."""

@@ -1,6 +1,6 @@
 """The Docker sandbox: per-task containers where customer code is verified.
 
-- :class:`DockerSandbox` (``Sandbox`` port) and :class:`DockerSession` (``SandboxSession``)
+- :class:`DockerSandbox` (task containers) and :class:`DockerSession` (``SandboxSession``)
 - :func:`classify` turns a ``CommandResult`` into a classification (None when it passed)
 - :class:`FairLimiter` (``SlotLimiter``): global and per-customer container slots, fair
 - :class:`Reaper`: removes what crashed or finished executions left behind

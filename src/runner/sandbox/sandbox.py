@@ -36,7 +36,7 @@ class _UnhealthyError(RunnerError):
 
 
 class DockerSandbox:
-    """The ``Sandbox`` port on a Docker engine (see ``runner.ports``).
+    """Creates, finds and removes task containers on a Docker engine.
 
     ``client`` is a ``docker.DockerClient`` (made from settings when omitted). With a
     ``limiter``, a slot of the spec's customer is held from ``session`` until ``remove``.
