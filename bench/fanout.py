@@ -1,16 +1,17 @@
-"""Fanout benchmark: notification committed → frame received, at 1, 100 and 1,000 clients.
+"""Fanout benchmark: notification written → frame received, at 1, 100 and 1,000 clients.
 
     .venv/bin/python bench/fanout.py [--json] [--seconds 10] [--rate 200] [--fanout 10]
 
 One ``devteam serve`` subprocess on a throwaway database (copied from the migrated
 template, dropped at the end). Measured in one run:
 
-- latency: events are written at ``--rate`` per second, one notification per transaction
-  (the statements of ``pipeline.stream.append``: seq under the execution row's lock, pos
-  under ``stream_position``'s, INSERT, one ``pg_notify`` with a pointer). The writer takes
-  ``time.perf_counter()`` right after COMMIT returned and keys it by the frame's cursor
-  (``pos``). Clients record ``perf_counter()`` when a frame arrives and match it by its
-  ``id``. ``perf_counter`` is CLOCK_MONOTONIC, one clock for every process on the host.
+- latency: events are written at ``--rate`` per second, one notification per transaction,
+  by the product's own path: ``pipeline.stream.append`` in a ``Store.transaction()``. The
+  writer takes ``time.perf_counter()`` just before the transaction begins (write issued,
+  the same point the baseline's clock starts) and keys it by the frame's cursor (its
+  ``id``, returned by ``append``). Clients record ``perf_counter()`` when a frame arrives
+  and match it by its ``id``. ``perf_counter`` is CLOCK_MONOTONIC, one clock for every
+  process on the host.
   The writer and the clients run in separate processes (clients in ``--fleet`` child
   processes), so neither's work delays the other's timestamps.
   Runs: 1 client (it gets every event); 100 and 1,000 clients spread over projects so
@@ -18,7 +19,9 @@ template, dropped at the end). Measured in one run:
   projects); and a broadcast run where every one of ``--broadcast`` clients gets every
   event (``--rate`` × clients frames per second).
 - baseline_notify: a bare asyncpg LISTEN/NOTIFY round trip on the same server (NOTIFY
-  issued → listener callback, two connections, one process), same rate.
+  issued → listener callback, two connections, one process), same rate. Both clocks start
+  when the write is issued, so product minus baseline is what the product adds (append's
+  statements, the commit, the gateway's fan-out and the WebSocket).
 - replay_10k_s: a client connecting with ``since=0`` to a project holding a 10,000-frame
   history: connect → 10,000th frame received (median of 3).
 - handshake: WebSocket connect → ``connection-established``, one at a time, while the
@@ -65,7 +68,6 @@ CUSTOMER = "bench"
 REPLAY_PROJECT = f"{CUSTOMER}/replay"
 REPLAY_FRAMES = 10_000
 CONNECT_CONCURRENCY = 50
-STREAM_CHANNEL = "devteam_stream"
 
 
 # ---------------------------------------------------------------------------- the fleet
@@ -168,35 +170,28 @@ class Fleet:
 
 # ---------------------------------------------------------------------------- writing
 class Writer:
-    """Appends one notification per transaction, as pipeline.stream.append does."""
+    """Appends notifications with the product's own ``pipeline.stream.append``."""
 
-    def __init__(self, conn: asyncpg.Connection) -> None:
-        self.conn = conn
+    def __init__(self, store: Any) -> None:
+        self.store = store
 
-    async def append(self, execution_id: uuid.UUID, payload: str) -> tuple[int, float]:
-        """Write one frame; returns its cursor and the monotonic time COMMIT returned."""
-        conn = self.conn
-        async with conn.transaction():
-            seq = await conn.fetchval(
-                "UPDATE executions SET last_seq = last_seq + 1, updated_at = now() "
-                "WHERE id = $1 RETURNING last_seq", execution_id)
-            pos = await conn.fetchval(
-                "UPDATE stream_position SET pos = pos + 1 WHERE id = 1 RETURNING pos")
-            await conn.execute(
-                "INSERT INTO notifications (pos, execution_id, seq, customer_id, project_id, "
-                "type, payload, created_at) SELECT $1, id, $2, customer_id, project_id, "
-                "'execution-log', $3::jsonb, now() FROM executions WHERE id = $4",
-                pos, seq, payload, execution_id)
-            await conn.execute("SELECT pg_notify($1, $2)", STREAM_CHANNEL, str(pos))
-        return int(pos), time.perf_counter()
+    async def append(self, execution_id: uuid.UUID, payload: dict[str, Any]
+                     ) -> tuple[int, float]:
+        """Write one frame in its own transaction; returns its cursor and the monotonic
+        time the write was issued (before the transaction began)."""
+        from pipeline import stream
+
+        issued = time.perf_counter()
+        async with self.store.transaction() as session:
+            frames = await stream.append(session, execution_id, [("execution-log", payload)])
+        return int(frames[0].id), issued
 
     async def at_rate(self, targets: list[tuple[uuid.UUID, str]], rate: float, seconds: float
                       ) -> dict[int, tuple[float, str]]:
         """Write ``rate`` events per second for ``seconds``, round robin over ``targets``;
-        returns cursor → (commit time, project)."""
+        returns cursor → (time issued, project)."""
         committed: dict[int, tuple[float, str]] = {}
-        payload = json.dumps({"level": "info", "stage": "BENCH", "taskId": "1",
-                              "lines": ["x" * 80]})
+        payload = {"level": "info", "stage": "BENCH", "taskId": "1", "lines": ["x" * 80]}
         start = time.perf_counter()
         for i in range(int(rate * seconds)):
             delay = start + i / rate - time.perf_counter()
@@ -209,24 +204,13 @@ class Writer:
 
     async def bulk(self, execution_id: uuid.UUID, n: int, batch: int = 1000) -> None:
         """``n`` frames in transactions of ``batch`` (for the replay history)."""
-        conn = self.conn
-        payload = json.dumps({"level": "info", "stage": "BENCH", "taskId": "1",
-                              "lines": ["y" * 80]})
+        from pipeline import stream
+
+        payload = {"level": "info", "stage": "BENCH", "taskId": "1", "lines": ["y" * 80]}
         for start in range(0, n, batch):
             k = min(batch, n - start)
-            async with conn.transaction():
-                last = await conn.fetchval(
-                    "UPDATE executions SET last_seq = last_seq + $2 WHERE id = $1 "
-                    "RETURNING last_seq", execution_id, k)
-                pos = await conn.fetchval(
-                    "UPDATE stream_position SET pos = pos + $1 WHERE id = 1 RETURNING pos", k)
-                await conn.execute(
-                    "INSERT INTO notifications (pos, execution_id, seq, customer_id, project_id,"
-                    " type, payload, created_at) SELECT $1 - $3 + g, x.id, $2 - $3 + g, "
-                    "x.customer_id, x.project_id, 'execution-log', $5::jsonb, now() "
-                    "FROM executions x, generate_series(1, $3) g WHERE x.id = $4",
-                    pos, last, k, execution_id, payload)
-                await conn.execute("SELECT pg_notify($1, $2)", STREAM_CHANNEL, str(pos))
+            async with self.store.transaction() as session:
+                await stream.append(session, execution_id, [("execution-log", payload)] * k)
 
 
 # ---------------------------------------------------------------------------- measures
@@ -255,7 +239,7 @@ class RunResult:
     missing: int = 0
     duplicates: int = 0
     samples: list[tuple[float, int, float]] = field(default_factory=list)
-    """(commit time, client, latency ms) for --dump."""
+    """(time issued, client, latency ms) for --dump."""
     gateway_cpu: float = float("nan")
     host_busy: float = float("nan")
 
@@ -406,8 +390,10 @@ async def measure(args: argparse.Namespace, db_url: str, gateway_url: str, gatew
     projects = [f"{CUSTOMER}/p{i:03d}" for i in range(n_projects)]
     note(f"creating {n_projects + 1} executions")
     executions = await prepare([*projects, REPLAY_PROJECT])
+    from pipeline.db import Store
+
     dsn = db_url.replace("postgresql+asyncpg://", "postgresql://", 1)
-    writer = Writer(await asyncpg.connect(dsn))
+    writer = Writer(Store.from_settings(get_settings(), pool_size=2))
     out: dict[str, Any] = {"runs": {}}
     try:
         note("handshakes on an idle gateway")
@@ -441,7 +427,7 @@ async def measure(args: argparse.Namespace, db_url: str, gateway_url: str, gatew
             out["replay"] = [await replay(gateway_url, token, REPLAY_FRAMES)
                              for _ in range(args.replays)]
     finally:
-        await writer.conn.close()
+        await writer.store.close()
     return out
 
 
@@ -456,7 +442,7 @@ def report(m: dict[str, Any], args: argparse.Namespace, as_json: bool) -> None:
     rows.append(["bare LISTEN/NOTIFY", "-", len(m["baseline"]), base["n"], base["p50"],
                  base["p95"], base["p99"], base["max"], "-", "-", "-", "-"])
     print_table(
-        f"Fanout: notification committed → frame received ({args.rate:g} events/s, "
+        f"Fanout: notification written → frame received ({args.rate:g} events/s, "
         f"{args.seconds:g} s per run)",
         ["run", "per event", "events", "frames", "p50 ms", "p95 ms", "p99 ms", "max ms",
          "missing", "dup", "gw CPU", "host busy"],
@@ -551,7 +537,7 @@ def main() -> int:
             reset_settings_cache()
     if args.dump:
         with Path(args.dump).open("w") as fh:
-            fh.write("run,commit_s,client,latency_ms\n")
+            fh.write("run,issued_s,client,latency_ms\n")
             for key, run in measured["runs"].items():
                 fh.writelines(f"{key},{t:.6f},{c},{ms:.3f}\n" for t, c, ms in run.samples)
     report(measured, args, args.json)
