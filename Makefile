@@ -28,6 +28,7 @@ migrate: services
 lint: setup
 	$(BIN)/ruff check src tests bench
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 test: setup services image migrate lint
 	@$(BIN)/pytest $(PYTEST_ARGS); rc=$$?; \
