@@ -42,6 +42,21 @@ async def _started_stages(store, execution) -> int:
         )).scalar_one())
 
 
+async def _wait_parked(store, execution, timeout: float = 120) -> None:
+    """Until the execution holds its next command and the outbox holds none of its own."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        async with store.transaction() as session:
+            parked = (await session.execute(text(
+                "SELECT x.pending_command IS NOT NULL AND NOT EXISTS (SELECT 1 FROM outbox o "
+                "WHERE o.execution_id = x.id AND o.completed_at IS NULL) "
+                "FROM executions x WHERE x.id = :e"), {"e": execution})).scalar_one()
+        if parked:
+            return
+        await asyncio.sleep(0.2)
+    raise TimeoutError("the paused execution never parked its next command")
+
+
 async def test_stop_point_then_user_pause_and_resume(store, sample, pipeline_env, procs):
     procs.relay()
     procs.worker(threads=4)
@@ -62,8 +77,11 @@ async def test_stop_point_then_user_pause_and_resume(store, sample, pipeline_env
     assert paused.status == "paused"
     await _wait_stage(store, execution, "2.2", "IMPLEMENT", status="succeeded")
     settled = await _started_stages(store, execution)
-    await asyncio.sleep(5)
-    assert await _started_stages(store, execution) == settled  # nothing new while paused
+    # Nothing new while paused: once the next stage is parked in the execution row and no
+    # command of this execution is left in the outbox, nothing can start until a resume
+    # (waiting on that state, not on a window of time)
+    await _wait_parked(store, execution)
+    assert await _started_stages(store, execution) == settled
     async with store.transaction() as session:
         pending = (await session.execute(text(
             "SELECT status, pause_reason, pending_command FROM executions WHERE id = :e"),
