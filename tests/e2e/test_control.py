@@ -122,7 +122,11 @@ async def test_stop_cancels_the_running_tool_and_cleans_up(store, tmp_path, pipe
         procs.worker(threads=4)
         execution = await start(store, PROJECT, slow.url)
         await _wait_stage(store, execution, "1.1", "IMPLEMENT")
-        await asyncio.sleep(3)
+        # Aider is running once it has asked the model about 1.1 (the answer takes a minute)
+        deadline = time.monotonic() + 120
+        while not any(r.task_id == "1.1" for r in model.model.requests):
+            assert time.monotonic() < deadline, "Aider never asked the model about 1.1"
+            await asyncio.sleep(0.05)
         workdir = str(working_copy(PROJECT, execution))
         result = await commands.stop(store, principal=ME, project_id=PROJECT)
         assert (result.previous_status, result.status) == ("running", "stopping")
