@@ -73,6 +73,18 @@ def collect_frames(url: str, done: threading.Event, out: list[str]) -> None:
                 continue
 
 
+async def _until_received(store, execution, live: list[str], timeout: float = 60) -> None:
+    """Until the live stream has delivered the execution's last frame (its ``last_seq``)."""
+    async with store.transaction() as session:
+        last = (await session.execute(text("SELECT last_seq FROM executions WHERE id = :e"),
+                                      {"e": execution})).scalar_one()
+    for _ in range(int(timeout / 0.05)):
+        if any(json.loads(raw).get("seq") == last for raw in list(live)):
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"the live stream never delivered frame {last}")
+
+
 async def test_given_secrets_planted_everywhere_when_a_run_completes_then_none_is_found_anywhere(
     store, tmp_path, attack_env, procs, token_for, planted
 ):
@@ -128,7 +140,7 @@ async def test_given_secrets_planted_everywhere_when_a_run_completes_then_none_i
                     await client.post("/api/devteam/repository/validate",
                                       json={"repositoryUrl": url}),
                 ]
-            await asyncio.sleep(1.0)  # the last frames reach the socket
+            await _until_received(store, execution, live)  # the last frame reached the socket
         finally:
             done.set()
             await asyncio.to_thread(listener.join, 10)
