@@ -2,19 +2,26 @@
 repository validation, and the one-step runner API (``/prep``, ``/implement``, ``/verify``).
 
 These use the project's *manual* working copy (execution id ``manual``), separate from
-every execution's own, and serialise on a per-project advisory lock so two gateways (or a
-gateway and a worker updating the task list) never edit the same file at once.
+every execution's own, and serialise on a lock file beside it (``flock``), so two requests
+or two gateway processes on the host never edit the same copy at once. No database
+transaction is held while the copy is used: the project's row is read in one short
+transaction before, and what is recorded after goes in another; an Aider run or a
+container run can take minutes. The kernel drops the lock when its process dies.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import fcntl
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import msgspec
+import structlog
 from sqlalchemy import text
 
 from pipeline import audit, executions
@@ -25,12 +32,14 @@ from pipeline.stages.common import blocking
 from pipeline.stages.tasklist_io import MAX_TASK_LIST_BYTES, injections, read_task_list
 from runner.errors import ConfigError
 from runner.git import Checkout, probe_remote
+from runner.git.paths import workspace_paths
 from runner.limits import bound_json, count
 from runner.ports import ImplementRequest, OperationArtifact, VerificationResult
 from runner.tasklist import TASK_LIST_NAMES, Task, TaskList, TaskListError, TaskStatus, select_next
 from runner.verify import load_project_config
 
 MANUAL = "manual"
+log = structlog.get_logger("devteam.projects")
 
 
 @dataclass(frozen=True)
@@ -50,16 +59,52 @@ async def project_row(services: Services, project_id: str) -> dict[str, Any]:
     return dict(row)
 
 
+LOCK_POLL = (0.02, 0.5)
+"""First and longest wait (seconds) between tries of a busy manual copy's lock."""
+
+
+@contextlib.asynccontextmanager
+async def copy_lock(path: Path) -> AsyncIterator[None]:
+    """An exclusive ``flock`` on ``path`` (created if missing) for the ``async with`` block.
+
+    Tried without blocking and retried after a growing pause, so a cancelled waiter
+    leaves nothing behind (a thread blocked in ``flock`` could not be called back)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a+b") as handle:
+        pause, longest = LOCK_POLL
+        while True:
+            try:
+                fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if pause == LOCK_POLL[0]:
+                    log.info("projects.copy_busy", lock=path.name, project=path.parent.name)
+                await asyncio.sleep(pause)
+                pause = min(pause * 2, longest)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+
+
+def manual_lock_path(services: Services, project: dict[str, Any]) -> Path:
+    """The lock file beside the project's manual working copy."""
+    paths = workspace_paths(
+        services.git.root, str(project["customer_id"]), str(project["project_id"]), MANUAL
+    )
+    return paths.worktree.with_name(f"{MANUAL}.lock")
+
+
 @contextlib.asynccontextmanager
 async def manual_copy(
     services: Services, project_id: str
 ) -> AsyncIterator[tuple[Checkout, dict[str, Any]]]:
-    """The project's manual working copy, refreshed, held under the project's lock."""
+    """The project's manual working copy, refreshed, held under the project's lock.
+
+    The project's row is read in a short transaction of its own; none is open while the
+    caller uses the copy."""
     project = await project_row(services, project_id)
-    async with services.store.sessions() as session, session.begin():
-        await session.execute(
-            text("SELECT pg_advisory_xact_lock(hashtext(:k))"), {"k": f"project:{project_id}"}
-        )
+    async with copy_lock(manual_lock_path(services, project)):
         co = await blocking(
             services.git.checkout,
             str(project["customer_id"]),
