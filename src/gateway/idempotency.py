@@ -5,31 +5,40 @@
    body → 422; still in flight → 409; expired (6 h) → treated as new.
 2. The operation runs inside ``store.unit()`` and the finished response is written in the
    same transaction as the operation's own changes, so a state change is never recorded
-   without its response (or the reverse). A 5xx frees the key for a retry; a crash mid-way
-   leaves the key locked only until ``locked_until`` (60 s), then a retry takes over.
+   without its response (or the reverse). A 5xx frees the key for a retry.
+3. The claim is locked for ``gateway.idempotency_lock_seconds`` (60 s) and, while the
+   operation runs, renewed every third of that (``locked_until`` moved forward), so a
+   retry answers 409 however long the operation takes (an Aider run on ``/implement``
+   takes minutes); a crash mid-way stops the renewal and leaves the key locked only until
+   ``locked_until``, then a retry takes over.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import hashlib
 import re
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import timedelta
 from typing import Any
 
 import msgspec
+import structlog
 from litestar import Request, Response
 from sqlalchemy import text
+from sqlalchemy.exc import SQLAlchemyError
 
 from gateway.auth import Principal
+from gateway.http import settings_of
 from gateway.problems import Problem, problem_response
-from pipeline.db import Store
+from pipeline.db import Store, StoreUnavailable
 
 TTL = timedelta(hours=6)
-LOCK = timedelta(seconds=60)
 HEADER = "idempotency-key"
 _VALID = re.compile(r"^[\x21-\x7e]{1,255}\Z")
 _REPLAY_HEADERS = ("content-type", "location")
+_log = structlog.get_logger("devteam.idempotency")
 
 
 def key_of(request: Request[Any, Any, Any]) -> str | None:
@@ -79,20 +88,13 @@ async def run(
         async with store.unit():
             return await operation()
     digest = request_hash(request, await request.body())
-    replay = await _claim(store, principal.user_id, key, digest)
+    lock = timedelta(seconds=settings_of(request).gateway.idempotency_lock_seconds)
+    replay = await _claim(store, principal.user_id, key, digest, lock)
     if replay is not None:
         return replay
     try:
-        if atomic:
-            async with store.unit() as session:
-                response = await operation()
-                if (response.status_code or 200) < 500:
-                    await _finish(session, principal.user_id, key, response)
-        else:
-            response = await operation()
-            if (response.status_code or 200) < 500:
-                async with store.transaction() as session:
-                    await _finish(session, principal.user_id, key, response)
+        async with _renewed(store, principal.user_id, key, lock):
+            response = await _run(store, principal.user_id, key, operation, atomic=atomic)
     except Problem as problem:
         if problem.status >= 500:
             await _release(store, principal.user_id, key)
@@ -109,7 +111,72 @@ async def run(
     return response
 
 
-async def _claim(store: Store, user: str, key: str, digest: str) -> Response[bytes] | None:
+async def _run(
+    store: Store,
+    user: str,
+    key: str,
+    operation: Callable[[], Awaitable[Response[bytes]]],
+    *,
+    atomic: bool,
+) -> Response[bytes]:
+    """The operation, and its response stored when it is not a 5xx."""
+    if atomic:
+        async with store.unit() as session:
+            response = await operation()
+            if (response.status_code or 200) < 500:
+                await _finish(session, user, key, response)
+        return response
+    response = await operation()
+    if (response.status_code or 200) < 500:
+        async with store.transaction() as session:
+            await _finish(session, user, key, response)
+    return response
+
+
+@contextlib.asynccontextmanager
+async def _renewed(store: Store, user: str, key: str, lock: timedelta) -> AsyncIterator[None]:
+    """Keep the claim on ``(user, key)`` locked while the block runs.
+
+    A task moves ``locked_until`` to ``now() + lock`` every ``lock / 3``, each time in a
+    short transaction of its own (never the operation's: it is started before any
+    ``store.unit()``), and is stopped — between two renewals, never mid-statement — when
+    the block ends. A renewal that fails (the database away for a moment) is logged and
+    tried again at the next tick; the claim then still holds until its last expiry."""
+    stop = asyncio.Event()
+    renewal = asyncio.create_task(_renew_until(stop, store, user, key, lock),
+                                  name=f"idempotency-renewal:{user}")
+    try:
+        yield
+    finally:
+        stop.set()
+        await renewal
+
+
+async def _renew_until(
+    stop: asyncio.Event, store: Store, user: str, key: str, lock: timedelta
+) -> None:
+    interval = lock.total_seconds() / 3
+    while True:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), interval)
+        if stop.is_set():
+            return
+        try:
+            async with store.transaction() as session:
+                await session.execute(
+                    text(
+                        "UPDATE idempotency_keys SET locked_until = now() + :lock "
+                        "WHERE user_id = :u AND key = :k AND status = 'in_flight'"
+                    ),
+                    {"u": user, "k": key, "lock": lock},
+                )
+        except (StoreUnavailable, SQLAlchemyError, OSError) as exc:
+            _log.warning("idempotency.renewal_failed", error=type(exc).__name__)
+
+
+async def _claim(
+    store: Store, user: str, key: str, digest: str, lock: timedelta
+) -> Response[bytes] | None:
     async with store.transaction() as session:
         inserted = (
             await session.execute(
@@ -118,7 +185,7 @@ async def _claim(store: Store, user: str, key: str, digest: str) -> Response[byt
                     "locked_until, expires_at) VALUES (:u, :k, :h, 'in_flight', "
                     "now() + :lock, now() + :ttl) ON CONFLICT DO NOTHING RETURNING key"
                 ),
-                {"u": user, "k": key, "h": digest, "lock": LOCK, "ttl": TTL},
+                {"u": user, "k": key, "h": digest, "lock": lock, "ttl": TTL},
             )
         ).scalar_one_or_none()
         if inserted is not None:
@@ -142,7 +209,7 @@ async def _claim(store: Store, user: str, key: str, digest: str) -> Response[byt
                     "locked_until = now() + :lock, created_at = now(), expires_at = now() + :ttl "
                     "WHERE user_id = :u AND key = :k"
                 ),
-                {"u": user, "k": key, "h": digest, "lock": LOCK, "ttl": TTL},
+                {"u": user, "k": key, "h": digest, "lock": lock, "ttl": TTL},
             )
             return None
         if stored_hash != digest:

@@ -191,6 +191,10 @@ class GatewaySettings(msgspec.Struct, frozen=True, kw_only=True):
     is closed."""
     cors_origins: str = ""
     """Comma-separated origins allowed by CORS (empty: same origin only)."""
+    idempotency_lock_seconds: float = 60.0
+    """How long a claimed ``Idempotency-Key`` stays locked unless renewed: while its
+    operation runs the claim is renewed every third of this, so a retry answers 409 however
+    long it takes; after a crash a retry takes over once it has passed."""
 
 
 class PipelineSettings(msgspec.Struct, frozen=True, kw_only=True):
