@@ -98,9 +98,9 @@ async def test_a_retry_while_implement_runs_past_the_lock_is_409_then_its_answer
         asked = len(slow_model.model.requests)
         replay = await http.post("/implement", json=IMPLEMENT, headers=headers)
     # Then the retry was refused as in flight (not run a second time) ...
-    assert running, "the first request ended before its retry was sent"
     assert duplicate.status_code == 409, duplicate.text
     assert duplicate.json()["type"].endswith("idempotency-in-flight")
+    assert running, "the first request ended before its retry was answered"
     # ... the first finished, and a retry after it gets its stored answer
     assert done.status_code == 200, done.text
     assert done.json()["success"] is True, done.json()
