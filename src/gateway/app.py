@@ -33,6 +33,7 @@ from gateway.routes import (
     core,
     dashboard,
     events,
+    execution_detail,
     executions,
     health,
     repository,
@@ -82,6 +83,7 @@ def create_app(settings: Settings | None = None, *, store: Store | None = None) 
             *automation.handlers,
             *repository.handlers,
             *executions.handlers,
+            *execution_detail.handlers,
         ],
         guards=[authenticated],
     )

@@ -1,0 +1,227 @@
+"""One execution in detail (the dashboard's execution view): its tasks with status, branch,
+attempts, criteria results, stage durations and usage; its error records; and the actions
+its status allows now.
+
+``read`` holds the SQL (three short statements in the caller's transaction); everything
+else is pure, so the view's rules are unit-tested without a database.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable, Mapping
+from datetime import datetime
+from typing import Any
+
+import msgspec
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from pipeline import executions
+from pipeline.executions import ExecutionRow
+from pipeline.lifecycle import TRANSITIONS, Action, Status
+from pipeline.stream import iso
+
+USAGE_FIELDS = ("tokensSent", "tokensReceived", "cost", "cpuSeconds", "peakMemoryBytes",
+                "wallSeconds")
+"""The shared usage object stored per stage run (``stage_runs.usage``)."""
+PEAK = "peakMemoryBytes"
+"""Summed like the others would be meaningless: a task's or execution's peak is the max."""
+CONTROL_ACTIONS = (Action.PAUSE, Action.RESUME, Action.STOP)
+"""What a client may do to a running execution (initialize starts a new one)."""
+MAX_ERRORS = 200
+"""Error records listed, newest first; ``errorCount`` says how many there are."""
+MAX_STAGE_RUNS = 20_000
+"""Stage runs read per execution: far beyond any real run, a bound on a pathological one."""
+
+
+class StageRun(msgspec.Struct, frozen=True, kw_only=True):
+    task_id: str
+    stage: str
+    attempt: int
+    status: str
+    duration_ms: int | None
+    usage: dict[str, Any] | None
+    criteria: dict[str, Any] | None
+    """VERIFY's results per criterion (``{passed, actual, required, detail}``), else None."""
+
+
+class ErrorRecord(msgspec.Struct, frozen=True, kw_only=True):
+    id: uuid.UUID
+    task_id: str | None
+    stage: str
+    classification: str
+    message: str
+    attempts: int
+    created_at: datetime
+
+
+class DetailRows(msgspec.Struct, frozen=True, kw_only=True):
+    execution: ExecutionRow
+    tasks: dict[str, Any]
+    """The event's ``task_context.tasks``: what each stage said about its task."""
+    runs: list[StageRun]
+    errors: list[ErrorRecord]
+    error_count: int
+
+
+async def read(session: AsyncSession, execution_id: uuid.UUID) -> DetailRows | None:
+    """The rows behind one execution's detail, or None when there is no such execution."""
+    execution = await executions.get(session, execution_id)
+    if execution is None:
+        return None
+    tasks = (await session.execute(
+        text("SELECT task_context -> 'tasks' FROM events WHERE id = :id"),
+        {"id": execution.event_id},
+    )).scalar_one_or_none()
+    runs = (await session.execute(
+        text(
+            "SELECT task_id, stage, attempt, status, duration_ms, usage, "
+            "CASE WHEN stage = 'VERIFY' THEN result -> 'results' END AS criteria "
+            "FROM stage_runs WHERE execution_id = :e ORDER BY id LIMIT :n"
+        ),
+        {"e": execution_id, "n": MAX_STAGE_RUNS},
+    )).mappings().all()
+    errors = (await session.execute(
+        text(
+            "SELECT id, task_id, stage, classification, message, attempts, created_at, "
+            "count(*) OVER () AS total FROM errors WHERE execution_id = :e "
+            "ORDER BY created_at DESC, id LIMIT :n"
+        ),
+        {"e": execution_id, "n": MAX_ERRORS},
+    )).mappings().all()
+    return DetailRows(
+        execution=execution,
+        tasks=dict(tasks) if isinstance(tasks, dict) else {},
+        runs=[StageRun(
+            task_id=str(r["task_id"]), stage=str(r["stage"]), attempt=int(r["attempt"]),
+            status=str(r["status"]), duration_ms=r["duration_ms"],
+            usage=r["usage"] if isinstance(r["usage"], dict) else None,
+            criteria=r["criteria"] if isinstance(r["criteria"], dict) else None,
+        ) for r in runs],
+        errors=[ErrorRecord(
+            id=r["id"], task_id=r["task_id"], stage=str(r["stage"]),
+            classification=str(r["classification"]), message=str(r["message"]),
+            attempts=int(r["attempts"]), created_at=r["created_at"],
+        ) for r in errors],
+        error_count=int(errors[0]["total"]) if errors else 0,
+    )
+
+
+# --------------------------------------------------------------------------- pure parts
+def actions(status: str) -> dict[str, bool]:
+    """``{pause, resume, stop}``: whether the lifecycle's transition table allows each from
+    ``status`` (an unknown status allows none)."""
+    try:
+        current = Status(status)
+    except ValueError:
+        return {a.value: False for a in CONTROL_ACTIONS}
+    return {a.value: current in TRANSITIONS[a][0] for a in CONTROL_ACTIONS}
+
+
+def _number(value: Any) -> float | int | None:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return value
+
+
+def usage_total(usages: Iterable[Mapping[str, Any] | None]) -> dict[str, Any]:
+    """The usage of several stage runs together: each field summed over the runs that
+    reported it (the peak memory is the largest), None when none did."""
+    total: dict[str, Any] = dict.fromkeys(USAGE_FIELDS)
+    for usage in usages:
+        for name in USAGE_FIELDS:
+            value = _number((usage or {}).get(name))
+            if value is None:
+                continue
+            seen = total[name]
+            if seen is None:
+                total[name] = value
+            else:
+                total[name] = max(seen, value) if name == PEAK else seen + value
+    return total
+
+
+def _stages(runs: list[StageRun]) -> list[dict[str, Any]]:
+    """Per stage, in the order first run: how many runs, their summed duration, the last
+    run's status."""
+    out: dict[str, dict[str, Any]] = {}
+    for run in runs:
+        entry = out.setdefault(run.stage, {"stage": run.stage, "runs": 0, "durationMs": 0,
+                                           "status": run.status})
+        entry["runs"] += 1
+        entry["durationMs"] += run.duration_ms or 0
+        entry["status"] = run.status
+    return list(out.values())
+
+
+def _criteria(runs: list[StageRun]) -> list[dict[str, Any]]:
+    """The last VERIFY round's result per criterion: required vs actual, passed."""
+    for run in reversed(runs):
+        if run.stage == "VERIFY" and run.criteria is not None:
+            return [
+                {"name": str(name), "required": r.get("required"), "actual": r.get("actual"),
+                 "passed": bool(r.get("passed")), "detail": r.get("detail")}
+                for name, r in run.criteria.items() if isinstance(r, dict)
+            ]
+    return []
+
+
+def _is_task(task_id: str) -> bool:
+    """Stage runs between tasks (INIT, SELECT ``#n``, FINALIZE) belong to no task."""
+    return bool(task_id) and not task_id.startswith("#")
+
+
+def _task(task_id: str, summary: Mapping[str, Any], runs: list[StageRun]) -> dict[str, Any]:
+    attempts = max([r.attempt for r in runs if r.stage in ("IMPLEMENT", "VERIFY")], default=0)
+    recorded = summary.get("attempts")
+    if isinstance(recorded, int) and not isinstance(recorded, bool):
+        attempts = max(attempts, recorded)
+    status = summary.get("status")
+    if not isinstance(status, str):
+        status = "done" if any(r.stage == "DONE" and r.status == "succeeded" for r in runs) \
+            else "in_progress"
+    branch = summary.get("branch")
+    title = summary.get("title")
+    return {
+        "taskId": task_id,
+        "title": title if isinstance(title, str) else None,
+        "status": status,
+        "branch": branch if isinstance(branch, str) else None,
+        "attempts": attempts,
+        "criteria": _criteria(runs),
+        "stages": _stages(runs),
+        "usage": usage_total(r.usage for r in runs),
+    }
+
+
+def assemble(rows: DetailRows) -> dict[str, Any]:
+    """The execution's detail in wire form (camelCase), from its rows. Error messages are
+    as stored (redacted when written); the gateway redacts them again."""
+    execution = rows.execution
+    by_task: dict[str, list[StageRun]] = {}
+    for run in rows.runs:
+        if _is_task(run.task_id):
+            by_task.setdefault(run.task_id, []).append(run)
+    for task_id in rows.tasks:  # a task a stage spoke of without a run of its own
+        if _is_task(task_id):
+            by_task.setdefault(task_id, [])
+    tasks = [_task(task_id, dict(rows.tasks.get(task_id) or {}), runs)
+             for task_id, runs in by_task.items()]
+    return {
+        **execution.summary(),
+        "actions": actions(execution.status),
+        "tasks": tasks,
+        "stages": _stages(rows.runs),
+        "usage": usage_total(r.usage for r in rows.runs),
+        "errors": [
+            {"errorId": str(e.id), "taskId": e.task_id, "stage": e.stage,
+             "classification": e.classification, "message": e.message,
+             "attempts": e.attempts, "createdAt": iso(e.created_at)}
+            for e in rows.errors
+        ],
+        "errorCount": rows.error_count,
+    }
+
+
+__all__ = ["DetailRows", "actions", "assemble", "read", "usage_total"]
