@@ -205,6 +205,7 @@ def upgrade() -> None:
     sa.Column('duration_ms', sa.Integer(), nullable=True),
     sa.Column('result', postgresql.JSONB(astext_type=sa.Text()), nullable=True),
     sa.Column('error', postgresql.JSONB(astext_type=sa.Text()), nullable=True),
+    sa.Column('usage', postgresql.JSONB(astext_type=sa.Text()), nullable=True),
     sa.ForeignKeyConstraint(['execution_id'], ['executions.id'], name=op.f('fk_stage_runs_execution_id_executions')),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_stage_runs')),
     sa.UniqueConstraint('execution_id', 'task_id', 'stage', 'pass_no', 'attempt', name=op.f('uq_stage_runs_execution_id_task_id_stage_pass_no_attempt'))

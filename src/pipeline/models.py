@@ -162,6 +162,9 @@ class StageRun(Base):
     duration_ms: Mapped[int | None] = mapped_column(Integer)
     result: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
     error: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
+    usage: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
+    """What the run consumed (CONTRACTS.md, usage object): the model's tokens and cost for an
+    IMPLEMENT round, CPU seconds, peak memory and wall time of VERIFY/setup containers."""
 
     __table_args__ = (
         UniqueConstraint("execution_id", "task_id", "stage", "pass_no", "attempt"),
