@@ -68,14 +68,14 @@ from common import (  # noqa: E402
     stats,
     wait_for_log,
 )
-from gateway.demo.sample import EDITS, INITIAL, TASK_LIST, create_sample, model_script  # noqa: E402
+from devtools.demo.sample import EDITS, INITIAL, TASK_LIST, create_sample, model_script  # noqa: E402
+from devtools.scripted_model import ScriptedModelServer, parse_script  # noqa: E402
 from pipeline import commands  # noqa: E402
 from pipeline.audit import Principal  # noqa: E402
 from pipeline.broker import get_broker  # noqa: E402
 from pipeline.db import Store, asyncpg_dsn  # noqa: E402
 from pipeline.stream import STREAM_CHANNEL  # noqa: E402
 from runner.sandbox import build_image, make_client  # noqa: E402
-from runner.scripted_model import ScriptedModelServer, parse_script  # noqa: E402
 from runner.settings import get_settings  # noqa: E402
 
 RAW_QUEUE = "bench_raw"

@@ -59,8 +59,8 @@ from common import (  # noqa: E402
     stats,
     wait_for_log,
 )
+from devtools.demo.sample import INITIAL, TASK_LIST, create_sample  # noqa: E402
 from gateway.auth import mint  # noqa: E402
-from gateway.demo.sample import INITIAL, TASK_LIST, create_sample  # noqa: E402
 from pipeline.db import Store  # noqa: E402
 from runner.settings import get_settings  # noqa: E402
 

@@ -6,11 +6,13 @@ transient condition) or its own domain errors, never an asyncpg or SQLAlchemy ex
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import contextvars
 from collections.abc import AsyncIterator
 from typing import Any
 
+import asyncpg
 from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import (
@@ -20,6 +22,7 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 
+from pipeline.store.pg import PgTx, init_connection, tx_of
 from runner.errors import TransientError
 from runner.settings import Settings
 
@@ -56,41 +59,72 @@ def asyncpg_dsn(url: str) -> str:
     return url.replace("postgresql+asyncpg://", "postgresql://", 1)
 
 
-class Store:
-    """Owns the engine and hands out transactional sessions.
+class _Unit:
+    """An outer transaction, opened by the first transaction asked for inside it: a
+    SQLAlchemy session (``transaction()``, which ``tx()`` then joins on the session's
+    connection) or an asyncpg connection (``tx()``)."""
 
-    ``unit()`` opens an outer transaction that every ``transaction()`` inside it (in the
-    same task) joins: the gateway uses it so a command's writes and the idempotency
-    record of its response commit together.
+    def __init__(self, stack: contextlib.AsyncExitStack) -> None:
+        self.stack = stack
+        self.session: AsyncSession | None = None
+        self.tx: PgTx | None = None
+
+
+class Store:
+    """Owns the engine and hands out transactions: SQLAlchemy sessions
+    (``transaction()``) and the store port on asyncpg (``tx()``, the hot paths: a pool of
+    its own, prepared statements).
+
+    ``unit()`` opens an outer transaction that every ``transaction()`` and ``tx()`` inside
+    it (in the same task) joins: the gateway uses it so a command's writes and the
+    idempotency record of its response commit together. Inside a unit begun by ``tx()``,
+    ``transaction()`` cannot join (a session cannot adopt an asyncpg connection): such a
+    unit must stay on the port.
     """
 
-    def __init__(self, engine: AsyncEngine) -> None:
+    def __init__(self, engine: AsyncEngine, *, dsn: str | None = None,
+                 pool_size: int | None = None) -> None:
         self.engine = engine
         self.sessions = async_sessionmaker(engine, expire_on_commit=False)
-        self._unit: contextvars.ContextVar[AsyncSession | None] = contextvars.ContextVar(
+        self._unit: contextvars.ContextVar[_Unit | None] = contextvars.ContextVar(
             f"devteam_unit_{id(self)}", default=None
         )
+        self._dsn = dsn or asyncpg_dsn(engine.url.render_as_string(hide_password=False))
+        self._pool_size = pool_size or engine.pool.size() if hasattr(engine.pool, "size") else 10
+        self._pool: Any = None
+        self._pool_lock = asyncio.Lock()
 
     @contextlib.asynccontextmanager
-    async def unit(self) -> AsyncIterator[AsyncSession]:
-        async with self.transaction() as session:
-            token = self._unit.set(session)
+    async def unit(self) -> AsyncIterator[None]:
+        async with contextlib.AsyncExitStack() as stack:
+            token = self._unit.set(_Unit(stack))
             try:
-                yield session
+                yield
             finally:
                 self._unit.reset(token)
 
     @classmethod
     def from_settings(cls, settings: Settings, *, pool_size: int | None = None) -> Store:
-        return cls(make_engine(settings, pool_size=pool_size))
+        return cls(make_engine(settings, pool_size=pool_size),
+                   dsn=asyncpg_dsn(settings.database.url),
+                   pool_size=pool_size or settings.database.pool_size)
 
     @contextlib.asynccontextmanager
     async def transaction(self) -> AsyncIterator[AsyncSession]:
         """One transaction: committed on success, rolled back on any exception."""
         joined = self._unit.get()
         if joined is not None:
-            yield joined
+            if joined.session is None:
+                if joined.tx is not None:
+                    raise RuntimeError("a session cannot join a unit begun on the store port")
+                joined.session = await joined.stack.enter_async_context(self._session())
+            yield joined.session
             return
+        async with self._session() as session:
+            yield session
+
+    @contextlib.asynccontextmanager
+    async def _session(self) -> AsyncIterator[AsyncSession]:
         try:
             async with self.sessions() as session, session.begin():
                 yield session
@@ -98,6 +132,52 @@ class Store:
             raise StoreUnavailable(f"database unavailable: {type(exc).__name__}") from exc
         except DBAPIError as exc:
             if exc.connection_invalidated or _unavailable(exc):
+                raise StoreUnavailable("database unavailable") from exc
+            raise
+
+    @contextlib.asynccontextmanager
+    async def tx(self) -> AsyncIterator[PgTx]:
+        """One transaction on the store port (asyncpg): committed on success, rolled back
+        on any exception. Inside a ``unit()`` it joins the unit's transaction."""
+        joined = self._unit.get()
+        if joined is not None:
+            if joined.tx is None:
+                if joined.session is not None:
+                    joined.tx = await tx_of(joined.session)
+                else:
+                    joined.tx = await joined.stack.enter_async_context(self._pg_tx())
+            yield joined.tx
+            return
+        async with self._pg_tx() as tx:
+            yield tx
+
+    async def pool(self) -> Any:
+        """The asyncpg pool, created at first use (one per store, so one per app)."""
+        if self._pool is None:
+            async with self._pool_lock:
+                if self._pool is None:
+                    try:
+                        self._pool = await asyncpg.create_pool(
+                            self._dsn, min_size=1, max_size=self._pool_size, timeout=5,
+                            init=init_connection,
+                            server_settings={"application_name": "devteam"})
+                    except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError,
+                            TimeoutError) as exc:
+                        raise StoreUnavailable(
+                            f"database unavailable: {type(exc).__name__}") from exc
+        return self._pool
+
+    @contextlib.asynccontextmanager
+    async def _pg_tx(self) -> AsyncIterator[PgTx]:
+        pool = await self.pool()
+        try:
+            async with pool.acquire() as conn, conn.transaction():
+                yield PgTx(conn)
+        except (OSError, ConnectionError, TimeoutError, asyncpg.InterfaceError,
+                asyncpg.PostgresConnectionError) as exc:
+            raise StoreUnavailable(f"database unavailable: {type(exc).__name__}") from exc
+        except asyncpg.PostgresError as exc:
+            if str(getattr(exc, "sqlstate", "") or "")[:2] in _UNAVAILABLE_CLASSES:
                 raise StoreUnavailable("database unavailable") from exc
             raise
 
@@ -114,4 +194,7 @@ class Store:
         return None if row is None else tuple(row)
 
     async def close(self) -> None:
+        if self._pool is not None:
+            pool, self._pool = self._pool, None
+            await pool.close()
         await self.engine.dispose()

@@ -24,7 +24,7 @@ from tests.e2e.checks import containers_of, frames, main_commits, ref_updates, r
 from tests.e2e.conftest import start
 from tests.support.stack import restart_docker, restart_postgres, restart_redis
 
-from gateway.demo.sample import INITIAL, create_sample
+from devtools.demo.sample import INITIAL, create_sample
 from pipeline.db import StoreUnavailable
 
 SEED = int(os.environ.get("DEVTEAM_CHAOS_SEED") or random.SystemRandom().randrange(2**31))

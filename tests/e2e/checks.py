@@ -13,7 +13,7 @@ import docker
 import pygit2
 from sqlalchemy import text
 
-from gateway.demo.sample import EDITS, Sample
+from devtools.demo.sample import EDITS, Sample
 from pipeline.db import Store
 from runner.dockerhost import docker_base_url
 from runner.settings import get_settings

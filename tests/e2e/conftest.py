@@ -13,11 +13,11 @@ import pytest
 from sqlalchemy import text
 from tests.support.settings import use_settings
 
-from gateway.demo.sample import Sample, create_sample
+from devtools.demo.sample import Sample, create_sample
+from devtools.scripted_model import ScriptedModelServer, load_script
 from pipeline import commands
 from pipeline.audit import Principal
 from pipeline.db import Store
-from runner.scripted_model import ScriptedModelServer, load_script
 
 
 @pytest.fixture

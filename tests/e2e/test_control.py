@@ -11,10 +11,10 @@ from sqlalchemy import text
 from tests.e2e.checks import assert_remote_complete, containers_of, frames, stage_runs, working_copy
 from tests.e2e.conftest import start, wait_status
 
-from gateway.demo.sample import create_sample, model_script
+from devtools.demo.sample import create_sample, model_script
+from devtools.scripted_model import ScriptedModelServer, parse_script
 from pipeline import commands
 from pipeline.audit import Principal
-from runner.scripted_model import ScriptedModelServer, parse_script
 
 PROJECT = "demo/calc"
 ME = Principal(user_id="tester", correlation_id="control-test")

@@ -10,10 +10,10 @@ from tests.e2e.checks import containers_of, frames, remote_task_list, stage_runs
 from tests.e2e.conftest import start, wait_status
 from tests.e2e.scripts import ALWAYS_FAILS
 
-from gateway.demo.sample import INITIAL, create_sample
+from devtools.demo.sample import INITIAL, create_sample
+from devtools.scripted_model import ScriptedModelServer, parse_script
 from pipeline import commands
 from pipeline.audit import Principal
-from runner.scripted_model import ScriptedModelServer, parse_script
 from runner.settings import get_settings
 
 SHORT_LIST = """# Calculator — two tasks

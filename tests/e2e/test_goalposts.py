@@ -12,8 +12,8 @@ from sqlalchemy import text
 from tests.e2e.checks import containers_of, main_commits, remote_file, stage_runs
 from tests.e2e.conftest import start, wait_status
 
-from gateway.demo.sample import BASIC_1, INITIAL, TEST_BASIC_1, create_sample, model_script
-from runner.scripted_model import ScriptedModelServer, parse_script
+from devtools.demo.sample import BASIC_1, INITIAL, TEST_BASIC_1, create_sample, model_script
+from devtools.scripted_model import ScriptedModelServer, parse_script
 
 ONE_TASK = """# Calculator — goalposts
 

@@ -6,7 +6,7 @@ from sqlalchemy import text
 from tests.e2e.checks import frames, main_commits, remote_file, remote_task_list, stage_runs
 from tests.e2e.conftest import start, wait_status
 
-from gateway.demo.sample import INITIAL, create_sample
+from devtools.demo.sample import INITIAL, create_sample
 
 
 async def test_a_repository_without_a_task_list_gets_one_from_the_template(

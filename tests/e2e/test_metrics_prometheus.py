@@ -19,8 +19,8 @@ from tests.e2e.test_run_command import SHORT_LIST
 from tests.support.procs import Processes, free_port
 from tests.unit.test_deploy_metrics import dashboard_exprs
 
-from gateway.demo.sample import INITIAL, create_sample
-from runner.scripted_model import ScriptedModelServer
+from devtools.demo.sample import INITIAL, create_sample
+from devtools.scripted_model import ScriptedModelServer
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 

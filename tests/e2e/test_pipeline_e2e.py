@@ -20,7 +20,7 @@ from tests.e2e.checks import (
 )
 from tests.e2e.conftest import start, wait_status
 
-from gateway.demo.sample import INITIAL, create_sample
+from devtools.demo.sample import INITIAL, create_sample
 from pipeline.broker import get_broker, reset_broker, send
 from runner.settings import get_settings
 

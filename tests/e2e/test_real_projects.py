@@ -27,8 +27,8 @@ from tests.e2e.checks import containers_of, frames, remote_task_list, stage_runs
 from tests.e2e.conftest import start, wait_status
 from tests.support.settings import use_settings
 
-from gateway.demo.sample import create_sample
-from runner.scripted_model import ScriptedModelServer, parse_script
+from devtools.demo.sample import create_sample
+from devtools.scripted_model import ScriptedModelServer, parse_script
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 

@@ -24,7 +24,7 @@ from sqlalchemy import text
 from tests.e2e.scripts import ALWAYS_FAILS
 from tests.support.procs import DEVTEAM, ROOT
 
-from gateway.demo.sample import EDITS, INITIAL, create_sample
+from devtools.demo.sample import EDITS, INITIAL, create_sample
 from runner.tasklist import TaskList
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]

@@ -11,8 +11,8 @@ from tests.e2e.scripts import ALWAYS_FAILS
 from tests.e2e.test_run_command import SHORT_LIST
 from tests.support.procs import DEVTEAM
 
-from gateway.demo.sample import INITIAL, create_sample
-from runner.scripted_model import ScriptedModelServer, parse_script
+from devtools.demo.sample import INITIAL, create_sample
+from devtools.scripted_model import ScriptedModelServer, parse_script
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 

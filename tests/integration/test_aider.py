@@ -16,11 +16,11 @@ import psutil
 import pytest
 from tests.support.scripted import changed_paths, make_working_copy, model_settings
 
+from devtools.scripted_model import ScriptedModelServer, parse_script
 from runner.aider import AiderTool, failure_kind
 from runner.errors import InfrastructureError
 from runner.ports import ImplementRequest, OperationArtifact
 from runner.redact import Redactor, default_redactor
-from runner.scripted_model import ScriptedModelServer, parse_script
 from runner.settings import PROJECT_ROOT, reset_settings_cache
 from runner.toolprocess import ToolProcess
 

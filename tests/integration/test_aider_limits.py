@@ -12,11 +12,11 @@ import psutil
 import pytest
 from tests.support.scripted import make_working_copy, model_settings
 
+from devtools.scripted_model import ScriptedModelServer, parse_script
 from runner import toolprocess
 from runner.aider import AiderTool
 from runner.ports import ImplementRequest
 from runner.redact import Redactor
-from runner.scripted_model import ScriptedModelServer, parse_script
 
 pytestmark = pytest.mark.slow
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pygit2
 
-from runner.scripted_model import ScriptedModelServer, parse_script
+from devtools.scripted_model import ScriptedModelServer, parse_script
 from runner.settings import Settings, load_settings
 
 AUTHOR = pygit2.Signature("Test Author", "author@devteam.test")

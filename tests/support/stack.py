@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 
-from gateway.localstack import LocalStack
+from devtools.localstack import LocalStack
 from runner.settings import load_settings
 
 

@@ -3,7 +3,7 @@ stage-run rows as the pipeline records them."""
 
 from __future__ import annotations
 
-from gateway.local.report import setup_report, task_reports
+from devtools.local.report import setup_report, task_reports
 from pipeline.history import StageRunRow
 from runner.tasklist import TaskList
 

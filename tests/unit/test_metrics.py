@@ -65,7 +65,7 @@ def test_parse_address() -> None:
 
 
 def test_a_local_run_opens_no_metrics_port_unless_asked() -> None:
-    from gateway.local.processes import pipeline_env
+    from devtools.local.processes import pipeline_env
 
     env = pipeline_env({}, allowed_roots=[], model_url=None)
     assert (env["DEVTEAM_METRICS_RELAY_PORT"], env["DEVTEAM_METRICS_WORKER_PORT"]) == ("0", "0")

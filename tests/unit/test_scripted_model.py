@@ -14,13 +14,13 @@ from pathlib import Path
 import httpx
 import pytest
 
-from runner.errors import Classification
-from runner.scripted_model import (
+from devtools.scripted_model import (
     ScriptedModelServer,
     ScriptError,
     parse_script,
     render_reply,
 )
+from runner.errors import Classification
 
 SCRIPT = """
 [tasks."1.1"]
@@ -284,7 +284,7 @@ def test_given_a_script_file_when_it_changes_then_the_next_reply_follows_it(
 
 
 # --------------------------------------------------------------------------- command line
-_CLI = "import typer; from runner.scripted_model.cli import command; typer.run(command)"
+_CLI = "import typer; from devtools.scripted_model.cli import command; typer.run(command)"
 
 
 @pytest.mark.sockets

@@ -20,12 +20,12 @@ import pygit2
 from rich.console import Console
 from rich.text import Text
 
-from gateway.demo.sample import EDITS, Sample, create_sample
-from gateway.local.checks import require_engines
-from gateway.local.errors import CommandError
-from gateway.local.processes import local_pipeline
-from gateway.local.progress import ProgressView, follow
-from gateway.local.report import execution_report, task_table
+from devtools.demo.sample import EDITS, Sample, create_sample
+from devtools.local.checks import require_engines
+from devtools.local.errors import CommandError
+from devtools.local.processes import local_pipeline
+from devtools.local.progress import ProgressView, follow
+from devtools.local.report import execution_report, task_table
 from pipeline import commands
 from pipeline.audit import Principal
 from pipeline.db import Store

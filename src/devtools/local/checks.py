@@ -13,7 +13,7 @@ from urllib.parse import urlsplit
 import asyncpg
 import redis
 
-from gateway.local.errors import CommandError
+from devtools.local.errors import CommandError
 from pipeline.db import asyncpg_dsn
 from runner.errors import RunnerError
 from runner.settings import Settings

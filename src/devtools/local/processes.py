@@ -15,7 +15,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from gateway.local.errors import CommandError
+from devtools.local.errors import CommandError
 from runner.settings import Settings, load_settings
 
 DEVTEAM = Path(sys.executable).parent / "devteam"
@@ -79,7 +79,7 @@ def local_pipeline(
     with contextlib.ExitStack() as stack:
         model_url = None
         if model_script is not None:
-            from runner.scripted_model import ScriptedModelServer, load_script
+            from devtools.scripted_model import ScriptedModelServer, load_script
 
             model = stack.enter_context(ScriptedModelServer(load_script(model_script)))
             model_url = model.url

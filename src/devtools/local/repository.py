@@ -21,7 +21,7 @@ from urllib.parse import unquote, urlsplit
 
 import pygit2
 
-from gateway.local.errors import USAGE, CommandError
+from devtools.local.errors import USAGE, CommandError
 from pipeline.stages.tasklist_io import MAX_TASK_LIST_BYTES
 from runner.errors import ConfigError
 from runner.git import CredentialStore, probe_remote

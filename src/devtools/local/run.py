@@ -30,13 +30,13 @@ import pygit2
 from rich.console import Console
 from rich.text import Text
 
+from devtools.local.checks import require_engines
+from devtools.local.errors import FAILED, USAGE, CommandError
+from devtools.local.processes import LocalPipeline, local_pipeline
+from devtools.local.progress import ProgressView, follow
+from devtools.local.report import ExecutionReport, execution_report, task_table
+from devtools.local.repository import FoundTaskList, Target, resolve_target
 from gateway.auth import is_project_id
-from gateway.local.checks import require_engines
-from gateway.local.errors import FAILED, USAGE, CommandError
-from gateway.local.processes import LocalPipeline, local_pipeline
-from gateway.local.progress import ProgressView, follow
-from gateway.local.report import ExecutionReport, execution_report, task_table
-from gateway.local.repository import FoundTaskList, Target, resolve_target
 from pipeline import commands, executions
 from pipeline.audit import Principal
 from pipeline.db import Store
@@ -158,7 +158,7 @@ def summary_line(report: ExecutionReport, seconds: float) -> dict[str, object]:
 
 
 def _check_script(path: Path) -> None:
-    from runner.scripted_model import load_script
+    from devtools.scripted_model import load_script
 
     try:
         load_script(path)

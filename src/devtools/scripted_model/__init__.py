@@ -3,7 +3,7 @@
 It is the one stand-in of the system (tests and the demo run real Aider against it).
 """
 
-from runner.scripted_model.script import (
+from devtools.scripted_model.script import (
     Edit,
     Script,
     ScriptError,
@@ -12,7 +12,7 @@ from runner.scripted_model.script import (
     parse_script,
     render_reply,
 )
-from runner.scripted_model.server import (
+from devtools.scripted_model.server import (
     RecordedRequest,
     Reply,
     ScriptedModel,

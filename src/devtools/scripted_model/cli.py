@@ -14,8 +14,8 @@ from typing import Annotated
 import typer
 import uvicorn
 
-from runner.scripted_model.script import ScriptError
-from runner.scripted_model.server import RecordedRequest, ScriptedModel, create_app
+from devtools.scripted_model.script import ScriptError
+from devtools.scripted_model.server import RecordedRequest, ScriptedModel, create_app
 
 
 def command(

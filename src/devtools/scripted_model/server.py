@@ -23,7 +23,7 @@ import uvicorn
 from litestar import Litestar, Request, get, post
 from litestar.response import Response, Stream
 
-from runner.scripted_model.script import Script, ScriptError, load_script, render_reply
+from devtools.scripted_model.script import Script, ScriptError, load_script, render_reply
 
 _TASK_ID = re.compile(r"^Task-Id:[ \t]*(\S[^\n]*?)[ \t]*$", re.MULTILINE)
 _ATTEMPT = re.compile(r"^Attempt:[ \t]*(\d+)[ \t]*$", re.MULTILINE)

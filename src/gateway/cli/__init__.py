@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import typer
 
+from devtools.scripted_model import cli as scripted_model_cli
 from gateway import watch
 from gateway.cli import jobs, runtime, services
 from runner.sandbox import cli as sandbox_cli
-from runner.scripted_model import cli as scripted_model_cli
 from runner.tasklist import cli as tasklist_cli
 
 app = typer.Typer(

@@ -39,7 +39,7 @@ def run(
 
     Exit 0 only when every task is done; 1 otherwise; 2 for bad usage.
     """
-    from gateway.local.run import RunRequest, main
+    from devtools.local.run import RunRequest, main
 
     raise typer.Exit(
         main(RunRequest(repo=repo, project=project, model_script=model_script, as_json=as_json))
@@ -50,7 +50,7 @@ def demo(
     as_json: bool = typer.Option(False, "--json", help="Print one JSON summary line at the end."),
 ) -> None:
     """Run the sample project end to end (scripted model; real Aider, git, Docker)."""
-    from gateway.demo.run import main
+    from devtools.demo.run import main
 
     raise typer.Exit(main(as_json))
 
@@ -63,7 +63,7 @@ def submit(
     watch: bool = typer.Option(False, "--watch", help="Show progress until the execution ends."),
 ) -> None:
     """Start an execution of a project's task list (same transaction as the HTTP API)."""
-    from gateway.local.progress import ProgressView, follow
+    from devtools.local.progress import ProgressView, follow
     from pipeline import commands
     from pipeline.audit import Principal
     from pipeline.db import Store

@@ -8,8 +8,8 @@ import signal
 
 import typer
 
+from devtools.localstack import register_process
 from gateway.auth import mint
-from gateway.localstack import register_process
 from runner.settings import get_settings
 
 

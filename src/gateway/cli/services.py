@@ -6,7 +6,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from gateway.localstack import LocalStack, StackError
+from devtools.localstack import LocalStack, StackError
 from runner.settings import describe, get_settings
 
 app = typer.Typer(help="Start, stop and inspect the local stack (Postgres, Redis, dockerd).")

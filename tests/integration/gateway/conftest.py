@@ -16,8 +16,8 @@ import pytest
 from litestar.testing import AsyncTestClient
 from sqlalchemy import text
 
+from devtools.demo.sample import Sample, create_sample
 from gateway.app import create_app
-from gateway.demo.sample import Sample, create_sample
 from pipeline import commands
 from pipeline.audit import Principal
 from pipeline.db import Store

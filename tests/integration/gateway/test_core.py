@@ -13,9 +13,9 @@ import pytest
 from litestar.testing import AsyncTestClient
 from tests.integration.gateway.conftest import PROJECT, audit
 
+from devtools.demo.sample import BASIC_1, TEST_BASIC_1, Sample
+from devtools.scripted_model import ScriptedModelServer, load_script
 from gateway.app import create_app
-from gateway.demo.sample import BASIC_1, TEST_BASIC_1, Sample
-from runner.scripted_model import ScriptedModelServer, load_script
 from runner.settings import get_settings, reset_settings_cache
 
 BRANCH = "task/1-1-add-and-subtract"
@@ -94,7 +94,7 @@ async def test_prep_of_a_repository_without_task_list_is_422(
 ) -> None:
     from tests.integration.gateway.conftest import add_project
 
-    from gateway.demo.sample import create_sample
+    from devtools.demo.sample import create_sample
 
     bare = create_sample(tmp_path / "empty", files={"README.md": "# nothing\n"})
     await add_project(store, "acme/empty", bare.url)

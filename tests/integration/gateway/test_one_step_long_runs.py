@@ -19,10 +19,10 @@ import pytest
 from tests.integration.gateway.conftest import PROJECT, audit, rows
 from tests.support.procs import Proc
 
-from gateway.demo.sample import Sample
+from devtools.demo.sample import Sample
+from devtools.scripted_model import ScriptedModelServer, load_script
 from pipeline import projects
 from runner.git.paths import workspace_paths
-from runner.scripted_model import ScriptedModelServer, load_script
 from runner.settings import get_settings
 
 BRANCH = "task/1-1-add-and-subtract"

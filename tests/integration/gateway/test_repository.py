@@ -6,7 +6,7 @@ from __future__ import annotations
 import pygit2
 from tests.integration.gateway.conftest import PROJECT, add_project, audit, rows
 
-from gateway.demo.sample import TASK_LIST, create_sample
+from devtools.demo.sample import TASK_LIST, create_sample
 
 TASKS = "/api/devteam/repository/tasks"
 INJECT = "/api/devteam/tasks/inject"

@@ -11,7 +11,7 @@ from urllib.parse import quote
 
 from sqlalchemy import text
 
-from gateway.demo.sample import INITIAL
+from devtools.demo.sample import INITIAL
 from pipeline.db import Store
 
 RUN_PREFIX = f"sect-{uuid.uuid4().hex[:6]}"

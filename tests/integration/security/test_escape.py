@@ -33,12 +33,12 @@ from tests.integration.security.helpers import (
     project_files,
 )
 
-from gateway.demo.sample import create_sample
+from devtools.demo.sample import create_sample
+from devtools.scripted_model import ScriptedModelServer, parse_script
 from runner.errors import Classification
 from runner.redact import tenant_redactor
 from runner.sandbox import classify, make_client
 from runner.sandbox.output import DISK_NOTE, disk_limited
-from runner.scripted_model import ScriptedModelServer, parse_script
 from runner.settings import PROJECT_ROOT, get_settings
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]

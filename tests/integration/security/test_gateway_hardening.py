@@ -31,7 +31,7 @@ from tests.integration.gateway.conftest import add_project, rows
 from tests.integration.security.helpers import row_counts
 from tests.support.streams import connect, new_execution, read_frames, write, ws_url
 
-from gateway.demo.sample import create_sample
+from devtools.demo.sample import create_sample
 
 pytestmark = [pytest.mark.slow]
 

@@ -40,12 +40,12 @@ from tests.integration.security.helpers import (
 from tests.support.streams import RawWsClient, ws_url
 from websockets.sync.client import connect
 
-from gateway.demo.sample import create_sample
+from devtools.demo.sample import create_sample
+from devtools.scripted_model import ScriptedModelServer, parse_script
 from runner.aider import AiderTool
 from runner.errors import ConfigError
 from runner.ports import ImplementRequest
 from runner.redact import Redactor
-from runner.scripted_model import ScriptedModelServer, parse_script
 from runner.settings import get_settings
 from runner.verify import load_project_config, parse_project_file, parse_requirement
 from runner.verify.evaluate import parse_requirements

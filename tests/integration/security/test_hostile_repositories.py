@@ -23,11 +23,11 @@ from tests.e2e.checks import containers_of, main_commits, stage_runs, working_co
 from tests.e2e.conftest import start, wait_status
 from tests.support.hostile_repos import Deep, Gitlink, Link, bare_repository, compressible, refs
 
-from gateway.demo.sample import INITIAL, create_sample, model_script
+from devtools.demo.sample import INITIAL, create_sample, model_script
+from devtools.scripted_model import ScriptedModelServer, parse_script
 from runner.removal import remove_tree
 from runner.sandbox import Reaper
 from runner.sandbox import labels as lbl
-from runner.scripted_model import ScriptedModelServer, parse_script
 from runner.settings import PROJECT_ROOT, get_settings
 
 pytestmark = [pytest.mark.slow]

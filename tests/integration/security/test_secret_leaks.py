@@ -39,8 +39,8 @@ from tests.support.git_http import GitHttpServer, repository_access
 from tests.support.streams import ws_url
 from websockets.sync.client import connect
 
-from gateway.demo.sample import create_sample
-from runner.scripted_model import ScriptedModelServer, parse_script
+from devtools.demo.sample import create_sample
+from devtools.scripted_model import ScriptedModelServer, parse_script
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 

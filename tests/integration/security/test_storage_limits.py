@@ -24,8 +24,8 @@ from tests.e2e.checks import containers_of, frames, ref_updates, stage_runs
 from tests.e2e.conftest import start, wait_status
 from tests.integration.security.helpers import model_script, project_files
 
-from gateway.demo.sample import create_sample
-from runner.scripted_model import ScriptedModelServer, parse_script
+from devtools.demo.sample import create_sample
+from devtools.scripted_model import ScriptedModelServer, parse_script
 from runner.settings import get_settings
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from gateway.demo.sample import DEVTEAM_TOML, INITIAL
+from devtools.demo.sample import DEVTEAM_TOML, INITIAL
 from runner.errors import Classification, ConfigError
 from runner.setup import NO_SETUP, SetupPlan, detect, plan_setup
 from runner.verify.config import MAX_FILE_BYTES, parse_project_file
