@@ -90,7 +90,7 @@ class Store:
             f"devteam_unit_{id(self)}", default=None
         )
         self._dsn = dsn or asyncpg_dsn(engine.url.render_as_string(hide_password=False))
-        self._pool_size = pool_size or engine.pool.size() if hasattr(engine.pool, "size") else 10
+        self._pool_size = pool_size or 10
         self._pool: Any = None
         self._pool_lock = asyncio.Lock()
 

@@ -1,0 +1,344 @@
+"""Executions and the events that start them: rows and named queries."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+import msgspec
+
+from pipeline.store.common import Conn, dumps, iso, loads
+
+ACTIVE = ("initializing", "running", "paused", "stopping")
+
+COLUMNS = (
+    "id, project_id, customer_id, event_id, user_id, status, pause_reason, stop_point, "
+    "single_task_id, current_task_id, current_stage, branch, completed_tasks, total_tasks, "
+    "last_seq, pending_command, error_id, correlation_id, started_at, updated_at, finished_at"
+)
+
+
+class ExecutionRow(msgspec.Struct, kw_only=True):
+    id: uuid.UUID
+    project_id: str
+    customer_id: str
+    event_id: uuid.UUID
+    user_id: str
+    status: str
+    pause_reason: str | None
+    stop_point: str | None
+    single_task_id: str | None
+    current_task_id: str | None
+    current_stage: str | None
+    branch: str | None
+    completed_tasks: int
+    total_tasks: int
+    last_seq: int
+    pending_command: dict[str, Any] | None
+    error_id: uuid.UUID | None
+    correlation_id: str
+    started_at: datetime
+    updated_at: datetime
+    finished_at: datetime | None
+
+    @property
+    def progress(self) -> int:
+        """Percent of leaf tasks done, 0-100 (100 once completed)."""
+        if self.status == "completed":
+            return 100
+        if self.total_tasks <= 0:
+            return 0
+        return min(100, (100 * self.completed_tasks) // self.total_tasks)
+
+    def update_payload(self) -> dict[str, Any]:
+        """The ``execution-update`` frame payload for the row as it is now."""
+        payload: dict[str, Any] = {
+            "status": self.status,
+            "stage": self.current_stage,
+            "taskId": self.current_task_id,
+            "progress": self.progress,
+            "branch": self.branch,
+            "completedTasks": self.completed_tasks,
+            "totalTasks": self.total_tasks,
+        }
+        if self.status == "paused" and self.pause_reason:
+            payload["pauseReason"] = self.pause_reason
+        return payload
+
+    def status_view(self) -> dict[str, Any]:
+        """CONTRACTS ``GET /api/devteam/automation/status/{projectId}``."""
+        view: dict[str, Any] = {
+            "executionId": str(self.id),
+            "projectId": self.project_id,
+            "customerId": self.customer_id,
+            "status": self.status,
+            "progress": self.progress,
+            "currentTask": self.current_task_id,
+            "currentStage": self.current_stage,
+            "branch": self.branch,
+            "totals": {"completed": self.completed_tasks, "total": self.total_tasks},
+            "startedAt": iso(self.started_at),
+            "updatedAt": iso(self.updated_at),
+        }
+        if self.status == "paused" and self.pause_reason:
+            view["pauseReason"] = self.pause_reason
+        if self.stop_point:
+            view["stopPoint"] = self.stop_point
+        if self.finished_at is not None:
+            view["finishedAt"] = iso(self.finished_at)
+        return view
+
+    def summary(self) -> dict[str, Any]:
+        """An entry of the active/history lists."""
+        return {**self.status_view(), "userId": self.user_id}
+
+
+class NewEvent(msgspec.Struct, frozen=True, kw_only=True):
+    id: uuid.UUID
+    workflow_type: str
+    data: dict[str, Any]
+    task_context: dict[str, Any]
+    project_id: str
+    user_id: str
+    idempotency_key: str | None
+    idempotency_hash: str | None
+    correlation_id: str
+
+
+class EventRow(msgspec.Struct, frozen=True, kw_only=True):
+    """An event with the execution it started (``GET /events/{id}``)."""
+
+    id: uuid.UUID
+    workflow_type: str
+    data: dict[str, Any]
+    task_context: dict[str, Any]
+    created_at: datetime
+    updated_at: datetime
+    correlation_id: str
+    project_id: str
+    execution_id: uuid.UUID | None
+
+
+class NewExecution(msgspec.Struct, frozen=True, kw_only=True):
+    id: uuid.UUID
+    project_id: str
+    customer_id: str
+    event_id: uuid.UUID
+    user_id: str
+    status: str
+    stop_point: str | None
+    single_task_id: str | None
+    correlation_id: str
+
+
+class PriorStart(msgspec.Struct, frozen=True, kw_only=True):
+    """The start an ``options.idempotencyKey`` was first used for."""
+
+    event_id: uuid.UUID
+    execution_id: uuid.UUID
+    correlation_id: str
+    command_id: int | None
+    idempotency_hash: str | None
+
+
+class SetupRow(msgspec.Struct, frozen=True, kw_only=True):
+    """The execution's latest finished SETUP stage run."""
+
+    task_id: str
+    status: str
+    duration_ms: int | None
+    result: dict[str, Any] | None
+    error: dict[str, Any] | None
+
+    def view(self) -> dict[str, Any]:
+        """``{taskId, status, tool, cached, seconds, bytes, durationMs[, error]}``."""
+        result = dict(self.result or {})
+        view: dict[str, Any] = {
+            "taskId": self.task_id, "status": self.status, "durationMs": self.duration_ms,
+            "tool": result.get("tool"), "cached": bool(result.get("cached")),
+            "seconds": result.get("seconds"), "bytes": result.get("bytes"),
+        }
+        if self.error:
+            view["error"] = str(dict(self.error).get("message", ""))
+        return view
+
+
+class SlotWaitRow(msgspec.Struct, frozen=True, kw_only=True):
+    """The execution's container waiting for a sandbox slot (its oldest waiting lease)."""
+
+    holder: str
+    requested_at: datetime
+    seconds: float
+    position: int
+    waiting: int
+    customer_running: int
+    running: int
+
+    def view(self, *, global_limit: int, per_customer: int) -> dict[str, Any]:
+        return {
+            "container": self.holder,
+            "since": iso(self.requested_at),
+            "seconds": round(self.seconds, 1),
+            "position": self.position,
+            "waiting": self.waiting,
+            "customerRunning": self.customer_running,
+            "customerLimit": per_customer,
+            "running": self.running,
+            "limit": global_limit,
+        }
+
+
+class StatusRow(msgspec.Struct, frozen=True, kw_only=True):
+    """What the status API shows: the project's latest execution, its latest SETUP and
+    its container's wait for a slot."""
+
+    execution: ExecutionRow
+    setup: SetupRow | None
+    wait: SlotWaitRow | None
+
+
+def execution_of(record: Any) -> ExecutionRow:
+    """An ``ExecutionRow`` from a record with the ``COLUMNS`` (asyncpg or SQLAlchemy)."""
+    values = dict(record)
+    values["pending_command"] = loads(values["pending_command"])
+    return msgspec.convert(values, ExecutionRow)
+
+
+_LATEST_ORDER = (
+    "ORDER BY (status IN ('initializing','running','paused','stopping')) DESC, "
+    "started_at DESC LIMIT 1"
+)
+GET = f"SELECT {COLUMNS} FROM executions WHERE id = $1"
+LATEST_FOR_PROJECT = f"SELECT {COLUMNS} FROM executions WHERE project_id = $1 {_LATEST_ORDER}"
+INSERT = (
+    "INSERT INTO executions (id, project_id, customer_id, event_id, user_id, status, "
+    "stop_point, single_task_id, correlation_id) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) "
+    f"RETURNING {COLUMNS}"
+)
+INSERT_EVENT = (
+    "INSERT INTO events (id, workflow_type, data, task_context, project_id, user_id, "
+    "idempotency_key, idempotency_hash, correlation_id) VALUES ($1, $2, $3::jsonb, $4::jsonb, "
+    "$5, $6, $7, $8, $9)"
+)
+EVENT = (
+    "SELECT e.id, e.workflow_type, e.data, e.task_context, e.created_at, e.updated_at, "
+    "e.correlation_id, e.project_id, x.id AS execution_id FROM events e "
+    "LEFT JOIN executions x ON x.event_id = e.id WHERE e.id = $1"
+)
+PRIOR_START = (
+    "SELECT e.id AS event_id, x.id AS execution_id, e.correlation_id, "
+    "(SELECT min(o.id) FROM outbox o WHERE o.execution_id = x.id) AS command_id, "
+    "e.idempotency_hash FROM events e JOIN executions x ON x.event_id = e.id "
+    "WHERE e.user_id = $1 AND e.project_id = $2 AND e.idempotency_key = $3"
+)
+LAST_UPDATE_FOR_UPDATE = "SELECT last_update FROM executions WHERE id = $1 FOR UPDATE"
+STATUS = f"""
+    WITH x AS (SELECT {COLUMNS} FROM executions WHERE project_id = $1 {_LATEST_ORDER}),
+    setup AS (
+        SELECT s.task_id, s.status, s.duration_ms, s.result, s.error FROM stage_runs s, x
+        WHERE s.execution_id = x.id AND s.stage = 'SETUP'
+          AND s.status IN ('succeeded', 'failed')
+        ORDER BY s.id DESC LIMIT 1
+    ), mine AS (
+        SELECT l.id, l.holder, l.customer_id, l.requested_at FROM sandbox_leases l, x
+        WHERE l.execution_id = x.id::text AND l.granted_at IS NULL AND l.alive_until >= now()
+        ORDER BY l.requested_at, l.id LIMIT 1
+    ), wait AS (
+        SELECT m.holder, m.requested_at,
+               extract(epoch FROM now() - m.requested_at)::float8 AS seconds,
+               (SELECT count(*) FROM sandbox_leases w
+                 WHERE w.granted_at IS NULL AND w.alive_until >= now()
+                   AND w.customer_id = m.customer_id
+                   AND (w.requested_at, w.id) < (m.requested_at, m.id)) + 1 AS position,
+               (SELECT count(*) FROM sandbox_leases
+                 WHERE granted_at IS NULL AND alive_until >= now()) AS waiting,
+               (SELECT count(*) FROM sandbox_leases
+                 WHERE granted_at IS NOT NULL AND customer_id = m.customer_id)
+                 AS customer_running,
+               (SELECT count(*) FROM sandbox_leases WHERE granted_at IS NOT NULL) AS running
+        FROM mine m
+    )
+    SELECT x.*,
+           setup.task_id AS setup_task_id, setup.status AS setup_status,
+           setup.duration_ms AS setup_duration_ms, setup.result AS setup_result,
+           setup.error AS setup_error,
+           wait.holder AS wait_holder, wait.requested_at AS wait_requested_at,
+           wait.seconds AS wait_seconds, wait.position AS wait_position,
+           wait.waiting AS wait_waiting, wait.customer_running AS wait_customer_running,
+           wait.running AS wait_running
+    FROM x LEFT JOIN setup ON true LEFT JOIN wait ON true
+"""
+_EXECUTION_KEYS = tuple(c.strip() for c in COLUMNS.split(","))
+
+
+def status_of(record: Any) -> StatusRow:
+    values = dict(record)
+    execution = execution_of({k: values[k] for k in _EXECUTION_KEYS})
+    setup = None
+    if values["setup_task_id"] is not None:
+        setup = SetupRow(task_id=values["setup_task_id"], status=values["setup_status"],
+                         duration_ms=values["setup_duration_ms"],
+                         result=loads(values["setup_result"]),
+                         error=loads(values["setup_error"]))
+    wait = None
+    if values["wait_holder"] is not None:
+        wait = SlotWaitRow(holder=values["wait_holder"],
+                           requested_at=values["wait_requested_at"],
+                           seconds=float(values["wait_seconds"]),
+                           position=int(values["wait_position"]),
+                           waiting=int(values["wait_waiting"]),
+                           customer_running=int(values["wait_customer_running"]),
+                           running=int(values["wait_running"]))
+    return StatusRow(execution=execution, setup=setup, wait=wait)
+
+
+class PgExecutions:
+    def __init__(self, conn: Conn) -> None:
+        self.conn = conn
+
+    async def get(self, execution_id: uuid.UUID, *, lock: bool = False) -> ExecutionRow | None:
+        record = await self.conn.fetchrow(GET + (" FOR UPDATE" if lock else ""), execution_id)
+        return None if record is None else execution_of(record)
+
+    async def latest_for_project(
+        self, project_id: str, *, lock: bool = False
+    ) -> ExecutionRow | None:
+        sql = LATEST_FOR_PROJECT + (" FOR UPDATE" if lock else "")
+        record = await self.conn.fetchrow(sql, project_id)
+        return None if record is None else execution_of(record)
+
+    async def insert(self, new: NewExecution) -> ExecutionRow:
+        record = await self.conn.fetchrow(
+            INSERT, new.id, new.project_id, new.customer_id, new.event_id, new.user_id,
+            new.status, new.stop_point, new.single_task_id, new.correlation_id)
+        return execution_of(record)
+
+    async def insert_event(self, new: NewEvent) -> None:
+        await self.conn.execute(
+            INSERT_EVENT, new.id, new.workflow_type, dumps(new.data), dumps(new.task_context),
+            new.project_id, new.user_id, new.idempotency_key, new.idempotency_hash,
+            new.correlation_id)
+
+    async def event(self, event_id: uuid.UUID) -> EventRow | None:
+        record = await self.conn.fetchrow(EVENT, event_id)
+        if record is None:
+            return None
+        values = dict(record)
+        values["data"], values["task_context"] = loads(values["data"]), loads(
+            values["task_context"])
+        return msgspec.convert(values, EventRow)
+
+    async def prior_start(self, user_id: str, project_id: str, key: str) -> PriorStart | None:
+        record = await self.conn.fetchrow(PRIOR_START, user_id, project_id, key)
+        return None if record is None else msgspec.convert(dict(record), PriorStart)
+
+    async def lock_last_update(self, execution_id: uuid.UUID) -> Any:
+        """The last ``execution-update`` payload sent, the execution row locked."""
+        return loads(await self.conn.fetchval(LAST_UPDATE_FOR_UPDATE, execution_id))
+
+    async def status(self, project_id: str) -> StatusRow | None:
+        """The project's latest execution, its latest SETUP and its slot wait: one
+        statement."""
+        record = await self.conn.fetchrow(STATUS, project_id)
+        return None if record is None else status_of(record)

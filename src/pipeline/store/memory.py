@@ -1,0 +1,390 @@
+"""The store port in memory: the same named queries over dicts, for the unit tier.
+
+One ``MemoryStore`` is one database. A transaction works on the live tables and, when
+it raises, puts back the copy taken when it began (rollback); transactions run one at a
+time (a single lock stands in for Postgres's row locks). ``clock`` gives ``now()``, so a
+test can move time. The contract suite holds it to ``pg``'s behaviour.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import contextvars
+import copy
+import itertools
+import uuid
+from collections.abc import AsyncIterator, Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import msgspec
+
+from pipeline.store.audit import AuditRow, NewAuditEntry
+from pipeline.store.executions import (
+    ACTIVE,
+    EventRow,
+    ExecutionRow,
+    NewEvent,
+    NewExecution,
+    PriorStart,
+    SetupRow,
+    StatusRow,
+)
+from pipeline.store.idempotency import KeyRow
+from pipeline.store.notifications import Appended
+from pipeline.store.outbox import NewCommand
+from pipeline.store.projects import ProjectRow
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def _json(value: Any) -> Any:
+    """A value as it reads back from a ``jsonb`` column."""
+    return msgspec.json.decode(msgspec.json.encode(value))
+
+
+class Tables:
+    """The rows of every table the port touches."""
+
+    def __init__(self) -> None:
+        self.projects: dict[str, dict[str, Any]] = {}
+        self.events: dict[uuid.UUID, dict[str, Any]] = {}
+        self.executions: dict[uuid.UUID, dict[str, Any]] = {}
+        self.stage_runs: list[dict[str, Any]] = []
+        self.outbox: list[dict[str, Any]] = []
+        self.notifications: list[dict[str, Any]] = []
+        self.stream_pos = 0
+        self.idempotency: dict[tuple[str, str], dict[str, Any]] = {}
+        self.audit: list[dict[str, Any]] = []
+        self.notified: list[tuple[str, str]] = []
+        """``(channel, payload)`` of every NOTIFY committed."""
+        self.ids = itertools.count(1)
+
+
+class _Base:
+    def __init__(self, store: MemoryStore) -> None:
+        self.store = store
+
+    @property
+    def t(self) -> Tables:
+        return self.store.tables
+
+    def now(self) -> datetime:
+        return self.store.clock()
+
+
+class MemoryExecutions(_Base):
+    def _row(self, values: dict[str, Any]) -> ExecutionRow:
+        fields = {k: v for k, v in values.items() if k != "last_update"}
+        return msgspec.convert(copy.deepcopy(fields), ExecutionRow)
+
+    async def get(self, execution_id: uuid.UUID, *, lock: bool = False) -> ExecutionRow | None:
+        values = self.t.executions.get(execution_id)
+        return None if values is None else self._row(values)
+
+    def _latest(self, project_id: str) -> dict[str, Any] | None:
+        rows = [x for x in self.t.executions.values() if x["project_id"] == project_id]
+        if not rows:
+            return None
+        return max(rows, key=lambda x: (x["status"] in ACTIVE, x["started_at"]))
+
+    async def latest_for_project(
+        self, project_id: str, *, lock: bool = False
+    ) -> ExecutionRow | None:
+        values = self._latest(project_id)
+        return None if values is None else self._row(values)
+
+    async def insert(self, new: NewExecution) -> ExecutionRow:
+        if new.project_id not in self.t.projects:
+            raise LookupError(f"foreign key: no project {new.project_id}")
+        if new.id in self.t.executions:
+            raise ValueError(f"duplicate execution {new.id}")
+        if new.status in ACTIVE and any(
+            x["project_id"] == new.project_id and x["status"] in ACTIVE
+            for x in self.t.executions.values()
+        ):
+            raise ValueError(f"{new.project_id} already has an active execution")
+        now = self.now()
+        values = {
+            **msgspec.structs.asdict(new), "pause_reason": None, "current_task_id": None,
+            "current_stage": None, "branch": None, "completed_tasks": 0, "total_tasks": 0,
+            "last_seq": 0, "pending_command": None, "error_id": None, "started_at": now,
+            "updated_at": now, "finished_at": None, "last_update": None,
+        }
+        self.t.executions[new.id] = values
+        return self._row(values)
+
+    async def insert_event(self, new: NewEvent) -> None:
+        if new.id in self.t.events:
+            raise ValueError(f"duplicate event {new.id}")
+        if new.idempotency_key is not None and any(
+            (e["user_id"], e["project_id"], e["idempotency_key"])
+            == (new.user_id, new.project_id, new.idempotency_key)
+            for e in self.t.events.values()
+        ):
+            raise ValueError("duplicate idempotency key")
+        now = self.now()
+        self.t.events[new.id] = {**_json(msgspec.structs.asdict(new)), "id": new.id,
+                                 "created_at": now, "updated_at": now}
+
+    async def event(self, event_id: uuid.UUID) -> EventRow | None:
+        e = self.t.events.get(event_id)
+        if e is None:
+            return None
+        execution = next((x["id"] for x in self.t.executions.values()
+                          if x["event_id"] == event_id), None)
+        return EventRow(id=e["id"], workflow_type=e["workflow_type"],
+                        data=copy.deepcopy(e["data"]),
+                        task_context=copy.deepcopy(e["task_context"]),
+                        created_at=e["created_at"], updated_at=e["updated_at"],
+                        correlation_id=e["correlation_id"], project_id=e["project_id"],
+                        execution_id=execution)
+
+    async def prior_start(self, user_id: str, project_id: str, key: str) -> PriorStart | None:
+        for e in self.t.events.values():
+            if (e["user_id"], e["project_id"], e["idempotency_key"]) != (user_id, project_id,
+                                                                           key):
+                continue
+            x = next((x for x in self.t.executions.values() if x["event_id"] == e["id"]), None)
+            if x is None:
+                return None
+            commands = [c["id"] for c in self.t.outbox if c["execution_id"] == x["id"]]
+            return PriorStart(event_id=e["id"], execution_id=x["id"],
+                              correlation_id=e["correlation_id"],
+                              command_id=min(commands) if commands else None,
+                              idempotency_hash=e["idempotency_hash"])
+        return None
+
+    async def lock_last_update(self, execution_id: uuid.UUID) -> Any:
+        values = self.t.executions.get(execution_id)
+        return None if values is None else copy.deepcopy(values["last_update"])
+
+    async def status(self, project_id: str) -> StatusRow | None:
+        values = self._latest(project_id)
+        if values is None:
+            return None
+        setups = [s for s in self.t.stage_runs if s["execution_id"] == values["id"]
+                  and s["stage"] == "SETUP" and s["status"] in ("succeeded", "failed")]
+        setup = None
+        if setups:
+            s = max(setups, key=lambda s: s["id"])
+            setup = SetupRow(task_id=s["task_id"], status=s["status"],
+                             duration_ms=s["duration_ms"], result=copy.deepcopy(s["result"]),
+                             error=copy.deepcopy(s["error"]))
+        # sandbox leases are not kept in memory (no query of the port writes them)
+        return StatusRow(execution=self._row(values), setup=setup, wait=None)
+
+
+class MemoryStageRuns(_Base):
+    async def running(self, execution_id: uuid.UUID) -> bool:
+        now = self.now()
+        return any(s["execution_id"] == execution_id and s["status"] == "running"
+                   and s["lease_until"] is not None and s["lease_until"] > now
+                   for s in self.t.stage_runs)
+
+
+class MemoryOutbox(_Base):
+    async def enqueue(self, command: NewCommand) -> int:
+        command_id = next(self.t.ids)
+        now = self.now()
+        self.t.outbox.append({
+            "id": command_id, "execution_id": command.execution_id,
+            "customer_id": command.customer_id, "actor": command.actor,
+            "payload": _json(command.payload), "correlation_id": command.correlation_id,
+            "created_at": now, "available_at": now + timedelta(seconds=command.delay_seconds),
+            "dispatched_at": None, "dispatch_count": 0, "completed_at": None,
+        })
+        self.store.notify("devteam_outbox", "")
+        return command_id
+
+
+class MemoryNotifications(_Base):
+    async def append(
+        self,
+        execution_id: uuid.UUID,
+        frames: list[tuple[str, dict[str, Any]]],
+        *,
+        created_at: datetime,
+        last_update: Any = None,
+    ) -> Appended:
+        x = self.t.executions.get(execution_id)
+        if x is None:
+            raise LookupError(f"no execution {execution_id}")
+        n = len(frames)
+        x["last_seq"] += n
+        x["updated_at"] = self.now()
+        if last_update is not None:
+            x["last_update"] = _json(last_update)
+        first_seq = x["last_seq"] - n + 1
+        first_pos = self.t.stream_pos + 1
+        self.t.stream_pos += n
+        for i, (kind, payload) in enumerate(frames):
+            self.t.notifications.append({
+                "pos": first_pos + i, "execution_id": execution_id, "seq": first_seq + i,
+                "customer_id": x["customer_id"], "project_id": x["project_id"], "type": kind,
+                "payload": _json(payload), "created_at": created_at,
+            })
+        self.store.notify("devteam_stream", str(self.t.stream_pos))
+        return Appended(first_pos=first_pos, first_seq=first_seq,
+                        customer_id=x["customer_id"], project_id=x["project_id"],
+                        created_at=created_at)
+
+
+class MemoryProjects(_Base):
+    async def upsert(self, project_id: str, customer_id: str, repository_url: str) -> None:
+        now = self.now()
+        row = self.t.projects.get(project_id)
+        if row is None:
+            self.t.projects[project_id] = {
+                "project_id": project_id, "customer_id": customer_id,
+                "repository_url": repository_url, "default_branch": None,
+                "task_list_path": None, "verification": {}, "quota": {},
+                "created_at": now, "updated_at": now,
+            }
+            return
+        if row["repository_url"] != repository_url:
+            row["default_branch"] = None
+        row["repository_url"] = repository_url
+        row["updated_at"] = now
+
+    async def lock(self, project_id: str) -> bool:
+        return project_id in self.t.projects
+
+    async def get(self, project_id: str) -> ProjectRow | None:
+        row = self.t.projects.get(project_id)
+        if row is None:
+            return None
+        fields = {k: v for k, v in row.items() if k not in ("created_at", "updated_at")}
+        return msgspec.convert(copy.deepcopy(fields), ProjectRow)
+
+
+class MemoryIdempotency(_Base):
+    async def insert(
+        self, user_id: str, key: str, request_hash: str, *, lock: timedelta, ttl: timedelta
+    ) -> bool:
+        if (user_id, key) in self.t.idempotency:
+            return False
+        await self.retake(user_id, key, request_hash, lock=lock, ttl=ttl)
+        return True
+
+    async def lock(self, user_id: str, key: str) -> KeyRow | None:
+        row = self.t.idempotency.get((user_id, key))
+        if row is None:
+            return None
+        now = self.now()
+        return KeyRow(request_hash=row["request_hash"], status=row["status"],
+                      response_status=row["response_status"],
+                      response_headers=copy.deepcopy(row["response_headers"]),
+                      response_body=row["response_body"],
+                      locked=row["locked_until"] > now, expired=row["expires_at"] <= now)
+
+    async def retake(
+        self, user_id: str, key: str, request_hash: str, *, lock: timedelta, ttl: timedelta
+    ) -> None:
+        now = self.now()
+        self.t.idempotency[(user_id, key)] = {
+            "request_hash": request_hash, "status": "in_flight", "response_status": None,
+            "response_headers": None, "response_body": None, "locked_until": now + lock,
+            "created_at": now, "expires_at": now + ttl,
+        }
+
+    async def finish(
+        self, user_id: str, key: str, status: int, headers: dict[str, str], body: bytes
+    ) -> None:
+        row = self.t.idempotency.get((user_id, key))
+        if row is not None:
+            row.update(status="completed", response_status=status,
+                       response_headers=_json(headers), response_body=bytes(body))
+
+    async def renew(self, user_id: str, key: str, *, lock: timedelta) -> None:
+        row = self.t.idempotency.get((user_id, key))
+        if row is not None and row["status"] == "in_flight":
+            row["locked_until"] = self.now() + lock
+
+    async def release(self, user_id: str, key: str) -> None:
+        row = self.t.idempotency.get((user_id, key))
+        if row is not None and row["status"] == "in_flight":
+            del self.t.idempotency[(user_id, key)]
+
+    async def sweep(self) -> int:
+        now = self.now()
+        expired = [k for k, row in self.t.idempotency.items() if row["expires_at"] <= now]
+        for k in expired:
+            del self.t.idempotency[k]
+        return len(expired)
+
+
+class MemoryAudit(_Base):
+    async def record(self, entry: NewAuditEntry) -> None:
+        self.t.audit.append({**msgspec.structs.asdict(entry), "id": next(self.t.ids),
+                             "details": _json(entry.details), "at": self.now()})
+
+    async def of_execution(self, execution_id: uuid.UUID) -> list[AuditRow]:
+        return [msgspec.convert(copy.deepcopy(a), AuditRow) for a in self.t.audit
+                if a["execution_id"] == execution_id]
+
+
+class MemoryTx:
+    def __init__(self, store: MemoryStore) -> None:
+        self.executions = MemoryExecutions(store)
+        self.stage_runs = MemoryStageRuns(store)
+        self.outbox = MemoryOutbox(store)
+        self.notifications = MemoryNotifications(store)
+        self.projects = MemoryProjects(store)
+        self.idempotency = MemoryIdempotency(store)
+        self.audit = MemoryAudit(store)
+
+
+class MemoryStore:
+    """The port in memory; ``tables`` holds the rows (a test may look)."""
+
+    def __init__(self, *, clock: Callable[[], datetime] = _utcnow) -> None:
+        self.tables = Tables()
+        self.clock = clock
+        self._lock = asyncio.Lock()
+        self._pending: list[tuple[str, str]] | None = None
+        self._unit: contextvars.ContextVar[MemoryTx | None] = contextvars.ContextVar(
+            f"memory_unit_{id(self)}", default=None)
+
+    def notify(self, channel: str, payload: str) -> None:
+        """NOTIFY: delivered at commit, once per distinct ``(channel, payload)``."""
+        if self._pending is not None and (channel, payload) not in self._pending:
+            self._pending.append((channel, payload))
+
+    @contextlib.asynccontextmanager
+    async def _begin(self) -> AsyncIterator[MemoryTx]:
+        async with self._lock:
+            saved = copy.deepcopy(self.tables.__dict__ | {"ids": None})
+            ids = self.tables.ids
+            self._pending = []
+            try:
+                yield MemoryTx(self)
+            except BaseException:
+                self.tables.__dict__.update(saved)
+                self.tables.ids = ids
+                raise
+            else:
+                self.tables.notified.extend(self._pending)
+            finally:
+                self._pending = None
+
+    @contextlib.asynccontextmanager
+    async def tx(self) -> AsyncIterator[MemoryTx]:
+        joined = self._unit.get()
+        if joined is not None:
+            yield joined
+            return
+        async with self._begin() as tx:
+            yield tx
+
+    @contextlib.asynccontextmanager
+    async def unit(self) -> AsyncIterator[None]:
+        async with self._begin() as tx:
+            token = self._unit.set(tx)
+            try:
+                yield
+            finally:
+                self._unit.reset(token)

@@ -1,0 +1,94 @@
+"""The port on asyncpg: ``PgTx`` over one connection in a transaction.
+
+A connection comes from the store's asyncpg pool (``pipeline.db.Store.tx``), or is the
+one under a SQLAlchemy session already in a transaction (``tx_of``), so code still on
+sessions runs the same named queries in its own transaction.
+"""
+
+from __future__ import annotations
+
+from functools import cached_property
+from typing import Any
+
+import msgspec
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from pipeline.store.audit import PgAudit
+from pipeline.store.common import Conn
+from pipeline.store.executions import PgExecutions
+from pipeline.store.idempotency import PgIdempotency
+from pipeline.store.notifications import PgNotifications
+from pipeline.store.outbox import PgOutbox
+from pipeline.store.projects import PgProjects
+from pipeline.store.stage_runs import PgStageRuns
+
+
+class PgTx:
+    """The queries of every noun on one asyncpg connection (in a transaction)."""
+
+    def __init__(self, conn: Conn) -> None:
+        self.conn = conn
+
+    @cached_property
+    def executions(self) -> PgExecutions:
+        return PgExecutions(self.conn)
+
+    @cached_property
+    def stage_runs(self) -> PgStageRuns:
+        return PgStageRuns(self.conn)
+
+    @cached_property
+    def outbox(self) -> PgOutbox:
+        return PgOutbox(self.conn)
+
+    @cached_property
+    def notifications(self) -> PgNotifications:
+        return PgNotifications(self.conn)
+
+    @cached_property
+    def projects(self) -> PgProjects:
+        return PgProjects(self.conn)
+
+    @cached_property
+    def idempotency(self) -> PgIdempotency:
+        return PgIdempotency(self.conn)
+
+    @cached_property
+    def audit(self) -> PgAudit:
+        return PgAudit(self.conn)
+
+
+def _jsonb_encode(value: str) -> bytes:
+    return b"\x01" + value.encode()
+
+
+def _jsonb_decode(value: bytes) -> Any:
+    return msgspec.json.decode(value[1:])
+
+
+def _json_decode(value: bytes) -> Any:
+    return msgspec.json.decode(value)
+
+
+async def init_connection(conn: Conn) -> None:
+    """Codecs as SQLAlchemy's asyncpg dialect sets them (JSON in as text, out decoded), so
+    a query reads the same on a pooled connection and on a session's."""
+    await conn.set_type_codec("jsonb", encoder=_jsonb_encode, decoder=_jsonb_decode,
+                              schema="pg_catalog", format="binary")
+    await conn.set_type_codec("json", encoder=str.encode, decoder=_json_decode,
+                              schema="pg_catalog", format="binary")
+
+
+async def tx_of(session: AsyncSession) -> PgTx:
+    """The port on the connection of ``session``, in the session's transaction (begun
+    now if the session has not sent a statement yet)."""
+    connection = await session.connection()
+    raw = await connection.get_raw_connection()
+    adapted: Any = raw.dbapi_connection
+    # SQLAlchemy's asyncpg adapter begins its transaction lazily, at its first
+    # statement; begin it here so our statements run inside it.
+    if adapted._transaction is None:
+        async with adapted._execute_mutex:
+            if adapted._transaction is None:
+                await adapted._start_transaction()
+    return PgTx(raw.driver_connection)

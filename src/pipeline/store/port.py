@@ -1,0 +1,142 @@
+"""The store port: one ``Protocol`` per table noun, and ``Tx`` holding them all.
+
+A ``Tx`` is one transaction: every query through it commits or rolls back together.
+Implementations: ``pg.PgTx`` (asyncpg) and ``memory.MemoryTx``; the contract suite
+(``tests/integration/store/test_contract.py``) holds both to the same behaviour.
+"""
+
+from __future__ import annotations
+
+import uuid
+from contextlib import AbstractAsyncContextManager
+from datetime import datetime, timedelta
+from typing import Any, Protocol
+
+from pipeline.store.audit import AuditRow, NewAuditEntry
+from pipeline.store.executions import (
+    EventRow,
+    ExecutionRow,
+    NewEvent,
+    NewExecution,
+    PriorStart,
+    StatusRow,
+)
+from pipeline.store.idempotency import KeyRow
+from pipeline.store.notifications import Appended
+from pipeline.store.outbox import NewCommand
+from pipeline.store.projects import ProjectRow
+
+
+class Executions(Protocol):
+    async def get(self, execution_id: uuid.UUID, *, lock: bool = False) -> ExecutionRow | None:
+        ...
+
+    async def latest_for_project(
+        self, project_id: str, *, lock: bool = False
+    ) -> ExecutionRow | None:
+        """The project's active execution if any, else its most recent one."""
+        ...
+
+    async def insert(self, new: NewExecution) -> ExecutionRow: ...
+
+    async def insert_event(self, new: NewEvent) -> None: ...
+
+    async def event(self, event_id: uuid.UUID) -> EventRow | None: ...
+
+    async def prior_start(self, user_id: str, project_id: str, key: str) -> PriorStart | None:
+        """The start this subject's ``options.idempotencyKey`` for the project was first
+        used for."""
+        ...
+
+    async def lock_last_update(self, execution_id: uuid.UUID) -> Any: ...
+
+    async def status(self, project_id: str) -> StatusRow | None: ...
+
+
+class StageRuns(Protocol):
+    async def running(self, execution_id: uuid.UUID) -> bool: ...
+
+
+class Outbox(Protocol):
+    async def enqueue(self, command: NewCommand) -> int: ...
+
+
+class Notifications(Protocol):
+    async def append(
+        self,
+        execution_id: uuid.UUID,
+        frames: list[tuple[str, dict[str, Any]]],
+        *,
+        created_at: datetime,
+        last_update: Any = None,
+    ) -> Appended: ...
+
+
+class Projects(Protocol):
+    async def upsert(self, project_id: str, customer_id: str, repository_url: str) -> None: ...
+
+    async def lock(self, project_id: str) -> bool: ...
+
+    async def get(self, project_id: str) -> ProjectRow | None: ...
+
+
+class Idempotency(Protocol):
+    async def insert(
+        self, user_id: str, key: str, request_hash: str, *, lock: timedelta, ttl: timedelta
+    ) -> bool: ...
+
+    async def lock(self, user_id: str, key: str) -> KeyRow | None: ...
+
+    async def retake(
+        self, user_id: str, key: str, request_hash: str, *, lock: timedelta, ttl: timedelta
+    ) -> None: ...
+
+    async def finish(
+        self, user_id: str, key: str, status: int, headers: dict[str, str], body: bytes
+    ) -> None: ...
+
+    async def renew(self, user_id: str, key: str, *, lock: timedelta) -> None: ...
+
+    async def release(self, user_id: str, key: str) -> None: ...
+
+    async def sweep(self) -> int: ...
+
+
+class Audit(Protocol):
+    async def record(self, entry: NewAuditEntry) -> None: ...
+
+    async def of_execution(self, execution_id: uuid.UUID) -> list[AuditRow]: ...
+
+
+class Tx(Protocol):
+    """One transaction and the queries that run in it."""
+
+    @property
+    def executions(self) -> Executions: ...
+
+    @property
+    def stage_runs(self) -> StageRuns: ...
+
+    @property
+    def outbox(self) -> Outbox: ...
+
+    @property
+    def notifications(self) -> Notifications: ...
+
+    @property
+    def projects(self) -> Projects: ...
+
+    @property
+    def idempotency(self) -> Idempotency: ...
+
+    @property
+    def audit(self) -> Audit: ...
+
+
+class StorePort(Protocol):
+    """What hands out transactions: ``async with store.tx() as tx: ...``; inside a
+    ``unit()`` every ``tx()`` of the same task joins the unit's transaction."""
+
+    def tx(self) -> AbstractAsyncContextManager[Tx]: ...
+
+    def unit(self) -> AbstractAsyncContextManager[None]: ...

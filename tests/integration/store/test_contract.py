@@ -1,0 +1,272 @@
+"""The store port's contract: every test runs against the asyncpg implementation (on a
+fresh migrated database) and the in-memory one (unit tier), and asserts the same."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from pipeline.store.audit import NewAuditEntry
+from pipeline.store.executions import NewEvent, NewExecution
+from pipeline.store.memory import MemoryStore
+from pipeline.store.outbox import NewCommand
+from pipeline.store.port import StorePort, Tx
+
+CUSTOMER = "acme"
+PROJECT = "acme/web"
+URL = "https://git.example/acme/web.git"
+
+
+@pytest.fixture(params=["memory", pytest.param("pg", marks=pytest.mark.sockets)])
+def backend(request: pytest.FixtureRequest) -> str:
+    """Which implementation; ``pg`` on a fresh migrated database of its own."""
+    if request.param == "pg":
+        request.getfixturevalue("env")
+    return str(request.param)
+
+
+@pytest.fixture
+async def port(backend: str) -> AsyncIterator[StorePort]:
+    if backend == "memory":
+        yield MemoryStore()
+        return
+    from pipeline.db import Store
+    from runner.settings import get_settings
+
+    store = Store.from_settings(get_settings(), pool_size=2)
+    try:
+        yield store
+    finally:
+        await store.close()
+
+
+async def start(tx: Tx, project: str = PROJECT, *, status: str = "initializing",
+                key: str | None = None, digest: str | None = None,
+                user: str = "ann") -> tuple[uuid.UUID, uuid.UUID]:
+    """An event and its execution, as ``commands.start_execution`` writes them."""
+    event_id, execution_id = uuid.uuid4(), uuid.uuid4()
+    await tx.executions.insert_event(NewEvent(
+        id=event_id, workflow_type="DEVTEAM_AUTOMATION", data={"projectId": project},
+        task_context={"nodes": {}}, project_id=project, user_id=user, idempotency_key=key,
+        idempotency_hash=digest, correlation_id="c-1"))
+    await tx.executions.insert(NewExecution(
+        id=execution_id, project_id=project, customer_id=CUSTOMER, event_id=event_id,
+        user_id=user, status=status, stop_point="2.1", single_task_id=None,
+        correlation_id="c-1"))
+    return event_id, execution_id
+
+
+async def test_a_project_is_created_read_locked_and_repointed(port: StorePort) -> None:
+    async with port.tx() as tx:
+        assert await tx.projects.get(PROJECT) is None
+        assert await tx.projects.lock(PROJECT) is False
+        await tx.projects.upsert(PROJECT, CUSTOMER, URL)
+    async with port.tx() as tx:
+        row = await tx.projects.get(PROJECT)
+        assert row is not None
+        assert (row.customer_id, row.repository_url, row.default_branch) == (CUSTOMER, URL, None)
+        assert (row.verification, row.quota) == ({}, {})
+        assert await tx.projects.lock(PROJECT) is True
+        await tx.projects.upsert(PROJECT, "ignored", URL + "2")
+    async with port.tx() as tx:
+        row = await tx.projects.get(PROJECT)
+        assert row is not None
+        assert (row.customer_id, row.repository_url) == (CUSTOMER, URL + "2")
+
+
+async def test_an_execution_reads_back_with_its_event(port: StorePort) -> None:
+    async with port.tx() as tx:
+        await tx.projects.upsert(PROJECT, CUSTOMER, URL)
+        event_id, execution_id = await start(tx)
+    async with port.tx() as tx:
+        row = await tx.executions.get(execution_id)
+        assert row is not None
+        assert (row.id, row.project_id, row.customer_id, row.event_id, row.status) == (
+            execution_id, PROJECT, CUSTOMER, event_id, "initializing")
+        assert (row.stop_point, row.completed_tasks, row.total_tasks, row.last_seq) == (
+            "2.1", 0, 0, 0)
+        assert row.pending_command is None and row.finished_at is None
+        assert row.started_at.tzinfo is not None
+        assert await tx.executions.get(uuid.uuid4()) is None
+        locked = await tx.executions.get(execution_id, lock=True)
+        assert locked == row
+        event = await tx.executions.event(event_id)
+        assert event is not None
+        assert (event.workflow_type, event.data, event.task_context) == (
+            "DEVTEAM_AUTOMATION", {"projectId": PROJECT}, {"nodes": {}})
+        assert (event.project_id, event.correlation_id, event.execution_id) == (
+            PROJECT, "c-1", execution_id)
+        assert await tx.executions.event(uuid.uuid4()) is None
+
+
+async def test_the_latest_execution_is_the_active_one_else_the_newest(port: StorePort) -> None:
+    async with port.tx() as tx:
+        await tx.projects.upsert(PROJECT, CUSTOMER, URL)
+        assert await tx.executions.latest_for_project(PROJECT) is None
+        _, active = await start(tx, status="running")
+    async with port.tx() as tx:
+        _, newer_done = await start(tx, status="completed")
+    async with port.tx() as tx:
+        latest = await tx.executions.latest_for_project(PROJECT)
+        assert latest is not None and latest.id == active
+        locked = await tx.executions.latest_for_project(PROJECT, lock=True)
+        assert locked is not None and locked.id == active
+        assert await tx.executions.latest_for_project("acme/other") is None
+        status = await tx.executions.status(PROJECT)
+        assert status is not None
+        assert status.execution.id == active
+        assert (status.setup, status.wait) == (None, None)
+        assert await tx.executions.status("acme/other") is None
+    assert newer_done != active
+
+
+async def test_a_prior_start_is_found_by_user_project_and_key(port: StorePort) -> None:
+    async with port.tx() as tx:
+        await tx.projects.upsert(PROJECT, CUSTOMER, URL)
+        event_id, execution_id = await start(tx, key="k1", digest="h1")
+        first = await tx.outbox.enqueue(NewCommand(
+            execution_id=execution_id, customer_id=CUSTOMER, actor="stage_init",
+            payload={"stage": "INIT"}, correlation_id="c-1"))
+        second = await tx.outbox.enqueue(NewCommand(
+            execution_id=execution_id, customer_id=CUSTOMER, actor="stage_init",
+            payload={"stage": "INIT"}, correlation_id="c-1", delay_seconds=5))
+    assert second > first
+    async with port.tx() as tx:
+        prior = await tx.executions.prior_start("ann", PROJECT, "k1")
+        assert prior is not None
+        assert (prior.event_id, prior.execution_id, prior.command_id, prior.correlation_id,
+                prior.idempotency_hash) == (event_id, execution_id, first, "c-1", "h1")
+        assert await tx.executions.prior_start("bob", PROJECT, "k1") is None
+        assert await tx.executions.prior_start("ann", "acme/other", "k1") is None
+        assert await tx.executions.prior_start("ann", PROJECT, "k2") is None
+
+
+async def test_notifications_take_consecutive_seqs_and_positions(port: StorePort) -> None:
+    now = datetime.now(UTC)
+    async with port.tx() as tx:
+        await tx.projects.upsert(PROJECT, CUSTOMER, URL)
+        await tx.projects.upsert("acme/api", CUSTOMER, URL)
+        _, one = await start(tx)
+        _, two = await start(tx, "acme/api")
+        assert await tx.executions.lock_last_update(one) is None
+        a = await tx.notifications.append(one, [("execution-update", {"status": "running"}),
+                                                ("log", {"line": "x"})], created_at=now,
+                                          last_update={"status": "running"})
+        b = await tx.notifications.append(two, [("log", {"line": "y"})], created_at=now)
+        c = await tx.notifications.append(one, [("log", {"line": "z"})], created_at=now)
+    assert (a.first_seq, a.customer_id, a.project_id, a.created_at) == (1, CUSTOMER, PROJECT, now)
+    assert (b.first_seq, b.project_id) == (1, "acme/api")
+    assert c.first_seq == 3
+    assert (b.first_pos, c.first_pos) == (a.first_pos + 2, a.first_pos + 3)
+    async with port.tx() as tx:
+        assert await tx.executions.lock_last_update(one) == {"status": "running"}
+        assert await tx.executions.lock_last_update(two) is None
+        row = await tx.executions.get(one)
+        assert row is not None and row.last_seq == 3
+
+
+async def test_a_transaction_that_raises_leaves_nothing(port: StorePort) -> None:
+    async def failing() -> None:
+        async with port.tx() as tx:
+            await tx.projects.upsert(PROJECT, CUSTOMER, URL)
+            raise RuntimeError("boom")
+
+    with pytest.raises(RuntimeError, match="boom"):
+        await failing()
+    async with port.tx() as tx:
+        assert await tx.projects.get(PROJECT) is None
+
+
+async def test_a_unit_joins_its_transactions_and_commits_them_together(
+    port: StorePort,
+) -> None:
+    async def failing() -> None:
+        async with port.unit():
+            async with port.tx() as tx:
+                await tx.projects.upsert(PROJECT, CUSTOMER, URL)
+            async with port.tx() as tx:
+                assert await tx.projects.get(PROJECT) is not None
+                raise RuntimeError("boom")
+
+    with pytest.raises(RuntimeError, match="boom"):
+        await failing()
+    async with port.tx() as tx:
+        assert await tx.projects.get(PROJECT) is None
+    async with port.unit():
+        async with port.tx() as tx:
+            await tx.projects.upsert(PROJECT, CUSTOMER, URL)
+        async with port.tx() as tx:
+            await tx.projects.upsert("acme/api", CUSTOMER, URL)
+    async with port.tx() as tx:
+        assert await tx.projects.get(PROJECT) is not None
+        assert await tx.projects.get("acme/api") is not None
+
+
+async def test_audit_entries_read_back_per_execution(port: StorePort) -> None:
+    async with port.tx() as tx:
+        await tx.projects.upsert(PROJECT, CUSTOMER, URL)
+        _, execution_id = await start(tx)
+        for action in ("execution.start", "execution.pause"):
+            await tx.audit.record(NewAuditEntry(
+                user_id="ann", action=action, project_id=PROJECT, execution_id=execution_id,
+                correlation_id="c-1", details={"from": "a"}))
+    async with port.tx() as tx:
+        entries = await tx.audit.of_execution(execution_id)
+        assert [(e.action, e.user_id, e.details) for e in entries] == [
+            ("execution.start", "ann", {"from": "a"}), ("execution.pause", "ann", {"from": "a"})]
+        assert entries[0].id < entries[1].id
+        assert await tx.audit.of_execution(uuid.uuid4()) == []
+
+
+LOCK, TTL = timedelta(seconds=60), timedelta(hours=6)
+
+
+async def test_an_idempotency_key_is_claimed_once_finished_and_replayed(
+    port: StorePort,
+) -> None:
+    async with port.tx() as tx:
+        assert await tx.idempotency.lock("ann", "k") is None
+        assert await tx.idempotency.insert("ann", "k", "h1", lock=LOCK, ttl=TTL) is True
+        assert await tx.idempotency.insert("ann", "k", "h2", lock=LOCK, ttl=TTL) is False
+        assert await tx.idempotency.insert("bob", "k", "h2", lock=LOCK, ttl=TTL) is True
+    async with port.tx() as tx:
+        row = await tx.idempotency.lock("ann", "k")
+        assert row is not None
+        assert (row.request_hash, row.status, row.locked, row.expired) == (
+            "h1", "in_flight", True, False)
+        assert (row.response_status, row.response_headers, row.response_body) == (
+            None, None, None)
+        await tx.idempotency.finish("ann", "k", 202, {"content-type": "application/json"},
+                                    b'{"ok":true}')
+        await tx.idempotency.release("ann", "k")  # finished: stays
+    async with port.tx() as tx:
+        row = await tx.idempotency.lock("ann", "k")
+        assert row is not None
+        assert (row.status, row.response_status, row.response_headers, row.response_body) == (
+            "completed", 202, {"content-type": "application/json"}, b'{"ok":true}')
+        await tx.idempotency.release("bob", "k")  # in flight: freed
+        assert await tx.idempotency.lock("bob", "k") is None
+
+
+async def test_an_idempotency_lock_expires_is_renewed_and_retaken(port: StorePort) -> None:
+    async with port.tx() as tx:
+        await tx.idempotency.insert("ann", "k", "h1", lock=timedelta(seconds=-1), ttl=TTL)
+        row = await tx.idempotency.lock("ann", "k")
+        assert row is not None and (row.locked, row.expired) == (False, False)
+        await tx.idempotency.renew("ann", "k", lock=LOCK)
+        row = await tx.idempotency.lock("ann", "k")
+        assert row is not None and row.locked is True
+        await tx.idempotency.retake("ann", "k", "h2", lock=LOCK, ttl=timedelta(seconds=-1))
+        row = await tx.idempotency.lock("ann", "k")
+        assert row is not None
+        assert (row.request_hash, row.status, row.expired) == ("h2", "in_flight", True)
+        await tx.idempotency.insert("bob", "k", "h", lock=LOCK, ttl=TTL)
+    async with port.tx() as tx:
+        assert await tx.idempotency.sweep() == 1
+        assert await tx.idempotency.lock("ann", "k") is None
+        assert await tx.idempotency.lock("bob", "k") is not None
+
+
