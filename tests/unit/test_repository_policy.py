@@ -194,6 +194,40 @@ def test_a_name_that_does_not_resolve_is_unreachable_and_transient():
                       Allowed)
 
 
+def test_http_to_a_name_no_private_host_could_allow_is_refused_whether_it_resolves_or_not():
+    # http:// goes only to hosts DEVTEAM_GIT_PRIVATE_HOSTS allows: with no network named,
+    # a name it does not name can never qualify, so DNS failing now changes nothing
+    rules = policy("acme=http://git.gone.io/ http://github.com/acme/")
+    with_network = policy("acme=http://git.gone.io/", private="10.20.0.0/16")
+    named = policy("acme=http://git.gone.io/", private="git.gone.io")
+
+    gone = rules.decide("acme", "http://git.gone.io/web.git")
+    public = rules.decide("acme", "http://github.com/acme/web.git")
+
+    assert isinstance(gone, Refused) and gone.classification is Classification.CONFIG
+    assert reason(gone) == reason(public)
+    assert "use https://" in reason(gone)
+    with pytest.raises(ConfigError):
+        rules.require("acme", "http://git.gone.io/web.git")
+    # ...while a name that may resolve into an allowed network, or is named, is retried
+    for maybe in (with_network, named):
+        later = maybe.decide("acme", "http://git.gone.io/web.git")
+        assert isinstance(later, Refused), later
+        assert later.classification is Classification.TRANSIENT
+
+
+@pytest.mark.parametrize("char", ["\x01", "\x1b", "\x7f", "\x85", "\x9b", "\u200b", "\u200e",
+                                  "\u202e", "\u2028", "\u2066", "\ufeff"])
+def test_control_and_format_characters_anywhere_in_a_url_are_refused(char):
+    rules = policy("acme=https://github.com/acme/")
+
+    for url in (f"https://github.com/acme/w{char}eb.git", f"https://github.com/{char}acme/x",
+                f"git@github.com:acme/web{char}.git"):
+        decision = rules.decide("acme", url)
+        assert reason(decision) == "repository URL is empty or contains control characters"
+        assert decision.classification is Classification.CONFIG
+
+
 def test_the_real_resolver_sees_a_decimal_loopback_address_for_what_it_is():
     rules = RepositoryPolicy.from_settings(
         load_settings({"DEVTEAM_GIT_CUSTOMER_REPOS": "acme=https://2130706433/"}), resolve_host)

@@ -18,8 +18,11 @@ and push them. So a URL is used only when the operator allows it for the custome
 ``RepositoryPolicy.decide`` is a function of its configuration, the customer, the URL and
 what the resolver answers (a parameter, so tests give it any answer). The gateway calls it
 at the door (422 naming the field) and ``GitWorkspace``/``probe_remote`` call it again
-before every network operation. Refusal messages never echo the URL or what it resolved
-to, so they read the same whatever the host and port.
+before every network operation. A name that does not resolve right now is a transient
+refusal (retried; the door lets it through), except for ``http://`` to a host that no
+answer could make allowed (not named, no network in ``DEVTEAM_GIT_PRIVATE_HOSTS``): that
+is refused for good, at the door too, DNS or not. Refusal messages never echo the URL or
+what it resolved to, so they read the same whatever the host and port.
 """
 
 from __future__ import annotations
@@ -39,6 +42,8 @@ Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 Resolver = Callable[[str, int], Sequence[str]]
 """``(host, port) → addresses``; raises OSError when the name does not resolve."""
 
+HTTP_REFUSED = ("http:// repositories are accepted only on hosts the operator allows "
+                "(DEVTEAM_GIT_PRIVATE_HOSTS); use https://")
 _CUSTOMER = re.compile(r"^(\*|[A-Za-z0-9_-]{1,100})$")
 EVERYONE = "*"
 
@@ -135,6 +140,11 @@ class PrivateHosts:
     def allows(self, host: str, address: Address) -> bool:
         return host in self.names or any(address in net for net in self.networks)
 
+    def may_allow(self, host: str) -> bool:
+        """Whether ``host`` could be allowed whatever it resolves to: named, or some
+        network is (a name is only known to lead into one once it resolves)."""
+        return host in self.names or bool(self.networks)
+
 
 def is_public(address: Address) -> bool:
     """A global unicast address (not loopback, link-local, private, shared, reserved...)."""
@@ -219,8 +229,10 @@ class RepositoryPolicy:
             found = [ipaddress.ip_address(a.split("%", 1)[0])
                      for a in self.resolve(remote.host, remote.effective_port or 0)]
         except (OSError, UnicodeError, ValueError):
-            return Refused(UNREACHABLE, Classification.TRANSIENT)
+            found = []
         if not found:
+            if remote.scheme == "http" and not self.private.may_allow(remote.host):
+                return Refused(HTTP_REFUSED)  # wherever the name leads, once it resolves
             return Refused(UNREACHABLE, Classification.TRANSIENT)
         private = [a for a in found if not is_public(a)]
         if any(not self.private.allows(remote.host, a) for a in private):
@@ -228,8 +240,7 @@ class RepositoryPolicy:
                            "network, which this server does not allow for repositories "
                            "(DEVTEAM_GIT_PRIVATE_HOSTS)")
         if remote.scheme == "http" and not private:
-            return Refused("http:// repositories are accepted only on hosts the operator "
-                           "allows (DEVTEAM_GIT_PRIVATE_HOSTS); use https://")
+            return Refused(HTTP_REFUSED)
         return Allowed(remote)
 
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 import errno
 import ipaddress
 import re
+import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,6 +33,10 @@ _USERINFO = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*://)[^/@\s]*@")
 _DEFAULT_PORTS = {"https": 443, "http": 80, "ssh": 22}
 _SSH_SCHEMES = {"ssh", "git+ssh", "ssh+git"}
 _HOST = re.compile(r"^[a-z0-9](?:[a-z0-9.-]{0,251}[a-z0-9])?$")
+_CONTROL = frozenset({"Cc", "Cf", "Zl", "Zp"})
+"""Unicode categories no repository URL holds: C0 and C1 controls and DEL (``Cc``; ``\x9b``
+starts a terminal escape), format characters (``Cf``: bidirectional overrides that show a
+URL reversed, zero-width characters that hide one) and line or paragraph separators."""
 _ENCODED = re.compile(r"%(?:2e|2f|5c|00)", re.IGNORECASE)
 UNREACHABLE = (
     "repository not reachable (it does not exist, the credentials configured for this "
@@ -106,7 +111,7 @@ def parse_remote_url(url: str) -> RemoteUrl:
     carries credentials (user information, a query string), or has a path a server could
     resolve elsewhere (``.``/``..`` segments, encoded dots or slashes, empty segments)."""
     text = url.strip()
-    if not text or any(ord(c) < 32 or ord(c) == 127 for c in text):
+    if not text or any(unicodedata.category(c) in _CONTROL for c in text):
         raise ConfigError("repository URL is empty or contains control characters")
     if "?" in text:
         raise UrlCredentialsError(
