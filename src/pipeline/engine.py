@@ -33,13 +33,19 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from pipeline import executions, metrics, outbox, stream
+from pipeline.decide import (
+    cancelled_outcome,
+    claims_exhausted,
+    exhausted_outcome,
+    failure_outcome,
+)
 from pipeline.lifecycle import TERMINAL, PauseReason, Stage, Status
 from pipeline.logsink import LogSink
 from pipeline.outbox import StageCommand
 from pipeline.outcome import Outcome, StageContext
 from pipeline.record import record_outcome
 from pipeline.services import Services
-from runner.errors import Classification, ConfigError, InfrastructureError, RunnerError
+from runner.errors import ConfigError, InfrastructureError, RunnerError
 from runner.limits import LogLimits
 from runner.settings import Settings
 
@@ -236,22 +242,15 @@ class Engine:
     # -- run ----------------------------------------------------------------------------
     async def _execute(self, ctx: StageContext, run_id: int) -> Outcome:
         handler = self.handlers[Stage(ctx.command.stage)]
-        if ctx.claims > self.services.settings.pipeline.stage_retries + 1:
-            return Outcome(
-                status="failed",
-                error=InfrastructureError(
-                    f"stage {ctx.command.stage} was started {ctx.claims - 1} times without "
-                    "finishing (worker crashes or repeated infrastructure failures)"
-                ),
-                fatal=True,
-            )
+        if claims_exhausted(ctx.claims, self.services.settings.pipeline):
+            return exhausted_outcome(ctx.command, ctx.claims)
         work = asyncio.create_task(handler(ctx))
         beat = asyncio.create_task(self._heartbeat(ctx, run_id, work))
         try:
             return await work
         except asyncio.CancelledError:
             if ctx.cancel.is_set():
-                return Outcome(status="cancelled", result={"cancelled": True})
+                return cancelled_outcome()
             raise
         except RunnerError as exc:
             return self._failure(ctx, exc)
@@ -283,21 +282,7 @@ class Engine:
 
     def _failure(self, ctx: StageContext, exc: RunnerError) -> Outcome:
         """Uniform policy for errors a handler did not turn into an outcome itself."""
-        if exc.classification is Classification.CANCELLED:
-            return Outcome(status="cancelled", result={"cancelled": True})
-        if exc.classification is Classification.ENVIRONMENT:
-            # Not the code's fault and not worth a retry: a person fixes the environment,
-            # then resuming runs this stage again.
-            return Outcome(
-                status="failed", error=exc, record_error=True,
-                pause_reason=PauseReason.HUMAN_REVIEW,
-                next=ctx.then(ctx.command.stage, attempt=ctx.attempt + 1),
-            )
-        policy = self.services.settings.pipeline
-        if exc.classification.retryable and ctx.claims <= policy.stage_retries:
-            delay = min(2.0**ctx.claims, policy.stage_retry_max_seconds)
-            return Outcome(status="retrying", error=exc, result={"retryIn": delay})
-        return Outcome(status="failed", error=exc, fatal=True)
+        return failure_outcome(ctx.command, exc, ctx.claims, self.services.settings.pipeline)
 
     async def _heartbeat(self, ctx: StageContext, run_id: int, work: asyncio.Task[Outcome]) -> None:
         """Renew the lease every second; on stop (or a lost lease) cancel the work."""

@@ -20,6 +20,17 @@ ACTIVE = frozenset({Status.INITIALIZING, Status.RUNNING, Status.PAUSED, Status.S
 TERMINAL = frozenset({Status.STOPPED, Status.COMPLETED, Status.ERROR})
 
 
+class StageStatus(StrEnum):
+    """The status of one stage run (``stage_runs.status``, ``Outcome.status``, the
+    ``nodes`` of ``task_context``): the values on the wire and in the database."""
+
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    RETRYING = "retrying"
+    CANCELLED = "cancelled"
+
+
 class PauseReason(StrEnum):
     USER = "user"
     STOP_POINT = "stop_point"

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from pipeline.executions import ExecutionRow
+from pipeline.lifecycle import PauseReason, StageStatus, Status
 from pipeline.outbox import StageCommand
 from runner.errors import RunnerError
 
@@ -38,14 +39,14 @@ class Outcome:
     - ``finalize``: end the execution with this status (cleanup runs in FINALIZE).
     """
 
-    status: str = "succeeded"
+    status: StageStatus = StageStatus.SUCCEEDED
     result: dict[str, Any] = field(default_factory=dict)
     next: StageCommand | None = None
     error: RunnerError | None = None
     record_error: bool = False
     fatal: bool = False
-    pause_reason: str | None = None
-    finalize: str | None = None
+    pause_reason: PauseReason | None = None
+    finalize: Status | None = None
     inject: Injection | None = None
     execution: dict[str, Any] = field(default_factory=dict)
     frames: list[tuple[str, dict[str, Any]]] = field(default_factory=list)

@@ -21,7 +21,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from pipeline import audit, executions, outbox, stream
 from pipeline.audit import Principal
-from pipeline.lifecycle import TERMINAL, PauseReason, Stage, Status
+from pipeline.decide import ExecutionView, Retry, decide, stage_sets_status
+from pipeline.lifecycle import TERMINAL, Stage
 from pipeline.outbox import StageCommand
 from pipeline.outcome import Outcome, StageContext
 from pipeline.services import Services
@@ -86,11 +87,7 @@ async def record_outcome(
         await outbox.complete(session, ctx.command_id)
         frames: list[tuple[str, dict[str, Any]]] = list(outcome.frames)
         fields: dict[str, Any] = dict(outcome.execution)
-        if (
-            "status" in fields
-            and ctx.command.stage != Stage.FINALIZE
-            and execution.state not in (Status.INITIALIZING, Status.RUNNING)
-        ):
+        if "status" in fields and not stage_sets_status(ctx.command.stage, execution.state):
             # A person paused or stopped meanwhile; the stage does not overrule them.
             fields.pop("status")
         error_id = None
@@ -166,72 +163,27 @@ async def _route(
     fields: dict[str, Any],
     frames: list[tuple[str, dict[str, Any]]],
 ) -> None:
-    """Decide what runs next, honouring stop, errors, pauses and stop points."""
-    stage = Stage(ctx.command.stage)
-    state = Status(fields.get("status", execution.status))
-    if outcome.status == "retrying":
-        delay = float(outcome.result.get("retryIn", 1.0))
+    """Store what ``decide`` says runs next: the execution's fields, the command."""
+    nxt = decide(ctx.command, outcome, ExecutionView(
+        id=str(execution.id), status=execution.state, stop_point=execution.stop_point))
+    if isinstance(nxt, Retry):
+        stage = ctx.command.stage
         frames.append(
             (
                 "execution-log",
                 {
                     "level": "warning",
-                    "stage": stage.value,
+                    "stage": stage,
                     "taskId": ctx.task_id,
-                    "lines": [f"{stage.value} will be retried in {delay:.0f}s: {outcome.error}"],
+                    "lines": [f"{stage} will be retried in {nxt.delay:.0f}s: {outcome.error}"],
                 },
             )
         )
-        await _enqueue(session, execution, ctx.command, delay)
-        return
-    if stage is Stage.FINALIZE:
-        return
-    if state is Status.STOPPING or outcome.status == "cancelled":
-        await _enqueue(session, execution, _finalize(ctx, Status.STOPPED))
-        return
-    if outcome.fatal:
-        fields.update(status=Status.ERROR.value)
-        await _enqueue(session, execution, _finalize(ctx, Status.ERROR))
-        return
-    if outcome.finalize is not None:
-        await _enqueue(session, execution, _finalize(ctx, Status(outcome.finalize)))
-        return
-    nxt = outcome.next
-    if nxt is None:
-        return
-    if outcome.pause_reason is not None:
-        fields.update(
-            status=Status.PAUSED.value,
-            pause_reason=outcome.pause_reason,
-            pending_command=msgspec.to_builtins(nxt),
-        )
-        return
-    if state is Status.PAUSED:
-        fields["pending_command"] = msgspec.to_builtins(nxt)
-        return
-    stop_point = execution.stop_point
-    if stop_point and _reaches(stop_point, nxt):
-        fields.update(
-            status=Status.PAUSED.value,
-            pause_reason=PauseReason.STOP_POINT.value,
-            pending_command=msgspec.to_builtins(nxt),
-            stop_point=None,
-        )
-        return
-    await _enqueue(session, execution, nxt)
-
-
-def _reaches(stop_point: str, nxt: StageCommand) -> bool:
-    """A stop point names a task (pause before it starts) or a stage (pause before it)."""
-    if nxt.stage == Stage.PREP and nxt.task_id == stop_point:
-        return True
-    return nxt.stage == stop_point.upper() and nxt.attempt == 1
-
-
-def _finalize(ctx: StageContext, status: Status) -> StageCommand:
-    return StageCommand(
-        execution_id=str(ctx.execution.id), stage=Stage.FINALIZE, outcome=status.value
-    )
+    fields.update(nxt.fields())
+    order = nxt.enqueue()
+    if order is not None:
+        command, delay = order
+        await _enqueue(session, execution, command, delay)
 
 
 async def _enqueue(

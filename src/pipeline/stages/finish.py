@@ -23,7 +23,7 @@ async def done(ctx: StageContext) -> Outcome:
     if ctx.execution.single_task_id:
         return Outcome(
             result={"taskId": ctx.task_id},
-            finalize=Status.COMPLETED.value,
+            finalize=Status.COMPLETED,
             execution=fields,
             task_summary=summary,
         )

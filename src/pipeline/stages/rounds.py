@@ -13,7 +13,7 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from pipeline.lifecycle import PauseReason, Stage
+from pipeline.lifecycle import PauseReason, Stage, StageStatus
 from pipeline.outcome import Injection, Outcome, StageContext
 from pipeline.stages.common import (
     blocking,
@@ -53,7 +53,7 @@ async def failed_round(
             "warning",
         )
         return Outcome(
-            status="failed",
+            status=StageStatus.FAILED,
             result=recorded,
             error=error,
             next=ctx.then(Stage.IMPLEMENT, attempt=ctx.attempt + 1),
@@ -74,7 +74,7 @@ async def failed_round(
             "warning",
         )
         return Outcome(
-            status="failed",
+            status=StageStatus.FAILED,
             result=recorded,
             error=error,
             record_error=True,
@@ -102,7 +102,7 @@ async def failed_round(
         f"{limit} error-resolution tasks did not fix {origin}: pausing for a person", "error"
     )
     return Outcome(
-        status="failed",
+        status=StageStatus.FAILED,
         result=recorded,
         error=error,
         record_error=True,

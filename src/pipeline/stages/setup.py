@@ -15,7 +15,7 @@ from typing import Any
 import msgspec
 
 from pipeline import metrics
-from pipeline.lifecycle import PauseReason, Stage
+from pipeline.lifecycle import PauseReason, Stage, StageStatus
 from pipeline.outcome import Outcome, StageContext
 from pipeline.stages.baseline import base_config, baseline, refusal
 from pipeline.stages.common import (
@@ -112,7 +112,7 @@ async def setup(ctx: StageContext) -> Outcome:
         await drop_task_containers(ctx)
         plan = plan or SetupPlan(tool="none")
         return Outcome(
-            status="failed",
+            status=StageStatus.FAILED,
             result={"tool": plan.tool, "cached": False, "commands": plan.commands,
                     "toolchain": msgspec.to_builtins(plan.toolchain)},
             error=EnvironmentFailure(f"task {task.id}: {exc.message}", details=exc.details),
@@ -153,7 +153,7 @@ async def environment_pause(ctx: StageContext, error: RunnerError, *,
     await drop_task_containers(ctx)
     ctx.log.line(error.message, "error")
     return Outcome(
-        status="failed",
+        status=StageStatus.FAILED,
         result=result,
         error=error,
         record_error=True,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from sqlalchemy import text
 
-from pipeline.lifecycle import PauseReason, Stage, Status
+from pipeline.lifecycle import PauseReason, Stage, StageStatus, Status
 from pipeline.outcome import Outcome, StageContext
 from pipeline.stages.common import blocking, checkout, next_select, task_from_wire
 from pipeline.stages.tasklist_io import (
@@ -97,7 +97,7 @@ async def select(ctx: StageContext) -> Outcome:
         if task is None:
             return Outcome(
                 result={"task": None, "reason": "the requested task is done"},
-                finalize=Status.COMPLETED.value,
+                finalize=Status.COMPLETED,
                 execution=counts,
             )
     else:
@@ -110,7 +110,7 @@ async def select(ctx: StageContext) -> Outcome:
             ctx.log.line(f"every task of {path} is done")
             return Outcome(
                 result={"task": None, "reason": "all tasks done"},
-                finalize=Status.COMPLETED.value,
+                finalize=Status.COMPLETED,
                 execution=counts,
             )
         waiting = total - done
@@ -119,7 +119,7 @@ async def select(ctx: StageContext) -> Outcome:
             details={"remaining": waiting},
         )
         return Outcome(
-            status="failed",
+            status=StageStatus.FAILED,
             result={"task": None, "reason": "nothing ready"},
             error=error,
             record_error=True,

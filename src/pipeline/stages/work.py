@@ -8,7 +8,7 @@ from typing import Any
 
 import msgspec
 
-from pipeline.lifecycle import PauseReason, Stage
+from pipeline.lifecycle import PauseReason, Stage, StageStatus
 from pipeline.outcome import Outcome, StageContext
 from pipeline.stages.baseline import base_config, floor
 from pipeline.stages.common import (
@@ -256,7 +256,7 @@ async def _protected(ctx: StageContext, task: Task, co: Checkout, base: str, hea
     for line in patch.splitlines()[:200]:
         ctx.log.line(line)
     return Outcome(
-        status="failed",
+        status=StageStatus.FAILED,
         result={"protectedPaths": touched, "commit": head},
         error=error,
         record_error=True,

@@ -1,0 +1,303 @@
+"""The pipeline's decisions, pure: what runs after a stage, and whether a failure is retried.
+
+No I/O, no database, no clock: ``record.py`` and ``engine.py`` ask, then store and enqueue
+what the answer says. Every answer is a small frozen value, so the rules are tested as
+tables (tests/unit/pipeline).
+
+- ``decide(ran, outcome, execution)``: after a stage's outcome, the next step (``Next``):
+  run a command, retry this one after a delay, finalise with a status, pause holding the
+  next command, hold it for a person's resume, or nothing.
+- ``retry_policy(classification, claims, policy)``: what a failure the handler did not
+  turn into an outcome itself means (cancelled, pause for review, retry after a backoff,
+  fatal); ``failure_outcome`` makes the ``Outcome`` of that verdict.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Any, Protocol
+
+import msgspec
+
+from pipeline.lifecycle import PauseReason, Stage, StageStatus, Status
+from pipeline.outbox import StageCommand
+from pipeline.outcome import Outcome
+from runner.errors import Classification, InfrastructureError, RunnerError
+
+RETRY_DEFAULT_SECONDS = 1.0
+"""The wait before a retry whose outcome names none (``result.retryIn``)."""
+
+STAGE_SETS_STATUS = frozenset({Status.INITIALIZING, Status.RUNNING})
+"""The execution statuses a stage's own status change may overrule (INIT sets running);
+a person's pause or stop is never overruled by a stage (FINALIZE excepted)."""
+
+
+class ExecutionView(msgspec.Struct, frozen=True, kw_only=True):
+    """What ``decide`` needs of the execution row, as read under the finish transaction's
+    lock (before the stage's own changes)."""
+
+    id: str
+    status: Status
+    stop_point: str | None = None
+
+
+# -- what comes next ---------------------------------------------------------------------
+class Run(msgspec.Struct, frozen=True, kw_only=True):
+    """Enqueue ``command`` now."""
+
+    command: StageCommand
+
+    def fields(self) -> dict[str, Any]:
+        return {}
+
+    def enqueue(self) -> tuple[StageCommand, float] | None:
+        return self.command, 0.0
+
+
+class Retry(msgspec.Struct, frozen=True, kw_only=True):
+    """Enqueue the same command again after ``delay`` seconds (the run is ``retrying``)."""
+
+    command: StageCommand
+    delay: float
+
+    def fields(self) -> dict[str, Any]:
+        return {}
+
+    def enqueue(self) -> tuple[StageCommand, float] | None:
+        return self.command, self.delay
+
+
+class Finalize(msgspec.Struct, frozen=True, kw_only=True):
+    """Enqueue FINALIZE ending the execution in ``status``; a fatal error marks the
+    execution ``error`` at once (FINALIZE cleans up after)."""
+
+    execution_id: str
+    status: Status
+    fatal: bool = False
+
+    @property
+    def command(self) -> StageCommand:
+        return StageCommand(
+            execution_id=self.execution_id, stage=Stage.FINALIZE, outcome=self.status.value
+        )
+
+    def fields(self) -> dict[str, Any]:
+        return {"status": Status.ERROR.value} if self.fatal else {}
+
+    def enqueue(self) -> tuple[StageCommand, float] | None:
+        return self.command, 0.0
+
+
+class Pause(msgspec.Struct, frozen=True, kw_only=True):
+    """Pause the execution for ``reason``; ``command`` waits in the row for resume (a stop
+    point that was reached is used up)."""
+
+    command: StageCommand
+    reason: PauseReason
+
+    def fields(self) -> dict[str, Any]:
+        fields: dict[str, Any] = {
+            "status": Status.PAUSED.value,
+            "pause_reason": self.reason.value,
+            "pending_command": msgspec.to_builtins(self.command),
+        }
+        if self.reason is PauseReason.STOP_POINT:
+            fields["stop_point"] = None
+        return fields
+
+    def enqueue(self) -> tuple[StageCommand, float] | None:
+        return None
+
+
+class Hold(msgspec.Struct, frozen=True, kw_only=True):
+    """A person paused meanwhile: ``command`` waits in the row for their resume."""
+
+    command: StageCommand
+
+    def fields(self) -> dict[str, Any]:
+        return {"pending_command": msgspec.to_builtins(self.command)}
+
+    def enqueue(self) -> tuple[StageCommand, float] | None:
+        return None
+
+
+class End(msgspec.Struct, frozen=True, kw_only=True):
+    """Nothing follows (FINALIZE ran, or a stage with no next step)."""
+
+    def fields(self) -> dict[str, Any]:
+        return {}
+
+    def enqueue(self) -> tuple[StageCommand, float] | None:
+        return None
+
+
+Next = Run | Retry | Finalize | Pause | Hold | End
+
+
+def stage_sets_status(stage: Stage | str, current: Status) -> bool:
+    """Whether a stage's own ``execution.status`` change applies: only while the execution
+    is initialising or running, and always in FINALIZE (it ends the execution)."""
+    return Stage(stage) is Stage.FINALIZE or current in STAGE_SETS_STATUS
+
+
+def status_after(ran: StageCommand, outcome: Outcome, execution: ExecutionView) -> Status:
+    """The execution's status once the stage's own changes apply (before routing)."""
+    wanted = outcome.execution.get("status")
+    if wanted is not None and stage_sets_status(ran.stage, execution.status):
+        return Status(wanted)
+    return execution.status
+
+
+def reaches(stop_point: str, nxt: StageCommand) -> bool:
+    """A stop point names a task (pause before its PREP) or a stage (pause before its
+    first attempt); stage names match in any case."""
+    if nxt.stage == Stage.PREP and nxt.task_id == stop_point:
+        return True
+    return nxt.stage == stop_point.upper() and nxt.attempt == 1
+
+
+def decide(ran: StageCommand, outcome: Outcome, execution: ExecutionView) -> Next:
+    """What follows ``outcome`` of the stage run ``ran``; in order of precedence: a retry;
+    nothing after FINALIZE; stop (or a cancelled run) finalises ``stopped``; a fatal error
+    finalises ``error``; a stage's ``finalize``; no next step; a pause the stage asks for;
+    a person's pause holds the next command; a stop point the next command reaches pauses;
+    else the next command runs."""
+    stage = Stage(ran.stage)
+    state = status_after(ran, outcome, execution)
+    if outcome.status == StageStatus.RETRYING:
+        delay = float(outcome.result.get("retryIn", RETRY_DEFAULT_SECONDS))
+        return Retry(command=ran, delay=delay)
+    if stage is Stage.FINALIZE:
+        return End()
+    if state is Status.STOPPING or outcome.status == StageStatus.CANCELLED:
+        return Finalize(execution_id=execution.id, status=Status.STOPPED)
+    if outcome.fatal:
+        return Finalize(execution_id=execution.id, status=Status.ERROR, fatal=True)
+    if outcome.finalize is not None:
+        return Finalize(execution_id=execution.id, status=Status(outcome.finalize))
+    nxt = outcome.next
+    if nxt is None:
+        return End()
+    if outcome.pause_reason is not None:
+        return Pause(command=nxt, reason=PauseReason(outcome.pause_reason))
+    if state is Status.PAUSED:
+        return Hold(command=nxt)
+    if execution.stop_point and reaches(execution.stop_point, nxt):
+        return Pause(command=nxt, reason=PauseReason.STOP_POINT)
+    return Run(command=nxt)
+
+
+# -- failures ------------------------------------------------------------------------------
+class RetrySettings(Protocol):
+    """The retry knobs (``DEVTEAM_PIPELINE_STAGE_RETRIES``, ``…_STAGE_RETRY_MAX_SECONDS``)."""
+
+    @property
+    def stage_retries(self) -> int: ...
+
+    @property
+    def stage_retry_max_seconds(self) -> float: ...
+
+
+class Verdict(StrEnum):
+    CANCEL = "cancel"
+    """A person stopped the execution: the run is ``cancelled``."""
+    REVIEW = "review"
+    """The environment's fault: pause for a person; resume runs the stage again."""
+    RETRY = "retry"
+    """Run the same stage again after ``delay``."""
+    FAIL = "fail"
+    """Fatal: the execution ends in ``error``."""
+
+
+class RetryDecision(msgspec.Struct, frozen=True, kw_only=True):
+    verdict: Verdict
+    delay: float = 0.0
+
+
+def backoff(claims: int, policy: RetrySettings) -> float:
+    """The wait before the retry after the ``claims``-th start: 2, 4, 8… s, capped."""
+    return float(min(2.0**claims, policy.stage_retry_max_seconds))
+
+
+def retry_policy(
+    classification: Classification, claims: int, policy: RetrySettings
+) -> RetryDecision:
+    """What an error a handler raised means, given how often its run was started
+    (``claims``, 1 on the first start)."""
+    if classification is Classification.CANCELLED:
+        return RetryDecision(verdict=Verdict.CANCEL)
+    if classification is Classification.ENVIRONMENT:
+        # Not the code's fault and not worth a retry: a person fixes the environment,
+        # then resuming runs this stage again.
+        return RetryDecision(verdict=Verdict.REVIEW)
+    if classification.retryable and claims <= policy.stage_retries:
+        return RetryDecision(verdict=Verdict.RETRY, delay=backoff(claims, policy))
+    return RetryDecision(verdict=Verdict.FAIL)
+
+
+def claims_exhausted(claims: int, policy: RetrySettings) -> bool:
+    """A run started more often than its retries allow (workers died mid-run, or retries
+    were spent): it is not run again."""
+    return claims > policy.stage_retries + 1
+
+
+def exhausted_outcome(ran: StageCommand, claims: int) -> Outcome:
+    """The fatal outcome of a run whose claims are exhausted."""
+    return Outcome(
+        status=StageStatus.FAILED,
+        error=InfrastructureError(
+            f"stage {ran.stage} was started {claims - 1} times without finishing "
+            "(worker crashes or repeated infrastructure failures)"
+        ),
+        fatal=True,
+    )
+
+
+def cancelled_outcome() -> Outcome:
+    return Outcome(status=StageStatus.CANCELLED, result={"cancelled": True})
+
+
+def failure_outcome(
+    ran: StageCommand, error: RunnerError, claims: int, policy: RetrySettings
+) -> Outcome:
+    """The outcome of ``error`` raised by the handler of ``ran`` (``retry_policy``'s
+    verdict as the engine records it)."""
+    decision = retry_policy(error.classification, claims, policy)
+    if decision.verdict is Verdict.CANCEL:
+        return cancelled_outcome()
+    if decision.verdict is Verdict.REVIEW:
+        again = StageCommand(
+            execution_id=ran.execution_id,
+            stage=ran.stage,
+            task_id=ran.task_id,
+            pass_no=ran.pass_no,
+            attempt=ran.attempt + 1,
+        )
+        return Outcome(
+            status=StageStatus.FAILED, error=error, record_error=True,
+            pause_reason=PauseReason.HUMAN_REVIEW, next=again,
+        )
+    if decision.verdict is Verdict.RETRY:
+        return Outcome(status=StageStatus.RETRYING, error=error,
+                       result={"retryIn": decision.delay})
+    return Outcome(status=StageStatus.FAILED, error=error, fatal=True)
+
+
+__all__ = [
+    "End",
+    "ExecutionView",
+    "Finalize",
+    "Hold",
+    "Next",
+    "Pause",
+    "Retry",
+    "RetryDecision",
+    "Run",
+    "StageStatus",
+    "Verdict",
+    "decide",
+    "failure_outcome",
+    "reaches",
+    "retry_policy",
+    "stage_sets_status",
+]
