@@ -33,12 +33,14 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from pipeline import executions, metrics, outbox, stream
+from pipeline.cancellation import CANCEL_GRACE_SECONDS, Cancellation
 from pipeline.decide import (
     cancelled_outcome,
     claims_exhausted,
     exhausted_outcome,
     failure_outcome,
 )
+from pipeline.heartbeat import Heartbeat
 from pipeline.lifecycle import TERMINAL, PauseReason, Stage, Status
 from pipeline.logsink import LogSink
 from pipeline.outbox import StageCommand
@@ -52,7 +54,6 @@ from runner.settings import Settings
 log = structlog.get_logger("devteam.engine")
 
 Handler = Callable[[StageContext], Coroutine[Any, Any, Outcome]]
-CANCEL_GRACE_SECONDS = 5.0
 
 _CLAIM = text(
     """
@@ -245,7 +246,7 @@ class Engine:
         if claims_exhausted(ctx.claims, self.services.settings.pipeline):
             return exhausted_outcome(ctx.command, ctx.claims)
         work = asyncio.create_task(handler(ctx))
-        beat = asyncio.create_task(self._heartbeat(ctx, run_id, work))
+        beat = asyncio.create_task(self._heartbeat(ctx, run_id).run(work))
         try:
             return await work
         except asyncio.CancelledError:
@@ -284,40 +285,35 @@ class Engine:
         """Uniform policy for errors a handler did not turn into an outcome itself."""
         return failure_outcome(ctx.command, exc, ctx.claims, self.services.settings.pipeline)
 
-    async def _heartbeat(self, ctx: StageContext, run_id: int, work: asyncio.Task[Outcome]) -> None:
-        """Renew the lease every second; on stop (or a lost lease) cancel the work."""
-        cancel_at: float | None = None
-        while True:
-            await asyncio.sleep(1.0)
-            try:
-                async with self.store.transaction() as session:
-                    row = (
-                        await session.execute(
-                            text(
-                                "UPDATE stage_runs SET lease_until = now() + "
-                                "make_interval(secs => :lease) WHERE id = :id AND "
-                                "lease_owner = :me AND status = 'running' RETURNING "
-                                "(SELECT status FROM executions WHERE id = :e)"
-                            ),
-                            {
-                                "lease": self.lease,
-                                "id": run_id,
-                                "me": self.owner,
-                                "e": ctx.execution.id,
-                            },
-                        )
-                    ).one_or_none()
-            except Exception as exc:  # noqa: BLE001 - the heartbeat must outlive a blip
-                log.warning("stage.heartbeat_failed", error=type(exc).__name__)
-                continue  # the database blinked; the lease has slack for that
-            lost = row is None
-            stopping = row is not None and row[0] in (Status.STOPPING, *TERMINAL)
-            if (lost or stopping) and not ctx.cancel.is_set():
-                ctx.cancel.set()
-                cancel_at = time.monotonic() + CANCEL_GRACE_SECONDS
-                ctx.log.line("stop requested: cancelling the running step", "warning")
-            if cancel_at is not None and time.monotonic() >= cancel_at and not work.done():
-                work.cancel()
+    def _heartbeat(self, ctx: StageContext, run_id: int) -> Heartbeat:
+        """Renews the lease every second; on stop (or a lost lease) cancels the work."""
+
+        async def renew() -> str | None:
+            async with self.store.transaction() as session:
+                row = (
+                    await session.execute(
+                        text(
+                            "UPDATE stage_runs SET lease_until = now() + "
+                            "make_interval(secs => :lease) WHERE id = :id AND "
+                            "lease_owner = :me AND status = 'running' RETURNING "
+                            "(SELECT status FROM executions WHERE id = :e)"
+                        ),
+                        {
+                            "lease": self.lease,
+                            "id": run_id,
+                            "me": self.owner,
+                            "e": ctx.execution.id,
+                        },
+                    )
+                ).one_or_none()
+            return None if row is None else str(row[0])
+
+        return Heartbeat(
+            renew,
+            Cancellation(ctx.cancel, grace=CANCEL_GRACE_SECONDS),
+            on_cancel=lambda: ctx.log.line(
+                "stop requested: cancelling the running step", "warning"),
+        )
 
 
 def _observe(ctx: StageContext, outcome: Outcome, seconds: float, *, recorded: bool) -> None:

@@ -22,6 +22,7 @@ error that names the setting.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import tempfile
@@ -63,6 +64,10 @@ _FLAGS = [
     *("--no-show-model-warnings", "--no-fancy-input", "--no-suggest-shell-commands"),
     *("--no-detect-urls", "--no-auto-lint", "--no-auto-test", "--no-restore-chat-history"),
     *("--map-tokens", "0", "--encoding", "utf-8"),
+    # Whole replies carry the server's usage object, so Aider's "Tokens: … sent, …
+    # received" line is what the model's server counted (streamed, Aider estimates it with
+    # its own tokenizer); nobody watches Aider type.
+    "--no-stream",
 ]
 _FIXED_ENV = {
     "LANG": "C.UTF-8",
@@ -133,6 +138,8 @@ class AiderTool:
         self.api_base = settings.model.api_base
         self._api_key = settings.model.api_key
         self.edit_format = edit_format if edit_format is not None else settings.model.edit_format
+        self.prices = (max(0.0, settings.model.input_cost_per_million),
+                       max(0.0, settings.model.output_cost_per_million))
         self.timeout = float(timeout_seconds or settings.aider.timeout_seconds)
         self.memory_mb = settings.aider.memory_mb
         self.cpu_seconds = settings.aider.cpu_seconds
@@ -227,6 +234,10 @@ class AiderTool:
         prompt = build_prompt(request, redactor=self.redactor)
         (tmp / "message.md").write_text(prompt, encoding="utf-8")
         command = [str(self.bin), *_FLAGS, "--model", self.model]
+        metadata = model_metadata(self.model, *self.prices)
+        if metadata is not None:
+            (tmp / "model-metadata.json").write_text(metadata, encoding="utf-8")
+            command += ["--model-metadata-file", str(tmp / "model-metadata.json")]
         if self.edit_format:
             command += ["--edit-format", self.edit_format]
         if self.api_base:
@@ -282,6 +293,23 @@ class AiderTool:
             outputs=outputs,
             error=error,
         )
+
+
+def model_metadata(model: str, input_per_million: float,
+                   output_per_million: float) -> str | None:
+    """Aider's model metadata (litellm's format) giving ``model`` the configured prices, so
+    the cost Aider prints after each reply is known; None when no price is configured."""
+    if input_per_million <= 0 and output_per_million <= 0:
+        return None
+    entry = {
+        "input_cost_per_token": input_per_million / 1_000_000,
+        "output_cost_per_token": output_per_million / 1_000_000,
+        "max_input_tokens": 128_000,
+        "max_output_tokens": 16_384,
+        "mode": "chat",
+        "litellm_provider": model.split("/", 1)[0] if "/" in model else "openai",
+    }
+    return json.dumps({model: entry})
 
 
 _MODEL_REJECTED = re.compile(

@@ -157,6 +157,12 @@ class ModelSettings(msgspec.Struct, frozen=True, kw_only=True):
     """API key for the model endpoint; treated as a secret everywhere."""
     edit_format: str = ""
     """Aider edit format (``whole``, ``diff``...); empty lets Aider choose."""
+    input_cost_per_million: float = 0.0
+    """USD per million tokens sent to the model, for the cost Aider reports (its model
+    metadata); 0 leaves it to Aider's own price list, which knows no self-hosted model
+    (then usage records no cost)."""
+    output_cost_per_million: float = 0.0
+    """USD per million tokens received from the model (see ``input_cost_per_million``)."""
 
 
 class AiderSettings(msgspec.Struct, frozen=True, kw_only=True):

@@ -8,6 +8,8 @@ A TOML file, for example::
     fail_attempts = 1              # attempts 1..N answer with `failing` instead
     delay_seconds = 0              # wait before answering (timeouts, cancellation)
     http_status = 200              # or an error status, answered with `reply` as message
+    prompt_tokens = 400            # usage reported per reply (default: 100)
+    completion_tokens = 120        # (default: a quarter of the reply's characters)
 
     [[tasks."1.2.3".edits]]
     path = "src/greet.py"
@@ -61,6 +63,10 @@ class TaskScript(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     delay_seconds: float = 0.0
     http_status: int = 200
     """Answer with this HTTP error instead (``reply`` is the error message): 401, 500..."""
+    prompt_tokens: int | None = None
+    """``usage.prompt_tokens`` reported with each reply (None: 100)."""
+    completion_tokens: int | None = None
+    """``usage.completion_tokens`` reported with each reply (None: a quarter of its length)."""
 
     def edits_for(self, attempt: int) -> list[Edit]:
         """The edits answered on ``attempt`` (1-based): ``failing`` up to ``fail_attempts``."""
@@ -106,6 +112,10 @@ def _check_task(source: str, task_id: str, task: TaskScript) -> None:
         raise ScriptError(f"{where}: delay_seconds must be >= 0")
     if task.http_status != 200 and not 400 <= task.http_status <= 599:
         raise ScriptError(f"{where}: http_status must be 200 or an error status (400-599)")
+    for name in ("prompt_tokens", "completion_tokens"):
+        value = getattr(task, name)
+        if value is not None and not 0 <= value <= 10_000_000:
+            raise ScriptError(f"{where}: {name} must be between 0 and 10000000")
     for kind, edits in (("edits", task.edits), ("failing", task.failing)):
         for i, edit in enumerate(edits):
             problem = _edit_problem(task.edit_format, edit)

@@ -85,6 +85,17 @@ class Reply(msgspec.Struct, frozen=True):
     delay: float = 0.0
     status: int = 200
     """An HTTP error status makes the reply an OpenAI error body with ``text`` as message."""
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+    """The usage reported with the reply (None: derived from its text, see ``usage``)."""
+
+    def usage(self) -> dict[str, int]:
+        """The OpenAI ``usage`` object of this reply."""
+        prompt = 100 if self.prompt_tokens is None else self.prompt_tokens
+        completion = (max(1, len(self.text) // 4) if self.completion_tokens is None
+                      else self.completion_tokens)
+        return {"prompt_tokens": prompt, "completion_tokens": completion,
+                "total_tokens": prompt + completion}
 
 
 class ScriptedModel:
@@ -148,7 +159,8 @@ class ScriptedModel:
                 f"edit format but Aider asked for {wanted!r}; no edits.\n"
             )
             return Reply(mismatch, task.delay_seconds)
-        return Reply(render_reply(task, attempt, fence=aider_fence(messages)), task.delay_seconds)
+        return Reply(render_reply(task, attempt, fence=aider_fence(messages)), task.delay_seconds,
+                     prompt_tokens=task.prompt_tokens, completion_tokens=task.completion_tokens)
 
 
 def create_app(model: ScriptedModel) -> Litestar:
@@ -171,7 +183,7 @@ def create_app(model: ScriptedModel) -> Litestar:
         if body.get("stream"):
             usage = bool((body.get("stream_options") or {}).get("include_usage"))
             return Stream(
-                _sse(text, name, usage),
+                _sse(reply, name, usage),
                 media_type="text/event-stream",
                 headers={"content-type": "text/event-stream", "cache-control": "no-cache"},
             )
@@ -184,7 +196,7 @@ def create_app(model: ScriptedModel) -> Litestar:
                     "finish_reason": "stop",
                 }
             ],
-            "usage": _usage(text),
+            "usage": reply.usage(),
         }
 
     def models() -> dict[str, Any]:
@@ -221,12 +233,8 @@ def _envelope(model: str, kind: str) -> dict[str, Any]:
     }
 
 
-def _usage(text: str) -> dict[str, int]:
-    completion = max(1, len(text) // 4)
-    return {"prompt_tokens": 100, "completion_tokens": completion, "total_tokens": 100 + completion}
-
-
-async def _sse(text: str, model: str, usage: bool) -> AsyncIterator[bytes]:
+async def _sse(reply: Reply, model: str, usage: bool) -> AsyncIterator[bytes]:
+    text = reply.text
     base = _envelope(model, "chat.completion.chunk")
 
     def event(choices: list[dict[str, Any]], **extra: Any) -> bytes:
@@ -239,7 +247,7 @@ async def _sse(text: str, model: str, usage: bool) -> AsyncIterator[bytes]:
         await asyncio.sleep(0)
     yield event([{"index": 0, "delta": {}, "finish_reason": "stop"}])
     if usage:
-        yield event([], usage=_usage(text))
+        yield event([], usage=reply.usage())
     yield b"data: [DONE]\n\n"
 
 

@@ -15,10 +15,12 @@ from runner.sandbox.output import classify
 from runner.sandbox.reaper import Reaper, ReapReport
 from runner.sandbox.sandbox import HEALTH_COMMAND, DockerSandbox, container_names
 from runner.sandbox.session import DockerSession
+from runner.sandbox.usage import ContainerUsage
 
 __all__ = [
     "HEALTH_COMMAND",
     "BuildReport",
+    "ContainerUsage",
     "DockerSandbox",
     "DockerSession",
     "FairLimiter",

@@ -12,6 +12,7 @@ with exponential backoff a bounded number of times.
 from __future__ import annotations
 
 import contextlib
+import time
 from typing import Any
 
 from docker.types import Mount
@@ -23,6 +24,8 @@ from runner.sandbox import labels as lbl
 from runner.sandbox.command import USER, WORKDIR
 from runner.sandbox.engine import NotFoundError, call, ignore_missing, make_client
 from runner.sandbox.session import DockerSession
+from runner.sandbox.usage import ContainerUsage
+from runner.sandbox.usage import read as read_usage
 from runner.settings import Settings, get_settings
 
 HEALTH_COMMAND = "git --version && python3 --version && node --version"
@@ -69,6 +72,8 @@ class DockerSandbox:
         self._create_attempts = max(1, create_attempts)
         self._backoff = backoff_seconds
         self._quota_mb = workspace_quota_mb
+        self._born: dict[str, float] = {}
+        """When each container this sandbox handed out was first handed out (monotonic)."""
 
     @property
     def api(self) -> Any:
@@ -98,15 +103,24 @@ class DockerSandbox:
                 session = self._create_healthy(spec, name)
             if self._limiter is not None:
                 self._limiter.placed(name)
+            self._born.setdefault(name, time.monotonic())
             return session
         except BaseException:
             with contextlib.suppress(RunnerError):  # the original failure is the one to report
                 self._discard(spec)
             raise
 
-    def remove(self, spec: ContainerSpec) -> None:
-        """Remove the container and volume of ``spec`` (killed, not stopped); idempotent."""
+    def remove(self, spec: ContainerSpec) -> ContainerUsage | None:
+        """Remove the container and volume of ``spec`` (killed, not stopped); idempotent.
+
+        Returns what the container consumed (read from its cgroup just before), None when
+        there was no running container. Its wall time runs from when this sandbox first
+        handed it out (None for one a crashed worker left)."""
+        name = lbl.container_name(spec)
+        born = self._born.pop(name, None)
+        usage = read_usage(self._api, name, None if born is None else time.monotonic() - born)
         self._discard(spec)
+        return usage
 
     def remove_execution(self, execution_id: str) -> int:
         """Remove every container and volume of an execution; returns how many containers."""

@@ -29,6 +29,7 @@ from runner.ports import CommandResult, ContainerSpec, LineSink, VolumeMount
 from runner.sandbox import labels as lbl
 from runner.sandbox.command import exec_quiet
 from runner.sandbox.engine import call, ignore_missing
+from runner.sandbox.usage import ContainerUsage
 from runner.settings import Settings
 from runner.setup.cache import CacheEntry, DepsCache, cache_key
 from runner.setup.detect import SetupPlan
@@ -76,6 +77,8 @@ class SetupResult(msgspec.Struct, frozen=True, kw_only=True):
     the chosen Node.js line)."""
     toolchain: list[Choice] = msgspec.field(default_factory=list)
     """The Node.js line and Python chosen for the project (its plan's)."""
+    container: ContainerUsage | None = None
+    """What the setup container consumed (None when setup came from the cache)."""
 
     def mounts(self, *, read_only: bool = True) -> tuple[VolumeMount, ...]:
         return tuple(VolumeMount(volume=v, path=p, read_only=read_only)
@@ -154,8 +157,8 @@ class Installer:
                                  for p, v in volumes.items()),
                     egress_dir=str(directory),
                 )
-                commands, blocked, size = self._install(box, plan, workdir, proxy,
-                                                        on_line, cancel)
+                commands, blocked, size, usage = self._install(box, plan, workdir, proxy,
+                                                               on_line, cancel)
         except BaseException:
             self.cache.discard(spec.customer_id, spec.project_id, key, paths)
             raise
@@ -164,11 +167,12 @@ class Installer:
                                   seconds=seconds)
         return msgspec.structs.replace(
             self._result(plan, entry, cached=False, seconds=seconds),
-            commands=commands, blocked=blocked)
+            commands=commands, blocked=blocked, container=usage)
 
     def _install(self, spec: ContainerSpec, plan: SetupPlan, workdir: Path, proxy: EgressProxy,
                  on_line: LineSink | None,
-                 cancel: threading.Event | None) -> tuple[list[CommandResult], list[Refusal], int]:
+                 cancel: threading.Event | None,
+                 ) -> tuple[list[CommandResult], list[Refusal], int, ContainerUsage | None]:
         self.sandbox.remove(spec)  # a crashed earlier attempt may have left it
         session = self.sandbox.session(spec, on_wait=on_line)
         try:
@@ -197,9 +201,9 @@ class Installer:
                 if not result.ok:
                     raise self._failure(plan, result, blocked)
             size = _size(session, plan.cache_paths)
-            return results, blocked, size
         finally:
-            self.sandbox.remove(spec)
+            usage = self.sandbox.remove(spec)
+        return results, blocked, size, usage
 
     def _hand_over(self, spec: ContainerSpec, volumes: list[str]) -> None:
         """Give the fresh (root-owned) cache volumes to the sandbox user: a one-off

@@ -1,0 +1,64 @@
+"""Real Aider against the scripted model reporting known usage: Aider prints the tokens
+and (with configured prices) the cost, and the pipeline's parser reads them back."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from tests.support.scripted import make_working_copy, model_settings
+
+from devtools.scripted_model import ScriptedModelServer, parse_script
+from pipeline.usage import round_usage
+from runner.aider import AiderTool
+from runner.ports import ImplementRequest
+from runner.redact import Redactor
+
+pytestmark = pytest.mark.slow
+
+SCRIPT = '''
+[tasks."U.1"]
+prompt_tokens = 400
+completion_tokens = 120
+[[tasks."U.1".edits]]
+path = "src/calc.py"
+content = "def add(a, b):\\n    return a + b\\n"
+'''
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[ScriptedModelServer]:
+    with ScriptedModelServer(parse_script(SCRIPT, source="test_aider_usage")) as running:
+        yield running
+
+
+def _run(server: ScriptedModelServer, wc: Path, **prices: str) -> tuple[str, dict[str, object]]:
+    tool = AiderTool(model_settings(server.url, **prices), Redactor())
+    request = ImplementRequest(workdir=wc, task_id="U.1", title="Task U.1", files=["src/calc.py"])
+    artifact = tool.implement(request)
+    assert artifact.success, artifact.error
+    return artifact.outputs.stdout, round_usage(artifact.outputs.stdout)
+
+
+def test_with_configured_prices_aider_reports_the_scripted_tokens_and_their_cost(
+    server: ScriptedModelServer, tmp_path: Path
+) -> None:
+    wc = make_working_copy(tmp_path / "wc", {"src/calc.py": "def add(a, b):\n    return 0\n"})
+    stdout, usage = _run(server, wc, DEVTEAM_MODEL_INPUT_COST_PER_MILLION="10",
+                         DEVTEAM_MODEL_OUTPUT_COST_PER_MILLION="25")
+    # 400 * 10e-6 + 120 * 25e-6 = 0.004 + 0.003
+    assert "Tokens: 400 sent, 120 received. Cost: $0.0070 message, $0.0070 session." in stdout
+    assert usage["tokensSent"] == 400
+    assert usage["tokensReceived"] == 120
+    assert usage["cost"] == pytest.approx(0.007)
+
+
+def test_without_prices_the_tokens_are_reported_and_the_cost_is_unknown(
+    server: ScriptedModelServer, tmp_path: Path
+) -> None:
+    wc = make_working_copy(tmp_path / "wc", {"src/calc.py": "def add(a, b):\n    return 0\n"})
+    stdout, usage = _run(server, wc)
+    assert "Tokens: 400 sent, 120 received." in stdout
+    assert "Cost:" not in stdout
+    assert (usage["tokensSent"], usage["tokensReceived"], usage["cost"]) == (400, 120, None)

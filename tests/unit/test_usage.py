@@ -1,0 +1,172 @@
+"""Usage: Aider's token lines, container stats, the sums and the report (pure parts)."""
+
+from __future__ import annotations
+
+import json
+from datetime import date
+
+import pytest
+
+from pipeline.store.usage import DayUsage, UsageSums, sum_runs
+from pipeline.usage import (
+    MAX_RANGE_DAYS,
+    RangeError,
+    bounds,
+    combine,
+    containers_usage,
+    parse_range,
+    report,
+    round_usage,
+    view,
+)
+from runner.aider import model_metadata
+from runner.sandbox.usage import ContainerUsage, from_stats
+
+AIDER_OUTPUT = """Aider v0.86.2
+Model: openai/scripted with whole edit format
+Tokens: 2.4k sent, 310 received. Cost: $0.0070 message, $0.0070 session.
+Applied edit to src/calc.py
+Tokens: 12k sent, 1.5k received. Cost: $0.12 message, $0.13 session.
+"""
+
+
+def test_a_round_sums_every_tokens_line_aider_printed_and_its_message_costs() -> None:
+    usage = round_usage(AIDER_OUTPUT)
+    assert usage["tokensSent"] == 2_400 + 12_000
+    assert usage["tokensReceived"] == 310 + 1_500
+    assert usage["cost"] == pytest.approx(0.127)
+    assert (usage["cpuSeconds"], usage["peakMemoryBytes"], usage["containers"]) == (None, None, 0)
+
+
+def test_a_round_without_cost_records_tokens_and_a_null_cost() -> None:
+    usage = round_usage("Tokens: 754 sent, 30 received.\nApplied edit to a.py\n")
+    assert (usage["tokensSent"], usage["tokensReceived"], usage["cost"]) == (754, 30, None)
+
+
+def test_a_round_that_never_reached_the_model_records_nulls() -> None:
+    usage = round_usage("litellm.APIConnectionError: refused\n")
+    assert (usage["tokensSent"], usage["tokensReceived"], usage["cost"]) == (None, None, None)
+
+
+def test_a_forged_tokens_line_inside_a_model_reply_is_not_a_line_start() -> None:
+    # Only lines Aider starts with "Tokens:" count; text quoted mid-line does not.
+    usage = round_usage("> the model said Tokens: 9m sent, 9m received.\n")
+    assert usage["tokensSent"] is None
+
+
+def test_cgroup_v1_stats_give_cpu_seconds_and_the_max_usage_as_peak() -> None:
+    stats = {"cpu_stats": {"cpu_usage": {"total_usage": 2_500_000_000}},
+             "memory_stats": {"usage": 10, "max_usage": 64_593_920}}
+    assert from_stats(stats) == (2.5, 64_593_920)
+
+
+def test_cgroup_v2_stats_take_the_peak_from_memory_peak() -> None:
+    stats = {"cpu_stats": {"cpu_usage": {"total_usage": 1_000_000}},
+             "memory_stats": {"usage": 5_000}}
+    assert from_stats(stats, "73400320\n") == (0.001, 73_400_320)
+    assert from_stats(stats, "max\n") == (0.001, None)
+    assert from_stats({}, None) == (None, None)
+    assert from_stats({"cpu_stats": {"cpu_usage": {"total_usage": -1}}}) == (None, None)
+
+
+def test_containers_sum_cpu_and_wall_and_keep_the_largest_peak() -> None:
+    usage = containers_usage([
+        ContainerUsage(cpu_seconds=1.25, peak_memory_bytes=100, wall_seconds=4.0),
+        None,  # stats unreadable: still a container
+        ContainerUsage(cpu_seconds=0.5, peak_memory_bytes=300, wall_seconds=None),
+    ])
+    assert usage == {"tokensSent": None, "tokensReceived": None, "cost": None,
+                     "cpuSeconds": 1.75, "peakMemoryBytes": 300, "wallSeconds": 4.0,
+                     "containers": 3}
+    assert containers_usage([]) is None
+
+
+def test_combine_ignores_missing_and_non_numeric_fields() -> None:
+    total = combine([{"tokensSent": 5, "cost": None}, None,
+                     {"tokensSent": 7, "cost": 0.25, "peakMemoryBytes": True}])
+    assert total["tokensSent"] == 12
+    assert total["cost"] == 0.25
+    assert total["peakMemoryBytes"] is None
+
+
+def test_the_sums_of_runs_count_rounds_and_containers() -> None:
+    sums = sum_runs([
+        ("IMPLEMENT", {"tokensSent": 400, "tokensReceived": 120, "cost": 0.007,
+                       "containers": 0}),
+        ("IMPLEMENT", {"tokensSent": 400, "tokensReceived": 120, "cost": None, "containers": 0}),
+        ("VERIFY", {"cpuSeconds": 1.5, "peakMemoryBytes": 900, "wallSeconds": 3.0,
+                    "containers": 1}),
+        ("SETUP", {"cpuSeconds": 0.5, "peakMemoryBytes": 1200, "wallSeconds": 2.0,
+                   "containers": 2}),
+    ])
+    assert sums == UsageSums(tokens_sent=800, tokens_received=240, cost=0.007,
+                             cpu_seconds=2.0, peak_memory_bytes=1200, wall_seconds=5.0,
+                             implement_rounds=2, containers=3)
+
+
+def _day(project: str, day: int, **sums: float) -> DayUsage:
+    return DayUsage(project_id=project, day=date(2026, 12, day), sums=UsageSums(**sums))  # type: ignore[arg-type]
+
+
+def test_the_report_totals_per_customer_project_and_day() -> None:
+    days = [
+        _day("acme/web", 2, tokens_sent=100, cost=0.5, peak_memory_bytes=10, implement_rounds=1),
+        _day("acme/api", 1, cpu_seconds=2.0, peak_memory_bytes=50, containers=1),
+        _day("acme/web", 1, tokens_sent=300, cost=0.25, peak_memory_bytes=40, containers=2,
+             implement_rounds=2),
+    ]
+    body = report("acme", date(2026, 12, 1), date(2026, 12, 3), days)
+    assert body["customerId"] == "acme"
+    assert (body["from"], body["to"]) == ("2026-12-01", "2026-12-03")
+    assert body["totals"] == {"tokensSent": 400, "tokensReceived": None, "cost": 0.75,
+                              "cpuSeconds": 2.0, "peakMemoryBytes": 50, "wallSeconds": None,
+                              "implementRounds": 3, "containers": 3}
+    assert [p["projectId"] for p in body["projects"]] == ["acme/api", "acme/web"]
+    web = body["projects"][1]
+    assert web["totals"]["tokensSent"] == 400
+    assert web["totals"]["peakMemoryBytes"] == 40
+    assert [d["date"] for d in web["days"]] == ["2026-12-01", "2026-12-02"]
+    assert web["days"][0] == {"date": "2026-12-01", **view(days[2].sums)}
+
+
+def test_an_empty_report_has_null_totals_and_no_projects() -> None:
+    body = report("acme", date(2026, 1, 1), date(2026, 1, 1), [])
+    assert body["projects"] == []
+    assert body["totals"]["tokensSent"] is None
+    assert body["totals"]["implementRounds"] == 0
+
+
+def test_the_range_defaults_to_thirty_days_ending_today() -> None:
+    today = date(2026, 12, 4)
+    assert parse_range(None, None, today) == (date(2026, 11, 5), today)
+    assert parse_range("2026-01-01", "2026-01-01", today) == (date(2026, 1, 1), date(2026, 1, 1))
+    start, stop = bounds(date(2026, 1, 1), date(2026, 1, 1))
+    assert (stop - start).days == 1
+
+
+@pytest.mark.parametrize(("start", "end", "message"), [
+    ("2026-13-01", None, "from must be a date"),
+    ("2026-1-1", None, "from must be a date"),
+    ("20260101", None, "from must be a date"),
+    (None, "yesterday", "to must be a date"),
+    (None, "２０２６-01-01", "to must be a date"),
+    ("2026-02-01", "2026-01-01", "is after to"),
+    ("2025-01-01", "2026-01-02", f"at most {MAX_RANGE_DAYS} days"),
+])
+def test_bad_ranges_are_refused_with_the_reason(start: str | None, end: str | None,
+                                                message: str) -> None:
+    with pytest.raises(RangeError, match=message):
+        parse_range(start, end, date(2026, 12, 4))
+
+
+def test_a_full_leap_year_is_within_the_bound() -> None:
+    assert parse_range("2028-01-01", "2028-12-31", date(2026, 1, 1))[1] == date(2028, 12, 31)
+
+
+def test_model_metadata_gives_the_configured_prices_per_token() -> None:
+    assert model_metadata("openai/scripted", 0, 0) is None
+    text = model_metadata("openai/scripted", 10, 25)
+    assert text is not None
+    entry = json.loads(text)["openai/scripted"]
+    assert entry["input_cost_per_token"] == pytest.approx(10e-6)
+    assert entry["output_cost_per_token"] == pytest.approx(25e-6)
