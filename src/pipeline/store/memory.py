@@ -35,6 +35,7 @@ from pipeline.store.idempotency import KeyRow
 from pipeline.store.notifications import Appended
 from pipeline.store.outbox import NewCommand
 from pipeline.store.projects import ProjectRow
+from pipeline.store.usage import DayUsage, UsageSums, sum_runs
 
 
 def _utcnow() -> datetime:
@@ -327,6 +328,28 @@ class MemoryAudit(_Base):
                 if a["execution_id"] == execution_id]
 
 
+class MemoryUsage(_Base):
+    async def daily(self, customer_id: str, start: datetime, stop: datetime,
+                    project_id: str | None = None) -> list[DayUsage]:
+        days: dict[tuple[str, Any], list[tuple[str, dict[str, Any]]]] = {}
+        for run in self.t.stage_runs:
+            execution = self.t.executions.get(run["execution_id"])
+            finished = run.get("finished_at")
+            if (execution is None or execution["customer_id"] != customer_id
+                    or run.get("usage") is None or finished is None
+                    or not start <= finished < stop
+                    or (project_id is not None and execution["project_id"] != project_id)):
+                continue
+            key = (execution["project_id"], finished.astimezone(UTC).date())
+            days.setdefault(key, []).append((run["stage"], run["usage"]))
+        return [DayUsage(project_id=p, day=d, sums=sum_runs(runs))
+                for (p, d), runs in sorted(days.items())]
+
+    async def of_execution(self, execution_id: uuid.UUID) -> UsageSums:
+        return sum_runs((r["stage"], r["usage"]) for r in self.t.stage_runs
+                        if r["execution_id"] == execution_id and r.get("usage") is not None)
+
+
 class MemoryTx:
     def __init__(self, store: MemoryStore) -> None:
         self.executions = MemoryExecutions(store)
@@ -336,6 +359,7 @@ class MemoryTx:
         self.projects = MemoryProjects(store)
         self.idempotency = MemoryIdempotency(store)
         self.audit = MemoryAudit(store)
+        self.usage = MemoryUsage(store)
 
 
 class MemoryStore:

@@ -21,6 +21,7 @@ from pipeline.store.notifications import PgNotifications
 from pipeline.store.outbox import PgOutbox
 from pipeline.store.projects import PgProjects
 from pipeline.store.stage_runs import PgStageRuns
+from pipeline.store.usage import PgUsage
 
 
 class PgTx:
@@ -56,6 +57,10 @@ class PgTx:
     @cached_property
     def audit(self) -> PgAudit:
         return PgAudit(self.conn)
+
+    @cached_property
+    def usage(self) -> PgUsage:
+        return PgUsage(self.conn)
 
 
 def _jsonb_encode(value: str) -> bytes:

@@ -25,6 +25,7 @@ from pipeline.store.idempotency import KeyRow
 from pipeline.store.notifications import Appended
 from pipeline.store.outbox import NewCommand
 from pipeline.store.projects import ProjectRow
+from pipeline.store.usage import DayUsage, UsageSums
 
 
 class Executions(Protocol):
@@ -108,6 +109,13 @@ class Audit(Protocol):
     async def of_execution(self, execution_id: uuid.UUID) -> list[AuditRow]: ...
 
 
+class Usage(Protocol):
+    async def daily(self, customer_id: str, start: datetime, stop: datetime,
+                    project_id: str | None = None) -> list[DayUsage]: ...
+
+    async def of_execution(self, execution_id: uuid.UUID) -> UsageSums: ...
+
+
 class Tx(Protocol):
     """One transaction and the queries that run in it."""
 
@@ -131,6 +139,9 @@ class Tx(Protocol):
 
     @property
     def audit(self) -> Audit: ...
+
+    @property
+    def usage(self) -> Usage: ...
 
 
 class StorePort(Protocol):
