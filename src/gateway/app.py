@@ -13,13 +13,14 @@ from litestar.config.cors import CORSConfig
 from litestar.exceptions import HTTPException, ValidationException
 
 from gateway import idempotency
+from gateway.allow import allow_middleware
 from gateway.auth import Authenticator
 from gateway.correlation import correlation_middleware
 from gateway.fanout import Hub
 from gateway.http import authenticated, json_body
 from gateway.limits import header_limit_middleware
 from gateway.metrics import instrument, metrics_endpoint
-from gateway.openapi import StrictStructSchemaPlugin, openapi_config
+from gateway.openapi import StrictStructSchemaPlugin, finish_document, openapi_config
 from gateway.problems import (
     Problem,
     on_http,
@@ -104,7 +105,7 @@ def create_app(settings: Settings | None = None, *, store: Store | None = None) 
     app = Litestar(
         route_handlers=route_handlers,
         lifespan=[lifespan],
-        middleware=[header_limit_middleware, correlation_middleware],
+        middleware=[header_limit_middleware, correlation_middleware, allow_middleware],
         before_request=json_body,
         exception_handlers={
             Problem: on_problem,
@@ -120,6 +121,7 @@ def create_app(settings: Settings | None = None, *, store: Store | None = None) 
         debug=False,
         logging_config=None,
     )
+    finish_document(app, authenticated)
     app.state.settings = settings
     app.state.auth = Authenticator(settings)
     if settings.metrics.enabled:

@@ -4,16 +4,34 @@ Litestar documents a msgspec Struct's fields and their constraints but not that 
 fields are rejected; ``StrictStructSchemaPlugin`` adds ``additionalProperties: false`` to
 every Struct declared with ``forbid_unknown_fields``, so generated clients and fuzzers see
 the same contract the gateway enforces.
+
+Litestar also drops the constraints of list items, mapping keys and values (``files``
+items ``minLength: 1``, ``dependencies`` items' pattern, ``criteria``'s sizes), so
+``finish_document`` replaces every request body's schema with msgspec's own JSON Schema of
+the Struct the gateway decodes it with (the validator's rules, by construction), plus the
+cross-field rules a Struct's ``__post_init__`` enforces (its ``openapi_extra``). Routes
+without the ``authenticated`` guard (``/health``, ``/health/live``) are documented with
+``security: []``. Patterns are Python's and must read the same in ECMA 262, the dialect of
+the document (no ``\\Z``, no lookbehind, no ``\\s``/``\\d``/``\\w``, no line terminator
+where ``.`` or ``$`` could meet one); a test compares both dialects on the served
+document.
 """
 
 from __future__ import annotations
 
+from typing import Any
+
 import msgspec
+from litestar import Litestar
+from litestar._openapi.plugin import OpenAPIPlugin
 from litestar._openapi.schema_generation import SchemaCreator
 from litestar._openapi.schema_generation.plugins.struct import StructSchemaPlugin
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.spec import Components, Schema, SecurityScheme
+from litestar.routes import HTTPRoute
 from litestar.typing import FieldDefinition
+
+REF = "#/components/schemas/{name}"
 
 
 class StrictStructSchemaPlugin(StructSchemaPlugin):
@@ -43,3 +61,56 @@ def openapi_config() -> OpenAPIConfig:
         ),
         security=[{"bearer": []}],
     )
+
+
+def finish_document(app: Litestar, guard: Any) -> dict[str, Any]:
+    """Build the served document now and bring it in line with the validator (see the
+    module docstring); ``guard`` is the guard that makes a route need a token."""
+    document = app.plugins.get(OpenAPIPlugin).provide_openapi_schema()
+    bodies: list[type[msgspec.Struct]] = []
+    for route in app.routes:
+        if not isinstance(route, HTTPRoute):
+            continue
+        for handler in route.route_handlers:
+            if handler.include_in_schema is False:
+                continue
+            data = handler.parsed_fn_signature.parameters.get("data")
+            if data is not None and isinstance(data.type_, type) and issubclass(
+                    data.type_, msgspec.Struct):
+                bodies.append(data.type_)
+            if not any(guard in (layer.guards or ()) for layer in handler.ownership_layers):
+                for method in handler.http_methods:
+                    operation = document["paths"].get(route.path_format, {}).get(method.lower())
+                    if operation is not None:
+                        operation["security"] = []
+    _, components = msgspec.json.schema_components(bodies, ref_template=REF)
+    structs = {info.cls.__name__: info.cls for info in _structs(bodies)}
+    for name, schema in components.items():
+        extra = getattr(structs.get(name), "openapi_extra", None)
+        document["components"]["schemas"][name] = {**schema, **(extra or {})}
+    return document
+
+
+def _structs(types: list[type[msgspec.Struct]]) -> list[msgspec.inspect.StructType]:
+    """Every Struct reachable from ``types`` (nested bodies, list items, optional fields)."""
+    found: dict[type[Any], msgspec.inspect.StructType] = {}
+
+    def walk(info: msgspec.inspect.Type) -> None:
+        if isinstance(info, msgspec.inspect.StructType):
+            if info.cls in found:
+                return
+            found[info.cls] = info
+            for f in info.fields:
+                walk(f.type)
+        elif isinstance(info, msgspec.inspect.UnionType):
+            for t in info.types:
+                walk(t)
+        elif isinstance(info, (msgspec.inspect.ListType, msgspec.inspect.SetType,
+                               msgspec.inspect.FrozenSetType, msgspec.inspect.VarTupleType)):
+            walk(info.item_type)
+        elif isinstance(info, msgspec.inspect.DictType):
+            walk(info.value_type)
+
+    for info in msgspec.inspect.multi_type_info(types):
+        walk(info)
+    return list(found.values())

@@ -6,7 +6,7 @@ keeps the existing event system's names. Unknown fields are rejected.
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 import msgspec
 from msgspec import Meta
@@ -40,17 +40,29 @@ StopPoint = Annotated[str, Meta(min_length=1, max_length=200, pattern=NO_NUL)]
 Branch = Annotated[str, Meta(min_length=1, max_length=255, pattern=r"^[A-Za-z0-9._/-]+" + END,
                              examples=["task/1-1-add-and-subtract"])]
 IdemKey = Annotated[str, Meta(pattern=r"^[\x21-\x7e]{1,255}" + END)]
+SPACE = r"\t-\r \x1c-\x1f\x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000"
+"""Python's ``\\s``, written out: ECMA 262's ``\\s`` is another set (no ``\\x1c``-``\\x1f``
+nor ``\\x85``, but ``\\ufeff``), so the document's patterns name characters, never
+``\\s``, ``\\d`` or ``\\w``."""
 RepoUrl = Annotated[
     str,
-    Meta(min_length=1, max_length=2000, pattern=r"^(https?://|ssh://|file://|git@)[^\s\x00]+" + END,
+    Meta(min_length=1, max_length=2000,
+         pattern=r"^(https?://|ssh://|file://|git@)[^\x00" + SPACE + "]+" + END,
+         description="the pipeline's rules (runner.git.policy) decide the rest: a refused "
+                     "URL is a 422 naming the field",
          examples=["https://github.com/acme/web.git"]),
 ]
 RelPath = Annotated[
     str,
     Meta(min_length=1, max_length=500,
-         pattern=r"^(?!/)(?!.*(^|/)\.\.(/|$))[^\x00\\\\]+$",
-         description="a path inside the repository (no .., not absolute)"),
+         pattern=r"^(?!/)(?!.*(^|/)\.\.(/|$))[^\x00-\x1f\x7f\\\u2028\u2029]+" + END,
+         description="a path inside the repository (no .., not absolute, no control "
+                     "characters)"),
 ]
+"""No line terminator of either dialect may occur, so ``.`` and the lookahead's ``$`` mean
+the same in Python and ECMA 262 (Python's ``.`` crosses ``\\r`` and ``\\u2028``, its ``$``
+matches before a final ``\\n``: ``"a/..\\n"`` was refused by Python and accepted by
+ECMA 262; ``"a\\n"`` the other way round)."""
 TaskStatusWire = Literal["pending", "in_progress", "done", "blocked"]
 TaskTypeWire = Literal["atomic", "group", "phase"]
 Criteria = Annotated[
@@ -223,10 +235,19 @@ class TaskList(_Out):
     tasks: list[TaskDefinition]
 
 
+def _present(*names: str) -> list[dict[str, Any]]:
+    """JSON Schema alternatives: one of ``names`` given and not null."""
+    return [{"required": [n], "properties": {n: {"not": {"type": "null"}}}} for n in names]
+
+
 class TaskUpdate(_In):
     status: TaskStatusWire | None = None
     title: Title | None = None
     description: Text | None = None
+
+    openapi_extra: ClassVar[dict[str, Any]] = {
+        "anyOf": _present("status", "title", "description")}
+    """``__post_init__``'s rule, for the OpenAPI document (``gateway.openapi``)."""
 
     def __post_init__(self) -> None:
         if self.status is None and self.title is None and self.description is None:
@@ -260,6 +281,14 @@ class InjectRequest(_In):
     reason: Reason
     position: Annotated[int, Meta(ge=0, le=100_000)] | None = None
     replace_task_id: TaskId | None = None
+
+    openapi_extra: ClassVar[dict[str, Any]] = {"anyOf": [
+        {"properties": {"injectionType": {"const": "priority"}}},
+        {"properties": {"injectionType": {"const": "positional"}}, "anyOf": _present("position")},
+        {"properties": {"injectionType": {"const": "replace"}},
+         "anyOf": _present("replaceTaskId")},
+    ]}
+    """``__post_init__``'s rules, for the OpenAPI document (``gateway.openapi``)."""
 
     def __post_init__(self) -> None:
         if self.injection_type == "positional" and self.position is None:
