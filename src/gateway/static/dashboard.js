@@ -5,6 +5,13 @@
 // exponential backoff and jitter (capped at 30 s) and resumes from the last cursor it saw
 // (`since`), so nothing is missed and nothing is applied twice.
 //
+// The execution view (a project's current execution, or any from the history): its detail
+// from GET /api/devteam/executions/{id} (read again when a frame says it changed; the
+// actions it enables are the ones that answer allows), and its whole log from a second
+// socket scoped to its project with since=0, filtered to the execution: history first, then
+// live until its completion frame. The usage panel reads GET /api/devteam/usage/{customer}
+// and draws its per-day chart as plain SVG elements.
+//
 // The token: read from the form, from localStorage, or once from ?token= (then removed
 // from the address bar). It goes only into the Authorization header and the WebSocket's
 // query string (browsers cannot set WebSocket headers). It is never logged.
@@ -15,12 +22,9 @@
   const TOKEN_KEY = "devteam.token";
   const BASE_MS = 500;
   const CAP_MS = 30000;
-  const LOG_KEEP = 500;
-  const ACTIONS = {
-    pause: new Set(["running"]),
-    resume: new Set(["paused"]),
-    stop: new Set(["running", "paused", "initializing"]),
-  };
+  const LOG_KEEP = 2000;
+  const ACTIONS = ["pause", "resume", "stop"]; // which are allowed comes from the API
+  const SVG = "http://www.w3.org/2000/svg";
 
   /** Delay before reconnect attempt `attempt` (0-based): exponential, capped, jittered
    *  ("equal jitter": between half and all of min(cap, base * 2^attempt)). */
@@ -35,8 +39,13 @@
     token: null,
     claims: null,
     executions: new Map(), // executionId -> execution
-    logs: new Map(), // executionId -> [line]
-    selected: null, // projectId whose log is shown
+    selected: null, // projectId selected in the projects table
+    // the execution shown: `follow` = the selected project's current one, kept up to date
+    view: { executionId: null, projectId: null, follow: false, detail: null,
+      loading: false, again: false },
+    // the shown execution's log socket (project-scoped, since=0, filtered to it)
+    log: { socket: null, cursor: null, attempt: 0, timer: null, done: false, count: 0 },
+    usage: { customer: null, loading: false, again: false, data: null },
     cursor: null, // last frame id seen (resume cursor)
     socket: null,
     attempt: 0,
@@ -81,8 +90,10 @@
     $("signin").hidden = true;
     $("signout").hidden = false;
     $("projects").hidden = false;
+    $("execution").hidden = false;
     $("log-section").hidden = false;
     $("history").hidden = false;
+    $("usage").hidden = false;
     const role = claims.role || "developer";
     $("who").textContent = `${claims.sub} (${role}${role === "manager" ? ", read-only" : ""})`;
     notice("");
@@ -95,17 +106,28 @@
     Object.assign(state, { token: null, claims: null, socket: null, cursor: null, attempt: 0 });
     Object.assign(state, { loaded: false, selected: null });
     state.executions.clear();
-    state.logs.clear();
     state.asked.clear();
     clearTimeout(state.timer);
     if (socket) socket.close(1000);
-    for (const id of ["projects", "log-section", "history", "signout"]) $(id).hidden = true;
+    closeLog();
+    Object.assign(state.view, { executionId: null, projectId: null, follow: false,
+      detail: null });
+    Object.assign(state.usage, { customer: null, data: null });
+    for (const id of ["projects", "execution", "log-section", "history", "usage", "signout"]) {
+      $(id).hidden = true;
+    }
     $("signin").hidden = false;
-    $("project-rows").replaceChildren();
-    $("history-rows").replaceChildren();
-    $("log").replaceChildren();
-    $("who").textContent = "";
-    $("log-for").textContent = "";
+    for (const id of ["project-rows", "history-rows", "log", "task-rows", "error-rows",
+      "execution-summary", "execution-actions", "usage-rows", "usage-total", "usage-chart",
+      "usage-customer"]) {
+      $(id).replaceChildren();
+    }
+    $("execution-body").hidden = true;
+    $("execution-empty").hidden = false;
+    $("usage-body").hidden = true;
+    for (const id of ["who", "log-for", "execution-for", "log-state", "usage-state"]) {
+      $(id).textContent = "";
+    }
     setConnection("Not connected");
     notice(message);
   }
@@ -118,7 +140,11 @@
     if (response.status === 401) {
       signOut("The token was rejected (expired or invalid). Sign in again.");
     }
-    if (!response.ok) throw new Error(body.detail || `HTTP ${response.status}`);
+    if (!response.ok) {
+      const error = new Error(body.detail || `HTTP ${response.status}`);
+      error.status = response.status;
+      throw error;
+    }
     return body;
   }
 
@@ -142,6 +168,7 @@
       ]);
       for (const summary of [...history, ...active]) upsert(summary);
       state.loaded = true;
+      fillCustomers();
     } catch (err) {
       if (state.token) notice(`Could not load executions: ${err.message}`);
     } finally {
@@ -163,8 +190,9 @@
     state.executions.set(summary.executionId, { ...known, ...summary });
   }
 
-  async function act(action, projectId, button) {
-    button.disabled = true;
+  async function act(action, projectId) {
+    // every action button waits for the detail read after it: that says what is allowed now
+    for (const b of $("execution-actions").querySelectorAll("button")) b.disabled = true;
     try {
       const result = await api(`/api/devteam/automation/${action}/${projectId}`, {
         method: "POST",
@@ -176,7 +204,10 @@
     } catch (err) {
       if (state.token) notice(`${action} ${projectId}: ${err.message}`);
     }
-    if (state.token) render();
+    if (state.token) {
+      render();
+      loadDetail();
+    }
   }
 
   // ---- live stream --------------------------------------------------------------------
@@ -268,15 +299,13 @@
       execution.finishedAt = frame.ts;
       execution.totals = { completed: p.completedTasks, total: p.totalTasks };
       if (p.status === "completed") execution.progress = 100;
-    } else if (frame.type === "execution-log") {
-      const prefix = [p.stage, p.taskId].filter(Boolean).join(" ");
-      addLog(frame.executionId, p.level || "info", (p.lines || []).map((l) => `${prefix} | ${l}`));
-    } else if (frame.type === "error") {
-      addLog(frame.executionId, "error", [
-        `${p.stage || ""} ${p.classification || "error"}: ${p.message || ""}`,
-      ]);
     }
-    return isNew || frame.type === "execution-update" || frame.type === "completion";
+    const changed = frame.type === "execution-update" || frame.type === "completion";
+    if (frame.executionId === state.view.executionId && (changed || frame.type === "error")) {
+      loadDetail();
+    }
+    if (frame.type === "completion" && frame.customerId === state.usage.customer) loadUsage();
+    return isNew || changed;
   }
 
   /** An execution first seen on the stream: refresh the lists once to learn the rest. */
@@ -284,20 +313,6 @@
     if (state.asked.has(executionId)) return;
     state.asked.add(executionId);
     setTimeout(() => state.token && loadLists(), 300);
-  }
-
-  function addLog(executionId, level, lines) {
-    const kept = state.logs.get(executionId) || [];
-    for (const text of lines) kept.push({ level, text });
-    kept.splice(0, Math.max(0, kept.length - LOG_KEEP));
-    state.logs.set(executionId, kept);
-    const shown = currentOf(state.selected);
-    if (shown && shown.executionId === executionId) {
-      const list = $("log");
-      for (const text of lines) list.append(logItem({ level, text }));
-      while (list.childElementCount > LOG_KEEP) list.firstElementChild.remove();
-      list.scrollTop = list.scrollHeight;
-    }
   }
 
   // ---- view ---------------------------------------------------------------------------
@@ -328,6 +343,11 @@
       }
       fillRow(row, currentOf(projectId));
     }
+    // following a project: a newer execution of it becomes the one shown
+    const current = state.selected && currentOf(state.selected);
+    if (state.view.follow && current && current.executionId !== state.view.executionId) {
+      showExecution(current.executionId, true);
+    }
     renderHistory();
   }
 
@@ -336,7 +356,7 @@
     row.dataset.projectId = projectId;
     const name = button(projectId, () => selectProject(projectId));
     name.classList.add("link");
-    name.setAttribute("aria-label", `Show the log of ${projectId}`);
+    name.setAttribute("aria-label", `Show the execution of ${projectId}`);
     row.append(cell(name));
     row.append(cell(span("status")));
     const bar = document.createElement("progress");
@@ -346,41 +366,29 @@
     bar.setAttribute("aria-label", `Progress of ${projectId}`);
     row.append(cell(bar, span("percent")));
     for (const field of ["task", "stage", "branch"]) row.append(cell(span(field)));
-    const actions = cell();
-    for (const action of Object.keys(ACTIONS)) {
-      const label = action[0].toUpperCase() + action.slice(1);
-      const b = button(label, (event) => act(action, projectId, event.currentTarget));
-      b.dataset.action = action;
-      b.setAttribute("aria-label", `${label} ${projectId}`);
-      actions.append(b);
-    }
-    row.append(actions);
     return row;
+  }
+
+  function statusText(e) {
+    return e.status + (e.status === "paused" && e.pauseReason ? ` (${e.pauseReason})` : "");
   }
 
   function fillRow(row, e) {
     const field = (name) => row.querySelector(`[data-field="${name}"]`);
-    const status = e.status + (e.status === "paused" && e.pauseReason ? ` (${e.pauseReason})` : "");
-    field("status").textContent = status;
+    field("status").textContent = statusText(e);
     field("status").className = `status status-${e.status}`;
     field("progress").value = e.progress || 0;
     field("percent").textContent = `${e.progress || 0}%`;
     field("task").textContent = e.currentTask || "—";
     field("stage").textContent = e.currentStage || "—";
     field("branch").textContent = e.branch || "—";
-    const readOnly = (state.claims.role || "developer") === "manager";
-    for (const b of row.querySelectorAll("button[data-action]")) {
-      b.disabled = readOnly || !ACTIONS[b.dataset.action].has(e.status);
-    }
     row.setAttribute("aria-current", row.dataset.projectId === state.selected ? "true" : "false");
   }
 
   function selectProject(projectId) {
     state.selected = projectId;
     const e = currentOf(projectId);
-    $("log-for").textContent = `— ${projectId}`;
-    const list = $("log");
-    list.replaceChildren(...(state.logs.get(e && e.executionId) || []).map(logItem));
+    if (e) showExecution(e.executionId, true);
     for (const row of $("project-rows").children) {
       row.setAttribute("aria-current", row.dataset.projectId === projectId ? "true" : "false");
     }
@@ -392,13 +400,446 @@
       .slice(0, 50)
       .map((e) => {
         const row = document.createElement("tr");
+        row.dataset.executionId = e.executionId;
         const totals = e.totals ? `${e.totals.completed}/${e.totals.total}` : "—";
         for (const text of [when(e.startedAt), e.projectId, e.status, totals, when(e.finishedAt)]) {
           row.append(cell(text));
         }
+        const view = button("View", () => {
+          state.selected = e.projectId;
+          showExecution(e.executionId, false);
+          render();
+        });
+        view.setAttribute("aria-label",
+          `Show execution ${e.executionId.slice(0, 8)} of ${e.projectId}`);
+        row.append(cell(view));
+        const shown = e.executionId === state.view.executionId;
+        row.setAttribute("aria-current", shown ? "true" : "false");
         return row;
       });
     $("history-rows").replaceChildren(...rows);
+  }
+
+  // ---- the execution view ---------------------------------------------------------------
+  /** Show one execution: its detail, and its log from the start (then live). */
+  function showExecution(executionId, follow) {
+    state.view.follow = follow;
+    if (state.view.executionId === executionId) return;
+    const e = state.executions.get(executionId);
+    Object.assign(state.view, { executionId, projectId: e ? e.projectId : null, detail: null });
+    $("execution-for").textContent = `— ${executionId.slice(0, 8)}${e ? ` of ${e.projectId}` : ""}`;
+    $("log-for").textContent = e ? `— ${e.projectId}, execution ${executionId.slice(0, 8)}` : "";
+    $("execution-empty").textContent = "Loading…";
+    $("execution-empty").hidden = false;
+    $("execution-body").hidden = true;
+    openLog();
+    loadDetail();
+    renderHistory();
+  }
+
+  /** Read the shown execution's detail; calls while one is in flight read once more after. */
+  async function loadDetail() {
+    const view = state.view;
+    if (!view.executionId || !state.token) return;
+    if (view.loading) {
+      view.again = true;
+      return;
+    }
+    view.loading = true;
+    const executionId = view.executionId;
+    try {
+      const detail = await api(`/api/devteam/executions/${encodeURIComponent(executionId)}`);
+      if (view.executionId === executionId) {
+        view.detail = detail;
+        renderDetail(detail);
+        if (!view.projectId) {
+          view.projectId = detail.projectId; // not in the lists: its log can start now
+          connectLog();
+        }
+      }
+    } catch (err) {
+      if (state.token && view.executionId === executionId) {
+        $("execution-empty").textContent = `The detail of this execution is not available: ${
+          err.message}.`;
+        $("execution-empty").hidden = false;
+        $("execution-body").hidden = true;
+      }
+    } finally {
+      view.loading = false;
+      if (view.again) {
+        view.again = false;
+        loadDetail();
+      }
+    }
+  }
+
+  function renderDetail(d) {
+    $("execution-empty").hidden = true;
+    $("execution-body").hidden = false;
+    const u = d.usage || {};
+    const facts = [
+      ["Project", d.projectId],
+      ["Status", statusText(d)],
+      ["Started by", d.userId],
+      ["Started", when(d.startedAt)],
+      ["Finished", when(d.finishedAt)],
+      ["Tasks done", `${d.totals.completed} of ${d.totals.total}`],
+      ["Tokens sent / received", `${count(u.tokensSent)} / ${count(u.tokensReceived)}`],
+      ["Cost", money(u.cost)],
+      ["CPU", seconds(u.cpuSeconds)],
+      ["Peak memory", bytes(u.peakMemoryBytes)],
+    ];
+    const dl = $("execution-summary");
+    dl.replaceChildren();
+    for (const [term, value] of facts) {
+      const dt = document.createElement("dt");
+      dt.textContent = term;
+      const dd = document.createElement("dd");
+      dd.textContent = value;
+      if (term === "Status") dd.className = `status status-${d.status}`;
+      dd.dataset.field = term.toLowerCase().replace(/[^a-z]+/g, "-");
+      dl.append(dt, dd);
+    }
+    renderActions(d);
+    renderTasks(d.tasks);
+    renderErrors(d);
+  }
+
+  /** Pause/Resume/Stop of the shown execution's project, enabled as the detail says. */
+  function renderActions(d) {
+    const box = $("execution-actions");
+    if (box.dataset.projectId !== d.projectId) {
+      box.replaceChildren();
+      for (const action of ACTIONS) {
+        const label = action[0].toUpperCase() + action.slice(1);
+        const b = button(label, () => act(action, d.projectId));
+        b.dataset.action = action;
+        b.setAttribute("aria-label", `${label} ${d.projectId}`);
+        box.append(b);
+      }
+      box.dataset.projectId = d.projectId;
+    }
+    for (const b of box.querySelectorAll("button[data-action]")) {
+      b.disabled = !(d.actions && d.actions[b.dataset.action]);
+    }
+  }
+
+  function renderTasks(tasks) {
+    $("tasks-empty").hidden = tasks.length > 0;
+    $("tasks-table").hidden = tasks.length === 0;
+    $("task-rows").replaceChildren(...tasks.map((t) => {
+      const row = document.createElement("tr");
+      row.dataset.taskId = t.taskId;
+      const name = document.createElement("span");
+      name.dataset.field = "task";
+      name.textContent = t.title ? `${t.taskId} ${t.title}` : t.taskId;
+      const status = span("status");
+      status.textContent = t.status;
+      status.className = `status task-${t.status}`;
+      const criteria = document.createElement("ul");
+      criteria.className = "criteria";
+      criteria.dataset.field = "criteria";
+      for (const c of t.criteria) {
+        const li = document.createElement("li");
+        li.className = c.passed ? "passed" : "failed";
+        li.dataset.criterion = c.name;
+        li.textContent = `${c.passed ? "✓" : "✗"} ${c.name}: ${show(c.actual)} / ${
+          show(c.required)}`;
+        if (c.detail) li.title = c.detail;
+        criteria.append(li);
+      }
+      if (!t.criteria.length) criteria.append(Object.assign(document.createElement("li"),
+        { textContent: "—" }));
+      const stages = document.createElement("ul");
+      stages.className = "stages";
+      stages.dataset.field = "stages";
+      for (const s of t.stages) {
+        const li = document.createElement("li");
+        li.dataset.stage = s.stage;
+        li.textContent = `${s.stage}${s.runs > 1 ? ` ×${s.runs}` : ""} ${seconds(s.durationMs / 1000)}`;
+        stages.append(li);
+      }
+      const u = t.usage || {};
+      row.append(
+        cell(name), cell(status), cell(text("branch", t.branch || "—")),
+        cell(text("attempts", String(t.attempts))), cell(criteria), cell(stages),
+        cell(text("tokens", `${count(u.tokensSent)} / ${count(u.tokensReceived)}`)),
+        cell(text("cost", money(u.cost))),
+      );
+      return row;
+    }));
+  }
+
+  function renderErrors(d) {
+    $("errors-empty").hidden = d.errors.length > 0;
+    $("errors-table").hidden = d.errors.length === 0;
+    $("errors-count").textContent = d.errorCount > d.errors.length
+      ? `(newest ${d.errors.length} of ${d.errorCount})` : "";
+    $("error-rows").replaceChildren(...d.errors.map((e) => {
+      const row = document.createElement("tr");
+      row.dataset.errorId = e.errorId;
+      for (const value of [when(e.createdAt), e.taskId || "—", e.stage, e.classification,
+        e.message, String(e.attempts)]) {
+        row.append(cell(value));
+      }
+      return row;
+    }));
+  }
+
+  // ---- the shown execution's log: its project's stream from the start, filtered ----------
+  function closeLog() {
+    const log = state.log;
+    clearTimeout(log.timer);
+    const socket = log.socket;
+    log.socket = null;
+    if (!socket) return;
+    // closing one still connecting makes the browser report an error: close it once open
+    if (socket.readyState === WebSocket.CONNECTING) socket.onopen = () => socket.close(1000);
+    else socket.close(1000);
+  }
+
+  function openLog() {
+    closeLog();
+    Object.assign(state.log, { cursor: "0", attempt: 0, done: false, count: 0 });
+    $("log").replaceChildren();
+    $("log-state").textContent = "";
+    if (state.view.projectId) connectLog();
+  }
+
+  function connectLog() {
+    const log = state.log;
+    const executionId = state.view.executionId;
+    const params = new URLSearchParams({
+      token: state.token, projectId: state.view.projectId, since: log.cursor,
+      types: "execution-log,error,completion",
+    });
+    const scheme = location.protocol === "https:" ? "wss:" : "ws:";
+    const socket = new WebSocket(`${scheme}//${location.host}/ws/devteam?${params}`);
+    log.socket = socket;
+    $("log-state").textContent = "Reading the log…";
+    socket.onmessage = (event) => {
+      if (log.socket !== socket) return;
+      let frame;
+      try {
+        frame = JSON.parse(event.data);
+      } catch {
+        return;
+      }
+      logFrame(frame, executionId);
+    };
+    socket.onclose = (event) => {
+      if (log.socket !== socket) return;
+      log.socket = null;
+      if (log.done || event.code === 4401 || event.code === 4403) return;
+      const delay = backoffMs(log.attempt);
+      log.attempt += 1;
+      $("log-state").textContent = "Log disconnected; reconnecting…";
+      log.timer = setTimeout(() => state.token && connectLog(), delay);
+    };
+  }
+
+  function logFrame(frame, executionId) {
+    const log = state.log;
+    if (frame.type === "connection-established") {
+      log.attempt = 0;
+      $("log-state").textContent = "Replaying the log from its start, then live";
+      return;
+    }
+    if (frame.type === "resync") {
+      if (frame.payload && frame.payload.prunedUpTo) {
+        addLines("warning", ["(earlier lines of this log are no longer kept)"]);
+      }
+      return;
+    }
+    if (frame.id === null || frame.id === undefined) return;
+    if (!isAfter(frame.id, log.cursor)) return; // already shown (a resumed socket)
+    log.cursor = frame.id;
+    if (frame.executionId !== executionId) return;
+    const p = frame.payload || {};
+    if (frame.type === "execution-log") {
+      const prefix = [p.stage, p.taskId].filter(Boolean).join(" ");
+      addLines(p.level || "info", (p.lines || []).map((l) => `${prefix} | ${l}`));
+    } else if (frame.type === "error") {
+      addLines("error", [`${p.stage || ""} ${p.classification || "error"}: ${p.message || ""}`]);
+    } else if (frame.type === "completion") {
+      log.done = true;
+      $("log-state").textContent = `The whole log (${log.count} lines); the execution ended: ${
+        p.status}`;
+      closeLog();
+    }
+  }
+
+  /** Cursors are decimal strings of up to 19 digits: compare them without Number(). */
+  function isAfter(id, cursor) {
+    const a = String(id);
+    const b = String(cursor);
+    return a.length !== b.length ? a.length > b.length : a > b;
+  }
+
+  function addLines(level, lines) {
+    const list = $("log");
+    for (const line of lines) list.append(logItem({ level, text: line }));
+    state.log.count += lines.length;
+    while (list.childElementCount > LOG_KEEP) list.firstElementChild.remove();
+    list.scrollTop = list.scrollHeight;
+  }
+
+  // ---- usage per customer -----------------------------------------------------------------
+  function customers() {
+    const names = new Set();
+    for (const grant of state.claims.projects || []) names.add(grant.split("/")[0]);
+    for (const e of state.executions.values()) if (e.customerId) names.add(e.customerId);
+    return [...names].sort();
+  }
+
+  function fillCustomers() {
+    const select = $("usage-customer");
+    const names = customers();
+    const known = [...select.options].map((o) => o.value);
+    if (names.join("\n") !== known.join("\n")) {
+      select.replaceChildren(...names.map((n) => Object.assign(document.createElement("option"),
+        { value: n, textContent: n })));
+    }
+    if (!names.length) {
+      $("usage-state").textContent = "No customer to show usage for.";
+      return;
+    }
+    if (!state.usage.customer || !names.includes(state.usage.customer)) {
+      state.usage.customer = names[0];
+      select.value = names[0];
+      loadUsage();
+    }
+  }
+
+  async function loadUsage() {
+    const usage = state.usage;
+    if (!usage.customer || !state.token) return;
+    if (!["manager", "admin"].includes(state.claims.role)) {
+      $("usage-state").textContent = "Usage is shown to the customer's managers and admins.";
+      return;
+    }
+    if (usage.loading) {
+      usage.again = true;
+      return;
+    }
+    usage.loading = true;
+    const customer = usage.customer;
+    try {
+      const data = await api(`/api/devteam/usage/${encodeURIComponent(customer)}`);
+      if (usage.customer === customer) {
+        usage.data = data;
+        $("usage-state").textContent = "";
+        renderUsage();
+      }
+    } catch (err) {
+      if (state.token && usage.customer === customer) {
+        usage.data = null;
+        $("usage-body").hidden = true;
+        $("usage-state").textContent = err.status === 403
+          ? `Usage of ${customer} is shown to its managers and admins.`
+          : `Could not load the usage of ${customer}: ${err.message}`;
+      }
+    } finally {
+      usage.loading = false;
+      if (usage.again) {
+        usage.again = false;
+        loadUsage();
+      }
+    }
+  }
+
+  const USAGE_COLUMNS = [
+    ["tokensSent", count], ["tokensReceived", count], ["cost", money], ["cpuSeconds", seconds],
+    ["peakMemoryBytes", bytes], ["wallSeconds", seconds],
+  ];
+
+  function usageRow(label, totals, heading) {
+    const row = document.createElement("tr");
+    const th = document.createElement(heading ? "th" : "td");
+    if (heading) th.scope = "row";
+    th.textContent = label;
+    row.append(th);
+    for (const [name, format] of USAGE_COLUMNS) {
+      row.append(cell(text(name, format((totals || {})[name]))));
+    }
+    return row;
+  }
+
+  function renderUsage() {
+    const data = state.usage.data;
+    if (!data) return;
+    $("usage-body").hidden = false;
+    $("usage-range").textContent = `From ${data.from || "the start"} to ${data.to || "now"}`;
+    const projectsList = data.projects || [];
+    $("usage-rows").replaceChildren(...projectsList.map((p) => {
+      const row = usageRow(p.projectId, p.totals, false);
+      row.dataset.projectId = p.projectId;
+      return row;
+    }));
+    const total = usageRow("Total", data.totals, true);
+    total.dataset.total = "true";
+    $("usage-total").replaceChildren(total);
+    drawChart(projectsList, $("usage-metric").value);
+  }
+
+  function metricOf(day, metric) {
+    if (metric === "tokens") return (day.tokensSent || 0) + (day.tokensReceived || 0);
+    return day[metric] || 0;
+  }
+
+  /** Bars per day (all projects together) as SVG rects; text nodes only, no markup. */
+  function drawChart(projectsList, metric) {
+    const byDay = new Map();
+    for (const p of projectsList) {
+      for (const day of p.days || []) {
+        byDay.set(day.date, (byDay.get(day.date) || 0) + metricOf(day, metric));
+      }
+    }
+    const days = [...byDay.entries()].sort((a, b) => a[0].localeCompare(b[0]));
+    const label = $("usage-metric").selectedOptions[0].textContent;
+    $("usage-chart-title").textContent = `${label} per day`;
+    const svg = $("usage-chart");
+    const width = 720;
+    const height = 220;
+    const [left, bottom, top] = [64, 40, 16];
+    svg.setAttribute("viewBox", `0 0 ${width} ${height}`);
+    svg.setAttribute("width", String(width));
+    svg.setAttribute("height", String(height));
+    svg.replaceChildren();
+    const el = (name, attrs, content) => {
+      const node = document.createElementNS(SVG, name);
+      for (const [k, v] of Object.entries(attrs)) node.setAttribute(k, String(v));
+      if (content !== undefined) node.textContent = content;
+      svg.append(node);
+      return node;
+    };
+    el("line", { x1: left, y1: height - bottom, x2: width - 8, y2: height - bottom,
+      class: "axis" });
+    if (!days.length) {
+      el("text", { x: left + 8, y: height / 2, class: "chart-empty" }, "No usage in this period");
+      return;
+    }
+    const max = Math.max(...days.map(([, v]) => v)) || 1;
+    const format = metric === "cost" ? money : metric === "tokens" ? count : seconds;
+    el("text", { x: left - 6, y: top + 4, class: "tick", "text-anchor": "end" }, format(max));
+    el("text", { x: left - 6, y: height - bottom, class: "tick", "text-anchor": "end" },
+      format(0));
+    const slot = (width - 8 - left) / days.length;
+    const barWidth = Math.max(2, Math.min(48, slot * 0.7));
+    const every = Math.ceil(days.length / 12); // at most ~12 date labels
+    days.forEach(([date, value], i) => {
+      const h = ((height - bottom - top) * value) / max;
+      const x = left + i * slot + (slot - barWidth) / 2;
+      const bar = el("rect", { x, y: height - bottom - h, width: barWidth, height: h,
+        class: "bar", "data-date": date, "data-value": value });
+      const tip = document.createElementNS(SVG, "title");
+      tip.textContent = `${date}: ${format(value)}`;
+      bar.append(tip);
+      if (i % every === 0) {
+        el("text", { x: x + barWidth / 2, y: height - bottom + 16, class: "tick",
+          "text-anchor": "middle" }, date.slice(5));
+      }
+    });
   }
 
   // ---- small DOM helpers ----------------------------------------------------------------
@@ -420,6 +861,33 @@
     b.textContent = label;
     b.addEventListener("click", onClick);
     return b;
+  }
+
+  function text(fieldName, value) {
+    const s = span(fieldName);
+    s.textContent = value;
+    return s;
+  }
+
+  function show(value) {
+    if (value === null || value === undefined) return "—";
+    return typeof value === "object" ? JSON.stringify(value) : String(value);
+  }
+
+  function count(n) {
+    return typeof n === "number" ? n.toLocaleString("en-US") : "—";
+  }
+
+  function money(n) {
+    return typeof n === "number" ? `$${n.toFixed(n >= 100 ? 0 : 4)}` : "—";
+  }
+
+  function seconds(n) {
+    return typeof n === "number" ? `${n.toFixed(1)} s` : "—";
+  }
+
+  function bytes(n) {
+    return typeof n === "number" ? `${(n / 1048576).toFixed(1)} MiB` : "—";
   }
 
   function logItem(entry) {
@@ -450,6 +918,12 @@
       $("token").value = "";
     });
     $("signout").addEventListener("click", () => signOut(""));
+    $("usage-form").addEventListener("submit", (event) => event.preventDefault());
+    $("usage-customer").addEventListener("change", (event) => {
+      state.usage.customer = event.currentTarget.value;
+      loadUsage();
+    });
+    $("usage-metric").addEventListener("change", renderUsage);
     const token = takeTokenFromUrl() || localStorage.getItem(TOKEN_KEY);
     if (token) signIn(token);
   });

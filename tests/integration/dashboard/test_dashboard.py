@@ -10,7 +10,9 @@ import uuid
 
 import httpx
 from playwright.async_api import expect
+from sqlalchemy import text
 from tests.e2e.conftest import wait_status
+from tests.support.detail import SECRET, finish_two_rounds
 from tests.support.procs import ROOT, wait_http
 from tests.support.streams import new_execution, write
 
@@ -170,7 +172,8 @@ async def test_after_a_gateway_restart_the_log_resumes_with_nothing_lost_or_repe
     await expect(log).to_have_count(5)
     texts = [t.split(" | ", 1)[1] for t in await log.all_text_contents()]
     assert texts == ["line 0", "line 1", "line 0", "line 1", "line 0"]
-    resumed = [url for url in browser_page.sockets if "since=" in url]
+    # (the main socket: the log's own socket always starts from since=0)
+    resumed = [url for url in browser_page.sockets if "since=" in url and "projectId" not in url]
     assert resumed, browser_page.sockets
 
 
@@ -203,3 +206,90 @@ async def test_the_page_is_locked_down_and_its_backoff_is_capped(procs, browser_
     await page.get_by_role("button", name="Open dashboard").click()
     await expect(page.get_by_role("alert")).to_contain_text("rejected")
     await expect(page.get_by_label("Access token (JWT)")).to_be_visible()
+
+
+async def _sign_in(page, token: str) -> None:
+    await page.get_by_label("Access token (JWT)").fill(token)
+    await page.get_by_role("button", name="Open dashboard").click()
+    await expect(page.locator("#connection")).to_have_text("Live")
+
+
+async def test_a_finished_execution_shows_its_tasks_criteria_log_and_errors(
+    store, procs, token_for, browser_page
+) -> None:
+    # Given a finished execution of acme/web: two rounds of task 1.1, an error, its log
+    gateway = procs.gateway()
+    execution = await new_execution(store, "acme/web", user="alice")
+    await finish_two_rounds(store, execution, log=True)
+    page = browser_page.page
+    await page.goto(f"{gateway.url}/")
+    # When its developer opens the dashboard and picks it from the history
+    await _sign_in(page, token_for("alice", ["acme/*"]))
+    await page.get_by_role(
+        "button", name=f"Show execution {str(execution)[:8]} of acme/web").click()
+    # Then its task shows status, branch, attempts, the last round's criteria, stage
+    # durations, tokens and cost
+    task = page.locator('#task-rows tr[data-task-id="1.1"]')
+    await expect(task.locator('[data-field="task"]')).to_have_text("1.1 Add and subtract")
+    await expect(task.locator('[data-field="status"]')).to_have_text("done")
+    await expect(task.locator('[data-field="branch"]')).to_have_text(
+        "task/1-1-add-and-subtract")
+    await expect(task.locator('[data-field="attempts"]')).to_have_text("2")
+    await expect(task.locator('[data-criterion="tests"]')).to_have_text("✓ tests: pass / pass")
+    await expect(task.locator('[data-criterion="coverage"]')).to_have_text(
+        "✓ coverage: 92 / 80")
+    await expect(task.locator('[data-stage="IMPLEMENT"]')).to_have_text("IMPLEMENT ×2 5.0 s")
+    await expect(task.locator('[data-stage="VERIFY"]')).to_have_text("VERIFY ×2 9.0 s")
+    await expect(task.locator('[data-field="tokens"]')).to_have_text("2,100 / 140")
+    await expect(task.locator('[data-field="cost"]')).to_have_text("$0.0300")
+    # its error record, redacted
+    error = page.locator("#error-rows tr")
+    await expect(error).to_have_count(1)
+    await expect(error).to_contain_text("verification")
+    assert SECRET not in (await error.text_content() or "")
+    # its whole log, replayed from history, ending with the completion
+    log = page.locator("#log li")
+    await expect(log).to_have_count(4)
+    texts = [t.split(" | ", 1)[1] for t in await log.all_text_contents()]
+    assert texts[0].startswith("branch task/1-1") and texts[-1] == "task 1.1 done (1 of 1)"
+    await expect(page.locator("#log-state")).to_contain_text("ended: completed")
+    # and no action: a completed execution can be neither paused, resumed nor stopped
+    for action in ("Pause", "Resume", "Stop"):
+        await expect(page.get_by_role("button", name=f"{action} acme/web")).to_be_disabled()
+    # usage is for managers: a developer is told so
+    await expect(page.locator("#usage-state")).to_contain_text("managers and admins")
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    await page.screenshot(path=str(ARTIFACTS / "execution-view.png"), full_page=True)
+    assert browser_page.console_errors == []
+
+
+async def test_actions_are_enabled_only_where_the_lifecycle_allows(
+    store, procs, token_for, browser_page
+) -> None:
+    # Given a running execution of acme/web and a paused one of acme/api
+    gateway = procs.gateway()
+    running = await new_execution(store, "acme/web", user="alice")
+    paused = await new_execution(store, "acme/api", user="alice")
+    async with store.transaction() as session:
+        await session.execute(text("UPDATE executions SET status = 'running' WHERE id = :e"),
+                              {"e": running})
+        await session.execute(text("UPDATE executions SET status = 'paused', "
+                                   "pause_reason = 'user' WHERE id = :e"), {"e": paused})
+    page = browser_page.page
+    await page.goto(f"{gateway.url}/?token={token_for('alice', ['acme/*'])}")
+    expected = {"acme/web": {"Pause": True, "Resume": False, "Stop": True},
+                "acme/api": {"Pause": False, "Resume": True, "Stop": True}}
+    for project, enabled in expected.items():
+        # When the project is picked, Then its execution's buttons follow its status
+        await page.get_by_role("button", name=f"Show the execution of {project}").click()
+        for action, on in enabled.items():
+            b = page.get_by_role("button", name=f"{action} {project}")
+            await (expect(b).to_be_enabled() if on else expect(b).to_be_disabled())
+    # and a click acts on it: Pause pauses acme/web, after which only Resume and Stop are
+    await page.get_by_role("button", name="Show the execution of acme/web").click()
+    await page.get_by_role("button", name="Pause acme/web").click()
+    await expect(page.get_by_role("button", name="Resume acme/web")).to_be_enabled()
+    await expect(page.get_by_role("button", name="Pause acme/web")).to_be_disabled()
+    await expect(page.get_by_role("button", name="Stop acme/web")).to_be_enabled()
+    assert (await wait_status(store, running, {"paused"}, timeout=5))["status"] == "paused"
+    assert browser_page.console_errors == []

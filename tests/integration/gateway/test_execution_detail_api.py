@@ -4,72 +4,19 @@ and the error records)."""
 
 from __future__ import annotations
 
-import json
 import uuid
 
-from sqlalchemy import text
 from tests.integration.gateway.conftest import PROJECT, add_project, bearer, set_status, start
+from tests.support.detail import SECRET, finish_two_rounds, stage_run
 
 from pipeline.db import Store
 
 DETAIL = "/api/devteam/executions"
-SECRET = "ghp_" + "Zx9Yw8Vu7Ts6Rq5Po4Nm3Lk2Ji1Hg0FeDcBa"
-
-
-async def _stage_run(store: Store, execution: uuid.UUID, task: str, stage: str, *,
-                     attempt: int = 1, status: str = "succeeded", ms: int = 100,
-                     usage: dict | None = None, result: dict | None = None) -> None:
-    async with store.transaction() as session:
-        await session.execute(
-            text("INSERT INTO stage_runs (execution_id, task_id, stage, attempt, status, "
-                 "duration_ms, usage, result, finished_at) VALUES (:e, :t, :s, :a, :st, :ms, "
-                 "CAST(:u AS jsonb), CAST(:r AS jsonb), now())"),
-            {"e": execution, "t": task, "s": stage, "a": attempt, "st": status, "ms": ms,
-             "u": None if usage is None else json.dumps(usage),
-             "r": None if result is None else json.dumps(result)},
-        )
 
 
 async def _finished_execution(store: Store) -> uuid.UUID:
-    """A completed run of task 1.1 that took two rounds, as the pipeline records one."""
     execution = await start(store)
-    await _stage_run(store, execution, "", "INIT", ms=40)
-    await _stage_run(store, execution, "#1", "SELECT", ms=20)
-    await _stage_run(store, execution, "1.1", "IMPLEMENT", ms=3000,
-                     usage={"tokensSent": 1200, "tokensReceived": 80, "cost": 0.02,
-                            "cpuSeconds": None, "peakMemoryBytes": None, "wallSeconds": 3.0})
-    await _stage_run(store, execution, "1.1", "VERIFY", status="failed", ms=5000,
-                     usage={"cpuSeconds": 1.5, "peakMemoryBytes": 50_000_000,
-                            "wallSeconds": 5.0},
-                     result={"results": {"tests": {"passed": False, "actual": "1 failed",
-                                                   "required": "pass"}}})
-    await _stage_run(store, execution, "1.1", "IMPLEMENT", attempt=2, ms=2000,
-                     usage={"tokensSent": 900, "tokensReceived": 60, "cost": 0.01})
-    await _stage_run(store, execution, "1.1", "VERIFY", attempt=2, ms=4000,
-                     usage={"cpuSeconds": 1.0, "peakMemoryBytes": 70_000_000,
-                            "wallSeconds": 4.0},
-                     result={"results": {"tests": {"passed": True, "actual": "pass",
-                                                   "required": "pass"},
-                                         "coverage": {"passed": True, "actual": 92,
-                                                      "required": 80}}})
-    await _stage_run(store, execution, "1.1", "DONE", ms=10)
-    await _stage_run(store, execution, "#2", "FINALIZE", ms=30)
-    async with store.transaction() as session:
-        await session.execute(
-            text("UPDATE events SET task_context = CAST(:c AS jsonb) WHERE id = "
-                 "(SELECT event_id FROM executions WHERE id = :e)"),
-            {"e": execution, "c": json.dumps({"tasks": {"1.1": {
-                "title": "Add and subtract", "status": "done",
-                "branch": "task/1-1-add-and-subtract", "attempts": 2}}})},
-        )
-        await session.execute(
-            text("INSERT INTO errors (id, execution_id, task_id, stage, classification, "
-                 "message) VALUES (:id, :e, '1.1', 'VERIFY', 'verification', :m)"),
-            {"id": uuid.uuid4(), "e": execution, "m": f"tests failed; push with {SECRET}"},
-        )
-        await session.execute(
-            text("UPDATE executions SET status = 'completed', completed_tasks = 1, "
-                 "total_tasks = 1, finished_at = now() WHERE id = :e"), {"e": execution})
+    await finish_two_rounds(store, execution)
     return execution
 
 
@@ -111,7 +58,7 @@ async def test_a_finished_execution_in_detail(client, alice, project, store) -> 
 async def test_usage_is_null_where_no_stage_run_reported_it(client, alice, project,
                                                             store) -> None:
     execution = await start(store)
-    await _stage_run(store, execution, "1.1", "PREP")
+    await stage_run(store, execution, "1.1", "PREP")
     body = (await client.get(f"{DETAIL}/{execution}", headers=alice)).json()
     assert body["tasks"][0]["usage"] == {
         "tokensSent": None, "tokensReceived": None, "cost": None, "cpuSeconds": None,
