@@ -31,6 +31,14 @@ import msgspec
 import structlog
 
 from gateway.auth import Principal
+from gateway.frames import (
+    CONTROL_TYPES,
+    ControlFrame,
+    ControlPayload,
+    Resync,
+    StoredFrame,
+    UpdateFrame,
+)
 from pipeline import metrics
 from pipeline.db import asyncpg_dsn
 from pipeline.listen import listen_forever
@@ -46,25 +54,6 @@ POLL_SECONDS = 1.0
 QUERY_TIMEOUT = 10.0
 """No read may hang the stream: a connection left half-open by a network fault times out
 and is replaced."""
-
-
-class FrameOut(msgspec.Struct, rename="camel", kw_only=True, omit_defaults=True):
-    """A frame on the wire: the envelope, the requirements' flat fields (``timestamp`` is
-    ``ts`` under the requirements' name; ``status`` and ``progress`` only on
-    ``execution-update``, see ``pipeline.prd``) and the detailed ``payload``."""
-
-    id: str | None
-    type: str
-    ts: str
-    timestamp: str
-    customer_id: str | None
-    project_id: str | None
-    execution_id: str | None
-    task_id: str | None
-    seq: int | None
-    status: str | None = None
-    progress: float | None = None
-    payload: msgspec.Raw
 
 
 _ENCODER = msgspec.json.Encoder()
@@ -85,31 +74,37 @@ class Item:
 RESYNC = Item(pos=-1, project_id="", customer_id="", type="resync", level=0, data=b"")
 
 
-def control_frame(kind: str, payload: dict[str, Any], project_id: str | None = None) -> bytes:
+def control_frame(payload: ControlPayload, project_id: str | None = None) -> bytes:
     """A frame that is not a stored notification (connection-established, resync, errors,
-    pong); ``project_id`` (and its customer) when the socket is scoped to one project."""
+    pong; its type is its payload's); ``project_id`` (and its customer) when the socket is
+    scoped to one project."""
     ts = iso(datetime.now(UTC))
     return _ENCODER.encode(
-        FrameOut(id=None, type=kind, ts=ts, timestamp=ts,
-                 customer_id=project_id.split("/", 1)[0] if project_id else None,
-                 project_id=project_id, execution_id=None, task_id=None, seq=None,
-                 payload=msgspec.Raw(_ENCODER.encode(payload)))
+        ControlFrame(id=None, type=CONTROL_TYPES[type(payload)], ts=ts, timestamp=ts,
+                     customer_id=project_id.split("/", 1)[0] if project_id else None,
+                     project_id=project_id, execution_id=None, task_id=None, seq=None,
+                     payload=payload)
     )
 
 
 def _item(row: asyncpg.Record) -> Item:
     ts = iso(row["created_at"])
-    status = progress = None
+    payload = msgspec.Raw(row["payload"].encode())  # stored through its type (pipeline.frames)
+    frame: UpdateFrame[str, msgspec.Raw] | StoredFrame[str, msgspec.Raw]
     if row["type"] == "execution-update":
         status, progress = update_fields(row["status"], row["stage"], row["task_id"],
                                          row["completed"], row["total"])
-    frame = FrameOut(
-        id=str(row["pos"]), type=row["type"], ts=ts, timestamp=ts,
-        customer_id=row["customer_id"], project_id=row["project_id"],
-        execution_id=str(row["execution_id"]), task_id=task_of(row["task_id"]),
-        seq=int(row["seq"]), status=status, progress=progress,
-        payload=msgspec.Raw(row["payload"].encode()),
-    )
+        frame = UpdateFrame(
+            id=str(row["pos"]), type=row["type"], ts=ts, timestamp=ts,
+            customer_id=row["customer_id"], project_id=row["project_id"],
+            execution_id=str(row["execution_id"]), task_id=task_of(row["task_id"]),
+            seq=int(row["seq"]), status=status, progress=progress, payload=payload)
+    else:
+        frame = StoredFrame(
+            id=str(row["pos"]), type=row["type"], ts=ts, timestamp=ts,
+            customer_id=row["customer_id"], project_id=row["project_id"],
+            execution_id=str(row["execution_id"]), task_id=task_of(row["task_id"]),
+            seq=int(row["seq"]), payload=payload)
     return Item(
         pos=int(row["pos"]), project_id=row["project_id"], customer_id=row["customer_id"],
         type=row["type"], level=LEVELS.get(row["level"] or "info", 20),
@@ -135,13 +130,12 @@ def retention_resync(cursor: int, pruned: int) -> Item:
                                       "prunedUpTo": str(pruned)}))
 
 
-def resync_payload(item: Item) -> dict[str, Any]:
+def resync_payload(item: Item) -> Resync:
     """The payload of a ``resync`` item: where the client stands and why."""
-    payload: dict[str, Any] = {"since": str(item.pos),
-                               "reason": "client too slow; missed frames follow"}
-    if item.data:
-        payload.update(msgspec.json.decode(item.data))
-    return payload
+    retention = msgspec.json.decode(item.data) if item.data else {}
+    return Resync(since=str(item.pos),
+                  reason=retention.get("reason", "client too slow; missed frames follow"),
+                  pruned_up_to=retention.get("prunedUpTo"))
 
 
 @dataclass(eq=False)

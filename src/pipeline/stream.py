@@ -25,6 +25,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from pipeline import prd
+from pipeline.frames import payload_of
 
 STREAM_CHANNEL = "devteam_stream"
 
@@ -96,6 +97,8 @@ async def append(
     Call it last in the transaction (see the module docstring). Returns the frames with
     their ids (cursor = ``pos``) and sequence numbers.
     """
+    # every payload as its frame type encodes it; FramePayloadError if it is not one
+    frames = [(kind, payload_of(kind, payload)) for kind, payload in frames]
     if not frames:
         return []
     remember = ""

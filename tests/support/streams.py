@@ -35,17 +35,26 @@ async def finish(store: Store, execution_id: uuid.UUID) -> None:
         )
 
 
+def payload(kind: str, i: int = 0, level: str = "info") -> dict[str, Any]:
+    """A well-formed payload of a ``kind`` frame (``pipeline.frames``), the ``i``-th."""
+    if kind == "execution-update":
+        return {"status": "running", "stage": "VERIFY", "taskId": "1", "progress": 0,
+                "branch": "task/1", "completedTasks": i, "totalTasks": i + 1}
+    if kind == "error":
+        return {"errorId": str(uuid.uuid4()), "stage": "VERIFY", "taskId": "1",
+                "classification": "verification", "message": f"line {i}"}
+    if kind == "completion":
+        return {"status": "completed", "completedTasks": 1, "totalTasks": 1, "durationMs": i}
+    return {"level": level, "stage": "TEST", "taskId": "1", "lines": [f"line {i}"]}
+
+
 async def write(
     store: Store, execution_id: uuid.UUID, n: int, kind: str = "execution-log", level: str = "info"
 ) -> None:
-    """Append ``n`` notifications, one transaction each."""
+    """Append ``n`` notifications, one transaction each (updates differ from each other)."""
     for i in range(n):
         async with store.transaction() as session:
-            await stream.append(
-                session,
-                execution_id,
-                [(kind, {"level": level, "stage": "TEST", "taskId": "1", "lines": [f"line {i}"]})],
-            )
+            await stream.append(session, execution_id, [(kind, payload(kind, i, level))])
 
 
 def ws_url(base: str, token: str, *projects: str, since: str | None = None, **extra: str) -> str:

@@ -32,6 +32,7 @@ from litestar.response import Stream
 
 from gateway.auth import PROJECT_ID, Authenticator, Principal, bearer
 from gateway.fanout import LEVELS, Hub, Item, Subscriber, control_frame, resync_payload
+from gateway.frames import ConnectionEstablished, Ping, Pong, StreamError
 from gateway.problems import Problem
 from runner.settings import Settings
 
@@ -40,6 +41,22 @@ log = structlog.get_logger("devteam.stream")
 MAX_CLIENT_FRAME = 10 * 1024
 EXPIRED = "token expired"
 FRAME_TYPES = {"execution-update", "execution-log", "error", "completion"}
+
+CLOSE_UNAUTHORIZED = 4401
+CLOSE_FORBIDDEN = 4403
+CLOSE_BAD_QUERY = 4400
+CLOSE_UNAVAILABLE = 1013
+CLOSE_CODES: dict[int, str] = {
+    CLOSE_BAD_QUERY: "the query is invalid (projectId, since, types or level; the reason "
+                     "names it): fix it, do not retry as is",
+    CLOSE_UNAUTHORIZED: "no valid token, or the token expired (reason 'token expired'): "
+                        "reconnect with a fresh token and since=<last id>; never retry "
+                        "with the same token",
+    CLOSE_FORBIDDEN: "the token does not grant a projectId asked for: do not retry",
+    CLOSE_UNAVAILABLE: "the stream is unavailable for now (the database): retry with "
+                       "backoff and since=<last id>",
+}
+"""Every code the server closes a WebSocket with, and what the client should do."""
 
 
 class StreamQuery(msgspec.Struct, frozen=True):
@@ -104,13 +121,14 @@ async def ws_stream(socket: WebSocket[Any, Any, Any]) -> None:
         principal = _principal(auth, socket.headers.get("authorization"),
                                socket.query_params.get("token"))
     except Problem as exc:
-        await socket.close(code=4401, reason=exc.detail[:120])
+        await socket.close(code=CLOSE_UNAUTHORIZED, reason=exc.detail[:120])
         return
     try:
         query = parse_query(socket.query_params)
         _check_projects(principal, query)
     except Problem as exc:
-        await socket.close(code=4403 if exc.status == 403 else 4400, reason=exc.detail[:120])
+        await socket.close(code=CLOSE_FORBIDDEN if exc.status == 403 else CLOSE_BAD_QUERY,
+                           reason=exc.detail[:120])
         return
     sub = Subscriber(principal=principal, projects=query.projects, types=query.types,
                      min_level=query.min_level, queue_size=settings.gateway.ws_queue_size)
@@ -119,7 +137,7 @@ async def ws_stream(socket: WebSocket[Any, Any, Any]) -> None:
         cursor = await hub.subscribe(sub, query.since)
     except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError) as exc:
         log.warning("stream.unavailable", error=type(exc).__name__)
-        await socket.close(code=1013, reason="the stream is unavailable; try again")
+        await socket.close(code=CLOSE_UNAVAILABLE, reason="the stream is unavailable; try again")
         return
     reader: asyncio.Task[None] | None = None
     expiry = asyncio.create_task(_until(principal.valid_until))
@@ -129,7 +147,7 @@ async def ws_stream(socket: WebSocket[Any, Any, Any]) -> None:
         async for item in _with_stop(hub.frames(sub, cursor), reader, expiry):
             await socket.send_text(_encode(item, query.project).decode())
         if expiry.done():
-            await socket.close(code=4401, reason=EXPIRED)
+            await socket.close(code=CLOSE_UNAUTHORIZED, reason=EXPIRED)
     except (WebSocketDisconnect, ConnectionError, RuntimeError):
         pass
     finally:
@@ -149,10 +167,9 @@ async def _until(deadline: float) -> None:
 
 
 def _established(query: StreamQuery) -> bytes:
-    established = {"connectionId": uuid.uuid4().hex}
-    if query.since is not None:
-        established["resumedFrom"] = str(query.since)
-    return control_frame("connection-established", established, query.project)
+    return control_frame(ConnectionEstablished(
+        connection_id=uuid.uuid4().hex,
+        resumed_from=None if query.since is None else str(query.since)), query.project)
 
 
 async def _with_stop(
@@ -181,7 +198,7 @@ async def _with_stop(
 
 def _encode(item: Item, project: str | None) -> bytes:
     if item.type == "resync":
-        return control_frame("resync", resync_payload(item), project)
+        return control_frame(resync_payload(item), project)
     return item.data
 
 
@@ -195,21 +212,21 @@ async def _read_client(socket: WebSocket[Any, Any, Any], project: str | None) ->
         data = raw.encode() if isinstance(raw, str) else bytes(raw) if isinstance(
             raw, bytes | bytearray) else b""
         if len(data) > MAX_CLIENT_FRAME:
-            await socket.send_text(control_frame("error", {
-                "classification": "client", "message": "frame larger than 10 KB dropped"},
+            await socket.send_text(control_frame(StreamError(
+                classification="client", message="frame larger than 10 KB dropped"),
                 project).decode())
             continue
         try:
-            frame = msgspec.json.decode(data)
-            kind = frame.get("type") if isinstance(frame, dict) else None
+            msgspec.json.decode(data, type=Ping)  # the only client frame
+            ping = True
         except (msgspec.DecodeError, RecursionError):  # 10 KB of "[" recurses too deep
-            kind = None
-        if kind == "ping":
-            await socket.send_text(control_frame("pong", {}, project).decode())
+            ping = False
+        if ping:
+            await socket.send_text(control_frame(Pong(), project).decode())
         else:
-            await socket.send_text(control_frame("error", {
-                "classification": "client",
-                "message": "malformed frame (expected JSON with a known type)"},
+            await socket.send_text(control_frame(StreamError(
+                classification="client",
+                message="malformed frame (expected JSON with a known type)"),
                 project).decode())
 
 
@@ -238,10 +255,10 @@ async def sse_stream(request: Request[Any, Any, Any]) -> Stream:
             while True:
                 left = principal.valid_until - time.time()
                 if left <= 0:
-                    yield b"event: error\ndata: " + control_frame("error", {
-                        "classification": "client",
-                        "message": f"{EXPIRED}: reconnect with a fresh token and "
-                                   "Last-Event-ID"}, query.project) + b"\n\n"
+                    yield b"event: error\ndata: " + control_frame(StreamError(
+                        classification="client",
+                        message=f"{EXPIRED}: reconnect with a fresh token and "
+                                "Last-Event-ID"), query.project) + b"\n\n"
                     return
                 if pending is None:
                     pending = asyncio.ensure_future(frames.__anext__())
