@@ -19,7 +19,7 @@ from typing import Any, Protocol
 
 import msgspec
 
-from pipeline.lifecycle import PauseReason, Stage, StageStatus, Status
+from pipeline.lifecycle import TERMINAL, PauseReason, Stage, StageStatus, Status
 from pipeline.outbox import StageCommand
 from pipeline.outcome import Outcome
 from runner.errors import Classification, InfrastructureError, RunnerError
@@ -187,6 +187,46 @@ def decide(ran: StageCommand, outcome: Outcome, execution: ExecutionView) -> Nex
     return Run(command=nxt)
 
 
+# -- a command's delivery --------------------------------------------------------------------
+class OnClaim(StrEnum):
+    """What a worker does with a delivered command, by the execution's status (the values
+    are what ``Engine.run`` reports)."""
+
+    RUN = "run"
+    """Claim the stage run and run it."""
+    ENDED = "execution-ended"
+    """The execution ended: the command is done with, nothing runs."""
+    PARK = "parked"
+    """Paused: the command waits in the execution row for resume."""
+    STOPPING = "stopping"
+    """Stop was asked: the command is done with and FINALIZE (``stopped``) runs instead."""
+
+
+def on_claim(stage: Stage | str, state: Status) -> OnClaim:
+    """FINALIZE always runs (it ends the execution whatever its status); any other stage
+    runs only while the execution is initialising or running."""
+    if Stage(stage) is Stage.FINALIZE:
+        return OnClaim.RUN
+    if state in TERMINAL:
+        return OnClaim.ENDED
+    if state is Status.PAUSED:
+        return OnClaim.PARK
+    if state is Status.STOPPING:
+        return OnClaim.STOPPING
+    return OnClaim.RUN
+
+
+def park(pending: dict[str, Any] | None, command: StageCommand) -> dict[str, Any]:
+    """The row fields that park ``command`` while paused: the first parked command is
+    the one resume runs (a later delivery does not replace it)."""
+    return {} if pending is not None else {"pending_command": msgspec.to_builtins(command)}
+
+
+def stopped(execution_id: str) -> StageCommand:
+    """The FINALIZE command that ends a stopped execution."""
+    return Finalize(execution_id=execution_id, status=Status.STOPPED).command
+
+
 # -- failures ------------------------------------------------------------------------------
 class RetrySettings(Protocol):
     """The retry knobs (``DEVTEAM_PIPELINE_STAGE_RETRIES``, ``…_STAGE_RETRY_MAX_SECONDS``)."""
@@ -289,6 +329,7 @@ __all__ = [
     "Finalize",
     "Hold",
     "Next",
+    "OnClaim",
     "Pause",
     "Retry",
     "RetryDecision",
@@ -297,6 +338,8 @@ __all__ = [
     "Verdict",
     "decide",
     "failure_outcome",
+    "on_claim",
+    "park",
     "reaches",
     "retry_policy",
     "stage_sets_status",

@@ -27,7 +27,6 @@ import uuid
 from collections.abc import Callable, Coroutine
 from typing import Any
 
-import msgspec
 import structlog
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -35,13 +34,17 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from pipeline import executions, metrics, outbox, stream
 from pipeline.cancellation import CANCEL_GRACE_SECONDS, Cancellation
 from pipeline.decide import (
+    OnClaim,
     cancelled_outcome,
     claims_exhausted,
     exhausted_outcome,
     failure_outcome,
+    on_claim,
+    park,
+    stopped,
 )
 from pipeline.heartbeat import Heartbeat
-from pipeline.lifecycle import TERMINAL, PauseReason, Stage, Status
+from pipeline.lifecycle import PauseReason, Stage
 from pipeline.logsink import LogSink
 from pipeline.outbox import StageCommand
 from pipeline.outcome import Outcome, StageContext
@@ -132,28 +135,22 @@ class Engine:
             if execution is None:
                 await outbox.complete(session, command_id)
                 return "unknown-execution"
-            stage = Stage(command.stage)
-            state = execution.state
-            if stage is not Stage.FINALIZE:
-                if state in TERMINAL:
-                    await outbox.complete(session, command_id)
-                    return "execution-ended"
-                if state is Status.PAUSED:
-                    await self._park(session, execution, command, command_id)
-                    return "parked"
-                if state is Status.STOPPING:
-                    await outbox.complete(session, command_id)
-                    await outbox.enqueue(
-                        session,
-                        StageCommand(
-                            execution_id=command.execution_id,
-                            stage=Stage.FINALIZE,
-                            outcome=Status.STOPPED,
-                        ),
-                        customer_id=execution.customer_id,
-                        correlation_id=execution.correlation_id,
-                    )
-                    return "stopping"
+            verdict = on_claim(command.stage, execution.state)
+            if verdict is OnClaim.ENDED:
+                await outbox.complete(session, command_id)
+                return verdict.value
+            if verdict is OnClaim.PARK:
+                await self._park(session, execution, command, command_id)
+                return verdict.value
+            if verdict is OnClaim.STOPPING:
+                await outbox.complete(session, command_id)
+                await outbox.enqueue(
+                    session,
+                    stopped(command.execution_id),
+                    customer_id=execution.customer_id,
+                    correlation_id=execution.correlation_id,
+                )
+                return verdict.value
             row = (
                 await session.execute(
                     _CLAIM,
@@ -212,10 +209,9 @@ class Engine:
         command_id: int,
     ) -> None:
         """A command that arrives while paused waits in the execution row for resume."""
-        if execution.pending_command is None:
-            await executions.set_fields(
-                session, execution.id, pending_command=msgspec.to_builtins(command)
-            )
+        fields = park(execution.pending_command, command)
+        if fields:
+            await executions.set_fields(session, execution.id, **fields)
         await outbox.complete(session, command_id)
 
     async def _duplicate(
