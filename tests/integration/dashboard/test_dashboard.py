@@ -112,6 +112,21 @@ async def test_the_dashboard_follows_a_run_and_its_buttons_pause_and_resume_it(
     assert (await wait_status(store, execution, {"completed"}, timeout=5))["status"] == "completed"
     await expect(page.locator("#history-rows tr")).to_have_count(1)
 
+    # A page opened afresh on the finished run replays its whole log from history and
+    # shows every task done, with the criteria the verification checked
+    await page.reload()
+    await expect(page.locator("#log-state")).to_contain_text("ended: completed")
+    assert await page.locator("#log li").count() > 10
+    tasks = page.locator("#task-rows tr")
+    await expect(tasks).to_have_count(6)
+    assert set(await tasks.locator('[data-field="status"]').all_text_contents()) == {"done"}
+    first = page.locator('#task-rows tr[data-task-id="1.1"]')
+    await expect(first.locator('[data-criterion="test.coverage"]')).to_have_class("passed")
+    attempts = await tasks.locator('[data-field="attempts"]').all_text_contents()
+    assert "2" in attempts, attempts  # the sample's task that fails its first round
+    for action in ("Pause", "Resume", "Stop"):
+        await expect(page.get_by_role("button", name=f"{action} {PROJECT}")).to_be_disabled()
+
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     await page.screenshot(path=str(ARTIFACTS / "dashboard.png"), full_page=True)
     assert browser_page.console_errors == []
