@@ -14,6 +14,7 @@ from litestar.exceptions import HTTPException, ValidationException
 
 from gateway import idempotency
 from gateway.allow import allow_middleware
+from gateway.asyncapi import asyncapi_json
 from gateway.auth import Authenticator
 from gateway.correlation import correlation_middleware
 from gateway.fanout import Hub
@@ -92,6 +93,7 @@ def create_app(settings: Settings | None = None, *, store: Store | None = None) 
         api,
         health.health,
         health.live,
+        asyncapi_json,
         *stream.handlers,
         *dashboard.handlers,
     ]
