@@ -173,6 +173,23 @@ class SlotWaitStatus(_Out):
     limit: int
 
 
+class UsageTotals(msgspec.Struct, rename="camel", kw_only=True):
+    """What stage runs consumed together (CONTRACTS.md, usage): each figure summed over
+    the runs that reported it (``peakMemoryBytes`` the largest), null when none did."""
+
+    tokens_sent: int | None
+    tokens_received: int | None
+    cost: float | None
+    """USD, as Aider reports it; null when the model has no price."""
+    cpu_seconds: float | None
+    peak_memory_bytes: int | None
+    wall_seconds: float | None
+    implement_rounds: int
+    """IMPLEMENT rounds counted (each one Aider run)."""
+    containers: int
+    """Sandbox containers counted (setup, baseline and verification)."""
+
+
 class ExecutionStatus(_Out):
     execution_id: str
     project_id: str
@@ -191,6 +208,8 @@ class ExecutionStatus(_Out):
     user_id: str | None = None
     setup: SetupStatus | None = None
     slot_wait: SlotWaitStatus | None = None
+    usage: UsageTotals | None = None
+    """The execution's usage so far (its finished stage runs); on the status API only."""
 
 
 class TransitionAccepted(_Out):

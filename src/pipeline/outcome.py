@@ -59,6 +59,8 @@ class Outcome:
     """An injected task (by task id) that this outcome finishes."""
     fail_injection: str | None = None
     """An injected error-resolution task that failed for good (never selected again)."""
+    usage: dict[str, Any] | None = None
+    """What the run consumed (``pipeline.usage``): stored in ``stage_runs.usage``."""
 
 
 @dataclass

@@ -33,6 +33,7 @@ _FINISH = text(
     """
     UPDATE stage_runs SET status = CAST(:status AS varchar), finished_at = now(),
         duration_ms = :ms, result = CAST(:result AS jsonb), error = CAST(:error AS jsonb),
+        usage = CAST(:usage AS jsonb),
         lease_owner = CASE WHEN CAST(:status AS varchar) = 'retrying' THEN NULL
                            ELSE lease_owner END,
         lease_until = CASE WHEN CAST(:status AS varchar) = 'retrying' THEN NULL
@@ -77,6 +78,7 @@ async def record_outcome(
                     "ms": duration_ms,
                     "result": _json(result),
                     "error": _json(error) if error is not None else None,
+                    "usage": _json(outcome.usage) if outcome.usage is not None else None,
                     "id": run_id,
                     "me": owner,
                 },

@@ -36,7 +36,12 @@ DEFAULT_RANGE_DAYS = 30
 
 
 class RangeError(ValueError):
-    """A usage report's dates are malformed, reversed or too far apart (its message says)."""
+    """A usage report's dates are malformed, reversed or too far apart: ``field`` names the
+    parameter at fault (``from`` or ``to``), the message says why."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(message)
+        self.field = field
 
 
 def empty() -> dict[str, Any]:
@@ -108,20 +113,21 @@ def parse_range(start: str | None, end: str | None, today: date) -> tuple[date, 
     first = _day("from", start) if start is not None else last - timedelta(
         days=DEFAULT_RANGE_DAYS - 1)
     if first > last:
-        raise RangeError(f"from ({first.isoformat()}) is after to ({last.isoformat()})")
+        raise RangeError("to", f"from ({first.isoformat()}) is after to ({last.isoformat()})")
     if (last - first).days + 1 > MAX_RANGE_DAYS:
-        raise RangeError(f"from..to spans {(last - first).days + 1} days; at most "
+        raise RangeError("from", f"from..to spans {(last - first).days + 1} days; at most "
                          f"{MAX_RANGE_DAYS} days per report")
     return first, last
 
 
 def _day(name: str, value: str) -> date:
     if len(value) != 10 or not value.isascii():
-        raise RangeError(f"{name} must be a date YYYY-MM-DD")
+        raise RangeError(name, f"{name} must be a date YYYY-MM-DD")
     try:
         return date.fromisoformat(value)
     except ValueError:
-        raise RangeError(f"{name} must be a date YYYY-MM-DD ({value!r} is not one)") from None
+        raise RangeError(name, f"{name} must be a date YYYY-MM-DD ({value!r} is not one)"
+                         ) from None
 
 
 def view(sums: UsageSums) -> dict[str, Any]:

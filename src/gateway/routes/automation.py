@@ -31,7 +31,8 @@ from gateway.schemas import (
     InitializeRequest,
     TransitionAccepted,
 )
-from pipeline import commands, executions, slots
+from pipeline import commands, executions, slots, usage
+from pipeline.store.pg import tx_of
 
 BASE = "/api/devteam/automation"
 STATUS_EXAMPLE = {
@@ -102,8 +103,9 @@ async def status(request: Request[Any, Any, Any], project: ProjectPath) -> Respo
         box = settings_of(request).sandbox
         wait = await slots.wait_of(session, str(row.id), global_limit=box.max_containers,
                                    per_customer=box.max_containers_per_customer)
-    return respond(msgspec.convert({**row.status_view(), "setup": setup, "slotWait": wait},
-                                   ExecutionStatus))
+        used = await (await tx_of(session)).usage.of_execution(row.id)
+    return respond(msgspec.convert({**row.status_view(), "setup": setup, "slotWait": wait,
+                                    "usage": usage.view(used)}, ExecutionStatus))
 
 
 def _transition(name: str, action: Any, summary: str) -> Any:

@@ -105,7 +105,7 @@ async def baseline(ctx: StageContext, task: Task, co: Checkout, base: str,
             on_line=ctx.log.sink(), cancel=ctx.cancel, env=installed.env,
         )
     finally:
-        await blocking(ctx.services.sandbox.remove, spec)
+        container = await blocking(ctx.services.sandbox.remove, spec)
     measures = measures_of(result.commands, config.test, result.results, commit=base)
     problems = baseline_problems(result.results, measures)
     kind = Classification.ENVIRONMENT
@@ -132,6 +132,7 @@ async def baseline(ctx: StageContext, task: Task, co: Checkout, base: str,
         "classification": kind.value,
         "commands": msgspec.to_builtins(result.commands),
         "feedback": result.feedback,
+        "container": msgspec.to_builtins(container),
     }
 
 

@@ -27,8 +27,10 @@ from pipeline.stages.common import (
     result_of,
 )
 from pipeline.stages.rounds import fresh_branch
+from pipeline.usage import containers_usage
 from runner.errors import EnvironmentFailure, RunnerError
 from runner.git import Checkout
+from runner.sandbox.usage import ContainerUsage
 from runner.setup import NOTHING, SetupPlan, SetupResult, nothing_to_install, plan_setup
 from runner.verify.config import CONFIG_FILE, MAX_FILE_BYTES, parse_project_file
 
@@ -126,15 +128,31 @@ async def setup(ctx: StageContext) -> Outcome:
     checked = await baseline(ctx, task, co, base, result, config)
     if checked is not None:
         wire["baseline"] = checked
+    used = stage_usage(result, checked)
     if checked and checked["problems"]:
-        return await environment_pause(
+        paused = await environment_pause(
             ctx, refusal(task, base, checked), result=wire,
             summary={"setup": summary(result), "baseline": {"problems": checked["problems"]}})
+        paused.usage = used
+        return paused
     return Outcome(
         result=wire,
         next=ctx.then(Stage.IMPLEMENT, attempt=1),
         task_summary={"setup": summary(result)},
+        usage=used,
     )
+
+
+def stage_usage(result: SetupResult, checked: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The usage of SETUP's containers: the setup container (when one ran) and the
+    baseline's (when it ran)."""
+    ran: list[ContainerUsage | None] = []
+    if result.container is not None:
+        ran.append(result.container)
+    if checked is not None and "container" in checked:
+        box = checked["container"]
+        ran.append(msgspec.convert(box, ContainerUsage) if isinstance(box, dict) else None)
+    return containers_usage(ran)
 
 
 def recorded(wire: dict[str, Any] | None) -> SetupResult:

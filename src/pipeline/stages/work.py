@@ -27,6 +27,7 @@ from pipeline.stages.setup import (
     recorded,
     trusted_plan,
 )
+from pipeline.usage import containers_usage, round_usage
 from runner.errors import CancelledError, Classification, EnvironmentFailure, RunnerError
 from runner.git import Checkout
 from runner.ports import ContainerSpec, ImplementRequest
@@ -103,6 +104,7 @@ async def implement(ctx: StageContext) -> Outcome:
         ctx.services.tool.implement, request, on_line=ctx.log.sink(), cancel=ctx.cancel
     )
     wire: dict[str, Any] = msgspec.to_builtins(artifact)
+    used = round_usage(artifact.outputs.stdout)
     if not artifact.success:
         error = artifact.error or {}
         kind = Classification(error.get("classification", "tool"))
@@ -111,14 +113,14 @@ async def implement(ctx: StageContext) -> Outcome:
             raise CancelledError(message)
         if kind is not Classification.TOOL:
             raise RunnerError(message, classification=kind, details={"artifact": _short(wire)})
-        return await failed_round(
+        return _used(await failed_round(
             ctx,
             task,
             result=wire,
             message=message,
             classification=kind,
             feedback=f"The previous attempt failed: {message}. Make the change the task asks for.",
-        )
+        ), used)
     commit = await blocking(
         ctx.services.git.commit_task,
         co,
@@ -128,14 +130,14 @@ async def implement(ctx: StageContext) -> Outcome:
         {"Task-Id": task.id, "Execution-Id": str(ctx.execution.id)},
     )
     if commit is None:
-        return await failed_round(
+        return _used(await failed_round(
             ctx,
             task,
             result=wire,
             message="the change was empty",
             classification=Classification.TOOL,
             feedback="The previous attempt changed nothing.",
-        )
+        ), used)
     ctx.log.line(
         f"committed {commit[:10]}: {len(artifact.outputs.files_modified)} files, "
         f"{artifact.outputs.lines_changed} lines"
@@ -144,7 +146,14 @@ async def implement(ctx: StageContext) -> Outcome:
         result={**wire, "commit": commit, "branch": branch},
         next=ctx.then(Stage.VERIFY, attempt=ctx.attempt),
         task_summary={"attempts": ctx.attempt, "filesModified": artifact.outputs.files_modified},
+        usage=used,
     )
+
+
+def _used(outcome: Outcome, usage: dict[str, Any] | None) -> Outcome:
+    """``outcome`` recording ``usage`` (what its round or containers consumed)."""
+    outcome.usage = usage
+    return outcome
 
 
 async def verify(ctx: StageContext) -> Outcome:
@@ -194,7 +203,8 @@ async def verify(ctx: StageContext) -> Outcome:
             env=installed.env,
         )
     finally:
-        await blocking(ctx.services.sandbox.remove, spec)
+        box = await blocking(ctx.services.sandbox.remove, spec)
+    used = containers_usage([*([installed.container] if installed.container else []), box])
     measures = measures_of(result.commands, config.test, result.results, commit=head)
     weaker = weakening(await floor(ctx), measures)
     if weaker:
@@ -210,7 +220,7 @@ async def verify(ctx: StageContext) -> Outcome:
     )
     summary = {"verification": wire["results"], "attempts": ctx.attempt}
     if result.success:
-        return Outcome(result=wire, next=ctx.then(Stage.MERGE), task_summary=summary)
+        return Outcome(result=wire, next=ctx.then(Stage.MERGE), task_summary=summary, usage=used)
     limited = [c for c in result.commands if classify(c) is Classification.RESOURCE_LIMIT]
     if not limited:
         own = await blocking(project_modules, Path(co.path))
@@ -221,13 +231,13 @@ async def verify(ctx: StageContext) -> Outcome:
                 details={"taskId": task.id, "attempt": ctx.attempt,
                          "feedback": result.feedback or ""},
             )
-            return await environment_pause(ctx, error, result=wire, summary=summary)
+            return _used(await environment_pause(ctx, error, result=wire, summary=summary), used)
     kind = Classification.RESOURCE_LIMIT if limited else Classification.VERIFICATION
     failed = [n for n, ok in checks.items() if not ok]
     message = f"verification failed: {', '.join(failed) or 'checks did not pass'}" + (
         " (sandbox limit reached)" if limited else ""
     )
-    return await failed_round(
+    return _used(await failed_round(
         ctx,
         task,
         result=wire,
@@ -235,7 +245,7 @@ async def verify(ctx: StageContext) -> Outcome:
         classification=kind,
         feedback=result.feedback or message,
         summary=summary,
-    )
+    ), used)
 
 
 async def _protected(ctx: StageContext, task: Task, co: Checkout, base: str, head: str,
@@ -276,7 +286,8 @@ async def _environment(ctx: StageContext, co: Checkout, base: str) -> SetupResul
         return nothing_to_install(plan)  # no volumes, but the toolchain's PATH
     key = await blocking(ctx.services.installer.key, plan, Path(co.path))
     if key == installed.key:
-        return installed
+        # SETUP's environment: its container was SETUP's usage, not this round's
+        return msgspec.structs.replace(installed, container=None)
     ctx.log.line("the change alters the project's dependencies: setting them up again")
     return await environment(ctx, plan, Path(co.path), attempt=RESETUP_ATTEMPT + ctx.attempt)
 
