@@ -779,7 +779,20 @@
     const total = usageRow("Total", data.totals, true);
     total.dataset.total = "true";
     $("usage-total").replaceChildren(total);
-    drawChart(projectsList, $("usage-metric").value);
+    drawChart(projectsList, $("usage-metric").value, data.from, data.to);
+  }
+
+  /** Every UTC day from `from` to `to` (YYYY-MM-DD, inclusive; at most 366 of them). */
+  function daysBetween(from, to) {
+    const out = [];
+    const day = new Date(`${from}T00:00:00Z`);
+    const last = new Date(`${to}T00:00:00Z`);
+    if (Number.isNaN(day.getTime()) || Number.isNaN(last.getTime())) return out;
+    while (day <= last && out.length < 366) {
+      out.push(day.toISOString().slice(0, 10));
+      day.setUTCDate(day.getUTCDate() + 1);
+    }
+    return out;
   }
 
   function metricOf(day, metric) {
@@ -788,8 +801,8 @@
   }
 
   /** Bars per day (all projects together) as SVG rects; text nodes only, no markup. */
-  function drawChart(projectsList, metric) {
-    const byDay = new Map();
+  function drawChart(projectsList, metric, from, to) {
+    const byDay = new Map(daysBetween(from, to).map((d) => [d, 0])); // days without usage: 0
     for (const p of projectsList) {
       for (const day of p.days || []) {
         byDay.set(day.date, (byDay.get(day.date) || 0) + metricOf(day, metric));
@@ -815,11 +828,11 @@
     };
     el("line", { x1: left, y1: height - bottom, x2: width - 8, y2: height - bottom,
       class: "axis" });
-    if (!days.length) {
+    const max = Math.max(0, ...days.map(([, v]) => v));
+    if (!max) {
       el("text", { x: left + 8, y: height / 2, class: "chart-empty" }, "No usage in this period");
       return;
     }
-    const max = Math.max(...days.map(([, v]) => v)) || 1;
     const format = metric === "cost" ? money : metric === "tokens" ? count : seconds;
     el("text", { x: left - 6, y: top + 4, class: "tick", "text-anchor": "end" }, format(max));
     el("text", { x: left - 6, y: height - bottom, class: "tick", "text-anchor": "end" },
