@@ -308,3 +308,43 @@ async def test_actions_are_enabled_only_where_the_lifecycle_allows(
     await expect(page.get_by_role("button", name="Stop acme/web")).to_be_enabled()
     assert (await wait_status(store, running, {"paused"}, timeout=5))["status"] == "paused"
     assert browser_page.console_errors == []
+
+
+async def test_a_manager_sees_the_customers_usage_as_tables_and_a_chart_per_day(
+    store, procs, token_for, browser_page
+) -> None:
+    # Given a finished execution of acme/web whose stage runs reported usage
+    gateway = procs.gateway()
+    execution = await new_execution(store, "acme/web", user="alice")
+    await finish_two_rounds(store, execution, log=True)
+    page = browser_page.page
+    await page.goto(f"{gateway.url}/")
+    # When a manager of acme signs in
+    await _sign_in(page, token_for("maria", ["acme/*"], role="manager"))
+    # Then the usage panel shows acme's projects, its total and a bar per day of the range
+    usage_row = page.locator('#usage-rows tr[data-project-id="acme/web"]')
+    await expect(usage_row.locator('[data-field="tokensSent"]')).to_have_text("2,100")
+    await expect(usage_row.locator('[data-field="tokensReceived"]')).to_have_text("140")
+    await expect(usage_row.locator('[data-field="cost"]')).to_have_text("$0.0300")
+    await expect(usage_row.locator('[data-field="cpuSeconds"]')).to_have_text("2.5 s")
+    await expect(page.locator('#usage-total [data-field="peakMemoryBytes"]')).to_have_text(
+        "66.8 MiB")  # the largest, 70,000,000 bytes, not a sum
+    await expect(page.locator("#usage-range")).to_have_text(re.compile(r"^From \S+ to \S+$"))
+    first, last = (await page.locator("#usage-range").text_content() or "").split()[1::2]
+    bars = page.locator("#usage-chart rect.bar")
+    await expect(bars).to_have_count(30)  # the default range: the last 30 UTC days
+    assert await bars.first.get_attribute("data-date") == first
+    assert await bars.last.get_attribute("data-date") == last  # today: the runs finished now
+    values = [await b.get_attribute("data-value") for b in await bars.all()]
+    assert values == ["0"] * 29 + ["2240"]  # 2100 sent + 140 received
+    # and another measure redraws the chart from the same report
+    await page.get_by_label("Chart").select_option("wallSeconds")
+    await expect(page.locator("#usage-chart-title")).to_have_text("Wall seconds per day")
+    assert await bars.last.get_attribute("data-value") == "12"
+    # the manager sees the execution read-only: its tasks, no action
+    await expect(page.locator("#task-rows tr")).to_have_count(1)
+    for action in ("Pause", "Resume", "Stop"):
+        await expect(page.get_by_role("button", name=f"{action} acme/web")).to_be_disabled()
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    await page.screenshot(path=str(ARTIFACTS / "usage.png"), full_page=True)
+    assert browser_page.console_errors == []
