@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # Install what the project needs, doing only what is missing:
 #   1. system packages (postgresql, redis-server, docker.io, debootstrap, tinyproxy, socat,
-#      git, chromium, prometheus) with
+#      git, chromium, prometheus, nodejs, npm) with
 #      apt when run as root on Debian/Ubuntu; otherwise say what to install;
 #   2. .venv with the service and its dev extra;
 #   3. .venv-aider with aider-chat alone (it pins ~100 exact versions; the service must not
-#      inherit them), found by the service through DEVTEAM_AIDER_BIN.
+#      inherit them), found by the service through DEVTEAM_AIDER_BIN;
+#   4. the TypeScript client's npm packages (clients/typescript, `npm ci` from its lock file).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -30,6 +31,9 @@ command -v chromium >/dev/null || missing+=(chromium)
 command -v runuser >/dev/null || missing+=(util-linux)
 # The metrics integration test starts its own Prometheus on loopback (never a service).
 command -v prometheus >/dev/null || missing+=(prometheus)
+# The TypeScript client (clients/typescript) is built and tested with Node and npm.
+command -v node >/dev/null || missing+=(nodejs)
+command -v npm >/dev/null || missing+=(npm)
 
 if ((${#missing[@]})); then
   if [[ $(id -u) -eq 0 ]] && command -v apt-get >/dev/null; then
@@ -90,5 +94,15 @@ if [[ ! -x .venv-aider/bin/aider ]] || ! .venv-aider/bin/aider --version 2>/dev/
   .venv-aider/bin/python -m pip install -q "aider-chat==$AIDER_VERSION"
 else
   say ".venv-aider has aider $AIDER_VERSION"
+fi
+# ---- 4. the TypeScript client ---------------------------------------------------------------
+client=clients/typescript
+client_stamp() { sha256sum "$client/package-lock.json" | cut -c1-16; }
+if [[ ! -f $client/node_modules/.stamp-$(client_stamp) ]]; then
+  say "installing the TypeScript client's packages (npm ci)"
+  (cd "$client" && npm ci --no-audit --no-fund --loglevel=error)
+  touch "$client/node_modules/.stamp-$(client_stamp)"
+else
+  say "$client/node_modules up to date"
 fi
 say "done"
