@@ -52,6 +52,10 @@ delay_seconds = 1.5
 [tasks."denied"]
 http_status = 401
 reply = "Incorrect API key provided"
+
+[tasks."counted"]
+prompt_tokens = 321
+completion_tokens = 45
 """
 
 WHOLE_REPLY = (
@@ -131,6 +135,8 @@ def test_given_the_attempt_mark_when_rendered_then_each_attempt_writes_its_numbe
         ),
         ('[tasks."a"]\nfail_attempts = -1\n', "fail_attempts must be >= 0"),
         ('[tasks."a"]\nhttp_status = 302\n', "http_status must be 200 or an error status"),
+        ('[tasks."a"]\nprompt_tokens = -1\n', "prompt_tokens must be between 0 and"),
+        ('[tasks."a"]\ncompletion_tokens = 99999999999\n', "completion_tokens must be between"),
     ],
 )
 def test_given_a_broken_script_when_parsed_then_a_config_error_names_the_problem(
@@ -166,6 +172,22 @@ def test_given_a_known_task_when_streamed_then_sse_chunks_add_up_to_the_reply(
     assert text == DIFF_REPLY
     assert len(events) > 4
     assert json.loads(events[-2])["usage"]["total_tokens"] > 0
+
+
+@pytest.mark.sockets
+def test_given_scripted_token_counts_then_usage_reports_them_as_openai_servers_do(
+    server: ScriptedModelServer,
+) -> None:
+    expected = {"prompt_tokens": 321, "completion_tokens": 45, "total_tokens": 366}
+    whole = httpx.post(server.url + "/chat/completions", json=_body("counted"), timeout=10)
+    assert whole.json()["usage"] == expected
+    # streamed: a last chunk with empty choices carries usage, only when asked for
+    asked = _body("counted", stream=True) | {"stream_options": {"include_usage": True}}
+    _, events = _stream(server, asked)
+    last = json.loads(events[-2])
+    assert (last["choices"], last["usage"]) == ([], expected)
+    _, events = _stream(server, _body("counted", stream=True))
+    assert not any("usage" in json.loads(e) for e in events if e != "[DONE]")
 
 
 @pytest.mark.sockets
@@ -301,7 +323,7 @@ def test_given_the_command_when_started_on_port_zero_then_it_serves_until_termin
     try:
         assert proc.stderr is not None
         banner = proc.stderr.readline()
-        assert "4 scripted task(s)" in banner
+        assert "5 scripted task(s)" in banner
         url = banner.rsplit(" ", 1)[-1].strip()
         for _ in range(100):
             try:
