@@ -1,6 +1,7 @@
 """Fanout benchmark: notification written → frame received, at 1, 100 and 1,000 clients.
 
     .venv/bin/python bench/fanout.py [--json] [--seconds 10] [--rate 200] [--fanout 10]
+                                     [--metrics-both] [--scrape-seconds 1]
 
 One ``devteam serve`` subprocess on a throwaway database (copied from the migrated
 template, dropped at the end). Measured in one run:
@@ -26,7 +27,19 @@ template, dropped at the end). Measured in one run:
   history: connect → 10,000th frame received (median of 3).
 - handshake: WebSocket connect → ``connection-established``, one at a time, while the
   1,000 clients are connected and events flow (and on an idle gateway).
-Prints a table and, last, one JSON line (``p50_ms``/``p99_ms`` are the 1,000-client run).
+- targets (issue 15): p99 with 1 client within 2x the bare NOTIFY's p99, and at most 25 ms
+  with 1,000 clients; the report says whether each holds.
+
+``--metrics-both`` runs two gateways on the same database, one with Prometheus metrics
+(``DEVTEAM_METRICS_ENABLED=true``, the default; its ``/metrics`` scraped every
+``--scrape-seconds`` from a thread while it is measured, as Prometheus would) and one
+without, measures every run against both (alternating which goes first) and reports both
+and the overhead of metrics (on minus off). The live stream's own counters are updated in
+both: the setting turns off ``/metrics`` and the per-request instrumentation.
+
+Prints tables and, last, one JSON line (``p50_ms``/``p99_ms`` are the 1,000-client run;
+with ``--metrics-both`` the top-level figures are the metrics-on gateway's, beside
+``metrics_off`` and ``metrics_overhead``).
 """
 
 from __future__ import annotations
@@ -35,10 +48,12 @@ import argparse
 import asyncio
 import contextlib
 import json
+import math
 import os
 import statistics
 import sys
 import tempfile
+import threading
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -51,6 +66,7 @@ if sys.path and Path(sys.path[0] or ".").resolve() == _HERE:
 sys.path.append(str(_HERE))
 
 import asyncpg  # noqa: E402
+import httpx  # noqa: E402
 import websockets  # noqa: E402
 
 from common import (  # noqa: E402
@@ -68,6 +84,8 @@ CUSTOMER = "bench"
 REPLAY_PROJECT = f"{CUSTOMER}/replay"
 REPLAY_FRAMES = 10_000
 CONNECT_CONCURRENCY = 50
+P99_VS_NOTIFY = 2.0
+P99_1000_MS = 25.0
 
 
 # ---------------------------------------------------------------------------- the fleet
@@ -242,6 +260,40 @@ class RunResult:
     """(time issued, client, latency ms) for --dump."""
     gateway_cpu: float = float("nan")
     host_busy: float = float("nan")
+    scrapes: int = 0
+    """Successful GET /metrics while the run was measured (metrics on)."""
+
+
+class Scraper:
+    """``GET url`` every ``interval`` seconds from a thread of its own (the writer's event
+    loop, whose clock starts each event, is not disturbed), as Prometheus scrapes."""
+
+    def __init__(self, url: str, interval: float) -> None:
+        self.url, self.interval = url, interval
+        self.done = 0
+        self.failed = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="scraper", daemon=True)
+
+    def _run(self) -> None:
+        with httpx.Client(timeout=10) as client:
+            while not self._stop.is_set():
+                try:
+                    answer = client.get(self.url)
+                    ok = answer.status_code == 200 and b"devteam_" in answer.content
+                except httpx.HTTPError:
+                    ok = False
+                self.done += ok
+                self.failed += not ok
+                self._stop.wait(self.interval)
+
+    def __enter__(self) -> Scraper:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
 
 
 def spread(n_clients: int, fanout: int, projects: list[str]) -> list[str]:
@@ -251,9 +303,11 @@ def spread(n_clients: int, fanout: int, projects: list[str]) -> list[str]:
 
 async def run_latency(url: str, gateway_pid: int, token: str, writer: Writer, name: str,
                       subscriptions: list[str | None], targets: list[tuple[uuid.UUID, str]],
-                      rate: float, seconds: float, procs: int, probe: int = 0) -> RunResult:
+                      rate: float, seconds: float, procs: int, probe: int = 0,
+                      scrape: float = 0.0) -> RunResult:
     """Connect the clients (``None`` = no project filter: every event), write at ``rate``,
-    then match what each client received with what was committed."""
+    then match what each client received with what was committed. ``scrape`` > 0: the
+    gateway's ``/metrics`` is scraped that often meanwhile."""
     base = url.replace("http://", "ws://") + f"/ws/devteam?token={token}"
     queries = [f"&projectId={p}" if p else "" for p in subscriptions]
     procs = max(1, min(procs, len(queries)))
@@ -265,9 +319,13 @@ async def run_latency(url: str, gateway_pid: int, token: str, writer: Writer, na
         await asyncio.sleep(1.0)
         prober = (await Fleet.start({"probe": probe, "url": base, "interval": seconds / probe})
                   if probe else None)
-        cpu0, host0, t0 = cpu_seconds(gateway_pid), host_busy(), time.perf_counter()
-        committed = await writer.at_rate(targets, rate, seconds)
-        cpu1, host1, t1 = cpu_seconds(gateway_pid), host_busy(), time.perf_counter()
+        scraper = Scraper(f"{url}/metrics", scrape) if scrape else None
+        with scraper or contextlib.nullcontext():
+            cpu0, host0, t0 = cpu_seconds(gateway_pid), host_busy(), time.perf_counter()
+            committed = await writer.at_rate(targets, rate, seconds)
+            cpu1, host1, t1 = cpu_seconds(gateway_pid), host_busy(), time.perf_counter()
+        if scraper is not None and not scraper.done:
+            raise RuntimeError(f"no successful scrape of {url}/metrics ({scraper.failed} failed)")
         probe_ms = (await prober.line())["handshakes_ms"] if prober else []
         await asyncio.sleep(2.0)  # let the last frames arrive
         per_fleet = [await f.stop() for f in fleets]
@@ -280,7 +338,8 @@ async def run_latency(url: str, gateway_pid: int, token: str, writer: Writer, na
             received[i + j * procs] = got
     result = RunResult(name, len(subscriptions), 0, len(committed), handshakes_ms=handshakes,
                        probe_ms=probe_ms, gateway_cpu=100 * (cpu1 - cpu0) / (t1 - t0),
-                       host_busy=100 * (host1[0] - host0[0]) / max(1, host1[1] - host0[1]))
+                       host_busy=100 * (host1[0] - host0[0]) / max(1, host1[1] - host0[1]),
+                       scrapes=scraper.done if scraper else 0)
     per_event: dict[int, int] = {}
     for client, (project, got) in enumerate(zip(subscriptions, received, strict=True)):
         expected = {pos for pos, (_, p) in committed.items() if project is None or p == project}
@@ -380,8 +439,14 @@ async def probe_handshakes(url: str, token: str, count: int, interval: float) ->
         fleet.kill()
 
 
-async def measure(args: argparse.Namespace, db_url: str, gateway_url: str, gateway_pid: int
+def _label(label: str) -> str:
+    return f" ({label.replace('_', ' ')})" if label else ""
+
+
+async def measure(args: argparse.Namespace, db_url: str, gateways: dict[str, tuple[str, int]]
                   ) -> dict[str, Any]:
+    """Every run against every gateway (``label → (url, pid)``), alternating which goes
+    first; the baseline once."""
     from gateway.auth import mint
     from runner.settings import get_settings
 
@@ -394,10 +459,14 @@ async def measure(args: argparse.Namespace, db_url: str, gateway_url: str, gatew
 
     dsn = db_url.replace("postgresql+asyncpg://", "postgresql://", 1)
     writer = Writer(Store.from_settings(get_settings(), pool_size=2))
-    out: dict[str, Any] = {"runs": {}}
+    labels = list(gateways)
+    variants: dict[str, dict[str, Any]] = {label: {"runs": {}, "replay": []}
+                                           for label in labels}
+    out: dict[str, Any] = {"variants": variants}
     try:
-        note("handshakes on an idle gateway")
-        out["handshake_idle"] = await probe_handshakes(gateway_url, token, 100, 0.02)
+        for label, (url, _) in gateways.items():
+            note(f"handshakes on an idle gateway{_label(label)}")
+            variants[label]["handshake_idle"] = await probe_handshakes(url, token, 100, 0.02)
         note("bare LISTEN/NOTIFY baseline")
         out["baseline"] = await baseline_notify(dsn, args.rate, int(args.rate * args.seconds))
 
@@ -414,24 +483,68 @@ async def measure(args: argparse.Namespace, db_url: str, gateway_url: str, gatew
             "broadcast": (f"{args.broadcast} clients, all",
                           [None] * args.broadcast, projects[:10], args.fleets, 0),
         }
-        for key in args.runs.split(","):
+        for i, key in enumerate(args.runs.split(",")):
             name, subscriptions, written, fleets, probe = plans[key]
-            note(f"run: {name} ({args.rate:g} events/s for {args.seconds:g} s)")
-            out["runs"][key] = await run_latency(
-                gateway_url, gateway_pid, token, writer, name, subscriptions, targets(written),
-                args.rate, args.seconds, fleets, probe)
-        out["replay"] = []
+            for label in labels if i % 2 == 0 else labels[::-1]:
+                url, pid = gateways[label]
+                note(f"run: {name}{_label(label)} ({args.rate:g} events/s for "
+                     f"{args.seconds:g} s)")
+                variants[label]["runs"][key] = await run_latency(
+                    url, pid, token, writer, name, subscriptions, targets(written),
+                    args.rate, args.seconds, fleets, probe,
+                    scrape=args.scrape_seconds if label == "metrics_on" else 0.0)
         if args.replays:
             note(f"replay: writing a {REPLAY_FRAMES:,}-frame history")
             await writer.bulk(executions[REPLAY_PROJECT], REPLAY_FRAMES - 1)  # + its seq 1
-            out["replay"] = [await replay(gateway_url, token, REPLAY_FRAMES)
-                             for _ in range(args.replays)]
+            for r in range(args.replays):
+                for label in labels if r % 2 == 0 else labels[::-1]:
+                    variants[label]["replay"].append(
+                        await replay(gateways[label][0], token, REPLAY_FRAMES))
     finally:
         await writer.store.close()
     return out
 
 
-def report(m: dict[str, Any], args: argparse.Namespace, as_json: bool) -> None:
+def report(measured: dict[str, Any], args: argparse.Namespace, as_json: bool) -> None:
+    """Each gateway's tables, the overhead of metrics when both ran, one JSON line."""
+    results = {label: report_one({**m, "baseline": measured["baseline"]}, args, label)
+               for label, m in measured["variants"].items()}
+    if len(results) == 1:
+        result = next(iter(results.values()))
+    else:
+        on, off = results["metrics_on"], results["metrics_off"]
+        overhead = {key: rnd(on[key] - off[key], 3) for key in on
+                    if key.startswith(("p50_ms", "p99_ms", "gateway_cpu", "replay", "handshake"))
+                    and isinstance(on[key], float) and isinstance(off[key], float)}
+        rows = []
+        for key in ("1", "100", "1000", "broadcast"):
+            if f"p99_ms_{key}" not in overhead:
+                continue
+            rows.append([key, on[f"p50_ms_{key}"], off[f"p50_ms_{key}"],
+                         overhead[f"p50_ms_{key}"], on[f"p99_ms_{key}"],
+                         off[f"p99_ms_{key}"], overhead[f"p99_ms_{key}"],
+                         _pct(on[f"p99_ms_{key}"], off[f"p99_ms_{key}"]),
+                         on.get(f"gateway_cpu_pct_{key}"), off.get(f"gateway_cpu_pct_{key}")])
+        print_table(
+            "Metrics overhead: the same runs against a gateway with metrics on and off",
+            ["clients", "p50 on", "p50 off", "Δp50 ms", "p99 on", "p99 off", "Δp99 ms",
+             "Δp99 %", "gw CPU on", "gw CPU off"], rows,
+            [(f"on: DEVTEAM_METRICS_ENABLED=true, /metrics scraped every "
+              f"{args.scrape_seconds:g} s while measured ({on['metrics_scrapes']} scrapes); "
+              "off: false. Same database, runs alternate which gateway goes first."),
+             ("Δ = on minus off; differences within a run-to-run spread of a few ms are "
+              "noise on a shared 2-core host.")])
+        result = {**on, "metrics_off": off, "metrics_overhead": overhead}
+    if as_json:
+        emit_json(result)
+
+
+def _pct(on: float | None, off: float | None) -> float | None:
+    return rnd((on - off) / off * 100, 1) if on is not None and off else None
+
+
+def report_one(m: dict[str, Any], args: argparse.Namespace, label: str) -> dict[str, Any]:
+    """One gateway's tables; its figures for the JSON line."""
     runs: dict[str, RunResult] = m["runs"]
     base = stats(m["baseline"])
     rows = []
@@ -442,8 +555,8 @@ def report(m: dict[str, Any], args: argparse.Namespace, as_json: bool) -> None:
     rows.append(["bare LISTEN/NOTIFY", "-", len(m["baseline"]), base["n"], base["p50"],
                  base["p95"], base["p99"], base["max"], "-", "-", "-", "-"])
     print_table(
-        f"Fanout: notification written → frame received ({args.rate:g} events/s, "
-        f"{args.seconds:g} s per run)",
+        f"Fanout{_label(label)}: notification written → frame received ({args.rate:g} "
+        f"events/s, {args.seconds:g} s per run)",
         ["run", "per event", "events", "frames", "p50 ms", "p95 ms", "p99 ms", "max ms",
          "missing", "dup", "gw CPU", "host busy"],
         rows,
@@ -463,7 +576,7 @@ def report(m: dict[str, Any], args: argparse.Namespace, as_json: bool) -> None:
     shake, idle, bulk = stats(big.probe_ms), stats(m["handshake_idle"]), stats(big.handshakes_ms)
     replay_s = statistics.median(m["replay"]) if m["replay"] else float("nan")
     print_table(
-        "Handshakes and replay",
+        f"Handshakes and replay{_label(label)}",
         ["measure", "n", "p50", "p99", "max"],
         [
             ["handshake ms, 1,000 clients connected + events flowing", shake["n"],
@@ -475,8 +588,21 @@ def report(m: dict[str, Any], args: argparse.Namespace, as_json: bool) -> None:
              max(m["replay"], default=float("nan")), max(m["replay"], default=float("nan"))],
         ],
     )
-    if not as_json:
-        return
+    one, thousand = stats(runs.get("1", empty).latencies_ms), stats(big.latencies_ms)
+    ratio = one["p99"] / base["p99"] if base["p99"] else float("nan")
+    checks = {  # None: not measured in this run
+        "p99_1_client_within_2x_notify": None if math.isnan(ratio) else ratio <= P99_VS_NOTIFY,
+        "p99_1000_clients_at_most_25ms": None if math.isnan(thousand["p99"])
+        else thousand["p99"] <= P99_1000_MS,
+    }
+    print_table(
+        f"Targets (issue 15){_label(label)}",
+        ["target", "measured", "holds"],
+        [[f"p99, 1 client ≤ {P99_VS_NOTIFY:g} × bare NOTIFY p99 ({base['p99']:.2f} ms)",
+          f"{one['p99']:.2f} ms = {ratio:.2f} ×", checks["p99_1_client_within_2x_notify"]],
+         [f"p99, 1,000 clients ≤ {P99_1000_MS:g} ms", f"{thousand['p99']:.2f} ms",
+          checks["p99_1000_clients_at_most_25ms"]]],
+    )
     result: dict[str, Any] = {"rate": args.rate, "seconds": args.seconds,
                               "fanout": args.fanout, "broadcast_clients": args.broadcast}
     result["p50_ms"] = rnd(stats(big.latencies_ms)["p50"], 3)
@@ -485,6 +611,7 @@ def report(m: dict[str, Any], args: argparse.Namespace, as_json: bool) -> None:
         s = stats(runs.get(key, empty).latencies_ms)
         result[f"p50_ms_{key}"] = rnd(s["p50"], 3)
         result[f"p99_ms_{key}"] = rnd(s["p99"], 3)
+        result[f"gateway_cpu_pct_{key}"] = rnd(runs.get(key, empty).gateway_cpu, 1)
     result["baseline_notify_p50_ms"] = rnd(base["p50"], 3)
     result["baseline_notify_p99_ms"] = rnd(base["p99"], 3)
     result["replay_10k_s"] = rnd(replay_s, 3)
@@ -494,7 +621,10 @@ def report(m: dict[str, Any], args: argparse.Namespace, as_json: bool) -> None:
     result["gateway_cpu_pct_1000"] = rnd(big.gateway_cpu, 1)
     result["missing_frames"] = sum(r.missing for r in runs.values())
     result["duplicate_frames"] = sum(r.duplicates for r in runs.values())
-    emit_json(result)
+    result["p99_1_client_vs_notify"] = rnd(ratio, 2)
+    result["targets"] = checks
+    result["metrics_scrapes"] = sum(r.scrapes for r in runs.values())
+    return result
 
 
 def main() -> int:
@@ -511,6 +641,10 @@ def main() -> int:
                         help="Which latency runs (comma-separated: 1,100,1000,broadcast).")
     parser.add_argument("--replays", type=int, default=3, help="Replays of the 10k history.")
     parser.add_argument("--dump", default="", help="Write every latency sample to this CSV.")
+    parser.add_argument("--metrics-both", action="store_true",
+                        help="Measure a gateway with metrics and one without in one run.")
+    parser.add_argument("--scrape-seconds", type=float, default=1.0,
+                        help="With --metrics-both: how often /metrics is scraped.")
     parser.add_argument("--fleet", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.fleet:
@@ -528,8 +662,14 @@ def main() -> int:
         reset_settings_cache()
         procs = Processes(env=dict(os.environ), logdir=Path(tmp) / "logs")
         try:
-            gateway = procs.gateway()
-            measured = asyncio.run(measure(args, db_url, gateway.url, gateway.pid))
+            variants = ({"metrics_on": "true", "metrics_off": "false"} if args.metrics_both
+                        else {"": ""})
+            gateways: dict[str, tuple[str, int]] = {}
+            for label, enabled in variants.items():
+                gateway = (procs.gateway(DEVTEAM_METRICS_ENABLED=enabled) if enabled
+                           else procs.gateway())
+                gateways[label] = (gateway.url, gateway.pid)
+            measured = asyncio.run(measure(args, db_url, gateways))
         finally:
             procs.close()
             os.environ.clear()
@@ -538,8 +678,10 @@ def main() -> int:
     if args.dump:
         with Path(args.dump).open("w") as fh:
             fh.write("run,issued_s,client,latency_ms\n")
-            for key, run in measured["runs"].items():
-                fh.writelines(f"{key},{t:.6f},{c},{ms:.3f}\n" for t, c, ms in run.samples)
+            for label, variant in measured["variants"].items():
+                for key, run in variant["runs"].items():
+                    fh.writelines(f"{key}{_label(label)},{t:.6f},{c},{ms:.3f}\n"
+                                  for t, c, ms in run.samples)
     report(measured, args, args.json)
     return 0
 
