@@ -4,6 +4,7 @@ real relay, worker, Docker, git and Aider with the scripted model on the sample 
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 import signal
 import uuid
@@ -15,6 +16,8 @@ from tests.e2e.conftest import wait_status
 from tests.support.detail import SECRET, finish_two_rounds
 from tests.support.procs import ROOT, wait_http
 from tests.support.streams import new_execution, write
+
+from pipeline import stream
 
 ARTIFACTS = ROOT / "tests" / "artifacts"
 PROJECT = "demo/calc"
@@ -348,3 +351,42 @@ async def test_a_manager_sees_the_customers_usage_as_tables_and_a_chart_per_day(
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     await page.screenshot(path=str(ARTIFACTS / "usage.png"), full_page=True)
     assert browser_page.console_errors == []
+
+
+async def test_text_from_a_run_is_shown_as_text_never_as_markup(
+    store, procs, token_for, browser_page
+) -> None:
+    # Given a run whose task title, criterion, error message and log line carry markup
+    gateway = procs.gateway()
+    execution = await new_execution(store, "acme/web", user="alice")
+    markup = '<img src="/x" onerror="document.title=\'owned\'">'
+    async with store.transaction() as session:
+        await session.execute(
+            text("UPDATE events SET task_context = CAST(:c AS jsonb) WHERE id = "
+                 "(SELECT event_id FROM executions WHERE id = :e)"),
+            {"e": execution, "c": json.dumps({"tasks": {"1.1": {
+                "title": markup, "status": "in_progress", "branch": "task/1-1-x"}}})})
+        await session.execute(
+            text("INSERT INTO stage_runs (execution_id, task_id, stage, attempt, status, "
+                 "result) VALUES (:e, '1.1', 'VERIFY', 1, 'failed', CAST(:r AS jsonb))"),
+            {"e": execution, "r": json.dumps({"results": {markup: {
+                "passed": False, "actual": markup, "required": "pass"}}})})
+        await session.execute(
+            text("INSERT INTO errors (id, execution_id, task_id, stage, classification, "
+                 "message) VALUES (:id, :e, '1.1', 'VERIFY', 'verification', :m)"),
+            {"id": uuid.uuid4(), "e": execution, "m": markup})
+        await stream.append(session, execution, [("execution-log", {
+            "level": "info", "stage": "VERIFY", "taskId": "1.1", "lines": [markup]})])
+    page = browser_page.page
+    # When its developer opens the dashboard
+    await page.goto(f"{gateway.url}/?token={token_for('alice', ['acme/*'])}")
+    # Then each shows the markup as its text, and nothing of it became an element
+    task = page.locator('#task-rows tr[data-task-id="1.1"]')
+    await expect(task.locator('[data-field="task"]')).to_have_text(f"1.1 {markup}")
+    await expect(task.locator("[data-criterion]")).to_have_text(f"✗ {markup}: {markup} / pass")
+    await expect(page.locator("#error-rows tr")).to_contain_text(markup)
+    await expect(page.locator("#log li")).to_have_text([f"VERIFY 1.1 | {markup}"])
+    assert await page.locator("main img").count() == 0
+    assert await page.title() == "DevTeam Runner"
+    assert browser_page.console_errors == []
+    assert not [r for r in browser_page.requests if r["url"].endswith("/x")]
