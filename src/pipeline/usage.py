@@ -33,6 +33,8 @@ MAX_RANGE_DAYS = 366
 """The longest report ``GET /usage/{customerId}`` gives (``from`` to ``to`` inclusive)."""
 DEFAULT_RANGE_DAYS = 30
 """The report's length when ``from`` is not given."""
+EARLIEST, LATEST = date(1970, 1, 1), date(9998, 12, 31)
+"""The days a report may name (so that the range and its bounds are always dates)."""
 
 
 class RangeError(ValueError):
@@ -110,8 +112,8 @@ def parse_range(start: str | None, end: str | None, today: date) -> tuple[date, 
     Raises :class:`RangeError` for a malformed date, ``from`` after ``to``, or more than
     ``MAX_RANGE_DAYS`` days."""
     last = _day("to", end) if end is not None else today
-    first = _day("from", start) if start is not None else last - timedelta(
-        days=DEFAULT_RANGE_DAYS - 1)
+    first = _day("from", start) if start is not None else max(
+        EARLIEST, last - timedelta(days=DEFAULT_RANGE_DAYS - 1))
     if first > last:
         raise RangeError("to", f"from ({first.isoformat()}) is after to ({last.isoformat()})")
     if (last - first).days + 1 > MAX_RANGE_DAYS:
@@ -124,10 +126,14 @@ def _day(name: str, value: str) -> date:
     if len(value) != 10 or not value.isascii():
         raise RangeError(name, f"{name} must be a date YYYY-MM-DD")
     try:
-        return date.fromisoformat(value)
+        day = date.fromisoformat(value)
     except ValueError:
         raise RangeError(name, f"{name} must be a date YYYY-MM-DD ({value!r} is not one)"
                          ) from None
+    if not EARLIEST <= day <= LATEST:
+        raise RangeError(name, f"{name} must be between {EARLIEST.isoformat()} and "
+                               f"{LATEST.isoformat()}")
+    return day
 
 
 def view(sums: UsageSums) -> dict[str, Any]:

@@ -151,12 +151,20 @@ def test_the_range_defaults_to_thirty_days_ending_today() -> None:
     (None, "yesterday", "to must be a date"),
     (None, "２０２６-01-01", "to must be a date"),
     ("2026-02-01", "2026-01-01", "is after to"),
+    ("0001-01-01", None, "from must be between 1970-01-01 and 9998-12-31"),
+    (None, "9999-12-31", "to must be between"),
     ("2025-01-01", "2026-01-02", f"at most {MAX_RANGE_DAYS} days"),
 ])
 def test_bad_ranges_are_refused_with_the_reason(start: str | None, end: str | None,
                                                 message: str) -> None:
     with pytest.raises(RangeError, match=message):
         parse_range(start, end, date(2026, 12, 4))
+
+
+def test_the_default_start_never_precedes_the_earliest_day() -> None:
+    assert parse_range(None, "1970-01-05", date(2026, 1, 1)) == (date(1970, 1, 1),
+                                                                date(1970, 1, 5))
+    assert bounds(date(9998, 12, 31), date(9998, 12, 31))[1].year == 9999
 
 
 def test_a_full_leap_year_is_within_the_bound() -> None:

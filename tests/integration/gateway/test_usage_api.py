@@ -166,3 +166,14 @@ async def test_the_status_shows_the_executions_usage_so_far(client, recorded, al
         "tokensSent": 800, "tokensReceived": 240, "cost": 0.007, "cpuSeconds": 2.0,
         "peakMemoryBytes": 70_000_000, "wallSeconds": 9.0, "implementRounds": 2,
         "containers": 3}
+
+
+@pytest.mark.parametrize("params", [{"to": "9999-12-31"}, {"from": "0001-01-01"},
+                                    {"to": "0001-01-01"}])
+async def test_days_at_the_ends_of_the_calendar_are_refused_not_a_500(client, token_for,
+                                                                      params) -> None:
+    # 9999-12-31 has no next day and 0001-01-01 no 29 days before it: both would overflow
+    admin = bearer(token_for("root", [], role="admin"))
+    r = await client.get(f"{USAGE}/acme", params=params, headers=admin)
+    assert r.status_code == 400, r.text
+    assert "between 1970-01-01 and 9998-12-31" in r.json()["detail"]
