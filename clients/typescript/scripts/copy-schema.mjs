@@ -1,4 +1,6 @@
 // tsc does not emit .d.ts sources: copy the generated types beside the built index.d.ts.
 import { copyFileSync } from "node:fs";
 
-copyFileSync(new URL("../src/schema.d.ts", import.meta.url), new URL("../dist/schema.d.ts", import.meta.url));
+for (const name of ["schema.d.ts", "frames.schema.d.ts"]) {
+  copyFileSync(new URL(`../src/${name}`, import.meta.url), new URL(`../dist/${name}`, import.meta.url));
+}

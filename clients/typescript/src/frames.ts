@@ -1,153 +1,71 @@
 /**
- * The live stream's frames (CONTRACTS.md "Live stream"; the gateway's `FrameOut`): one
- * envelope, a discriminated union on `type`.
+ * The live stream's frames: a discriminated union on `type`. Each frame type is generated
+ * (`src/frames.schema.d.ts`, by `npm run generate:types`) from `asyncapi.json`, the
+ * AsyncAPI document the gateway builds from the msgspec types it sends with, so these
+ * types cannot drift from the wire.
  */
+import type { components } from "./frames.schema.js";
 
-/** The fields every frame has. `id` is the opaque resume cursor (null on control frames). */
-export interface Envelope {
-  id: string | null;
-  ts: string;
-  /** The same instant as `ts`, under the requirements' name. */
-  timestamp: string;
-  customerId: string | null;
-  projectId: string | null;
-  executionId: string | null;
-  taskId: string | null;
-  /** Per-execution sequence number (null on control frames). */
-  seq: number | null;
-}
+type S = components["schemas"];
 
-/** The requirements' execution state carried at the top level of `execution-update`. */
-export type PrdStatus =
-  | "SELECTING"
-  | "PREPARING"
-  | "SETTING_UP"
-  | "IMPLEMENTING"
-  | "VERIFYING"
-  | "MERGING"
-  | "PUSHING"
-  | "UPDATING_TASKLIST"
-  | "PAUSED"
-  | "STOPPING"
-  | "STOPPED"
-  | "COMPLETED"
-  | "ERROR"
-  | (string & {});
+/** A stored `execution-update`: the requirements' `status` and `progress` at the top level,
+ * the execution row in `payload`. */
+export type ExecutionUpdateFrame = S["ExecutionUpdateFrame"];
+/** A batch of a stage's output lines. */
+export type ExecutionLogFrame = S["ExecutionLogFrame"];
+/** An execution's error record (stored: it has a cursor). */
+export type ExecutionErrorFrame = S["ExecutionErrorFrame"];
+/** The execution ended: its last frame. */
+export type CompletionFrame = S["CompletionFrame"];
+/** The first frame of every connection. */
+export type ConnectionEstablishedFrame = S["ConnectionEstablishedFrame"];
+/** The server dropped frames for a slow client (or retention pruned them); the ones after
+ * `payload.since` follow by themselves. */
+export type ResyncFrame = S["ResyncFrame"];
+/** A problem of the connection, not stored (`id` null): a bad client frame, an expired
+ * token on SSE. */
+export type StreamErrorFrame = S["StreamErrorFrame"];
+export type PongFrame = S["PongFrame"];
+/** The frame a client may send (answered by `pong`). */
+export type PingFrame = S["PingFrame"];
 
-export type LifecycleStatus =
-  | "idle"
-  | "initializing"
-  | "running"
-  | "paused"
-  | "stopping"
-  | "stopped"
-  | "completed"
-  | "error";
-
-export interface ExecutionUpdateFrame extends Envelope {
-  type: "execution-update";
-  id: string;
-  executionId: string;
-  seq: number;
-  /** The requirements' state (e.g. `IMPLEMENTING`). */
-  status?: PrdStatus;
-  /** 0–100, one decimal. */
-  progress?: number;
-  payload: {
-    status: LifecycleStatus;
-    stage: string | null;
-    taskId: string | null;
-    progress: number;
-    branch: string | null;
-    pauseReason?: "user" | "stop_point" | "human_review" | null;
-    [extra: string]: unknown;
-  };
-}
-
-export interface ExecutionLogFrame extends Envelope {
-  type: "execution-log";
-  id: string;
-  executionId: string;
-  seq: number;
-  payload: {
-    level: "debug" | "info" | "warning" | "error";
-    stage: string | null;
-    taskId: string | null;
-    lines: string[];
-    [extra: string]: unknown;
-  };
-}
-
-/** An execution's error (stored, has a cursor) or a control error (`id` null: a bad client
- * frame, an expired token on SSE). */
-export interface ErrorFrame extends Envelope {
-  type: "error";
-  payload: {
-    errorId?: string;
-    stage?: string | null;
-    classification: string;
-    message: string;
-    [extra: string]: unknown;
-  };
-}
-
-export interface CompletionFrame extends Envelope {
-  type: "completion";
-  id: string;
-  executionId: string;
-  seq: number;
-  payload: {
-    status: LifecycleStatus;
-    completedTasks: number;
-    totalTasks: number;
-    durationMs: number;
-    [extra: string]: unknown;
-  };
-}
-
-export interface ConnectionEstablishedFrame extends Envelope {
-  type: "connection-established";
-  id: null;
-  payload: { connectionId: string; resumedFrom?: string };
-}
-
-/** The server dropped frames for a slow client; the client resumes from its last cursor. */
-export interface ResyncFrame extends Envelope {
-  type: "resync";
-  id: null;
-  payload: { since: string; reason: string; [extra: string]: unknown };
-}
-
-export interface PongFrame extends Envelope {
-  type: "pong";
-  id: null;
-  payload: Record<string, never>;
-}
+/** Both kinds of `type: "error"`; `id === null` tells the connection's from the execution's. */
+export type ErrorFrame = ExecutionErrorFrame | StreamErrorFrame;
 
 /** Any frame of the stream; switch on `type`. */
 export type Frame =
   | ExecutionUpdateFrame
   | ExecutionLogFrame
-  | ErrorFrame
+  | ExecutionErrorFrame
   | CompletionFrame
   | ConnectionEstablishedFrame
   | ResyncFrame
+  | StreamErrorFrame
   | PongFrame;
 
-/** The frames stored in the stream (they carry a resume cursor). */
-export type DataFrame = ExecutionUpdateFrame | ExecutionLogFrame | ErrorFrame | CompletionFrame;
+/** The frames stored in the stream (they carry a resume cursor in `id`). */
+export type DataFrame = ExecutionUpdateFrame | ExecutionLogFrame | ExecutionErrorFrame | CompletionFrame;
 
 export type FrameType = Frame["type"];
+/** The requirements' execution state (`IMPLEMENTING`, …). */
+export type PrdStatus = ExecutionUpdateFrame["status"];
+/** The lifecycle status (`running`, …). */
+export type LifecycleStatus = S["Status"];
+export type Stage = S["Stage"];
+export type Classification = S["Classification"];
 
-const KNOWN: ReadonlySet<string> = new Set<FrameType>([
-  "execution-update",
-  "execution-log",
-  "error",
-  "completion",
-  "connection-established",
-  "resync",
-  "pong",
-]);
+const KNOWN: { readonly [K in FrameType]: true } = {
+  "execution-update": true,
+  "execution-log": true,
+  error: true,
+  completion: true,
+  "connection-established": true,
+  resync: true,
+  pong: true,
+};
+
+/** The frame types the client knows (every one the gateway sends). */
+export const FRAME_TYPES = Object.keys(KNOWN) as FrameType[];
 
 /** Parse one frame's JSON; null when it is not a frame of a known type. */
 export function parseFrame(text: string): Frame | null {
@@ -159,6 +77,6 @@ export function parseFrame(text: string): Frame | null {
   }
   if (typeof value !== "object" || value === null) return null;
   const type = (value as { type?: unknown }).type;
-  if (typeof type !== "string" || !KNOWN.has(type)) return null;
+  if (typeof type !== "string" || !Object.hasOwn(KNOWN, type)) return null;
   return value as Frame;
 }

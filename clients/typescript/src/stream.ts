@@ -329,7 +329,7 @@ export class LiveStream {
         if (frame === null) return;
         if (frame.type === "connection-established") {
           established = true;
-          watch.established(frame.payload.resumedFrom !== undefined);
+          watch.established(frame.payload.resumedFrom != null);
           this.options.onFrame(frame);
           return;
         }
@@ -383,7 +383,7 @@ export class LiveStream {
         if (frame === null) return;
         if (frame.type === "connection-established") {
           established = true;
-          watch.established(frame.payload.resumedFrom !== undefined);
+          watch.established(frame.payload.resumedFrom != null);
           this.options.onFrame(frame);
           return;
         }

@@ -10,8 +10,9 @@ The Node tests drive the database through a small loopback HTTP hook served here
 execution, append frames, mint a token), so frames are written exactly when a test needs
 them (while the client is disconnected, say) by the pipeline's own ``stream.append``.
 
-The generated types cannot drift: ``openapi.json`` must be what the gateway serves now, and
-``schema.d.ts`` what openapi-typescript makes of it.
+The generated types cannot drift: ``openapi.json`` and ``asyncapi.json`` must be what the
+gateway serves now, and ``schema.d.ts`` / ``frames.schema.d.ts`` what openapi-typescript
+makes of them.
 """
 
 from __future__ import annotations
@@ -40,11 +41,8 @@ from runner.settings import get_settings
 
 ROOT = Path(__file__).resolve().parents[3]
 PACKAGE = ROOT / "clients" / "typescript"
-EXPORT = PACKAGE / "scripts" / "export_openapi.py"
+EXPORT = PACKAGE / "scripts" / "export_documents.py"
 NODE_TIMEOUT = int(os.environ.get("DEVTEAM_TEST_NODE_TIMEOUT", "240"))  # the whole Node suite; a hung one is killed and its output reported
-
-pytestmark = [pytest.mark.slow]
-
 
 def _tool(name: str) -> str:
     path = shutil.which(name)
@@ -71,20 +69,27 @@ def installed() -> None:
         stamp.touch()
 
 
-def test_openapi_json_is_the_document_the_gateway_serves(installed: None) -> None:
-    # Given the document the gateway builds now (the same create_app the server runs)
-    done = subprocess.run([sys.executable, str(EXPORT), "/dev/stdout"], capture_output=True,
+@pytest.mark.parametrize("name", ["openapi.json", "asyncapi.json"])
+def test_the_committed_documents_are_the_ones_the_gateway_serves(
+    installed: None, name: str, tmp_path: Path
+) -> None:
+    # Given the documents the gateway builds now (from the code the server runs)
+    done = subprocess.run([sys.executable, str(EXPORT), str(tmp_path)], capture_output=True,
                           text=True, cwd=ROOT, timeout=120, check=False)
     assert done.returncode == 0, done.stderr
-    # Then the client's copy is that document, byte for byte
-    committed = (PACKAGE / "openapi.json").read_text(encoding="utf-8")
-    assert json.loads(done.stdout) == json.loads(committed), (
-        "clients/typescript/openapi.json is stale: run `npm run generate` in clients/typescript "
-        "(see its README) and commit openapi.json and src/schema.d.ts")
-    assert done.stdout == committed
+    # Then the client's copy (its types are generated from it) is that document, exactly
+    fresh = (tmp_path / name).read_text(encoding="utf-8")
+    committed = (PACKAGE / name).read_text(encoding="utf-8")
+    assert json.loads(fresh) == json.loads(committed), (
+        f"clients/typescript/{name} is stale: run `npm run generate` in clients/typescript "
+        "and commit openapi.json, asyncapi.json and the generated src/*.d.ts")
+    assert fresh == committed
 
 
-def test_schema_d_ts_is_what_openapi_typescript_makes_of_openapi_json(installed: None) -> None:
+def test_the_generated_types_are_what_openapi_typescript_makes_of_the_documents(
+    installed: None,
+) -> None:
+    # schema.d.ts from openapi.json, frames.schema.d.ts from asyncapi.json
     done = _run([_tool("npm"), "run", "--silent", "check:schema"])
     assert done.returncode == 0, done.stdout + done.stderr
 
@@ -129,6 +134,7 @@ async def _serve_hooks(handlers: dict[str, Handler]) -> asyncio.Server:
     return await asyncio.start_server(handle, "127.0.0.1", 0)
 
 
+@pytest.mark.slow
 async def test_the_node_suite_passes_against_a_real_gateway(
     installed: None, store: Store, procs: Any
 ) -> None:
