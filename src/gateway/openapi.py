@@ -27,7 +27,7 @@ from litestar._openapi.plugin import OpenAPIPlugin
 from litestar._openapi.schema_generation import SchemaCreator
 from litestar._openapi.schema_generation.plugins.struct import StructSchemaPlugin
 from litestar.openapi import OpenAPIConfig
-from litestar.openapi.spec import Components, Schema, SecurityScheme
+from litestar.openapi.spec import Components, OpenAPI, Operation, Schema, SecurityScheme
 from litestar.routes import HTTPRoute
 from litestar.typing import FieldDefinition
 
@@ -63,10 +63,12 @@ def openapi_config() -> OpenAPIConfig:
     )
 
 
-def finish_document(app: Litestar, guard: Any) -> dict[str, Any]:
-    """Build the served document now and bring it in line with the validator (see the
-    module docstring); ``guard`` is the guard that makes a route need a token."""
-    document = app.plugins.get(OpenAPIPlugin).provide_openapi_schema()
+def finish_document(app: Litestar, guard: Any) -> OpenAPI:
+    """Bring ``app``'s OpenAPI document in line with the validator (see the module
+    docstring) before it is first served or exported; ``guard`` is the guard that makes a
+    route need a token. Changes the document object itself, so what ``/schema/openapi.json``
+    serves and what ``app.openapi_schema.to_schema()`` exports are the same."""
+    document = app.plugins.get(OpenAPIPlugin).provide_openapi()
     bodies: list[type[msgspec.Struct]] = []
     for route in app.routes:
         if not isinstance(route, HTTPRoute):
@@ -78,16 +80,21 @@ def finish_document(app: Litestar, guard: Any) -> dict[str, Any]:
             if data is not None and isinstance(data.type_, type) and issubclass(
                     data.type_, msgspec.Struct):
                 bodies.append(data.type_)
-            if not any(guard in (layer.guards or ()) for layer in handler.ownership_layers):
-                for method in handler.http_methods:
-                    operation = document["paths"].get(route.path_format, {}).get(method.lower())
-                    if operation is not None:
-                        operation["security"] = []
+            if any(guard in (layer.guards or ()) for layer in handler.ownership_layers):
+                continue
+            item = (document.paths or {}).get(route.path_format)
+            for method in handler.http_methods:
+                operation = getattr(item, method.lower(), None)
+                if isinstance(operation, Operation):
+                    operation.security = []
     _, components = msgspec.json.schema_components(bodies, ref_template=REF)
     structs = {info.cls.__name__: info.cls for info in _structs(bodies)}
+    schemas: dict[str, Any] = {} if document.components.schemas is None else dict(
+        document.components.schemas)
     for name, schema in components.items():
         extra = getattr(structs.get(name), "openapi_extra", None)
-        document["components"]["schemas"][name] = {**schema, **(extra or {})}
+        schemas[name] = {**schema, **(extra or {})}
+    document.components.schemas = schemas
     return document
 
 
