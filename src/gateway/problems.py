@@ -132,7 +132,7 @@ def _wire_name(handler: Any, key: str) -> str:
     signature = getattr(handler, "parsed_fn_signature", None)
     param = signature.parameters.get(key) if signature is not None else None
     kwarg = getattr(param, "kwarg_definition", None)
-    for attribute in ("query", "header", "cookie"):
+    for attribute in ("query", "header", "cookie", "name"):
         alias = getattr(kwarg, attribute, None)
         if isinstance(alias, str):
             return alias

@@ -39,11 +39,13 @@ EARLIEST, LATEST = date(1970, 1, 1), date(9998, 12, 31)
 
 class RangeError(ValueError):
     """A usage report's dates are malformed, reversed or too far apart: ``field`` names the
-    parameter at fault (``from`` or ``to``), the message says why."""
+    parameter at fault (``from`` or ``to``), the message says why; ``malformed`` when the
+    parameter is wrong on its own (not a date), not only together with the other."""
 
-    def __init__(self, field: str, message: str) -> None:
+    def __init__(self, field: str, message: str, *, malformed: bool = False) -> None:
         super().__init__(message)
         self.field = field
+        self.malformed = malformed
 
 
 def empty() -> dict[str, Any]:
@@ -124,12 +126,12 @@ def parse_range(start: str | None, end: str | None, today: date) -> tuple[date, 
 
 def _day(name: str, value: str) -> date:
     if len(value) != 10 or not value.isascii():
-        raise RangeError(name, f"{name} must be a date YYYY-MM-DD")
+        raise RangeError(name, f"{name} must be a date YYYY-MM-DD", malformed=True)
     try:
         day = date.fromisoformat(value)
     except ValueError:
-        raise RangeError(name, f"{name} must be a date YYYY-MM-DD ({value!r} is not one)"
-                         ) from None
+        raise RangeError(name, f"{name} must be a date YYYY-MM-DD ({value!r} is not one)",
+                         malformed=True) from None
     if not EARLIEST <= day <= LATEST:
         raise RangeError(name, f"{name} must be between {EARLIEST.isoformat()} and "
                                f"{LATEST.isoformat()}")

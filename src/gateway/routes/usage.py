@@ -10,6 +10,12 @@ the query is looked at, so a 403 says nothing about the customer.
 ``from`` and ``to`` are UTC days ``YYYY-MM-DD``, inclusive (``to`` defaults to today,
 ``from`` to 29 days before ``to``), at most 366 days apart; a stage run counts on the day
 it finished. ``projectId`` narrows the report to one project of the customer.
+
+A parameter that is malformed on its own (not a date, not ``customer/project``) is a 400,
+as the OpenAPI document says (``format: date``, the project pattern); parameters that are
+each well-formed but contradict each other (``from`` after ``to``, more than 366 days, a
+project of another customer) are a 422 naming the field: no parameter schema can state
+them.
 """
 
 from __future__ import annotations
@@ -24,7 +30,7 @@ from litestar.params import PathParameter, QueryParameter
 from gateway.auth import Principal, is_project_id
 from gateway.http import docs, principal_of, respond, store_of
 from gateway.problems import Problem
-from gateway.schemas import END, UsageTotals
+from gateway.schemas import END, PROJECT_PATTERN, UsageTotals
 from pipeline import usage
 
 
@@ -80,14 +86,14 @@ def scope(principal: Principal, customer_id: str) -> list[str] | None:
     return own
 
 
-def _bad(field: str, message: str) -> Problem:
-    return Problem(400, message, errors=[{"field": field, "message": message}])
+def _bad(field: str, message: str, status: int = 400) -> Problem:
+    return Problem(status, message, errors=[{"field": field, "message": message}])
 
 
 @get(
     "/api/devteam/usage/{customer_id:str}",
     summary="A customer's usage (tokens, cost, CPU, memory, wall time) per project and day",
-    responses=docs(200, UsageReport, EXAMPLE),
+    responses=docs(200, UsageReport, EXAMPLE, 422),
     tags=["usage"],
 )
 async def usage_report(
@@ -95,23 +101,25 @@ async def usage_report(
     customer_id: CustomerId,
     start: Annotated[str | None, QueryParameter(
         name="from", description="first UTC day YYYY-MM-DD (inclusive)", pattern=_DAY,
-        max_length=10)] = None,
+        max_length=10, format="date")] = None,
     end: Annotated[str | None, QueryParameter(
         name="to", description="last UTC day YYYY-MM-DD (inclusive)", pattern=_DAY,
-        max_length=10)] = None,
+        max_length=10, format="date")] = None,
     project_id: Annotated[str | None, QueryParameter(
         name="projectId", description="one project of the customer (customer/project)",
-        max_length=201)] = None,
+        pattern=PROJECT_PATTERN, max_length=200)] = None,
 ) -> Response[bytes]:
     allowed = scope(principal_of(request), customer_id)
     try:
         first, last = usage.parse_range(start, end, datetime.now(UTC).date())
     except usage.RangeError as exc:
-        raise _bad(exc.field, str(exc)) from None
+        raise _bad(exc.field, str(exc), 400 if exc.malformed else 422) from None
     if project_id is not None:
-        if not is_project_id(project_id) or project_id.split("/", 1)[0] != customer_id:
+        if not is_project_id(project_id):
+            raise _bad("projectId", "projectId must be customer/project")
+        if project_id.split("/", 1)[0] != customer_id:
             raise _bad("projectId", f"projectId must be a project of {customer_id} "
-                                    f"({customer_id}/<project>)")
+                                    f"({customer_id}/<project>)", 422)
         if allowed is not None and project_id not in allowed:
             raise Problem(403, "this token does not grant access to that project")
     begin, stop = usage.bounds(first, last)
