@@ -10,16 +10,19 @@ from __future__ import annotations
 
 import threading
 
-from pipeline.lifecycle import TERMINAL, Status
+from pipeline.lifecycle import TERMINAL, Stage, Status
 
 CANCEL_GRACE_SECONDS = 5.0
 
 
-def should_cancel(execution_status: str | None, *, lost: bool) -> bool:
+def should_cancel(execution_status: str | None, *, lost: bool, stage: str = "") -> bool:
     """Whether a running stage must stop: its lease is lost (another worker owns the run
-    now) or its execution is stopping or already ended."""
+    now) or its execution is stopping or already ended. FINALIZE is what carries a stop
+    out: only a lost lease stops it."""
     if lost:
         return True
+    if stage == Stage.FINALIZE:
+        return False
     return execution_status in (Status.STOPPING, *TERMINAL)
 
 
@@ -32,10 +35,6 @@ class Cancellation:
         self.event = event if event is not None else threading.Event()
         self.grace = grace
         self.deadline: float | None = None
-
-    @property
-    def requested(self) -> bool:
-        return self.event.is_set()
 
     def request(self, now: float) -> bool:
         """Ask the running step to stop; True if this call asked (the first request)."""

@@ -6,7 +6,8 @@ tables (tests/unit/pipeline).
 
 - ``decide(ran, outcome, execution)``: after a stage's outcome, the next step (``Next``):
   run a command, retry this one after a delay, finalise with a status, pause holding the
-  next command, hold it for a person's resume, or nothing.
+  next command, hold it for a person's resume, close an execution whose FINALIZE failed
+  for good, or nothing.
 - ``retry_policy(classification, claims, policy)``: what a failure the handler did not
   turn into an outcome itself means (cancelled, pause for review, retry after a backoff,
   fatal); ``failure_outcome`` makes the ``Outcome`` of that verdict.
@@ -121,6 +122,22 @@ class Hold(msgspec.Struct, frozen=True, kw_only=True):
         return None
 
 
+class Close(msgspec.Struct, frozen=True, kw_only=True):
+    """FINALIZE failed for good (fatal, cancelled, out of retries): the execution ends
+    anyway, in ``status``; the reaper removes the containers and working copy it left.
+    The caller stamps ``finished_at`` and sends the ``completion`` frame FINALIZE would
+    have sent."""
+
+    status: Status
+
+    def fields(self) -> dict[str, Any]:
+        return {"status": self.status.value, "pending_command": None,
+                "current_stage": Stage.FINALIZE.value}
+
+    def enqueue(self) -> tuple[StageCommand, float] | None:
+        return None
+
+
 class End(msgspec.Struct, frozen=True, kw_only=True):
     """Nothing follows (FINALIZE ran, or a stage with no next step)."""
 
@@ -131,7 +148,7 @@ class End(msgspec.Struct, frozen=True, kw_only=True):
         return None
 
 
-Next = Run | Retry | Finalize | Pause | Hold | End
+Next = Run | Retry | Finalize | Pause | Hold | Close | End
 
 
 def stage_sets_status(stage: Stage | str, current: Status) -> bool:
@@ -156,18 +173,32 @@ def reaches(stop_point: str, nxt: StageCommand) -> bool:
     return nxt.stage == stop_point.upper() and nxt.attempt == 1
 
 
+def closing_status(current: Status) -> Status:
+    """The status an execution ends in when its FINALIZE failed for good: stop wins, an
+    ended execution keeps its status, anything else is an error."""
+    if current is Status.STOPPING:
+        return Status.STOPPED
+    if current in TERMINAL:
+        return current
+    return Status.ERROR
+
+
 def decide(ran: StageCommand, outcome: Outcome, execution: ExecutionView) -> Next:
     """What follows ``outcome`` of the stage run ``ran``; in order of precedence: a retry;
-    nothing after FINALIZE; stop (or a cancelled run) finalises ``stopped``; a fatal error
-    finalises ``error``; a stage's ``finalize``; no next step; a pause the stage asks for;
-    a person's pause holds the next command; a stop point the next command reaches pauses;
-    else the next command runs."""
+    nothing after FINALIZE (unless it failed for good: the execution is closed); stop (or
+    a cancelled run) finalises ``stopped``; a fatal error finalises ``error``; a stage's
+    ``finalize``; no next step; a pause the stage asks for; a person's pause holds the
+    next command; a stop point the next command reaches pauses; else the next command
+    runs."""
     stage = Stage(ran.stage)
     state = status_after(ran, outcome, execution)
     if outcome.status == StageStatus.RETRYING:
         delay = float(outcome.result.get("retryIn", RETRY_DEFAULT_SECONDS))
         return Retry(command=ran, delay=delay)
     if stage is Stage.FINALIZE:
+        ended = outcome.status in (StageStatus.FAILED, StageStatus.CANCELLED)
+        if ended and "status" not in outcome.execution:
+            return Close(status=closing_status(execution.status))
         return End()
     if state is Status.STOPPING or outcome.status == StageStatus.CANCELLED:
         return Finalize(execution_id=execution.id, status=Status.STOPPED)
@@ -324,6 +355,7 @@ def failure_outcome(
 
 
 __all__ = [
+    "Close",
     "End",
     "ExecutionView",
     "Finalize",

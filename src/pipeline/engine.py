@@ -307,6 +307,7 @@ class Engine:
         return Heartbeat(
             renew,
             Cancellation(ctx.cancel, grace=CANCEL_GRACE_SECONDS),
+            stage=ctx.command.stage,
             on_cancel=lambda: ctx.log.line(
                 "stop requested: cancelling the running step", "warning"),
         )

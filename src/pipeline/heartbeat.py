@@ -2,9 +2,9 @@
 
 Every ``interval`` seconds ``renew`` extends the run's lease and answers the execution's
 status (None when the lease is lost: another worker took the run over). A stop, an ended
-execution or a lost lease asks the step to stop (``Cancellation``); a step still running
-a grace later has its task cancelled. A renewal that fails (the database blinked) is
-logged and tried again on the next beat: the lease has slack for that.
+execution or a lost lease asks the step to stop (``Cancellation``; FINALIZE only on a lost
+lease); a step still running a grace later has its task cancelled. A renewal that fails
+(the database blinked) is logged and tried again on the next beat: the lease has slack.
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ class Heartbeat:
         renew: Renew,
         cancellation: Cancellation,
         *,
+        stage: str = "",
         on_cancel: Callable[[], None] = lambda: None,
         interval: float = 1.0,
         clock: Callable[[], float] = time.monotonic,
@@ -37,6 +38,7 @@ class Heartbeat:
     ) -> None:
         self.renew = renew
         self.cancellation = cancellation
+        self.stage = stage
         self.on_cancel = on_cancel
         self.interval = interval
         self.clock = clock
@@ -49,7 +51,8 @@ class Heartbeat:
         except Exception as exc:  # noqa: BLE001 - the heartbeat must outlive a blip
             log.warning("stage.heartbeat_failed", error=type(exc).__name__)
             return
-        if should_cancel(status, lost=status is None) and self.cancellation.request(self.clock()):
+        stop = should_cancel(status, lost=status is None, stage=self.stage)
+        if stop and self.cancellation.request(self.clock()):
             self.on_cancel()
         if self.cancellation.overdue(self.clock()) and not work.done():
             work.cancel()

@@ -21,7 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from pipeline import audit, executions, outbox, stream
 from pipeline.audit import Principal
-from pipeline.decide import ExecutionView, Retry, decide, stage_sets_status
+from pipeline.decide import Close, ExecutionView, Next, Retry, decide, stage_sets_status
 from pipeline.lifecycle import TERMINAL, Stage
 from pipeline.outbox import StageCommand
 from pipeline.outcome import Outcome, StageContext
@@ -126,7 +126,7 @@ async def record_outcome(
                 ),
                 {"p": execution.project_id, "t": outcome.complete_injection},
             )
-        await _route(session, ctx, execution, outcome, fields, frames)
+        nxt = await _route(session, ctx, execution, outcome, fields, frames)
         await executions.set_fields(session, execution.id, **fields)
         if fields.get("status") not in (None, execution.status):
             await audit.record(
@@ -145,6 +145,8 @@ async def record_outcome(
         )
         current = await executions.get(session, execution.id)
         assert current is not None
+        if isinstance(nxt, Close):
+            frames.append(("completion", _completion(current)))
         # the execution's final state first, then its ``completion``: a client that stops
         # reading at ``completion`` has seen every update
         frames = [
@@ -164,7 +166,7 @@ async def _route(
     outcome: Outcome,
     fields: dict[str, Any],
     frames: list[tuple[str, dict[str, Any]]],
-) -> None:
+) -> Next:
     """Store what ``decide`` says runs next: the execution's fields, the command."""
     nxt = decide(ctx.command, outcome, ExecutionView(
         id=str(execution.id), status=execution.state, stop_point=execution.stop_point))
@@ -182,10 +184,24 @@ async def _route(
             )
         )
     fields.update(nxt.fields())
+    if isinstance(nxt, Close):
+        fields["finished_at"] = datetime.now(UTC)
     order = nxt.enqueue()
     if order is not None:
         command, delay = order
         await _enqueue(session, execution, command, delay)
+    return nxt
+
+
+def _completion(current: executions.ExecutionRow) -> dict[str, Any]:
+    """The ``completion`` frame of an execution closed without its FINALIZE's."""
+    ended = current.finished_at or datetime.now(UTC)
+    return {
+        "status": current.status,
+        "completedTasks": current.completed_tasks,
+        "totalTasks": current.total_tasks,
+        "durationMs": int((ended - current.started_at).total_seconds() * 1000),
+    }
 
 
 async def _enqueue(

@@ -4,7 +4,7 @@ The hand-written table states the rules case by case; the exhaustive test runs e
 combination of stage, outcome status, execution status, stage-requested status, fatal,
 finalize, next command, pause reason and stop point, and checks the rules that must hold
 in each (stop wins, a pause parks, a stage never overrules a person, a retry is the same
-command, FINALIZE is last).
+command, FINALIZE is last and closes the execution even when it failed).
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ import msgspec
 import pytest
 
 from pipeline.decide import (
+    Close,
     End,
     ExecutionView,
     Finalize,
@@ -28,7 +29,7 @@ from pipeline.decide import (
     stage_sets_status,
     status_after,
 )
-from pipeline.lifecycle import PauseReason, Stage, StageStatus, Status
+from pipeline.lifecycle import TERMINAL, PauseReason, Stage, StageStatus, Status
 from pipeline.outbox import StageCommand
 from pipeline.outcome import Outcome
 from runner.errors import VerificationError
@@ -70,6 +71,15 @@ TABLE: list[tuple[str, StageCommand, Outcome, ExecutionView, Next]] = [
     ("nothing follows FINALIZE",
      cmd(Stage.FINALIZE, task=""), Outcome(execution={"status": "stopped"}),
      view(Status.STOPPING), End()),
+    ("a FINALIZE that failed for good closes a stopping execution as stopped",
+     cmd(Stage.FINALIZE, task=""), Outcome(status=StageStatus.FAILED, fatal=True),
+     view(Status.STOPPING), Close(status=Status.STOPPED)),
+    ("a FINALIZE cancelled (its lease lost) closes a running execution as error",
+     cmd(Stage.FINALIZE, task=""), Outcome(status=StageStatus.CANCELLED),
+     view(Status.RUNNING), Close(status=Status.ERROR)),
+    ("a FINALIZE that failed keeps an ended execution's status",
+     cmd(Stage.FINALIZE, task=""), Outcome(status=StageStatus.FAILED, fatal=True),
+     view(Status.ERROR), Close(status=Status.ERROR)),
     ("stop wins over the next stage",
      cmd(Stage.IMPLEMENT), Outcome(next=cmd(Stage.VERIFY)), view(Status.STOPPING),
      FINALIZE_STOPPED),
@@ -161,6 +171,9 @@ def test_what_each_answer_stores_and_enqueues() -> None:
         "status": "paused", "pause_reason": "stop_point", "stop_point": None, **held}
     assert Pause(command=nxt, reason=PauseReason.USER).enqueue() is None
     assert End().fields() == {} and End().enqueue() is None
+    assert Close(status=Status.STOPPED).fields() == {
+        "status": "stopped", "pending_command": None, "current_stage": "FINALIZE"}
+    assert Close(status=Status.ERROR).enqueue() is None
 
 
 def test_a_stage_sets_the_status_only_while_initializing_or_running() -> None:
@@ -215,7 +228,15 @@ def test_every_combination_keeps_the_rules() -> None:
             assert nxt == Retry(command=ran, delay=3.0), why
             continue
         if ran.stage == Stage.FINALIZE:
-            assert isinstance(nxt, End), why  # FINALIZE is last
+            # FINALIZE is last; one that failed for good still ends the execution
+            assert order is None, why
+            if outcome.status in (StageStatus.FAILED, StageStatus.CANCELLED) \
+                    and "status" not in outcome.execution:
+                assert isinstance(nxt, Close), why
+                assert fields["status"] == ("stopped" if state is Status.STOPPING else
+                                            state if state in TERMINAL else "error"), why
+            else:
+                assert isinstance(nxt, End), why
             continue
         # a person's pause or stop is never overruled by a stage's own status
         if state not in (Status.INITIALIZING, Status.RUNNING):
@@ -249,4 +270,4 @@ def test_every_combination_keeps_the_rules() -> None:
             else:
                 assert nxt.reason is PauseReason.STOP_POINT and fields["stop_point"] is None
     # every kind of answer was reached by some combination
-    assert set(answers) == {Run, Retry, Finalize, Pause, Hold, End}
+    assert set(answers) == {Run, Retry, Finalize, Pause, Hold, Close, End}

@@ -46,6 +46,21 @@ def test_a_step_stops_when_its_lease_is_lost_or_its_execution_stops_or_ended() -
         assert should_cancel(status, lost=lost) is expected, (status, lost)
 
 
+def test_finalize_is_stopped_only_by_a_lost_lease() -> None:
+    for status in [*Status, None]:
+        assert should_cancel(status, lost=False, stage="FINALIZE") is False
+        assert should_cancel(status, lost=True, stage="FINALIZE") is True
+
+
+async def test_a_stop_does_not_cancel_the_finalize_carrying_it_out() -> None:
+    cancel = Cancellation(grace=0.0)
+    beat = Heartbeat(Renewals("stopping", "stopping"), cancel, clock=Clock(), stage="FINALIZE")
+    work: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+    await beat.beat(work)
+    await beat.beat(work)
+    assert not cancel.event.is_set() and not work.cancelled()
+
+
 def test_cancellation_asks_once_then_is_overdue_after_the_grace() -> None:
     event = threading.Event()
     cancel = Cancellation(event, grace=5.0)
