@@ -64,7 +64,8 @@ export interface Answer<T> {
   correlationId: string | null;
 }
 
-interface Call {
+/** A request for `send()`: the method, the path (already encoded), query and JSON body. */
+export interface Call {
   method: "GET" | "POST" | "PUT";
   path: string;
   query?: Record<string, string | number | boolean | undefined> | undefined;

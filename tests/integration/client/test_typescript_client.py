@@ -71,7 +71,7 @@ def installed() -> None:
 
 @pytest.mark.parametrize("name", ["openapi.json", "asyncapi.json"])
 def test_the_committed_documents_are_the_ones_the_gateway_serves(
-    installed: None, name: str, tmp_path: Path
+    name: str, tmp_path: Path
 ) -> None:
     # Given the documents the gateway builds now (from the code the server runs)
     done = subprocess.run([sys.executable, str(EXPORT), str(tmp_path)], capture_output=True,
