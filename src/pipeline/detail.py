@@ -172,6 +172,11 @@ def _is_task(task_id: str) -> bool:
     return bool(task_id) and not task_id.startswith("#")
 
 
+def _summary(value: Any) -> Mapping[str, Any]:
+    """A task's summary from ``task_context`` (anything but an object reads as empty)."""
+    return value if isinstance(value, dict) else {}
+
+
 def _task(task_id: str, summary: Mapping[str, Any], runs: list[StageRun]) -> dict[str, Any]:
     attempts = max([r.attempt for r in runs if r.stage in ("IMPLEMENT", "VERIFY")], default=0)
     recorded = summary.get("attempts")
@@ -206,7 +211,7 @@ def assemble(rows: DetailRows) -> dict[str, Any]:
     for task_id in rows.tasks:  # a task a stage spoke of without a run of its own
         if _is_task(task_id):
             by_task.setdefault(task_id, [])
-    tasks = [_task(task_id, dict(rows.tasks.get(task_id) or {}), runs)
+    tasks = [_task(task_id, _summary(rows.tasks.get(task_id)), runs)
              for task_id, runs in by_task.items()]
     return {
         **execution.summary(),

@@ -120,3 +120,18 @@ def test_a_running_execution_offers_pause_and_stop() -> None:
                                error_count=0))
     assert view["actions"] == {"pause": True, "resume": False, "stop": True}
     assert view["tasks"] == [] and view["usage"]["cost"] is None
+
+
+def test_odd_shapes_in_the_recorded_json_read_as_nothing_rather_than_fail() -> None:
+    rows = DetailRows(
+        execution=_execution("completed"),
+        tasks={"1.1": "not an object", "1.2": {"title": 7, "attempts": "3", "branch": None}},
+        runs=[_run("1.2", "VERIFY", criteria={"tests": "passed", "lint": {"passed": 1}})],
+        errors=[], error_count=0,
+    )
+    first, second = assemble(rows)["tasks"]
+    assert (first["taskId"], first["title"], first["status"], first["attempts"]) == (
+        "1.2", None, "in_progress", 1)
+    assert first["criteria"] == [{"name": "lint", "required": None, "actual": None,
+                                  "passed": True, "detail": None}]
+    assert (second["taskId"], second["status"], second["branch"]) == ("1.1", "in_progress", None)
