@@ -8,11 +8,11 @@ present) gives no new commit.
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any
 
 from pipeline.lifecycle import Stage
 from pipeline.outcome import Outcome, StageContext
-from pipeline.stages.common import blocking, checkout, current_task, result_of
+from pipeline.stages.common import blocking, checkout, current_task
+from pipeline.stages.results import Merged, Prepared, Verified, prepared, stage_result
 from pipeline.stages.tasklist_io import outcomes_path, read_task_list
 from runner.errors import ConfigError
 from runner.tasklist import TaskStatus
@@ -21,10 +21,9 @@ OUTCOMES_HEADER = "# Task outcomes\n\nWhat DevTeam Runner completed, newest last
 
 
 async def merge(ctx: StageContext) -> Outcome:
-    prepared = await result_of(ctx, Stage.PREP)
-    assert prepared is not None
+    prep = await prepared(ctx)
     co = await checkout(ctx)
-    merged = await blocking(ctx.services.git.merge, co, str(prepared["branch"]))
+    merged = await blocking(ctx.services.git.merge, co, prep.branch)
     how = (
         "already merged"
         if merged.already_merged
@@ -32,7 +31,7 @@ async def merge(ctx: StageContext) -> Outcome:
         if merged.fast_forward
         else "merge commit"
     )
-    ctx.log.line(f"merged {prepared['branch']} into {co.default_branch} ({how})")
+    ctx.log.line(f"merged {prep.branch} into {co.default_branch} ({how})")
     return Outcome(
         result=merged.to_dict(),
         next=ctx.then(Stage.PUSH),
@@ -41,10 +40,9 @@ async def merge(ctx: StageContext) -> Outcome:
 
 
 async def push(ctx: StageContext) -> Outcome:
-    prepared = await result_of(ctx, Stage.PREP)
-    assert prepared is not None
+    prep = await prepared(ctx)
     co = await checkout(ctx)
-    pushed = await blocking(ctx.services.git.push, co, [co.default_branch, str(prepared["branch"])])
+    pushed = await blocking(ctx.services.git.push, co, [co.default_branch, prep.branch])
     ctx.log.line(
         f"pushed {', '.join(pushed.pushed) or 'nothing new'}"
         + (f"; already there: {', '.join(pushed.skipped)}" if pushed.skipped else "")
@@ -113,13 +111,13 @@ async def _file_task(ctx: StageContext, task_id: str) -> str | None:
 
 
 async def _entry(ctx: StageContext, task_id: str, title: str, marker: str) -> str:
-    verified: dict[str, Any] = await result_of(ctx, Stage.VERIFY) or {}
-    merged: dict[str, Any] = await result_of(ctx, Stage.MERGE) or {}
-    prepared: dict[str, Any] = await result_of(ctx, Stage.PREP) or {}
+    verified = await stage_result(ctx, Stage.VERIFY, Verified) or Verified()
+    merged = await stage_result(ctx, Stage.MERGE, Merged) or Merged()
+    prep = await stage_result(ctx, Stage.PREP, Prepared)
     checks = (
         ", ".join(
-            f"{name} {'passed' if r.get('passed') else 'failed'} ({r.get('actual')})"
-            for name, r in dict(verified.get("results") or {}).items()
+            f"{name} {'passed' if r.passed else 'failed'} ({r.actual})"
+            for name, r in verified.results.items()
         )
         or "no machine-checked criteria"
     )
@@ -129,7 +127,7 @@ async def _entry(ctx: StageContext, task_id: str, title: str, marker: str) -> st
         # accept, so a project that checks its Markdown is not failed by our file
         f"\n## {task_id} {title}\n\n{marker}\n\n"
         f"- Completed: {when}\n"
-        f"- Branch: `{prepared.get('branch', '?')}`\n"
-        f"- Merge: `{str(merged.get('commit') or '?')[:12]}`\n"
+        f"- Branch: `{prep.branch if prep is not None else '?'}`\n"
+        f"- Merge: `{(merged.commit or '?')[:12]}`\n"
         f"- Verification: {checks}\n"
     )

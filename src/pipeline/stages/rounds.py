@@ -20,8 +20,8 @@ from pipeline.stages.common import (
     checkout,
     drop_task_containers,
     next_select,
-    result_of,
 )
+from pipeline.stages.results import Prepared, stage_result
 from runner.errors import Classification, RunnerError
 from runner.prompt import trim_output
 from runner.tasklist import Task
@@ -116,14 +116,14 @@ async def failed_round(
 async def fresh_branch(ctx: StageContext) -> None:
     """Point the failed task's branch back at the default branch, so that the next time
     the task is selected it starts from the current code, not from the failed change."""
-    prepared = await result_of(ctx, Stage.PREP)
-    if not prepared:
+    prep = await stage_result(ctx, Stage.PREP, Prepared)
+    if prep is None:
         return
     co = await checkout(ctx)
     await blocking(
         ctx.services.git.reset_branch,
         co,
-        str(prepared["branch"]),
+        prep.branch,
         f"refs/heads/{co.default_branch}",
     )
 

@@ -24,8 +24,8 @@ from pipeline.stages.common import (
     current_task,
     drop_task_containers,
     next_select,
-    result_of,
 )
+from pipeline.stages.results import prepared
 from pipeline.stages.rounds import fresh_branch
 from pipeline.usage import containers_usage
 from runner.errors import EnvironmentFailure, RunnerError
@@ -97,9 +97,8 @@ def summary(result: SetupResult) -> dict[str, Any]:
 async def setup(ctx: StageContext) -> Outcome:
     """Install (or find cached) what the task's base commit needs before IMPLEMENT."""
     task = await current_task(ctx)
-    prepared = await result_of(ctx, Stage.PREP)
-    assert prepared is not None
-    branch, base = str(prepared["branch"]), str(prepared["baseCommit"])
+    prep = await prepared(ctx)
+    branch, base = prep.branch, prep.base_commit
     co = await checkout(ctx)
     await blocking(ctx.services.git.reset_branch, co, branch, base)
     plan: SetupPlan | None = None

@@ -19,6 +19,14 @@ from pipeline.stages.common import (
     next_select,
     result_of,
 )
+from pipeline.stages.results import (
+    Implemented,
+    Prepared,
+    PrepArtifacts,
+    Verified,
+    prepared,
+    stage_result,
+)
 from pipeline.stages.rounds import failed_round, fresh_branch
 from pipeline.stages.setup import (
     RESETUP_ATTEMPT,
@@ -28,7 +36,13 @@ from pipeline.stages.setup import (
     trusted_plan,
 )
 from pipeline.usage import containers_usage, round_usage
-from runner.errors import CancelledError, Classification, EnvironmentFailure, RunnerError
+from runner.errors import (
+    CancelledError,
+    Classification,
+    EnvironmentFailure,
+    InfrastructureError,
+    RunnerError,
+)
 from runner.git import Checkout
 from runner.ports import ContainerSpec, ImplementRequest
 from runner.sandbox import classify
@@ -67,14 +81,14 @@ async def prep(ctx: StageContext) -> Outcome:
                              on_wait=ctx.log.sink("warning"))
     ctx.log.line(f"container {session.name} is healthy")
     return Outcome(
-        result={
-            "taskId": task.id,
-            "branch": branch.branch,
-            "baseCommit": branch.base_commit,
-            "repoPath": str(co.path),
-            "artifacts": {"cloned": co.cloned, "branchCreated": branch.created},
-            "container": session.name,
-        },
+        result=Prepared(
+            task_id=task.id,
+            branch=branch.branch,
+            base_commit=branch.base_commit,
+            repo_path=str(co.path),
+            artifacts=PrepArtifacts(cloned=co.cloned, branch_created=branch.created),
+            container=session.name,
+        ).wire(),
         next=ctx.then(Stage.SETUP),
         execution={"branch": branch.branch},
         task_summary={"branch": branch.branch, "status": "in_progress"},
@@ -84,18 +98,18 @@ async def prep(ctx: StageContext) -> Outcome:
 async def implement(ctx: StageContext) -> Outcome:
     """One Aider round on the task's files, committed as the branch's single commit."""
     task = await current_task(ctx)
-    prepared = await result_of(ctx, Stage.PREP)
-    assert prepared is not None
-    branch, base = str(prepared["branch"]), str(prepared["baseCommit"])
+    prep = await prepared(ctx)
+    branch, base = prep.branch, prep.base_commit
     start, feedback = base, None
     if ctx.attempt > 1:
-        previous = await result_of(ctx, Stage.IMPLEMENT, attempt=ctx.attempt - 1) or {}
-        verified = await result_of(ctx, Stage.VERIFY, attempt=ctx.attempt - 1) or {}
-        feedback = verified.get("feedback") or previous.get("feedback")
+        previous = await stage_result(ctx, Stage.IMPLEMENT, Implemented, attempt=ctx.attempt - 1)
+        verified = await stage_result(ctx, Stage.VERIFY, Verified, attempt=ctx.attempt - 1)
+        feedback = ((verified.feedback if verified else None)
+                    or (previous.feedback if previous else None))
         for earlier in range(ctx.attempt - 1, 0, -1):  # start from the last round's commit
-            done = await result_of(ctx, Stage.IMPLEMENT, attempt=earlier) or {}
-            if done.get("commit"):
-                start = str(done["commit"])
+            done = await stage_result(ctx, Stage.IMPLEMENT, Implemented, attempt=earlier)
+            if done is not None and done.commit:
+                start = done.commit
                 break
     co = await checkout(ctx)
     await blocking(ctx.services.git.reset_branch, co, branch, start)
@@ -165,13 +179,14 @@ async def verify(ctx: StageContext) -> Outcome:
     (a module or command missing, no network, no disk) pauses for a person instead of
     spending another round."""
     task = await current_task(ctx)
-    implemented = await result_of(ctx, Stage.IMPLEMENT, attempt=ctx.attempt)
-    prepared = await result_of(ctx, Stage.PREP)
-    assert implemented is not None
-    assert prepared is not None
+    implemented = await stage_result(ctx, Stage.IMPLEMENT, Implemented, attempt=ctx.attempt)
+    prep = await prepared(ctx)
+    if implemented is None or not implemented.commit:
+        raise InfrastructureError(f"VERIFY: round {ctx.attempt} of task {ctx.task_id} "
+                                  "has no committed IMPLEMENT result")
     co = await checkout(ctx)
-    base, head = str(prepared["baseCommit"]), str(implemented["commit"])
-    config = await base_config(ctx, co, str(prepared["branch"]), base, head)
+    base, head = prep.base_commit, implemented.commit
+    config = await base_config(ctx, co, prep.branch, base, head)
     changed = await blocking(ctx.services.git.diff_paths, co, base, head)
     patterns = (*split_patterns(ctx.services.settings.verify.protected),
                 *split_patterns(config.protected))
