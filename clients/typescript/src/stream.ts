@@ -80,8 +80,9 @@ export interface StreamOptions {
   backoff?: BackoffOptions;
   /** `replaying` turns `live` after the backlog has been quiet this long (default 250 ms). */
   replayQuietMs?: number;
-  /** With nothing received this long, the connection is dropped and resumed (default 60 s;
-   * the server pings every 20 s). */
+  /** With nothing received this long, the connection is dropped and resumed (default 60 s).
+   * On WebSocket the client sends a `ping` every third of it (at most every 20 s) and the
+   * `pong` counts; on SSE only the server's keep-alive does (every 20 s): keep it above that. */
   idleTimeoutMs?: number;
   onFrame: (frame: Frame) => void;
   onState?: (state: ConnectionState, info: StateInfo) => void;
@@ -293,7 +294,17 @@ export class LiveStream {
       let established = false;
       let settled = false;
       let ping: ReturnType<typeof setInterval> | undefined;
-      const watch = this.activity(() => socket.close(4000, "idle"));
+      const watch = this.activity(() => {
+        // a dead connection answers no close handshake: do not wait for one
+        const dead = socket as WebSocketLike & { terminate?: () => void };
+        try {
+          if (dead.terminate) dead.terminate();
+          else dead.close(4000, "idle");
+        } catch {
+          // already closing
+        }
+        finish({ kind: "lost", opened, detail: "no data within idleTimeoutMs" });
+      });
       const finish = (ended: Ended): void => {
         if (settled) return;
         settled = true;
@@ -313,14 +324,15 @@ export class LiveStream {
       socket.addEventListener("open", () => {
         opened = true;
         this.webSocketOpened = true;
-        // keeps the connection busy so the idle watchdog only fires on a dead one
+        // a pong keeps a healthy connection from looking idle: the watchdog fires on a dead one
+        const every = Math.min(20_000, Math.max(50, Math.floor((this.options.idleTimeoutMs ?? 60_000) / 3)));
         ping = setInterval(() => {
           try {
             socket.send('{"type":"ping"}');
           } catch {
             // closing
           }
-        }, 20_000);
+        }, every);
       });
       socket.addEventListener("message", (event: { data: unknown }) => {
         watch.seen();

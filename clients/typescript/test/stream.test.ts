@@ -205,6 +205,26 @@ test("auto: a WebSocket that cannot open falls back to SSE and streams gaplessly
   assert.deepEqual(w.states.slice(0, 3), ["connecting", "backing-off", "connecting"]);
 });
 
+test("a connection that stalls (nothing arrives, nothing fails) is dropped and resumed, gapless", async () => {
+  // Given a WebSocket client with a short idle timeout (it pings every third of it)
+  const project = "acme/stalled";
+  const execution = await newExecution(project);
+  const w = watch({ baseUrl: proxy.url, token: TOKEN, projectIds: [project], since: "0", idleTimeoutMs: 600 });
+  await waitFor("seq 1", has(w, execution, 1));
+  const attempts = w.stream.attempts;
+  // When the network silently stops carrying the connection while frames are written
+  proxy.stall();
+  await writeFrames(execution, 3);
+  // Then the client notices, reconnects and gets what it missed
+  await waitFor("seq 4", has(w, execution, 4));
+  await writeFrames(execution, 1);
+  await waitFor("seq 5", has(w, execution, 5));
+  w.stream.close();
+  await w.stream.done;
+  assert.ok(w.stream.attempts > attempts);
+  assert.deepEqual(w.seqs(execution), range(1, 5));
+});
+
 test("frames are typed by `type`: execution-log frames carry their lines", async () => {
   const project = "acme/typed";
   const execution = await newExecution(project);

@@ -62,6 +62,7 @@ export class CuttingProxy {
   requests: string[] = [];
   refusing = false;
   private readonly open = new Set<net.Socket>();
+  private readonly pairs: Array<[net.Socket, net.Socket]> = [];
   private server: net.Server | undefined;
   url = "";
 
@@ -84,6 +85,7 @@ export class CuttingProxy {
         a.pipe(b);
       }
       this.open.add(client).add(upstream);
+      this.pairs.push([client, upstream]);
       client.on("close", () => this.open.delete(client));
       upstream.on("close", () => this.open.delete(upstream));
     });
@@ -97,6 +99,17 @@ export class CuttingProxy {
   cut(): void {
     for (const socket of this.open) socket.destroy();
     this.open.clear();
+  }
+
+  /** Stop forwarding on every open connection without closing it: a half-open connection
+   * (a NAT that forgot it, a sleeping laptop), where nothing arrives and nothing fails. */
+  stall(): void {
+    for (const [client, upstream] of this.pairs.splice(0)) {
+      client.unpipe(upstream);
+      upstream.unpipe(client);
+      client.pause();
+      upstream.pause();
+    }
   }
 
   async stop(): Promise<void> {
