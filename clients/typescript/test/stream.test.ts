@@ -116,6 +116,14 @@ for (const transport of ["websocket", "sse"] as const satisfies readonly Transpo
       assert.deepEqual(w.states, ["connecting", "closed"]);
     });
 
+    test("4400 (a cursor that is not ASCII digits) stops at once: fix the query, no retry", async () => {
+      const w = watch({ baseUrl: GATEWAY_URL, token: TOKEN, projectIds: ["acme/web"], since: "\u00b2", transport });
+      const closed = await w.stream.done;
+      assert.equal(closed.reason, "bad-request");
+      assert.equal(closed.code, transport === "websocket" ? 4400 : 400);
+      assert.equal(w.stream.attempts, 1);
+    });
+
     test("a token refresh after 4401 (token expired) resumes from the cursor, gapless", async () => {
       // Given a client on a token that expires in 3 s (the gateway runs without leeway)
       const project = `acme/refresh-${transport}`;
