@@ -108,24 +108,7 @@ async def record_outcome(
                 )
             )
             fields["error_id"] = error_id
-        if outcome.inject is not None:
-            await _inject(session, execution.project_id, outcome, error_id)
-        if outcome.fail_injection is not None:
-            await session.execute(
-                text(
-                    "UPDATE injected_tasks SET status = 'failed', completed_at = now() "
-                    "WHERE project_id = :p AND task_id = :t AND status = 'pending'"
-                ),
-                {"p": execution.project_id, "t": outcome.fail_injection},
-            )
-        if outcome.complete_injection is not None:
-            await session.execute(
-                text(
-                    "UPDATE injected_tasks SET status = 'done', completed_at = now() "
-                    "WHERE project_id = :p AND task_id = :t AND status = 'pending'"
-                ),
-                {"p": execution.project_id, "t": outcome.complete_injection},
-            )
+        await _injections(session, execution.project_id, outcome, error_id)
         nxt = await _route(session, ctx, execution, outcome, fields, frames)
         await executions.set_fields(session, execution.id, **fields)
         if fields.get("status") not in (None, execution.status):
@@ -157,6 +140,30 @@ async def record_outcome(
         await stream.append(session, execution.id, [(kind, stored(payload))
                                                      for kind, payload in frames])
     return True
+
+
+async def _injections(
+    session: AsyncSession, project_id: str, outcome: Outcome, error_id: uuid.UUID | None
+) -> None:
+    """The injected tasks the outcome adds, fails or completes."""
+    if outcome.inject is not None:
+        await _inject(session, project_id, outcome, error_id)
+    if outcome.fail_injection is not None:
+        await session.execute(
+            text(
+                "UPDATE injected_tasks SET status = 'failed', completed_at = now() "
+                "WHERE project_id = :p AND task_id = :t AND status = 'pending'"
+            ),
+            {"p": project_id, "t": outcome.fail_injection},
+        )
+    if outcome.complete_injection is not None:
+        await session.execute(
+            text(
+                "UPDATE injected_tasks SET status = 'done', completed_at = now() "
+                "WHERE project_id = :p AND task_id = :t AND status = 'pending'"
+            ),
+            {"p": project_id, "t": outcome.complete_injection},
+        )
 
 
 async def _route(
