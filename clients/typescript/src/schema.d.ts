@@ -416,8 +416,8 @@ export interface components {
         /**
          * ControlActions
          * @example {
-         *       "pause": false,
-         *       "resume": true,
+         *       "pause": true,
+         *       "resume": false,
          *       "stop": true
          *     }
          */
@@ -451,93 +451,93 @@ export interface components {
         /**
          * CriterionView
          * @example {
-         *       "actual": "a9",
+         *       "actual": "601175e8",
          *       "detail": null,
-         *       "name": "vbqepDTHTlNDNBqmEMsw",
+         *       "name": "erqnhDHGVJqtHJjrtBZf",
          *       "passed": false,
-         *       "required": "98"
+         *       "required": "ac70aa817f"
          *     }
          */
         CriterionView: {
-            /** @example 76a180e316 */
+            /** @example fd667877b1 */
             actual: unknown;
-            /** @example TbXWSQOefVjlVgGyuSte */
+            /** @example DhweSBmEmZjFiAkUPQdq */
             detail?: string | null;
-            /** @example YSOlhYfpZYOUKSkUEOTi */
+            /** @example wMYNFBFjLWYFXcUPqVHK */
             name: string;
             /** @example true */
             passed: boolean;
-            /** @example 9bbbdeb7 */
+            /** @example 47c2fba0 */
             required: unknown;
         };
         /**
          * ErrorSummary
          * @example {
-         *       "attempts": 9661,
-         *       "classification": "QKWLOIBTJvqaaUglxpqt",
-         *       "createdAt": "btEodskcrsiIVXsbMJbv",
-         *       "errorId": "OUrpxUhsjLUdrLIxYPJf",
-         *       "message": "IAITPDupVmkXwESZJfQZ",
-         *       "stage": "RTIFODdxKTAuyPCHfqTJ",
-         *       "taskId": "NQTCFtGgRJIjVczGJgot"
+         *       "attempts": 8763,
+         *       "classification": "NrsCacrfVTUCIGFxCzFf",
+         *       "createdAt": "atjDJwxnYffsZwmtuXCT",
+         *       "errorId": "pVmkXwESZJfQZErLsJGA",
+         *       "message": "JFSMNJVQmnYqYKRvrpYh",
+         *       "stage": "nETSMVesreVZpYpNjsTV",
+         *       "taskId": "fwNGVsHRoIMubPPTZhlv"
          *     }
          */
         ErrorSummary: {
-            /** @example 4152 */
+            /** @example 1660 */
             attempts: number;
-            /** @example OwCjWbdLHIBNtyiqzgnT */
+            /** @example WjMHJJalKyeahTdXnaDS */
             classification: string;
-            /** @example hBqjBkSzgBEyokTIGNri */
+            /** @example TJvqaaUglxpqtIAITPDu */
             createdAt: string;
-            /** @example YjtkdneUUHhiGpJpqDTM */
+            /** @example msrqsYQVbVsbnTYNxayW */
             errorId: string;
-            /** @example eHvAQLkccOwCNvAwHtSI */
+            /** @example YlWFxkrKPFMJHLLkXTkQ */
             message: string;
-            /** @example DSqqCAXlcPQTQUKaFjPx */
+            /** @example cSpkIcQACuHIAeLCSomQ */
             stage: string;
-            /** @example qZsrlTfxdgRFCZYMeBGp */
+            /** @example lJSXGnmErzmCKECdINTX */
             taskId: string | null;
         };
         /**
          * ErrorView
          * @example {
-         *       "attempts": 8240,
-         *       "classification": "nPIwqHQcmmUPTYWnKFzq",
-         *       "createdAt": "yOUxtDoZfOZoEsTxpTCU",
+         *       "attempts": 6744,
+         *       "classification": "gdAqnMqIhScVaerdBrCD",
+         *       "createdAt": "IJyOUxtDoZfOZoEsTxpT",
          *       "details": {
-         *         "WbHAnhcGgnZRxqhvDqco": "7f24a92"
+         *         "TqTNtaajwiAnUnjHFSDh": "b1154893"
          *       },
-         *       "errorId": "UVuncdlImVfHuMzKsWhM",
-         *       "executionId": "qAkXtFrVdirIiXMBBzlS",
-         *       "message": "prvMRSnYQmksQUovUmjp",
-         *       "stage": "wEneDkjoqZzWEBOaTAPo",
-         *       "taskId": "mHhOkcvfBYqvYicOBcWo"
+         *       "errorId": "WEYcywPQfwuVfJnATnKL",
+         *       "executionId": "NPvNTyMUPOgLQtqdGhwd",
+         *       "message": "zCvtMsAhiwblrakgZxdc",
+         *       "stage": "hobXMTFYGSKtcOwcKnqS",
+         *       "taskId": null
          *     }
          */
         ErrorView: {
-            /** @example 3888 */
+            /** @example 8485 */
             attempts: number;
-            /** @example YsuCyBhRZbTJYpZJgErd */
+            /** @example FaXtqwbQQtMAIkDMESCO */
             classification: string;
-            /** @example ovrdIcLsRmgTAOTbyoOA */
+            /** @example WLxaBoGdnBuAoIEVkNNq */
             createdAt: string;
             /**
              * @example {
-             *       "gEnAqCmnEghAVNSifJHu": "ea26"
+             *       "KovrdIcLsRmgTAOTbyoO": "af7281a4"
              *     }
              */
             details: {
                 [key: string]: unknown;
             };
-            /** @example GMCRGhmFBIuytsQyPsUd */
+            /** @example gIVyFRYsBGazuUsKFvlx */
             errorId: string;
-            /** @example ZSzTGsLVlPythCIYDCCv */
+            /** @example jHIseafXBrDUbhpuQZtM */
             executionId: string;
-            /** @example zWqYMNpPgKxunFVntZlH */
+            /** @example RMpiBRjBPeRWHxRzJLGn */
             message: string;
-            /** @example WZqYdODKdviHIXPjFtcw */
+            /** @example iBsBqRmWmYWBnBVHVMLI */
             stage: string;
-            /** @example dOHKCSZcgwNpQfithkJu */
+            /** @example nFxFARsKUWYLZWLYBdDW */
             taskId: string | null;
         };
         /**
@@ -563,21 +563,10 @@ export interface components {
             /** @example JIgNZYFcagWptUqCwdER */
             task_id: string;
         };
-        /**
-         * EventCreate
-         * @example {
-         *       "data": {
-         *         "options": {
-         *           "stopPoint": "2.1.1"
-         *         },
-         *         "projectId": "customer-123/project-abc"
-         *       },
-         *       "workflow_type": "DEVTEAM_AUTOMATION"
-         *     }
-         */
+        /** EventCreate */
         EventCreate: {
             data: components["schemas"]["EventData"];
-            /** @constant */
+            /** @enum {unknown} */
             workflow_type: "DEVTEAM_AUTOMATION";
         };
         /** EventData */
@@ -588,10 +577,6 @@ export interface components {
              * @example customer-123/project-abc
              */
             projectId: string;
-            /**
-             * @description the pipeline's rules (runner.git.policy) decide the rest: a refused URL is a 422 naming the field
-             * @example https://github.com/acme/web.git
-             */
             repositoryUrl?: string | null;
             task?: components["schemas"]["EventTask"] | null;
         };
@@ -649,23 +634,27 @@ export interface components {
         };
         /** EventTask */
         EventTask: {
-            criteria?: {
+            /** @default {} */
+            criteria: {
                 [key: string]: string;
             };
-            dependencies?: string[];
+            /** @default [] */
+            dependencies: string[];
             /** @default  */
             description: string;
-            files?: string[];
+            /** @default [] */
+            files: string[];
             /**
              * @description a task id such as 1.2.3
              * @example 1.1.1
              */
             id: string;
-            notes?: string[];
+            /** @default [] */
+            notes: string[];
             title: string;
             /**
              * @default atomic
-             * @enum {string}
+             * @enum {unknown}
              */
             type: "atomic" | "group" | "phase";
         };
@@ -674,226 +663,225 @@ export interface components {
          * @example {
          *       "actions": {
          *         "pause": false,
-         *         "resume": true,
+         *         "resume": false,
          *         "stop": true
          *       },
-         *       "branch": null,
-         *       "currentStage": "NztPYvbBPdqccjBJsBjL",
-         *       "currentTask": "XwFhHFhujkksrOxZWagu",
-         *       "customerId": "XYWqwUFnFPQuFVfWWXcb",
-         *       "errorCount": 5938,
+         *       "branch": "bHKWzCraagetChHwJxXH",
+         *       "currentStage": null,
+         *       "currentTask": null,
+         *       "customerId": "YTaMOClNQdgPsYETlaIa",
+         *       "errorCount": 6991,
          *       "errors": [
          *         {
-         *           "attempts": 6041,
-         *           "classification": "rGkTmjndFJHSyAWAsZqn",
-         *           "createdAt": "ywgXanwebpYXkLlwOrCr",
-         *           "errorId": "wwPYhDPFBxjVaRjBvScT",
-         *           "message": "YonoVRbvpFZngTrCMTxF",
-         *           "stage": "FWmcvHssFodnvgosCHoF",
-         *           "taskId": "oDapovVaTrmwOjFrPJdJ"
+         *           "attempts": 9237,
+         *           "classification": "bvpFZngTrCMTxFYtZHpx",
+         *           "createdAt": "EtVyPZoxHxJwKYBRSbHj",
+         *           "errorId": "ssFodnvgosCHoFrGkTmj",
+         *           "message": "SfXIYhfPAOEeCXGVhijL",
+         *           "stage": "ndFJHSyAWAsZqnYonoVR",
+         *           "taskId": null
          *         }
          *       ],
-         *       "executionId": "XfglgiIiMINFPcEQJsdE",
+         *       "executionId": "QJaEdmRBGeKJnsaxuDvz",
          *       "finishedAt": null,
-         *       "pauseReason": "hijLDEBXcNHNqzqIrxpI",
-         *       "progress": 5932,
-         *       "projectId": "FxulnnUkUqqMrBjWJgxa",
+         *       "pauseReason": "nZpvAHWtdMSyEhqisSbN",
+         *       "progress": 874,
+         *       "projectId": "XtZvTKqZpmdSYShJtffv",
          *       "stages": [
          *         {
-         *           "durationMs": 1462,
-         *           "runs": 3851,
-         *           "stage": "kRanqOynAtbOjiNFTshp",
-         *           "status": "jqaCdjwOSMicNkBiGGxp"
+         *           "durationMs": 4449,
+         *           "runs": 8357,
+         *           "stage": "IaSGHRsDdwjGyhNVBKyl",
+         *           "status": "QTYfJjUzUnnOtycnKOCt"
          *         }
          *       ],
-         *       "startedAt": "fvYTaMOClNQdgPsYETla",
-         *       "status": "ZpNTejmuoRkuyxnfaZqP",
-         *       "stopPoint": "oMoIqwBGOXOemQqBPeSE",
+         *       "startedAt": "NPEMThUYgIBhpQJLxsyW",
+         *       "status": "eLhmlzMrCeUdQfKMcCBq",
+         *       "stopPoint": null,
          *       "tasks": [
          *         {
-         *           "attempts": 6410,
+         *           "attempts": 9739,
          *           "branch": null,
          *           "criteria": [
          *             {
-         *               "actual": "5a5270daca",
-         *               "detail": "uvBYAfZNnIwCrhojHszO",
-         *               "name": "WOaYVEUCbhxrtVrBRHsL",
+         *               "actual": "e70e1e",
+         *               "detail": null,
+         *               "name": "FkSegKmhSTnIDUSBOdDw",
          *               "passed": false,
-         *               "required": "32728b7be7"
+         *               "required": "9bd0c5"
          *             }
          *           ],
          *           "stages": [
          *             {
-         *               "durationMs": 2843,
-         *               "runs": 4476,
-         *               "stage": "sSjFiWhiaFHAyyezPIHv",
-         *               "status": "EDixEzDteKzAaXigoUtx"
+         *               "durationMs": 874,
+         *               "runs": 9883,
+         *               "stage": "UYCvAkRanqOynAtbOjiN",
+         *               "status": "TshpSMjqaCdjwOSMicNk"
          *             }
          *           ],
-         *           "status": "NwYoOABnYZffNFRTehAq",
-         *           "taskId": "eLhmlzMrCeUdQfKMcCBq",
-         *           "title": "csPRJsOwajRnJwZGANxz",
+         *           "status": "jFiWhiaFHAyyezPIHvUo",
+         *           "taskId": "BYAfZNnIwCrhojHszOsS",
+         *           "title": null,
          *           "usage": {
-         *             "cost": null,
-         *             "cpuSeconds": -3868.49428907306,
-         *             "peakMemoryBytes": null,
+         *             "cost": 173375.167988138,
+         *             "cpuSeconds": 81543.7234728885,
+         *             "peakMemoryBytes": 4962,
          *             "tokensReceived": null,
          *             "tokensSent": null,
-         *             "wallSeconds": null
+         *             "wallSeconds": -148942271637.52
          *           }
          *         }
          *       ],
          *       "totals": {
-         *         "completed": 1811,
-         *         "total": 5008
+         *         "completed": 2133,
+         *         "total": 7057
          *       },
-         *       "updatedAt": "IaUMmgLnCMAzzGhDfhmJ",
+         *       "updatedAt": "OaYVEUCbhxrtVrBRHsLV",
          *       "usage": {
          *         "cost": null,
-         *         "cpuSeconds": 6716.37181231038,
-         *         "peakMemoryBytes": 271,
+         *         "cpuSeconds": 831450.61641833,
+         *         "peakMemoryBytes": null,
          *         "tokensReceived": null,
-         *         "tokensSent": 5426,
-         *         "wallSeconds": null
+         *         "tokensSent": 8034,
+         *         "wallSeconds": -848.71515456449
          *       },
-         *       "userId": "DnXeJvHuXKMkapHEnmgr"
+         *       "userId": "UMmgLnCMAzzGhDfhmJIf"
          *     }
          */
         ExecutionDetail: {
             actions: components["schemas"]["ControlActions"];
-            /** @example mwpuwIathhMhfhhufFri */
+            /** @example bLAKMUpvdhErARSOGztl */
             branch: string | null;
-            /** @example lixFbCcDbBPkkRuKlQSE */
+            /** @example wyLbxsrDWfUpHwqiWmKS */
             currentStage: string | null;
-            /** @example gIHJMltEwokgNWGolMyl */
+            /** @example UITVrhCnktvpVnQYKWPH */
             currentTask: string | null;
-            /** @example JunZknyqXWcPAGYfoliE */
+            /** @example wokgNWGolMyltNJlvHOy */
             customerId: string;
-            /** @example 5577 */
+            /** @example 7421 */
             errorCount: number;
             /**
              * @example [
              *       {
-             *         "attempts": 7120,
-             *         "classification": "qrbWfrJDCSeNVJVXFSnb",
-             *         "createdAt": "TlIfgvcWiODDxupJgvQD",
-             *         "errorId": "DRAAabEfPESXUEBiHTUB",
-             *         "message": "JQmdikcBjnAvLmCrgVfc",
-             *         "stage": "iWNqZLEhDCUYKqpphbap",
-             *         "taskId": null
+             *         "attempts": 6030,
+             *         "classification": "uFhGQAdyxutwWtkYEaKm",
+             *         "createdAt": "rNMmcDXAJSpbIhyDwHPd",
+             *         "errorId": "XJzAxAnMJpecSJFgDkLi",
+             *         "message": "aJTWOlQSosgcQvawHajQ",
+             *         "stage": "VeKPOMPyGoGGGToHAWdA",
+             *         "taskId": "RICOsLNuxrNhGRsNdxTJ"
              *       }
              *     ]
              */
             errors: components["schemas"]["ErrorSummary"][];
-            /** @example hEVJhClXcNDbjsVAAJIw */
+            /** @example QCAjfrynjvgkwOycBHPi */
             executionId: string;
-            /** @example sNdxTJVeKPOMPyGoGGGT */
+            /** @example iMINFPcEQJsdEFxulnnU */
             finishedAt?: string | null;
-            /** @example kYEaKmaJTWOlQSosgcQv */
+            /** @example nFPQuFVfWWXcbDnXeJvH */
             pauseReason?: string | null;
-            /** @example 9500 */
+            /** @example 9428 */
             progress: number;
-            /** @example LJkRoyIjxFCnxhYJUTiK */
+            /** @example usSVDhLqHJBpgIHJMltE */
             projectId: string;
             /**
              * @example [
              *       {
-             *         "durationMs": 1859,
-             *         "runs": 8005,
-             *         "stage": "syxirMFNRBXcMWUUbkRg",
-             *         "status": "CIYMiFLXHDFhzpcslbVG"
+             *         "durationMs": 934,
+             *         "runs": 3222,
+             *         "stage": "elLNbPSIapDgKgxThqLP",
+             *         "status": "MWvPmydLxBuOPPrJdjWC"
              *       }
              *     ]
              */
             stages: components["schemas"]["StageDuration"][];
-            /** @example QalFATteokUAtRGyybHp */
+            /** @example wSuBPvNaNkOuvRQKwIQc */
             startedAt: string;
-            /** @example VuiIpZNGgaUuqhmfqdgC */
+            /** @example bBPkkRuKlQSEQrszsHcB */
             status: string;
-            /** @example xWwbTfjbKudIQiUivJOT */
+            /** @example uoRkuyxnfaZqPJWHsUKd */
             stopPoint?: string | null;
             /**
              * @example [
              *       {
-             *         "attempts": 234,
-             *         "branch": null,
+             *         "attempts": 5149,
+             *         "branch": "MYQvxdWZTQsdvtesyxir",
              *         "criteria": [
              *           {
-             *             "actual": "b3c5",
-             *             "detail": "xaxDTdccfLVkwoHjUFqk",
-             *             "name": "JBbaeqoDiQkWZSxNgGNi",
-             *             "passed": false,
-             *             "required": "86f8"
+             *             "actual": "20dc37ea4b",
+             *             "detail": "iFLXHDFhzpcslbVGYjtk",
+             *             "name": "FNRBXcMWUUbkRgzLfmES",
+             *             "passed": true,
+             *             "required": "18091531ae"
              *           }
              *         ],
              *         "stages": [
              *           {
-             *             "durationMs": 1341,
-             *             "runs": 809,
-             *             "stage": "ZdumTgYTjkhvhXRtqISz",
-             *             "status": "qKbpMFMsCnnJedMYQvxd"
+             *             "durationMs": 7624,
+             *             "runs": 1460,
+             *             "stage": "dneUUHhiGpJpqDTMJspf",
+             *             "status": "OcDEXDfSuhbMYgxsgJXr"
              *           }
              *         ],
-             *         "status": "SoRDgQurgtYBmoAcsgWt",
-             *         "taskId": "BKKTJcRcqhrPZUoIOlnu",
-             *         "title": "aenzdPGWwUKYprkhDqDN",
+             *         "status": "BECPKYqKbpMFMsCnnJed",
+             *         "taskId": "KWmuDXZeNbRdNoRUxkBY",
+             *         "title": "uThUQxijbsJiYbgXmxTj",
              *         "usage": {
-             *           "cost": 841.38289822348,
-             *           "cpuSeconds": 8.6912371452386,
-             *           "peakMemoryBytes": null,
-             *           "tokensReceived": 6355,
-             *           "tokensSent": null,
-             *           "wallSeconds": -11473893.7295645
+             *           "cost": null,
+             *           "cpuSeconds": null,
+             *           "peakMemoryBytes": 7262,
+             *           "tokensReceived": null,
+             *           "tokensSent": 6403,
+             *           "wallSeconds": null
              *         }
              *       }
              *     ]
              */
             tasks: components["schemas"]["TaskDetail"][];
             totals: components["schemas"]["Totals"];
-            /** @example IJcQOfJCMWyhQdEpggga */
+            /** @example LwvwgkBCLCerNprjWiPt */
             updatedAt: string;
             usage: components["schemas"]["UsageView"];
-            /** @example QtcmVUsyFYThJFbWqzMQ */
+            /** @example vIUULnknvDCflixFbCcD */
             userId: string;
         };
         /**
          * ExecutionStatus
          * @example {
-         *       "branch": "ctkekxLASqbIPOaWgRtu",
-         *       "currentStage": "cswyWFVwaiVJEahPStIP",
-         *       "currentTask": "bycLhVJGFHhtmZzDlbFf",
-         *       "customerId": "hjRrzNWDrurILTInCrpu",
-         *       "executionId": "LAiGkCDGDTVqsHAwPUSU",
-         *       "finishedAt": "nnMpnDLMqaVLBiBVZLFo",
-         *       "progress": 6063,
-         *       "projectId": "xKVzbzpABnQCluBxkQps",
+         *       "branch": "WLkwGGiYruavRZuuzJUM",
+         *       "currentStage": null,
+         *       "currentTask": "yZoRuQUnloXSlNuFORoM",
+         *       "customerId": "tyScZEOesDFEQjduaoAo",
+         *       "executionId": "DrurILTInCrpurJMHesf",
+         *       "finishedAt": "szBXwpocDqgpTnlLoAiG",
+         *       "progress": 8295,
+         *       "projectId": "feZoPTktpskFNtEAisJB",
          *       "setup": {
-         *         "bytes": 6304,
          *         "cached": true,
-         *         "durationMs": 7672,
-         *         "seconds": 13844.784333704,
-         *         "status": "JQctaXylszBXwpocDqgp",
-         *         "taskId": "LVKBkRAdDqzxnfblgEdB",
-         *         "tool": null
+         *         "durationMs": 9082,
+         *         "seconds": -233527.501275617,
+         *         "status": "uNqzVjDcZHSjKwmnNSpG",
+         *         "taskId": "ihmVByddZEVEHEVtVDOO",
+         *         "tool": "yNeJLRbAstyRAJLxRtzb"
          *       },
-         *       "slotWait": {
-         *         "container": "oAiGihmVByddZEVEHEVt",
-         *         "customerLimit": 1510,
-         *         "customerRunning": 6441,
-         *         "limit": 5036,
-         *         "position": 7748,
-         *         "running": 5625,
-         *         "seconds": 38.9751635587489,
-         *         "since": "VDOOuNqzVjDcZHSjKwmn",
-         *         "waiting": 2440
-         *       },
-         *       "startedAt": "uFORoMWLkwGGiYruavRZ",
-         *       "status": "rJMHesffeZoPTktpskFN",
+         *       "startedAt": "IifjKJiTnErNnnMpnDLM",
+         *       "status": "glrrSjuPcAiMIjhnpKYH",
+         *       "stopPoint": "DqzxnfblgEdBJQctaXyl",
          *       "totals": {
-         *         "completed": 5904,
-         *         "total": 1736
+         *         "completed": 8550,
+         *         "total": 9064
          *       },
-         *       "updatedAt": "uuzJUMIVIifjKJiTnErN"
+         *       "updatedAt": "qaVLBiBVZLFoLVKBkRAd",
+         *       "usage": {
+         *         "containers": 7788,
+         *         "cost": null,
+         *         "cpuSeconds": null,
+         *         "implementRounds": 9433,
+         *         "peakMemoryBytes": 1721,
+         *         "tokensReceived": null,
+         *         "tokensSent": 3483,
+         *         "wallSeconds": null
+         *       }
          *     }
          */
         ExecutionStatus: {
@@ -951,23 +939,35 @@ export interface components {
             totals: components["schemas"]["Totals"];
             /** @example DdTTpPdPosIcdQMxXBrt */
             updatedAt: string;
+            /**
+             * @example {
+             *       "containers": 8384,
+             *       "cost": 5557547187.45499,
+             *       "cpuSeconds": 3036.4458755849,
+             *       "implementRounds": 9159,
+             *       "peakMemoryBytes": null,
+             *       "tokensReceived": 3180,
+             *       "tokensSent": null,
+             *       "wallSeconds": -576172.823284609
+             *     }
+             */
+            usage?: components["schemas"]["UsageTotals"] | null;
             /** @example lNegqvUBHPPzFPHoumPX */
             userId?: string | null;
         };
         /**
          * Health
          * @example {
-         *       "status": "ok",
-         *       "version": "IluxnCHDfhVxLPTxuBJM"
+         *       "status": "degraded"
          *     }
          */
         Health: {
             /**
              * @example {
-             *       "UkilliSGlnsXCVxVJKaM": {
-             *         "detail": "uXRVQjihevubRLQhyJup",
-             *         "latencyMs": 201124410124.936,
-             *         "ok": false
+             *       "EqhEomgPtfMquXRVQjih": {
+             *         "detail": "ilJDeYSBZZVkhjIluxnC",
+             *         "latencyMs": 9353.14313988581,
+             *         "ok": true
              *       }
              *     }
              */
@@ -975,27 +975,27 @@ export interface components {
                 [key: string]: components["schemas"]["HealthCheck"];
             } | null;
             /**
-             * @example ok
+             * @example degraded
              * @enum {string}
              */
             status: "ok" | "degraded" | "down";
-            /** @example WRODZkeRbGdlpraBHfoN */
+            /** @example FkxJDMRBmTxJPnwDuqtA */
             version?: string | null;
         };
         /**
          * HealthCheck
          * @example {
-         *       "detail": "RhHnxLIQpddiCTWGAJxK",
-         *       "latencyMs": -360770595.453447,
-         *       "ok": true
+         *       "detail": "gOBKZREJfWPGHNtwQBCg",
+         *       "latencyMs": 369970358769.173,
+         *       "ok": false
          *     }
          */
         HealthCheck: {
-            /** @example DuqtAFaOVIgSehYhHMgC */
+            /** @example TZJCWKJGSAYZmocefRhH */
             detail: string;
-            /** @example 48048021.1616391 */
+            /** @example -8684612523.32577 */
             latencyMs: number;
-            /** @example true */
+            /** @example false */
             ok: boolean;
         };
         /**
@@ -1023,15 +1023,7 @@ export interface components {
             /** @example jgnfXWQYeYYKuquwNEKZ */
             stdout: string;
         };
-        /**
-         * ImplementRequestBody
-         * @example {
-         *       "branch": "task/1-1-add-and-subtract",
-         *       "projectId": "customer-123/project-abc",
-         *       "taskId": "1.1",
-         *       "tool": "aider"
-         *     }
-         */
+        /** ImplementRequestBody */
         ImplementRequestBody: {
             /** @example task/1-1-add-and-subtract */
             branch: string;
@@ -1047,7 +1039,7 @@ export interface components {
             taskId: string;
             /**
              * @default aider
-             * @constant
+             * @enum {unknown}
              */
             tool: "aider";
         };
@@ -1067,62 +1059,33 @@ export interface components {
             /** @example pZuLgtARQOKbMlYUxGSo */
             status: string;
         };
-        /**
-         * InitializeRequest
-         * @example {
-         *       "projectId": "customer-123/project-new",
-         *       "repositoryUrl": "https://github.com/acme/web.git",
-         *       "stopPoint": "2.1.1"
-         *     }
-         */
+        /** InitializeRequest */
         InitializeRequest: {
             /**
              * @description customer/project: letters, digits, _ and - in each part
              * @example customer-123/project-abc
              */
             projectId: string;
-            /**
-             * @description the pipeline's rules (runner.git.policy) decide the rest: a refused URL is a 422 naming the field
-             * @example https://github.com/acme/web.git
-             */
             repositoryUrl?: string | null;
             stopPoint?: string | null;
         };
         /**
          * InjectAccepted
          * @example {
-         *       "injectionId": "sGneAHYZGjiMqLiRJMjN",
-         *       "taskId": "nPpShAZaVKKNhBZaZKEU"
+         *       "injectionId": "UgCnvEMinqyoXCCqLLXS",
+         *       "taskId": "osQfWfwlkzUmKISmVvDD"
          *     }
          */
         InjectAccepted: {
-            /** @example tVRTKnFMypScxMkvQGcs */
+            /** @example IpHppClLPJCFYYtHCCza */
             injectionId: string;
-            /** @example nnJlwjqTgEgWifEfWYqk */
+            /** @example GIIfVZMwXgUkWCQzRoku */
             taskId: string;
         };
-        /**
-         * InjectRequest
-         * @example {
-         *       "injectionType": "priority",
-         *       "projectId": "customer-123/project-abc",
-         *       "reason": "customer escalation",
-         *       "task": {
-         *         "criteria": {
-         *           "test.pass": "pass"
-         *         },
-         *         "description": "Users land on /404.",
-         *         "files": [
-         *           "src/auth.py"
-         *         ],
-         *         "title": "Fix the login redirect",
-         *         "type": "atomic"
-         *       }
-         *     }
-         */
+        /** InjectRequest */
         InjectRequest: {
-            /** @enum {string} */
-            injectionType: "priority" | "replace" | "positional";
+            /** @enum {unknown} */
+            injectionType: "positional" | "priority" | "replace";
             position?: number | null;
             /**
              * @description customer/project: letters, digits, _ and - in each part
@@ -1130,25 +1093,36 @@ export interface components {
              */
             projectId: string;
             reason: string;
-            /**
-             * @description a task id such as 1.2.3
-             * @example 1.1.1
-             */
             replaceTaskId?: string | null;
             task: components["schemas"]["InjectTaskSpec"];
-        };
+        } | {
+            /** @constant */
+            injectionType?: "priority";
+        } | ({
+            /** @constant */
+            injectionType?: "positional";
+        } | {
+            position: unknown;
+        }) | ({
+            /** @constant */
+            injectionType?: "replace";
+        } | {
+            replaceTaskId: unknown;
+        });
         /** InjectTaskSpec */
         InjectTaskSpec: {
-            criteria?: {
+            /** @default {} */
+            criteria: {
                 [key: string]: string;
             };
             /** @default  */
             description: string;
-            files?: string[];
+            /** @default [] */
+            files: string[];
             title: string;
             /**
              * @default atomic
-             * @enum {string}
+             * @enum {unknown}
              */
             type: "atomic" | "group" | "phase";
         };
@@ -1281,13 +1255,7 @@ export interface components {
             /** @example false */
             cloned: boolean;
         };
-        /**
-         * PrepRequest
-         * @example {
-         *       "projectId": "customer-123/project-abc",
-         *       "taskId": "1.1"
-         *     }
-         */
+        /** PrepRequest */
         PrepRequest: {
             /**
              * @description customer/project: letters, digits, _ and - in each part
@@ -1371,59 +1339,46 @@ export interface components {
              */
             validTransitions?: string[] | null;
         };
-        /**
-         * RepositoryValidateRequest
-         * @example {
-         *       "branch": "main",
-         *       "repositoryUrl": "https://github.com/acme/web.git",
-         *       "taskListPath": "tasks_list.md"
-         *     }
-         */
+        /** RepositoryValidateRequest */
         RepositoryValidateRequest: {
-            /** @example task/1-1-add-and-subtract */
             branch?: string | null;
-            /**
-             * @description customer/project: letters, digits, _ and - in each part
-             * @example customer-123/project-abc
-             */
             projectId?: string | null;
             /**
              * @description the pipeline's rules (runner.git.policy) decide the rest: a refused URL is a 422 naming the field
              * @example https://github.com/acme/web.git
              */
             repositoryUrl: string;
-            /** @description a path inside the repository (no .., not absolute, no control characters) */
             taskListPath?: string | null;
         };
         /**
          * RepositoryValidation
          * @example {
-         *       "defaultBranch": null,
+         *       "defaultBranch": "lEcxiERwgDMAqGLWocSL",
          *       "hasTaskList": true,
          *       "problems": [
-         *         "MhevfXjwCdNmvchwwTkV"
+         *         "DRhgCbZsvPkmgossOEeR"
          *       ],
-         *       "taskCount": 9576,
-         *       "taskListPath": "bOZGGusWbqYWyWimfwLl",
+         *       "taskCount": 9916,
+         *       "taskListPath": "VXWfYOvmHOpNpLgXMtom",
          *       "valid": true
          *     }
          */
         RepositoryValidation: {
-            /** @example nIjDGdXQnVJNACSxTaDS */
+            /** @example NoBhZxpTRgMLvsSiypak */
             defaultBranch: string | null;
             /** @example false */
             hasTaskList: boolean;
             /**
              * @example [
-             *       "lpgPLLwGVLgSnBFdpINR"
+             *       "obywxSnehrBSbsiBusRp"
              *     ]
              */
             problems: string[];
-            /** @example 66 */
+            /** @example 4429 */
             taskCount: number;
-            /** @example CSeLsAzTrClgWEUrfmSB */
+            /** @example athuAfpvUMPwNYbfLzXo */
             taskListPath: string | null;
-            /** @example false */
+            /** @example true */
             valid: boolean;
         };
         /**
@@ -1493,20 +1448,20 @@ export interface components {
         /**
          * StageDuration
          * @example {
-         *       "durationMs": 2995,
-         *       "runs": 9,
-         *       "stage": "jrtBZfKfKqcOtieosfvc",
-         *       "status": "QCyWZjJLiZuAbpCpJcsb"
+         *       "durationMs": 4793,
+         *       "runs": 3496,
+         *       "stage": "esdAhsHeafxdrMKzHNJb",
+         *       "status": "PiNUDAVGUBzkwLSswMPq"
          *     }
          */
         StageDuration: {
-            /** @example 2374 */
+            /** @example 5213 */
             durationMs: number;
-            /** @example 8420 */
+            /** @example 1639 */
             runs: number;
-            /** @example oBhELdlDhweSBmEmZjFi */
+            /** @example FqBXtdjcBByGGHfdoUIb */
             stage: string;
-            /** @example kUPQdqerqnhDHGVJqtHJ */
+            /** @example CavOdMzymbMhGUJJdFlz */
             status: string;
         };
         /**
@@ -1580,51 +1535,51 @@ export interface components {
         /**
          * TaskDetail
          * @example {
-         *       "attempts": 786,
-         *       "branch": null,
+         *       "attempts": 9582,
+         *       "branch": "encOnrFtkjAdzWslYdvx",
          *       "criteria": [
          *         {
-         *           "actual": "11609772b",
-         *           "detail": "uCUjYlKTeZEZGoLKPGiJ",
-         *           "name": "zCdtpbOyXAXbxPqgPate",
+         *           "actual": "97",
+         *           "detail": "oEgPsKiTgrrRiTgqUmyc",
+         *           "name": "PMOVROtSGFkzncynzQya",
          *           "passed": true,
-         *           "required": "36e2f8dc8"
+         *           "required": "26ddc"
          *         }
          *       ],
          *       "stages": [
          *         {
-         *           "durationMs": 6193,
-         *           "runs": 5587,
-         *           "stage": "sIdFVLJPCkaRNTpencOn",
-         *           "status": "QYnAamxJNThSwPMOVROt"
+         *           "durationMs": 6026,
+         *           "runs": 7472,
+         *           "stage": "lFyphbGsxyIktMiuGiSz",
+         *           "status": "VTHCGXehwJmYJBbaeqoD"
          *         }
          *       ],
-         *       "status": "DhMWsdvPlqnICshdZAPd",
-         *       "taskId": "NaLXEIMbtryrYXzKvWQB",
+         *       "status": "KPGiJsIdFVLJPCkaRNTp",
+         *       "taskId": "qkLEauCUjYlKTeZEZGoL",
          *       "title": null,
          *       "usage": {
-         *         "cost": null,
+         *         "cost": -5193382210.90334,
          *         "cpuSeconds": null,
-         *         "peakMemoryBytes": null,
-         *         "tokensReceived": 9988,
-         *         "tokensSent": null,
-         *         "wallSeconds": 68339429465.433
+         *         "peakMemoryBytes": 7025,
+         *         "tokensReceived": null,
+         *         "tokensSent": 2615,
+         *         "wallSeconds": 7.18172193815675
          *       }
          *     }
          */
         TaskDetail: {
-            /** @example 9467 */
+            /** @example 4924 */
             attempts: number;
-            /** @example mQKkNvjPISIAmJkCJQyD */
+            /** @example TlNDNBqmEMswTjCCRoTq */
             branch: string | null;
             /**
              * @example [
              *       {
-             *         "actual": "9b802a242a",
-             *         "detail": "donTZItZQgYKxwppCRbq",
-             *         "name": "jCCRoTqXwMYNFBFjLWYF",
+             *         "actual": "fcf2eee7",
+             *         "detail": null,
+             *         "name": "WPgwACRtptfmjkaQCyWZ",
              *         "passed": true,
-             *         "required": "5f57a229ab"
+             *         "required": "9db35"
              *       }
              *     ]
              */
@@ -1632,19 +1587,19 @@ export interface components {
             /**
              * @example [
              *       {
-             *         "durationMs": 1155,
-             *         "runs": 8942,
-             *         "stage": "JaVwvwfCavOdMzymbMhG",
-             *         "status": "NdYuKdHnxRyzmKdEGann"
+             *         "durationMs": 6862,
+             *         "runs": 5619,
+             *         "stage": "WcwfaokyNksgdXxWewmV",
+             *         "status": "yrYXzKvWQBDhMWsdvPlq"
              *       }
              *     ]
              */
             stages: components["schemas"]["StageDuration"][];
-            /** @example iTeHwDiEPOQmykdUisvt */
+            /** @example lfOcyKDdHxYTTbXWSQOe */
             status: string;
-            /** @example PgyeMwXycUERazECorYD */
+            /** @example PMTsQBgYyhcmQKkNvjPI */
             taskId: string;
-            /** @example onzCvIOlPUbXIadASyQu */
+            /** @example GsyYYKcQMLpFZQPKwovi */
             title: string | null;
             usage: components["schemas"]["UsageView"];
         };
@@ -1654,22 +1609,21 @@ export interface components {
          *       "tasks": [
          *         {
          *           "criteria": {
-         *             "PjuFRDiFtjmSlViOJUir": "IgEfupggdQIyICWsKVdy"
+         *             "hPhkcAzVXLhrzzvESueU": "uKKPZsWRFwEIMdIypzMd"
          *           },
          *           "dependencies": [
-         *             "JibqqLeYukEdgvENaOsO"
+         *             "xyFFceTKwcEFznQAFKbT"
          *           ],
-         *           "description": "nhRgtKueKqEFWWIrtzWV",
+         *           "description": "WxUbAVLzhNFKmXgvVIAn",
          *           "files": [
-         *             "xSDbQBfrKmLMlgYBfvGR"
+         *             "zyFHaOtVHLXvGsDgaWTR"
          *           ],
-         *           "id": "dHaGqMXIDOOWPfFUyjaw",
+         *           "id": "LrgBJukBgvfPBPvBIJuX",
          *           "notes": [
-         *             "iPMBMxTVIWiPhSVAEGKa"
+         *             "YqNQFFrAKRGwJxazICvj"
          *           ],
-         *           "parent": "OoLCdMhGlsgqVeXsVNla",
-         *           "status": "pending",
-         *           "title": "tCWWqzNPgYofoDXJiKUJ",
+         *           "status": "done",
+         *           "title": "mivoNBEHqLyqRwSEMpRB",
          *           "type": "atomic"
          *         }
          *       ]
@@ -1680,38 +1634,38 @@ export interface components {
              * @example [
              *       {
              *         "criteria": {
-             *           "MhEeDVvVOUmOKsPNnFAB": "lxdRilLXEqueaNHqiwXh"
+             *           "TkznHRFizkCaouhJbZQm": "CrxjmLgyPMQiNDkvytBU"
              *         },
              *         "dependencies": [
-             *           "tTfuiuLyCNyQUxoMtLYC"
+             *           "wIegLdBBQwkreMdGxHhP"
              *         ],
-             *         "description": "CWtPIsqdAEhIZEArvKRv",
+             *         "description": "mBGBTvXlkTgMPOPwJGaA",
              *         "files": [
-             *           "hdikVgHLMLeJsOqHQgRS"
+             *           "DLposvemCHZAkjpTntCB"
              *         ],
-             *         "id": "XWfYOvmHOpNpLgXMtomX",
+             *         "id": "jFbIATAndpWRrnAYGKfV",
              *         "notes": [
-             *           "lxlPwoGeJbnPsSMYiilc"
+             *           "ZBvrZJAIepfMLZuZJNvV"
              *         ],
-             *         "status": "blocked",
-             *         "title": "FEPsMBInpETYqCQeUdwQ",
-             *         "type": "atomic"
+             *         "status": "in_progress",
+             *         "title": "tlClPBCVyJxzsGjPnqFL",
+             *         "type": "phase"
              *       }
              *     ]
              */
             tasks: components["schemas"]["TaskDefinition"][];
         };
-        /**
-         * TaskUpdate
-         * @example {
-         *       "status": "done"
-         *     }
-         */
+        /** TaskUpdate */
         TaskUpdate: {
             description?: string | null;
-            /** @enum {null|string} */
-            status?: "pending" | "in_progress" | "done" | "blocked" | null;
+            status?: ("blocked" | "done" | "in_progress" | "pending") | null;
             title?: string | null;
+        } | {
+            status: unknown;
+        } | {
+            title: unknown;
+        } | {
+            description: unknown;
         };
         /**
          * Totals
@@ -1729,42 +1683,73 @@ export interface components {
         /**
          * TransitionAccepted
          * @example {
-         *       "executionId": "gbteuNECqPDEHCpeurJu",
-         *       "previousStatus": "mwCTmhCtoBDTjPqXNYLr",
-         *       "status": "cDuMkgVrpYGycXeScJAj"
+         *       "executionId": "mwCTmhCtoBDTjPqXNYLr",
+         *       "previousStatus": "cDuMkgVrpYGycXeScJAj",
+         *       "status": "xHpSrWbKTjUahsCTfHQc"
          *     }
          */
         TransitionAccepted: {
-            /** @example RbAstyRAJLxRtzbkvyfD */
-            executionId: string;
             /** @example sxLcnNsHbQdkNEVFtHKX */
-            previousStatus: string;
+            executionId: string;
             /** @example YVjRxWhYtSWABLGlIaVW */
+            previousStatus: string;
+            /** @example gbteuNECqPDEHCpeurJu */
             status: string;
+        };
+        /**
+         * UsageTotals
+         * @example {
+         *       "containers": 7415,
+         *       "cost": -186.359997412438,
+         *       "cpuSeconds": null,
+         *       "implementRounds": 8697,
+         *       "peakMemoryBytes": null,
+         *       "tokensReceived": 8570,
+         *       "tokensSent": 8910,
+         *       "wallSeconds": 913359.426713858
+         *     }
+         */
+        UsageTotals: {
+            /** @example 8471 */
+            containers: number;
+            /** @example 9234.44798466741 */
+            cost: number | null;
+            /** @example -449097.533539948 */
+            cpuSeconds: number | null;
+            /** @example 3514 */
+            implementRounds: number;
+            /** @example 4688 */
+            peakMemoryBytes: number | null;
+            /** @example 2480 */
+            tokensReceived: number | null;
+            /** @example 8261 */
+            tokensSent: number | null;
+            /** @example 41113531536766.4 */
+            wallSeconds: number | null;
         };
         /**
          * UsageView
          * @example {
-         *       "cost": -17142153081.271,
-         *       "cpuSeconds": 7525686294.26625,
-         *       "peakMemoryBytes": null,
-         *       "tokensReceived": 747,
-         *       "tokensSent": null,
-         *       "wallSeconds": -503513.142641171
+         *       "cost": null,
+         *       "cpuSeconds": null,
+         *       "peakMemoryBytes": 2122,
+         *       "tokensReceived": null,
+         *       "tokensSent": 5342,
+         *       "wallSeconds": null
          *     }
          */
         UsageView: {
-            /** @example -698222927309.512 */
+            /** @example 9642458153798.6 */
             cost: number | null;
-            /** @example 468469569315.844 */
+            /** @example -6461277735024.38 */
             cpuSeconds: number | null;
-            /** @example 5934 */
+            /** @example 371 */
             peakMemoryBytes: number | null;
-            /** @example 617 */
+            /** @example 9106 */
             tokensReceived: number | null;
-            /** @example 4402 */
+            /** @example 7022 */
             tokensSent: number | null;
-            /** @example -61.708380262357 */
+            /** @example -4.7885183074576 */
             wallSeconds: number | null;
         };
         /**
@@ -1844,17 +1829,7 @@ export interface components {
             /** @example DVLITGWaNoYUQReaubYe */
             taskId: string;
         };
-        /**
-         * VerifyRequestBody
-         * @example {
-         *       "branch": "task/1-1-add-and-subtract",
-         *       "criteria": {
-         *         "test.coverage": "≥80%"
-         *       },
-         *       "projectId": "customer-123/project-abc",
-         *       "taskId": "1.1"
-         *     }
-         */
+        /** VerifyRequestBody */
         VerifyRequestBody: {
             /** @example task/1-1-add-and-subtract */
             branch: string;
