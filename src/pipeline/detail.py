@@ -2,24 +2,23 @@
 attempts, criteria results, stage durations and usage; its error records; and the actions
 its status allows now.
 
-``read`` holds the SQL (three short statements in the caller's transaction); everything
-else is pure, so the view's rules are unit-tested without a database.
+``read`` gathers the rows through the store port (``tx.executions.get`` and
+``tx.details.of_execution``); everything else is pure, so the view's rules are unit-tested
+without a database.
 """
 
 from __future__ import annotations
 
 import uuid
 from collections.abc import Iterable, Mapping
-from datetime import datetime
 from typing import Any
 
 import msgspec
-from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncSession
 
-from pipeline import executions
-from pipeline.executions import ExecutionRow
 from pipeline.lifecycle import TRANSITIONS, Action, Status
+from pipeline.store.details import ErrorRecord, StageRunUse
+from pipeline.store.executions import ExecutionRow
+from pipeline.store.port import Tx
 from pipeline.stream import iso
 
 USAGE_FIELDS = ("tokensSent", "tokensReceived", "cost", "cpuSeconds", "peakMemoryBytes",
@@ -29,83 +28,25 @@ PEAK = "peakMemoryBytes"
 """Summed like the others would be meaningless: a task's or execution's peak is the max."""
 CONTROL_ACTIONS = (Action.PAUSE, Action.RESUME, Action.STOP)
 """What a client may do to a running execution (initialize starts a new one)."""
-MAX_ERRORS = 200
-"""Error records listed, newest first; ``errorCount`` says how many there are."""
-MAX_STAGE_RUNS = 20_000
-"""Stage runs read per execution: far beyond any real run, a bound on a pathological one."""
-
-
-class StageRun(msgspec.Struct, frozen=True, kw_only=True):
-    task_id: str
-    stage: str
-    attempt: int
-    status: str
-    duration_ms: int | None
-    usage: dict[str, Any] | None
-    criteria: dict[str, Any] | None
-    """VERIFY's results per criterion (``{passed, actual, required, detail}``), else None."""
-
-
-class ErrorRecord(msgspec.Struct, frozen=True, kw_only=True):
-    id: uuid.UUID
-    task_id: str | None
-    stage: str
-    classification: str
-    message: str
-    attempts: int
-    created_at: datetime
-
 
 class DetailRows(msgspec.Struct, frozen=True, kw_only=True):
     execution: ExecutionRow
     tasks: dict[str, Any]
     """The event's ``task_context.tasks``: what each stage said about its task."""
-    runs: list[StageRun]
+    runs: list[StageRunUse]
     errors: list[ErrorRecord]
+    """Newest first, at most ``store.details.MAX_ERRORS``; ``error_count`` counts all."""
     error_count: int
 
 
-async def read(session: AsyncSession, execution_id: uuid.UUID) -> DetailRows | None:
+async def read(tx: Tx, execution_id: uuid.UUID) -> DetailRows | None:
     """The rows behind one execution's detail, or None when there is no such execution."""
-    execution = await executions.get(session, execution_id)
+    execution = await tx.executions.get(execution_id)
     if execution is None:
         return None
-    tasks = (await session.execute(
-        text("SELECT task_context -> 'tasks' FROM events WHERE id = :id"),
-        {"id": execution.event_id},
-    )).scalar_one_or_none()
-    runs = (await session.execute(
-        text(
-            "SELECT task_id, stage, attempt, status, duration_ms, usage, "
-            "CASE WHEN stage = 'VERIFY' THEN result -> 'results' END AS criteria "
-            "FROM stage_runs WHERE execution_id = :e ORDER BY id LIMIT :n"
-        ),
-        {"e": execution_id, "n": MAX_STAGE_RUNS},
-    )).mappings().all()
-    errors = (await session.execute(
-        text(
-            "SELECT id, task_id, stage, classification, message, attempts, created_at, "
-            "count(*) OVER () AS total FROM errors WHERE execution_id = :e "
-            "ORDER BY created_at DESC, id LIMIT :n"
-        ),
-        {"e": execution_id, "n": MAX_ERRORS},
-    )).mappings().all()
-    return DetailRows(
-        execution=execution,
-        tasks=dict(tasks) if isinstance(tasks, dict) else {},
-        runs=[StageRun(
-            task_id=str(r["task_id"]), stage=str(r["stage"]), attempt=int(r["attempt"]),
-            status=str(r["status"]), duration_ms=r["duration_ms"],
-            usage=r["usage"] if isinstance(r["usage"], dict) else None,
-            criteria=r["criteria"] if isinstance(r["criteria"], dict) else None,
-        ) for r in runs],
-        errors=[ErrorRecord(
-            id=r["id"], task_id=r["task_id"], stage=str(r["stage"]),
-            classification=str(r["classification"]), message=str(r["message"]),
-            attempts=int(r["attempts"]), created_at=r["created_at"],
-        ) for r in errors],
-        error_count=int(errors[0]["total"]) if errors else 0,
-    )
+    parts = await tx.details.of_execution(execution_id, execution.event_id)
+    return DetailRows(execution=execution, tasks=parts.tasks, runs=parts.runs,
+                      errors=parts.errors, error_count=parts.error_count)
 
 
 # --------------------------------------------------------------------------- pure parts
@@ -142,7 +83,7 @@ def usage_total(usages: Iterable[Mapping[str, Any] | None]) -> dict[str, Any]:
     return total
 
 
-def _stages(runs: list[StageRun]) -> list[dict[str, Any]]:
+def _stages(runs: list[StageRunUse]) -> list[dict[str, Any]]:
     """Per stage, in the order first run: how many runs, their summed duration, the last
     run's status."""
     out: dict[str, dict[str, Any]] = {}
@@ -155,7 +96,7 @@ def _stages(runs: list[StageRun]) -> list[dict[str, Any]]:
     return list(out.values())
 
 
-def _criteria(runs: list[StageRun]) -> list[dict[str, Any]]:
+def _criteria(runs: list[StageRunUse]) -> list[dict[str, Any]]:
     """The last VERIFY round's result per criterion: required vs actual, passed."""
     for run in reversed(runs):
         if run.stage == "VERIFY" and run.criteria is not None:
@@ -177,7 +118,7 @@ def _summary(value: Any) -> Mapping[str, Any]:
     return value if isinstance(value, dict) else {}
 
 
-def _task(task_id: str, summary: Mapping[str, Any], runs: list[StageRun]) -> dict[str, Any]:
+def _task(task_id: str, summary: Mapping[str, Any], runs: list[StageRunUse]) -> dict[str, Any]:
     attempts = max([r.attempt for r in runs if r.stage in ("IMPLEMENT", "VERIFY")], default=0)
     recorded = summary.get("attempts")
     if isinstance(recorded, int) and not isinstance(recorded, bool):
@@ -204,7 +145,7 @@ def assemble(rows: DetailRows) -> dict[str, Any]:
     """The execution's detail in wire form (camelCase), from its rows. Error messages are
     as stored (redacted when written); the gateway redacts them again."""
     execution = rows.execution
-    by_task: dict[str, list[StageRun]] = {}
+    by_task: dict[str, list[StageRunUse]] = {}
     for run in rows.runs:
         if _is_task(run.task_id):
             by_task.setdefault(run.task_id, []).append(run)

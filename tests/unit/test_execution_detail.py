@@ -8,9 +8,11 @@ from datetime import UTC, datetime
 
 import pytest
 
-from pipeline.detail import DetailRows, ErrorRecord, StageRun, actions, assemble, usage_total
-from pipeline.executions import ExecutionRow
+from pipeline.detail import DetailRows, actions, assemble, usage_total
 from pipeline.lifecycle import Status
+from pipeline.store.details import ErrorRecord
+from pipeline.store.details import StageRunUse as StageRun
+from pipeline.store.executions import ExecutionRow
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 

@@ -142,8 +142,8 @@ async def execution_detail(
     request: Request[Any, Any, Any], execution_id: FromPath[uuid.UUID]
 ) -> Response[bytes]:
     principal = principal_of(request)
-    async with store_of(request).transaction() as session:
-        rows = await detail.read(session, execution_id)
+    async with store_of(request).tx() as tx:
+        rows = await detail.read(tx, execution_id)
     if rows is None:
         raise Problem(404, "no such execution")
     require_read(principal, rows.execution.project_id)

@@ -21,6 +21,7 @@ from typing import Any
 import msgspec
 
 from pipeline.store.audit import AuditRow, NewAuditEntry
+from pipeline.store.details import MAX_ERRORS, MAX_STAGE_RUNS, DetailParts, error_of, run_of
 from pipeline.store.executions import (
     ACTIVE,
     EventRow,
@@ -60,6 +61,7 @@ class Tables:
         self.stream_pos = 0
         self.idempotency: dict[tuple[str, str], dict[str, Any]] = {}
         self.audit: list[dict[str, Any]] = []
+        self.errors: list[dict[str, Any]] = []
         self.notified: list[tuple[str, str]] = []
         """``(channel, payload)`` of every NOTIFY committed."""
         self.ids = itertools.count(1)
@@ -328,6 +330,25 @@ class MemoryAudit(_Base):
                 if a["execution_id"] == execution_id]
 
 
+class MemoryDetails(_Base):
+    async def of_execution(self, execution_id: uuid.UUID, event_id: uuid.UUID) -> DetailParts:
+        event = self.t.events.get(event_id) or {}
+        tasks = dict(event.get("task_context") or {}).get("tasks")
+        runs = [r for r in self.t.stage_runs if r["execution_id"] == execution_id]
+        errors = sorted((e for e in self.t.errors if e["execution_id"] == execution_id),
+                        key=lambda e: str(e["id"]))
+        errors.sort(key=lambda e: e["created_at"], reverse=True)  # newest first, then by id
+        return DetailParts(
+            tasks=copy.deepcopy(tasks) if isinstance(tasks, dict) else {},
+            runs=[run_of({**r, "duration_ms": r.get("duration_ms"), "usage": r.get("usage"),
+                          "criteria": (r.get("result") or {}).get("results")
+                          if r["stage"] == "VERIFY" else None})
+                  for r in runs[:MAX_STAGE_RUNS]],
+            errors=[error_of({"attempts": 1, **e}) for e in errors[:MAX_ERRORS]],
+            error_count=len(errors),
+        )
+
+
 class MemoryUsage(_Base):
     async def daily(self, customer_id: str, start: datetime, stop: datetime,
                     project_id: str | None = None) -> list[DayUsage]:
@@ -360,6 +381,7 @@ class MemoryTx:
         self.idempotency = MemoryIdempotency(store)
         self.audit = MemoryAudit(store)
         self.usage = MemoryUsage(store)
+        self.details = MemoryDetails(store)
 
 
 class MemoryStore:

@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from pipeline.store.audit import PgAudit
 from pipeline.store.common import Conn
+from pipeline.store.details import PgDetails
 from pipeline.store.executions import PgExecutions
 from pipeline.store.idempotency import PgIdempotency
 from pipeline.store.notifications import PgNotifications
@@ -61,6 +62,10 @@ class PgTx:
     @cached_property
     def usage(self) -> PgUsage:
         return PgUsage(self.conn)
+
+    @cached_property
+    def details(self) -> PgDetails:
+        return PgDetails(self.conn)
 
 
 def _jsonb_encode(value: str) -> bytes:

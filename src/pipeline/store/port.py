@@ -13,6 +13,7 @@ from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 from pipeline.store.audit import AuditRow, NewAuditEntry
+from pipeline.store.details import DetailParts
 from pipeline.store.executions import (
     EventRow,
     ExecutionRow,
@@ -116,6 +117,13 @@ class Usage(Protocol):
     async def of_execution(self, execution_id: uuid.UUID) -> UsageSums: ...
 
 
+class Details(Protocol):
+    async def of_execution(self, execution_id: uuid.UUID, event_id: uuid.UUID) -> DetailParts:
+        """What one execution's detail is read from (its event's task summaries, its stage
+        runs and error records)."""
+        ...
+
+
 class Tx(Protocol):
     """One transaction and the queries that run in it."""
 
@@ -142,6 +150,9 @@ class Tx(Protocol):
 
     @property
     def usage(self) -> Usage: ...
+
+    @property
+    def details(self) -> Details: ...
 
 
 class StorePort(Protocol):
