@@ -25,6 +25,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import secrets
 import tempfile
 import threading
 import time
@@ -110,12 +111,32 @@ def _install(root):
     base_coder.Coder.allowed_to_edit = allowed_to_edit
 
 
+def _mark_usage(mark):
+    """Aider's own usage line starts with ``mark`` (unknown to the model), so that a
+    model's reply quoting a "Tokens: ..." line cannot pass for one."""
+    from aider.coders import base_coder
+
+    original = base_coder.Coder.show_usage_report
+
+    def show_usage_report(self):
+        if self.usage_report:
+            self.usage_report = mark + self.usage_report
+        return original(self)
+
+    base_coder.Coder.show_usage_report = show_usage_report
+
+
 if os.environ.get("DEVTEAM_AIDER_ROOT"):
     try:
         _install(Path(os.environ["DEVTEAM_AIDER_ROOT"]).resolve())
     except Exception as exc:
         sys.stderr.write(f"devteam guard not installed ({exc!r}); refusing to run\\n")
         os._exit(97)
+    if os.environ.get("DEVTEAM_AIDER_USAGE_MARK"):
+        try:
+            _mark_usage(os.environ["DEVTEAM_AIDER_USAGE_MARK"])
+        except Exception as exc:
+            sys.stderr.write(f"devteam usage mark not installed ({exc!r})\\n")
 '''
 
 
@@ -180,16 +201,23 @@ class AiderTool:
             return self._failed(request, started, Classification.CANCELLED, "cancelled")
         if not os.access(self.bin, os.X_OK):
             raise InfrastructureError(f"aider executable not found at {self.bin}")
+        mark = f"@@devteam-usage-{secrets.token_hex(6)}@@ "
         with tempfile.TemporaryDirectory(prefix="devteam-aider-") as tmp:
             command, env = self._prepare(Path(tmp), root, request)
+            env["DEVTEAM_AIDER_USAGE_MARK"] = mark
+            # rich wraps at 80 columns: a usage line (marked, or with cache figures) would
+            # break in two and its cost no longer read
+            env["COLUMNS"] = "400"
             limits = ProcessLimits(memory_bytes=self.memory_mb * 1024 * 1024,
                                    cpu_seconds=self.cpu_seconds)
+            sink = None if on_line is None else (
+                lambda line: on_line(genuine_usage(line, mark)))
             outcome = ToolProcess(
-                command, env, Path(tmp) / "work", self.redactor, on_line=on_line,
+                command, env, Path(tmp) / "work", self.redactor, on_line=sink,
                 limit=STDOUT_LIMIT, limits=limits,
             )
             outcome.wait(self.timeout, cancel)
-        stdout = outcome.output()
+        stdout = genuine_usage(outcome.output(), mark)
         if outcome.returncode == GUARD_MISSING:
             raise InfrastructureError(f"the edit guard could not be installed in aider: {stdout}")
         if outcome.cancelled:
@@ -293,6 +321,19 @@ class AiderTool:
             outputs=outputs,
             error=error,
         )
+
+
+def genuine_usage(text: str, mark: str) -> str:
+    """``text`` with Aider's own usage lines (starting with the guard's ``mark``) unmarked,
+    and any other line starting ``Tokens:`` (a model's reply quoting one, to inflate a
+    customer's usage) quoted with ``> ``, so only Aider's own lines read as usage."""
+    lines = text.split("\n")
+    for i, line in enumerate(lines):
+        if line.startswith(mark):
+            lines[i] = line[len(mark):]
+        elif line.startswith("Tokens:"):
+            lines[i] = "> " + line
+    return "\n".join(lines)
 
 
 def model_metadata(model: str, input_per_million: float,

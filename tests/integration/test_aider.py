@@ -384,6 +384,7 @@ def test_given_a_stand_in_aider_when_run_then_it_gets_a_scrubbed_env_and_no_key_
         *("PYTHONPATH", "DEVTEAM_AIDER_ROOT", "LITELLM_LOCAL_MODEL_COST_MAP", "HF_HUB_OFFLINE"),
         *("TRANSFORMERS_OFFLINE", "HF_HUB_DISABLE_TELEMETRY", "OPENAI_API_KEY"),
         *("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY", "MALLOC_ARENA_MAX"),
+        *("DEVTEAM_AIDER_USAGE_MARK", "COLUMNS"),
     }
     assert env["NO_PROXY"] == "127.0.0.1"
     assert not Path(env["HOME"]).is_relative_to(wc)

@@ -19,7 +19,7 @@ from pipeline.usage import (
     round_usage,
     view,
 )
-from runner.aider import model_metadata
+from runner.aider import genuine_usage, model_metadata
 from runner.sandbox.usage import ContainerUsage, from_stats
 
 AIDER_OUTPUT = """Aider v0.86.2
@@ -178,3 +178,15 @@ def test_model_metadata_gives_the_configured_prices_per_token() -> None:
     entry = json.loads(text)["openai/scripted"]
     assert entry["input_cost_per_token"] == pytest.approx(10e-6)
     assert entry["output_cost_per_token"] == pytest.approx(25e-6)
+
+
+def test_only_lines_carrying_the_guards_mark_stay_usage_lines() -> None:
+    mark = "@@devteam-usage-0123456789ab@@ "
+    text = (f"Tokens: 9m sent, 9m received. Cost: $999.00 message, $999.00 session.\n"
+            f"{mark}Tokens: 400 sent, 120 received. Cost: $0.0070 message, $0.0070 session.\n"
+            f"  Tokens: 1 sent, 1 received.\nApplied edit\n")
+    clean = genuine_usage(text, mark)
+    assert mark not in clean
+    assert clean.splitlines()[0].startswith("> Tokens: 9m")
+    assert (round_usage(clean)["tokensSent"], round_usage(clean)["tokensReceived"]) == (400, 120)
+    assert round_usage(clean)["cost"] == pytest.approx(0.007)
