@@ -4,8 +4,9 @@
    replay the stored response byte for byte with ``Idempotent-Replayed: true``; different
    body → 422; still in flight → 409; expired (6 h) → treated as new.
 2. The operation runs inside ``store.unit()`` and the finished response is written in the
-   same transaction as the operation's own changes, so a state change is never recorded
-   without its response (or the reverse). A 5xx frees the key for a retry.
+   same transaction as the operation's own changes (the store port joins the unit), so
+   a state change is never recorded without its response (or the reverse). A 5xx frees
+   the key for a retry.
 3. The claim is locked for ``gateway.idempotency_lock_seconds`` (60 s) and, while the
    operation runs, renewed every third of that (``locked_until`` moved forward), so a
    retry answers 409 however long the operation takes (an Aider run on ``/implement``
@@ -23,11 +24,9 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import timedelta
 from typing import Any
 
-import msgspec
+import asyncpg
 import structlog
 from litestar import Request, Response
-from sqlalchemy import text
-from sqlalchemy.exc import SQLAlchemyError
 
 from gateway.auth import Principal
 from gateway.http import settings_of
@@ -100,8 +99,7 @@ async def run(
             await _release(store, principal.user_id, key)
             raise
         response = problem_response(request, problem)
-        async with store.transaction() as session:
-            await _finish(session, principal.user_id, key, response)
+        await _finish(store, principal.user_id, key, response)
         return response
     except BaseException:
         await _release(store, principal.user_id, key)
@@ -121,15 +119,14 @@ async def _run(
 ) -> Response[bytes]:
     """The operation, and its response stored when it is not a 5xx."""
     if atomic:
-        async with store.unit() as session:
+        async with store.unit():
             response = await operation()
             if (response.status_code or 200) < 500:
-                await _finish(session, user, key, response)
+                await _finish(store, user, key, response)
         return response
     response = await operation()
     if (response.status_code or 200) < 500:
-        async with store.transaction() as session:
-            await _finish(session, user, key, response)
+        await _finish(store, user, key, response)
     return response
 
 
@@ -162,109 +159,69 @@ async def _renew_until(
         if stop.is_set():
             return
         try:
-            async with store.transaction() as session:
-                await session.execute(
-                    text(
-                        "UPDATE idempotency_keys SET locked_until = now() + :lock "
-                        "WHERE user_id = :u AND key = :k AND status = 'in_flight'"
-                    ),
-                    {"u": user, "k": key, "lock": lock},
-                )
-        except (StoreUnavailable, SQLAlchemyError, OSError) as exc:
+            async with store.tx() as tx:
+                await tx.idempotency.renew(user, key, lock=lock)
+        except (StoreUnavailable, asyncpg.PostgresError, OSError) as exc:
             _log.warning("idempotency.renewal_failed", error=type(exc).__name__)
 
 
 async def _claim(
     store: Store, user: str, key: str, digest: str, lock: timedelta
 ) -> Response[bytes] | None:
-    async with store.transaction() as session:
-        inserted = (
-            await session.execute(
-                text(
-                    "INSERT INTO idempotency_keys (user_id, key, request_hash, status, "
-                    "locked_until, expires_at) VALUES (:u, :k, :h, 'in_flight', "
-                    "now() + :lock, now() + :ttl) ON CONFLICT DO NOTHING RETURNING key"
-                ),
-                {"u": user, "k": key, "h": digest, "lock": lock, "ttl": TTL},
-            )
-        ).scalar_one_or_none()
-        if inserted is not None:
+    async with store.tx() as tx:
+        if await tx.idempotency.insert(user, key, digest, lock=lock, ttl=TTL):
             return None
-        row = (
-            await session.execute(
-                text(
-                    "SELECT request_hash, status, response_status, response_headers, "
-                    "response_body, locked_until > now(), expires_at <= now() "
-                    "FROM idempotency_keys WHERE user_id = :u AND key = :k FOR UPDATE"
-                ),
-                {"u": user, "k": key},
-            )
-        ).one()
-        stored_hash, status, code, headers, body, locked, expired = row
-        if expired or (status == "in_flight" and not locked and stored_hash == digest):
-            await session.execute(
-                text(
-                    "UPDATE idempotency_keys SET request_hash = :h, status = 'in_flight', "
-                    "response_status = NULL, response_headers = NULL, response_body = NULL, "
-                    "locked_until = now() + :lock, created_at = now(), expires_at = now() + :ttl "
-                    "WHERE user_id = :u AND key = :k"
-                ),
-                {"u": user, "k": key, "h": digest, "lock": lock, "ttl": TTL},
-            )
+        row = await tx.idempotency.lock(user, key)
+        if row is None and await tx.idempotency.insert(user, key, digest, lock=lock, ttl=TTL):
+            return None  # released or swept between the two statements: claimed now
+        if row is None:
+            raise _in_flight()
+        if row.expired or (row.status == "in_flight" and not row.locked
+                           and row.request_hash == digest):
+            await tx.idempotency.retake(user, key, digest, lock=lock, ttl=TTL)
             return None
-        if stored_hash != digest:
+        if row.request_hash != digest:
             raise Problem(
                 422,
                 "this Idempotency-Key was already used with a different request body",
                 type_="https://devteam.dev/problems/idempotency-key-reused",
             )
-        if status == "in_flight":
-            raise Problem(
-                409,
-                "a request with this Idempotency-Key is still being processed",
-                type_="https://devteam.dev/problems/idempotency-in-flight",
-                headers={"Retry-After": "1"},
-            )
-        replay_headers = dict(headers or {})
+        if row.status == "in_flight":
+            raise _in_flight()
+        replay_headers = dict(row.response_headers or {})
         replay_headers["Idempotent-Replayed"] = "true"
         return Response(
-            content=bytes(body or b""),
-            status_code=int(code),
+            content=row.response_body or b"",
+            status_code=int(row.response_status or 200),
             headers=replay_headers,
             media_type=replay_headers.pop("content-type", "application/json"),
         )
 
 
-async def _finish(session: Any, user: str, key: str, response: Response[bytes]) -> None:
-    body = response.content if isinstance(response.content, bytes) else b""
-    headers = {k: v for k, v in response.headers.items() if k.lower() in _REPLAY_HEADERS}
-    headers["content-type"] = response.media_type or "application/json"
-    await session.execute(
-        text(
-            "UPDATE idempotency_keys SET status = 'completed', response_status = :s, "
-            "response_headers = CAST(:hd AS jsonb), response_body = :b "
-            "WHERE user_id = :u AND key = :k"
-        ),
-        {"s": response.status_code, "hd": msgspec.json.encode(headers).decode(), "b": body,
-         "u": user, "k": key},
+def _in_flight() -> Problem:
+    return Problem(
+        409,
+        "a request with this Idempotency-Key is still being processed",
+        type_="https://devteam.dev/problems/idempotency-in-flight",
+        headers={"Retry-After": "1"},
     )
 
 
+async def _finish(store: Store, user: str, key: str, response: Response[bytes]) -> None:
+    """Store the response (in the unit's transaction when one is open)."""
+    body = response.content if isinstance(response.content, bytes) else b""
+    headers = {k: v for k, v in response.headers.items() if k.lower() in _REPLAY_HEADERS}
+    headers["content-type"] = response.media_type or "application/json"
+    async with store.tx() as tx:
+        await tx.idempotency.finish(user, key, response.status_code or 200, headers, body)
+
+
 async def _release(store: Store, user: str, key: str) -> None:
-    async with store.transaction() as session:
-        await session.execute(
-            text(
-                "DELETE FROM idempotency_keys WHERE user_id = :u AND key = :k "
-                "AND status = 'in_flight'"
-            ),
-            {"u": user, "k": key},
-        )
+    async with store.tx() as tx:
+        await tx.idempotency.release(user, key)
 
 
 async def sweep(store: Store) -> int:
     """Delete expired keys (run periodically by the gateway)."""
-    async with store.transaction() as session:
-        result = await session.execute(
-            text("DELETE FROM idempotency_keys WHERE expires_at <= now()")
-        )
-        return int(getattr(result, "rowcount", 0) or 0)
+    async with store.tx() as tx:
+        return await tx.idempotency.sweep()

@@ -6,8 +6,11 @@ import uuid
 from typing import Any
 
 import msgspec
-from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
+
+from pipeline.store.audit import NewAuditEntry
+from pipeline.store.pg import as_tx
+from pipeline.store.port import Tx
 
 
 class Principal(msgspec.Struct, frozen=True, kw_only=True):
@@ -22,7 +25,7 @@ SYSTEM = "system:pipeline"
 
 
 async def record(
-    session: AsyncSession,
+    db: AsyncSession | Tx,
     *,
     principal: Principal,
     action: str,
@@ -30,17 +33,8 @@ async def record(
     execution_id: uuid.UUID | None = None,
     details: dict[str, Any] | None = None,
 ) -> None:
-    await session.execute(
-        text(
-            "INSERT INTO audit_log (user_id, action, project_id, execution_id, correlation_id, "
-            "details) VALUES (:u, :a, :p, :e, :c, CAST(:d AS jsonb))"
-        ),
-        {
-            "u": principal.user_id,
-            "a": action,
-            "p": project_id,
-            "e": execution_id,
-            "c": principal.correlation_id,
-            "d": msgspec.json.encode(details or {}).decode(),
-        },
-    )
+    tx = await as_tx(db)
+    await tx.audit.record(NewAuditEntry(
+        user_id=principal.user_id, action=action, project_id=project_id,
+        execution_id=execution_id, correlation_id=principal.correlation_id,
+        details=details or {}))

@@ -17,6 +17,9 @@ from pipeline.audit import Principal
 from pipeline.db import Store
 from pipeline.lifecycle import Action, PauseReason, Stage, Status, TransitionError, target
 from pipeline.outbox import StageCommand
+from pipeline.store.executions import NewEvent, NewExecution
+from pipeline.store.pg import as_tx
+from pipeline.store.port import Tx
 from runner.git.remote import parse_remote_url
 
 WORKFLOW_TYPE = "DEVTEAM_AUTOMATION"
@@ -61,28 +64,12 @@ def customer_of(project_id: str) -> str:
     return project_id.split("/", 1)[0]
 
 
-async def _upsert_project(
-    session: AsyncSession, project_id: str, repository_url: str | None
-) -> None:
+async def _upsert_project(tx: Tx, project_id: str, repository_url: str | None) -> None:
     if repository_url is not None:
         # Whatever the caller checked: a URL carrying credentials is never stored.
         parse_remote_url(repository_url)
-        await session.execute(
-            text(
-                "INSERT INTO projects (project_id, customer_id, repository_url) "
-                "VALUES (:p, :c, :u) ON CONFLICT (project_id) DO UPDATE SET "
-                "repository_url = EXCLUDED.repository_url, updated_at = now(), "
-                "default_branch = CASE WHEN projects.repository_url = EXCLUDED.repository_url "
-                "THEN projects.default_branch ELSE NULL END"
-            ),
-            {"p": project_id, "c": customer_of(project_id), "u": repository_url},
-        )
-    found = (
-        await session.execute(
-            text("SELECT 1 FROM projects WHERE project_id = :p FOR UPDATE"), {"p": project_id}
-        )
-    ).scalar_one_or_none()
-    if found is None:
+        await tx.projects.upsert(project_id, customer_of(project_id), repository_url)
+    if not await tx.projects.lock(project_id):
         raise ProjectNotFound(project_id)
 
 
@@ -110,72 +97,56 @@ async def start_execution(
     if idempotency_key is not None:
         digest = _request_hash(project_id=project_id, repository_url=repository_url,
                                stop_point=stop_point, task=task, event_data=event_data)
-    async with store.transaction() as session:
+    async with store.tx() as tx:
         if idempotency_key is not None and digest is not None:
-            prior = await _prior_start(session, principal.user_id, project_id,
+            prior = await _prior_start(tx, principal.user_id, project_id,
                                        idempotency_key, digest)
             if prior is not None:
                 return prior
-        await _upsert_project(session, project_id, repository_url)
-        active = await executions.latest_for_project(session, project_id)
+        await _upsert_project(tx, project_id, repository_url)
+        active = await tx.executions.latest_for_project(project_id)
         if active is not None:
             target(Action.INITIALIZE, active.state)
         event_id, execution_id = uuid.uuid4(), uuid.uuid4()
         data = dict(event_data or {"projectId": project_id})
         if task is not None:
             data.setdefault("task", task)
-        await session.execute(
-            text(
-                "INSERT INTO events (id, workflow_type, data, task_context, project_id, user_id, "
-                "idempotency_key, idempotency_hash, correlation_id) VALUES (:id, :wt, "
-                "CAST(:data AS jsonb), CAST(:ctx AS jsonb), :p, :u, :k, :kh, :c)"
-            ),
-            {
-                "id": event_id,
-                "wt": WORKFLOW_TYPE,
-                "data": msgspec.json.encode(data).decode(),
-                "ctx": msgspec.json.encode(
-                    {
-                        "nodes": {},
-                        "metadata": {
-                            "correlationId": principal.correlation_id,
-                            "executionId": str(execution_id),
-                        },
-                    }
-                ).decode(),
-                "p": project_id,
-                "u": principal.user_id,
-                "k": idempotency_key,
-                "kh": digest,
-                "c": principal.correlation_id,
+        await tx.executions.insert_event(NewEvent(
+            id=event_id,
+            workflow_type=WORKFLOW_TYPE,
+            data=data,
+            task_context={
+                "nodes": {},
+                "metadata": {
+                    "correlationId": principal.correlation_id,
+                    "executionId": str(execution_id),
+                },
             },
-        )
-        await session.execute(
-            text(
-                "INSERT INTO executions (id, project_id, customer_id, event_id, user_id, status, "
-                "stop_point, single_task_id, correlation_id) VALUES (:id, :p, :cu, :e, :u, "
-                ":s, :sp, :st, :c)"
-            ),
-            {
-                "id": execution_id,
-                "p": project_id,
-                "cu": customer_of(project_id),
-                "e": event_id,
-                "u": principal.user_id,
-                "s": Status.INITIALIZING.value,
-                "sp": stop_point,
-                "st": (task or {}).get("id"),
-                "c": principal.correlation_id,
-            },
-        )
+            project_id=project_id,
+            user_id=principal.user_id,
+            idempotency_key=idempotency_key,
+            idempotency_hash=digest,
+            correlation_id=principal.correlation_id,
+        ))
+        row = await tx.executions.insert(NewExecution(
+            id=execution_id,
+            project_id=project_id,
+            customer_id=customer_of(project_id),
+            event_id=event_id,
+            user_id=principal.user_id,
+            status=Status.INITIALIZING.value,
+            stop_point=stop_point,
+            single_task_id=(task or {}).get("id"),
+            correlation_id=principal.correlation_id,
+        ))
         command_id = await outbox.enqueue(
-            session,
+            tx,
             StageCommand(execution_id=str(execution_id), stage=Stage.INIT),
             customer_id=customer_of(project_id),
             correlation_id=principal.correlation_id,
         )
         await audit.record(
-            session,
+            tx,
             principal=principal,
             action="execution.start",
             project_id=project_id,
@@ -186,9 +157,9 @@ async def start_execution(
                 "taskId": (task or {}).get("id"),
             },
         )
-        row = await executions.get(session, execution_id)
-        assert row is not None
-        await stream.append(session, execution_id, [("execution-update", row.update_payload())])
+        # the execution is new in this transaction: no update was sent for it yet
+        await stream.append(tx, execution_id, [("execution-update", row.update_payload())],
+                            previous=None)
         return StartResult(
             event_id=event_id,
             execution_id=execution_id,
@@ -204,30 +175,20 @@ def _request_hash(**parts: Any) -> str:
 
 
 async def _prior_start(
-    session: AsyncSession, user_id: str, project_id: str, key: str, digest: str
+    tx: Tx, user_id: str, project_id: str, key: str, digest: str
 ) -> StartResult | None:
-    row = (
-        await session.execute(
-            text(
-                "SELECT e.id, x.id, e.correlation_id, "
-                "(SELECT min(o.id) FROM outbox o WHERE o.execution_id = x.id), "
-                "e.idempotency_hash FROM events e JOIN executions x ON x.event_id = e.id "
-                "WHERE e.user_id = :u AND e.project_id = :p AND e.idempotency_key = :k"
-            ),
-            {"u": user_id, "p": project_id, "k": key},
-        )
-    ).one_or_none()
-    if row is None:
+    prior = await tx.executions.prior_start(user_id, project_id, key)
+    if prior is None:
         return None
-    if row[4] != digest:
+    if prior.idempotency_hash != digest:
         raise IdempotencyKeyReused(
             "this options.idempotencyKey was already used with a different request")
     return StartResult(
-        event_id=row[0],
-        execution_id=row[1],
-        command_id=int(row[3]),
+        event_id=prior.event_id,
+        execution_id=prior.execution_id,
+        command_id=int(prior.command_id or 0),
         status="accepted",
-        correlation_id=str(row[2]),
+        correlation_id=prior.correlation_id,
         replayed=True,
     )
 
@@ -292,16 +253,7 @@ async def _transition(
 
 
 async def _stage_running(session: AsyncSession, execution_id: uuid.UUID) -> bool:
-    found = (
-        await session.execute(
-            text(
-                "SELECT 1 FROM stage_runs WHERE execution_id = :e AND status = 'running' "
-                "AND lease_until > now() LIMIT 1"
-            ),
-            {"e": execution_id},
-        )
-    ).scalar_one_or_none()
-    return found is not None
+    return await (await as_tx(session)).stage_runs.running(execution_id)
 
 
 async def pause(store: Store, *, principal: Principal, project_id: str) -> TransitionResult:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import contextvars
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import asyncpg
@@ -57,6 +57,27 @@ def make_engine(settings: Settings, *, pool_size: int | None = None) -> AsyncEng
 def asyncpg_dsn(url: str) -> str:
     """The plain ``postgresql://`` DSN asyncpg wants, from the SQLAlchemy URL."""
     return url.replace("postgresql+asyncpg://", "postgresql://", 1)
+
+
+@contextlib.contextmanager
+def _pg_errors() -> Iterator[None]:
+    """asyncpg's "cannot serve you now" errors as ``StoreUnavailable``."""
+    try:
+        yield
+    except (OSError, ConnectionError, TimeoutError, asyncpg.InterfaceError,
+            asyncpg.PostgresConnectionError) as exc:
+        raise StoreUnavailable(f"database unavailable: {type(exc).__name__}") from exc
+    except asyncpg.PostgresError as exc:
+        if str(getattr(exc, "sqlstate", "") or "")[:2] in _UNAVAILABLE_CLASSES:
+            raise StoreUnavailable("database unavailable") from exc
+        raise
+
+
+async def _keep_session(_conn: Any) -> None:
+    """A pooled connection goes back as it is (asyncpg has already ended any transaction
+    left open): the port sets no session state, takes no session advisory lock and
+    listens to nothing, so the default reset's round trip (``RESET ALL``, ``UNLISTEN *``,
+    ...) on every release is saved."""
 
 
 class _Unit:
@@ -151,6 +172,19 @@ class Store:
         async with self._pg_tx() as tx:
             yield tx
 
+    @contextlib.asynccontextmanager
+    async def reads(self) -> AsyncIterator[PgTx]:
+        """The store port outside a transaction: each query is a statement of its own
+        (one round trip: for a single read). Inside a ``unit()`` it joins the unit."""
+        if self._unit.get() is not None:
+            async with self.tx() as tx:
+                yield tx
+            return
+        pool = await self.pool()
+        with _pg_errors():
+            async with pool.acquire() as conn:
+                yield PgTx(conn)
+
     async def pool(self) -> Any:
         """The asyncpg pool, created at first use (one per store, so one per app)."""
         if self._pool is None:
@@ -159,7 +193,7 @@ class Store:
                     try:
                         self._pool = await asyncpg.create_pool(
                             self._dsn, min_size=1, max_size=self._pool_size, timeout=5,
-                            init=init_connection,
+                            init=init_connection, reset=_keep_session,
                             server_settings={"application_name": "devteam"})
                     except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError,
                             TimeoutError) as exc:
@@ -170,16 +204,9 @@ class Store:
     @contextlib.asynccontextmanager
     async def _pg_tx(self) -> AsyncIterator[PgTx]:
         pool = await self.pool()
-        try:
+        with _pg_errors():
             async with pool.acquire() as conn, conn.transaction():
                 yield PgTx(conn)
-        except (OSError, ConnectionError, TimeoutError, asyncpg.InterfaceError,
-                asyncpg.PostgresConnectionError) as exc:
-            raise StoreUnavailable(f"database unavailable: {type(exc).__name__}") from exc
-        except asyncpg.PostgresError as exc:
-            if str(getattr(exc, "sqlstate", "") or "")[:2] in _UNAVAILABLE_CLASSES:
-                raise StoreUnavailable("database unavailable") from exc
-            raise
 
     async def scalar(self, sql: str, **params: Any) -> Any:
         """One read in a transaction of its own: the first column of its only row, or None

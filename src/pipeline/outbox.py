@@ -14,8 +14,12 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from pipeline.lifecycle import Stage
+from pipeline.store import outbox as rows
+from pipeline.store.outbox import NewCommand
+from pipeline.store.pg import as_tx
+from pipeline.store.port import Tx
 
-OUTBOX_CHANNEL = "devteam_outbox"
+OUTBOX_CHANNEL = rows.OUTBOX_CHANNEL
 QUEUE = "devteam_stages"
 
 
@@ -38,7 +42,7 @@ class StageCommand(msgspec.Struct, frozen=True, kw_only=True):
 
 
 async def enqueue(
-    session: AsyncSession,
+    db: AsyncSession | Tx,
     command: StageCommand,
     *,
     customer_id: str,
@@ -46,26 +50,15 @@ async def enqueue(
     delay_seconds: float = 0.0,
 ) -> int:
     """Insert a command and wake the relay (once per transaction; duplicates coalesce)."""
-    command_id = (
-        await session.execute(
-            text(
-                "INSERT INTO outbox (execution_id, customer_id, actor, payload, correlation_id, "
-                "available_at) VALUES (:execution_id, :customer_id, :actor, "
-                "CAST(:payload AS jsonb), :correlation_id, "
-                "now() + make_interval(secs => :delay)) RETURNING id"
-            ),
-            {
-                "execution_id": uuid.UUID(command.execution_id),
-                "customer_id": customer_id,
-                "actor": Stage(command.stage).actor_name,
-                "payload": msgspec.json.encode(command).decode(),
-                "correlation_id": correlation_id,
-                "delay": delay_seconds,
-            },
-        )
-    ).scalar_one()
-    await session.execute(text("SELECT pg_notify(:c, '')"), {"c": OUTBOX_CHANNEL})
-    return int(command_id)
+    tx = await as_tx(db)
+    return await tx.outbox.enqueue(NewCommand(
+        execution_id=uuid.UUID(command.execution_id),
+        customer_id=customer_id,
+        actor=Stage(command.stage).actor_name,
+        payload=msgspec.to_builtins(command),
+        correlation_id=correlation_id,
+        delay_seconds=delay_seconds,
+    ))
 
 
 async def load(session: AsyncSession, command_id: int) -> tuple[StageCommand, str, str] | None:

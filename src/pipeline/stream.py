@@ -21,13 +21,17 @@ from datetime import UTC, datetime
 from typing import Any
 
 import msgspec
-from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from pipeline import prd
 from pipeline.frames import payload_of
+from pipeline.store import common, notifications
+from pipeline.store.pg import as_tx
+from pipeline.store.port import Tx
 
-STREAM_CHANNEL = "devteam_stream"
+STREAM_CHANNEL = notifications.STREAM_CHANNEL
+iso = common.iso
+"""ISO 8601 UTC with ``Z`` and milliseconds."""
 
 class Frame(msgspec.Struct, frozen=True, rename="camel", kw_only=True, omit_defaults=True):
     """One notification as clients see it (CONTRACTS "Live stream"): the envelope, the
@@ -82,94 +86,53 @@ def frame_fields(kind: str, payload: dict[str, Any]) -> dict[str, Any]:
     return fields
 
 
-def iso(ts: datetime) -> str:
-    """ISO 8601 UTC with ``Z`` and milliseconds."""
-    return ts.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{ts.microsecond // 1000:03d}Z"
+class _Lookup:
+    """``previous`` not given: read it (the execution row locked)."""
+
+
+LOOKUP = _Lookup()
 
 
 async def append(
-    session: AsyncSession,
+    db: AsyncSession | Tx,
     execution_id: uuid.UUID,
     frames: Sequence[tuple[str, dict[str, Any]]],
+    *,
+    previous: Any = LOOKUP,
 ) -> list[Frame]:
     """Append ``(type, payload)`` notifications for one execution in the caller's transaction.
 
-    Call it last in the transaction (see the module docstring). Returns the frames with
-    their ids (cursor = ``pos``) and sequence numbers.
+    Call it last in the transaction (see the module docstring). ``previous`` is the last
+    ``execution-update`` payload sent when the caller knows it (None for an execution
+    inserted in this transaction), else it is read. Returns the frames with their ids
+    (cursor = ``pos``) and sequence numbers.
     """
     # every payload as its frame type encodes it; FramePayloadError if it is not one
     frames = [(kind, payload_of(kind, payload)) for kind, payload in frames]
     if not frames:
         return []
-    remember = ""
-    params: dict[str, Any] = {"id": execution_id}
+    tx = await as_tx(db)
+    newest: Any = None
     if any(kind == "execution-update" for kind, _ in frames):
-        previous = (await session.execute(
-            text("SELECT last_update FROM executions WHERE id = :id FOR UPDATE"),
-            {"id": execution_id})).scalar_one()
+        if isinstance(previous, _Lookup):
+            previous = await tx.executions.lock_last_update(execution_id)
         frames, newest = drop_repeated_updates(frames, previous)
         if not frames:
             return []
-        if newest is not None:
-            remember = ", last_update = CAST(:last_update AS jsonb)"
-            params["last_update"] = msgspec.json.encode(newest).decode()
-    n = len(frames)
-    row = (
-        await session.execute(
-            text(
-                f"UPDATE executions SET last_seq = last_seq + :n, updated_at = now(){remember} "
-                "WHERE id = :id RETURNING last_seq, customer_id, project_id"
-            ),
-            {**params, "n": n},
-        )
-    ).one()
-    last_seq, customer_id, project_id = int(row[0]), str(row[1]), str(row[2])
-    first_seq = last_seq - n + 1
     now = datetime.now(UTC)
-    payloads = [msgspec.json.encode(payload).decode() for _, payload in frames]
-    # Positions, rows and NOTIFY in one statement (see the module docstring)
-    last_pos = int(
-        (
-            await session.execute(
-                text(
-                    "WITH p AS (UPDATE stream_position SET pos = pos + :n WHERE id = 1 "
-                    "RETURNING pos), "
-                    "ins AS (INSERT INTO notifications "
-                    "(pos, execution_id, seq, customer_id, project_id, type, payload, created_at) "
-                    "SELECT p.pos - :n + f.ord, CAST(:execution_id AS uuid), "
-                    "CAST(:first_seq AS bigint) + f.ord - 1, CAST(:customer_id AS text), "
-                    "CAST(:project_id AS text), f.type, CAST(f.payload AS jsonb), "
-                    "CAST(:created_at AS timestamptz) FROM p, "
-                    "unnest(CAST(:types AS text[]), CAST(:payloads AS text[])) "
-                    "WITH ORDINALITY AS f(type, payload, ord)) "
-                    "SELECT p.pos, pg_notify(:channel, p.pos::text) FROM p"
-                ),
-                {
-                    "n": n,
-                    "execution_id": execution_id,
-                    "first_seq": first_seq,
-                    "customer_id": customer_id,
-                    "project_id": project_id,
-                    "created_at": now,
-                    "types": [kind for kind, _ in frames],
-                    "payloads": payloads,
-                    "channel": STREAM_CHANNEL,
-                },
-            )
-        ).one()[0]
-    )
-    first_pos = last_pos - n + 1
+    appended = await tx.notifications.append(execution_id, list(frames), created_at=now,
+                                             last_update=newest)
     ts = iso(now)
     return [
         Frame(
-            id=str(first_pos + i),
+            id=str(appended.first_pos + i),
             type=kind,
             ts=ts,
             timestamp=ts,
-            customer_id=customer_id,
-            project_id=project_id,
+            customer_id=appended.customer_id,
+            project_id=appended.project_id,
             execution_id=str(execution_id),
-            seq=first_seq + i,
+            seq=appended.first_seq + i,
             payload=payload,
             **frame_fields(kind, payload),
         )

@@ -31,8 +31,7 @@ from gateway.schemas import (
     InitializeRequest,
     TransitionAccepted,
 )
-from pipeline import commands, executions, slots, usage
-from pipeline.store.pg import tx_of
+from pipeline import commands, usage
 
 BASE = "/api/devteam/automation"
 STATUS_EXAMPLE = {
@@ -95,17 +94,18 @@ async def initialize(
 async def status(request: Request[Any, Any, Any], project: ProjectPath) -> Response[bytes]:
     project_id = project_param(project)
     require_read(principal_of(request), project_id)
-    async with store_of(request).transaction() as session:
-        row = await executions.latest_for_project(session, project_id)
-        if row is None:
-            raise Problem(404, "this project has never run")
-        setup = await executions.setup_of(session, row.id)
-        box = settings_of(request).sandbox
-        wait = await slots.wait_of(session, str(row.id), global_limit=box.max_containers,
-                                   per_customer=box.max_containers_per_customer)
-        used = await (await tx_of(session)).usage.of_execution(row.id)
-    return respond(msgspec.convert({**row.status_view(), "setup": setup, "slotWait": wait,
-                                    "usage": usage.view(used)}, ExecutionStatus))
+    async with store_of(request).reads() as q:
+        found = await q.executions.status(project_id)
+        used = None if found is None else await q.usage.of_execution(found.execution.id)
+    if found is None or used is None:
+        raise Problem(404, "this project has never run")
+    box = settings_of(request).sandbox
+    wait = None if found.wait is None else found.wait.view(
+        global_limit=box.max_containers, per_customer=box.max_containers_per_customer)
+    setup = None if found.setup is None else found.setup.view()
+    return respond(msgspec.convert(
+        {**found.execution.status_view(), "setup": setup, "slotWait": wait,
+         "usage": usage.view(used)}, ExecutionStatus))
 
 
 def _transition(name: str, action: Any, summary: str) -> Any:

@@ -9,7 +9,6 @@ import msgspec
 from litestar import Request, Response, get, post
 from litestar.openapi.spec import Example
 from litestar.params import Body, FromPath
-from sqlalchemy import text
 
 from gateway import idempotency
 from gateway.auth import require_read, require_write
@@ -101,30 +100,21 @@ async def read_event(
     request: Request[Any, Any, Any], event_id: FromPath[uuid.UUID]
 ) -> Response[bytes]:
     principal = principal_of(request)
-    async with store_of(request).transaction() as session:
-        row = (
-            await session.execute(
-                text(
-                    "SELECT e.id, e.workflow_type, e.data, e.task_context, e.created_at, "
-                    "e.updated_at, e.correlation_id, e.project_id, x.id FROM events e "
-                    "LEFT JOIN executions x ON x.event_id = e.id WHERE e.id = :id"
-                ),
-                {"id": event_id},
-            )
-        ).one_or_none()
+    async with store_of(request).reads() as q:
+        row = await q.executions.event(event_id)
     if row is None:
         raise Problem(404, "no such event")
-    require_read(principal, str(row[7]))
+    require_read(principal, row.project_id)
     return respond(
         EventRecord(
-            event_id=str(row[0]),
-            workflow_type=str(row[1]),
-            data=dict(row[2]),
-            task_context=dict(row[3]),
-            created_at=iso(row[4]),
-            updated_at=iso(row[5]),
-            correlationId=str(row[6]),
-            executionId=str(row[8]) if row[8] else None,
+            event_id=str(row.id),
+            workflow_type=row.workflow_type,
+            data=row.data,
+            task_context=row.task_context,
+            created_at=iso(row.created_at),
+            updated_at=iso(row.updated_at),
+            correlationId=row.correlation_id,
+            executionId=str(row.execution_id) if row.execution_id else None,
         )
     )
 

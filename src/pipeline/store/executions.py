@@ -8,6 +8,7 @@ from typing import Any
 
 import msgspec
 
+from pipeline.lifecycle import Status
 from pipeline.store.common import Conn, dumps, iso, loads
 
 ACTIVE = ("initializing", "running", "paused", "stopping")
@@ -41,6 +42,10 @@ class ExecutionRow(msgspec.Struct, kw_only=True):
     started_at: datetime
     updated_at: datetime
     finished_at: datetime | None
+
+    @property
+    def state(self) -> Status:
+        return Status(self.status)
 
     @property
     def progress(self) -> int:

@@ -20,6 +20,7 @@ from pipeline.store.executions import PgExecutions
 from pipeline.store.idempotency import PgIdempotency
 from pipeline.store.notifications import PgNotifications
 from pipeline.store.outbox import PgOutbox
+from pipeline.store.port import Tx
 from pipeline.store.projects import PgProjects
 from pipeline.store.stage_runs import PgStageRuns
 from pipeline.store.usage import PgUsage
@@ -87,6 +88,14 @@ async def init_connection(conn: Conn) -> None:
                               schema="pg_catalog", format="binary")
     await conn.set_type_codec("json", encoder=str.encode, decoder=_json_decode,
                               schema="pg_catalog", format="binary")
+
+
+async def as_tx(db: AsyncSession | Tx) -> Tx:
+    """The port for ``db``: itself, or ``tx_of`` a SQLAlchemy session (for the callers
+    still holding sessions)."""
+    if isinstance(db, AsyncSession):
+        return await tx_of(db)
+    return db
 
 
 async def tx_of(session: AsyncSession) -> PgTx:
