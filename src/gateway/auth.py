@@ -13,6 +13,7 @@ from __future__ import annotations
 import math
 import re
 import time
+from collections import OrderedDict
 from pathlib import Path
 from typing import Any
 
@@ -74,9 +75,21 @@ def _key(value: str) -> str:
     return Path(value).read_text(encoding="utf-8")
 
 
+CACHE_SECONDS = 10.0
+"""How long a verified token is taken on trust without checking its signature again
+(never past its own expiry)."""
+CACHE_SIZE = 1024
+"""Verified tokens remembered at most (the oldest go first)."""
+
+
 class Authenticator:
+    """Verifies bearer tokens. A token verified in the last ``CACHE_SECONDS`` is not
+    decoded again (a client sends the same one with every request): its principal is
+    reused until then, or until the token expires if that comes first."""
+
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
+        self._verified: OrderedDict[str, tuple[float, Principal]] = OrderedDict()
         if settings.jwt.public_key:
             self.algorithms = ["RS256"]
             self.verify_key: Any = _key(settings.jwt.public_key)
@@ -87,6 +100,20 @@ class Authenticator:
     def authenticate(self, token: str | None) -> Principal:
         if not token:
             raise Problem(401, "missing bearer token", headers={"WWW-Authenticate": "Bearer"})
+        now = time.monotonic()
+        cached = self._verified.get(token)
+        if cached is not None:
+            until, principal = cached
+            if now < until and time.time() < principal.valid_until:
+                return principal
+            del self._verified[token]
+        principal = self._verify(token)
+        self._verified[token] = (now + CACHE_SECONDS, principal)
+        if len(self._verified) > CACHE_SIZE:
+            self._verified.popitem(last=False)
+        return principal
+
+    def _verify(self, token: str) -> Principal:
         try:
             claims = jwt.decode(
                 token,
