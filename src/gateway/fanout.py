@@ -29,6 +29,7 @@ from typing import Any
 import asyncpg
 import msgspec
 import structlog
+from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, wait_exponential
 
 from gateway.auth import Principal
 from gateway.frames import (
@@ -51,6 +52,9 @@ log = structlog.get_logger("devteam.fanout")
 LEVELS = {"debug": 10, "info": 20, "warning": 30, "error": 40}
 PAGE = 500
 POLL_SECONDS = 1.0
+READ_BACKOFF = wait_exponential(multiplier=0.5, max=5.0)
+"""Between attempts of a failed read of new rows: 0.5 s, doubling, at most 5 s."""
+_READ_ERRORS = (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError)
 QUERY_TIMEOUT = 10.0
 """No read may hang the stream: a connection left half-open by a network fault times out
 and is replaced."""
@@ -198,9 +202,9 @@ class Hub:
         self.published = 0
         self.pool: asyncpg.Pool | None = None
         self._wake = asyncio.Event()
+        self._reader: asyncpg.Connection | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self.listen_connected = asyncio.Event()
-        self.reconnects = 0
 
     async def start(self) -> None:
         # Only read-only SELECTs run on these connections, so the per-release reset query
@@ -345,28 +349,38 @@ class Hub:
         """Wake on NOTIFY (or every POLL_SECONDS), read the new rows, offer them.
 
         It reads on a connection of its own: no pool slot to wait for behind replays, and
-        one round trip per wake-up."""
-        conn: asyncpg.Connection | None = None
+        one round trip per wake-up. A failed read drops that connection and is retried on a
+        new one (tenacity, ``READ_BACKOFF``) until it succeeds."""
         try:
             while True:
                 with contextlib.suppress(TimeoutError):
                     async with asyncio.timeout(POLL_SECONDS):
                         await self._wake.wait()
                 self._wake.clear()
-                try:
-                    if conn is None or conn.is_closed():
-                        conn = await asyncpg.connect(self.dsn, timeout=5)
-                    await self._publish_new(conn)
-                except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError,
-                        TimeoutError) as exc:
-                    log.warning("fanout.read_failed", error=type(exc).__name__)
-                    if conn is not None:
-                        conn.terminate()
-                    conn = None
-                    await asyncio.sleep(0.5)
+                async for attempt in AsyncRetrying(
+                    retry=retry_if_exception_type(_READ_ERRORS), wait=READ_BACKOFF,
+                    before_sleep=self._read_failed,
+                ):
+                    with attempt:
+                        await self._read_new()
         finally:
-            if conn is not None:
-                conn.terminate()
+            self._drop_reader()
+
+    async def _read_new(self) -> None:
+        if self._reader is None or self._reader.is_closed():
+            self._reader = await asyncpg.connect(self.dsn, timeout=5)
+        await self._publish_new(self._reader)
+
+    def _read_failed(self, state: RetryCallState) -> None:
+        exc = state.outcome.exception() if state.outcome is not None else None
+        log.warning("fanout.read_failed", error=type(exc).__name__,
+                    retry_in=state.next_action.sleep if state.next_action else None)
+        self._drop_reader()
+
+    def _drop_reader(self) -> None:
+        if self._reader is not None:
+            self._reader.terminate()
+        self._reader = None
 
     async def _publish_new(self, conn: asyncpg.Connection) -> None:
         while True:
@@ -393,4 +407,3 @@ class Hub:
             self.listen_connected.set()
         else:
             self.listen_connected.clear()
-            self.reconnects += 1

@@ -2,8 +2,9 @@
 
 The watcher opens the live stream (``WS /ws/devteam``), learns where the watched
 executions stand from the REST API, then applies every frame. When the socket drops it
-reconnects with exponential backoff and jitter (:func:`backoff_delay`, capped at 30 s) and
-resumes from the last cursor it saw, so it misses nothing and shows nothing twice.
+reconnects (tenacity) with exponential backoff and jitter (:func:`backoff_delay`, capped
+at 30 s) and resumes from the last cursor it saw, so it misses nothing and shows nothing
+twice.
 
 On a terminal it draws a live table (rich); otherwise (a pipe, a CI log) it prints one
 plain line per frame, which is also what scripts and tests read. The token travels only in
@@ -13,7 +14,6 @@ the ``Authorization`` header and the WebSocket query; it is never printed.
 from __future__ import annotations
 
 import asyncio
-import base64
 import json
 import random
 from collections import deque
@@ -23,6 +23,7 @@ from typing import Annotated, Any
 from urllib.parse import urlencode
 
 import httpx
+import jwt
 import typer
 import websockets
 from rich.console import Console, Group, RenderableType
@@ -31,6 +32,8 @@ from rich.panel import Panel
 from rich.progress_bar import ProgressBar
 from rich.table import Table
 from rich.text import Text
+from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type
+from tenacity.wait import wait_base
 from websockets.asyncio.client import ClientConnection
 
 TERMINAL = frozenset({"completed", "stopped", "error"})
@@ -55,12 +58,16 @@ def backoff_delay(
     return float(ceiling / 2 + rand() * ceiling / 2)
 
 
-@dataclass
-class Backoff:
-    """Reconnect attempts since the last connection that got as far as
-    ``connection-established``."""
+class Backoff(wait_base):
+    """The wait of :func:`follow`'s reconnect loop (a tenacity wait strategy): counts the
+    reconnect attempts since the last connection that got as far as
+    ``connection-established``, so the delay starts again from the first window then."""
 
-    attempt: int = 0
+    def __init__(self) -> None:
+        self.attempt = 0
+
+    def __call__(self, retry_state: RetryCallState) -> float:
+        return self.next_delay()
 
     def next_delay(self) -> float:
         delay = backoff_delay(self.attempt)
@@ -224,10 +231,9 @@ class Output:
 def subject_of(token: str) -> str:
     """The token's ``sub`` claim, read without verifying (the server verifies)."""
     try:
-        part = token.split(".")[1]
-        claims = json.loads(base64.urlsafe_b64decode(part + "=" * (-len(part) % 4)))
+        claims = jwt.decode(token, options={"verify_signature": False})
         return str(claims["sub"])
-    except (IndexError, ValueError, KeyError, TypeError) as exc:
+    except (jwt.InvalidTokenError, KeyError) as exc:
         raise ValueError("the token is not a JWT with a subject") from exc
 
 
@@ -272,37 +278,61 @@ async def snapshot(http: httpx.AsyncClient, options: WatchOptions) -> list[dict[
     return found
 
 
+class Reconnect(Exception):
+    """The connection ended in a way worth retrying; ``reason`` is safe to print."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
 async def follow(options: WatchOptions, state: WatchState, out: Output) -> int:
     """Watch until interrupted, or with ``once_complete`` until every watched execution
-    ended (returns 0 if all completed, 1 otherwise). Returns 2 when refused for good."""
+    ended (returns 0 if all completed, 1 otherwise). Returns 2 when refused for good.
+
+    Reconnects (tenacity) for as long as it takes, waiting ``Backoff`` between attempts."""
     state.cursor = options.since
     backoff = Backoff()
+
+    def reconnecting(retry_state: RetryCallState) -> None:
+        exc = retry_state.outcome.exception() if retry_state.outcome is not None else None
+        reason = exc.reason if isinstance(exc, Reconnect) else "reconnecting"
+        delay = retry_state.next_action.sleep if retry_state.next_action is not None else 0.0
+        out.notice(f"{reason}; reconnecting in {delay:.1f} s")
+
     headers = {"Authorization": f"Bearer {options.token}"}
     async with httpx.AsyncClient(base_url=options.url, headers=headers, timeout=10) as http:
-        while True:
-            try:
-                async with websockets.connect(
-                    stream_url(options, state.cursor), open_timeout=10, max_size=2**22,
-                    close_timeout=2,
-                ) as ws:
-                    code, reason = await _session(ws, http, options, state, out, backoff)
-                    if code is not None:
-                        return code
-            except websockets.ConnectionClosed as exc:
-                close = exc.rcvd.code if exc.rcvd else None
-                if exc.rcvd is not None and exc.rcvd.code in FATAL_CLOSES:
-                    out.notice(f"stopped: {refusal(exc.rcvd.code, exc.rcvd.reason, state.cursor)}")
-                    return 2
-                reason = f"connection lost ({close or 'no close frame'})"
-            except RefusedError as exc:
-                out.notice(f"stopped: {exc}")
-                return 2
-            except (OSError, TimeoutError, websockets.InvalidHandshake, httpx.HTTPError,
-                    ValueError) as exc:
-                reason = _describe(exc)
-            delay = backoff.next_delay()
-            out.notice(f"{reason}; reconnecting in {delay:.1f} s")
-            await asyncio.sleep(delay)
+        retrying = AsyncRetrying(retry=retry_if_exception_type(Reconnect), wait=backoff,
+                                 before_sleep=reconnecting, reraise=True)
+        return await retrying(_connect_once, http, options, state, out, backoff)
+
+
+async def _connect_once(
+    http: httpx.AsyncClient, options: WatchOptions, state: WatchState, out: Output,
+    backoff: Backoff,
+) -> int:
+    """One connection: the exit code to stop with, or ``Reconnect`` to try again."""
+    try:
+        async with websockets.connect(
+            stream_url(options, state.cursor), open_timeout=10, max_size=2**22,
+            close_timeout=2,
+        ) as ws:
+            code, reason = await _session(ws, http, options, state, out, backoff)
+            if code is not None:
+                return code
+    except websockets.ConnectionClosed as exc:
+        close = exc.rcvd.code if exc.rcvd else None
+        if exc.rcvd is not None and exc.rcvd.code in FATAL_CLOSES:
+            out.notice(f"stopped: {refusal(exc.rcvd.code, exc.rcvd.reason, state.cursor)}")
+            return 2
+        reason = f"connection lost ({close or 'no close frame'})"
+    except RefusedError as exc:
+        out.notice(f"stopped: {exc}")
+        return 2
+    except (OSError, TimeoutError, websockets.InvalidHandshake, httpx.HTTPError,
+            ValueError) as exc:
+        reason = _describe(exc)
+    raise Reconnect(reason)
 
 
 async def _session(

@@ -3,8 +3,8 @@
 The relay (outbox channel) and the gateway's fanout (stream channel) both need the same
 thing: a dedicated connection that LISTENs, notices when it is gone (a termination
 callback, plus a ``SELECT 1`` every few seconds for half-open connections), and comes back
-with exponential backoff. After every (re)connect the owner is woken once, so whatever was
-committed while the connection was away is caught up from the table.
+with exponential backoff (tenacity). After every (re)connect the owner is woken once, so
+whatever was committed while the connection was away is caught up from the table.
 """
 
 from __future__ import annotations
@@ -15,6 +15,13 @@ from collections.abc import Callable
 
 import asyncpg
 import structlog
+from tenacity import (
+    AsyncRetrying,
+    RetryCallState,
+    RetryError,
+    retry_if_exception_type,
+    wait_exponential,
+)
 
 log = structlog.get_logger("devteam.listen")
 
@@ -33,32 +40,55 @@ async def listen_forever(
     first_backoff: float = 0.1,
 ) -> None:
     """LISTEN on ``channel`` until cancelled (or ``stopping`` is set); call ``wake`` on
-    every notification and after every (re)connect; report ``connected(True/False)``."""
-    backoff = first_backoff
-    while stopping is None or not stopping.is_set():
-        conn: asyncpg.Connection | None = None
+    every notification and after every (re)connect; report ``connected(True/False)``.
+
+    A lost connection is reconnected at once; failed attempts back off (tenacity) from
+    ``first_backoff`` doubling to ``MAX_BACKOFF_SECONDS``, afresh after each connection."""
+
+    def stopped(_state: RetryCallState | None = None) -> bool:
+        return stopping is not None and stopping.is_set()
+
+    def failed(state: RetryCallState) -> None:
+        exc = state.outcome.exception() if state.outcome is not None else None
+        if connected is not None:
+            connected(False)
+        log.warning("listen.lost", owner=name, channel=channel, error=type(exc).__name__,
+                    retry_in=state.next_action.sleep if state.next_action else None)
+
+    while not stopped():
         try:
-            conn = await asyncpg.connect(dsn, timeout=5)
-            lost = asyncio.Event()
-            conn.add_termination_listener(lambda _c, lost=lost: lost.set())
-            await conn.add_listener(channel, lambda *_: wake())
-            if connected is not None:
-                connected(True)
-            wake()  # catch up with whatever was committed while we were away
-            backoff = first_backoff
-            while not lost.is_set() and (stopping is None or not stopping.is_set()):
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(lost.wait(), timeout=PROBE_SECONDS)
-                if not lost.is_set():
-                    await conn.execute("SELECT 1")  # detect half-open connections
-        except Exception as exc:  # noqa: BLE001 - reconnect whatever went wrong
-            if connected is not None:
-                connected(False)
-            log.warning("listen.lost", owner=name, channel=channel, error=type(exc).__name__,
-                        retry_in=backoff)
-            await asyncio.sleep(backoff)
-            backoff = min(MAX_BACKOFF_SECONDS, backoff * 2)
-        finally:
-            if conn is not None:
-                with contextlib.suppress(Exception):
-                    await conn.close(timeout=1)
+            async for attempt in AsyncRetrying(
+                retry=retry_if_exception_type(Exception), stop=stopped, before_sleep=failed,
+                wait=wait_exponential(multiplier=first_backoff, max=MAX_BACKOFF_SECONDS),
+            ):
+                with attempt:
+                    await _listen_until_lost(dsn, channel, wake, stopped, connected)
+        except RetryError:
+            return  # stopping while the connection kept failing
+
+
+async def _listen_until_lost(
+    dsn: str,
+    channel: str,
+    wake: Callable[[], None],
+    stopped: Callable[[], bool],
+    connected: Callable[[bool], None] | None,
+) -> None:
+    """One connection: LISTEN, wake the owner, probe it, return when it is lost or on
+    ``stopping``; raise when it cannot be made or a probe fails."""
+    conn = await asyncpg.connect(dsn, timeout=5)
+    try:
+        lost = asyncio.Event()
+        conn.add_termination_listener(lambda _c, lost=lost: lost.set())
+        await conn.add_listener(channel, lambda *_: wake())
+        if connected is not None:
+            connected(True)
+        wake()  # catch up with whatever was committed while we were away
+        while not lost.is_set() and not stopped():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(lost.wait(), timeout=PROBE_SECONDS)
+            if not lost.is_set():
+                await conn.execute("SELECT 1")  # detect half-open connections
+    finally:
+        with contextlib.suppress(Exception):
+            await conn.close(timeout=1)

@@ -15,6 +15,13 @@ import contextlib
 import time
 
 import structlog
+from tenacity import (
+    AsyncRetrying,
+    RetryCallState,
+    RetryError,
+    retry_if_exception_type,
+    wait_exponential,
+)
 
 from pipeline import metrics, outbox
 from pipeline.broker import get_broker, send
@@ -26,6 +33,19 @@ from runner.settings import Settings
 log = structlog.get_logger("devteam.relay")
 
 SWEEP_EVERY_SECONDS = 2.0
+ROUND_BACKOFF = wait_exponential(multiplier=0.1, max=5.0)
+"""Between attempts of a failed round: 0.1 s, doubling, at most 5 s."""
+
+
+def _round_failed(state: RetryCallState) -> None:
+    """Log a failed round: an outage (Postgres, Redis) as a warning, anything else with
+    its traceback."""
+    exc = state.outcome.exception() if state.outcome is not None else None
+    retry_in = state.next_action.sleep if state.next_action is not None else None
+    if isinstance(exc, StoreUnavailable | TransientError):
+        log.warning("relay.unavailable", error=str(exc), retry_in=retry_in)
+    else:
+        log.error("relay.error", error=type(exc).__name__, retry_in=retry_in, exc_info=exc)
 
 
 class Relay:
@@ -35,7 +55,7 @@ class Relay:
         self.broker = get_broker(settings)
         self._wake = asyncio.Event()
         self._stopping = asyncio.Event()
-        self.dispatched = 0
+        self._last_sweep = 0.0
 
     def stop(self) -> None:
         self._stopping.set()
@@ -55,7 +75,6 @@ class Relay:
                 except Exception as exc:
                     raise TransientError(f"broker unavailable: {type(exc).__name__}") from exc
             await outbox.mark_dispatched(session, [c for c, _ in batch])
-        self.dispatched += len(batch)
         metrics.RELAY_DISPATCHES.inc(len(batch))
         return len(batch)
 
@@ -84,28 +103,20 @@ class Relay:
         listener = asyncio.create_task(self._listen())
         gauges = (asyncio.create_task(self._gauges()) if self.settings.metrics.enabled
                   else None)
-        last_sweep = 0.0
-        backoff = 0.1
         try:
             while not self._stopping.is_set():
                 self._wake.clear()
+                # A round is retried until it succeeds (the relay must outlive any fault),
+                # backing off from 0.1 s to 5 s; the next round starts from 0.1 s again.
                 try:
-                    while await self.dispatch_once():
-                        pass
-                    if time.monotonic() - last_sweep > SWEEP_EVERY_SECONDS:
-                        last_sweep = time.monotonic()
-                        await self.sweep_once()
-                    backoff = 0.1
-                except (StoreUnavailable, TransientError) as exc:
-                    log.warning("relay.unavailable", error=str(exc), retry_in=backoff)
-                    await asyncio.sleep(backoff)
-                    backoff = min(5.0, backoff * 2)
-                    continue
-                except Exception as exc:  # the relay must outlive any fault
-                    log.exception("relay.error", error=type(exc).__name__, retry_in=backoff)
-                    await asyncio.sleep(backoff)
-                    backoff = min(5.0, backoff * 2)
-                    continue
+                    async for attempt in AsyncRetrying(
+                        retry=retry_if_exception_type(Exception), wait=ROUND_BACKOFF,
+                        stop=lambda _state: self._stopping.is_set(), before_sleep=_round_failed,
+                    ):
+                        with attempt:
+                            await self._round()
+                except RetryError:
+                    break  # stopped while a round kept failing
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(
                         self._wake.wait(), timeout=self.settings.pipeline.relay_poll_seconds
@@ -117,6 +128,14 @@ class Relay:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
+
+    async def _round(self) -> None:
+        """Send everything claimable; every ``SWEEP_EVERY_SECONDS`` re-queue the stale."""
+        while await self.dispatch_once():
+            pass
+        if time.monotonic() - self._last_sweep > SWEEP_EVERY_SECONDS:
+            self._last_sweep = time.monotonic()
+            await self.sweep_once()
 
     async def _gauges(self) -> None:
         """Refresh the fleet gauges every ``DEVTEAM_METRICS_REFRESH_SECONDS``."""

@@ -40,6 +40,7 @@ import msgspec
 import structlog
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
+from tenacity import Retrying, retry_if_result, wait_exponential
 
 from pipeline import metrics
 from pipeline.db import Store
@@ -60,6 +61,8 @@ CREATE_SECONDS = 300.0
 means the slot is free (three creation attempts with their health checks fit well)."""
 VACATE_SECONDS = 15.0
 """How often a blocked waiter looks for leases whose containers are gone."""
+POLL_BACKOFF = wait_exponential(multiplier=0.05, max=1.0)
+"""Between a blocked waiter's asks for its slot (tenacity): 0.05 s, doubling, at most 1 s."""
 
 ContainerNames = Callable[[], Collection[str]]
 """Names of the containers that exist on the engine now (blocking: docker)."""
@@ -183,13 +186,19 @@ class PgSlotLimiter:
         deadline = None if timeout is None else started + timeout
         report_at = vacate_at = started
         last: SlotWait | None = None
-        delay = 0.05
-        while not self._run(self._take(customer_id, holder, execution_id)):
+
+        def take() -> bool:
+            """Ask once; between asks report the wait and release vacated leases."""
+            nonlocal report_at, vacate_at, last
+            if self._run(self._take(customer_id, holder, execution_id)):
+                return True
             now = time.monotonic()
             if now >= vacate_at and self.containers is not None:
                 vacate_at = now + VACATE_SECONDS
-                if self._vacate_quietly():
-                    continue  # a slot may be free now: ask again at once
+                if self._vacate_quietly():  # a slot may be free now: ask again at once
+                    granted: bool = self._run(self._take(customer_id, holder, execution_id))
+                    if granted:
+                        return True
             if deadline is not None and now >= deadline:
                 wait = self._run(self._wait(holder))
                 self.release(holder)
@@ -208,8 +217,10 @@ class PgSlotLimiter:
                              customer_running=last.customer_running, running=last.running)
                     if on_wait is not None:
                         on_wait(last)
-            time.sleep(delay)
-            delay = min(1.0, delay * 2)
+            return False
+
+        # Ask until granted; past the deadline ``take`` raises.
+        Retrying(retry=retry_if_result(lambda granted: not granted), wait=POLL_BACKOFF)(take)
         if last is not None:
             seconds = time.monotonic() - started
             metrics.slot_waited(customer_id, seconds)
