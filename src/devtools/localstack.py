@@ -16,10 +16,13 @@ import shutil
 import signal
 import socket
 import subprocess
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+
+import psutil
+import redis
+from tenacity import Retrying, retry_if_result, stop_after_delay, wait_fixed
 
 from runner.dockerhost import docker_reachable, local_docker_socket
 from runner.settings import Settings
@@ -319,41 +322,52 @@ class LocalStack:
         self, pidfile: Path, name: str, log: Callable[[str], None], timeout: float = 10,
         *, group: bool = False,
     ) -> None:
-        try:
-            pid = int(pidfile.read_text().strip())
-        except (OSError, ValueError):
+        proc = _process_of(pidfile)
+        if proc is None:
             return
-        log(f"{name}: stopping (pid {pid})")
-        _terminate(pid, timeout, group=group)
+        log(f"{name}: stopping (pid {proc.pid})")
+        _terminate(proc.pid, timeout, group=group)
 
     def _stop_registered_processes(self, log: Callable[[str], None]) -> None:
         run_dir = self.dir / "run"
         for pidfile in sorted(run_dir.glob("*.pid")) if run_dir.exists() else []:
-            try:
-                pid = int(pidfile.read_text().strip())
-            except (OSError, ValueError):
-                pidfile.unlink(missing_ok=True)
-                continue
-            if _alive(pid):
-                log(f"{pidfile.stem}: stopping (pid {pid})")
-                _terminate(pid, 10)
+            proc = _process_of(pidfile)
+            if proc is not None and _alive(proc.pid):
+                log(f"{pidfile.stem}: stopping (pid {proc.pid})")
+                _terminate(proc.pid, 10)
             pidfile.unlink(missing_ok=True)
 
 
 def register_process(settings: Settings, name: str) -> Callable[[], None]:
-    """Record this process under ``.devteam/run/`` so ``devteam services down`` can stop it.
+    """Record this process under ``.devteam/run/`` so ``devteam services down`` can stop it:
+    its pid and its start time (so a later process that got the same pid is left alone).
 
     Returns a function that removes the record (call it on a clean exit).
     """
     run_dir = settings.path(settings.stack.dir) / "run"
     run_dir.mkdir(parents=True, exist_ok=True)
     pidfile = run_dir / f"{name}-{os.getpid()}.pid"
-    pidfile.write_text(str(os.getpid()))
+    pidfile.write_text(f"{os.getpid()} {psutil.Process().create_time()!r}")
 
     def unregister() -> None:
         pidfile.unlink(missing_ok=True)
 
     return unregister
+
+
+def _process_of(pidfile: Path) -> psutil.Process | None:
+    """The process a pidfile names (``pid`` or ``pid start-time``), if it still exists and,
+    when the file says when it started, is that very process (not a reuse of its pid)."""
+    try:
+        fields = pidfile.read_text().split()
+        pid = int(fields[0])
+        started = float(fields[1]) if len(fields) > 1 else None
+        proc = psutil.Process(pid)
+        if started is not None and abs(proc.create_time() - started) > 0.01:
+            return None
+    except (OSError, ValueError, IndexError, psutil.NoSuchProcess, psutil.AccessDenied):
+        return None
+    return proc
 
 
 def _run(argv: list[str]) -> str:
@@ -370,57 +384,66 @@ def _port_open(port: int, host: str = "127.0.0.1") -> bool:
 
 
 def _redis_ping(port: int) -> bool:
+    """Whether a Redis server answers PING on ``port`` (redis-py)."""
+    client = redis.Redis(host="127.0.0.1", port=port, socket_timeout=0.5,
+                         socket_connect_timeout=0.5)
     try:
-        with socket.create_connection(("127.0.0.1", port), timeout=0.5) as s:
-            s.sendall(b"PING\r\n")
-            return s.recv(16).startswith(b"+PONG")
-    except OSError:
+        return bool(client.ping())
+    except redis.RedisError:
         return False
+    finally:
+        client.close()
 
 
 def _alive(pid: int) -> bool:
-    """Whether ``pid`` still runs; a zombie (exited, not yet reaped) does not, and is
-    reaped here when it is this process's child (a dockerd this process started)."""
+    """Whether ``pid`` still runs (psutil); a zombie (exited, not yet reaped) does not, and
+    is reaped here when it is this process's child (a dockerd this process started)."""
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+        proc = psutil.Process(pid)
+        if proc.status() != psutil.STATUS_ZOMBIE:
+            return True
+    except psutil.NoSuchProcess:
         return False
-    except PermissionError:
+    except psutil.AccessDenied:
         return True
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except (OSError, IndexError):
-        return True
-    if state == "Z":
-        with contextlib.suppress(ChildProcessError):
-            os.waitpid(pid, os.WNOHANG)
-        return False
-    return True
+    with contextlib.suppress(ChildProcessError):
+        os.waitpid(pid, os.WNOHANG)
+    return False
 
 
 def _terminate(pid: int, timeout: float, *, group: bool = False) -> None:
     """SIGTERM ``pid``; SIGKILL it (and, with ``group``, the process group it leads) if it
-    is still there after ``timeout`` seconds; return once it is gone."""
-    with contextlib.suppress(ProcessLookupError):
-        os.kill(pid, signal.SIGTERM)
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if not _alive(pid):
-            return
-        time.sleep(0.1)
+    is still there after ``timeout`` seconds; return once it is gone (psutil)."""
+    try:
+        proc = psutil.Process(pid)
+    except psutil.NoSuchProcess:
+        return
+    with contextlib.suppress(psutil.NoSuchProcess, psutil.AccessDenied):
+        proc.terminate()
+    if _gone(pid, timeout):
+        return
     with contextlib.suppress(ProcessLookupError, PermissionError):
         if group:
             os.killpg(pid, signal.SIGKILL)
-        os.kill(pid, signal.SIGKILL)
-    deadline = time.monotonic() + 10
-    while _alive(pid) and time.monotonic() < deadline:
-        time.sleep(0.1)
+    with contextlib.suppress(psutil.NoSuchProcess, psutil.AccessDenied):
+        proc.kill()
+    _gone(pid, 10)
+
+
+def _gone(pid: int, timeout: float) -> bool:
+    """Wait up to ``timeout`` seconds for ``pid`` to be gone; whether it is."""
+    return _poll(lambda: not _alive(pid), timeout, every=0.1)
+
+
+def _poll(check: Callable[[], bool], timeout: float, *, every: float) -> bool:
+    """Ask ``check`` every ``every`` seconds until it holds or ``timeout`` passed
+    (tenacity); whether it held."""
+    retrying = Retrying(retry=retry_if_result(lambda held: not held),
+                        stop=stop_after_delay(timeout), wait=wait_fixed(every),
+                        retry_error_callback=lambda _state: False)
+    return bool(retrying(check))
 
 
 def _wait(check: Callable[[], bool], name: str, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():
-            return
-        time.sleep(0.2)
-    raise StackError(f"{name} did not answer within {timeout:.0f}s")
+    if not _poll(check, timeout, every=0.2):
+        raise StackError(f"{name} did not answer within {timeout:.0f}s")
