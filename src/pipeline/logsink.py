@@ -64,7 +64,6 @@ class LogSink:
         self.limits = limits or LogLimits()
         self.budget = LogBudget(self.limits)
         self.dropped = 0
-        self.sent = 0
 
     # -- producers (any thread) ----------------------------------------------------------
     def line(self, text: str, level: str = "info") -> None:
@@ -148,4 +147,3 @@ class LogSink:
                 payload["dropped"] = dropped
             async with self.store.transaction() as session:
                 await stream.append(session, self.execution_id, [("execution-log", payload)])
-            self.sent += len(lines)
