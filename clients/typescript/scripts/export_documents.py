@@ -3,7 +3,9 @@
 
 Both are built in-process from the code the gateway runs (``create_app()``'s OpenAPI
 schema, ``gateway.asyncapi.document()``): no database, no server. Keys are sorted so the
-files are stable.
+files are stable. The OpenAPI copy leaves out ``examples``: most are values Litestar makes
+up from one random sequence for the whole document, so a field added to any model changes
+them all; types need none, and without them the copy changes only when the contract does.
 
     .venv/bin/python clients/typescript/scripts/export_documents.py clients/typescript
 """
@@ -13,6 +15,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
 
 def openapi() -> dict[str, object]:
@@ -22,8 +25,21 @@ def openapi() -> dict[str, object]:
     from runner.settings import get_settings
 
     app = create_app(get_settings())
-    doc: dict[str, object] = json.loads(encode_json(app.openapi_schema.to_schema()))
+    served = json.loads(encode_json(app.openapi_schema.to_schema()))
+    doc: dict[str, object] = without_examples(served)
     return doc
+
+
+def without_examples(node: Any) -> Any:
+    """``node`` without ``example``/``examples`` members (a schema's ``properties`` keeps
+    every field, whatever its name)."""
+    if isinstance(node, list):
+        return [without_examples(item) for item in node]
+    if not isinstance(node, dict):
+        return node
+    return {key: ({name: without_examples(schema) for name, schema in value.items()}
+                  if key == "properties" and isinstance(value, dict) else without_examples(value))
+            for key, value in node.items() if key not in ("example", "examples")}
 
 
 def asyncapi() -> dict[str, object]:

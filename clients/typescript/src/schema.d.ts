@@ -364,203 +364,77 @@ export interface paths {
 export type webhooks = Record<string, never>;
 export interface components {
     schemas: {
-        /**
-         * CommandResult
-         * @example {
-         *       "cancelled": false,
-         *       "command": "btxziLhhUwTsUeVYIkYo",
-         *       "cpuSeconds": 2031850036.83359,
-         *       "duration": -12447749.301671,
-         *       "exitCode": 9397,
-         *       "oomKilled": true,
-         *       "outputTail": "GPvnrDNNTDCwpMeHicAM",
-         *       "peakMemoryBytes": 5870,
-         *       "pidsLimited": false,
-         *       "timedOut": false
-         *     }
-         */
+        /** CommandResult */
         CommandResult: {
-            /**
-             * @default false
-             * @example true
-             */
+            /** @default false */
             cancelled: boolean;
-            /** @example zNVwXojmgFPZxQJxquQp */
             command: string;
-            /** @example -35.1996908423504 */
             cpuSeconds?: number | null;
-            /** @example 5894804.22542212 */
             duration: number;
-            /** @example 3813 */
             exitCode: number;
-            /**
-             * @default false
-             * @example true
-             */
+            /** @default false */
             oomKilled: boolean;
-            /** @example inaPqrofqyXqvuyGIquH */
             outputTail: string;
-            /** @example 9742 */
             peakMemoryBytes?: number | null;
-            /**
-             * @default false
-             * @example true
-             */
+            /** @default false */
             pidsLimited: boolean;
-            /**
-             * @default false
-             * @example false
-             */
+            /** @default false */
             timedOut: boolean;
         };
-        /**
-         * ControlActions
-         * @example {
-         *       "pause": true,
-         *       "resume": false,
-         *       "stop": true
-         *     }
-         */
+        /** ControlActions */
         ControlActions: {
-            /** @example false */
             pause: boolean;
-            /** @example false */
             resume: boolean;
-            /** @example true */
             stop: boolean;
         };
-        /**
-         * CriterionResult
-         * @example {
-         *       "actual": "b4ea4d895d",
-         *       "detail": null,
-         *       "passed": true,
-         *       "required": "60257a50"
-         *     }
-         */
+        /** CriterionResult */
         CriterionResult: {
-            /** @example 3c */
             actual: unknown;
-            /** @example tZUsqVTQVZmWDBsPJaVz */
             detail?: string | null;
-            /** @example false */
             passed: boolean;
-            /** @example 75e831 */
             required: unknown;
         };
-        /**
-         * CriterionView
-         * @example {
-         *       "actual": "601175e8",
-         *       "detail": null,
-         *       "name": "erqnhDHGVJqtHJjrtBZf",
-         *       "passed": false,
-         *       "required": "ac70aa817f"
-         *     }
-         */
+        /** CriterionView */
         CriterionView: {
-            /** @example fd667877b1 */
             actual: unknown;
-            /** @example DhweSBmEmZjFiAkUPQdq */
             detail?: string | null;
-            /** @example wMYNFBFjLWYFXcUPqVHK */
             name: string;
-            /** @example true */
             passed: boolean;
-            /** @example 47c2fba0 */
             required: unknown;
         };
-        /**
-         * ErrorSummary
-         * @example {
-         *       "attempts": 8763,
-         *       "classification": "NrsCacrfVTUCIGFxCzFf",
-         *       "createdAt": "atjDJwxnYffsZwmtuXCT",
-         *       "errorId": "pVmkXwESZJfQZErLsJGA",
-         *       "message": "JFSMNJVQmnYqYKRvrpYh",
-         *       "stage": "nETSMVesreVZpYpNjsTV",
-         *       "taskId": "fwNGVsHRoIMubPPTZhlv"
-         *     }
-         */
+        /** ErrorSummary */
         ErrorSummary: {
-            /** @example 1660 */
             attempts: number;
-            /** @example WjMHJJalKyeahTdXnaDS */
             classification: string;
-            /** @example TJvqaaUglxpqtIAITPDu */
             createdAt: string;
-            /** @example msrqsYQVbVsbnTYNxayW */
             errorId: string;
-            /** @example YlWFxkrKPFMJHLLkXTkQ */
             message: string;
-            /** @example cSpkIcQACuHIAeLCSomQ */
             stage: string;
-            /** @example lJSXGnmErzmCKECdINTX */
             taskId: string | null;
         };
-        /**
-         * ErrorView
-         * @example {
-         *       "attempts": 6744,
-         *       "classification": "gdAqnMqIhScVaerdBrCD",
-         *       "createdAt": "IJyOUxtDoZfOZoEsTxpT",
-         *       "details": {
-         *         "TqTNtaajwiAnUnjHFSDh": "b1154893"
-         *       },
-         *       "errorId": "WEYcywPQfwuVfJnATnKL",
-         *       "executionId": "NPvNTyMUPOgLQtqdGhwd",
-         *       "message": "zCvtMsAhiwblrakgZxdc",
-         *       "stage": "hobXMTFYGSKtcOwcKnqS",
-         *       "taskId": null
-         *     }
-         */
+        /** ErrorView */
         ErrorView: {
-            /** @example 8485 */
             attempts: number;
-            /** @example FaXtqwbQQtMAIkDMESCO */
             classification: string;
-            /** @example WLxaBoGdnBuAoIEVkNNq */
             createdAt: string;
-            /**
-             * @example {
-             *       "KovrdIcLsRmgTAOTbyoO": "af7281a4"
-             *     }
-             */
             details: {
                 [key: string]: unknown;
             };
-            /** @example gIVyFRYsBGazuUsKFvlx */
             errorId: string;
-            /** @example jHIseafXBrDUbhpuQZtM */
             executionId: string;
-            /** @example RMpiBRjBPeRWHxRzJLGn */
             message: string;
-            /** @example iBsBqRmWmYWBnBVHVMLI */
             stage: string;
-            /** @example nFxFARsKUWYLZWLYBdDW */
             taskId: string | null;
         };
-        /**
-         * EventAccepted
-         * @example {
-         *       "correlationId": "vbaBcefxZzxwAxLUKwHV",
-         *       "event_id": "vmoGjgxiHQOyswaLrqex",
-         *       "status": "accepted",
-         *       "task_id": "EuTJmBVBFdzxuvECziwY"
-         *     }
-         */
+        /** EventAccepted */
         EventAccepted: {
-            /** @example ilvbzQIBShDtFfOfiPXw */
             correlationId: string;
-            /** @example DwEkQQHiBrmXZcSFtoJx */
             event_id: string;
             /**
              * @default accepted
-             * @example accepted
              * @constant
              */
             status: "accepted";
-            /** @example JIgNZYFcagWptUqCwdER */
             task_id: string;
         };
         /** EventCreate */
@@ -572,10 +446,7 @@ export interface components {
         /** EventData */
         EventData: {
             options?: components["schemas"]["EventOptions"] | null;
-            /**
-             * @description customer/project: letters, digits, _ and - in each part
-             * @example customer-123/project-abc
-             */
+            /** @description customer/project: letters, digits, _ and - in each part */
             projectId: string;
             repositoryUrl?: string | null;
             task?: components["schemas"]["EventTask"] | null;
@@ -585,51 +456,19 @@ export interface components {
             idempotencyKey?: string | null;
             stopPoint?: string | null;
         };
-        /**
-         * EventRecord
-         * @example {
-         *       "correlationId": "xqaSgYjXXQUoKehtrJmJ",
-         *       "created_at": "aCyCtCsnCcEIqirzMlcp",
-         *       "data": {
-         *         "TOYzegeIjOyNcpseBcXJ": "28a2e"
-         *       },
-         *       "event_id": "tHawTFGHbWEYOvEFzmCs",
-         *       "executionId": null,
-         *       "task_context": {
-         *         "ZVWTgPIUdXTWvtWFUYuV": "ede2f2742c"
-         *       },
-         *       "updated_at": "UaAfMsgZSosapWJWLHTG",
-         *       "workflow_type": "SbDYPakmdvdxKGjYQJsp"
-         *     }
-         */
+        /** EventRecord */
         EventRecord: {
-            /** @example GCpRwLyKtyoYzanEHWQQ */
             correlationId: string;
-            /** @example KDWGqwigWGSxPWwnqjHg */
             created_at: string;
-            /**
-             * @example {
-             *       "PVgdaOHVXGihmxirINHU": "85"
-             *     }
-             */
             data: {
                 [key: string]: unknown;
             };
-            /** @example kDScJKjeuJaAlULDWqzV */
             event_id: string;
-            /** @example qryxEygSpjBfzZMYXpui */
             executionId?: string | null;
-            /**
-             * @example {
-             *       "wMBcYbUBCqFJphLsUKTH": "1c0"
-             *     }
-             */
             task_context: {
                 [key: string]: unknown;
             };
-            /** @example cEDWhDsxsSnkYsddDxCm */
             updated_at: string;
-            /** @example WGPytyfFLmfdmLrothOD */
             workflow_type: string;
         };
         /** EventTask */
@@ -644,10 +483,7 @@ export interface components {
             description: string;
             /** @default [] */
             files: string[];
-            /**
-             * @description a task id such as 1.2.3
-             * @example 1.1.1
-             */
+            /** @description a task id such as 1.2.3 */
             id: string;
             /** @default [] */
             notes: string[];
@@ -658,384 +494,79 @@ export interface components {
              */
             type: "atomic" | "group" | "phase";
         };
-        /**
-         * ExecutionDetail
-         * @example {
-         *       "actions": {
-         *         "pause": false,
-         *         "resume": false,
-         *         "stop": true
-         *       },
-         *       "branch": "bHKWzCraagetChHwJxXH",
-         *       "currentStage": null,
-         *       "currentTask": null,
-         *       "customerId": "YTaMOClNQdgPsYETlaIa",
-         *       "errorCount": 6991,
-         *       "errors": [
-         *         {
-         *           "attempts": 9237,
-         *           "classification": "bvpFZngTrCMTxFYtZHpx",
-         *           "createdAt": "EtVyPZoxHxJwKYBRSbHj",
-         *           "errorId": "ssFodnvgosCHoFrGkTmj",
-         *           "message": "SfXIYhfPAOEeCXGVhijL",
-         *           "stage": "ndFJHSyAWAsZqnYonoVR",
-         *           "taskId": null
-         *         }
-         *       ],
-         *       "executionId": "QJaEdmRBGeKJnsaxuDvz",
-         *       "finishedAt": null,
-         *       "pauseReason": "nZpvAHWtdMSyEhqisSbN",
-         *       "progress": 874,
-         *       "projectId": "XtZvTKqZpmdSYShJtffv",
-         *       "stages": [
-         *         {
-         *           "durationMs": 4449,
-         *           "runs": 8357,
-         *           "stage": "IaSGHRsDdwjGyhNVBKyl",
-         *           "status": "QTYfJjUzUnnOtycnKOCt"
-         *         }
-         *       ],
-         *       "startedAt": "NPEMThUYgIBhpQJLxsyW",
-         *       "status": "eLhmlzMrCeUdQfKMcCBq",
-         *       "stopPoint": null,
-         *       "tasks": [
-         *         {
-         *           "attempts": 9739,
-         *           "branch": null,
-         *           "criteria": [
-         *             {
-         *               "actual": "e70e1e",
-         *               "detail": null,
-         *               "name": "FkSegKmhSTnIDUSBOdDw",
-         *               "passed": false,
-         *               "required": "9bd0c5"
-         *             }
-         *           ],
-         *           "stages": [
-         *             {
-         *               "durationMs": 874,
-         *               "runs": 9883,
-         *               "stage": "UYCvAkRanqOynAtbOjiN",
-         *               "status": "TshpSMjqaCdjwOSMicNk"
-         *             }
-         *           ],
-         *           "status": "jFiWhiaFHAyyezPIHvUo",
-         *           "taskId": "BYAfZNnIwCrhojHszOsS",
-         *           "title": null,
-         *           "usage": {
-         *             "cost": 173375.167988138,
-         *             "cpuSeconds": 81543.7234728885,
-         *             "peakMemoryBytes": 4962,
-         *             "tokensReceived": null,
-         *             "tokensSent": null,
-         *             "wallSeconds": -148942271637.52
-         *           }
-         *         }
-         *       ],
-         *       "totals": {
-         *         "completed": 2133,
-         *         "total": 7057
-         *       },
-         *       "updatedAt": "OaYVEUCbhxrtVrBRHsLV",
-         *       "usage": {
-         *         "cost": null,
-         *         "cpuSeconds": 831450.61641833,
-         *         "peakMemoryBytes": null,
-         *         "tokensReceived": null,
-         *         "tokensSent": 8034,
-         *         "wallSeconds": -848.71515456449
-         *       },
-         *       "userId": "UMmgLnCMAzzGhDfhmJIf"
-         *     }
-         */
+        /** ExecutionDetail */
         ExecutionDetail: {
             actions: components["schemas"]["ControlActions"];
-            /** @example bLAKMUpvdhErARSOGztl */
             branch: string | null;
-            /** @example wyLbxsrDWfUpHwqiWmKS */
             currentStage: string | null;
-            /** @example UITVrhCnktvpVnQYKWPH */
             currentTask: string | null;
-            /** @example wokgNWGolMyltNJlvHOy */
             customerId: string;
-            /** @example 7421 */
             errorCount: number;
-            /**
-             * @example [
-             *       {
-             *         "attempts": 6030,
-             *         "classification": "uFhGQAdyxutwWtkYEaKm",
-             *         "createdAt": "rNMmcDXAJSpbIhyDwHPd",
-             *         "errorId": "XJzAxAnMJpecSJFgDkLi",
-             *         "message": "aJTWOlQSosgcQvawHajQ",
-             *         "stage": "VeKPOMPyGoGGGToHAWdA",
-             *         "taskId": "RICOsLNuxrNhGRsNdxTJ"
-             *       }
-             *     ]
-             */
             errors: components["schemas"]["ErrorSummary"][];
-            /** @example QCAjfrynjvgkwOycBHPi */
             executionId: string;
-            /** @example iMINFPcEQJsdEFxulnnU */
             finishedAt?: string | null;
-            /** @example nFPQuFVfWWXcbDnXeJvH */
             pauseReason?: string | null;
-            /** @example 9428 */
             progress: number;
-            /** @example usSVDhLqHJBpgIHJMltE */
             projectId: string;
-            /**
-             * @example [
-             *       {
-             *         "durationMs": 934,
-             *         "runs": 3222,
-             *         "stage": "elLNbPSIapDgKgxThqLP",
-             *         "status": "MWvPmydLxBuOPPrJdjWC"
-             *       }
-             *     ]
-             */
             stages: components["schemas"]["StageDuration"][];
-            /** @example wSuBPvNaNkOuvRQKwIQc */
             startedAt: string;
-            /** @example bBPkkRuKlQSEQrszsHcB */
             status: string;
-            /** @example uoRkuyxnfaZqPJWHsUKd */
             stopPoint?: string | null;
-            /**
-             * @example [
-             *       {
-             *         "attempts": 5149,
-             *         "branch": "MYQvxdWZTQsdvtesyxir",
-             *         "criteria": [
-             *           {
-             *             "actual": "20dc37ea4b",
-             *             "detail": "iFLXHDFhzpcslbVGYjtk",
-             *             "name": "FNRBXcMWUUbkRgzLfmES",
-             *             "passed": true,
-             *             "required": "18091531ae"
-             *           }
-             *         ],
-             *         "stages": [
-             *           {
-             *             "durationMs": 7624,
-             *             "runs": 1460,
-             *             "stage": "dneUUHhiGpJpqDTMJspf",
-             *             "status": "OcDEXDfSuhbMYgxsgJXr"
-             *           }
-             *         ],
-             *         "status": "BECPKYqKbpMFMsCnnJed",
-             *         "taskId": "KWmuDXZeNbRdNoRUxkBY",
-             *         "title": "uThUQxijbsJiYbgXmxTj",
-             *         "usage": {
-             *           "cost": null,
-             *           "cpuSeconds": null,
-             *           "peakMemoryBytes": 7262,
-             *           "tokensReceived": null,
-             *           "tokensSent": 6403,
-             *           "wallSeconds": null
-             *         }
-             *       }
-             *     ]
-             */
             tasks: components["schemas"]["TaskDetail"][];
             totals: components["schemas"]["Totals"];
-            /** @example LwvwgkBCLCerNprjWiPt */
             updatedAt: string;
             usage: components["schemas"]["UsageView"];
-            /** @example vIUULnknvDCflixFbCcD */
             userId: string;
         };
-        /**
-         * ExecutionStatus
-         * @example {
-         *       "branch": "WLkwGGiYruavRZuuzJUM",
-         *       "currentStage": null,
-         *       "currentTask": "yZoRuQUnloXSlNuFORoM",
-         *       "customerId": "tyScZEOesDFEQjduaoAo",
-         *       "executionId": "DrurILTInCrpurJMHesf",
-         *       "finishedAt": "szBXwpocDqgpTnlLoAiG",
-         *       "progress": 8295,
-         *       "projectId": "feZoPTktpskFNtEAisJB",
-         *       "setup": {
-         *         "cached": true,
-         *         "durationMs": 9082,
-         *         "seconds": -233527.501275617,
-         *         "status": "uNqzVjDcZHSjKwmnNSpG",
-         *         "taskId": "ihmVByddZEVEHEVtVDOO",
-         *         "tool": "yNeJLRbAstyRAJLxRtzb"
-         *       },
-         *       "startedAt": "IifjKJiTnErNnnMpnDLM",
-         *       "status": "glrrSjuPcAiMIjhnpKYH",
-         *       "stopPoint": "DqzxnfblgEdBJQctaXyl",
-         *       "totals": {
-         *         "completed": 8550,
-         *         "total": 9064
-         *       },
-         *       "updatedAt": "qaVLBiBVZLFoLVKBkRAd",
-         *       "usage": {
-         *         "containers": 7788,
-         *         "cost": null,
-         *         "cpuSeconds": null,
-         *         "implementRounds": 9433,
-         *         "peakMemoryBytes": 1721,
-         *         "tokensReceived": null,
-         *         "tokensSent": 3483,
-         *         "wallSeconds": null
-         *       }
-         *     }
-         */
+        /** ExecutionStatus */
         ExecutionStatus: {
-            /** @example uwTUtaSAitCOjewqHrzb */
             branch: string | null;
-            /** @example rsAUcGtZBopQDkYBgxyE */
             currentStage: string | null;
-            /** @example FkFxEkakLFWPCLfKjyvE */
             currentTask: string | null;
-            /** @example VFFYEtIqtzHLAyoynpZO */
             customerId: string;
-            /** @example ORKJapHHOpiLIJUMvXXx */
             executionId: string;
-            /** @example BQfDTpnkVRBBwYtzXhLd */
             finishedAt?: string | null;
-            /** @example mkIAyvpzOyddHJSDywrl */
             pauseReason?: string | null;
-            /** @example 7565 */
             progress: number;
-            /** @example XXsRJnJdLyihOUesApBs */
             projectId: string;
-            /**
-             * @example {
-             *       "bytes": 4701,
-             *       "cached": true,
-             *       "durationMs": 750,
-             *       "error": "AbXBAaVcpheYBHWSWnxg",
-             *       "seconds": 4739801.10415139,
-             *       "status": "ZfREpwlMKUuzVCgfdovb",
-             *       "taskId": null,
-             *       "tool": "CqvzpiAAhPhxgehnxLJM"
-             *     }
-             */
             setup?: components["schemas"]["SetupStatus"] | null;
-            /**
-             * @example {
-             *       "container": "DZVJvqdufXylsxefKjrx",
-             *       "customerLimit": 8922,
-             *       "customerRunning": 7582,
-             *       "limit": 5607,
-             *       "position": 8114,
-             *       "running": 2753,
-             *       "seconds": -4856664.54814449,
-             *       "since": "jqIYMLLXbRxxJZXEpPYo",
-             *       "waiting": 7133
-             *     }
-             */
             slotWait?: components["schemas"]["SlotWaitStatus"] | null;
-            /** @example XgAcuKjvkwjtYnZoPKgV */
             startedAt: string;
-            /** @example gHozaDroSOILqniCEtBT */
             status: string;
-            /** @example awpITMmSzYYFefcOMFhH */
             stopPoint?: string | null;
             totals: components["schemas"]["Totals"];
-            /** @example DdTTpPdPosIcdQMxXBrt */
             updatedAt: string;
-            /**
-             * @example {
-             *       "containers": 8384,
-             *       "cost": 5557547187.45499,
-             *       "cpuSeconds": 3036.4458755849,
-             *       "implementRounds": 9159,
-             *       "peakMemoryBytes": null,
-             *       "tokensReceived": 3180,
-             *       "tokensSent": null,
-             *       "wallSeconds": -576172.823284609
-             *     }
-             */
             usage?: components["schemas"]["UsageTotals"] | null;
-            /** @example lNegqvUBHPPzFPHoumPX */
             userId?: string | null;
         };
-        /**
-         * Health
-         * @example {
-         *       "status": "degraded"
-         *     }
-         */
+        /** Health */
         Health: {
-            /**
-             * @example {
-             *       "EqhEomgPtfMquXRVQjih": {
-             *         "detail": "ilJDeYSBZZVkhjIluxnC",
-             *         "latencyMs": 9353.14313988581,
-             *         "ok": true
-             *       }
-             *     }
-             */
             checks?: {
                 [key: string]: components["schemas"]["HealthCheck"];
             } | null;
-            /**
-             * @example degraded
-             * @enum {string}
-             */
+            /** @enum {string} */
             status: "ok" | "degraded" | "down";
-            /** @example FkxJDMRBmTxJPnwDuqtA */
             version?: string | null;
         };
-        /**
-         * HealthCheck
-         * @example {
-         *       "detail": "gOBKZREJfWPGHNtwQBCg",
-         *       "latencyMs": 369970358769.173,
-         *       "ok": false
-         *     }
-         */
+        /** HealthCheck */
         HealthCheck: {
-            /** @example TZJCWKJGSAYZmocefRhH */
             detail: string;
-            /** @example -8684612523.32577 */
             latencyMs: number;
-            /** @example false */
             ok: boolean;
         };
-        /**
-         * ImplementOutputs
-         * @example {
-         *       "diff": "RtRDCtapASIjYAGderNr",
-         *       "filesModified": [
-         *         "YAzsSiGQKcQltbfKVrvL"
-         *       ],
-         *       "linesChanged": 7548,
-         *       "stdout": "tTLJbBSDeFLDhxUPLxwO"
-         *     }
-         */
+        /** ImplementOutputs */
         ImplementOutputs: {
-            /** @example mTrnwALnXLrKmaMSSmkW */
             diff: string;
-            /**
-             * @example [
-             *       "IwUNtdwgzrhcZJHVMhuY"
-             *     ]
-             */
             filesModified: string[];
-            /** @example 995 */
             linesChanged: number;
-            /** @example jgnfXWQYeYYKuquwNEKZ */
             stdout: string;
         };
         /** ImplementRequestBody */
         ImplementRequestBody: {
-            /** @example task/1-1-add-and-subtract */
             branch: string;
-            /**
-             * @description customer/project: letters, digits, _ and - in each part
-             * @example customer-123/project-abc
-             */
+            /** @description customer/project: letters, digits, _ and - in each part */
             projectId: string;
-            /**
-             * @description a task id such as 1.2.3
-             * @example 1.1.1
-             */
+            /** @description a task id such as 1.2.3 */
             taskId: string;
             /**
              * @default aider
@@ -1043,43 +574,22 @@ export interface components {
              */
             tool: "aider";
         };
-        /**
-         * InitializeAccepted
-         * @example {
-         *       "eventId": "MLYYOSmGXMYlzwuLqkWi",
-         *       "executionId": "FxEZnrsKKehjkHSZqNaq",
-         *       "status": "mfyOnlHWxjNCpSkyJGsv"
-         *     }
-         */
+        /** InitializeAccepted */
         InitializeAccepted: {
-            /** @example jhSseMUxUifoNEECMiTY */
             eventId: string;
-            /** @example jXaJrroSAjIcgUOVUgYg */
             executionId: string;
-            /** @example pZuLgtARQOKbMlYUxGSo */
             status: string;
         };
         /** InitializeRequest */
         InitializeRequest: {
-            /**
-             * @description customer/project: letters, digits, _ and - in each part
-             * @example customer-123/project-abc
-             */
+            /** @description customer/project: letters, digits, _ and - in each part */
             projectId: string;
             repositoryUrl?: string | null;
             stopPoint?: string | null;
         };
-        /**
-         * InjectAccepted
-         * @example {
-         *       "injectionId": "UgCnvEMinqyoXCCqLLXS",
-         *       "taskId": "osQfWfwlkzUmKISmVvDD"
-         *     }
-         */
+        /** InjectAccepted */
         InjectAccepted: {
-            /** @example IpHppClLPJCFYYtHCCza */
             injectionId: string;
-            /** @example GIIfVZMwXgUkWCQzRoku */
             taskId: string;
         };
         /** InjectRequest */
@@ -1087,10 +597,7 @@ export interface components {
             /** @enum {unknown} */
             injectionType: "positional" | "priority" | "replace";
             position?: number | null;
-            /**
-             * @description customer/project: letters, digits, _ and - in each part
-             * @example customer-123/project-abc
-             */
+            /** @description customer/project: letters, digits, _ and - in each part */
             projectId: string;
             reason: string;
             replaceTaskId?: string | null;
@@ -1126,533 +633,141 @@ export interface components {
              */
             type: "atomic" | "group" | "phase";
         };
-        /**
-         * Live
-         * @example {
-         *       "status": "ok"
-         *     }
-         */
+        /** Live */
         Live: {
-            /**
-             * @example ok
-             * @constant
-             */
+            /** @constant */
             status: "ok";
         };
-        /**
-         * NextTask
-         * @example {
-         *       "completedTasks": 9191,
-         *       "dependenciesSatisfied": true,
-         *       "progress": 3459,
-         *       "task": {
-         *         "criteria": {
-         *           "WtVStHqUYZYuOVfhONGJ": "GPUFBeaTSoVChtexMXud"
-         *         },
-         *         "dependencies": [
-         *           "COUxPucBmkfBKkviufpZ"
-         *         ],
-         *         "description": "mZvuOEkFrHNraTIYdceJ",
-         *         "files": [
-         *           "YhKCKNYmpNtrleyqIvHo"
-         *         ],
-         *         "id": "mwXPHBvUubYYTRfqQCvk",
-         *         "notes": [
-         *           "NeNaDwRCQogbNvcblBkQ"
-         *         ],
-         *         "parent": "RNRmgCpfktgOkqgXYTgk",
-         *         "status": "done",
-         *         "title": "gXFWNeTzupkuvNDTwFKk",
-         *         "type": "atomic"
-         *       },
-         *       "totalTasks": 2578
-         *     }
-         */
+        /** NextTask */
         NextTask: {
-            /** @example 5097 */
             completedTasks: number;
-            /** @example true */
             dependenciesSatisfied: boolean;
-            /** @example 1613 */
             progress: number;
-            /**
-             * @example {
-             *       "criteria": {
-             *         "zvzVJLFzpBWwAFJaumrX": "VLUYUUKqSzwqFflzhZbz"
-             *       },
-             *       "dependencies": [
-             *         "CfcDBIlWVWSAkiqhYEnw"
-             *       ],
-             *       "description": "UzoQPleFvDexabJwkINC",
-             *       "files": [
-             *         "zjtfAdTyQofeGppGXyAN"
-             *       ],
-             *       "id": "fdjRNkUleVcFFBKxzzNB",
-             *       "notes": [
-             *         "mkJQOiPbixZCtVlyCHVV"
-             *       ],
-             *       "status": "blocked",
-             *       "title": "PeDkbQIXflKIKWNfLbHW",
-             *       "type": "group"
-             *     }
-             */
             task: components["schemas"]["TaskDefinition"] | null;
-            /** @example 9765 */
             totalTasks: number;
         };
-        /**
-         * OperationArtifact
-         * @example {
-         *       "duration": 436160.524981717,
-         *       "error": {
-         *         "DxfqApDoRkKMXOBkcDRH": "95"
-         *       },
-         *       "operation": "xwGmxoChbKmahPWXuxFW",
-         *       "outputs": {
-         *         "diff": "WNCHivKMTQipvEcItPYe",
-         *         "filesModified": [
-         *           "xhkTjpzGziovdvffPRml"
-         *         ],
-         *         "linesChanged": 1097,
-         *         "stdout": "uweuJAOwUqFfbJuyUxcB"
-         *       },
-         *       "success": true,
-         *       "taskId": "MReCImtdNCgNXyUFsyYT",
-         *       "tool": "wErSRrsXCdhSWgRerwUx"
-         *     }
-         */
+        /** OperationArtifact */
         OperationArtifact: {
-            /** @example -4722887095280.23 */
             duration: number;
-            /**
-             * @example {
-             *       "clZEaRcvDoSxFUrONBqZ": "9fd229f8"
-             *     }
-             */
             error?: {
                 [key: string]: unknown;
             } | null;
-            /** @example BFFOLOAyhIHOHzdHJgmy */
             operation: string;
             outputs: components["schemas"]["ImplementOutputs"];
-            /** @example true */
             success: boolean;
-            /** @example gZdKTdywYXEMTffHVKVi */
             taskId: string;
-            /** @example ojCXkxyCpxaaBfFvwpSr */
             tool: string;
         };
-        /**
-         * PrepArtifacts
-         * @example {
-         *       "branchCreated": false,
-         *       "cloned": true
-         *     }
-         */
+        /** PrepArtifacts */
         PrepArtifacts: {
-            /** @example true */
             branchCreated: boolean;
-            /** @example false */
             cloned: boolean;
         };
         /** PrepRequest */
         PrepRequest: {
-            /**
-             * @description customer/project: letters, digits, _ and - in each part
-             * @example customer-123/project-abc
-             */
+            /** @description customer/project: letters, digits, _ and - in each part */
             projectId: string;
-            /**
-             * @description a task id such as 1.2.3
-             * @example 1.1.1
-             */
+            /** @description a task id such as 1.2.3 */
             taskId: string;
         };
-        /**
-         * PrepResult
-         * @example {
-         *       "artifacts": {
-         *         "branchCreated": true,
-         *         "cloned": false
-         *       },
-         *       "branch": "WILdFWoqnFrSJCNknwuw",
-         *       "repoPath": "ZqSRqubKziUxmyimHIfM",
-         *       "taskId": "LofQdvIKNfgpRUvoFwbF"
-         *     }
-         */
+        /** PrepResult */
         PrepResult: {
             artifacts: components["schemas"]["PrepArtifacts"];
-            /** @example fafPDGSRVYHXqfLmRzON */
             branch: string;
-            /** @example kcgXhshZOPIYHAvkufcu */
             repoPath: string;
-            /** @example XQlNkcetIMIFWXevKDwz */
             taskId: string;
         };
-        /**
-         * ProblemBody
-         * @example {
-         *       "correlationId": "dvNikiqAbhzObGsanhJU",
-         *       "currentStatus": "OVFYeSjxUDJKwjLSsRgV",
-         *       "detail": "BXBLnzSvgvylUxxDzvDi",
-         *       "errors": [
-         *         {
-         *           "fLWOpqwSrQwfILzwsijN": "paLwNNiPsgmXUDeQcRne"
-         *         }
-         *       ],
-         *       "instance": "iyDuYCxNAtKyjlFBRCPS",
-         *       "status": 6205,
-         *       "title": "pndvrqpUKEvoiQUvZgiP",
-         *       "type": "zRIOjdLiFBdueXWxItGm",
-         *       "validTransitions": null
-         *     }
-         */
+        /** ProblemBody */
         ProblemBody: {
-            /** @example HdutFmqCQcDdvDZVPEur */
             correlationId: string;
-            /** @example ranWAThdcdkahSRhbAKy */
             currentStatus?: string | null;
-            /** @example gOawvtQkOPQsswkMypzV */
             detail: string;
-            /**
-             * @example [
-             *       {
-             *         "odTGDbubHwRjcqyOagXk": "VuCETNggRJNjKdIMjvci"
-             *       }
-             *     ]
-             */
             errors?: {
                 [key: string]: string;
             }[] | null;
-            /** @example vHsoVSEeCtLViFvDEMpE */
             instance: string;
-            /** @example 5969 */
             status: number;
-            /** @example IhEVjsekkeZUyMKBwICn */
             title: string;
-            /** @example hmGJHERyPYwSLUcVNYZo */
             type: string;
-            /**
-             * @example [
-             *       "lyDIWfXQwjgGCCJMLRlA"
-             *     ]
-             */
             validTransitions?: string[] | null;
         };
         /** RepositoryValidateRequest */
         RepositoryValidateRequest: {
             branch?: string | null;
             projectId?: string | null;
-            /**
-             * @description the pipeline's rules (runner.git.policy) decide the rest: a refused URL is a 422 naming the field
-             * @example https://github.com/acme/web.git
-             */
+            /** @description the pipeline's rules (runner.git.policy) decide the rest: a refused URL is a 422 naming the field */
             repositoryUrl: string;
             taskListPath?: string | null;
         };
-        /**
-         * RepositoryValidation
-         * @example {
-         *       "defaultBranch": "lEcxiERwgDMAqGLWocSL",
-         *       "hasTaskList": true,
-         *       "problems": [
-         *         "DRhgCbZsvPkmgossOEeR"
-         *       ],
-         *       "taskCount": 9916,
-         *       "taskListPath": "VXWfYOvmHOpNpLgXMtom",
-         *       "valid": true
-         *     }
-         */
+        /** RepositoryValidation */
         RepositoryValidation: {
-            /** @example NoBhZxpTRgMLvsSiypak */
             defaultBranch: string | null;
-            /** @example false */
             hasTaskList: boolean;
-            /**
-             * @example [
-             *       "obywxSnehrBSbsiBusRp"
-             *     ]
-             */
             problems: string[];
-            /** @example 4429 */
             taskCount: number;
-            /** @example athuAfpvUMPwNYbfLzXo */
             taskListPath: string | null;
-            /** @example true */
             valid: boolean;
         };
-        /**
-         * SetupStatus
-         * @example {
-         *       "cached": true,
-         *       "durationMs": 6805,
-         *       "error": "nQpzKmeZcdzGNBmTVYaW",
-         *       "seconds": 133895479549.5,
-         *       "status": "EZAjRtJhUpGbUanZMvBZ",
-         *       "taskId": null,
-         *       "tool": "IeybObQvYiFJXJXdjsoR"
-         *     }
-         */
+        /** SetupStatus */
         SetupStatus: {
-            /** @example 9168 */
             bytes?: number | null;
-            /** @example false */
             cached: boolean;
-            /** @example 4409 */
             durationMs: number | null;
-            /** @example GjaywybnlNuLTjfRGRQC */
             error?: string | null;
-            /** @example 5104702221016.5 */
             seconds?: number | null;
-            /** @example OudTKicnRJuDyGgnWvDM */
             status: string;
-            /** @example qrAbSMXwsLQIsVtGLPxo */
             taskId: string | null;
-            /** @example yFnKOSzYcGBVmpAXJsKJ */
             tool: string | null;
         };
-        /**
-         * SlotWaitStatus
-         * @example {
-         *       "container": "AaSZIYfKSlvejFffhshW",
-         *       "customerLimit": 321,
-         *       "customerRunning": 2976,
-         *       "limit": 5187,
-         *       "position": 656,
-         *       "running": 4559,
-         *       "seconds": 4583525.4202159,
-         *       "since": "usXrtcUWAMCWLgWvFyoE",
-         *       "waiting": 8758
-         *     }
-         */
+        /** SlotWaitStatus */
         SlotWaitStatus: {
-            /** @example fuzUGzKUWEbwDLrAPBHm */
             container: string;
-            /** @example 6684 */
             customerLimit: number;
-            /** @example 9383 */
             customerRunning: number;
-            /** @example 9669 */
             limit: number;
-            /** @example 6615 */
             position: number;
-            /** @example 4026 */
             running: number;
-            /** @example 51.9403790228312 */
             seconds: number;
-            /** @example jHdbCAIkorTaoMLSoboM */
             since: string;
-            /** @example 3920 */
             waiting: number;
         };
-        /**
-         * StageDuration
-         * @example {
-         *       "durationMs": 4793,
-         *       "runs": 3496,
-         *       "stage": "esdAhsHeafxdrMKzHNJb",
-         *       "status": "PiNUDAVGUBzkwLSswMPq"
-         *     }
-         */
+        /** StageDuration */
         StageDuration: {
-            /** @example 5213 */
             durationMs: number;
-            /** @example 1639 */
             runs: number;
-            /** @example FqBXtdjcBByGGHfdoUIb */
             stage: string;
-            /** @example CavOdMzymbMhGUJJdFlz */
             status: string;
         };
-        /**
-         * TaskDefinition
-         * @example {
-         *       "criteria": {
-         *         "sfIXwpOOKXUGTwClGDDG": "MqwgvhbIyzzsRKrNQqvk"
-         *       },
-         *       "dependencies": [
-         *         "rsqqeGfcPOsFwKdhtYAN"
-         *       ],
-         *       "description": "BuEbJLDYtvNuBqcvFCyA",
-         *       "files": [
-         *         "hVclZdgfbKvicYigJNBL"
-         *       ],
-         *       "id": "vaVoHSslveFEEyuaVuHe",
-         *       "notes": [
-         *         "WLIRjolxdHqDVOthTbIh"
-         *       ],
-         *       "status": "in_progress",
-         *       "title": "hBRJPViiCCNzIurantMi",
-         *       "type": "atomic"
-         *     }
-         */
+        /** TaskDefinition */
         TaskDefinition: {
-            /**
-             * @example {
-             *       "fXADzzWsTltKbmndnnFj": "UXHLvqjPOEQmuXmBiCae"
-             *     }
-             */
             criteria: {
                 [key: string]: string;
             };
-            /**
-             * @example [
-             *       "qsFWeYxFuTCKnYHqIfAk"
-             *     ]
-             */
             dependencies: string[];
-            /** @example XwjhlKQGfYrFdvGJBMDZ */
             description: string;
-            /**
-             * @example [
-             *       "oZABbXaoMuRfOjXrCFIk"
-             *     ]
-             */
             files: string[];
-            /** @example MTzAaSYwkKWRdZxjOkdz */
             id: string;
-            /**
-             * @example [
-             *       "QzgLWainJUQnJCOqbdVv"
-             *     ]
-             */
             notes: string[];
-            /** @example MUoTSJgvmfjVmBHQCrIX */
             parent?: string | null;
-            /**
-             * @example blocked
-             * @enum {string}
-             */
+            /** @enum {string} */
             status: "pending" | "in_progress" | "done" | "blocked";
-            /** @example SMpPmhftNqDCefUBVsdB */
             title: string;
-            /**
-             * @example atomic
-             * @enum {string}
-             */
+            /** @enum {string} */
             type: "atomic" | "group" | "phase";
         };
-        /**
-         * TaskDetail
-         * @example {
-         *       "attempts": 9582,
-         *       "branch": "encOnrFtkjAdzWslYdvx",
-         *       "criteria": [
-         *         {
-         *           "actual": "97",
-         *           "detail": "oEgPsKiTgrrRiTgqUmyc",
-         *           "name": "PMOVROtSGFkzncynzQya",
-         *           "passed": true,
-         *           "required": "26ddc"
-         *         }
-         *       ],
-         *       "stages": [
-         *         {
-         *           "durationMs": 6026,
-         *           "runs": 7472,
-         *           "stage": "lFyphbGsxyIktMiuGiSz",
-         *           "status": "VTHCGXehwJmYJBbaeqoD"
-         *         }
-         *       ],
-         *       "status": "KPGiJsIdFVLJPCkaRNTp",
-         *       "taskId": "qkLEauCUjYlKTeZEZGoL",
-         *       "title": null,
-         *       "usage": {
-         *         "cost": -5193382210.90334,
-         *         "cpuSeconds": null,
-         *         "peakMemoryBytes": 7025,
-         *         "tokensReceived": null,
-         *         "tokensSent": 2615,
-         *         "wallSeconds": 7.18172193815675
-         *       }
-         *     }
-         */
+        /** TaskDetail */
         TaskDetail: {
-            /** @example 4924 */
             attempts: number;
-            /** @example TlNDNBqmEMswTjCCRoTq */
             branch: string | null;
-            /**
-             * @example [
-             *       {
-             *         "actual": "fcf2eee7",
-             *         "detail": null,
-             *         "name": "WPgwACRtptfmjkaQCyWZ",
-             *         "passed": true,
-             *         "required": "9db35"
-             *       }
-             *     ]
-             */
             criteria: components["schemas"]["CriterionView"][];
-            /**
-             * @example [
-             *       {
-             *         "durationMs": 6862,
-             *         "runs": 5619,
-             *         "stage": "WcwfaokyNksgdXxWewmV",
-             *         "status": "yrYXzKvWQBDhMWsdvPlq"
-             *       }
-             *     ]
-             */
             stages: components["schemas"]["StageDuration"][];
-            /** @example lfOcyKDdHxYTTbXWSQOe */
             status: string;
-            /** @example PMTsQBgYyhcmQKkNvjPI */
             taskId: string;
-            /** @example GsyYYKcQMLpFZQPKwovi */
             title: string | null;
             usage: components["schemas"]["UsageView"];
         };
-        /**
-         * TaskList
-         * @example {
-         *       "tasks": [
-         *         {
-         *           "criteria": {
-         *             "hPhkcAzVXLhrzzvESueU": "uKKPZsWRFwEIMdIypzMd"
-         *           },
-         *           "dependencies": [
-         *             "xyFFceTKwcEFznQAFKbT"
-         *           ],
-         *           "description": "WxUbAVLzhNFKmXgvVIAn",
-         *           "files": [
-         *             "zyFHaOtVHLXvGsDgaWTR"
-         *           ],
-         *           "id": "LrgBJukBgvfPBPvBIJuX",
-         *           "notes": [
-         *             "YqNQFFrAKRGwJxazICvj"
-         *           ],
-         *           "status": "done",
-         *           "title": "mivoNBEHqLyqRwSEMpRB",
-         *           "type": "atomic"
-         *         }
-         *       ]
-         *     }
-         */
+        /** TaskList */
         TaskList: {
-            /**
-             * @example [
-             *       {
-             *         "criteria": {
-             *           "TkznHRFizkCaouhJbZQm": "CrxjmLgyPMQiNDkvytBU"
-             *         },
-             *         "dependencies": [
-             *           "wIegLdBBQwkreMdGxHhP"
-             *         ],
-             *         "description": "mBGBTvXlkTgMPOPwJGaA",
-             *         "files": [
-             *           "DLposvemCHZAkjpTntCB"
-             *         ],
-             *         "id": "jFbIATAndpWRrnAYGKfV",
-             *         "notes": [
-             *           "ZBvrZJAIepfMLZuZJNvV"
-             *         ],
-             *         "status": "in_progress",
-             *         "title": "tlClPBCVyJxzsGjPnqFL",
-             *         "type": "phase"
-             *       }
-             *     ]
-             */
             tasks: components["schemas"]["TaskDefinition"][];
         };
         /** TaskUpdate */
@@ -1667,184 +782,57 @@ export interface components {
         } | {
             description: unknown;
         };
-        /**
-         * Totals
-         * @example {
-         *       "completed": 7943,
-         *       "total": 3042
-         *     }
-         */
+        /** Totals */
         Totals: {
-            /** @example 8558 */
             completed: number;
-            /** @example 9171 */
             total: number;
         };
-        /**
-         * TransitionAccepted
-         * @example {
-         *       "executionId": "mwCTmhCtoBDTjPqXNYLr",
-         *       "previousStatus": "cDuMkgVrpYGycXeScJAj",
-         *       "status": "xHpSrWbKTjUahsCTfHQc"
-         *     }
-         */
+        /** TransitionAccepted */
         TransitionAccepted: {
-            /** @example sxLcnNsHbQdkNEVFtHKX */
             executionId: string;
-            /** @example YVjRxWhYtSWABLGlIaVW */
             previousStatus: string;
-            /** @example gbteuNECqPDEHCpeurJu */
             status: string;
         };
-        /**
-         * UsageTotals
-         * @example {
-         *       "containers": 7415,
-         *       "cost": -186.359997412438,
-         *       "cpuSeconds": null,
-         *       "implementRounds": 8697,
-         *       "peakMemoryBytes": null,
-         *       "tokensReceived": 8570,
-         *       "tokensSent": 8910,
-         *       "wallSeconds": 913359.426713858
-         *     }
-         */
+        /** UsageTotals */
         UsageTotals: {
-            /** @example 8471 */
             containers: number;
-            /** @example 9234.44798466741 */
             cost: number | null;
-            /** @example -449097.533539948 */
             cpuSeconds: number | null;
-            /** @example 3514 */
             implementRounds: number;
-            /** @example 4688 */
             peakMemoryBytes: number | null;
-            /** @example 2480 */
             tokensReceived: number | null;
-            /** @example 8261 */
             tokensSent: number | null;
-            /** @example 41113531536766.4 */
             wallSeconds: number | null;
         };
-        /**
-         * UsageView
-         * @example {
-         *       "cost": null,
-         *       "cpuSeconds": null,
-         *       "peakMemoryBytes": 2122,
-         *       "tokensReceived": null,
-         *       "tokensSent": 5342,
-         *       "wallSeconds": null
-         *     }
-         */
+        /** UsageView */
         UsageView: {
-            /** @example 9642458153798.6 */
             cost: number | null;
-            /** @example -6461277735024.38 */
             cpuSeconds: number | null;
-            /** @example 371 */
             peakMemoryBytes: number | null;
-            /** @example 9106 */
             tokensReceived: number | null;
-            /** @example 7022 */
             tokensSent: number | null;
-            /** @example -4.7885183074576 */
             wallSeconds: number | null;
         };
-        /**
-         * VerificationResult
-         * @example {
-         *       "commands": [
-         *         {
-         *           "cancelled": true,
-         *           "command": "zXHybNBWjlFyNksLSBJg",
-         *           "cpuSeconds": 834715770.166266,
-         *           "duration": 54296.722455896,
-         *           "exitCode": 8101,
-         *           "oomKilled": false,
-         *           "outputTail": "vuRkyVAAxjfLkWVBnPWW",
-         *           "peakMemoryBytes": null,
-         *           "pidsLimited": false,
-         *           "timedOut": false
-         *         }
-         *       ],
-         *       "feedback": null,
-         *       "notes": [
-         *         "LUlMhnXTyHqRstZcNlcG"
-         *       ],
-         *       "results": {
-         *         "oUBxhcbcIwCUXDRvTLpE": {
-         *           "actual": "6fc",
-         *           "detail": null,
-         *           "passed": true,
-         *           "required": "0b5836"
-         *         }
-         *       },
-         *       "success": true,
-         *       "taskId": "dnmgZIKOafcWRNBXJcAu"
-         *     }
-         */
+        /** VerificationResult */
         VerificationResult: {
-            /**
-             * @example [
-             *       {
-             *         "cancelled": true,
-             *         "command": "vspeWWWFiGUreJOvDJBT",
-             *         "cpuSeconds": -44278.93151423,
-             *         "duration": 411180659369.335,
-             *         "exitCode": 4279,
-             *         "oomKilled": false,
-             *         "outputTail": "lCoKyNHWrLDzotQJIIuO",
-             *         "peakMemoryBytes": 1243,
-             *         "pidsLimited": false,
-             *         "timedOut": false
-             *       }
-             *     ]
-             */
             commands?: components["schemas"]["CommandResult"][];
-            /** @example kYhDWEyQyCQhlaHRFBLa */
             feedback?: string | null;
-            /**
-             * @example [
-             *       "QjrEpXZfQsssTnULlaHE"
-             *     ]
-             */
             notes?: string[];
-            /**
-             * @example {
-             *       "ImFlFAKuUHyFyInSBRMw": {
-             *         "actual": "6b",
-             *         "detail": null,
-             *         "passed": false,
-             *         "required": "6cc"
-             *       }
-             *     }
-             */
             results: {
                 [key: string]: components["schemas"]["CriterionResult"];
             };
-            /** @example true */
             success: boolean;
-            /** @example DVLITGWaNoYUQReaubYe */
             taskId: string;
         };
         /** VerifyRequestBody */
         VerifyRequestBody: {
-            /** @example task/1-1-add-and-subtract */
             branch: string;
             criteria?: {
                 [key: string]: string;
             } | null;
-            /**
-             * @description customer/project: letters, digits, _ and - in each part
-             * @example customer-123/project-abc
-             */
+            /** @description customer/project: letters, digits, _ and - in each part */
             projectId: string;
-            /**
-             * @description a task id such as 1.2.3
-             * @example 1.1.1
-             */
+            /** @description a task id such as 1.2.3 */
             taskId: string;
         };
     };

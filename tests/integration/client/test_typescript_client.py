@@ -10,8 +10,8 @@ The Node tests drive the database through a small loopback HTTP hook served here
 execution, append frames, mint a token), so frames are written exactly when a test needs
 them (while the client is disconnected, say) by the pipeline's own ``stream.append``.
 
-The generated types cannot drift: ``openapi.json`` and ``asyncapi.json`` must be what the
-gateway serves now, and ``schema.d.ts`` / ``frames.schema.d.ts`` what openapi-typescript
+The generated types cannot drift: ``openapi.json`` (without its made-up examples) and
+``asyncapi.json`` must be what the gateway serves now, and ``schema.d.ts`` / ``frames.schema.d.ts`` what openapi-typescript
 makes of them.
 """
 
