@@ -11,7 +11,6 @@ container run can take minutes. The kernel drops the lock when its process dies.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import fcntl
 import uuid
@@ -23,6 +22,7 @@ from typing import Any
 import msgspec
 import structlog
 from sqlalchemy import text
+from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, wait_exponential
 
 from pipeline import audit, executions
 from pipeline.audit import Principal
@@ -70,17 +70,19 @@ async def copy_lock(path: Path) -> AsyncIterator[None]:
     Tried without blocking and retried after a growing pause, so a cancelled waiter
     leaves nothing behind (a thread blocked in ``flock`` could not be called back)."""
     path.parent.mkdir(parents=True, exist_ok=True)
+
+    def busy(state: RetryCallState) -> None:
+        if state.attempt_number == 1:
+            log.info("projects.copy_busy", lock=path.name, project=path.parent.name)
+
     with path.open("a+b") as handle:
-        pause, longest = LOCK_POLL
-        while True:
-            try:
+        first, longest = LOCK_POLL
+        async for attempt in AsyncRetrying(
+            retry=retry_if_exception_type(BlockingIOError), before_sleep=busy,
+            wait=wait_exponential(multiplier=first, max=longest),
+        ):
+            with attempt:
                 fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if pause == LOCK_POLL[0]:
-                    log.info("projects.copy_busy", lock=path.name, project=path.parent.name)
-                await asyncio.sleep(pause)
-                pause = min(pause * 2, longest)
         try:
             yield
         finally:
