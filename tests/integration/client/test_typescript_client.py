@@ -11,8 +11,8 @@ execution, append frames, mint a token), so frames are written exactly when a te
 them (while the client is disconnected, say) by the pipeline's own ``stream.append``.
 
 The generated types cannot drift: ``openapi.json`` (without its made-up examples) and
-``asyncapi.json`` must be what the gateway serves now, and ``schema.d.ts`` / ``frames.schema.d.ts`` what openapi-typescript
-makes of them.
+``asyncapi.json`` must be what the gateway serves now, and ``schema.d.ts`` and
+``frames.schema.d.ts`` what openapi-typescript makes of them.
 """
 
 from __future__ import annotations
@@ -42,7 +42,9 @@ from runner.settings import get_settings
 ROOT = Path(__file__).resolve().parents[3]
 PACKAGE = ROOT / "clients" / "typescript"
 EXPORT = PACKAGE / "scripts" / "export_documents.py"
-NODE_TIMEOUT = int(os.environ.get("DEVTEAM_TEST_NODE_TIMEOUT", "240"))  # the whole Node suite; a hung one is killed and its output reported
+# the whole Node suite; a hung one is killed and its output reported
+NODE_TIMEOUT = int(os.environ.get("DEVTEAM_TEST_NODE_TIMEOUT", "240"))
+
 
 def _tool(name: str) -> str:
     path = shutil.which(name)
