@@ -128,6 +128,10 @@ def test_given_an_installed_environment_when_verifying_then_it_is_mounted_read_o
     again = inst.ensure(setup_spec(make_spec, who), plan, tmp_path)
     assert (first.cached, again.cached) == (False, True)
     assert again.volumes == first.volumes
+    # the setup container's consumption came back with it; a cache hit ran none
+    assert first.container is not None and again.container is None
+    assert first.container.cpu_seconds and first.container.cpu_seconds > 0
+    assert first.container.peak_memory_bytes and first.container.wall_seconds
     assert again.seconds < 1.0  # a hit runs nothing
 
     spec = make_spec(customer_id=who, project_id=f"{who}/proj", mounts=again.mounts())
