@@ -80,9 +80,13 @@ def principal_of(request: ASGIConnection[Any, Any, Any, Any]) -> Principal:
     return principal
 
 
-def authenticated(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
+async def authenticated(
+    connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler
+) -> None:
     """Guard of every API route: 401 before anything else (body validation included), so
-    an anonymous caller learns nothing from a 400, 404 or 415."""
+    an anonymous caller learns nothing from a 400, 404 or 415. A coroutine: Litestar runs
+    a plain function guard in a worker thread, a hop per request for a dict lookup (the
+    verified token is cached by the ``Authenticator``)."""
     principal_of(connection)
 
 
