@@ -15,6 +15,7 @@ tables (tests/unit/pipeline).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from enum import StrEnum
 from typing import Any, Protocol
 
@@ -23,7 +24,7 @@ import msgspec
 from pipeline.lifecycle import TERMINAL, PauseReason, Stage, StageStatus, Status
 from pipeline.outbox import StageCommand
 from pipeline.outcome import Outcome
-from runner.errors import Classification, InfrastructureError, RunnerError
+from runner.errors import Classification, ConfigError, InfrastructureError, RunnerError
 
 RETRY_DEFAULT_SECONDS = 1.0
 """The wait before a retry whose outcome names none (``result.retryIn``)."""
@@ -304,6 +305,25 @@ def retry_policy(
     if classification.retryable and claims <= policy.stage_retries:
         return RetryDecision(verdict=Verdict.RETRY, delay=backoff(claims, policy))
     return RetryDecision(verdict=Verdict.FAIL)
+
+
+CRASH_DETAIL_CHARS = 2000
+"""How much of a crashed handler's exception text (redacted) its error record keeps."""
+
+
+def crash_error(stage: str, exc: BaseException, redact: Callable[[str], str]) -> RunnerError:
+    """The classified error of a handler that raised something not ours to raise: input
+    nested past the parser's limit (a report, a manifest, a tree the repository shaped)
+    is ``config`` (the same on every retry); anything else is an ``infrastructure``
+    failure of ours, named by its type, its text redacted and cut into the details."""
+    if isinstance(exc, RecursionError):
+        return ConfigError(
+            f"{stage}: something the repository holds is nested too deeply "
+            "to read (a report, a manifest or a directory tree)")
+    return InfrastructureError(
+        f"internal error in {stage}: {type(exc).__name__}",
+        details={"exception": redact(str(exc))[:CRASH_DETAIL_CHARS]},
+    )
 
 
 def claims_exhausted(claims: int, policy: RetrySettings) -> bool:

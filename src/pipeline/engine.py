@@ -37,6 +37,7 @@ from pipeline.decide import (
     OnClaim,
     cancelled_outcome,
     claims_exhausted,
+    crash_error,
     exhausted_outcome,
     failure_outcome,
     on_claim,
@@ -50,7 +51,7 @@ from pipeline.outbox import StageCommand
 from pipeline.outcome import Outcome, StageContext
 from pipeline.record import record_outcome
 from pipeline.services import Services
-from runner.errors import ConfigError, InfrastructureError, RunnerError
+from runner.errors import RunnerError
 from runner.limits import LogLimits
 from runner.settings import Settings
 
@@ -251,27 +252,19 @@ class Engine:
             raise
         except RunnerError as exc:
             return self._failure(ctx, exc)
-        except RecursionError:
-            # Only input nested past the parser's limit gets here (a report, a manifest, a
-            # tree the repository shaped): the same on every retry, so config, not ours.
+        except RecursionError as exc:
             log.warning("stage.recursion", trace=self.services.redactor.redact(
                 traceback.format_exc(limit=-5)))
-            return self._failure(ctx, ConfigError(
-                f"{ctx.command.stage}: something the repository holds is nested too deeply "
-                "to read (a report, a manifest or a directory tree)"))
+            return self._failure(ctx, crash_error(ctx.command.stage, exc,
+                                                  self.services.redactor.redact))
         except Exception as exc:
             log.exception(
                 "stage.crash",
                 error=type(exc).__name__,
                 trace=self.services.redactor.redact(traceback.format_exc()),
             )
-            return self._failure(
-                ctx,
-                InfrastructureError(
-                    f"internal error in {ctx.command.stage}: {type(exc).__name__}",
-                    details={"exception": self.services.redactor.redact(str(exc))[:2000]},
-                ),
-            )
+            return self._failure(ctx, crash_error(ctx.command.stage, exc,
+                                                  self.services.redactor.redact))
         finally:
             beat.cancel()
             with contextlib.suppress(asyncio.CancelledError):

@@ -9,11 +9,13 @@ import msgspec
 import pytest
 
 from pipeline.decide import (
+    CRASH_DETAIL_CHARS,
     OnClaim,
     RetryDecision,
     Verdict,
     backoff,
     claims_exhausted,
+    crash_error,
     exhausted_outcome,
     failure_outcome,
     on_claim,
@@ -129,3 +131,24 @@ def test_what_a_worker_does_with_a_delivered_command() -> None:
 def test_the_first_parked_command_stays() -> None:
     assert park(None, RAN) == {"pending_command": msgspec.to_builtins(RAN)}
     assert park({"stage": "MERGE"}, RAN) == {}
+
+
+def test_a_crash_is_an_infrastructure_failure_named_by_its_type_with_its_text_redacted() -> None:
+    secret = "ghp_" + "x" * 36
+    exc = KeyError(f"token {secret} " + "y" * 5000)
+    error = crash_error("MERGE", exc, lambda s: s.replace(secret, "[REDACTED]"))
+    assert error.classification is Classification.INFRASTRUCTURE
+    assert error.message == "internal error in MERGE: KeyError"
+    detail = error.details["exception"]
+    assert secret not in detail and "[REDACTED]" in detail
+    assert len(detail) == CRASH_DETAIL_CHARS
+    # retried like any infrastructure failure, then fatal
+    assert failure_outcome(RAN, error, 1, POLICY).status is StageStatus.RETRYING
+    assert failure_outcome(RAN, error, POLICY.stage_retries + 1, POLICY).fatal
+
+
+def test_input_nested_too_deeply_is_config_and_never_retried() -> None:
+    error = crash_error("VERIFY", RecursionError("maximum recursion depth exceeded"), str)
+    assert error.classification is Classification.CONFIG
+    assert error.message.startswith("VERIFY: something the repository holds is nested")
+    assert failure_outcome(RAN, error, 1, POLICY).fatal
