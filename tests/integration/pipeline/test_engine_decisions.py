@@ -11,7 +11,7 @@ from __future__ import annotations
 import uuid
 
 from sqlalchemy import text
-from tests.e2e.checks import assert_frames_gapless
+from tests.e2e.checks import assert_frames_gapless, frames
 
 from pipeline import commands
 from pipeline.audit import Principal
@@ -104,3 +104,30 @@ async def test_a_stage_failing_for_good_ends_the_execution_in_error(store) -> No
     assert [(stage, done) for _, stage, done in queued] == [("INIT", True), ("FINALIZE", False)]
     assert await engine.run(queued[1][0]) == "succeeded"
     await assert_frames_gapless(store, started.execution_id, "error")
+
+
+async def test_a_crashing_handler_is_retried_with_its_text_redacted(store) -> None:
+    token = "ghp_" + "A1b2C3d4E5" * 4
+
+    async def init_crashes(ctx: StageContext) -> Outcome:
+        raise KeyError(f"lookup with {token} failed")
+
+    started = await commands.start_execution(
+        store, principal=ALICE, project_id="acme/engine3", repository_url="file:///n.git")
+    engine = Engine(Services(get_settings(), store), {Stage.INIT: init_crashes})
+    assert await engine.run(started.command_id) == "retrying"
+    async with store.transaction() as session:
+        run = (await session.execute(text(
+            "SELECT status, error, lease_owner FROM stage_runs WHERE execution_id = :e"),
+            {"e": started.execution_id})).mappings().one()
+    assert run["status"] == "retrying" and run["lease_owner"] is None
+    assert run["error"]["classification"] == "infrastructure"
+    assert run["error"]["message"] == "internal error in INIT: KeyError"
+    assert token not in str(run["error"]) and "failed" in run["error"]["details"]["exception"]
+    # the same command again, after the first backoff (2 s), and the log says so
+    queued = await commands_of(store, started.execution_id)
+    assert [(stage, done) for _, stage, done in queued] == [("INIT", True), ("INIT", False)]
+    got = await frames(store, started.execution_id)
+    lines = [line for f in got if f["type"] == "execution-log" for line in f["payload"]["lines"]]
+    assert any(line.startswith("INIT will be retried in 2s") for line in lines)
+    assert all(token not in str(f["payload"]) for f in got)
