@@ -253,6 +253,7 @@
       state.attempt = 0;
       setConnection("Live");
       if (!state.loaded) loadLists();
+      resumeLogNow();
       return;
     }
     if (frame.type === "resync") {
@@ -590,6 +591,7 @@
   function closeLog() {
     const log = state.log;
     clearTimeout(log.timer);
+    log.timer = null;
     const socket = log.socket;
     log.socket = null;
     if (!socket) return;
@@ -634,8 +636,21 @@
       const delay = backoffMs(log.attempt);
       log.attempt += 1;
       $("log-state").textContent = "Log disconnected; reconnecting…";
-      log.timer = setTimeout(() => state.token && connectLog(), delay);
+      log.timer = setTimeout(() => {
+        log.timer = null;
+        if (state.token) connectLog();
+      }, delay);
     };
+  }
+
+  /** The main socket is back, so the server is: a log socket waiting out its backoff
+   *  reconnects now (from its cursor) instead of at the end of it. */
+  function resumeLogNow() {
+    const log = state.log;
+    if (log.timer === null || log.socket || log.done) return;
+    clearTimeout(log.timer);
+    log.timer = null;
+    connectLog();
   }
 
   function logFrame(frame, executionId) {
