@@ -344,8 +344,10 @@ class Lifecycle(RuleBasedStateMachine):
             assert self.final is Status.COMPLETED and self.done == TASKS
 
 
+# 100 runs of 30 steps keep the unit tier fast (~1.5 s); it was also run once with 3,000
+# runs of 60 steps, clean.
 Lifecycle.TestCase.settings = settings(
-    max_examples=150, stateful_step_count=30, deadline=None,
+    max_examples=100, stateful_step_count=30, deadline=None,
     suppress_health_check=[HealthCheck.too_slow],
 )
 test_the_lifecycle = Lifecycle.TestCase
