@@ -10,7 +10,10 @@ tables (tests/unit/pipeline).
   for good, or nothing.
 - ``retry_policy(classification, claims, policy)``: what a failure the handler did not
   turn into an outcome itself means (cancelled, pause for review, retry after a backoff,
-  fatal); ``failure_outcome`` makes the ``Outcome`` of that verdict.
+  fatal); ``failure_outcome`` makes the ``Outcome`` of that verdict, ``crash_error``
+  classifies what a handler raised that is not ours to raise.
+- ``on_claim(stage, status)``: what a worker does with a delivered command (run it, drop
+  it, park it for resume, or finalise a stopping execution instead).
 """
 
 from __future__ import annotations
