@@ -30,7 +30,11 @@ The stateful phase is off to keep the run short; the examples phase covers the l
 One worker: schemathesis' coverage phase builds Hypothesis strategies whose descriptions
 call ``ast.parse``, which on CPython 3.11.7 fails now and then with "AST constructor
 recursion depth mismatch" when two threads parse at once (CPython gh-106905).
-About 2,500 cases; under a minute on the shared machine.
+A second project holds an execution the fuzzer started; its project id, execution id, event
+id and the fuzzer's user id are each drawn for half the cases of the operations that take
+them (a schemathesis dictionary), so status, pause, resume, stop, the execution's detail,
+its event and the user's lists answer for real, not only with 404s.
+About 1,900 cases; one to three minutes on the shared machine.
 """
 from __future__ import annotations
 
@@ -39,20 +43,31 @@ import subprocess
 from pathlib import Path
 
 import httpx
-from tests.integration.gateway.conftest import add_project
+from tests.integration.gateway.conftest import add_project, rows
+
+from pipeline import commands
+from pipeline.audit import Principal
 
 ROOT = Path(__file__).resolve().parents[3]
 SCHEMATHESIS = ROOT / ".venv" / "bin" / "schemathesis"
 EXAMPLE_PROJECT = "customer-123/project-abc"
+LIVE_PROJECT = "customer-123/project-live"
 POSITIVE_STATUSES = ["2xx", "3xx", "401", "403", "404", "409", "429", "5xx"]
 """schemathesis' defaults for ``positive_data_acceptance`` (4.x)."""
 
 
-def config_file(url: str, path: Path) -> Path:
+def config_file(url: str, path: Path, known: dict[str, str]) -> Path:
     """A ``schemathesis.toml``: 422 is also an acceptable answer to schema-valid data on
-    each operation that documents a 422 (see the module docstring)."""
+    each operation that documents a 422 (see the module docstring); each path parameter
+    of ``known`` takes that existing resource's value in half the cases, so the run
+    reaches the operations' real answers, not only their 404s."""
     document = httpx.get(f"{url}/schema/openapi.json", timeout=30).json()
     lines = []
+    for name, value in known.items():
+        lines += [f"[dictionaries.{name}]", f'values = ["{value}"]', ""]
+    lines += ["[parameters]"] + [
+        f'"path.{name}" = {{ dictionary = "{name}", probability = 0.5 }}' for name in known
+    ] + [""]
     for route, item in document["paths"].items():
         for method, operation in item.items():
             if "422" in operation.get("responses", {}):
@@ -67,15 +82,23 @@ def config_file(url: str, path: Path) -> Path:
 async def test_every_operation_passes_every_schemathesis_check(
     store, sample, procs, token_for, tmp_path
 ) -> None:
-    # Given a gateway whose example project is the sample repository
+    # Given a gateway whose example project is the sample repository, and a project with
+    # an execution started by the fuzzer (status, pause, resume, stop, the execution's
+    # detail, its event and the fuzzer's lists have something real to answer)
     await add_project(store, EXAMPLE_PROJECT, sample.url)
+    await add_project(store, LIVE_PROJECT, sample.url)
+    started = await commands.start_execution(
+        store, principal=Principal(user_id="fuzzer", correlation_id="fuzz"),
+        project_id=LIVE_PROJECT)
+    known = {"project": LIVE_PROJECT, "execution_id": str(started.execution_id),
+             "event_id": str(started.event_id), "user_id": "fuzzer"}
     gateway = procs.gateway()
     token = token_for("fuzzer", [], role="admin")
     # When schemathesis runs every operation's examples, coverage and fuzzing cases
     result = subprocess.run(
         [
             str(SCHEMATHESIS), "--config-file", str(config_file(gateway.url,
-                                                                tmp_path / "st.toml")),
+                                                                tmp_path / "st.toml", known)),
             "run", f"{gateway.url}/schema/openapi.json",
             "--checks", "all",
             "--phases", "examples,coverage,fuzzing",
@@ -93,3 +116,7 @@ async def test_every_operation_passes_every_schemathesis_check(
     report = result.stdout[-12000:] + result.stderr[-4000:]
     assert result.returncode == 0, f"{report}\n--- gateway log ---\n{gateway.output()[-4000:]}"
     assert " generated" in result.stdout and " passed" in result.stdout, report
+    # and the cases reached the live execution's control actions, not only 404s
+    actions = await rows(store, "SELECT DISTINCT action FROM audit_log WHERE project_id = :p",
+                         p=LIVE_PROJECT)
+    assert {"action": "execution.stop"} in actions, actions
