@@ -17,7 +17,9 @@ check still fails on a 400), while a 422 is a refusal no schema can state becaus
 depends on the server's state or its operator's configuration: a ``repositoryUrl`` the
 operator's per-customer policy refuses (``https://@host/`` carries user information), a
 ``replaceTaskId`` that is not an atomic task of the repository's ``tasks_list.md``, an
-``Idempotency-Key`` reused with another body. The check's other statuses are its defaults.
+``Idempotency-Key`` reused with another body, query parameters each well-formed but
+contradicting each other (the usage report's ``from`` after ``to``). The check's other
+statuses are its defaults.
 
 schemathesis' own pytest plugin (``from_fixture``) does not work with pytest 9 (it sets
 ``Node._nodeid``), so the run uses its CLI, the documented entry point; its report is
