@@ -17,7 +17,7 @@ from pipeline.audit import Principal
 from pipeline.db import Store
 from pipeline.lifecycle import Action, PauseReason, Stage, Status, TransitionError, target
 from pipeline.outbox import StageCommand
-from pipeline.store.executions import NewEvent, NewExecution
+from pipeline.store.executions import NewEvent, NewExecution, StartPoint
 from pipeline.store.pg import as_tx
 from pipeline.store.port import Tx
 from runner.git.remote import parse_remote_url
@@ -64,13 +64,17 @@ def customer_of(project_id: str) -> str:
     return project_id.split("/", 1)[0]
 
 
-async def _upsert_project(tx: Tx, project_id: str, repository_url: str | None) -> None:
+async def _start_point(tx: Tx, project_id: str, repository_url: str | None) -> StartPoint:
+    """Create or repoint the project when a URL is given, then lock it and read its
+    latest execution (ProjectNotFound when it does not exist)."""
     if repository_url is not None:
         # Whatever the caller checked: a URL carrying credentials is never stored.
         parse_remote_url(repository_url)
         await tx.projects.upsert(project_id, customer_of(project_id), repository_url)
-    if not await tx.projects.lock(project_id):
+    start = await tx.executions.for_start(project_id)
+    if start is None:
         raise ProjectNotFound(project_id)
+    return start
 
 
 async def start_execution(
@@ -103,8 +107,7 @@ async def start_execution(
                                        idempotency_key, digest)
             if prior is not None:
                 return prior
-        await _upsert_project(tx, project_id, repository_url)
-        active = await tx.executions.latest_for_project(project_id)
+        active = (await _start_point(tx, project_id, repository_url)).latest
         if active is not None:
             target(Action.INITIALIZE, active.state)
         event_id, execution_id = uuid.uuid4(), uuid.uuid4()

@@ -194,6 +194,13 @@ class SlotWaitRow(msgspec.Struct, frozen=True, kw_only=True):
         }
 
 
+class StartPoint(msgspec.Struct, frozen=True, kw_only=True):
+    """Where a new execution of a project starts from: the project exists (its row now
+    locked) and this is its latest execution (None: it never ran)."""
+
+    latest: ExecutionRow | None
+
+
 class StatusRow(msgspec.Struct, frozen=True, kw_only=True):
     """What the status API shows: the project's latest execution, its latest SETUP and
     its container's wait for a slot."""
@@ -236,6 +243,12 @@ PRIOR_START = (
     "(SELECT min(o.id) FROM outbox o WHERE o.execution_id = x.id) AS command_id, "
     "e.idempotency_hash FROM events e JOIN executions x ON x.event_id = e.id "
     "WHERE e.user_id = $1 AND e.project_id = $2 AND e.idempotency_key = $3"
+)
+_X_COLUMNS = ", ".join(f"x.{c.strip()}" for c in COLUMNS.split(","))
+FOR_START = (
+    f"SELECT x.id IS NOT NULL AS ran, {_X_COLUMNS} FROM projects p LEFT JOIN LATERAL "
+    f"(SELECT {COLUMNS} FROM executions WHERE project_id = p.project_id {_LATEST_ORDER}) x "
+    "ON true WHERE p.project_id = $1 FOR UPDATE OF p"
 )
 LAST_UPDATE_FOR_UPDATE = "SELECT last_update FROM executions WHERE id = $1 FOR UPDATE"
 STATUS = f"""
@@ -337,6 +350,17 @@ class PgExecutions:
     async def prior_start(self, user_id: str, project_id: str, key: str) -> PriorStart | None:
         record = await self.conn.fetchrow(PRIOR_START, user_id, project_id, key)
         return None if record is None else msgspec.convert(dict(record), PriorStart)
+
+    async def for_start(self, project_id: str) -> StartPoint | None:
+        """The project's row locked and its latest execution (one statement); None when
+        the project does not exist."""
+        record = await self.conn.fetchrow(FOR_START, project_id)
+        if record is None:
+            return None
+        values = dict(record)
+        if not values.pop("ran"):
+            return StartPoint(latest=None)
+        return StartPoint(latest=execution_of(values))
 
     async def lock_last_update(self, execution_id: uuid.UUID) -> Any:
         """The last ``execution-update`` payload sent, the execution row locked."""

@@ -30,6 +30,7 @@ from pipeline.store.executions import (
     NewExecution,
     PriorStart,
     SetupRow,
+    StartPoint,
     StatusRow,
 )
 from pipeline.store.idempotency import KeyRow
@@ -160,6 +161,12 @@ class MemoryExecutions(_Base):
                               command_id=min(commands) if commands else None,
                               idempotency_hash=e["idempotency_hash"])
         return None
+
+    async def for_start(self, project_id: str) -> StartPoint | None:
+        if project_id not in self.t.projects:
+            return None
+        values = self._latest(project_id)
+        return StartPoint(latest=None if values is None else self._row(values))
 
     async def lock_last_update(self, execution_id: uuid.UUID) -> Any:
         values = self.t.executions.get(execution_id)

@@ -27,19 +27,21 @@ class Appended(msgspec.Struct, frozen=True, kw_only=True):
     created_at: datetime
 
 
-BUMP_SEQ = (
-    "UPDATE executions SET last_seq = last_seq + $2, updated_at = now(), "
-    "last_update = coalesce($3::jsonb, last_update) "
-    "WHERE id = $1 RETURNING last_seq, customer_id, project_id"
-)
-INSERT = (
-    "WITH p AS (UPDATE stream_position SET pos = pos + $1 WHERE id = 1 RETURNING pos), "
+APPEND = (
+    # The execution's row is locked (x) before the stream position's (p): p's UPDATE is
+    # gated on x, so x runs first, as when they were two statements.
+    "WITH x AS (UPDATE executions SET last_seq = last_seq + $2, updated_at = now(), "
+    "last_update = coalesce($3::jsonb, last_update) WHERE id = $1 "
+    "RETURNING last_seq, customer_id, project_id), "
+    "p AS (UPDATE stream_position SET pos = pos + $2 WHERE id = 1 "
+    "AND EXISTS (SELECT FROM x) RETURNING pos), "
     "ins AS (INSERT INTO notifications "
     "(pos, execution_id, seq, customer_id, project_id, type, payload, created_at) "
-    "SELECT p.pos - $1 + f.ord, $2::uuid, $3::bigint + f.ord - 1, $4::text, $5::text, "
-    "f.type, f.payload::jsonb, $6::timestamptz FROM p, "
-    "unnest($7::text[], $8::text[]) WITH ORDINALITY AS f(type, payload, ord)) "
-    f"SELECT p.pos, pg_notify('{STREAM_CHANNEL}', p.pos::text) FROM p"
+    "SELECT p.pos - $2 + f.ord, $1, x.last_seq - $2 + f.ord, x.customer_id, x.project_id, "
+    "f.type, f.payload::jsonb, $4::timestamptz FROM p, x, "
+    "unnest($5::text[], $6::text[]) WITH ORDINALITY AS f(type, payload, ord)) "
+    "SELECT p.pos AS last_pos, x.last_seq, x.customer_id, x.project_id, "
+    f"pg_notify('{STREAM_CHANNEL}', p.pos::text) FROM p, x"
 )
 
 
@@ -56,17 +58,15 @@ class PgNotifications:
         last_update: Any = None,
     ) -> Appended:
         """Append ``(type, payload)`` rows for one execution; ``last_update`` (unless
-        None) is remembered as the last ``execution-update`` sent. Two statements: the
-        execution's ``seq`` (row lock), then positions, rows and NOTIFY."""
+        None) is remembered as the last ``execution-update`` sent. One statement: the
+        execution's ``seq`` (its row locked first), positions, rows and NOTIFY."""
         n = len(frames)
         record = await self.conn.fetchrow(
-            BUMP_SEQ, execution_id, n, None if last_update is None else dumps(last_update))
+            APPEND, execution_id, n, None if last_update is None else dumps(last_update),
+            created_at, [kind for kind, _ in frames], [dumps(payload) for _, payload in frames])
         if record is None:
             raise LookupError(f"no execution {execution_id}")
-        last_seq, customer_id, project_id = int(record[0]), str(record[1]), str(record[2])
-        first_seq = last_seq - n + 1
-        last_pos = await self.conn.fetchval(
-            INSERT, n, execution_id, first_seq, customer_id, project_id, created_at,
-            [kind for kind, _ in frames], [dumps(payload) for _, payload in frames])
-        return Appended(first_pos=int(last_pos) - n + 1, first_seq=first_seq,
-                        customer_id=customer_id, project_id=project_id, created_at=created_at)
+        return Appended(first_pos=int(record["last_pos"]) - n + 1,
+                        first_seq=int(record["last_seq"]) - n + 1,
+                        customer_id=record["customer_id"], project_id=record["project_id"],
+                        created_at=created_at)

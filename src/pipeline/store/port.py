@@ -20,6 +20,7 @@ from pipeline.store.executions import (
     NewEvent,
     NewExecution,
     PriorStart,
+    StartPoint,
     StatusRow,
 )
 from pipeline.store.idempotency import KeyRow
@@ -48,6 +49,10 @@ class Executions(Protocol):
     async def prior_start(self, user_id: str, project_id: str, key: str) -> PriorStart | None:
         """The start this subject's ``options.idempotencyKey`` for the project was first
         used for."""
+        ...
+
+    async def for_start(self, project_id: str) -> StartPoint | None:
+        """The project's row locked and its latest execution; None: no such project."""
         ...
 
     async def lock_last_update(self, execution_id: uuid.UUID) -> Any: ...
