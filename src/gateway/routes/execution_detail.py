@@ -1,11 +1,17 @@
 """``GET /api/devteam/executions/{executionId}``: one execution in detail (the dashboard's
 execution view).
 
-Who sees it: the rules of the executions lists. A token that does not grant the
-execution's project gets 403; a developer sees only the executions they started (another
-user's is 404, as an unknown id is); a manager sees every execution of their projects and
-an admin all. ``actions`` says which of pause/resume/stop the lifecycle's transition table
-allows from the execution's status and this token may use (a manager's are all false).
+Who sees it: whoever may read the execution's project, whoever started it, as for the
+project's status (``GET /api/devteam/automation/status/{projectId}``), its error records and
+its stream. An unknown id is 404; a token that does not grant the project gets 403
+(as ``GET /api/devteam/errors/...``), whatever the role.
+
+``actions`` says what ``POST /api/devteam/automation/{pause|resume|stop}/{projectId}``
+would accept from this token now: the lifecycle's transition table from the execution's
+status, and the gate those endpoints pass (``require_write``: a manager's are all false).
+Those endpoints act on the project's latest execution; an execution that is not the latest
+is never active (at most one active execution per project, a unique index), so the table
+already offers it nothing.
 """
 
 from __future__ import annotations
@@ -17,7 +23,7 @@ import msgspec
 from litestar import Request, Response, get
 from litestar.params import FromPath
 
-from gateway.auth import require_read
+from gateway.auth import Principal, require_read, require_write
 from gateway.http import docs, principal_of, respond, services_of, store_of
 from gateway.problems import Problem
 from gateway.schemas import Totals
@@ -147,15 +153,23 @@ async def execution_detail(
     if rows is None:
         raise Problem(404, "no such execution")
     require_read(principal, rows.execution.project_id)
-    if principal.role == "developer" and rows.execution.user_id != principal.user_id:
-        raise Problem(404, "no such execution")  # as the lists: a developer sees their own
     view = detail.assemble(rows)
-    may_write = principal.may_write(rows.execution.project_id)
-    view["actions"] = {name: allowed and may_write for name, allowed in view["actions"].items()}
+    may_control = _may_control(principal, rows.execution.project_id)
+    view["actions"] = {name: allowed and may_control
+                       for name, allowed in view["actions"].items()}
     # Redacted when written; again here, with this gateway's credentials (messages,
     # criteria output and titles all came from a run).
     redacted = services_of(request).redactor.redact_obj(view)
     return respond(msgspec.convert(redacted, ExecutionDetail))
+
+
+def _may_control(principal: Principal, project_id: str) -> bool:
+    """Whether this token gets past the gate of pause/resume/stop (``require_write``)."""
+    try:
+        require_write(principal, project_id)
+    except Problem:
+        return False
+    return True
 
 
 handlers = [execution_detail]

@@ -12,6 +12,8 @@ from tests.support.detail import SECRET, finish_two_rounds, stage_run
 from pipeline.db import Store
 
 DETAIL = "/api/devteam/executions"
+AUTOMATION = "/api/devteam/automation"
+STATUS = f"{AUTOMATION}/status"
 
 
 async def _finished_execution(store: Store) -> uuid.UUID:
@@ -82,21 +84,80 @@ async def test_actions_follow_the_status_and_the_role(client, alice, project, st
         assert read["actions"] == {"pause": False, "resume": False, "stop": False}
 
 
+async def test_a_developer_of_the_project_sees_and_controls_a_colleagues_execution(
+        client, alice, project, store, token_for) -> None:
+    # Given alice's running execution, and bob, another developer of acme
+    execution = await start(store)
+    await set_status(store, PROJECT, "running")
+    bob = bearer(token_for("bob", ["acme/*"]))
+    # the project's status shows him that execution
+    status = await client.get(f"{STATUS}/{PROJECT}", headers=bob)
+    assert status.status_code == 200 and status.json()["executionId"] == str(execution)
+    # When he asks for its detail, he gets it, offering pause and stop
+    r = await client.get(f"{DETAIL}/{execution}", headers=bob)
+    assert r.status_code == 200, r.text
+    assert r.json()["userId"] == "alice"
+    assert r.json()["actions"] == {"pause": True, "resume": False, "stop": True}
+    # and pausing it as offered works
+    paused = await client.post(f"{AUTOMATION}/pause/{PROJECT}", headers=bob)
+    assert paused.status_code == 200, paused.text
+    assert paused.json()["executionId"] == str(execution)
+    # now the detail offers resume and stop, and another pause is refused as it says
+    after = (await client.get(f"{DETAIL}/{execution}", headers=bob)).json()
+    assert after["status"] == "paused"
+    assert after["actions"] == {"pause": False, "resume": True, "stop": True}
+    assert (await client.post(f"{AUTOMATION}/pause/{PROJECT}", headers=bob)).status_code == 409
+
+
+async def test_actions_say_what_the_control_endpoints_accept(client, alice, project, store,
+                                                             token_for) -> None:
+    # Given alice's execution, for each status and each token that may read it
+    execution = await start(store)
+    tokens = {
+        "alice": alice,
+        "bob (developer of acme)": bearer(token_for("bob", ["acme/*"])),
+        "carl (developer of acme/web)": bearer(token_for("carl", [PROJECT])),
+        "maria (manager)": bearer(token_for("maria", ["acme/*"], role="manager")),
+        "root (admin)": bearer(token_for("root", [], role="admin")),
+    }
+    offered: dict[str, set[tuple[str, str]]] = {}
+    for status in ("running", "paused", "stopping", "completed"):
+        for who, headers in tokens.items():
+            for action in ("pause", "resume", "stop"):
+                await set_status(store, PROJECT, status)
+                detail = await client.get(f"{DETAIL}/{execution}", headers=headers)
+                assert detail.status_code == 200, (who, detail.text)
+                allowed = detail.json()["actions"][action]
+                # Then the POST succeeds exactly when the detail offered it
+                r = await client.post(f"{AUTOMATION}/{action}/{PROJECT}", headers=headers)
+                assert (r.status_code == 200) == allowed, (who, status, action, r.text)
+                if allowed:
+                    offered.setdefault(who, set()).add((status, action))
+    # (and what is offered is the transition table, to everyone but the manager)
+    table = {("running", "pause"), ("running", "stop"), ("paused", "resume"),
+             ("paused", "stop")}
+    assert offered == {who: table for who in tokens if who != "maria (manager)"}
+
+
 async def test_who_may_see_an_execution(client, alice, project, store, token_for,
                                         sample) -> None:
     # Given alice's execution in acme/web, and another customer's project
     execution = await start(store)
     await add_project(store, "globex/app", sample.url)
     other_customers = await start(store, "globex/app", user="gina")
-    # another developer of acme does not see alice's run (as in the lists): 404
+    # whoever may read the project's status sees it: another developer of acme (by the
+    # customer or by the project), a manager of acme and an admin
     bob = bearer(token_for("bob", ["acme/*"]))
-    assert (await client.get(f"{DETAIL}/{execution}", headers=bob)).status_code == 404
-    # a manager of acme and an admin do
+    carl = bearer(token_for("carl", [PROJECT]))
     manager = bearer(token_for("maria", ["acme/*"], role="manager"))
     admin = bearer(token_for("root", [], role="admin"))
-    for headers in (manager, admin):
+    for headers in (bob, carl, manager, admin):
         r = await client.get(f"{DETAIL}/{execution}", headers=headers)
         assert r.status_code == 200 and r.json()["executionId"] == str(execution)
+    # a developer of another acme project reads neither the status nor the detail
+    dora = bearer(token_for("dora", ["acme/other"]))
+    assert (await client.get(f"{STATUS}/{PROJECT}", headers=dora)).status_code == 403
+    assert (await client.get(f"{DETAIL}/{execution}", headers=dora)).status_code == 403
     # a token without the project is 403, whatever the role
     for headers in (alice, manager):
         r = await client.get(f"{DETAIL}/{other_customers}", headers=headers)
