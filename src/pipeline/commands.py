@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import uuid
+from datetime import UTC, datetime
 from typing import Any
 
 import msgspec
@@ -17,7 +18,14 @@ from pipeline.audit import Principal
 from pipeline.db import Store
 from pipeline.lifecycle import Action, PauseReason, Stage, Status, TransitionError, target
 from pipeline.outbox import StageCommand
-from pipeline.store.executions import NewEvent, NewExecution, StartPoint
+from pipeline.store.audit import NewAuditEntry
+from pipeline.store.executions import (
+    NewEvent,
+    NewExecution,
+    NewStart,
+    StartPoint,
+    new_execution_update,
+)
 from pipeline.store.pg import as_tx
 from pipeline.store.port import Tx
 from runner.git.remote import parse_remote_url
@@ -111,58 +119,62 @@ async def start_execution(
         if active is not None:
             target(Action.INITIALIZE, active.state)
         event_id, execution_id = uuid.uuid4(), uuid.uuid4()
+        customer_id = customer_of(project_id)
         data = dict(event_data or {"projectId": project_id})
         if task is not None:
             data.setdefault("task", task)
-        await tx.executions.insert_event(NewEvent(
-            id=event_id,
-            workflow_type=WORKFLOW_TYPE,
-            data=data,
-            task_context={
-                "nodes": {},
-                "metadata": {
-                    "correlationId": principal.correlation_id,
-                    "executionId": str(execution_id),
-                },
-            },
-            project_id=project_id,
-            user_id=principal.user_id,
-            idempotency_key=idempotency_key,
-            idempotency_hash=digest,
-            correlation_id=principal.correlation_id,
-        ))
-        row = await tx.executions.insert(NewExecution(
+        execution = NewExecution(
             id=execution_id,
             project_id=project_id,
-            customer_id=customer_of(project_id),
+            customer_id=customer_id,
             event_id=event_id,
             user_id=principal.user_id,
             status=Status.INITIALIZING.value,
             stop_point=stop_point,
             single_task_id=(task or {}).get("id"),
             correlation_id=principal.correlation_id,
+        )
+        # event, execution, its INIT command, the audit row and the first execution-update
+        # (the execution is new: nothing was sent for it yet) in one statement
+        started = await tx.executions.start(NewStart(
+            event=NewEvent(
+                id=event_id,
+                workflow_type=WORKFLOW_TYPE,
+                data=data,
+                task_context={
+                    "nodes": {},
+                    "metadata": {
+                        "correlationId": principal.correlation_id,
+                        "executionId": str(execution_id),
+                    },
+                },
+                project_id=project_id,
+                user_id=principal.user_id,
+                idempotency_key=idempotency_key,
+                idempotency_hash=digest,
+                correlation_id=principal.correlation_id,
+            ),
+            execution=execution,
+            command=outbox.new_command(
+                StageCommand(execution_id=str(execution_id), stage=Stage.INIT),
+                customer_id=customer_id, correlation_id=principal.correlation_id),
+            audit=NewAuditEntry(
+                user_id=principal.user_id,
+                action="execution.start",
+                project_id=project_id,
+                execution_id=execution_id,
+                correlation_id=principal.correlation_id,
+                details={
+                    "eventId": str(event_id),
+                    "stopPoint": stop_point,
+                    "taskId": (task or {}).get("id"),
+                },
+            ),
+            kind="execution-update",
+            payload=new_execution_update(execution),
+            created_at=datetime.now(UTC),
         ))
-        command_id = await outbox.enqueue(
-            tx,
-            StageCommand(execution_id=str(execution_id), stage=Stage.INIT),
-            customer_id=customer_of(project_id),
-            correlation_id=principal.correlation_id,
-        )
-        await audit.record(
-            tx,
-            principal=principal,
-            action="execution.start",
-            project_id=project_id,
-            execution_id=execution_id,
-            details={
-                "eventId": str(event_id),
-                "stopPoint": stop_point,
-                "taskId": (task or {}).get("id"),
-            },
-        )
-        # the execution is new in this transaction: no update was sent for it yet
-        await stream.append(tx, execution_id, [("execution-update", row.update_payload())],
-                            previous=None)
+        command_id = started.command_id
         return StartResult(
             event_id=event_id,
             execution_id=execution_id,

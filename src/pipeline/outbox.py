@@ -51,14 +51,23 @@ async def enqueue(
 ) -> int:
     """Insert a command and wake the relay (once per transaction; duplicates coalesce)."""
     tx = await as_tx(db)
-    return await tx.outbox.enqueue(NewCommand(
+    return await tx.outbox.enqueue(new_command(
+        command, customer_id=customer_id, correlation_id=correlation_id,
+        delay_seconds=delay_seconds))
+
+
+def new_command(
+    command: StageCommand, *, customer_id: str, correlation_id: str, delay_seconds: float = 0.0
+) -> NewCommand:
+    """The outbox row of ``command``: its actor by stage, the command as payload."""
+    return NewCommand(
         execution_id=uuid.UUID(command.execution_id),
         customer_id=customer_id,
         actor=Stage(command.stage).actor_name,
         payload=msgspec.to_builtins(command),
         correlation_id=correlation_id,
         delay_seconds=delay_seconds,
-    ))
+    )
 
 
 async def load(session: AsyncSession, command_id: int) -> tuple[StageCommand, str, str] | None:

@@ -9,7 +9,10 @@ from typing import Any
 import msgspec
 
 from pipeline.lifecycle import Status
+from pipeline.store.audit import NewAuditEntry
 from pipeline.store.common import Conn, dumps, iso, loads
+from pipeline.store.notifications import STREAM_CHANNEL
+from pipeline.store.outbox import OUTBOX_CHANNEL, NewCommand
 
 ACTIVE = ("initializing", "running", "paused", "stopping")
 
@@ -194,6 +197,49 @@ class SlotWaitRow(msgspec.Struct, frozen=True, kw_only=True):
         }
 
 
+class NewStart(msgspec.Struct, frozen=True, kw_only=True):
+    """Everything a start writes: the event, the execution, its first command, the audit
+    row and the first notification (``kind``/``payload``, also remembered as the
+    execution's last update)."""
+
+    event: NewEvent
+    execution: NewExecution
+    command: NewCommand
+    audit: NewAuditEntry
+    kind: str
+    payload: dict[str, Any]
+    created_at: datetime
+
+
+    def check(self) -> None:
+        """ValueError unless the parts belong together (one statement writes them from
+        shared parameters)."""
+        ev, ex, cmd, audit = self.event, self.execution, self.command, self.audit
+        pairs = {
+            "execution.event_id": (ex.event_id, ev.id),
+            "execution.project_id": (ex.project_id, ev.project_id),
+            "execution.user_id": (ex.user_id, ev.user_id),
+            "execution.correlation_id": (ex.correlation_id, ev.correlation_id),
+            "command.execution_id": (cmd.execution_id, ex.id),
+            "command.customer_id": (cmd.customer_id, ex.customer_id),
+            "command.correlation_id": (cmd.correlation_id, ev.correlation_id),
+            "audit.execution_id": (audit.execution_id, ex.id),
+            "audit.project_id": (audit.project_id, ev.project_id),
+            "audit.user_id": (audit.user_id, ev.user_id),
+            "audit.correlation_id": (audit.correlation_id, ev.correlation_id),
+        }
+        wrong = [name for name, (a, b) in pairs.items() if a != b]
+        if wrong:
+            raise ValueError(f"a start's parts disagree: {', '.join(wrong)}")
+
+
+class Started(msgspec.Struct, frozen=True, kw_only=True):
+    execution: ExecutionRow
+    command_id: int
+    pos: int
+    """The first notification's stream position (its ``seq`` is 1)."""
+
+
 class StartPoint(msgspec.Struct, frozen=True, kw_only=True):
     """Where a new execution of a project starts from: the project exists (its row now
     locked) and this is its latest execution (None: it never ran)."""
@@ -208,6 +254,12 @@ class StatusRow(msgspec.Struct, frozen=True, kw_only=True):
     execution: ExecutionRow
     setup: SetupRow | None
     wait: SlotWaitRow | None
+
+
+def new_execution_update(new: NewExecution) -> dict[str, Any]:
+    """The ``execution-update`` payload of an execution as inserted (no task yet)."""
+    return {"status": new.status, "stage": None, "taskId": None, "progress": 0,
+            "branch": None, "completedTasks": 0, "totalTasks": 0}
 
 
 def execution_of(record: Any) -> ExecutionRow:
@@ -249,6 +301,30 @@ FOR_START = (
     f"SELECT x.id IS NOT NULL AS ran, {_X_COLUMNS} FROM projects p LEFT JOIN LATERAL "
     f"(SELECT {COLUMNS} FROM executions WHERE project_id = p.project_id {_LATEST_ORDER}) x "
     "ON true WHERE p.project_id = $1 FOR UPDATE OF p"
+)
+START = (
+    # One statement: parent rows before children (foreign keys are checked at its end),
+    # the stream position taken last (gated on the execution, as in notifications.APPEND).
+    "WITH e AS (INSERT INTO events (id, workflow_type, data, task_context, project_id, "
+    "user_id, idempotency_key, idempotency_hash, correlation_id) VALUES ($1, $2, "
+    "$3::jsonb, $4::jsonb, $5, $6, $7, $8, $9)), "
+    "x AS (INSERT INTO executions (id, project_id, customer_id, event_id, user_id, status, "
+    "stop_point, single_task_id, correlation_id, last_seq, last_update) VALUES ($10, $5, "
+    "$11, $1, $6, $12, $13, $14, $9, 1, $15::jsonb) "
+    f"RETURNING {COLUMNS}), "
+    "c AS (INSERT INTO outbox (execution_id, customer_id, actor, payload, correlation_id, "
+    "available_at) VALUES ($10, $11, $16, $17::jsonb, $9, "
+    "now() + make_interval(secs => $18)) RETURNING id), "
+    "a AS (INSERT INTO audit_log (user_id, action, project_id, execution_id, "
+    "correlation_id, details) VALUES ($6, $19, $5, $10, $9, $20::jsonb)), "
+    "p AS (UPDATE stream_position SET pos = pos + 1 WHERE id = 1 "
+    "AND EXISTS (SELECT FROM x) RETURNING pos), "
+    "n AS (INSERT INTO notifications (pos, execution_id, seq, customer_id, project_id, "
+    "type, payload, created_at) SELECT p.pos, $10, 1, $11, $5, $21, $15::jsonb, "
+    "$22::timestamptz FROM p) "
+    "SELECT x.*, c.id AS command_id, p.pos AS pos, "
+    f"pg_notify('{OUTBOX_CHANNEL}', '') AS outbox_notified, "
+    f"pg_notify('{STREAM_CHANNEL}', p.pos::text) AS stream_notified FROM x, c, p"
 )
 LAST_UPDATE_FOR_UPDATE = "SELECT last_update FROM executions WHERE id = $1 FOR UPDATE"
 STATUS = f"""
@@ -350,6 +426,24 @@ class PgExecutions:
     async def prior_start(self, user_id: str, project_id: str, key: str) -> PriorStart | None:
         record = await self.conn.fetchrow(PRIOR_START, user_id, project_id, key)
         return None if record is None else msgspec.convert(dict(record), PriorStart)
+
+    async def start(self, new: NewStart) -> Started:
+        """Write a start (``NewStart``) in one statement; the relay and the stream are
+        notified at commit."""
+        new.check()
+        ev, ex, cmd, audit = new.event, new.execution, new.command, new.audit
+        payload = dumps(new.payload)
+        record = await self.conn.fetchrow(
+            START, ev.id, ev.workflow_type, dumps(ev.data), dumps(ev.task_context),
+            ev.project_id, ev.user_id, ev.idempotency_key, ev.idempotency_hash,
+            ev.correlation_id, ex.id, ex.customer_id, ex.status, ex.stop_point,
+            ex.single_task_id, payload, cmd.actor, dumps(cmd.payload),
+            float(cmd.delay_seconds), audit.action, dumps(audit.details), new.kind,
+            new.created_at)
+        values = dict(record)
+        command_id, pos = int(values.pop("command_id")), int(values.pop("pos"))
+        del values["outbox_notified"], values["stream_notified"]
+        return Started(execution=execution_of(values), command_id=command_id, pos=pos)
 
     async def for_start(self, project_id: str) -> StartPoint | None:
         """The project's row locked and its latest execution (one statement); None when

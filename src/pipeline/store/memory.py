@@ -28,8 +28,10 @@ from pipeline.store.executions import (
     ExecutionRow,
     NewEvent,
     NewExecution,
+    NewStart,
     PriorStart,
     SetupRow,
+    Started,
     StartPoint,
     StatusRow,
 )
@@ -161,6 +163,19 @@ class MemoryExecutions(_Base):
                               command_id=min(commands) if commands else None,
                               idempotency_hash=e["idempotency_hash"])
         return None
+
+    async def start(self, new: NewStart) -> Started:
+        new.check()
+        tx = self.store.current()
+        await self.insert_event(new.event)
+        await self.insert(new.execution)
+        command_id = await tx.outbox.enqueue(new.command)
+        await tx.audit.record(new.audit)
+        appended = await tx.notifications.append(
+            new.execution.id, [(new.kind, new.payload)], created_at=new.created_at,
+            last_update=new.payload)
+        row = self._row(self.t.executions[new.execution.id])
+        return Started(execution=row, command_id=command_id, pos=appended.first_pos)
 
     async def for_start(self, project_id: str) -> StartPoint | None:
         if project_id not in self.t.projects:
@@ -401,6 +416,10 @@ class MemoryStore:
         self._pending: list[tuple[str, str]] | None = None
         self._unit: contextvars.ContextVar[MemoryTx | None] = contextvars.ContextVar(
             f"memory_unit_{id(self)}", default=None)
+
+    def current(self) -> MemoryTx:
+        """The queries of the transaction under way (one runs at a time)."""
+        return MemoryTx(self)
 
     def notify(self, channel: str, payload: str) -> None:
         """NOTIFY: delivered at commit, once per distinct ``(channel, payload)``."""

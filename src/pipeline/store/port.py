@@ -19,7 +19,9 @@ from pipeline.store.executions import (
     ExecutionRow,
     NewEvent,
     NewExecution,
+    NewStart,
     PriorStart,
+    Started,
     StartPoint,
     StatusRow,
 )
@@ -53,6 +55,11 @@ class Executions(Protocol):
 
     async def for_start(self, project_id: str) -> StartPoint | None:
         """The project's row locked and its latest execution; None: no such project."""
+        ...
+
+    async def start(self, new: NewStart) -> Started:
+        """The event, the execution, its first command, the audit row and the first
+        notification, written at once."""
         ...
 
     async def lock_last_update(self, execution_id: uuid.UUID) -> Any: ...

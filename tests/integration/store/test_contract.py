@@ -7,10 +7,11 @@ import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
+import msgspec
 import pytest
 
 from pipeline.store.audit import NewAuditEntry
-from pipeline.store.executions import NewEvent, NewExecution
+from pipeline.store.executions import NewEvent, NewExecution, NewStart, new_execution_update
 from pipeline.store.memory import MemoryStore
 from pipeline.store.outbox import NewCommand
 from pipeline.store.port import StorePort, Tx
@@ -288,3 +289,65 @@ async def test_a_start_point_locks_the_project_and_reads_its_latest_execution(
         assert (point.latest.id, point.latest.status) == (active, "running")
         assert point.latest == await tx.executions.get(active)
     assert done != active
+
+
+def new_start(project: str = PROJECT, *, key: str | None = None,
+              at: datetime | None = None) -> NewStart:
+    event_id, execution_id = uuid.uuid4(), uuid.uuid4()
+    execution = NewExecution(
+        id=execution_id, project_id=project, customer_id=CUSTOMER, event_id=event_id,
+        user_id="ann", status="initializing", stop_point=None, single_task_id="1.1",
+        correlation_id="c-2")
+    return NewStart(
+        event=NewEvent(id=event_id, workflow_type="DEVTEAM_AUTOMATION",
+                       data={"projectId": project}, task_context={"nodes": {}},
+                       project_id=project, user_id="ann", idempotency_key=key,
+                       idempotency_hash="h" if key else None, correlation_id="c-2"),
+        execution=execution,
+        command=NewCommand(execution_id=execution_id, customer_id=CUSTOMER,
+                           actor="stage_init", payload={"stage": "INIT"}, correlation_id="c-2"),
+        audit=NewAuditEntry(user_id="ann", action="execution.start", project_id=project,
+                            execution_id=execution_id, correlation_id="c-2",
+                            details={"eventId": str(event_id)}),
+        kind="execution-update", payload=new_execution_update(execution),
+        created_at=at or datetime.now(UTC))
+
+
+async def test_a_start_writes_event_execution_command_audit_and_first_update(
+    port: StorePort,
+) -> None:
+    async with port.tx() as tx:
+        await tx.projects.upsert(PROJECT, CUSTOMER, URL)
+        new = new_start(key="k")
+        started = await tx.executions.start(new)
+    row, ex = started.execution, new.execution
+    assert (row.id, row.event_id, row.status, row.single_task_id, row.last_seq) == (
+        ex.id, ex.event_id, "initializing", "1.1", 1)
+    assert row.update_payload() == new.payload
+    async with port.tx() as tx:
+        assert await tx.executions.get(ex.id) == row
+        event = await tx.executions.event(ex.event_id)
+        assert event is not None and event.execution_id == ex.id
+        prior = await tx.executions.prior_start("ann", PROJECT, "k")
+        assert prior is not None and prior.command_id == started.command_id
+        assert [a.action for a in await tx.audit.of_execution(ex.id)] == ["execution.start"]
+        assert await tx.executions.lock_last_update(ex.id) == new.payload
+        more = await tx.notifications.append(ex.id, [("log", {"line": "x"})],
+                                             created_at=datetime.now(UTC))
+        assert (more.first_seq, more.first_pos) == (2, started.pos + 1)
+
+
+async def test_a_start_whose_parts_disagree_is_refused(port: StorePort) -> None:
+    new = new_start()
+    wrong = NewStart(**{**msgspec.structs.asdict(new),
+                        "audit": msgspec.structs.replace(new.audit, user_id="bob")})
+
+    async def write() -> None:
+        async with port.tx() as tx:
+            await tx.projects.upsert(PROJECT, CUSTOMER, URL)
+            await tx.executions.start(wrong)
+
+    with pytest.raises(ValueError, match=r"audit\.user_id"):
+        await write()
+    async with port.tx() as tx:
+        assert await tx.executions.get(new.execution.id) is None
