@@ -10,15 +10,12 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from pipeline.lifecycle import Stage
-from pipeline.store.executions import COLUMNS, ExecutionRow, execution_of
+from pipeline.store.executions import ExecutionRow
 from pipeline.store.pg import as_tx
 from pipeline.store.port import Tx
 
 __all__ = ["ExecutionRow", "claim_fields", "get", "latest_for_project", "list_for",
            "project", "set_fields"]
-
-_COLUMNS = COLUMNS
-
 
 def claim_fields(stage: str, task_id: str, current_task_id: str | None) -> dict[str, Any]:
     """The execution's columns when a worker claims ``stage`` of ``task_id``.
@@ -37,10 +34,6 @@ def claim_fields(stage: str, task_id: str, current_task_id: str | None) -> dict[
     return fields
 
 
-def _row(mapping: Any) -> ExecutionRow:
-    return execution_of(mapping)
-
-
 async def get(
     db: AsyncSession | Tx, execution_id: uuid.UUID, *, lock: bool = False
 ) -> ExecutionRow | None:
@@ -55,7 +48,7 @@ async def latest_for_project(
 
 
 async def list_for(
-    session: AsyncSession,
+    db: AsyncSession | Tx,
     *,
     user_id: str | None,
     project_ids: list[str] | None,
@@ -64,28 +57,9 @@ async def list_for(
     limit: int,
 ) -> list[ExecutionRow]:
     """Executions newest first, of one user, or of the given projects/customers."""
-    where = []
-    params: dict[str, Any] = {"limit": limit}
-    if user_id is not None:
-        where.append("user_id = :u")
-        params["u"] = user_id
-    scope = []
-    if project_ids is not None:
-        scope.append("project_id = ANY(:pids)")
-        params["pids"] = project_ids
-    if customer_ids is not None:
-        scope.append("customer_id = ANY(:cids)")
-        params["cids"] = customer_ids
-    if scope:
-        where.append("(" + " OR ".join(scope) + ")")
-    if active_only:
-        where.append("status IN ('initializing','running','paused','stopping')")
-    sql = f"SELECT {_COLUMNS} FROM executions"
-    if where:
-        sql += " WHERE " + " AND ".join(where)
-    sql += " ORDER BY started_at DESC, id LIMIT :limit"
-    rows = (await session.execute(text(sql), params)).mappings().all()
-    return [_row(r) for r in rows]
+    return await (await as_tx(db)).executions.list_for(
+        user_id=user_id, project_ids=project_ids, customer_ids=customer_ids,
+        active_only=active_only, limit=limit)
 
 
 async def set_fields(session: AsyncSession, execution_id: uuid.UUID, **fields: Any) -> None:

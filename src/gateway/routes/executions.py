@@ -8,14 +8,12 @@ from typing import Annotated, Any
 import msgspec
 from litestar import Request, Response, get
 from litestar.params import FromPath, PathParameter, QueryParameter
-from sqlalchemy import text
 
 from gateway.auth import Principal, require_read
 from gateway.http import docs, principal_of, respond, services_of, store_of
 from gateway.problems import Problem
 from gateway.routes.automation import STATUS_EXAMPLE
 from gateway.schemas import END, ErrorView, ExecutionStatus
-from pipeline import executions
 from pipeline.stream import iso
 
 
@@ -34,30 +32,20 @@ async def read_error(
     error_id: FromPath[uuid.UUID],
 ) -> Response[bytes]:
     principal = principal_of(request)
-    async with store_of(request).transaction() as session:
-        row = (
-            await session.execute(
-                text(
-                    "SELECT r.id, r.execution_id, r.task_id, r.stage, r.classification, r.message, "
-                    "r.details, r.attempts, r.created_at, x.project_id FROM errors r "
-                    "JOIN executions x ON x.id = r.execution_id "
-                    "WHERE r.id = :id AND r.execution_id = :e"
-                ),
-                {"id": error_id, "e": execution_id},
-            )
-        ).one_or_none()
+    async with store_of(request).reads() as q:
+        row = await q.executions.error(execution_id, error_id)
     if row is None:
         raise Problem(404, "no such error for this execution")
-    require_read(principal, str(row[9]))
+    require_read(principal, row.project_id)
     # Redacted when written too; again here, with this gateway's credentials, in case an
     # older record or another writer let something through.
     redactor = services_of(request).redactor
     return respond(
         ErrorView(
-            error_id=str(row[0]), execution_id=str(row[1]), task_id=row[2], stage=str(row[3]),
-            classification=str(row[4]), message=redactor.redact(str(row[5])),
-            details=redactor.redact_obj(dict(row[6] or {})), attempts=int(row[7]),
-            created_at=iso(row[8]),
+            error_id=str(row.id), execution_id=str(row.execution_id), task_id=row.task_id,
+            stage=row.stage, classification=row.classification,
+            message=redactor.redact(row.message), details=redactor.redact_obj(row.details),
+            attempts=row.attempts, created_at=iso(row.created_at),
         )
     )
 
@@ -72,9 +60,9 @@ async def _list(
     projects, customers = principal.scope()
     # A manager (or admin) asking for themselves sees everything in their projects.
     by_user = None if (own and principal.role in ("manager", "admin")) else user_id
-    async with store_of(request).transaction() as session:
-        rows = await executions.list_for(
-            session, user_id=by_user, project_ids=projects, customer_ids=customers,
+    async with store_of(request).reads() as q:
+        rows = await q.executions.list_for(
+            user_id=by_user, project_ids=projects, customer_ids=customers,
             active_only=active, limit=limit,
         )
     visible = [r for r in rows if _visible(principal, r.project_id)]

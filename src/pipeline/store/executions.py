@@ -240,6 +240,21 @@ class Started(msgspec.Struct, frozen=True, kw_only=True):
     """The first notification's stream position (its ``seq`` is 1)."""
 
 
+class ExecutionError(msgspec.Struct, frozen=True, kw_only=True):
+    """A classified error record of an execution, with the execution's project."""
+
+    id: uuid.UUID
+    execution_id: uuid.UUID
+    task_id: str | None
+    stage: str
+    classification: str
+    message: str
+    details: dict[str, Any]
+    attempts: int
+    created_at: datetime
+    project_id: str
+
+
 class StartPoint(msgspec.Struct, frozen=True, kw_only=True):
     """Where a new execution of a project starts from: the project exists (its row now
     locked) and this is its latest execution (None: it never ran)."""
@@ -325,6 +340,18 @@ START = (
     "SELECT x.*, c.id AS command_id, p.pos AS pos, "
     f"pg_notify('{OUTBOX_CHANNEL}', '') AS outbox_notified, "
     f"pg_notify('{STREAM_CHANNEL}', p.pos::text) AS stream_notified FROM x, c, p"
+)
+LIST_FOR = (
+    f"SELECT {COLUMNS} FROM executions WHERE ($1::text IS NULL OR user_id = $1) "
+    "AND (($2::text[] IS NULL AND $3::text[] IS NULL) "
+    "OR project_id = ANY($2::text[]) OR customer_id = ANY($3::text[])) "
+    "AND (NOT $4::bool OR status IN ('initializing','running','paused','stopping')) "
+    "ORDER BY started_at DESC, id LIMIT $5"
+)
+ERROR = (
+    "SELECT r.id, r.execution_id, r.task_id, r.stage, r.classification, r.message, "
+    "r.details, r.attempts, r.created_at, x.project_id FROM errors r "
+    "JOIN executions x ON x.id = r.execution_id WHERE r.id = $1 AND r.execution_id = $2"
 )
 LAST_UPDATE_FOR_UPDATE = "SELECT last_update FROM executions WHERE id = $1 FOR UPDATE"
 STATUS = f"""
@@ -444,6 +471,30 @@ class PgExecutions:
         command_id, pos = int(values.pop("command_id")), int(values.pop("pos"))
         del values["outbox_notified"], values["stream_notified"]
         return Started(execution=execution_of(values), command_id=command_id, pos=pos)
+
+    async def list_for(
+        self,
+        *,
+        user_id: str | None,
+        project_ids: list[str] | None,
+        customer_ids: list[str] | None,
+        active_only: bool,
+        limit: int,
+    ) -> list[ExecutionRow]:
+        """Executions newest first: of one user (unless None), in the given projects or
+        customers (unless both None), active only or all."""
+        rows = await self.conn.fetch(LIST_FOR, user_id, project_ids, customer_ids,
+                                     active_only, limit)
+        return [execution_of(r) for r in rows]
+
+    async def error(
+        self, execution_id: uuid.UUID, error_id: uuid.UUID
+    ) -> ExecutionError | None:
+        record = await self.conn.fetchrow(ERROR, error_id, execution_id)
+        if record is None:
+            return None
+        return msgspec.convert({**dict(record), "details": loads(record["details"]) or {}},
+                               ExecutionError)
 
     async def for_start(self, project_id: str) -> StartPoint | None:
         """The project's row locked and its latest execution (one statement); None when

@@ -25,6 +25,7 @@ from pipeline.store.details import MAX_ERRORS, MAX_STAGE_RUNS, DetailParts, erro
 from pipeline.store.executions import (
     ACTIVE,
     EventRow,
+    ExecutionError,
     ExecutionRow,
     NewEvent,
     NewExecution,
@@ -176,6 +177,43 @@ class MemoryExecutions(_Base):
             last_update=new.payload)
         row = self._row(self.t.executions[new.execution.id])
         return Started(execution=row, command_id=command_id, pos=appended.first_pos)
+
+    async def list_for(
+        self,
+        *,
+        user_id: str | None,
+        project_ids: list[str] | None,
+        customer_ids: list[str] | None,
+        active_only: bool,
+        limit: int,
+    ) -> list[ExecutionRow]:
+        def wanted(x: dict[str, Any]) -> bool:
+            if user_id is not None and x["user_id"] != user_id:
+                return False
+            if (project_ids is not None or customer_ids is not None) and not (
+                x["project_id"] in (project_ids or []) or x["customer_id"] in (customer_ids or [])
+            ):
+                return False
+            return not active_only or x["status"] in ACTIVE
+
+        rows = sorted((x for x in self.t.executions.values() if wanted(x)),
+                      key=lambda x: str(x["id"]))
+        rows.sort(key=lambda x: x["started_at"], reverse=True)
+        return [self._row(x) for x in rows[:limit]]
+
+    async def error(
+        self, execution_id: uuid.UUID, error_id: uuid.UUID
+    ) -> ExecutionError | None:
+        x = self.t.executions.get(execution_id)
+        for e in self.t.errors:
+            if e["id"] == error_id and e["execution_id"] == execution_id and x is not None:
+                return ExecutionError(
+                    id=e["id"], execution_id=execution_id, task_id=e.get("task_id"),
+                    stage=e["stage"], classification=e["classification"],
+                    message=e["message"], details=copy.deepcopy(e.get("details") or {}),
+                    attempts=int(e.get("attempts", 1)), created_at=e["created_at"],
+                    project_id=x["project_id"])
+        return None
 
     async def for_start(self, project_id: str) -> StartPoint | None:
         if project_id not in self.t.projects:

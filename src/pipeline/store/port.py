@@ -16,6 +16,7 @@ from pipeline.store.audit import AuditRow, NewAuditEntry
 from pipeline.store.details import DetailParts
 from pipeline.store.executions import (
     EventRow,
+    ExecutionError,
     ExecutionRow,
     NewEvent,
     NewExecution,
@@ -56,6 +57,23 @@ class Executions(Protocol):
     async def for_start(self, project_id: str) -> StartPoint | None:
         """The project's row locked and its latest execution; None: no such project."""
         ...
+
+    async def list_for(
+        self,
+        *,
+        user_id: str | None,
+        project_ids: list[str] | None,
+        customer_ids: list[str] | None,
+        active_only: bool,
+        limit: int,
+    ) -> list[ExecutionRow]:
+        """Newest first: of one user (unless None), in the projects or customers given
+        (unless both None), active only or all."""
+        ...
+
+    async def error(
+        self, execution_id: uuid.UUID, error_id: uuid.UUID
+    ) -> ExecutionError | None: ...
 
     async def start(self, new: NewStart) -> Started:
         """The event, the execution, its first command, the audit row and the first

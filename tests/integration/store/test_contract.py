@@ -6,6 +6,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import msgspec
 import pytest
@@ -54,8 +55,8 @@ async def start(tx: Tx, project: str = PROJECT, *, status: str = "initializing",
         task_context={"nodes": {}}, project_id=project, user_id=user, idempotency_key=key,
         idempotency_hash=digest, correlation_id="c-1"))
     await tx.executions.insert(NewExecution(
-        id=execution_id, project_id=project, customer_id=CUSTOMER, event_id=event_id,
-        user_id=user, status=status, stop_point="2.1", single_task_id=None,
+        id=execution_id, project_id=project, customer_id=project.split("/")[0],
+        event_id=event_id, user_id=user, status=status, stop_point="2.1", single_task_id=None,
         correlation_id="c-1"))
     return event_id, execution_id
 
@@ -351,3 +352,64 @@ async def test_a_start_whose_parts_disagree_is_refused(port: StorePort) -> None:
         await write()
     async with port.tx() as tx:
         assert await tx.executions.get(new.execution.id) is None
+
+
+async def test_executions_are_listed_by_user_scope_and_activity(port: StorePort) -> None:
+    async with port.tx() as tx:
+        for project in (PROJECT, "acme/api", "beta/app"):
+            await tx.projects.upsert(project, project.split("/")[0], URL)
+        _, ann_done = await start(tx, status="completed")
+    async with port.tx() as tx:
+        _, ann_active = await start(tx, status="running")
+        _, bob_api = await start(tx, "acme/api", status="running", user="bob")
+        _, bob_beta = await start(tx, "beta/app", status="failed", user="bob")
+
+    async def ids(**kwargs: Any) -> list[uuid.UUID]:
+        async with port.reads() as q:
+            args: dict[str, Any] = {"user_id": None, "project_ids": None,
+                                    "customer_ids": None, "active_only": False,
+                                    "limit": 50, **kwargs}
+            return [r.id for r in await q.executions.list_for(**args)]
+
+    assert set(await ids()) == {ann_done, ann_active, bob_api, bob_beta}
+    assert (await ids(user_id="ann"))[0] == ann_active  # newest first
+    assert set(await ids(user_id="ann")) == {ann_done, ann_active}
+    assert await ids(user_id="ann", active_only=True) == [ann_active]
+    assert set(await ids(project_ids=["acme/api"], customer_ids=["beta"])) == {
+        bob_api, bob_beta}
+    assert await ids(project_ids=[], customer_ids=[]) == []
+    assert await ids(user_id="bob", project_ids=[PROJECT], customer_ids=[]) == []
+    assert len(await ids(limit=1)) == 1
+
+
+async def _error(port: StorePort, tx: Tx, execution_id: uuid.UUID, error_id: uuid.UUID) -> None:
+    """An error record, as the pipeline writes it (no port query writes one yet)."""
+    when = datetime.now(UTC)
+    if isinstance(port, MemoryStore):
+        port.tables.errors.append({
+            "id": error_id, "execution_id": execution_id, "task_id": "1.1", "stage": "VERIFY",
+            "classification": "verification", "message": "coverage 61% < 80%",
+            "details": {"k": [1]}, "attempts": 2, "created_at": when})
+        return
+    await tx.conn.execute(  # type: ignore[attr-defined]
+        "INSERT INTO errors (id, execution_id, task_id, stage, classification, message, "
+        "details, attempts, created_at) VALUES ($1, $2, '1.1', 'VERIFY', 'verification', "
+        "'coverage 61% < 80%', '{\"k\": [1]}'::jsonb, 2, $3)", error_id, execution_id, when)
+
+
+async def test_an_error_record_reads_back_only_under_its_execution(port: StorePort) -> None:
+    error_id = uuid.uuid4()
+    async with port.tx() as tx:
+        await tx.projects.upsert(PROJECT, CUSTOMER, URL)
+        _, execution_id = await start(tx)
+        _, other = await start(tx, status="completed")
+        await _error(port, tx, execution_id, error_id)
+    async with port.reads() as q:
+        row = await q.executions.error(execution_id, error_id)
+        assert row is not None
+        assert (row.id, row.execution_id, row.task_id, row.stage, row.classification) == (
+            error_id, execution_id, "1.1", "VERIFY", "verification")
+        assert (row.message, row.details, row.attempts, row.project_id) == (
+            "coverage 61% < 80%", {"k": [1]}, 2, PROJECT)
+        assert await q.executions.error(other, error_id) is None
+        assert await q.executions.error(execution_id, uuid.uuid4()) is None
