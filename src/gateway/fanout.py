@@ -153,7 +153,6 @@ class Subscriber:
     queue_size: int = 2000
     queue: asyncio.Queue[Item] = field(init=False)
     overflowed: bool = False
-    resyncs: int = 0
 
     def __post_init__(self) -> None:
         self.queue = asyncio.Queue(maxsize=self.queue_size + 1)
@@ -330,7 +329,6 @@ class Hub:
                     item = await sub.queue.get()
                     if item is RESYNC:
                         sub.overflowed = False
-                        sub.resyncs += 1
                         metrics.STREAM_RESYNCS.labels("overflow").inc()
                         yield Item(pos=cursor, project_id="", customer_id="", type="resync",
                                    level=0, data=b"")

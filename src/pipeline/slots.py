@@ -21,8 +21,8 @@ A lease goes with its container, whoever or whatever removed it:
   never be asked.
 
 A wait is visible: the waiter's ``on_wait`` hears of it at once and every
-``WAIT_REPORT_SECONDS`` (the stages write it into the execution's log), and ``wait_of``
-gives the status API where an execution's container stands in line.
+``WAIT_REPORT_SECONDS`` (the stages write it into the execution's log), and the status
+API shows where an execution's container stands in line (``pipeline.store``).
 
 The sandbox calls ``acquire``/``placed``/``release`` from worker threads; the queries run
 on the event loop that owns the database pool.
@@ -39,12 +39,10 @@ from typing import Any, TypeVar
 import msgspec
 import structlog
 from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncSession
 from tenacity import Retrying, retry_if_result, wait_exponential
 
 from pipeline import metrics
 from pipeline.db import Store
-from pipeline.stream import iso
 from runner.errors import TransientError
 from runner.ports import SlotWait
 from runner.sandbox.limiter import WAIT_REPORT_SECONDS
@@ -143,7 +141,6 @@ _WAIT = """
     FROM mine m
 """
 _WAIT_OF_HOLDER = text(_WAIT.format(where="holder = :key"))
-_WAIT_OF_EXECUTION = text(_WAIT.format(where="execution_id = :key"))
 
 
 class PgSlotLimiter:
@@ -312,25 +309,3 @@ async def vacate(store: Store, containers: ContainerNames) -> list[str]:
     for holder, customer_id in rows:
         log.info("sandbox.slot_vacated", holder=holder, customer_id=customer_id)
     return [str(r[0]) for r in rows]
-
-
-async def wait_of(
-    session: AsyncSession, execution_id: str, *, global_limit: int, per_customer: int
-) -> dict[str, Any] | None:
-    """The status API's ``slotWait`` of an execution whose container waits for a slot:
-    ``{container, since, seconds, position, waiting, customerRunning, customerLimit,
-    running, limit}``; None when none of its containers waits."""
-    row = (await session.execute(_WAIT_OF_EXECUTION, {"key": execution_id})).one_or_none()
-    if row is None:
-        return None
-    return {
-        "container": row.holder,
-        "since": iso(row.requested_at),
-        "seconds": round(float(row.seconds), 1),
-        "position": int(row.position),
-        "waiting": int(row.waiting),
-        "customerRunning": int(row.customer_running),
-        "customerLimit": per_customer,
-        "running": int(row.running),
-        "limit": global_limit,
-    }
