@@ -96,8 +96,7 @@ async def status(request: Request[Any, Any, Any], project: ProjectPath) -> Respo
     require_read(principal_of(request), project_id)
     async with store_of(request).reads() as q:
         found = await q.executions.status(project_id)
-        used = None if found is None else await q.usage.of_execution(found.execution.id)
-    if found is None or used is None:
+    if found is None:
         raise Problem(404, "this project has never run")
     box = settings_of(request).sandbox
     wait = None if found.wait is None else found.wait.view(
@@ -105,7 +104,7 @@ async def status(request: Request[Any, Any, Any], project: ProjectPath) -> Respo
     setup = None if found.setup is None else found.setup.view()
     return respond(msgspec.convert(
         {**found.execution.status_view(), "setup": setup, "slotWait": wait,
-         "usage": usage.view(used)}, ExecutionStatus))
+         "usage": usage.view(found.usage)}, ExecutionStatus))
 
 
 def _transition(name: str, action: Any, summary: str) -> Any:

@@ -13,6 +13,7 @@ from pipeline.store.audit import NewAuditEntry
 from pipeline.store.common import Conn, dumps, iso, loads
 from pipeline.store.notifications import STREAM_CHANNEL
 from pipeline.store.outbox import OUTBOX_CHANNEL, NewCommand
+from pipeline.store.usage import SUMS, UsageSums
 
 ACTIVE = ("initializing", "running", "paused", "stopping")
 
@@ -263,12 +264,13 @@ class StartPoint(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class StatusRow(msgspec.Struct, frozen=True, kw_only=True):
-    """What the status API shows: the project's latest execution, its latest SETUP and
-    its container's wait for a slot."""
+    """What the status API shows: the project's latest execution, its latest SETUP, its
+    container's wait for a slot and its usage so far."""
 
     execution: ExecutionRow
     setup: SetupRow | None
     wait: SlotWaitRow | None
+    usage: UsageSums
 
 
 def new_execution_update(new: NewExecution) -> dict[str, Any]:
@@ -379,8 +381,10 @@ STATUS = f"""
                  AS customer_running,
                (SELECT count(*) FROM sandbox_leases WHERE granted_at IS NOT NULL) AS running
         FROM mine m
+    ), used AS (
+        SELECT {SUMS} FROM stage_runs r, x WHERE r.execution_id = x.id AND r.usage IS NOT NULL
     )
-    SELECT x.*,
+    SELECT x.*, row_to_json(used)::text AS usage,
            setup.task_id AS setup_task_id, setup.status AS setup_status,
            setup.duration_ms AS setup_duration_ms, setup.result AS setup_result,
            setup.error AS setup_error,
@@ -388,7 +392,7 @@ STATUS = f"""
            wait.seconds AS wait_seconds, wait.position AS wait_position,
            wait.waiting AS wait_waiting, wait.customer_running AS wait_customer_running,
            wait.running AS wait_running
-    FROM x LEFT JOIN setup ON true LEFT JOIN wait ON true
+    FROM x LEFT JOIN setup ON true LEFT JOIN wait ON true, used
 """
 _EXECUTION_KEYS = tuple(c.strip() for c in COLUMNS.split(","))
 
@@ -411,7 +415,8 @@ def status_of(record: Any) -> StatusRow:
                            waiting=int(values["wait_waiting"]),
                            customer_running=int(values["wait_customer_running"]),
                            running=int(values["wait_running"]))
-    return StatusRow(execution=execution, setup=setup, wait=wait)
+    usage = msgspec.json.decode(values["usage"], type=UsageSums)
+    return StatusRow(execution=execution, setup=setup, wait=wait, usage=usage)
 
 
 class PgExecutions:

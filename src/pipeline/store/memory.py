@@ -237,8 +237,10 @@ class MemoryExecutions(_Base):
             setup = SetupRow(task_id=s["task_id"], status=s["status"],
                              duration_ms=s["duration_ms"], result=copy.deepcopy(s["result"]),
                              error=copy.deepcopy(s["error"]))
+        usage = sum_runs((r["stage"], r["usage"]) for r in self.t.stage_runs
+                         if r["execution_id"] == values["id"] and r.get("usage") is not None)
         # sandbox leases are not kept in memory (no query of the port writes them)
-        return StatusRow(execution=self._row(values), setup=setup, wait=None)
+        return StatusRow(execution=self._row(values), setup=setup, wait=None, usage=usage)
 
 
 class MemoryStageRuns(_Base):

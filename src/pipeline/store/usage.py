@@ -12,7 +12,7 @@ import msgspec
 
 from pipeline.store.common import Conn
 
-_SUMS = """
+SUMS = """
     SUM((r.usage->>'tokensSent')::bigint)::bigint AS tokens_sent,
     SUM((r.usage->>'tokensReceived')::bigint)::bigint AS tokens_received,
     SUM((r.usage->>'cost')::float8) AS cost,
@@ -24,7 +24,7 @@ _SUMS = """
 """
 
 DAILY = f"""
-    SELECT x.project_id, (r.finished_at AT TIME ZONE 'UTC')::date AS day, {_SUMS}
+    SELECT x.project_id, (r.finished_at AT TIME ZONE 'UTC')::date AS day, {SUMS}
     FROM stage_runs r JOIN executions x ON x.id = r.execution_id
     WHERE x.customer_id = $1 AND r.usage IS NOT NULL
       AND r.finished_at >= $2 AND r.finished_at < $3
@@ -34,7 +34,7 @@ DAILY = f"""
 """
 
 OF_EXECUTION = f"""
-    SELECT {_SUMS} FROM stage_runs r WHERE r.execution_id = $1 AND r.usage IS NOT NULL
+    SELECT {SUMS} FROM stage_runs r WHERE r.execution_id = $1 AND r.usage IS NOT NULL
 """
 
 

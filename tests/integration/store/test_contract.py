@@ -16,6 +16,7 @@ from pipeline.store.executions import NewEvent, NewExecution, NewStart, new_exec
 from pipeline.store.memory import MemoryStore
 from pipeline.store.outbox import NewCommand
 from pipeline.store.port import StorePort, Tx
+from pipeline.store.usage import UsageSums
 
 CUSTOMER = "acme"
 PROJECT = "acme/web"
@@ -55,7 +56,7 @@ async def start(tx: Tx, project: str = PROJECT, *, status: str = "initializing",
         task_context={"nodes": {}}, project_id=project, user_id=user, idempotency_key=key,
         idempotency_hash=digest, correlation_id="c-1"))
     await tx.executions.insert(NewExecution(
-        id=execution_id, project_id=project, customer_id=project.split("/")[0],
+        id=execution_id, project_id=project, customer_id=project.partition("/")[0],
         event_id=event_id, user_id=user, status=status, stop_point="2.1", single_task_id=None,
         correlation_id="c-1"))
     return event_id, execution_id
@@ -121,6 +122,7 @@ async def test_the_latest_execution_is_the_active_one_else_the_newest(port: Stor
         assert status is not None
         assert status.execution.id == active
         assert (status.setup, status.wait) == (None, None)
+        assert status.usage == UsageSums(implement_rounds=0, containers=0)
         assert await tx.executions.status("acme/other") is None
     assert newer_done != active
 
@@ -357,7 +359,7 @@ async def test_a_start_whose_parts_disagree_is_refused(port: StorePort) -> None:
 async def test_executions_are_listed_by_user_scope_and_activity(port: StorePort) -> None:
     async with port.tx() as tx:
         for project in (PROJECT, "acme/api", "beta/app"):
-            await tx.projects.upsert(project, project.split("/")[0], URL)
+            await tx.projects.upsert(project, project.partition("/")[0], URL)
         _, ann_done = await start(tx, status="completed")
     async with port.tx() as tx:
         _, ann_active = await start(tx, status="running")
