@@ -3,6 +3,7 @@ recovery of commands whose worker died or whose message was lost."""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 
 import msgspec
@@ -13,6 +14,7 @@ from sqlalchemy import text
 from pipeline import commands, outbox
 from pipeline.audit import Principal
 from pipeline.broker import reset_broker
+from pipeline.db import StoreUnavailable
 from pipeline.lifecycle import Action, Status, TransitionError, target
 from pipeline.outbox import StageCommand
 from pipeline.relay import Relay
@@ -169,3 +171,37 @@ async def test_the_relay_sends_each_command_with_its_id_as_message_id(store, env
         undispatched = (await session.execute(text(
             "SELECT count(*) FROM outbox WHERE dispatched_at IS NULL"))).scalar_one()
     assert undispatched == 0
+
+
+async def test_the_relay_retries_a_failing_round_and_stops_when_asked_during_an_outage(
+    store, env
+) -> None:
+    # Given a relay whose every round fails as if Postgres were gone
+    reset_broker()
+    relay = Relay(get_settings(), store)
+    rounds: list[int] = []
+    failing = asyncio.Event()
+
+    async def unavailable() -> None:
+        rounds.append(len(rounds))
+        if len(rounds) >= 3:
+            failing.set()
+        raise StoreUnavailable("database unavailable")
+
+    async def no_listen() -> None:
+        await asyncio.Event().wait()
+
+    relay._round = unavailable  # type: ignore[method-assign]
+    relay._listen = no_listen  # type: ignore[method-assign]
+    task = asyncio.create_task(relay.run())
+    try:
+        # When it has retried the round (backing off) and is then told to stop
+        async with asyncio.timeout(60):
+            await failing.wait()
+        relay.stop()
+        # Then run() returns instead of retrying forever
+        await asyncio.wait_for(task, 60)
+    finally:
+        task.cancel()
+        reset_broker()
+    assert len(rounds) >= 3
