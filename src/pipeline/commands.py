@@ -10,10 +10,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 import msgspec
-from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncSession
 
-from pipeline import audit, executions, outbox, stream
+from pipeline import audit, outbox, stream
 from pipeline.audit import Principal
 from pipeline.db import Store
 from pipeline.lifecycle import Action, PauseReason, Stage, Status, TransitionError, target
@@ -26,7 +24,6 @@ from pipeline.store.executions import (
     StartPoint,
     new_execution_update,
 )
-from pipeline.store.pg import as_tx
 from pipeline.store.port import Tx
 from runner.git.remote import parse_remote_url
 
@@ -211,8 +208,8 @@ async def _prior_start(
 async def _transition(
     store: Store, *, principal: Principal, project_id: str, action: Action
 ) -> TransitionResult:
-    async with store.transaction() as session:
-        row = await executions.latest_for_project(session, project_id, lock=True)
+    async with store.tx() as tx:
+        row = await tx.executions.latest_for_project(project_id, lock=True)
         if row is None:
             raise ExecutionNotFound(project_id)
         previous = row.state
@@ -225,50 +222,40 @@ async def _transition(
             fields["pending_command"] = None
             if row.pending_command:
                 await outbox.enqueue(
-                    session,
+                    tx,
                     msgspec.convert(row.pending_command, StageCommand),
                     customer_id=row.customer_id,
                     correlation_id=row.correlation_id,
                 )
             if row.pause_reason == PauseReason.HUMAN_REVIEW:
                 # A person looked at it: error resolution may try again from zero.
-                await session.execute(
-                    text(
-                        "UPDATE injected_tasks SET status = 'reviewed' WHERE project_id = :p "
-                        "AND source_error_id IS NOT NULL AND status IN ('done', 'failed')"
-                    ),
-                    {"p": project_id},
-                )
+                await tx.projects.review_injections(project_id)
         elif action is Action.STOP:
             fields["pending_command"] = None
-            if not await _stage_running(session, row.id):
+            if not await tx.stage_runs.running(row.id):
                 await outbox.enqueue(
-                    session,
+                    tx,
                     StageCommand(
                         execution_id=str(row.id), stage=Stage.FINALIZE, outcome=Status.STOPPED
                     ),
                     customer_id=row.customer_id,
                     correlation_id=row.correlation_id,
                 )
-        await executions.set_fields(session, row.id, **fields)
+        await tx.executions.set_fields(row.id, fields)
         await audit.record(
-            session,
+            tx,
             principal=principal,
             action=f"execution.{action.value}",
             project_id=project_id,
             execution_id=row.id,
             details={"from": previous.value, "to": new.value},
         )
-        updated = await executions.get(session, row.id)
+        updated = await tx.executions.get(row.id)
         assert updated is not None
-        await stream.append(session, row.id, [("execution-update", updated.update_payload())])
+        await stream.append(tx, row.id, [("execution-update", updated.update_payload())])
         return TransitionResult(
             execution_id=row.id, previous_status=previous.value, status=new.value
         )
-
-
-async def _stage_running(session: AsyncSession, execution_id: uuid.UUID) -> bool:
-    return await (await as_tx(session)).stage_runs.running(execution_id)
 
 
 async def pause(store: Store, *, principal: Principal, project_id: str) -> TransitionResult:

@@ -6,7 +6,6 @@ import uuid
 from typing import Any
 
 import msgspec
-from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from pipeline.lifecycle import Stage
@@ -62,22 +61,9 @@ async def list_for(
         active_only=active_only, limit=limit)
 
 
-async def set_fields(session: AsyncSession, execution_id: uuid.UUID, **fields: Any) -> None:
-    """Update columns of an execution (names are our own constants, never input)."""
-    if not fields:
-        return
-    assignments = ", ".join(f"{name} = :{name}" for name in fields)
-    params = dict(fields)
-    if "pending_command" in params and params["pending_command"] is not None:
-        assignments = assignments.replace(
-            "pending_command = :pending_command",
-            "pending_command = CAST(:pending_command AS jsonb)",
-        )
-        params["pending_command"] = msgspec.json.encode(params["pending_command"]).decode()
-    params["_id"] = execution_id
-    await session.execute(
-        text(f"UPDATE executions SET {assignments}, updated_at = now() WHERE id = :_id"), params
-    )
+async def set_fields(db: AsyncSession | Tx, execution_id: uuid.UUID, **fields: Any) -> None:
+    """Update columns of an execution (``store.executions.SETTABLE`` only)."""
+    await (await as_tx(db)).executions.set_fields(execution_id, fields)
 
 
 async def project(db: AsyncSession | Tx, project_id: str) -> dict[str, Any] | None:

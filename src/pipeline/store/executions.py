@@ -343,6 +343,23 @@ START = (
     f"pg_notify('{OUTBOX_CHANNEL}', '') AS outbox_notified, "
     f"pg_notify('{STREAM_CHANNEL}', p.pos::text) AS stream_notified FROM x, c, p"
 )
+SETTABLE = frozenset(c.strip() for c in COLUMNS.split(",")) - {
+    "id", "project_id", "customer_id", "event_id", "user_id", "correlation_id", "started_at",
+    "updated_at", "last_seq"}
+"""Columns ``set_fields`` may change (``last_seq`` belongs to the notification append)."""
+
+
+def set_sql(names: list[str]) -> str:
+    """``UPDATE executions`` of ``names`` ($2...) for id $1; ValueError for another name."""
+    unknown = sorted(set(names) - SETTABLE)
+    if unknown:
+        raise ValueError(f"not a settable execution column: {', '.join(unknown)}")
+    assignments = ", ".join(
+        f"{name} = ${i}::jsonb" if name == "pending_command" else f"{name} = ${i}"
+        for i, name in enumerate(names, start=2))
+    return f"UPDATE executions SET {assignments}, updated_at = now() WHERE id = $1"
+
+
 LIST_FOR = (
     f"SELECT {COLUMNS} FROM executions WHERE ($1::text IS NULL OR user_id = $1) "
     "AND (($2::text[] IS NULL AND $3::text[] IS NULL) "
@@ -476,6 +493,15 @@ class PgExecutions:
         command_id, pos = int(values.pop("command_id")), int(values.pop("pos"))
         del values["outbox_notified"], values["stream_notified"]
         return Started(execution=execution_of(values), command_id=command_id, pos=pos)
+
+    async def set_fields(self, execution_id: uuid.UUID, fields: dict[str, Any]) -> None:
+        """Change columns of an execution (``SETTABLE`` only) and its ``updated_at``."""
+        if not fields:
+            return
+        names = sorted(fields)
+        values = [dumps(fields[n]) if n == "pending_command" and fields[n] is not None
+                  else fields[n] for n in names]
+        await self.conn.execute(set_sql(names), execution_id, *values)
 
     async def list_for(
         self,

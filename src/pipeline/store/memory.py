@@ -24,6 +24,7 @@ from pipeline.store.audit import AuditRow, NewAuditEntry
 from pipeline.store.details import MAX_ERRORS, MAX_STAGE_RUNS, DetailParts, error_of, run_of
 from pipeline.store.executions import (
     ACTIVE,
+    SETTABLE,
     EventRow,
     ExecutionError,
     ExecutionRow,
@@ -65,6 +66,7 @@ class Tables:
         self.stream_pos = 0
         self.idempotency: dict[tuple[str, str], dict[str, Any]] = {}
         self.audit: list[dict[str, Any]] = []
+        self.injected_tasks: list[dict[str, Any]] = []
         self.errors: list[dict[str, Any]] = []
         self.notified: list[tuple[str, str]] = []
         """``(channel, payload)`` of every NOTIFY committed."""
@@ -177,6 +179,16 @@ class MemoryExecutions(_Base):
             last_update=new.payload)
         row = self._row(self.t.executions[new.execution.id])
         return Started(execution=row, command_id=command_id, pos=appended.first_pos)
+
+    async def set_fields(self, execution_id: uuid.UUID, fields: dict[str, Any]) -> None:
+        unknown = sorted(set(fields) - SETTABLE)
+        if unknown:
+            raise ValueError(f"not a settable execution column: {', '.join(unknown)}")
+        x = self.t.executions.get(execution_id)
+        if x is None or not fields:
+            return
+        x.update({k: _json(v) if k == "pending_command" else v for k, v in fields.items()})
+        x["updated_at"] = self.now()
 
     async def list_for(
         self,
@@ -324,6 +336,12 @@ class MemoryProjects(_Base):
             return None
         fields = {k: v for k, v in row.items() if k not in ("created_at", "updated_at")}
         return msgspec.convert(copy.deepcopy(fields), ProjectRow)
+
+    async def review_injections(self, project_id: str) -> None:
+        for task in self.t.injected_tasks:
+            if (task["project_id"] == project_id and task.get("source_error_id") is not None
+                    and task["status"] in ("done", "failed")):
+                task["status"] = "reviewed"
 
 
 class MemoryIdempotency(_Base):

@@ -58,6 +58,11 @@ class Executions(Protocol):
         """The project's row locked and its latest execution; None: no such project."""
         ...
 
+    async def set_fields(self, execution_id: uuid.UUID, fields: dict[str, Any]) -> None:
+        """Change columns of an execution (``executions.SETTABLE`` only: ValueError for
+        another name) and its ``updated_at``."""
+        ...
+
     async def list_for(
         self,
         *,
@@ -110,6 +115,8 @@ class Projects(Protocol):
     async def lock(self, project_id: str) -> bool: ...
 
     async def get(self, project_id: str) -> ProjectRow | None: ...
+
+    async def review_injections(self, project_id: str) -> None: ...
 
 
 class Idempotency(Protocol):

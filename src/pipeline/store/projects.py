@@ -39,6 +39,12 @@ def project_of(record: Any) -> ProjectRow:
     return msgspec.convert(values, ProjectRow)
 
 
+REVIEW_INJECTIONS = (
+    "UPDATE injected_tasks SET status = 'reviewed' WHERE project_id = $1 "
+    "AND source_error_id IS NOT NULL AND status IN ('done', 'failed')"
+)
+
+
 class PgProjects:
     def __init__(self, conn: Conn) -> None:
         self.conn = conn
@@ -55,3 +61,8 @@ class PgProjects:
     async def get(self, project_id: str) -> ProjectRow | None:
         record = await self.conn.fetchrow(GET, project_id)
         return None if record is None else project_of(record)
+
+    async def review_injections(self, project_id: str) -> None:
+        """A person looked at the project's errors: the error-resolution tasks injected
+        for them that ended (done or failed) count as reviewed, so it may try again."""
+        await self.conn.execute(REVIEW_INJECTIONS, project_id)

@@ -415,3 +415,61 @@ async def test_an_error_record_reads_back_only_under_its_execution(port: StorePo
             "coverage 61% < 80%", {"k": [1]}, 2, PROJECT)
         assert await q.executions.error(other, error_id) is None
         assert await q.executions.error(execution_id, uuid.uuid4()) is None
+
+
+async def test_settable_fields_of_an_execution_change_and_others_are_refused(
+    port: StorePort,
+) -> None:
+    async with port.tx() as tx:
+        await tx.projects.upsert(PROJECT, CUSTOMER, URL)
+        _, execution_id = await start(tx, status="running")
+    async with port.tx() as tx:
+        await tx.executions.set_fields(execution_id, {
+            "status": "paused", "pause_reason": "user", "completed_tasks": 2,
+            "pending_command": {"stage": "SELECT", "attempt": 1}, "branch": "task/1"})
+        row = await tx.executions.get(execution_id)
+        assert row is not None
+        assert (row.status, row.pause_reason, row.completed_tasks, row.branch) == (
+            "paused", "user", 2, "task/1")
+        assert row.pending_command == {"stage": "SELECT", "attempt": 1}
+        await tx.executions.set_fields(execution_id, {"pending_command": None})
+        await tx.executions.set_fields(execution_id, {})
+        row = await tx.executions.get(execution_id)
+        assert row is not None and row.pending_command is None and row.status == "paused"
+    for bad in ({"id": uuid.uuid4()}, {"last_seq": 9}, {"status = 'x', user_id": "y"}):
+        with pytest.raises(ValueError, match="not a settable execution column"):
+            async with port.tx() as tx:
+                await tx.executions.set_fields(execution_id, bad)
+
+
+async def _injected(port: StorePort, tx: Tx, task_id: str, status: str,
+                    from_error: bool) -> None:
+    """An injected task, as the pipeline writes it (no port query writes one yet)."""
+    source = uuid.uuid4() if from_error else None
+    if isinstance(port, MemoryStore):
+        port.tables.injected_tasks.append({"project_id": PROJECT, "task_id": task_id,
+                                           "status": status, "source_error_id": source})
+        return
+    await tx.conn.execute(  # type: ignore[attr-defined]
+        "INSERT INTO injected_tasks (project_id, task_id, injection_type, task, reason, "
+        "status, source_error_id, created_by) VALUES ($1, $2, 'append', '{}'::jsonb, 'r', "
+        "$3, $4, 'ann')", PROJECT, task_id, status, source)
+
+
+async def _injected_statuses(port: StorePort, tx: Tx) -> dict[str, str]:
+    if isinstance(port, MemoryStore):
+        return {t["task_id"]: t["status"] for t in port.tables.injected_tasks}
+    rows = await tx.conn.fetch(  # type: ignore[attr-defined]
+        "SELECT task_id, status FROM injected_tasks WHERE project_id = $1", PROJECT)
+    return {r["task_id"]: r["status"] for r in rows}
+
+
+async def test_reviewing_marks_ended_error_resolutions_only(port: StorePort) -> None:
+    async with port.tx() as tx:
+        await tx.projects.upsert(PROJECT, CUSTOMER, URL)
+        for task_id, status, from_error in (("#e1", "done", True), ("#e2", "failed", True),
+                                            ("#e3", "pending", True), ("#p1", "done", False)):
+            await _injected(port, tx, task_id, status, from_error)
+        await tx.projects.review_injections(PROJECT)
+        assert await _injected_statuses(port, tx) == {
+            "#e1": "reviewed", "#e2": "reviewed", "#e3": "pending", "#p1": "done"}
