@@ -150,20 +150,6 @@ def _write_file(target: Path, content: bytes) -> None:
         handle.write(content)
 
 
-def commit_file_on(
-    repo: pygit2.Repository,
-    branch: str,
-    *,
-    path: str,
-    content: bytes,
-    message: str,
-    signature: pygit2.Signature,
-) -> str | None:
-    """Write ``content`` to ``path`` and commit only that file on ``branch`` (checked out)."""
-    return commit_files_on(repo, branch, files={path: content}, message=message,
-                           signature=signature)
-
-
 def commit_files_on(
     repo: pygit2.Repository,
     branch: str,

@@ -191,25 +191,6 @@ class GitWorkspace:
             return commits.squash_commit(repo, branch, base=base, tree=tree, message=full,
                                          signature=self._signature())
 
-    def commit_file(
-        self,
-        checkout: Checkout,
-        path: str,
-        content: str | bytes,
-        message: str,
-        trailers: Mapping[str, str] | None = None,
-    ) -> str | None:
-        """Commit one file (task list, outcomes) on the default branch; None if unchanged."""
-        repo = self._open(checkout)
-        data = content.encode() if isinstance(content, str) else content
-        with self._translated("commit file"):
-            self._switch(repo, checkout.default_branch)
-            return commits.commit_file_on(
-                repo, checkout.default_branch, path=path, content=data,
-                message=commits.compose_message(message, trailers),
-                signature=self._signature(),
-            )
-
     def commit_files(
         self,
         checkout: Checkout,

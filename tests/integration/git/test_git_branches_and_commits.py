@@ -200,10 +200,10 @@ def test_given_the_default_branch_when_a_file_is_committed_then_only_that_file_c
 ):
     (Path(checkout.path) / "scratch.txt").write_text("not part of it")
 
-    sha = workspace.commit_file(
-        checkout, "tasks_list.md", "- [x] 1.1 Done\n", "Mark 1.1 done", {"Task-Id": "1.1"}
+    sha = workspace.commit_files(
+        checkout, {"tasks_list.md": "- [x] 1.1 Done\n"}, "Mark 1.1 done", {"Task-Id": "1.1"}
     )
-    unchanged = workspace.commit_file(checkout, "tasks_list.md", "- [x] 1.1 Done\n", "again")
+    unchanged = workspace.commit_files(checkout, {"tasks_list.md": "- [x] 1.1 Done\n"}, "again")
 
     repo = open_repo(checkout)
     commit = repo.references["refs/heads/main"].peel(pygit2.Commit)
@@ -214,8 +214,8 @@ def test_given_the_default_branch_when_a_file_is_committed_then_only_that_file_c
 
 
 @pytest.mark.parametrize("path", ["../escape.md", "/etc/passwd", ".git/config", ""])
-def test_given_a_path_outside_the_repository_then_commit_file_refuses(
+def test_given_a_path_outside_the_repository_then_commit_files_refuses(
     workspace: GitWorkspace, checkout, path
 ):
     with pytest.raises(ConfigError):
-        workspace.commit_file(checkout, path, "x", "nope")
+        workspace.commit_files(checkout, {path: "x"}, "nope")
