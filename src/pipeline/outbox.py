@@ -10,7 +10,6 @@ from __future__ import annotations
 import uuid
 
 import msgspec
-from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from pipeline.lifecycle import Stage
@@ -70,51 +69,23 @@ def new_command(
     )
 
 
-async def load(session: AsyncSession, command_id: int) -> tuple[StageCommand, str, str] | None:
+async def load(
+    db: AsyncSession | Tx, command_id: int
+) -> tuple[StageCommand, str, str] | None:
     """``(command, customer_id, correlation_id)`` of a stored command, or None."""
-    row = (
-        await session.execute(
-            text("SELECT payload, customer_id, correlation_id FROM outbox WHERE id = :id"),
-            {"id": command_id},
-        )
-    ).one_or_none()
+    row = await (await as_tx(db)).outbox.load(command_id)
     if row is None:
         return None
-    return msgspec.convert(row[0], StageCommand), str(row[1]), str(row[2])
+    return msgspec.convert(row.payload, StageCommand), row.customer_id, row.correlation_id
 
 
-async def complete(session: AsyncSession, command_id: int) -> None:
+async def complete(db: AsyncSession | Tx, command_id: int) -> None:
     """Mark a command handled (its stage finished, or it was a duplicate of a finished one)."""
-    await session.execute(
-        text("UPDATE outbox SET completed_at = now() WHERE id = :id AND completed_at IS NULL"),
-        {"id": command_id},
-    )
-
-
-_CLAIM = text(
-    """
-    WITH inflight AS (
-        SELECT customer_id, count(*) AS n FROM outbox
-        WHERE dispatched_at IS NOT NULL AND completed_at IS NULL
-        GROUP BY customer_id
-    ), ranked AS (
-        SELECT o.id,
-               row_number() OVER (PARTITION BY o.customer_id ORDER BY o.id)
-                 + coalesce(i.n, 0) AS turn
-        FROM outbox o LEFT JOIN inflight i ON i.customer_id = o.customer_id
-        WHERE o.dispatched_at IS NULL AND o.available_at <= now()
-    )
-    SELECT o.id, o.actor FROM outbox o JOIN ranked r ON r.id = o.id
-    WHERE r.turn <= :per_customer
-    ORDER BY r.turn, o.id
-    LIMIT :batch
-    FOR UPDATE OF o SKIP LOCKED
-    """
-)
+    await (await as_tx(db)).outbox.complete(command_id)
 
 
 async def claim_batch(
-    session: AsyncSession, *, per_customer: int, batch: int = 100
+    db: AsyncSession | Tx, *, per_customer: int, batch: int = 100
 ) -> list[tuple[int, str]]:
     """Lock up to ``batch`` undispatched commands, round-robin between customers, never
     letting one customer have more than ``per_customer`` in flight. Returns ``(id, actor)``.
@@ -122,98 +93,26 @@ async def claim_batch(
     Relays serialise on an advisory lock so the in-flight counts they read are exact; a
     relay that cannot take it returns nothing (another relay is dispatching right now).
     """
-    got = (
-        await session.execute(text("SELECT pg_try_advisory_xact_lock(hashtext('devteam-relay'))"))
-    ).scalar_one()
-    if not got:
-        return []
-    rows = (await session.execute(_CLAIM, {"per_customer": per_customer, "batch": batch})).all()
-    return [(int(r[0]), str(r[1])) for r in rows]
+    claimed = await (await as_tx(db)).outbox.claim_batch(per_customer=per_customer,
+                                                         batch=batch)
+    return [(c.id, c.actor) for c in claimed]
 
 
-async def mark_dispatched(session: AsyncSession, ids: list[int]) -> None:
-    await session.execute(
-        text(
-            "UPDATE outbox SET dispatched_at = clock_timestamp(), "
-            "dispatch_count = dispatch_count + 1 WHERE id = ANY(:ids)"
-        ),
-        {"ids": ids},
-    )
+async def mark_dispatched(db: AsyncSession | Tx, ids: list[int]) -> None:
+    await (await as_tx(db)).outbox.mark_dispatched(ids)
 
 
-async def requeue_stale(session: AsyncSession, *, grace_seconds: float) -> list[int]:
+async def requeue_stale(db: AsyncSession | Tx, *, grace_seconds: float) -> list[int]:
     """Make dispatched-but-unfinished commands dispatchable again when no worker holds a
     live claim on their stage run: the worker died (its lease expired) or the message was
     lost (never claimed within the grace period). Duplicates are harmless by design."""
-    rows = (
-        await session.execute(
-            text(
-                """
-                UPDATE outbox o SET dispatched_at = NULL, available_at = now()
-                WHERE o.dispatched_at IS NOT NULL AND o.completed_at IS NULL
-                  AND (
-                    -- the worker that claimed it stopped renewing its lease
-                    EXISTS (
-                      SELECT 1 FROM stage_runs s
-                      WHERE s.execution_id = (o.payload->>'execution_id')::uuid
-                        AND s.task_id = o.payload->>'task_id'
-                        AND s.stage = o.payload->>'stage'
-                        AND s.pass_no = coalesce((o.payload->>'pass_no')::int, 1)
-                        AND s.attempt = (o.payload->>'attempt')::int
-                        AND s.status = 'running' AND s.lease_until <= now()
-                        AND o.dispatched_at < s.lease_until)
-                    -- or nobody holds a live claim long after it was sent (message lost)
-                    OR (o.dispatched_at < now() - make_interval(secs => :grace)
-                      AND NOT EXISTS (
-                        SELECT 1 FROM stage_runs s
-                        WHERE s.execution_id = (o.payload->>'execution_id')::uuid
-                          AND s.task_id = o.payload->>'task_id'
-                          AND s.stage = o.payload->>'stage'
-                          AND s.pass_no = coalesce((o.payload->>'pass_no')::int, 1)
-                        AND s.attempt = (o.payload->>'attempt')::int
-                          AND s.status = 'running' AND s.lease_until > now())))
-                RETURNING o.id
-                """
-            ),
-            {"grace": grace_seconds},
-        )
-    ).all()
-    return [int(r[0]) for r in rows]
+    return await (await as_tx(db)).outbox.requeue_stale(grace_seconds=grace_seconds)
 
 
-class Fleet(msgspec.Struct, frozen=True, kw_only=True):
-    """What the relays report as fleet gauges (``pipeline.metrics``)."""
-
-    backlog: int
-    oldest_age: float
-    executions: dict[str, int]
-    running: dict[str, int]
-    waiting: dict[str, int]
+Fleet = rows.Fleet
 
 
-_FLEET = text(
-    """
-    SELECT
-      (SELECT count(*) FROM outbox WHERE dispatched_at IS NULL) AS backlog,
-      (SELECT coalesce(extract(epoch FROM now() - min(available_at)), 0) FROM outbox
-        WHERE dispatched_at IS NULL AND available_at <= now()) AS oldest_age,
-      (SELECT coalesce(jsonb_object_agg(status, n), '{}') FROM
-        (SELECT status, count(*) AS n FROM executions GROUP BY status) e) AS executions,
-      (SELECT coalesce(jsonb_object_agg(customer_id, n), '{}') FROM
-        (SELECT customer_id, count(*) AS n FROM sandbox_leases WHERE granted_at IS NOT NULL
-         GROUP BY customer_id) r) AS running,
-      (SELECT coalesce(jsonb_object_agg(customer_id, n), '{}') FROM
-        (SELECT customer_id, count(*) AS n FROM sandbox_leases WHERE granted_at IS NULL
-         AND alive_until >= now() GROUP BY customer_id) w) AS waiting
-    """
-)
-
-
-async def fleet(session: AsyncSession) -> Fleet:
+async def fleet(db: AsyncSession | Tx) -> Fleet:
     """Outbox backlog and the age of its oldest due command, executions by status, and
     sandbox slots held and waited for per customer — one snapshot."""
-    row = (await session.execute(_FLEET)).one()
-    return Fleet(backlog=int(row.backlog), oldest_age=float(row.oldest_age),
-                 executions={str(k): int(v) for k, v in dict(row.executions).items()},
-                 running={str(k): int(v) for k, v in dict(row.running).items()},
-                 waiting={str(k): int(v) for k, v in dict(row.waiting).items()})
+    return await (await as_tx(db)).outbox.fleet()

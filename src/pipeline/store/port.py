@@ -28,7 +28,7 @@ from pipeline.store.executions import (
 )
 from pipeline.store.idempotency import KeyRow
 from pipeline.store.notifications import Appended
-from pipeline.store.outbox import NewCommand
+from pipeline.store.outbox import Claimed, CommandRow, Fleet, NewCommand
 from pipeline.store.projects import ProjectRow
 from pipeline.store.usage import DayUsage, UsageSums
 
@@ -96,6 +96,18 @@ class StageRuns(Protocol):
 
 class Outbox(Protocol):
     async def enqueue(self, command: NewCommand) -> int: ...
+
+    async def load(self, command_id: int) -> CommandRow | None: ...
+
+    async def complete(self, command_id: int) -> None: ...
+
+    async def claim_batch(self, *, per_customer: int, batch: int) -> list[Claimed]: ...
+
+    async def mark_dispatched(self, ids: list[int]) -> None: ...
+
+    async def requeue_stale(self, *, grace_seconds: float) -> list[int]: ...
+
+    async def fleet(self) -> Fleet: ...
 
 
 class Notifications(Protocol):

@@ -473,3 +473,46 @@ async def test_reviewing_marks_ended_error_resolutions_only(port: StorePort) -> 
         await tx.projects.review_injections(PROJECT)
         assert await _injected_statuses(port, tx) == {
             "#e1": "reviewed", "#e2": "reviewed", "#e3": "pending", "#p1": "done"}
+
+
+async def test_commands_are_claimed_in_turn_dispatched_completed_and_requeued(
+    port: StorePort,
+) -> None:
+    async with port.tx() as tx:
+        await tx.projects.upsert(PROJECT, CUSTOMER, URL)
+        await tx.projects.upsert("beta/app", "beta", URL)
+        _, one = await start(tx)
+        _, two = await start(tx, "beta/app")
+
+        async def enqueue(execution: uuid.UUID, customer: str, delay: float = 0) -> int:
+            return await tx.outbox.enqueue(NewCommand(
+                execution_id=execution, customer_id=customer, actor="stage_select",
+                payload={"execution_id": str(execution), "stage": "SELECT", "task_id": "",
+                         "attempt": 1}, correlation_id="c-1", delay_seconds=delay))
+
+        a1, a2, a3 = [await enqueue(one, CUSTOMER) for _ in range(3)]
+        b1 = await enqueue(two, "beta")
+        await enqueue(two, "beta", delay=3600)  # not due
+    async with port.tx() as tx:
+        loaded = await tx.outbox.load(a1)
+        assert loaded is not None
+        assert (loaded.customer_id, loaded.correlation_id, loaded.payload["stage"]) == (
+            CUSTOMER, "c-1", "SELECT")
+        assert await tx.outbox.load(10**9) is None
+        claimed = await tx.outbox.claim_batch(per_customer=2, batch=10)
+        # round-robin: each customer's first, then acme's second; the third waits its turn
+        assert [(c.id, c.actor) for c in claimed] == [
+            (a1, "stage_select"), (b1, "stage_select"), (a2, "stage_select")]
+        await tx.outbox.mark_dispatched([c.id for c in claimed])
+    async with port.tx() as tx:
+        assert await tx.outbox.claim_batch(per_customer=2, batch=10) == []  # at their cap
+        await tx.outbox.complete(a1)
+        await tx.outbox.complete(a1)
+        assert [c.id for c in await tx.outbox.claim_batch(per_customer=2, batch=10)] == [a3]
+        fleet = await tx.outbox.fleet()
+        assert (fleet.backlog, fleet.executions) == (2, {"initializing": 2})
+        assert (fleet.running, fleet.waiting) == ({}, {})
+        # dispatched long ago (a negative grace) and nobody runs it: lost, sent again
+        assert sorted(await tx.outbox.requeue_stale(grace_seconds=-60)) == [a2, b1]
+        assert await tx.outbox.requeue_stale(grace_seconds=-60) == []
+        assert (await tx.outbox.fleet()).backlog == 4
