@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import posixpath
-from typing import Any
-
-from sqlalchemy import text
 
 from pipeline.db import Store
 from pipeline.stages.common import blocking, task_from_wire
@@ -78,40 +75,24 @@ async def read_task_list(
 
 async def injections(store: Store, project_id: str) -> list[Injection]:
     """The project's injected tasks, oldest first (done ones too: they count as done)."""
-    async with store.transaction() as session:
-        rows = (
-            await session.execute(
-                text(
-                    "SELECT task_id, injection_type, position, replace_task_id, task, status "
-                    "FROM injected_tasks WHERE project_id = :p AND status IN "
-                    "('pending', 'done', 'reviewed', 'failed') ORDER BY id"
-                ),
-                {"p": project_id},
-            )
-        ).all()
-    result = []
-    for task_id, kind, position, replace, task, status in rows:
-        wire: dict[str, Any] = {**dict(task), "id": task_id}
-        result.append(
-            Injection(
-                task=task_from_wire(wire),
-                injection_type=kind,
-                position=position,
-                replace_task_id=replace,
-                done=status != "pending",
-            )
+    async with store.reads() as q:
+        rows = await q.projects.injections(project_id)
+    return [
+        Injection(
+            task=task_from_wire({**row.task, "id": row.task_id}),
+            injection_type=row.injection_type,
+            position=row.position,
+            replace_task_id=row.replace_task_id,
+            done=row.status != "pending",
         )
-    return result
+        for row in rows
+    ]
 
 
 async def injected_progress(store: Store, project_id: str) -> tuple[int, int]:
     """``(done, total)`` of the injected tasks that add work (not ``replace`` ones): only a
     task that was completed is done, and one that failed for good or was set aside after
     review is not counted at all (it is no progress, and no work left either)."""
-    async with store.transaction() as session:
-        rows = (await session.execute(text(
-            "SELECT status, count(*) FROM injected_tasks WHERE project_id = :p "
-            "AND injection_type <> 'replace' AND status IN ('pending', 'done') GROUP BY status"
-        ), {"p": project_id})).all()
-    counts = {str(status): int(n) for status, n in rows}
-    return counts.get("done", 0), counts.get("done", 0) + counts.get("pending", 0)
+    async with store.reads() as q:
+        return await q.projects.injected_progress(project_id)
+

@@ -40,7 +40,7 @@ from pipeline.store.executions import (
 from pipeline.store.idempotency import KeyRow
 from pipeline.store.notifications import Appended
 from pipeline.store.outbox import Claimed, CommandRow, Fleet, NewCommand
-from pipeline.store.projects import ProjectRow
+from pipeline.store.projects import InjectionRow, ProjectRow
 from pipeline.store.usage import DayUsage, UsageSums, sum_runs
 
 
@@ -416,6 +416,19 @@ class MemoryProjects(_Base):
             if (task["project_id"] == project_id and task.get("source_error_id") is not None
                     and task["status"] in ("done", "failed")):
                 task["status"] = "reviewed"
+
+    async def injections(self, project_id: str) -> list[InjectionRow]:
+        return [InjectionRow(task_id=t["task_id"], injection_type=t["injection_type"],
+                             position=t.get("position"), replace_task_id=t.get("replace_task_id"),
+                             task=copy.deepcopy(t.get("task") or {}), status=t["status"])
+                for t in self.t.injected_tasks if t["project_id"] == project_id
+                and t["status"] in ("pending", "done", "reviewed", "failed")]
+
+    async def injected_progress(self, project_id: str) -> tuple[int, int]:
+        adding = [t["status"] for t in self.t.injected_tasks
+                  if t["project_id"] == project_id and t["injection_type"] != "replace"
+                  and t["status"] in ("pending", "done")]
+        return adding.count("done"), len(adding)
 
 
 class MemoryIdempotency(_Base):

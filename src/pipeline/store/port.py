@@ -29,7 +29,7 @@ from pipeline.store.executions import (
 from pipeline.store.idempotency import KeyRow
 from pipeline.store.notifications import Appended
 from pipeline.store.outbox import Claimed, CommandRow, Fleet, NewCommand
-from pipeline.store.projects import ProjectRow
+from pipeline.store.projects import InjectionRow, ProjectRow
 from pipeline.store.usage import DayUsage, UsageSums
 
 
@@ -129,6 +129,10 @@ class Projects(Protocol):
     async def get(self, project_id: str) -> ProjectRow | None: ...
 
     async def review_injections(self, project_id: str) -> None: ...
+
+    async def injections(self, project_id: str) -> list[InjectionRow]: ...
+
+    async def injected_progress(self, project_id: str) -> tuple[int, int]: ...
 
 
 class Idempotency(Protocol):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 import msgspec
 
@@ -39,6 +39,27 @@ def project_of(record: Any) -> ProjectRow:
     return msgspec.convert(values, ProjectRow)
 
 
+class InjectionRow(msgspec.Struct, frozen=True, kw_only=True):
+    """A task injected into a project's list (by a person or by error resolution)."""
+
+    task_id: str
+    injection_type: Literal["priority", "replace", "positional"]
+    position: int | None
+    replace_task_id: str | None
+    task: dict[str, Any]
+    status: str
+
+
+INJECTIONS = (
+    "SELECT task_id, injection_type, position, replace_task_id, task, status "
+    "FROM injected_tasks WHERE project_id = $1 AND status IN "
+    "('pending', 'done', 'reviewed', 'failed') ORDER BY id"
+)
+INJECTED_PROGRESS = (
+    "SELECT count(*) FILTER (WHERE status = 'done') AS done, count(*) AS total "
+    "FROM injected_tasks WHERE project_id = $1 AND injection_type <> 'replace' "
+    "AND status IN ('pending', 'done')"
+)
 REVIEW_INJECTIONS = (
     "UPDATE injected_tasks SET status = 'reviewed' WHERE project_id = $1 "
     "AND source_error_id IS NOT NULL AND status IN ('done', 'failed')"
@@ -66,3 +87,15 @@ class PgProjects:
         """A person looked at the project's errors: the error-resolution tasks injected
         for them that ended (done or failed) count as reviewed, so it may try again."""
         await self.conn.execute(REVIEW_INJECTIONS, project_id)
+
+    async def injections(self, project_id: str) -> list[InjectionRow]:
+        """The project's injected tasks still in the list, oldest first (pending, done,
+        reviewed, failed)."""
+        rows = await self.conn.fetch(INJECTIONS, project_id)
+        return [msgspec.convert({**dict(r), "task": loads(r["task"])}, InjectionRow)
+                for r in rows]
+
+    async def injected_progress(self, project_id: str) -> tuple[int, int]:
+        """``(done, done + pending)`` of the injected tasks that add work (not replace)."""
+        r = await self.conn.fetchrow(INJECTED_PROGRESS, project_id)
+        return int(r["done"]), int(r["total"])

@@ -443,17 +443,21 @@ async def test_settable_fields_of_an_execution_change_and_others_are_refused(
 
 
 async def _injected(port: StorePort, tx: Tx, task_id: str, status: str,
-                    from_error: bool) -> None:
+                    from_error: bool, kind: str = "priority") -> None:
     """An injected task, as the pipeline writes it (no port query writes one yet)."""
     source = uuid.uuid4() if from_error else None
+    task = {"description": f"do {task_id}"}
     if isinstance(port, MemoryStore):
-        port.tables.injected_tasks.append({"project_id": PROJECT, "task_id": task_id,
-                                           "status": status, "source_error_id": source})
+        port.tables.injected_tasks.append({
+            "project_id": PROJECT, "task_id": task_id, "status": status,
+            "source_error_id": source, "injection_type": kind, "position": None,
+            "replace_task_id": None, "task": task})
         return
     await tx.conn.execute(  # type: ignore[attr-defined]
         "INSERT INTO injected_tasks (project_id, task_id, injection_type, task, reason, "
-        "status, source_error_id, created_by) VALUES ($1, $2, 'append', '{}'::jsonb, 'r', "
-        "$3, $4, 'ann')", PROJECT, task_id, status, source)
+        "status, source_error_id, created_by) VALUES ($1, $2, $5, $6::jsonb, 'r', "
+        "$3, $4, 'ann')", PROJECT, task_id, status, source, kind, msgspec.json.encode(
+            task).decode())
 
 
 async def _injected_statuses(port: StorePort, tx: Tx) -> dict[str, str]:
@@ -516,3 +520,23 @@ async def test_commands_are_claimed_in_turn_dispatched_completed_and_requeued(
         assert sorted(await tx.outbox.requeue_stale(grace_seconds=-60)) == [a2, b1]
         assert await tx.outbox.requeue_stale(grace_seconds=-60) == []
         assert (await tx.outbox.fleet()).backlog == 4
+
+
+async def test_injected_tasks_read_back_oldest_first_with_their_progress(
+    port: StorePort,
+) -> None:
+    async with port.tx() as tx:
+        await tx.projects.upsert(PROJECT, CUSTOMER, URL)
+        for task_id, status, kind in (("#1", "done", "priority"), ("#2", "pending", "priority"),
+                                      ("#3", "pending", "replace"), ("#4", "failed", "priority"),
+                                      ("#5", "cancelled", "priority")):
+            await _injected(port, tx, task_id, status, False, kind)
+    async with port.reads() as q:
+        rows = await q.projects.injections(PROJECT)
+        assert [(r.task_id, r.status, r.injection_type) for r in rows] == [
+            ("#1", "done", "priority"), ("#2", "pending", "priority"),
+            ("#3", "pending", "replace"), ("#4", "failed", "priority")]
+        assert rows[0].task == {"description": "do #1"}
+        assert await q.projects.injected_progress(PROJECT) == (1, 2)
+        assert await q.projects.injected_progress("acme/other") == (0, 0)
+        assert await q.projects.injections("acme/other") == []
