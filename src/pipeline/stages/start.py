@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from sqlalchemy import text
-
 from pipeline.lifecycle import PauseReason, Stage, StageStatus, Status
 from pipeline.outcome import Outcome, StageContext
 from pipeline.stages.common import blocking, checkout, next_select, task_from_wire
@@ -55,14 +53,8 @@ async def init(ctx: StageContext) -> Outcome:
     # the files UPDATE_TASKLIST writes: refused now (a link into .git, say), before any
     # task's work is merged, rather than after
     await blocking(ctx.services.git.check_writable, co, [path, outcomes_path(path)])
-    async with ctx.services.store.transaction() as session:
-        await session.execute(
-            text(
-                "UPDATE projects SET default_branch = :b, task_list_path = COALESCE("
-                "task_list_path, :p), updated_at = now() WHERE project_id = :id"
-            ),
-            {"b": co.default_branch, "p": path, "id": ctx.project["project_id"]},
-        )
+    async with ctx.services.store.tx() as tx:
+        await tx.projects.record_checkout(ctx.project["project_id"], co.default_branch, path)
     ctx.log.line(f"{path}: {total} tasks, {done} done; default branch {co.default_branch}")
     return Outcome(
         result={
@@ -149,31 +141,17 @@ async def select(ctx: StageContext) -> Outcome:
 
 async def _pass_of(ctx: StageContext, task_id: str) -> int:
     """1 the first time a task is selected in this execution, then 2, 3..."""
-    passes = await ctx.services.store.scalar(
-        "SELECT coalesce(max(pass_no), 0) FROM stage_runs WHERE execution_id = :e "
-        "AND task_id = :t AND stage = 'PREP'",
-        e=ctx.execution.id, t=task_id,
-    )
-    return int(passes) + 1
+    async with ctx.services.store.reads() as q:
+        return await q.stage_runs.passes(ctx.execution.id, task_id) + 1
 
 
 async def _single(ctx: StageContext, tasks: TaskList, task_id: str) -> Task | None:
     """The one task a ``POST /events`` with ``data.task`` asked for (None once done)."""
-    async with ctx.services.store.transaction() as session:
-        data = (
-            await session.execute(
-                text("SELECT data FROM events WHERE id = :id"), {"id": ctx.execution.event_id}
-            )
-        ).scalar_one()
-        ran = (
-            await session.execute(
-                text(
-                    "SELECT 1 FROM stage_runs WHERE execution_id = :e AND task_id = :t "
-                    "AND stage = 'DONE' AND status = 'succeeded'"
-                ),
-                {"e": ctx.execution.id, "t": task_id},
-            )
-        ).scalar_one_or_none()
+    async with ctx.services.store.tx() as tx:
+        event = await tx.executions.event(ctx.execution.event_id)
+        ran = await tx.stage_runs.done(ctx.execution.id, task_id)
+    assert event is not None  # the execution's own event (a foreign key)
+    data = event.data
     if ran:
         return None
     try:

@@ -263,6 +263,17 @@ class MemoryStageRuns(_Base):
                    for s in self.t.stage_runs)
 
 
+    async def done(self, execution_id: uuid.UUID, task_id: str) -> bool:
+        return any(s["execution_id"] == execution_id and s["task_id"] == task_id
+                   and s["stage"] == "DONE" and s["status"] == "succeeded"
+                   for s in self.t.stage_runs)
+
+    async def passes(self, execution_id: uuid.UUID, task_id: str) -> int:
+        return max((int(s.get("pass_no", 1)) for s in self.t.stage_runs
+                    if s["execution_id"] == execution_id and s["task_id"] == task_id
+                    and s["stage"] == "PREP"), default=0)
+
+
 class MemoryOutbox(_Base):
     async def enqueue(self, command: NewCommand) -> int:
         command_id = next(self.t.ids)
@@ -423,6 +434,15 @@ class MemoryProjects(_Base):
                              task=copy.deepcopy(t.get("task") or {}), status=t["status"])
                 for t in self.t.injected_tasks if t["project_id"] == project_id
                 and t["status"] in ("pending", "done", "reviewed", "failed")]
+
+    async def record_checkout(
+        self, project_id: str, default_branch: str, task_list_path: str
+    ) -> None:
+        row = self.t.projects.get(project_id)
+        if row is not None:
+            row["default_branch"] = default_branch
+            row["task_list_path"] = row["task_list_path"] or task_list_path
+            row["updated_at"] = self.now()
 
     async def injected_progress(self, project_id: str) -> tuple[int, int]:
         adding = [t["status"] for t in self.t.injected_tasks

@@ -60,6 +60,10 @@ INJECTED_PROGRESS = (
     "FROM injected_tasks WHERE project_id = $1 AND injection_type <> 'replace' "
     "AND status IN ('pending', 'done')"
 )
+RECORD_CHECKOUT = (
+    "UPDATE projects SET default_branch = $2, task_list_path = coalesce(task_list_path, $3), "
+    "updated_at = now() WHERE project_id = $1"
+)
 REVIEW_INJECTIONS = (
     "UPDATE injected_tasks SET status = 'reviewed' WHERE project_id = $1 "
     "AND source_error_id IS NOT NULL AND status IN ('done', 'failed')"
@@ -99,3 +103,10 @@ class PgProjects:
         """``(done, done + pending)`` of the injected tasks that add work (not replace)."""
         r = await self.conn.fetchrow(INJECTED_PROGRESS, project_id)
         return int(r["done"]), int(r["total"])
+
+    async def record_checkout(
+        self, project_id: str, default_branch: str, task_list_path: str
+    ) -> None:
+        """What a checkout found: the default branch, and the task list's path unless one
+        is configured already."""
+        await self.conn.execute(RECORD_CHECKOUT, project_id, default_branch, task_list_path)

@@ -12,6 +12,16 @@ RUNNING = (
 )
 
 
+DONE = (
+    "SELECT true FROM stage_runs WHERE execution_id = $1 AND task_id = $2 "
+    "AND stage = 'DONE' AND status = 'succeeded' LIMIT 1"
+)
+PASSES = (
+    "SELECT coalesce(max(pass_no), 0) FROM stage_runs WHERE execution_id = $1 "
+    "AND task_id = $2 AND stage = 'PREP'"
+)
+
+
 class PgStageRuns:
     def __init__(self, conn: Conn) -> None:
         self.conn = conn
@@ -19,3 +29,11 @@ class PgStageRuns:
     async def running(self, execution_id: uuid.UUID) -> bool:
         """Whether a stage of the execution runs under a live lease."""
         return bool(await self.conn.fetchval(RUNNING, execution_id))
+
+    async def done(self, execution_id: uuid.UUID, task_id: str) -> bool:
+        """Whether the task's DONE stage succeeded in this execution."""
+        return bool(await self.conn.fetchval(DONE, execution_id, task_id))
+
+    async def passes(self, execution_id: uuid.UUID, task_id: str) -> int:
+        """How many times the task was selected (its PREP passes) in this execution."""
+        return int(await self.conn.fetchval(PASSES, execution_id, task_id))

@@ -540,3 +540,47 @@ async def test_injected_tasks_read_back_oldest_first_with_their_progress(
         assert await q.projects.injected_progress(PROJECT) == (1, 2)
         assert await q.projects.injected_progress("acme/other") == (0, 0)
         assert await q.projects.injections("acme/other") == []
+
+
+async def _stage_run(port: StorePort, tx: Tx, execution_id: uuid.UUID, task: str, stage: str,
+                     status: str, pass_no: int = 1) -> None:
+    """A stage run as the engine leaves it (no port query writes one yet)."""
+    if isinstance(port, MemoryStore):
+        port.tables.stage_runs.append({
+            "id": len(port.tables.stage_runs) + 1, "execution_id": execution_id,
+            "task_id": task, "stage": stage, "attempt": 1, "pass_no": pass_no,
+            "status": status, "lease_until": None})
+        return
+    await tx.conn.execute(  # type: ignore[attr-defined]
+        "INSERT INTO stage_runs (execution_id, task_id, stage, pass_no, attempt, status) "
+        "VALUES ($1, $2, $3, $4, 1, $5)", execution_id, task, stage, pass_no, status)
+
+
+async def test_a_tasks_passes_and_completion_are_read_from_its_stage_runs(
+    port: StorePort,
+) -> None:
+    async with port.tx() as tx:
+        await tx.projects.upsert(PROJECT, CUSTOMER, URL)
+        _, x = await start(tx, status="running")
+        for stage, status, pass_no in (("PREP", "succeeded", 1), ("PREP", "succeeded", 2),
+                                       ("DONE", "failed", 2)):
+            await _stage_run(port, tx, x, "1.1", stage, status, pass_no)
+        await _stage_run(port, tx, x, "1.2", "DONE", "succeeded")
+    async with port.reads() as q:
+        assert await q.stage_runs.passes(x, "1.1") == 2
+        assert await q.stage_runs.passes(x, "1.2") == 0
+        assert await q.stage_runs.done(x, "1.1") is False
+        assert await q.stage_runs.done(x, "1.2") is True
+        assert await q.stage_runs.running(x) is False
+
+
+async def test_a_checkout_records_the_branch_and_keeps_a_configured_list_path(
+    port: StorePort,
+) -> None:
+    async with port.tx() as tx:
+        await tx.projects.upsert(PROJECT, CUSTOMER, URL)
+        await tx.projects.record_checkout(PROJECT, "main", "tasks_list.md")
+        await tx.projects.record_checkout(PROJECT, "trunk", "docs/tasks_list.md")
+        row = await tx.projects.get(PROJECT)
+        assert row is not None
+        assert (row.default_branch, row.task_list_path) == ("trunk", "tasks_list.md")
