@@ -21,7 +21,6 @@ from typing import Any
 
 import msgspec
 import structlog
-from sqlalchemy import text
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, wait_exponential
 
 from pipeline import audit, executions
@@ -30,6 +29,8 @@ from pipeline.commands import ProjectNotFound, customer_of
 from pipeline.services import Services
 from pipeline.stages.common import blocking
 from pipeline.stages.tasklist_io import MAX_TASK_LIST_BYTES, injections, read_task_list
+from pipeline.store.pg import as_tx
+from pipeline.store.projects import NewInjection
 from runner.errors import ConfigError
 from runner.git import Checkout, probe_remote
 from runner.git.paths import workspace_paths
@@ -221,32 +222,10 @@ async def inject_task(
     if injection_type == "positional" and (position is None or position > len(leaves)):
         raise ConfigError(f"position must be between 0 and {len(leaves)}")
     async with services.store.transaction() as session:
-        injection_id = int(
-            (
-                await session.execute(
-                    text("SELECT nextval(pg_get_serial_sequence('injected_tasks', 'id'))")
-                )
-            ).scalar_one()
-        )
-        task_id = f"inj-{injection_id}"
-        await session.execute(
-            text(
-                "INSERT INTO injected_tasks (id, project_id, task_id, injection_type, position, "
-                "replace_task_id, task, reason, created_by) VALUES (:id, :p, :t, :k, :pos, "
-                ":r, CAST(:task AS jsonb), :reason, :u)"
-            ),
-            {
-                "id": injection_id,
-                "p": project_id,
-                "t": task_id,
-                "k": injection_type,
-                "pos": position,
-                "r": replace_task_id,
-                "task": msgspec.json.encode(task).decode(),
-                "reason": reason,
-                "u": principal.user_id,
-            },
-        )
+        task_id, injection_id = await (await as_tx(session)).projects.inject(msgspec.convert(
+            {"project_id": project_id, "injection_type": injection_type, "position": position,
+             "replace_task_id": replace_task_id, "task": task, "reason": reason,
+             "created_by": principal.user_id}, NewInjection))
         await audit.record(
             session,
             principal=principal,

@@ -40,7 +40,7 @@ from pipeline.store.executions import (
 from pipeline.store.idempotency import KeyRow
 from pipeline.store.notifications import Appended
 from pipeline.store.outbox import Claimed, CommandRow, Fleet, NewCommand
-from pipeline.store.projects import InjectionRow, ProjectRow
+from pipeline.store.projects import InjectionRow, NewInjection, ProjectRow
 from pipeline.store.usage import DayUsage, UsageSums, sum_runs
 
 
@@ -434,6 +434,17 @@ class MemoryProjects(_Base):
                              task=copy.deepcopy(t.get("task") or {}), status=t["status"])
                 for t in self.t.injected_tasks if t["project_id"] == project_id
                 and t["status"] in ("pending", "done", "reviewed", "failed")]
+
+    async def inject(self, new: NewInjection) -> tuple[str, int]:
+        if new.project_id not in self.t.projects:
+            raise LookupError(f"foreign key: no project {new.project_id}")
+        injection_id = next(self.t.ids)
+        task_id = f"inj-{injection_id}"
+        self.t.injected_tasks.append({
+            **msgspec.structs.asdict(new), "id": injection_id, "task_id": task_id,
+            "task": _json(new.task), "status": "pending", "source_error_id": None,
+            "created_at": self.now()})
+        return task_id, injection_id
 
     async def record_checkout(
         self, project_id: str, default_branch: str, task_list_path: str

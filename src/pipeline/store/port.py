@@ -29,7 +29,7 @@ from pipeline.store.executions import (
 from pipeline.store.idempotency import KeyRow
 from pipeline.store.notifications import Appended
 from pipeline.store.outbox import Claimed, CommandRow, Fleet, NewCommand
-from pipeline.store.projects import InjectionRow, ProjectRow
+from pipeline.store.projects import InjectionRow, NewInjection, ProjectRow
 from pipeline.store.usage import DayUsage, UsageSums
 
 
@@ -135,6 +135,8 @@ class Projects(Protocol):
     async def review_injections(self, project_id: str) -> None: ...
 
     async def injections(self, project_id: str) -> list[InjectionRow]: ...
+
+    async def inject(self, new: NewInjection) -> tuple[str, int]: ...
 
     async def record_checkout(
         self, project_id: str, default_branch: str, task_list_path: str

@@ -6,7 +6,7 @@ from typing import Any, Literal
 
 import msgspec
 
-from pipeline.store.common import Conn, loads
+from pipeline.store.common import Conn, dumps, loads
 
 
 class ProjectRow(msgspec.Struct, frozen=True, kw_only=True):
@@ -50,6 +50,22 @@ class InjectionRow(msgspec.Struct, frozen=True, kw_only=True):
     status: str
 
 
+class NewInjection(msgspec.Struct, frozen=True, kw_only=True):
+    project_id: str
+    injection_type: Literal["priority", "replace", "positional"]
+    position: int | None
+    replace_task_id: str | None
+    task: dict[str, Any]
+    reason: str
+    created_by: str
+
+
+INJECT = (
+    "WITH n AS (SELECT nextval(pg_get_serial_sequence('injected_tasks', 'id')) AS id) "
+    "INSERT INTO injected_tasks (id, project_id, task_id, injection_type, position, "
+    "replace_task_id, task, reason, created_by) SELECT n.id, $1, 'inj-' || n.id, $2, $3, $4, "
+    "$5::jsonb, $6, $7 FROM n RETURNING id, task_id"
+)
 INJECTIONS = (
     "SELECT task_id, injection_type, position, replace_task_id, task, status "
     "FROM injected_tasks WHERE project_id = $1 AND status IN "
@@ -110,3 +126,10 @@ class PgProjects:
         """What a checkout found: the default branch, and the task list's path unless one
         is configured already."""
         await self.conn.execute(RECORD_CHECKOUT, project_id, default_branch, task_list_path)
+
+    async def inject(self, new: NewInjection) -> tuple[str, int]:
+        """Add a pending injected task, named ``inj-<id>``: ``(task_id, id)``."""
+        r = await self.conn.fetchrow(INJECT, new.project_id, new.injection_type, new.position,
+                                     new.replace_task_id, dumps(new.task), new.reason,
+                                     new.created_by)
+        return str(r["task_id"]), int(r["id"])

@@ -16,6 +16,7 @@ from pipeline.store.executions import NewEvent, NewExecution, NewStart, new_exec
 from pipeline.store.memory import MemoryStore
 from pipeline.store.outbox import NewCommand
 from pipeline.store.port import StorePort, Tx
+from pipeline.store.projects import NewInjection
 from pipeline.store.usage import UsageSums
 
 CUSTOMER = "acme"
@@ -584,3 +585,22 @@ async def test_a_checkout_records_the_branch_and_keeps_a_configured_list_path(
         row = await tx.projects.get(PROJECT)
         assert row is not None
         assert (row.default_branch, row.task_list_path) == ("trunk", "tasks_list.md")
+
+
+async def test_an_injected_task_is_named_by_its_id_and_pending(port: StorePort) -> None:
+    async with port.tx() as tx:
+        await tx.projects.upsert(PROJECT, CUSTOMER, URL)
+        first = await tx.projects.inject(NewInjection(
+            project_id=PROJECT, injection_type="priority", position=None,
+            replace_task_id=None, task={"description": "fix it"}, reason="r",
+            created_by="ann"))
+        second = await tx.projects.inject(NewInjection(
+            project_id=PROJECT, injection_type="positional", position=2,
+            replace_task_id=None, task={"description": "then this"}, reason="r",
+            created_by="ann"))
+    assert first == (f"inj-{first[1]}", first[1]) and second[1] > first[1]
+    async with port.reads() as q:
+        rows = await q.projects.injections(PROJECT)
+    assert [(r.task_id, r.injection_type, r.position, r.status, r.task) for r in rows] == [
+        (first[0], "priority", None, "pending", {"description": "fix it"}),
+        (second[0], "positional", 2, "pending", {"description": "then this"})]
