@@ -372,6 +372,11 @@ ERROR = (
     "r.details, r.attempts, r.created_at, x.project_id FROM errors r "
     "JOIN executions x ON x.id = r.execution_id WHERE r.id = $1 AND r.execution_id = $2"
 )
+TASK_SUMMARIES = (
+    "SELECT e.task_context -> 'tasks' FROM events e JOIN executions x ON x.event_id = e.id "
+    "WHERE x.id = $1"
+)
+ERROR_LINE = "SELECT classification, message FROM errors WHERE id = $1"
 LAST_UPDATE_FOR_UPDATE = "SELECT last_update FROM executions WHERE id = $1 FOR UPDATE"
 STATUS = f"""
     WITH x AS (SELECT {COLUMNS} FROM executions WHERE project_id = $1 {_LATEST_ORDER}),
@@ -526,6 +531,16 @@ class PgExecutions:
             return None
         return msgspec.convert({**dict(record), "details": loads(record["details"]) or {}},
                                ExecutionError)
+
+    async def task_summaries(self, execution_id: uuid.UUID) -> dict[str, Any]:
+        """``task_context.tasks`` of the execution's event ({} when none)."""
+        tasks = loads(await self.conn.fetchval(TASK_SUMMARIES, execution_id))
+        return dict(tasks) if isinstance(tasks, dict) else {}
+
+    async def error_line(self, error_id: uuid.UUID) -> str | None:
+        """``<classification>: <message>`` of a recorded (already redacted) error."""
+        r = await self.conn.fetchrow(ERROR_LINE, error_id)
+        return None if r is None else f"{r['classification']}: {r['message']}"
 
     async def for_start(self, project_id: str) -> StartPoint | None:
         """The project's row locked and its latest execution (one statement); None when

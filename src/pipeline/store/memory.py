@@ -41,6 +41,7 @@ from pipeline.store.idempotency import KeyRow
 from pipeline.store.notifications import Appended
 from pipeline.store.outbox import Claimed, CommandRow, Fleet, NewCommand
 from pipeline.store.projects import InjectionRow, NewInjection, ProjectRow
+from pipeline.store.stage_runs import StageRunRow
 from pipeline.store.usage import DayUsage, UsageSums, sum_runs
 
 
@@ -227,6 +228,16 @@ class MemoryExecutions(_Base):
                     project_id=x["project_id"])
         return None
 
+    async def task_summaries(self, execution_id: uuid.UUID) -> dict[str, Any]:
+        x = self.t.executions.get(execution_id)
+        event = {} if x is None else self.t.events.get(x["event_id"]) or {}
+        tasks = dict(event.get("task_context") or {}).get("tasks")
+        return copy.deepcopy(tasks) if isinstance(tasks, dict) else {}
+
+    async def error_line(self, error_id: uuid.UUID) -> str | None:
+        e = next((e for e in self.t.errors if e["id"] == error_id), None)
+        return None if e is None else f"{e['classification']}: {e['message']}"
+
     async def for_start(self, project_id: str) -> StartPoint | None:
         if project_id not in self.t.projects:
             return None
@@ -272,6 +283,15 @@ class MemoryStageRuns(_Base):
         return max((int(s.get("pass_no", 1)) for s in self.t.stage_runs
                     if s["execution_id"] == execution_id and s["task_id"] == task_id
                     and s["stage"] == "PREP"), default=0)
+
+
+    async def of_execution(self, execution_id: uuid.UUID) -> list[StageRunRow]:
+        runs = sorted((r for r in self.t.stage_runs if r["execution_id"] == execution_id),
+                      key=lambda r: r["id"])
+        return [StageRunRow(task_id=r["task_id"], stage=r["stage"],
+                            pass_no=int(r.get("pass_no", 1)), attempt=int(r["attempt"]),
+                            status=r["status"], duration_ms=r.get("duration_ms"),
+                            result=copy.deepcopy(r.get("result"))) for r in runs]
 
 
 class MemoryOutbox(_Base):

@@ -30,6 +30,7 @@ from pipeline.store.idempotency import KeyRow
 from pipeline.store.notifications import Appended
 from pipeline.store.outbox import Claimed, CommandRow, Fleet, NewCommand
 from pipeline.store.projects import InjectionRow, NewInjection, ProjectRow
+from pipeline.store.stage_runs import StageRunRow
 from pipeline.store.usage import DayUsage, UsageSums
 
 
@@ -57,6 +58,10 @@ class Executions(Protocol):
     async def for_start(self, project_id: str) -> StartPoint | None:
         """The project's row locked and its latest execution; None: no such project."""
         ...
+
+    async def task_summaries(self, execution_id: uuid.UUID) -> dict[str, Any]: ...
+
+    async def error_line(self, error_id: uuid.UUID) -> str | None: ...
 
     async def set_fields(self, execution_id: uuid.UUID, fields: dict[str, Any]) -> None:
         """Change columns of an execution (``executions.SETTABLE`` only: ValueError for
@@ -96,6 +101,8 @@ class StageRuns(Protocol):
     async def done(self, execution_id: uuid.UUID, task_id: str) -> bool: ...
 
     async def passes(self, execution_id: uuid.UUID, task_id: str) -> int: ...
+
+    async def of_execution(self, execution_id: uuid.UUID) -> list[StageRunRow]: ...
 
 
 class Outbox(Protocol):

@@ -604,3 +604,37 @@ async def test_an_injected_task_is_named_by_its_id_and_pending(port: StorePort) 
     assert [(r.task_id, r.injection_type, r.position, r.status, r.task) for r in rows] == [
         (first[0], "priority", None, "pending", {"description": "fix it"}),
         (second[0], "positional", 2, "pending", {"description": "then this"})]
+
+
+async def test_an_executions_history_reads_back_runs_summaries_and_error_lines(
+    port: StorePort,
+) -> None:
+    error_id = uuid.uuid4()
+    async with port.tx() as tx:
+        await tx.projects.upsert(PROJECT, CUSTOMER, URL)
+        new = new_start()
+        started = await tx.executions.start(new)
+        x = started.execution.id
+        await _stage_run(port, tx, x, "", "INIT", "succeeded")
+        await _stage_run(port, tx, x, "1.1", "PREP", "running", pass_no=2)
+        await _error(port, tx, x, error_id)
+    async with port.reads() as q:
+        runs = await q.stage_runs.of_execution(x)
+        assert [(r.task_id, r.stage, r.pass_no, r.attempt, r.status, r.result) for r in runs] == [
+            ("", "INIT", 1, 1, "succeeded", None), ("1.1", "PREP", 2, 1, "running", None)]
+        assert await q.stage_runs.of_execution(uuid.uuid4()) == []
+        assert await q.executions.task_summaries(x) == {}  # the event has no tasks yet
+        assert await q.executions.task_summaries(uuid.uuid4()) == {}
+        assert await q.executions.error_line(error_id) == "verification: coverage 61% < 80%"
+        assert await q.executions.error_line(uuid.uuid4()) is None
+
+
+async def test_task_summaries_are_the_events_tasks(port: StorePort) -> None:
+    new = new_start()
+    tasks = {"1.1": {"title": "Add x", "status": "done", "attempts": 2}}
+    event = msgspec.structs.replace(new.event, task_context={"nodes": {}, "tasks": tasks})
+    async with port.tx() as tx:
+        await tx.projects.upsert(PROJECT, CUSTOMER, URL)
+        await tx.executions.start(msgspec.structs.replace(new, event=event))
+    async with port.reads() as q:
+        assert await q.executions.task_summaries(new.execution.id) == tasks
