@@ -77,7 +77,7 @@ async def read_frames(ws: Any, count: int, timeout: float = 10.0) -> list[dict[s
     return frames
 
 
-async def connect(url: str, max_queue: int = 16, rcvbuf: int | None = None) -> Any:
+async def connect(url: str, max_queue: int | None = 16, rcvbuf: int | None = None) -> Any:
     """Open a socket and read its connection-established frame. ``rcvbuf`` caps the kernel
     receive buffer (a client on a slow link) so back-pressure reaches the server quickly."""
     sock = None

@@ -36,7 +36,10 @@ async def _resuming_client(url_for, expected: int, budgets: list[int]
     received = 0
     connection = 0
     while received < expected:
-        ws = await connect(url_for(cursor))
+        # An unbounded client queue: with websockets' default (16) a client that stops
+        # reading pauses its transport, so its close() never sees the server's echo
+        # behind the frames still in flight and waits out its 10 s close timeout.
+        ws = await connect(url_for(cursor), max_queue=None)
         budget = budgets[connection % len(budgets)]
         connection += 1
         try:
