@@ -40,6 +40,7 @@ from gateway.routes import (
     health,
     repository,
     stream,
+    usage,
 )
 from pipeline import metrics
 from pipeline.db import Store, StoreUnavailable
@@ -86,6 +87,7 @@ def create_app(settings: Settings | None = None, *, store: Store | None = None) 
             *repository.handlers,
             *executions.handlers,
             *execution_detail.handlers,
+            *usage.handlers,
         ],
         guards=[authenticated],
     )
