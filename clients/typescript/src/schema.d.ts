@@ -212,6 +212,23 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/devteam/usage/{customer_id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** A customer's usage (tokens, cost, CPU, memory, wall time) per project and day */
+        get: operations["ApiDevteamUsageCustomerIdUsageReport"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/events": {
         parameters: {
             query?: never;
@@ -792,6 +809,32 @@ export interface components {
             executionId: string;
             previousStatus: string;
             status: string;
+        };
+        /** UsageDay */
+        UsageDay: {
+            containers: number;
+            cost: number | null;
+            cpuSeconds: number | null;
+            date: string;
+            implementRounds: number;
+            peakMemoryBytes: number | null;
+            tokensReceived: number | null;
+            tokensSent: number | null;
+            wallSeconds: number | null;
+        };
+        /** UsageProject */
+        UsageProject: {
+            days: components["schemas"]["UsageDay"][];
+            projectId: string;
+            totals: components["schemas"]["UsageTotals"];
+        };
+        /** UsageReport */
+        UsageReport: {
+            customerId: string;
+            from: string;
+            projects: components["schemas"]["UsageProject"][];
+            to: string;
+            totals: components["schemas"]["UsageTotals"];
         };
         /** UsageTotals */
         UsageTotals: {
@@ -1986,6 +2029,89 @@ export interface operations {
             };
             /** @description problem details */
             503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemBody"];
+                };
+            };
+        };
+    };
+    ApiDevteamUsageCustomerIdUsageReport: {
+        parameters: {
+            query?: {
+                /** @description first UTC day YYYY-MM-DD (inclusive) */
+                from?: string | null;
+                /** @description last UTC day YYYY-MM-DD (inclusive) */
+                to?: string | null;
+                /** @description one project of the customer (customer/project) */
+                projectId?: string | null;
+            };
+            header?: never;
+            path: {
+                customer_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description success */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["UsageReport"];
+                };
+            };
+            /** @description problem details */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemBody"];
+                };
+            };
+            /** @description problem details */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemBody"];
+                };
+            };
+            /** @description problem details */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemBody"];
+                };
+            };
+            /** @description problem details */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemBody"];
+                };
+            };
+            /** @description problem details */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemBody"];
+                };
+            };
+            /** @description problem details */
+            422: {
                 headers: {
                     [name: string]: unknown;
                 };
