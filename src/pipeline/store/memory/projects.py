@@ -1,0 +1,77 @@
+"""Projects and their injected tasks in memory."""
+
+from __future__ import annotations
+
+import copy
+
+import msgspec
+
+from pipeline.store.memory.base import Base, json_value
+from pipeline.store.projects import InjectionRow, NewInjection, ProjectRow
+
+
+class MemoryProjects(Base):
+    async def upsert(self, project_id: str, customer_id: str, repository_url: str) -> None:
+        now = self.now()
+        row = self.t.projects.get(project_id)
+        if row is None:
+            self.t.projects[project_id] = {
+                "project_id": project_id, "customer_id": customer_id,
+                "repository_url": repository_url, "default_branch": None,
+                "task_list_path": None, "verification": {}, "quota": {},
+                "created_at": now, "updated_at": now,
+            }
+            return
+        if row["repository_url"] != repository_url:
+            row["default_branch"] = None
+        row["repository_url"] = repository_url
+        row["updated_at"] = now
+
+    async def lock(self, project_id: str) -> bool:
+        return project_id in self.t.projects
+
+    async def get(self, project_id: str) -> ProjectRow | None:
+        row = self.t.projects.get(project_id)
+        if row is None:
+            return None
+        fields = {k: v for k, v in row.items() if k not in ("created_at", "updated_at")}
+        return msgspec.convert(copy.deepcopy(fields), ProjectRow)
+
+    async def review_injections(self, project_id: str) -> None:
+        for task in self.t.injected_tasks:
+            if (task["project_id"] == project_id and task.get("source_error_id") is not None
+                    and task["status"] in ("done", "failed")):
+                task["status"] = "reviewed"
+
+    async def injections(self, project_id: str) -> list[InjectionRow]:
+        return [InjectionRow(task_id=t["task_id"], injection_type=t["injection_type"],
+                             position=t.get("position"), replace_task_id=t.get("replace_task_id"),
+                             task=copy.deepcopy(t.get("task") or {}), status=t["status"])
+                for t in self.t.injected_tasks if t["project_id"] == project_id
+                and t["status"] in ("pending", "done", "reviewed", "failed")]
+
+    async def inject(self, new: NewInjection) -> tuple[str, int]:
+        if new.project_id not in self.t.projects:
+            raise LookupError(f"foreign key: no project {new.project_id}")
+        injection_id = next(self.t.ids)
+        task_id = f"inj-{injection_id}"
+        self.t.injected_tasks.append({
+            **msgspec.structs.asdict(new), "id": injection_id, "task_id": task_id,
+            "task": json_value(new.task), "status": "pending", "source_error_id": None,
+            "created_at": self.now()})
+        return task_id, injection_id
+
+    async def record_checkout(
+        self, project_id: str, default_branch: str, task_list_path: str
+    ) -> None:
+        row = self.t.projects.get(project_id)
+        if row is not None:
+            row["default_branch"] = default_branch
+            row["task_list_path"] = row["task_list_path"] or task_list_path
+            row["updated_at"] = self.now()
+
+    async def injected_progress(self, project_id: str) -> tuple[int, int]:
+        adding = [t["status"] for t in self.t.injected_tasks
+                  if t["project_id"] == project_id and t["injection_type"] != "replace"
+                  and t["status"] in ("pending", "done")]
+        return adding.count("done"), len(adding)
