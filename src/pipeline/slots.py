@@ -33,16 +33,14 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable, Collection, Coroutine
-from datetime import datetime
 from typing import Any, TypeVar
 
 import msgspec
 import structlog
-from sqlalchemy import text
 from tenacity import Retrying, retry_if_result, wait_exponential
 
 from pipeline import metrics
-from pipeline.db import Store
+from pipeline.store.port import StorePort
 from runner.errors import TransientError
 from runner.ports import SlotWait
 from runner.sandbox.limiter import WAIT_REPORT_SECONDS
@@ -51,7 +49,6 @@ from runner.settings import Settings
 log = structlog.get_logger("devteam.slots")
 
 T = TypeVar("T")
-LOCK_KEY = "hashtext('devteam-sandbox-slots')"
 POLL_ALIVE_SECONDS = 30.0
 """A waiting lease not polled for this long belongs to a waiter that is gone."""
 CREATE_SECONDS = 300.0
@@ -65,83 +62,6 @@ POLL_BACKOFF = wait_exponential(multiplier=0.05, max=1.0)
 ContainerNames = Callable[[], Collection[str]]
 """Names of the containers that exist on the engine now (blocking: docker)."""
 
-_TAKE = text(
-    """
-    INSERT INTO sandbox_leases (customer_id, holder, execution_id, expires_at, alive_until)
-    VALUES (:c, :h, :e, now() + make_interval(secs => :ttl),
-            now() + make_interval(secs => :create))
-    ON CONFLICT (holder) DO UPDATE
-      SET expires_at = EXCLUDED.expires_at,
-          execution_id = coalesce(EXCLUDED.execution_id, sandbox_leases.execution_id),
-          placed_at = NULL,
-          alive_until = now() + make_interval(secs => CASE
-              WHEN sandbox_leases.granted_at IS NULL THEN :alive ELSE :create END)
-    """
-)
-"""Request a slot, or renew the request; a holder that has its slot is being (re)made."""
-
-_DROP_DEAD = text(
-    "DELETE FROM sandbox_leases WHERE expires_at < now() "
-    "OR (granted_at IS NULL AND alive_until < now())"
-)
-
-_GRANT = text(
-    """
-    WITH held AS (
-        SELECT customer_id, count(*) AS n FROM sandbox_leases
-        WHERE granted_at IS NOT NULL GROUP BY customer_id
-    ), waiting AS (
-        SELECT l.id, l.customer_id,
-               coalesce(h.n, 0) + row_number() OVER (
-                   PARTITION BY l.customer_id ORDER BY l.requested_at, l.id) AS turn,
-               l.requested_at
-        FROM sandbox_leases l LEFT JOIN held h ON h.customer_id = l.customer_id
-        WHERE l.granted_at IS NULL
-    ), ranked AS (
-        SELECT id, turn, row_number() OVER (ORDER BY turn, requested_at, id) AS place
-        FROM waiting WHERE turn <= :per_customer
-    )
-    UPDATE sandbox_leases
-    SET granted_at = now(), alive_until = now() + make_interval(secs => :create)
-    WHERE id IN (
-        SELECT id FROM ranked
-        WHERE place <= :global - (SELECT count(*) FROM sandbox_leases WHERE granted_at IS NOT NULL)
-    )
-    """
-)
-
-_VACATE = text(
-    """
-    DELETE FROM sandbox_leases
-    WHERE granted_at IS NOT NULL AND NOT (holder = ANY(:existing))
-      AND ((placed_at IS NOT NULL AND placed_at < :listed_at) OR alive_until < :listed_at)
-    RETURNING holder, customer_id
-    """
-)
-"""Granted leases whose container the engine no longer has: placed before the engine was
-listed, or not placed and their creator's allowance gone by then."""
-
-_WAIT = """
-    WITH mine AS (
-        SELECT id, holder, customer_id, requested_at FROM sandbox_leases
-        WHERE {where} AND granted_at IS NULL AND alive_until >= now()
-        ORDER BY requested_at, id LIMIT 1
-    )
-    SELECT m.holder, m.customer_id, m.requested_at,
-           extract(epoch FROM now() - m.requested_at) AS seconds,
-           (SELECT count(*) FROM sandbox_leases w
-             WHERE w.granted_at IS NULL AND w.alive_until >= now()
-               AND w.customer_id = m.customer_id
-               AND (w.requested_at, w.id) < (m.requested_at, m.id)) + 1 AS position,
-           (SELECT count(*) FROM sandbox_leases
-             WHERE granted_at IS NULL AND alive_until >= now()) AS waiting,
-           (SELECT count(*) FROM sandbox_leases
-             WHERE granted_at IS NOT NULL AND customer_id = m.customer_id) AS customer_running,
-           (SELECT count(*) FROM sandbox_leases WHERE granted_at IS NOT NULL) AS running
-    FROM mine m
-"""
-_WAIT_OF_HOLDER = text(_WAIT.format(where="holder = :key"))
-
 
 class PgSlotLimiter:
     """``containers`` lists the engine's containers (``runner.sandbox.container_names``);
@@ -150,7 +70,7 @@ class PgSlotLimiter:
     def __init__(
         self,
         settings: Settings,
-        store: Store,
+        store: StorePort,
         loop: asyncio.AbstractEventLoop,
         *,
         containers: ContainerNames | None = None,
@@ -249,63 +169,45 @@ class PgSlotLimiter:
     async def _take(self, customer_id: str, holder: str, execution_id: str | None) -> bool:
         """Request (or renew the request of) ``holder``, grant what the limits allow, and
         say whether ``holder`` has its slot."""
-        async with self.store.transaction() as session:
-            await session.execute(text(f"SELECT pg_advisory_xact_lock({LOCK_KEY})"))
-            await session.execute(
-                _TAKE,
-                {"c": customer_id, "h": holder, "e": execution_id, "ttl": self.ttl,
-                 "alive": POLL_ALIVE_SECONDS, "create": CREATE_SECONDS},
-            )
-            await session.execute(_DROP_DEAD)
-            await session.execute(
-                _GRANT, {"per_customer": self.per_customer, "global": self.global_limit,
-                         "create": CREATE_SECONDS}
-            )
-            granted = (
-                await session.execute(
-                    text("SELECT granted_at IS NOT NULL FROM sandbox_leases WHERE holder = :h"),
-                    {"h": holder},
-                )
-            ).scalar_one_or_none()
-        return bool(granted)
+        async with self.store.tx() as tx:
+            await tx.leases.serialize()
+            await tx.leases.request(customer_id, holder, execution_id, ttl=self.ttl,
+                                    alive=POLL_ALIVE_SECONDS, create=CREATE_SECONDS)
+            await tx.leases.drop_dead()
+            await tx.leases.grant(per_customer=self.per_customer,
+                                  global_limit=self.global_limit, create=CREATE_SECONDS)
+            return await tx.leases.granted(holder)
 
     async def _wait(self, holder: str) -> SlotWait | None:
-        async with self.store.transaction() as session:
-            row = (await session.execute(_WAIT_OF_HOLDER, {"key": holder})).one_or_none()
+        async with self.store.reads() as tx:
+            row = await tx.leases.wait(holder)
         if row is None:
             return None
         return SlotWait(
-            customer_id=row.customer_id, holder=row.holder, seconds=float(row.seconds),
-            position=int(row.position), waiting=int(row.waiting),
-            customer_running=int(row.customer_running), customer_limit=self.per_customer,
-            running=int(row.running), limit=self.global_limit,
+            customer_id=row.customer_id, holder=row.holder, seconds=row.seconds,
+            position=row.position, waiting=row.waiting,
+            customer_running=row.customer_running, customer_limit=self.per_customer,
+            running=row.running, limit=self.global_limit,
         )
 
     async def _placed(self, holder: str) -> None:
-        async with self.store.transaction() as session:
-            await session.execute(
-                text("UPDATE sandbox_leases SET placed_at = now() WHERE holder = :h"),
-                {"h": holder},
-            )
+        async with self.store.reads() as tx:
+            await tx.leases.placed(holder)
 
     async def _release(self, holder: str) -> None:
-        async with self.store.transaction() as session:
-            await session.execute(
-                text("DELETE FROM sandbox_leases WHERE holder = :h"), {"h": holder}
-            )
+        async with self.store.reads() as tx:
+            await tx.leases.release(holder)
 
 
-async def vacate(store: Store, containers: ContainerNames) -> list[str]:
+async def vacate(store: StorePort, containers: ContainerNames) -> list[str]:
     """Release every granted lease whose container is gone from the engine (listed by
-    ``containers``, in a thread); the holders released. The database's clock is read
+    ``containers``, in a thread); the holders released. The store's clock is read
     before the engine is listed, so a container made meanwhile is never taken for gone."""
-    async with store.transaction() as session:
-        listed_at: datetime = (await session.execute(text("SELECT now()"))).scalar_one()
+    async with store.reads() as tx:
+        listed_at = await tx.leases.clock()
     existing = sorted(await asyncio.to_thread(containers))
-    async with store.transaction() as session:
-        rows = (
-            await session.execute(_VACATE, {"existing": existing, "listed_at": listed_at})
-        ).all()
-    for holder, customer_id in rows:
-        log.info("sandbox.slot_vacated", holder=holder, customer_id=customer_id)
-    return [str(r[0]) for r in rows]
+    async with store.reads() as tx:
+        rows = await tx.leases.vacate(existing, listed_at)
+    for row in rows:
+        log.info("sandbox.slot_vacated", holder=row.holder, customer_id=row.customer_id)
+    return [row.holder for row in rows]

@@ -18,6 +18,7 @@ from pipeline.store.common import Conn
 from pipeline.store.details import PgDetails
 from pipeline.store.executions import PgExecutions
 from pipeline.store.idempotency import PgIdempotency
+from pipeline.store.leases import PgLeases
 from pipeline.store.notifications import PgNotifications
 from pipeline.store.outbox import PgOutbox
 from pipeline.store.port import Tx
@@ -67,6 +68,10 @@ class PgTx:
     @cached_property
     def details(self) -> PgDetails:
         return PgDetails(self.conn)
+
+    @cached_property
+    def leases(self) -> PgLeases:
+        return PgLeases(self.conn)
 
 
 def _jsonb_encode(value: str) -> bytes:

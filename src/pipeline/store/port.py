@@ -27,6 +27,7 @@ from pipeline.store.executions import (
     StatusRow,
 )
 from pipeline.store.idempotency import KeyRow
+from pipeline.store.leases import LeaseWait, Vacated
 from pipeline.store.notifications import Appended
 from pipeline.store.outbox import Claimed, CommandRow, Fleet, NewCommand
 from pipeline.store.projects import InjectionRow, NewInjection, ProjectRow
@@ -194,6 +195,49 @@ class Details(Protocol):
         ...
 
 
+class Leases(Protocol):
+    """Sandbox slot leases (``pipeline.slots`` decides; see ``store.leases``)."""
+
+    async def serialize(self) -> None:
+        """Take the grant lock until the transaction ends (grants run one at a time)."""
+        ...
+
+    async def request(self, customer_id: str, holder: str, execution_id: str | None, *,
+                      ttl: float, alive: float, create: float) -> None:
+        """Request a slot for ``holder`` or renew its request (a waiting lease lives
+        ``alive`` seconds more, a granted one ``create``); its container lives ``ttl``."""
+        ...
+
+    async def drop_dead(self) -> int:
+        """Drop expired leases and waiting leases whose waiter stopped polling."""
+        ...
+
+    async def grant(self, *, per_customer: int, global_limit: int, create: float) -> int:
+        """Grant waiting leases, fewest held per customer first, then the oldest
+        request, within the limits; how many were granted."""
+        ...
+
+    async def granted(self, holder: str) -> bool: ...
+
+    async def wait(self, holder: str) -> LeaseWait | None:
+        """``holder``'s waiting lease and its place in line; None: not waiting."""
+        ...
+
+    async def placed(self, holder: str) -> None: ...
+
+    async def release(self, holder: str) -> None: ...
+
+    async def clock(self) -> datetime:
+        """The store's ``now()``."""
+        ...
+
+    async def vacate(self, existing: list[str], listed_at: datetime) -> list[Vacated]:
+        """Release granted leases whose container is not in ``existing`` (the engine's
+        containers listed at ``listed_at``): placed before then, or not placed and their
+        creator's allowance over by then."""
+        ...
+
+
 class Tx(Protocol):
     """One transaction and the queries that run in it."""
 
@@ -223,6 +267,9 @@ class Tx(Protocol):
 
     @property
     def details(self) -> Details: ...
+
+    @property
+    def leases(self) -> Leases: ...
 
 
 class StorePort(Protocol):

@@ -33,6 +33,7 @@ class Tables:
         self.audit: list[dict[str, Any]] = []
         self.injected_tasks: list[dict[str, Any]] = []
         self.errors: list[dict[str, Any]] = []
+        self.sandbox_leases: list[dict[str, Any]] = []
         self.notified: list[tuple[str, str]] = []
         """``(channel, payload)`` of every NOTIFY committed."""
         self.ids = itertools.count(1)

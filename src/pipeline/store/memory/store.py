@@ -20,6 +20,7 @@ from pipeline.store.memory.base import Tables
 from pipeline.store.memory.details import MemoryDetails
 from pipeline.store.memory.executions import MemoryExecutions
 from pipeline.store.memory.idempotency import MemoryIdempotency
+from pipeline.store.memory.leases import MemoryLeases
 from pipeline.store.memory.notifications import MemoryNotifications
 from pipeline.store.memory.outbox import MemoryOutbox
 from pipeline.store.memory.projects import MemoryProjects
@@ -42,6 +43,7 @@ class MemoryTx:
         self.audit = MemoryAudit(store)
         self.usage = MemoryUsage(store)
         self.details = MemoryDetails(store)
+        self.leases = MemoryLeases(store)
 
 
 class MemoryStore:
