@@ -25,11 +25,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import asyncpg
-import msgspec
-
-from pipeline.db import asyncpg_dsn
+from pipeline.db import Store
 from pipeline.lifecycle import TERMINAL
+from pipeline.store.port import StorePort
 from pipeline.stream import iso
 from runner.settings import Settings
 
@@ -74,73 +72,54 @@ def cutoff_of(settings: Settings, now: datetime | None = None) -> datetime | Non
     return (now or datetime.now(UTC)) - timedelta(days=days)
 
 
-async def prune(conn: asyncpg.Connection, cutoff: datetime, batch: int) -> Pruned:
-    """One retention pass over ``conn`` (outside a transaction: each batch commits)."""
+async def prune(store: StorePort, cutoff: datetime, batch: int) -> Pruned:
+    """One retention pass: each batch a transaction (or a statement) of its own."""
     done = Pruned()
-    await _notifications(conn, cutoff, batch, done)
-    await _stage_runs(conn, cutoff, batch, done)
-    await _contexts(conn, cutoff, batch, done)
+    await _notifications(store, cutoff, batch, done)
+    await _stage_runs(store, cutoff, batch, done)
+    await _contexts(store, cutoff, batch, done)
     return done
 
 
-async def _notifications(conn: asyncpg.Connection, cutoff: datetime, batch: int,
+def _ended() -> list[str]:
+    return sorted(s.value for s in TERMINAL)
+
+
+async def _notifications(store: StorePort, cutoff: datetime, batch: int,
                          done: Pruned) -> None:
     for _ in range(MAX_BATCHES):
-        after = int(await conn.fetchval("SELECT pruned_pos FROM stream_position WHERE id = 1"))
-        # positions are commit-ordered and timestamps nearly so: the next batch's old rows
-        upto = await conn.fetchval(
-            "SELECT max(pos) FROM (SELECT pos, created_at FROM notifications WHERE pos > $1 "
-            "ORDER BY pos LIMIT $2) page WHERE created_at < $3", after, batch, cutoff)
-        if upto is None:
-            break
-        # the watermark first, committed: a reader missing a row then sees it (see above)
-        await conn.execute("UPDATE stream_position SET pruned_pos = greatest(pruned_pos, $1) "
-                           "WHERE id = 1", upto)
-        status = await conn.execute(
-            "DELETE FROM notifications WHERE pos > $1 AND pos <= $2 AND created_at < $3 "
-            "AND type <> ALL($4::text[])", after, upto, cutoff, list(KEPT_FRAMES))
-        done.notifications += _count(status)
-        done.watermark = int(upto)
+        async with store.reads() as tx:
+            after = await tx.retention.watermark()
+            upto = await tx.retention.old_upto(after, batch, cutoff)
+            if upto is None:
+                break
+            # the watermark first, committed: a reader missing a row then sees it (see above)
+            await tx.retention.raise_watermark(upto)
+            done.notifications += await tx.retention.prune_notifications(
+                after, upto, cutoff, list(KEPT_FRAMES))
+        done.watermark = upto
 
 
-async def _stage_runs(conn: asyncpg.Connection, cutoff: datetime, batch: int,
-                      done: Pruned) -> None:
+async def _stage_runs(store: StorePort, cutoff: datetime, batch: int, done: Pruned) -> None:
     for _ in range(MAX_BATCHES):
-        status = await conn.execute(
-            "DELETE FROM stage_runs WHERE id IN (SELECT s.id FROM stage_runs s "
-            "JOIN executions e ON e.id = s.execution_id WHERE e.status = ANY($1::text[]) "
-            "AND coalesce(e.finished_at, e.updated_at) < $2 LIMIT $3)",
-            sorted(s.value for s in TERMINAL), cutoff, batch)
-        removed = _count(status)
+        async with store.reads() as tx:
+            removed = await tx.retention.prune_stage_runs(_ended(), cutoff, batch)
         done.stage_runs += removed
         if removed < batch:
             break
 
 
-async def _contexts(conn: asyncpg.Connection, cutoff: datetime, batch: int,
-                    done: Pruned) -> None:
+async def _contexts(store: StorePort, cutoff: datetime, batch: int, done: Pruned) -> None:
     now = datetime.now(UTC)
     for _ in range(MAX_BATCHES):
-        rows = await conn.fetch(
-            "SELECT v.id, v.task_context::text AS context FROM events v "
-            "JOIN executions e ON e.event_id = v.id WHERE e.status = ANY($1::text[]) "
-            "AND coalesce(e.finished_at, e.updated_at) < $2 "
-            "AND v.task_context ? 'nodes' AND NOT v.task_context ? 'pruned' LIMIT $3",
-            sorted(s.value for s in TERMINAL), cutoff, batch)
-        async with conn.transaction():
+        async with store.reads() as tx:
+            rows = await tx.retention.old_contexts(_ended(), cutoff, batch)
+        async with store.tx() as tx:
             for row in rows:
-                context = prune_context(msgspec.json.decode(row["context"]), now)
-                await conn.execute(
-                    "UPDATE events SET task_context = $1::text::jsonb, updated_at = now() "
-                    "WHERE id = $2", msgspec.json.encode(context).decode(), row["id"])
+                await tx.retention.set_context(row.event_id, prune_context(row.context, now))
         done.contexts += len(rows)
         if len(rows) < batch:
             break
-
-
-def _count(status: str) -> int:
-    """Rows of an asyncpg command status (``DELETE 42``)."""
-    return int(status.rsplit(" ", 1)[-1])
 
 
 async def prune_once(settings: Settings, now: datetime | None = None) -> Pruned:
@@ -148,11 +127,11 @@ async def prune_once(settings: Settings, now: datetime | None = None) -> Pruned:
     cutoff = cutoff_of(settings, now)
     if cutoff is None:
         return Pruned()
-    conn = await asyncpg.connect(asyncpg_dsn(settings.database.url), timeout=5)
+    store = Store.from_settings(settings, pool_size=1)
     try:
-        return await prune(conn, cutoff, max(1, settings.retention.batch_rows))
+        return await prune(store, cutoff, max(1, settings.retention.batch_rows))
     finally:
-        await conn.close()
+        await store.close()
 
 
 def prune_old_records(settings: Settings, now: datetime | None = None) -> Pruned:

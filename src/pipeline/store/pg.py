@@ -23,6 +23,7 @@ from pipeline.store.notifications import PgNotifications
 from pipeline.store.outbox import PgOutbox
 from pipeline.store.port import Tx
 from pipeline.store.projects import PgProjects
+from pipeline.store.retention import PgRetention
 from pipeline.store.stage_runs import PgStageRuns
 from pipeline.store.usage import PgUsage
 
@@ -72,6 +73,10 @@ class PgTx:
     @cached_property
     def leases(self) -> PgLeases:
         return PgLeases(self.conn)
+
+    @cached_property
+    def retention(self) -> PgRetention:
+        return PgRetention(self.conn)
 
 
 def _jsonb_encode(value: str) -> bytes:

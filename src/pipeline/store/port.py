@@ -31,6 +31,7 @@ from pipeline.store.leases import LeaseWait, Vacated
 from pipeline.store.notifications import Appended
 from pipeline.store.outbox import Claimed, CommandRow, Fleet, NewCommand
 from pipeline.store.projects import InjectionRow, NewInjection, ProjectRow
+from pipeline.store.retention import OldContext
 from pipeline.store.stage_runs import StageRunRow
 from pipeline.store.usage import DayUsage, UsageSums
 
@@ -238,6 +239,40 @@ class Leases(Protocol):
         ...
 
 
+class Retention(Protocol):
+    """Retention's batches (``pipeline.retention`` decides; see ``store.retention``).
+    ``ended``: the statuses of executions that have ended."""
+
+    async def watermark(self) -> int:
+        """``stream_position.pruned_pos``: positions up to it may be gone."""
+        ...
+
+    async def old_upto(self, after: int, batch: int, cutoff: datetime) -> int | None:
+        """The last position older than ``cutoff`` among the next ``batch`` after
+        ``after``; None: none of them is old."""
+        ...
+
+    async def raise_watermark(self, upto: int) -> None: ...
+
+    async def prune_notifications(self, after: int, upto: int, cutoff: datetime,
+                                  kept: list[str]) -> int:
+        """Delete the notifications in ``(after, upto]`` older than ``cutoff``, except
+        the ``kept`` frame types; how many went."""
+        ...
+
+    async def prune_stage_runs(self, ended: list[str], cutoff: datetime, batch: int) -> int:
+        """Delete up to ``batch`` stage runs of executions ended before ``cutoff``."""
+        ...
+
+    async def old_contexts(self, ended: list[str], cutoff: datetime,
+                           batch: int) -> list[OldContext]:
+        """Up to ``batch`` task contexts of executions ended before ``cutoff`` that hold
+        stage outputs and were not pruned yet."""
+        ...
+
+    async def set_context(self, event_id: uuid.UUID, context: dict[str, Any]) -> None: ...
+
+
 class Tx(Protocol):
     """One transaction and the queries that run in it."""
 
@@ -270,6 +305,9 @@ class Tx(Protocol):
 
     @property
     def leases(self) -> Leases: ...
+
+    @property
+    def retention(self) -> Retention: ...
 
 
 class StorePort(Protocol):

@@ -29,6 +29,7 @@ class Tables:
         self.outbox: list[dict[str, Any]] = []
         self.notifications: list[dict[str, Any]] = []
         self.stream_pos = 0
+        self.pruned_pos = 0
         self.idempotency: dict[tuple[str, str], dict[str, Any]] = {}
         self.audit: list[dict[str, Any]] = []
         self.injected_tasks: list[dict[str, Any]] = []

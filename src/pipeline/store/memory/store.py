@@ -24,6 +24,7 @@ from pipeline.store.memory.leases import MemoryLeases
 from pipeline.store.memory.notifications import MemoryNotifications
 from pipeline.store.memory.outbox import MemoryOutbox
 from pipeline.store.memory.projects import MemoryProjects
+from pipeline.store.memory.retention import MemoryRetention
 from pipeline.store.memory.stage_runs import MemoryStageRuns
 from pipeline.store.memory.usage import MemoryUsage
 
@@ -44,6 +45,7 @@ class MemoryTx:
         self.usage = MemoryUsage(store)
         self.details = MemoryDetails(store)
         self.leases = MemoryLeases(store)
+        self.retention = MemoryRetention(store)
 
 
 class MemoryStore:
