@@ -14,11 +14,9 @@ import functools
 import threading
 from collections.abc import Callable, Collection
 
-import asyncpg
 import structlog
 
-from pipeline.db import Store, asyncpg_dsn
-from pipeline.lifecycle import ACTIVE
+from pipeline.db import Store
 from pipeline.retention import prune_old_records
 from pipeline.slots import vacate
 from runner.sandbox import container_names, make_client
@@ -36,15 +34,12 @@ def live_executions(settings: Settings) -> set[str]:
     """Ids of executions that have not ended (queried fresh each pass)."""
 
     async def query() -> set[str]:
-        conn = await asyncpg.connect(asyncpg_dsn(settings.database.url), timeout=5)
+        store = Store.from_settings(settings, pool_size=1)
         try:
-            rows = await conn.fetch(
-                "SELECT id::text FROM executions WHERE status = ANY($1::text[])",
-                [s.value for s in ACTIVE],
-            )
-            return {r[0] for r in rows}
+            async with store.reads() as tx:
+                return {str(i) for i in await tx.executions.active_ids()}
         finally:
-            await conn.close()
+            await store.close()
 
     return asyncio.run(query())
 

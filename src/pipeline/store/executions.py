@@ -154,6 +154,7 @@ TASK_SUMMARIES = (
 )
 ERROR_LINE = "SELECT classification, message FROM errors WHERE id = $1"
 LAST_UPDATE_FOR_UPDATE = "SELECT last_update FROM executions WHERE id = $1 FOR UPDATE"
+ACTIVE_IDS = "SELECT id FROM executions WHERE status = ANY($1::text[])"
 STATUS = f"""
     WITH x AS (SELECT {COLUMNS} FROM executions WHERE project_id = $1 {_LATEST_ORDER}),
     setup AS (
@@ -328,6 +329,10 @@ class PgExecutions:
         if not values.pop("ran"):
             return StartPoint(latest=None)
         return StartPoint(latest=execution_of(values))
+
+    async def active_ids(self) -> list[uuid.UUID]:
+        """The executions that have not ended (the reaper spares their containers)."""
+        return [r["id"] for r in await self.conn.fetch(ACTIVE_IDS, list(ACTIVE))]
 
     async def lock_last_update(self, execution_id: uuid.UUID) -> Any:
         """The last ``execution-update`` payload sent, the execution row locked."""

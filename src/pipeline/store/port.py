@@ -94,6 +94,10 @@ class Executions(Protocol):
 
     async def lock_last_update(self, execution_id: uuid.UUID) -> Any: ...
 
+    async def active_ids(self) -> list[uuid.UUID]:
+        """The executions that have not ended."""
+        ...
+
     async def status(self, project_id: str) -> StatusRow | None: ...
 
 

@@ -185,6 +185,9 @@ class MemoryExecutions(Base):
         values = self._latest(project_id)
         return StartPoint(latest=None if values is None else self._row(values))
 
+    async def active_ids(self) -> list[uuid.UUID]:
+        return [x["id"] for x in self.t.executions.values() if x["status"] in ACTIVE]
+
     async def lock_last_update(self, execution_id: uuid.UUID) -> Any:
         values = self.t.executions.get(execution_id)
         return None if values is None else copy.deepcopy(values["last_update"])
