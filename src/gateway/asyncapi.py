@@ -42,6 +42,7 @@ CONTROL_MESSAGES = {
     frames.Resync: ("resync", "ResyncFrame"),
     frames.StreamError: ("streamError", "StreamErrorFrame"),
     frames.Pong: ("pong", "PongFrame"),
+    frames.ReplayComplete: ("replayComplete", "ReplayCompleteFrame"),
 }
 """Each control payload's message id and schema name."""
 WS_ONLY = {"pong"}
@@ -137,9 +138,13 @@ def document() -> dict[str, Any]:
                 "Every step of every execution, live and replayable. Stored frames "
                 "(execution-update, execution-log, error, completion) carry a cursor id: "
                 "reconnect with since=<last id> (SSE: Last-Event-ID) and nothing is missed "
-                "or repeated. Control frames (connection-established, resync, error, pong) "
-                "have no id. The requirements' fields sit at the top level (timestamp, "
-                "customerId, projectId, executionId, taskId; status and progress on "
+                "or repeated. Control frames (connection-established, resync, error, pong, "
+                "replay-complete) have no id; replay-complete comes once per connection, "
+                "after the last frame replayed and before the first live one (at once "
+                "without since), so a client knows when it is live. A client should "
+                "ignore frame types it does not know. The requirements' fields sit at the "
+                "top level (timestamp, customerId, projectId, executionId, taskId; status "
+                "and progress on "
                 f"execution-update: one of {', '.join(prd.STATES)}) beside the detailed "
                 "payload. The REST API is described at /schema/openapi.json."),
         },

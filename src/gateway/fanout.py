@@ -36,6 +36,7 @@ from gateway.frames import (
     CONTROL_TYPES,
     ControlFrame,
     ControlPayload,
+    ReplayComplete,
     Resync,
     StoredFrame,
     UpdateFrame,
@@ -76,6 +77,7 @@ class Item:
 
 
 RESYNC = Item(pos=-1, project_id="", customer_id="", type="resync", level=0, data=b"")
+REPLAY_COMPLETE = "replay-complete"
 
 
 def control_frame(payload: ControlPayload, project_id: str | None = None) -> bytes:
@@ -132,6 +134,18 @@ def retention_resync(cursor: int, pruned: int) -> Item:
     return Item(pos=cursor, project_id="", customer_id="", type="resync", level=0,
                 data=_ENCODER.encode({"reason": _RETENTION_REASON.format(pruned=pruned),
                                       "prunedUpTo": str(pruned)}))
+
+
+def replay_complete(cursor: int, replayed: int) -> Item:
+    """The end of a connection's backlog: every frame up to ``cursor`` has been sent
+    (``replayed`` of them from the table); the frames after it are live."""
+    return Item(pos=cursor, project_id="", customer_id="", type=REPLAY_COMPLETE, level=0,
+                data=str(replayed).encode())
+
+
+def replay_complete_payload(item: Item) -> ReplayComplete:
+    """The payload of a ``replay-complete`` item."""
+    return ReplayComplete(cursor=str(item.pos), replayed=int(item.data))
 
 
 def resync_payload(item: Item) -> Resync:
@@ -305,10 +319,12 @@ class Hub:
     async def frames(self, sub: Subscriber, cursor: int) -> AsyncIterator[Item]:
         """Every frame for the subscribed ``sub`` after ``cursor``, in order, forever.
 
-        Replays from the table up to what the hub had published, then drains the live
+        Replays from the table up to what the hub had published, says so once (a
+        ``replay-complete`` item: the client is live from here), then drains the live
         queue skipping anything already sent: no gap, no duplicate.
         """
         told = 0  # the retention watermark this client was last told about
+        replayed: int | None = 0  # frames sent from the table; None once told it is live
         try:
             while True:
                 target = self.published
@@ -322,9 +338,14 @@ class Hub:
                         cursor = item.pos
                         if sub.wants(item):
                             metrics.STREAM_FRAMES_SENT.inc()
+                            if replayed is not None:
+                                replayed += 1
                             yield item
                     if len(page) < PAGE:
                         cursor = target
+                if replayed is not None:  # the backlog is over: once per connection
+                    yield replay_complete(cursor, replayed)
+                    replayed = None
                 while True:
                     item = await sub.queue.get()
                     if item is RESYNC:

@@ -129,13 +129,28 @@ class Pong(_Control):
     """The answer to a client's ``ping`` (WebSocket)."""
 
 
-ControlPayload = ConnectionEstablished | Resync | StreamError | Pong
+class ReplayComplete(_Control):
+    """Sent once per connection, with or without ``since``: every stored frame up to
+    ``cursor`` that this socket carries has been sent (the backlog is over); every frame
+    after it is live. It comes after the last replayed frame and before the first live
+    one."""
+
+    cursor: Annotated[str, Meta(pattern="^[0-9]{1,19}$", description=(
+        "The stream position the client is caught up to: resuming with since=<cursor> "
+        "misses nothing and repeats nothing"))]
+    replayed: Annotated[int, Meta(ge=0, description=(
+        "How many stored frames this connection was sent from the table before it "
+        "(the backlog; nearly always 0 without since)"))]
+
+
+ControlPayload = ConnectionEstablished | Resync | StreamError | Pong | ReplayComplete
 
 CONTROL_TYPES: dict[type[_Control], str] = {
     ConnectionEstablished: "connection-established",
     Resync: "resync",
     StreamError: "error",
     Pong: "pong",
+    ReplayComplete: "replay-complete",
 }
 """Each control payload's frame type."""
 

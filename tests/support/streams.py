@@ -78,8 +78,10 @@ async def read_frames(ws: Any, count: int, timeout: float = 10.0) -> list[dict[s
 
 
 async def connect(url: str, max_queue: int | None = 16, rcvbuf: int | None = None) -> Any:
-    """Open a socket and read its connection-established frame. ``rcvbuf`` caps the kernel
-    receive buffer (a client on a slow link) so back-pressure reaches the server quickly."""
+    """Open a socket and read its connection-established frame; without ``since`` (no
+    backlog) also its ``replay-complete`` marker, which must come next. ``rcvbuf`` caps the
+    kernel receive buffer (a client on a slow link) so back-pressure reaches the server
+    quickly."""
     sock = None
     if rcvbuf is not None:
         import socket
@@ -95,7 +97,19 @@ async def connect(url: str, max_queue: int | None = 16, rcvbuf: int | None = Non
     )
     hello = json.loads(await ws.recv())
     assert hello["type"] == "connection-established", hello
+    if hello["payload"].get("resumedFrom") is None:
+        done = json.loads(await ws.recv())
+        assert done["type"] == "replay-complete" and done["payload"]["replayed"] == 0, done
     return ws
+
+
+def split_backlog(frames: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], dict[str, Any],
+                                                         list[dict[str, Any]]]:
+    """``(backlog, replay-complete marker, live)`` of frames read after connecting: the
+    marker must be there exactly once."""
+    marks = [i for i, f in enumerate(frames) if f["type"] == "replay-complete"]
+    assert len(marks) == 1, [f["type"] for f in frames]
+    return frames[:marks[0]], frames[marks[0]], frames[marks[0] + 1:]
 
 
 class RawWsClient:

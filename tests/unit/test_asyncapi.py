@@ -16,12 +16,20 @@ import pytest
 from tests.support.asyncapi import check_frame, message_types, spec_errors
 
 from gateway.asyncapi import document
-from gateway.fanout import Item, _item, control_frame, resync_payload, retention_resync
+from gateway.fanout import (
+    Item,
+    _item,
+    control_frame,
+    replay_complete,
+    replay_complete_payload,
+    resync_payload,
+    retention_resync,
+)
 from gateway.frames import ConnectionEstablished, Pong, StreamError
 from pipeline.frames import FramePayloadError, payload_of
 
 SERVER_TYPES = ["completion", "connection-established", "error", "error", "execution-log",
-                "execution-update", "pong", "resync"]
+                "execution-update", "pong", "replay-complete", "resync"]
 """Every frame type the gateway sends: ``error`` twice (an execution's error record, and
 a control frame about the connection)."""
 
@@ -160,6 +168,8 @@ def test_control_frames_as_the_gateway_encodes_them_are_their_messages(
                    resync_payload(retention_resync(3, 40))],
         "streamError": [StreamError(classification="client", message="malformed frame")],
         "pong": [Pong()],
+        "replayComplete": [replay_complete_payload(replay_complete(0, 0)),
+                           replay_complete_payload(replay_complete(9_000_000_000, 512))],
     }
     for message, payloads in frames.items():
         for payload in payloads:
@@ -205,6 +215,12 @@ def test_the_schemas_refuse_frames_the_server_never_sends() -> None:
     assert _fails(doc, {**update, "progress": 100.5})
     control = json.loads(control_frame(Pong()))
     assert _fails(doc, {**control, "seq": 3})  # control frames have no sequence
+    done = json.loads(control_frame(replay_complete_payload(replay_complete(7, 2))))
+    assert done["payload"] == {"cursor": "7", "replayed": 2}
+    assert not _fails(doc, done)
+    assert _fails(doc, {**done, "payload": {"cursor": "7"}})  # how many it replayed
+    assert _fails(doc, {**done, "payload": {"cursor": "x7", "replayed": 2}})
+    assert _fails(doc, {**done, "id": "7"})  # a control frame: no cursor of its own
 
 
 def test_a_payload_its_type_does_not_describe_is_refused_before_it_is_stored() -> None:

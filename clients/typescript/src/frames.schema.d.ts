@@ -259,6 +259,39 @@ export interface components {
             type: "pong";
         };
         /**
+         * ReplayComplete
+         * @description Sent once per connection, with or without ``since``: every stored frame up to
+         *     ``cursor`` that this socket carries has been sent (the backlog is over); every frame
+         *     after it is live. It comes after the last replayed frame and before the first live
+         *     one.
+         */
+        ReplayComplete: {
+            /** @description The stream position the client is caught up to: resuming with since=<cursor> misses nothing and repeats nothing */
+            cursor: string;
+            /** @description How many stored frames this connection was sent from the table before it (the backlog; nearly always 0 without since) */
+            replayed: number;
+        };
+        /**
+         * ReplayCompleteFrame
+         * @description A frame of the connection, not stored: no cursor, no execution. ``customerId`` and
+         *     ``projectId`` name the project when the socket is scoped to exactly one, else null.
+         */
+        ReplayCompleteFrame: {
+            customerId: string | null;
+            executionId: null;
+            id: null;
+            payload: components["schemas"]["ReplayComplete"];
+            projectId: string | null;
+            seq: null;
+            taskId: null;
+            /** @description ISO 8601 UTC with milliseconds (timestamp: the same, by the requirements' name) */
+            timestamp: string;
+            /** @description ISO 8601 UTC with milliseconds (timestamp: the same, by the requirements' name) */
+            ts: string;
+            /** @enum {unknown} */
+            type: "replay-complete";
+        };
+        /**
          * Resync
          * @description The client missed frames (its queue overflowed, or retention pruned frames past
          *     its cursor): reload the state you show; the frames after ``since`` follow.

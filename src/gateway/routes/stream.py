@@ -10,8 +10,10 @@ frame saying so and ends. The client reconnects with a fresh token and its curso
 (``since`` or ``Last-Event-ID``) and misses nothing.
 
 A cursor is ASCII digits only (anything else is 400, or close 4400). Control frames
-(``connection-established``, ``error``, ``resync``, ``pong``) name the project when the
-socket is scoped to one. SSE frames carry ``event: <type>`` beside ``data``.
+(``connection-established``, ``error``, ``resync``, ``pong``, ``replay-complete``) name
+the project when the socket is scoped to one. SSE frames carry ``event: <type>`` beside
+``data``. Once the backlog has been sent (at once without ``since``), one
+``replay-complete`` says so: every frame after it is live.
 """
 
 from __future__ import annotations
@@ -31,7 +33,16 @@ from litestar.exceptions import WebSocketDisconnect
 from litestar.response import Stream
 
 from gateway.auth import PROJECT_ID, Authenticator, Principal, bearer
-from gateway.fanout import LEVELS, Hub, Item, Subscriber, control_frame, resync_payload
+from gateway.fanout import (
+    LEVELS,
+    REPLAY_COMPLETE,
+    Hub,
+    Item,
+    Subscriber,
+    control_frame,
+    replay_complete_payload,
+    resync_payload,
+)
 from gateway.frames import ConnectionEstablished, Ping, Pong, StreamError
 from gateway.problems import Problem
 from runner.settings import Settings
@@ -196,9 +207,15 @@ async def _with_stop(
             await iterator.aclose()  # type: ignore[attr-defined]
 
 
+CONTROL_ITEMS = {"resync", REPLAY_COMPLETE}
+"""Items of ``Hub.frames`` that are sent as control frames (no cursor)."""
+
+
 def _encode(item: Item, project: str | None) -> bytes:
     if item.type == "resync":
         return control_frame(resync_payload(item), project)
+    if item.type == REPLAY_COMPLETE:
+        return control_frame(replay_complete_payload(item), project)
     return item.data
 
 
@@ -270,8 +287,9 @@ async def sse_stream(request: Request[Any, Any, Any]) -> Stream:
                 item = pending.result()
                 pending = None
                 # ``event: <type>``: browsers dispatch it to addEventListener(type)
-                if item.type == "resync":
-                    yield b"event: resync\ndata: " + _encode(item, query.project) + b"\n\n"
+                if item.type in CONTROL_ITEMS:
+                    yield (b"event: " + item.type.encode() + b"\ndata: "
+                           + _encode(item, query.project) + b"\n\n")
                 else:
                     yield (b"id: " + str(item.pos).encode() + b"\nevent: " + item.type.encode()
                            + b"\ndata: " + item.data + b"\n\n")

@@ -139,6 +139,7 @@ def fuzz_websocket(url: str, port: int, path: str) -> Counter[str]:
     with connect(url, max_size=2**22, open_timeout=10) as ws:
         hello = json.loads(ws.recv(timeout=10))
         assert hello["type"] == "connection-established"
+        assert json.loads(ws.recv(timeout=10))["type"] == "replay-complete"  # no backlog
 
         @settings(max_examples=150, deadline=None, database=None,
                   phases=[Phase.explicit, Phase.generate],
@@ -164,6 +165,7 @@ def fuzz_websocket(url: str, port: int, path: str) -> Counter[str]:
     raw = RawWsClient(f"ws://127.0.0.1:{port}{path}", rcvbuf=None, timeout=30)
     try:
         assert json.loads(raw.raw_frame()[1])["type"] == "connection-established"
+        assert json.loads(raw.raw_frame()[1])["type"] == "replay-complete"
         raw.send(0x1, b"\xff\xfe not UTF-8")
         opcode, payload = raw.raw_frame()
         assert (opcode, int.from_bytes(payload[:2], "big")) == (0x8, 1007)
@@ -171,6 +173,7 @@ def fuzz_websocket(url: str, port: int, path: str) -> Counter[str]:
         raw.close()
     with connect(url, open_timeout=10) as ws:
         assert json.loads(ws.recv(timeout=10))["type"] == "connection-established"
+        assert json.loads(ws.recv(timeout=10))["type"] == "replay-complete"
         ws.send(json.dumps({"type": "ping"}))
         assert json.loads(ws.recv(timeout=10))["type"] == "pong"
     return replies
@@ -634,7 +637,8 @@ async def test_given_oversize_bodies_headers_frames_and_task_lists_then_4xx_and_
 
     def big_frame() -> dict:
         with connect(ws_url(gateway.url, alice), max_size=2**22, open_timeout=10) as ws:
-            ws.recv(timeout=10)
+            ws.recv(timeout=10)  # connection-established
+            ws.recv(timeout=10)  # replay-complete: no backlog
             ws.send("y" * 10_241)
             reply = json.loads(ws.recv(timeout=10))
             ws.send('{"type": "ping"}')

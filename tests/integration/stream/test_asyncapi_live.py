@@ -125,7 +125,8 @@ async def test_live_frames_on_websocket_and_sse_are_the_served_documents_message
         assert [f["seq"] for f in frames if f["id"] is not None] == list(
             range(1, 1 + sum(1 for f in frames if f["id"] is not None)))
     assert seen["stream"] == {"connectionEstablished", "executionUpdate", "executionLog",
-                              "executionError", "completion", "pong", "streamError"}
+                              "executionError", "completion", "pong", "streamError",
+                              "replayComplete"}
 
     # Replayed after retention's watermark passed the client's cursor: resync first
     async with store.transaction() as session:
@@ -158,16 +159,19 @@ async def test_live_frames_on_websocket_and_sse_are_the_served_documents_message
             if line == "":
                 if "data" in fields:
                     events.append((fields, json.loads(fields["data"])))
-                    if events[-1][1]["type"] == "completion":
+                    if events[-1][1]["type"] == "replay-complete":
                         break
                 fields = {}
             elif not line.startswith(":"):
                 name, _, value = line.partition(": ")
                 fields[name] = value
-    assert len(events) == 2 + stored[1]  # connection-established, resync, every frame kept
+    # connection-established, resync, every frame kept, then replay-complete
+    assert len(events) == 3 + stored[1]
+    assert events[-1][1]["payload"]["replayed"] == stored[1]
     for fields, frame in events:
         seen["events"].add(check_frame(doc, "events", frame))
         assert fields["event"] == frame["type"]
         assert fields.get("id") == frame["id"]  # stored frames only carry a cursor
     assert seen["events"] == {"connectionEstablished", "resync", "executionUpdate",
-                              "executionLog", "executionError", "completion"}
+                              "executionLog", "executionError", "completion",
+                              "replayComplete"}

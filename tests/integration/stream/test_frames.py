@@ -210,13 +210,13 @@ async def test_control_frames_name_the_project_the_socket_is_scoped_to(
     for ws, project, customer in ((scoped, "acme/web", "acme"), (everything, None, None)):
         await ws.send("{not json")
         await ws.send(json.dumps({"type": "ping"}))
-        frames = await read_frames(ws, 5)
+        frames = await read_frames(ws, 6)
         await ws.close()
         control = [f for f in frames if f["id"] is None]
         # the replay and the replies to the client's frames may interleave
         assert control[0]["type"] == "connection-established"
         assert sorted(f["type"] for f in control) == ["connection-established", "error",
-                                                      "pong", "resync"], frames
+                                                      "pong", "replay-complete", "resync"], frames
         for frame in control:
             assert set(frame) >= ENVELOPE
             assert frame["projectId"] == project and frame["customerId"] == customer, frame
@@ -224,6 +224,7 @@ async def test_control_frames_name_the_project_the_socket_is_scoped_to(
             assert frame["timestamp"] == frame["ts"]
     # SSE's control frames too
     events = await _sse(f"{gateway.url}/api/devteam/stream?projectId=acme/web&since=0",
-                        token, 2)
+                        token, 4)
     assert [(fields["event"], frame["projectId"]) for fields, frame in events] == [
-        ("connection-established", "acme/web"), ("resync", "acme/web")]
+        ("connection-established", "acme/web"), ("resync", "acme/web"),
+        ("execution-update", "acme/web"), ("replay-complete", "acme/web")]

@@ -46,7 +46,7 @@ async def _resuming_client(url_for, expected: int, budgets: list[int]
             async with asyncio.timeout(30):
                 while received < expected and budget > 0:
                     frame = json.loads(await ws.recv())
-                    if frame["type"] == "resync":
+                    if frame["id"] is None:  # resync, replay-complete
                         continue
                     seqs[frame["executionId"]].append(frame["seq"])
                     cursor = frame["id"]
@@ -130,7 +130,7 @@ async def test_a_slow_client_gets_resync_and_then_everything_while_others_are_un
         async with asyncio.timeout(120):
             while len(fast_seqs) < 400:
                 frame = json.loads(await fast.recv())
-                if frame["type"] != "resync":
+                if frame["id"] is not None:  # not resync, replay-complete
                     fast_seqs.append(frame["seq"])
 
     reader = asyncio.create_task(read_fast())
@@ -159,7 +159,7 @@ async def test_a_slow_client_gets_resync_and_then_everything_while_others_are_un
             if frame is None:
                 continue
             types.append(frame["type"])
-            if frame["type"] != "resync":
+            if frame["id"] is not None:  # not resync, replay-complete
                 seqs.append(frame["seq"])
         slow.close()
         return types, seqs
@@ -253,7 +253,7 @@ async def test_a_postgres_restart_mid_stream_loses_and_repeats_nothing(
         async with asyncio.timeout(30):
             while len(seqs) < 20:
                 frame = json.loads(await ws.recv())
-                if frame["type"] != "resync":
+                if frame["id"] is not None:  # not resync, replay-complete
                     seqs.append(frame["seq"])
         await ws.close()
         assert seqs == list(range(2, 22))

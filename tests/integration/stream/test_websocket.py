@@ -6,7 +6,14 @@ import json
 
 import pytest
 import websockets
-from tests.support.streams import connect, new_execution, read_frames, write, ws_url
+from tests.support.streams import (
+    connect,
+    new_execution,
+    read_frames,
+    split_backlog,
+    write,
+    ws_url,
+)
 
 
 @pytest.fixture
@@ -56,9 +63,10 @@ async def test_reconnecting_with_since_replays_the_gap_without_duplicates(
     await write(store, execution, 5)
     ws = await connect(ws_url(gateway.url, token, "acme/web", since=seen[-1]["id"]))
     await write(store, execution, 1)
-    rest = await read_frames(ws, 6)
+    backlog, marker, live = split_backlog(await read_frames(ws, 7))
     await ws.close()
-    assert [f["seq"] for f in seen + rest] == list(range(2, 10))
+    assert [f["seq"] for f in seen + backlog + live] == list(range(2, 10))
+    assert marker["payload"]["replayed"] == len(backlog)
 
 
 async def test_since_replays_history_from_before_the_first_connection(
