@@ -26,7 +26,6 @@ from typing import Any
 import pygit2
 import redis.asyncio as aioredis
 from litestar import Request, Response, get
-from sqlalchemy import text
 
 from gateway.http import docs, principal_of, respond, settings_of, store_of
 from gateway.schemas import Health, HealthCheck, Live
@@ -120,8 +119,8 @@ def _probes(
     store = store_of(request)
 
     async def postgres() -> str:
-        async with store.engine.connect() as conn:
-            await conn.execute(text("SELECT 1"))
+        async with store.reads() as tx:
+            await tx.server.ping()
         return "select 1"
 
     async def redis_check() -> str:

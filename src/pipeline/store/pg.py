@@ -24,6 +24,7 @@ from pipeline.store.outbox import PgOutbox
 from pipeline.store.port import Tx
 from pipeline.store.projects import PgProjects
 from pipeline.store.retention import PgRetention
+from pipeline.store.server import PgServer
 from pipeline.store.stage_runs import PgStageRuns
 from pipeline.store.usage import PgUsage
 
@@ -77,6 +78,10 @@ class PgTx:
     @cached_property
     def retention(self) -> PgRetention:
         return PgRetention(self.conn)
+
+    @cached_property
+    def server(self) -> PgServer:
+        return PgServer(self.conn)
 
 
 def _jsonb_encode(value: str) -> bytes:

@@ -277,6 +277,12 @@ class Retention(Protocol):
     async def set_context(self, event_id: uuid.UUID, context: dict[str, Any]) -> None: ...
 
 
+class Server(Protocol):
+    async def ping(self) -> None:
+        """A round trip to the database (raises when it does not answer)."""
+        ...
+
+
 class Tx(Protocol):
     """One transaction and the queries that run in it."""
 
@@ -312,6 +318,9 @@ class Tx(Protocol):
 
     @property
     def retention(self) -> Retention: ...
+
+    @property
+    def server(self) -> Server: ...
 
 
 class StorePort(Protocol):

@@ -25,6 +25,7 @@ from pipeline.store.memory.notifications import MemoryNotifications
 from pipeline.store.memory.outbox import MemoryOutbox
 from pipeline.store.memory.projects import MemoryProjects
 from pipeline.store.memory.retention import MemoryRetention
+from pipeline.store.memory.server import MemoryServer
 from pipeline.store.memory.stage_runs import MemoryStageRuns
 from pipeline.store.memory.usage import MemoryUsage
 
@@ -46,6 +47,7 @@ class MemoryTx:
         self.details = MemoryDetails(store)
         self.leases = MemoryLeases(store)
         self.retention = MemoryRetention(store)
+        self.server = MemoryServer(store)
 
 
 class MemoryStore:
