@@ -5,7 +5,7 @@ from __future__ import annotations
 import itertools
 from datetime import UTC, datetime, timedelta
 
-from tests.integration.store.test_contract import backend, port
+from tests.integration.store.test_contract import CUSTOMER, PROJECT, URL, backend, port, start
 
 from pipeline.store.memory import MemoryStore
 from pipeline.store.port import StorePort
@@ -175,3 +175,40 @@ async def test_a_rolled_back_ask_leaves_no_lease(port: StorePort) -> None:
     assert await _granted(port, "a1") == {"a1": False}
     async with port.reads() as tx:
         assert await tx.leases.wait("a1") is None
+
+
+async def test_the_fleet_counts_running_and_waiting_leases_per_customer(
+    port: StorePort,
+) -> None:
+    _ticking(port)
+    assert await _ask(port, "a", "a1", per_customer=1, global_limit=2) is True
+    assert await _ask(port, "a", "a2", per_customer=1, global_limit=2) is False
+    assert await _ask(port, "b", "b1", per_customer=1, global_limit=2) is True
+    assert await _ask(port, "b", "b2", per_customer=1, global_limit=2) is False
+    assert await _ask(port, "c", "c1", per_customer=1, global_limit=2) is False
+    async with port.reads() as tx:
+        fleet = await tx.outbox.fleet()
+    assert (fleet.running, fleet.waiting) == ({"a": 1, "b": 1}, {"a": 1, "b": 1, "c": 1})
+
+
+async def test_the_status_shows_where_the_executions_container_stands_in_line(
+    port: StorePort,
+) -> None:
+    _ticking(port)
+    async with port.tx() as tx:
+        await tx.projects.upsert(PROJECT, CUSTOMER, URL)
+        _, execution = await start(tx, status="running")
+    async with port.reads() as tx:
+        status = await tx.executions.status(PROJECT)
+    assert status is not None and status.wait is None
+    assert await _ask(port, CUSTOMER, "other", per_customer=1, global_limit=1) is True
+    assert await _ask(port, CUSTOMER, "first", per_customer=1, global_limit=1) is False
+    assert await _ask(port, CUSTOMER, "dt-mine", per_customer=1, global_limit=1,
+                      execution_id=str(execution)) is False
+    async with port.reads() as tx:
+        status = await tx.executions.status(PROJECT)
+    assert status is not None and status.wait is not None
+    wait = status.wait
+    assert (wait.holder, wait.position, wait.waiting, wait.customer_running, wait.running) == (
+        "dt-mine", 2, 2, 1, 1)
+    assert wait.seconds >= 0

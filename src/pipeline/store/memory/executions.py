@@ -8,6 +8,7 @@ from typing import Any
 
 import msgspec
 
+from pipeline.store.execution_rows import SlotWaitRow
 from pipeline.store.executions import (
     ACTIVE,
     SETTABLE,
@@ -24,6 +25,7 @@ from pipeline.store.executions import (
     StatusRow,
 )
 from pipeline.store.memory.base import Base, json_value
+from pipeline.store.memory.leases import wait_of
 from pipeline.store.usage import sum_runs
 
 
@@ -206,5 +208,10 @@ class MemoryExecutions(Base):
                              error=copy.deepcopy(s["error"]))
         usage = sum_runs((r["stage"], r["usage"]) for r in self.t.stage_runs
                          if r["execution_id"] == values["id"] and r.get("usage") is not None)
-        # sandbox leases are not kept in memory (no query of the port writes them)
-        return StatusRow(execution=self._row(values), setup=setup, wait=None, usage=usage)
+        lease = wait_of(self.t.sandbox_leases, self.now(),
+                        lambda x: x["execution_id"] == str(values["id"]))
+        wait = None if lease is None else SlotWaitRow(
+            holder=lease.holder, requested_at=lease.requested_at, seconds=lease.seconds,
+            position=lease.position, waiting=lease.waiting,
+            customer_running=lease.customer_running, running=lease.running)
+        return StatusRow(execution=self._row(values), setup=setup, wait=wait, usage=usage)

@@ -6,6 +6,7 @@ every grant already runs alone (what the advisory lock gives in Postgres).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -15,6 +16,39 @@ from pipeline.store.memory.base import Base
 
 def _order(lease: dict[str, Any]) -> tuple[datetime, int]:
     return lease["requested_at"], lease["id"]
+
+
+def wait_of(rows: list[dict[str, Any]], now: datetime,
+            mine: Callable[[dict[str, Any]], bool]) -> LeaseWait | None:
+    """The oldest live waiting lease among ``mine`` and where it stands in line."""
+    waiting = sorted((x for x in rows if x["granted_at"] is None and x["alive_until"] >= now),
+                     key=_order)
+    lease = next((x for x in waiting if mine(x)), None)
+    if lease is None:
+        return None
+    granted = [x for x in rows if x["granted_at"] is not None]
+    return LeaseWait(
+        holder=lease["holder"], customer_id=lease["customer_id"],
+        requested_at=lease["requested_at"],
+        seconds=(now - lease["requested_at"]).total_seconds(),
+        position=1 + sum(1 for w in waiting if w["customer_id"] == lease["customer_id"]
+                         and _order(w) < _order(lease)),
+        waiting=len(waiting),
+        customer_running=sum(1 for x in granted if x["customer_id"] == lease["customer_id"]),
+        running=len(granted))
+
+
+def per_customer(rows: list[dict[str, Any]], now: datetime) -> tuple[dict[str, int],
+                                                                      dict[str, int]]:
+    """Granted leases per customer, and live waiting ones (the fleet's gauges)."""
+    running: dict[str, int] = {}
+    waiting: dict[str, int] = {}
+    for x in rows:
+        if x["granted_at"] is not None:
+            running[x["customer_id"]] = running.get(x["customer_id"], 0) + 1
+        elif x["alive_until"] >= now:
+            waiting[x["customer_id"]] = waiting.get(x["customer_id"], 0) + 1
+    return running, waiting
 
 
 class MemoryLeases(Base):
@@ -78,22 +112,7 @@ class MemoryLeases(Base):
         return lease is not None and lease["granted_at"] is not None
 
     async def wait(self, holder: str) -> LeaseWait | None:
-        now = self.now()
-        waiting = [x for x in self.rows
-                   if x["granted_at"] is None and x["alive_until"] >= now]
-        mine = next((x for x in waiting if x["holder"] == holder), None)
-        if mine is None:
-            return None
-        granted = [x for x in self.rows if x["granted_at"] is not None]
-        return LeaseWait(
-            holder=mine["holder"], customer_id=mine["customer_id"],
-            requested_at=mine["requested_at"],
-            seconds=(now - mine["requested_at"]).total_seconds(),
-            position=1 + sum(1 for w in waiting if w["customer_id"] == mine["customer_id"]
-                             and _order(w) < _order(mine)),
-            waiting=len(waiting),
-            customer_running=sum(1 for x in granted if x["customer_id"] == mine["customer_id"]),
-            running=len(granted))
+        return wait_of(self.rows, self.now(), lambda x: x["holder"] == holder)
 
     async def placed(self, holder: str) -> None:
         lease = self._of(holder)

@@ -7,6 +7,7 @@ from datetime import timedelta
 from typing import Any
 
 from pipeline.store.memory.base import Base, json_value
+from pipeline.store.memory.leases import per_customer
 from pipeline.store.outbox import Claimed, CommandRow, Fleet, NewCommand
 
 
@@ -93,7 +94,7 @@ class MemoryOutbox(Base):
         statuses: dict[str, int] = {}
         for x in self.t.executions.values():
             statuses[x["status"]] = statuses.get(x["status"], 0) + 1
-        # sandbox leases are not kept in memory (no query of the port writes them)
+        running, waiting = per_customer(self.t.sandbox_leases, now)
         return Fleet(backlog=sum(1 for c in self.t.outbox if c["dispatched_at"] is None),
                      oldest_age=(now - min(due)).total_seconds() if due else 0.0,
-                     executions=statuses, running={}, waiting={})
+                     executions=statuses, running=running, waiting=waiting)
