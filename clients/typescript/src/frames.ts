@@ -26,6 +26,9 @@ export type ResyncFrame = S["ResyncFrame"];
  * token on SSE. */
 export type StreamErrorFrame = S["StreamErrorFrame"];
 export type PongFrame = S["PongFrame"];
+/** The backlog is over (once per connection, with or without a cursor): every stored frame
+ * up to `payload.cursor` has been sent, every frame after it is live. */
+export type ReplayCompleteFrame = S["ReplayCompleteFrame"];
 /** The frame a client may send (answered by `pong`). */
 export type PingFrame = S["PingFrame"];
 
@@ -41,7 +44,8 @@ export type Frame =
   | ConnectionEstablishedFrame
   | ResyncFrame
   | StreamErrorFrame
-  | PongFrame;
+  | PongFrame
+  | ReplayCompleteFrame;
 
 /** The frames stored in the stream (they carry a resume cursor in `id`). */
 export type DataFrame = ExecutionUpdateFrame | ExecutionLogFrame | ExecutionErrorFrame | CompletionFrame;
@@ -62,6 +66,7 @@ const KNOWN: { readonly [K in FrameType]: true } = {
   "connection-established": true,
   resync: true,
   pong: true,
+  "replay-complete": true,
 };
 
 /** The frame types the client knows (every one the gateway sends). */

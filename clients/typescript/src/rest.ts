@@ -75,6 +75,13 @@ export interface Call {
 
 type Op<P extends keyof paths, M extends HttpMethod> = Operation<P, M>;
 
+/** The query of `usage()`: `from`, `to` (UTC days `YYYY-MM-DD`), `projectId`. */
+export type UsageQuery = {
+  [K in keyof QueryOf<Op<"/api/devteam/usage/{customer_id}", "get">>]?: NonNullable<
+    QueryOf<Op<"/api/devteam/usage/{customer_id}", "get">>[K]
+  >;
+};
+
 /** One path segment: percent-encoded, so `customer/project` is sent as `customer%2Fproject`
  * (the gateway accepts both). */
 const seg = (value: string): string => encodeURIComponent(value);
@@ -172,6 +179,19 @@ export class DevTeamClient {
 
   execution(executionId: string, options?: RequestOptions): Promise<Schemas["ExecutionDetail"]> {
     return this.data({ method: "GET", path: `/api/devteam/executions/${seg(executionId)}`, options });
+  }
+
+  // ---- Usage ------------------------------------------------------------------------------
+
+  /** What a customer's executions consumed (the model's tokens and cost, the sandbox's CPU
+   * seconds, peak memory and wall time): in total, per project and per UTC day. `from` and
+   * `to` are UTC days `YYYY-MM-DD`, inclusive (default: the 30 days up to today, at most
+   * 366); `projectId` narrows it to one project of the customer. An admin or a manager of
+   * the customer only (else `ForbiddenProblem`); a malformed day is a 400, `from` after
+   * `to` or a project of another customer a 422 (`ValidationProblem`, `errors` names the
+   * field). */
+  usage(customerId: string, query?: UsageQuery, options?: RequestOptions): Promise<Schemas["UsageReport"]> {
+    return this.data({ method: "GET", path: `/api/devteam/usage/${seg(customerId)}`, query, options });
   }
 
   // ---- Event API ------------------------------------------------------------------------

@@ -11,7 +11,8 @@
  *   it; without one it stops. It never loops: a refreshed token that is refused at once
  *   stops it too. Close 4403 (project not granted) and 4400 (bad query) stop it.
  * - `onState` hears `connecting`, `replaying` (connected with a cursor, the backlog still
- *   arriving), `live`, `backing-off` and `closed`.
+ *   arriving), `live` (from the gateway's `replay-complete` frame on: the backlog is over;
+ *   at once on a connection without a cursor), `backing-off` and `closed`.
  */
 import { backoffDelay, type BackoffOptions } from "./backoff.js";
 import { parseFrame, type Frame, type FrameType } from "./frames.js";
@@ -66,7 +67,7 @@ export interface StreamOptions {
   /** Projects to watch (none: every project the token grants). */
   projectIds?: string[];
   /** Only these frame types (control frames always arrive). */
-  types?: Array<Exclude<FrameType, "connection-established" | "resync" | "pong">>;
+  types?: Array<Exclude<FrameType, "connection-established" | "resync" | "pong" | "replay-complete">>;
   /** Minimum log level of `execution-log` frames. */
   level?: "debug" | "info" | "warning" | "error";
   /** Start after this cursor (e.g. one stored from an earlier session; "0" = all kept). */
@@ -78,8 +79,6 @@ export interface StreamOptions {
   /** `fetch` for SSE (default: the global one). */
   fetch?: typeof fetch;
   backoff?: BackoffOptions;
-  /** `replaying` turns `live` after the backlog has been quiet this long (default 250 ms). */
-  replayQuietMs?: number;
   /** With nothing received this long, the connection is dropped and resumed (default 60 s).
    * On WebSocket the client sends a `ping` every third of it (at most every 20 s) and the
    * `pong` counts; on SSE only the server's keep-alive does (every 20 s): keep it above that. */
@@ -101,7 +100,8 @@ type Ended =
 const EXPIRED = "token expired";
 
 export class LiveStream {
-  /** The cursor of the last data frame delivered; the stream resumes after it. */
+  /** Where the stream resumes: the cursor of the last data frame delivered, or of the
+   * last `replay-complete` (the position the gateway said this connection caught up to). */
   cursor: string | undefined;
   state: ConnectionState = "closed";
   /** Connection attempts made. */
@@ -226,42 +226,35 @@ export class LiveStream {
     return q;
   }
 
-  /** Deliver one parsed frame; remember its cursor. */
+  /** Deliver one parsed frame; remember its cursor. A `replay-complete` says the backlog
+   * is over: its cursor is where this connection caught up to, and `replaying` turns
+   * `live` (the frame is delivered first, so `onFrame` has seen the whole backlog). */
   private deliver(frame: Frame): void {
+    if (frame.type === "replay-complete") {
+      this.cursor = frame.payload.cursor;
+      this.options.onFrame(frame);
+      if (this.state === "replaying") this.setState("live");
+      return;
+    }
     if (frame.id !== null && frame.id !== undefined) this.cursor = frame.id;
     this.options.onFrame(frame);
   }
 
-  /** Tracks `replaying` → `live` and the idle watchdog of one connection. */
+  /** The state a connection starts in, and its idle watchdog. */
   private activity(onIdle: () => void): { established(resumed: boolean): void; seen(): void; stop(): void } {
-    const quietMs = this.options.replayQuietMs ?? 250;
     const idleMs = this.options.idleTimeoutMs ?? 60_000;
-    let quiet: ReturnType<typeof setTimeout> | undefined;
     let idle: ReturnType<typeof setTimeout> | undefined;
     const armIdle = (): void => {
       clearTimeout(idle);
       idle = setTimeout(onIdle, idleMs);
     };
-    const toLive = (): void => {
-      if (this.state === "replaying") this.setState("live");
-    };
     armIdle();
     return {
-      established: (resumed) => {
-        this.setState(resumed ? "replaying" : "live");
-        if (resumed) quiet = setTimeout(toLive, quietMs);
-      },
-      seen: () => {
-        armIdle();
-        if (this.state === "replaying") {
-          clearTimeout(quiet);
-          quiet = setTimeout(toLive, quietMs);
-        }
-      },
-      stop: () => {
-        clearTimeout(quiet);
-        clearTimeout(idle);
-      },
+      // with a cursor the backlog comes first, until the gateway's replay-complete;
+      // without one there is none
+      established: (resumed) => this.setState(resumed ? "replaying" : "live"),
+      seen: armIdle,
+      stop: () => clearTimeout(idle),
     };
   }
 

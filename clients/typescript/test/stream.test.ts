@@ -103,6 +103,82 @@ for (const transport of ["websocket", "sse"] as const satisfies readonly Transpo
       assert.equal(closed.reason, "client");
     });
 
+    test("replaying turns live exactly at the gateway's replay-complete, after the whole backlog", async () => {
+      // Given 31 stored frames (seq 1 is the start) and a client resuming from the beginning
+      const project = `acme/marker-${transport}`;
+      const execution = await newExecution(project);
+      await writeFrames(execution, 30);
+      const frames: Frame[] = [];
+      const states: Array<[ConnectionState, number, string | undefined]> = [];
+      const stream = openStream({
+        WebSocket: WS,
+        baseUrl: GATEWAY_URL,
+        token: TOKEN,
+        projectIds: [project],
+        since: "0",
+        transport,
+        onFrame: (frame) => frames.push(frame),
+        // what had been delivered when each state began
+        onState: (state, info) => states.push([state, frames.length, info.cursor]),
+      });
+      opened.push(stream);
+      await waitFor("live", () => stream.state === "live");
+      // When two frames are written after it went live
+      await writeFrames(execution, 2);
+      await waitFor("seq 33", () => frames.some((f) => f.executionId === execution && f.seq === 33));
+      stream.close();
+      await stream.done;
+      // Then it was replaying until the marker and live from it on, once
+      assert.deepEqual(states.map(([state]) => state), ["connecting", "replaying", "live", "closed"]);
+      const [, deliveredWhenLive, cursorWhenLive] = states[2]!;
+      const backlog = frames.slice(0, deliveredWhenLive);
+      assert.equal(backlog[0]?.type, "connection-established");
+      const marker = backlog.at(-1);
+      assert.ok(marker?.type === "replay-complete", JSON.stringify(marker));
+      const data = backlog.filter((f) => f.executionId === execution);
+      assert.deepEqual(data.map((f) => f.seq), range(1, 31));
+      assert.equal(backlog.length, 1 + 31 + 1);
+      assert.equal(marker.payload.replayed, 31);
+      assert.equal(marker.projectId, project);
+      assert.equal(cursorWhenLive, marker.payload.cursor);
+      assert.ok(BigInt(marker.payload.cursor) >= BigInt(data.at(-1)!.id as string));
+      // the live frames came after it, and no second marker
+      const rest = frames.slice(deliveredWhenLive);
+      assert.deepEqual(rest.filter((f) => f.executionId === execution).map((f) => f.seq), [32, 33]);
+      assert.equal(frames.filter((f) => f.type === "replay-complete").length, 1);
+    });
+
+    test("without a cursor it is live at once and resumes from the marker's cursor, gapless", async () => {
+      // Given a client that starts from now on a project with history it does not want
+      const project = `acme/fresh-${transport}`;
+      const execution = await newExecution(project);
+      await writeFrames(execution, 2);
+      const w = watch({ baseUrl: proxy.url, token: TOKEN, projectIds: [project], transport });
+      await waitFor("the marker", () => w.frames.some((f) => f.type === "replay-complete"));
+      const marker = w.frames.find((f) => f.type === "replay-complete");
+      assert.ok(marker?.type === "replay-complete");
+      assert.equal(marker.payload.replayed, 0);
+      // it has seen no data frame, yet it knows where it stands
+      assert.equal(w.stream.cursor, marker.payload.cursor);
+      assert.deepEqual(w.states, ["connecting", "live"]);
+      // When the network drops it before any data frame and 2 frames are written meanwhile
+      proxy.refusing = true;
+      const attemptsBefore = w.stream.attempts;
+      proxy.cut();
+      await waitFor("a refused reconnect attempt", () => w.stream.attempts >= attemptsBefore + 2);
+      await writeFrames(execution, 2);
+      proxy.refusing = false;
+      // Then it resumes from the marker's cursor: those 2 arrive, the history before does not
+      await waitFor("seq 5", has(w, execution, 5));
+      w.stream.close();
+      await w.stream.done;
+      assert.deepEqual(w.seqs(execution), [4, 5]);
+      const resumed = w.frames.filter((f) => f.type === "connection-established").at(-1);
+      assert.ok(resumed?.type === "connection-established");
+      assert.equal(resumed.payload.resumedFrom, marker.payload.cursor);
+      assert.ok(w.states.includes("replaying"), w.states.join(","));
+    });
+
     test("4403 (project not granted) stops at once: one connection attempt, no loop", async () => {
       const before = proxy.requests.length;
       const w = watch({ baseUrl: proxy.url, token: TOKEN, projectIds: ["globex/api"], transport });

@@ -39,8 +39,30 @@ export async function registerProject(projectId: string): Promise<void> {
   await hook("project", { projectId });
 }
 
-export async function mintToken(ttl: number, projects: string[] = ["acme/*"]): Promise<string> {
-  return (await hook<{ token: string }>("token", { ttl, projects })).token;
+export async function mintToken(ttl: number, projects: string[] = ["acme/*"], role = "developer"): Promise<string> {
+  return (await hook<{ token: string }>("token", { ttl, projects, role })).token;
+}
+
+/** What a stage run recorded (the gateway's usage fields; null where it does not apply). */
+export interface RecordedUsage {
+  tokensSent: number | null;
+  tokensReceived: number | null;
+  cost: number | null;
+  cpuSeconds: number | null;
+  peakMemoryBytes: number | null;
+  wallSeconds: number | null;
+  containers: number;
+}
+
+/** A finished stage run of the execution with this usage (as the pipeline records it). */
+export async function recordStageRun(
+  executionId: string,
+  stage: string,
+  attempt: number,
+  usage: RecordedUsage,
+  finishedAt: string,
+): Promise<void> {
+  await hook("stage-run", { executionId, stage, attempt, usage, finishedAt });
 }
 
 /** Wait until `condition()` holds; fails with `what` after `timeoutMs` (a guard, not a

@@ -28,6 +28,7 @@ import subprocess
 import sys
 import uuid
 from collections.abc import Awaitable, Callable
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -168,10 +169,23 @@ async def test_the_node_suite_passes_against_a_real_gateway(
     async def token(body: dict[str, Any]) -> dict[str, Any]:
         return {"token": mint(settings, sub=body.get("sub", "alice"),
                               projects=body.get("projects", ["acme/*"]),
+                              role=body.get("role", "developer"),
                               ttl=int(body.get("ttl", 3600)))}
 
+    async def stage_run(body: dict[str, Any]) -> dict[str, Any]:
+        # a finished stage run with its usage, as the pipeline records one
+        async with store.transaction() as session:
+            await session.execute(
+                text("INSERT INTO stage_runs (execution_id, task_id, stage, attempt, status, "
+                     "usage, finished_at) VALUES (:e, '1.1', :s, :a, 'succeeded', "
+                     "CAST(:u AS jsonb), :f)"),
+                {"e": uuid.UUID(body["executionId"]), "s": body["stage"],
+                 "a": int(body["attempt"]), "u": json.dumps(body["usage"]),
+                 "f": datetime.fromisoformat(body["finishedAt"])})
+        return {}
+
     hooks = await _serve_hooks({"execution": execution, "frames": frames,
-                                "project": project, "token": token})
+                                "project": project, "token": token, "stage-run": stage_run})
     port = hooks.sockets[0].getsockname()[1]
     env = {**os.environ,
            "DEVTEAM_GATEWAY_URL": gateway.url,
