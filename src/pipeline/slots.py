@@ -1,7 +1,8 @@
 """Container slots shared by every worker process, fair between customers (Postgres).
 
-The runner's ``SlotLimiter`` port, on the ``sandbox_leases`` table: a waiter inserts a row;
-under one advisory lock, waiting rows are granted in turn — the customer holding the
+The runner's ``SlotLimiter`` port, on the ``sandbox_leases`` table through the store port
+(``store.leases``; the in-memory store runs the same decisions in the unit tier): a waiter
+inserts a row; under one advisory lock, waiting rows are granted in turn — the customer holding the
 fewest slots first, then the oldest request — while the global and per-customer limits
 allow. A slot is keyed by the container's name, so the worker that removes a container
 releases its slot even if another worker created it.
@@ -64,8 +65,10 @@ ContainerNames = Callable[[], Collection[str]]
 
 
 class PgSlotLimiter:
-    """``containers`` lists the engine's containers (``runner.sandbox.container_names``);
-    without it only the TTL and the waiters' polls release leases."""
+    """The limiter on a store port (``pipeline.db.Store`` in service: Postgres, shared by
+    every worker; or the in-memory store). ``containers`` lists the engine's containers
+    (``runner.sandbox.container_names``); without it only the TTL and the waiters' polls
+    release leases."""
 
     def __init__(
         self,

@@ -2,7 +2,8 @@
 
 - ``port``: the ``typing.Protocol`` classes (one per noun, and ``Tx`` holding them all);
 - one module per noun (``executions``, ``stage_runs``, ``outbox``, ``notifications``,
-  ``projects``, ``idempotency``, ``audit``): its rows (msgspec structs) and its asyncpg
+  ``projects``, ``idempotency``, ``audit``, ``leases`` (sandbox slots), ``retention``,
+  ``server`` (the health probe)): its rows (msgspec structs) and its asyncpg
   implementation (SQL as module constants, run as prepared statements: asyncpg caches
   the statement per connection by its text); ``execution_rows`` holds the executions'
   rows (``executions`` re-exports them);
