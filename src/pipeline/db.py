@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import contextvars
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
 import asyncpg
@@ -22,6 +22,7 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 
+from pipeline.store.listen import PgListening, listen
 from pipeline.store.pg import PgTx, init_connection, tx_of
 from runner.errors import TransientError
 from runner.settings import Settings
@@ -184,6 +185,11 @@ class Store:
         with _pg_errors():
             async with pool.acquire() as conn:
                 yield PgTx(conn)
+
+    async def listen(self, channel: str, on_notify: Callable[[str], None]) -> PgListening:
+        """A connection of its own LISTENing on ``channel`` (``store.listen``)."""
+        with _pg_errors():
+            return await listen(self._dsn, channel, on_notify)
 
     async def pool(self) -> Any:
         """The asyncpg pool, created at first use (one per store, so one per app)."""

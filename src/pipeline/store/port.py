@@ -7,7 +7,9 @@ Implementations: ``pg.PgTx`` (asyncpg) and ``memory.MemoryTx``; the contract sui
 
 from __future__ import annotations
 
+import asyncio
 import uuid
+from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
 from datetime import datetime, timedelta
 from typing import Any, Protocol
@@ -323,6 +325,21 @@ class Tx(Protocol):
     def server(self) -> Server: ...
 
 
+class Listening(Protocol):
+    """A LISTEN under way (``StorePort.listen``)."""
+
+    @property
+    def lost(self) -> asyncio.Event:
+        """Set when the listening connection is gone: listen again."""
+        ...
+
+    async def probe(self) -> None:
+        """Raise unless the listening connection answers (a half-open one does not)."""
+        ...
+
+    async def close(self) -> None: ...
+
+
 class StorePort(Protocol):
     """What hands out transactions: ``async with store.tx() as tx: ...``; inside a
     ``unit()`` every ``tx()`` of the same task joins the unit's transaction."""
@@ -334,3 +351,8 @@ class StorePort(Protocol):
         ...
 
     def unit(self) -> AbstractAsyncContextManager[None]: ...
+
+    async def listen(self, channel: str, on_notify: Callable[[str], None]) -> Listening:
+        """LISTEN on ``channel``: ``on_notify(payload)`` for every NOTIFY committed from
+        now on, once per distinct payload of a transaction, none of a rolled back one."""
+        ...

@@ -21,6 +21,7 @@ from pipeline.store.memory.details import MemoryDetails
 from pipeline.store.memory.executions import MemoryExecutions
 from pipeline.store.memory.idempotency import MemoryIdempotency
 from pipeline.store.memory.leases import MemoryLeases
+from pipeline.store.memory.listen import MemoryListening
 from pipeline.store.memory.notifications import MemoryNotifications
 from pipeline.store.memory.outbox import MemoryOutbox
 from pipeline.store.memory.projects import MemoryProjects
@@ -60,10 +61,19 @@ class MemoryStore:
         self._pending: list[tuple[str, str]] | None = None
         self._unit: contextvars.ContextVar[MemoryTx | None] = contextvars.ContextVar(
             f"memory_unit_{id(self)}", default=None)
+        self._listeners: list[MemoryListening] = []
 
     def current(self) -> MemoryTx:
         """The queries of the transaction under way (one runs at a time)."""
         return MemoryTx(self)
+
+    async def listen(self, channel: str,
+                     on_notify: Callable[[str], None]) -> MemoryListening:
+        """LISTEN: ``on_notify(payload)`` for each NOTIFY on ``channel`` committed from now
+        on (``memory.listen``)."""
+        listening = MemoryListening(channel, on_notify, self._listeners)
+        self._listeners.append(listening)
+        return listening
 
     def notify(self, channel: str, payload: str) -> None:
         """NOTIFY: delivered at commit, once per distinct ``(channel, payload)``."""
@@ -84,6 +94,8 @@ class MemoryStore:
                 raise
             else:
                 self.tables.notified.extend(self._pending)
+                for listener in list(self._listeners):
+                    listener.deliver(self._pending)
             finally:
                 self._pending = None
 
