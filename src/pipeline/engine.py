@@ -28,8 +28,6 @@ from collections.abc import Callable, Coroutine
 from typing import Any
 
 import structlog
-from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from pipeline import executions, metrics, outbox, stream
 from pipeline.cancellation import CANCEL_GRACE_SECONDS, Cancellation
@@ -51,6 +49,8 @@ from pipeline.outbox import StageCommand
 from pipeline.outcome import Outcome, StageContext
 from pipeline.record import record_outcome
 from pipeline.services import Services
+from pipeline.store.port import Tx
+from pipeline.store.stage_runs import RunKey
 from runner.errors import RunnerError
 from runner.limits import LogLimits
 from runner.settings import Settings
@@ -58,22 +58,6 @@ from runner.settings import Settings
 log = structlog.get_logger("devteam.engine")
 
 Handler = Callable[[StageContext], Coroutine[Any, Any, Outcome]]
-
-_CLAIM = text(
-    """
-    INSERT INTO stage_runs (execution_id, task_id, stage, pass_no, attempt, status, command_id,
-                            lease_owner, lease_until)
-    VALUES (:e, :t, :s, :p, :a, 'running', :cmd, :me, now() + make_interval(secs => :lease))
-    ON CONFLICT (execution_id, task_id, stage, pass_no, attempt) DO UPDATE
-      SET status = 'running', lease_owner = :me, command_id = :cmd,
-          lease_until = now() + make_interval(secs => :lease),
-          claims = stage_runs.claims + 1, started_at = now()
-      WHERE stage_runs.status = 'retrying'
-         OR (stage_runs.status = 'running' AND stage_runs.lease_until <= now())
-    RETURNING id, claims
-    """
-)
-
 
 class Engine:
     def __init__(self, services: Services, handlers: dict[Stage, Handler]) -> None:
@@ -127,57 +111,46 @@ class Engine:
 
     # -- claim ------------------------------------------------------------------------
     async def _claim(self, command_id: int) -> tuple[StageContext, int] | str:
-        async with self.store.transaction() as session:
-            loaded = await outbox.load(session, command_id)
+        async with self.store.tx() as tx:
+            loaded = await outbox.load(tx, command_id)
             if loaded is None:
                 return "unknown-command"
             command, _customer, correlation_id = loaded
-            execution = await executions.get(session, uuid.UUID(command.execution_id), lock=True)
+            execution = await executions.get(tx, uuid.UUID(command.execution_id), lock=True)
             if execution is None:
-                await outbox.complete(session, command_id)
+                await outbox.complete(tx, command_id)
                 return "unknown-execution"
             verdict = on_claim(command.stage, execution.state)
             if verdict is OnClaim.ENDED:
-                await outbox.complete(session, command_id)
+                await outbox.complete(tx, command_id)
                 return verdict.value
             if verdict is OnClaim.PARK:
-                await self._park(session, execution, command, command_id)
+                await self._park(tx, execution, command, command_id)
                 return verdict.value
             if verdict is OnClaim.STOPPING:
-                await outbox.complete(session, command_id)
+                await outbox.complete(tx, command_id)
                 await outbox.enqueue(
-                    session,
+                    tx,
                     stopped(command.execution_id),
                     customer_id=execution.customer_id,
                     correlation_id=execution.correlation_id,
                 )
                 return verdict.value
-            row = (
-                await session.execute(
-                    _CLAIM,
-                    {
-                        "e": execution.id,
-                        "t": command.task_id,
-                        "s": command.stage,
-                        "p": command.pass_no,
-                        "a": command.attempt,
-                        "cmd": command_id,
-                        "me": self.owner,
-                        "lease": self.lease,
-                    },
-                )
-            ).one_or_none()
-            if row is None:
-                return await self._duplicate(session, command, command_id)
-            run_id, claims = int(row[0]), int(row[1])
-            project = await _project(session, execution.project_id)
+            key = RunKey(execution_id=execution.id, task_id=command.task_id,
+                         stage=command.stage, pass_no=command.pass_no, attempt=command.attempt)
+            claim = await tx.stage_runs.claim(key, command_id=command_id, owner=self.owner,
+                                              lease_seconds=self.lease)
+            if claim is None:
+                return await self._duplicate(tx, key, command_id)
+            run_id, claims = claim.id, claim.claims
+            project = await _project(tx, execution.project_id)
             fields = executions.claim_fields(command.stage, command.task_id,
                                              execution.current_task_id)
-            await executions.set_fields(session, execution.id, **fields)
-            current = await executions.get(session, execution.id)
+            await executions.set_fields(tx, execution.id, **fields)
+            current = await executions.get(tx, execution.id)
             assert current is not None
             await stream.append(
-                session, execution.id, [("execution-update", current.update_payload())]
+                tx, execution.id, [("execution-update", current.update_payload())]
             )
         sink = LogSink(
             self.store,
@@ -204,7 +177,7 @@ class Engine:
 
     async def _park(
         self,
-        session: AsyncSession,
+        tx: Tx,
         execution: executions.ExecutionRow,
         command: StageCommand,
         command_id: int,
@@ -212,29 +185,13 @@ class Engine:
         """A command that arrives while paused waits in the execution row for resume."""
         fields = park(execution.pending_command, command)
         if fields:
-            await executions.set_fields(session, execution.id, **fields)
-        await outbox.complete(session, command_id)
+            await executions.set_fields(tx, execution.id, **fields)
+        await outbox.complete(tx, command_id)
 
-    async def _duplicate(
-        self, session: AsyncSession, command: StageCommand, command_id: int
-    ) -> str:
-        status = (
-            await session.execute(
-                text(
-                    "SELECT status FROM stage_runs WHERE execution_id = :e AND task_id = :t "
-                    "AND stage = :s AND pass_no = :p AND attempt = :a"
-                ),
-                {
-                    "e": uuid.UUID(command.execution_id),
-                    "t": command.task_id,
-                    "s": command.stage,
-                    "p": command.pass_no,
-                    "a": command.attempt,
-                },
-            )
-        ).scalar_one()
-        if status != "running":
-            await outbox.complete(session, command_id)
+    async def _duplicate(self, tx: Tx, key: RunKey, command_id: int) -> str:
+        """Another delivery of a run that is finished (its command is done) or held."""
+        if await tx.stage_runs.status(key) != "running":
+            await outbox.complete(tx, command_id)
         return "duplicate"
 
     # -- run ----------------------------------------------------------------------------
@@ -278,24 +235,8 @@ class Engine:
         """Renews the lease every second; on stop (or a lost lease) cancels the work."""
 
         async def renew() -> str | None:
-            async with self.store.transaction() as session:
-                row = (
-                    await session.execute(
-                        text(
-                            "UPDATE stage_runs SET lease_until = now() + "
-                            "make_interval(secs => :lease) WHERE id = :id AND "
-                            "lease_owner = :me AND status = 'running' RETURNING "
-                            "(SELECT status FROM executions WHERE id = :e)"
-                        ),
-                        {
-                            "lease": self.lease,
-                            "id": run_id,
-                            "me": self.owner,
-                            "e": ctx.execution.id,
-                        },
-                    )
-                ).one_or_none()
-            return None if row is None else str(row[0])
+            async with self.store.tx() as tx:
+                return await tx.stage_runs.renew(run_id, self.owner, self.lease)
 
         return Heartbeat(
             renew,
@@ -327,8 +268,8 @@ def log_limits(settings: Settings) -> LogLimits:
                      line_bytes=box.log_line_bytes)
 
 
-async def _project(session: AsyncSession, project_id: str) -> dict[str, Any]:
-    row = await executions.project(session, project_id)
+async def _project(tx: Tx, project_id: str) -> dict[str, Any]:
+    row = await executions.project(tx, project_id)
     assert row is not None  # executions reference their project
     return row
 

@@ -15,10 +15,6 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
-import msgspec
-from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncSession
-
 from pipeline import audit, executions, outbox, stream
 from pipeline.audit import Principal
 from pipeline.decide import Close, ExecutionView, Next, Retry, decide, stage_sets_status
@@ -26,26 +22,12 @@ from pipeline.lifecycle import TERMINAL, Stage
 from pipeline.outbox import StageCommand
 from pipeline.outcome import Outcome, StageContext
 from pipeline.services import Services
+from pipeline.store.executions import NewError
+from pipeline.store.port import Tx
+from pipeline.store.projects import NewResolution
+from pipeline.store.stage_runs import Finished
 from pipeline.stream import iso
 from runner.limits import bound_json, count
-
-_FINISH = text(
-    """
-    UPDATE stage_runs SET status = CAST(:status AS varchar), finished_at = now(),
-        duration_ms = :ms, result = CAST(:result AS jsonb), error = CAST(:error AS jsonb),
-        usage = CAST(:usage AS jsonb),
-        lease_owner = CASE WHEN CAST(:status AS varchar) = 'retrying' THEN NULL
-                           ELSE lease_owner END,
-        lease_until = CASE WHEN CAST(:status AS varchar) = 'retrying' THEN NULL
-                           ELSE lease_until END
-    WHERE id = :id AND lease_owner = :me AND status = 'running'
-    RETURNING started_at
-    """
-)
-
-
-def _json(value: Any) -> str:
-    return msgspec.json.encode(value).decode()
 
 
 async def record_outcome(
@@ -67,26 +49,15 @@ async def record_outcome(
 
     result = stored(outcome.result)
     error = stored(outcome.error.to_dict()) if outcome.error is not None else None
-    async with services.store.transaction() as session:
-        execution = await executions.get(session, ctx.execution.id, lock=True)
+    async with services.store.tx() as tx:
+        execution = await executions.get(tx, ctx.execution.id, lock=True)
         assert execution is not None
-        started = (
-            await session.execute(
-                _FINISH,
-                {
-                    "status": outcome.status,
-                    "ms": duration_ms,
-                    "result": _json(result),
-                    "error": _json(error) if error is not None else None,
-                    "usage": _json(outcome.usage) if outcome.usage is not None else None,
-                    "id": run_id,
-                    "me": owner,
-                },
-            )
-        ).scalar_one_or_none()
+        started = await tx.stage_runs.finish(run_id, owner, Finished(
+            status=outcome.status, duration_ms=duration_ms, result=result, error=error,
+            usage=outcome.usage))
         if started is None:
             return False
-        await outbox.complete(session, ctx.command_id)
+        await outbox.complete(tx, ctx.command_id)
         frames: list[tuple[str, dict[str, Any]]] = list(outcome.frames)
         fields: dict[str, Any] = dict(outcome.execution)
         if "status" in fields and not stage_sets_status(ctx.command.stage, execution.state):
@@ -94,7 +65,7 @@ async def record_outcome(
             fields.pop("status")
         error_id = None
         if error is not None and (outcome.fatal or outcome.record_error):
-            error_id = await _record_error(session, ctx, error)
+            error_id = await _record_error(tx, ctx, error)
             frames.append(
                 (
                     "error",
@@ -108,12 +79,12 @@ async def record_outcome(
                 )
             )
             fields["error_id"] = error_id
-        await _injections(session, execution.project_id, outcome, error_id)
-        nxt = await _route(session, ctx, execution, outcome, fields, frames)
-        await executions.set_fields(session, execution.id, **fields)
+        await _injections(tx, execution.project_id, outcome, error_id)
+        nxt = await _route(tx, ctx, execution, outcome, fields, frames)
+        await executions.set_fields(tx, execution.id, **fields)
         if fields.get("status") not in (None, execution.status):
             await audit.record(
-                session,
+                tx,
                 principal=Principal(user_id=audit.SYSTEM, role="system",
                                     correlation_id=ctx.correlation_id),
                 action=f"execution.{fields['status']}",
@@ -124,9 +95,9 @@ async def record_outcome(
                          "pauseReason": fields.get("pause_reason")},
             )
         await _update_context(
-            session, ctx, execution.event_id, outcome, result, error, started, duration_ms
+            tx, ctx, execution.event_id, outcome, result, error, started, duration_ms
         )
-        current = await executions.get(session, execution.id)
+        current = await executions.get(tx, execution.id)
         assert current is not None
         if isinstance(nxt, Close):
             frames.append(("completion", _completion(current)))
@@ -137,37 +108,25 @@ async def record_outcome(
             ("execution-update", current.update_payload()),
             *(f for f in frames if f[0] == "completion"),
         ]
-        await stream.append(session, execution.id, [(kind, stored(payload))
-                                                     for kind, payload in frames])
+        await stream.append(tx, execution.id, [(kind, stored(payload))
+                                                for kind, payload in frames])
     return True
 
 
 async def _injections(
-    session: AsyncSession, project_id: str, outcome: Outcome, error_id: uuid.UUID | None
+    tx: Tx, project_id: str, outcome: Outcome, error_id: uuid.UUID | None
 ) -> None:
     """The injected tasks the outcome adds, fails or completes."""
     if outcome.inject is not None:
-        await _inject(session, project_id, outcome, error_id)
+        await _inject(tx, project_id, outcome, error_id)
     if outcome.fail_injection is not None:
-        await session.execute(
-            text(
-                "UPDATE injected_tasks SET status = 'failed', completed_at = now() "
-                "WHERE project_id = :p AND task_id = :t AND status = 'pending'"
-            ),
-            {"p": project_id, "t": outcome.fail_injection},
-        )
+        await tx.projects.end_injection(project_id, outcome.fail_injection, "failed")
     if outcome.complete_injection is not None:
-        await session.execute(
-            text(
-                "UPDATE injected_tasks SET status = 'done', completed_at = now() "
-                "WHERE project_id = :p AND task_id = :t AND status = 'pending'"
-            ),
-            {"p": project_id, "t": outcome.complete_injection},
-        )
+        await tx.projects.end_injection(project_id, outcome.complete_injection, "done")
 
 
 async def _route(
-    session: AsyncSession,
+    tx: Tx,
     ctx: StageContext,
     execution: executions.ExecutionRow,
     outcome: Outcome,
@@ -196,7 +155,7 @@ async def _route(
     order = nxt.enqueue()
     if order is not None:
         command, delay = order
-        await _enqueue(session, execution, command, delay)
+        await _enqueue(tx, execution, command, delay)
     return nxt
 
 
@@ -212,13 +171,13 @@ def _completion(current: executions.ExecutionRow) -> dict[str, Any]:
 
 
 async def _enqueue(
-    session: AsyncSession,
+    tx: Tx,
     execution: executions.ExecutionRow,
     command: StageCommand,
     delay: float = 0.0,
 ) -> None:
     await outbox.enqueue(
-        session,
+        tx,
         command,
         customer_id=execution.customer_id,
         correlation_id=execution.correlation_id,
@@ -226,68 +185,37 @@ async def _enqueue(
     )
 
 
-async def _record_error(
-    session: AsyncSession, ctx: StageContext, error: dict[str, Any]
-) -> uuid.UUID:
+async def _record_error(tx: Tx, ctx: StageContext, error: dict[str, Any]) -> uuid.UUID:
     error_id = uuid.uuid4()
-    attempts = int(
-        (
-            await session.execute(
-                text(
-                    "SELECT count(*) FROM stage_runs WHERE execution_id = :e AND task_id = :t "
-                    "AND stage = :s"
-                ),
-                {"e": ctx.execution.id, "t": ctx.task_id, "s": ctx.command.stage},
-            )
-        ).scalar_one()
-    )
-    await session.execute(
-        text(
-            "INSERT INTO errors (id, execution_id, task_id, stage, classification, message, "
-            "details, attempts) VALUES (:id, :e, :t, :s, :c, :m, CAST(:d AS jsonb), :a)"
-        ),
-        {
-            "id": error_id,
-            "e": ctx.execution.id,
-            "t": ctx.task_id or None,
-            "s": ctx.command.stage,
-            "c": error["classification"],
-            "m": error["message"],
-            "d": _json(error.get("details", {})),
-            "a": max(attempts, ctx.attempt),
-        },
-    )
+    attempts = await tx.stage_runs.attempts(ctx.execution.id, ctx.task_id, ctx.command.stage)
+    await tx.executions.record_error(NewError(
+        id=error_id,
+        execution_id=ctx.execution.id,
+        task_id=ctx.task_id or None,
+        stage=ctx.command.stage,
+        classification=error["classification"],
+        message=error["message"],
+        details=error.get("details", {}),
+        attempts=max(attempts, ctx.attempt),
+    ))
     return error_id
 
 
 async def _inject(
-    session: AsyncSession, project_id: str, outcome: Outcome, error_id: uuid.UUID | None
+    tx: Tx, project_id: str, outcome: Outcome, error_id: uuid.UUID | None
 ) -> None:
     spec = outcome.inject
     assert spec is not None
     task = dict(spec.task)
     if error_id is not None:
         task["title"] = f"Resolve error: {error_id}"
-    await session.execute(
-        text(
-            "INSERT INTO injected_tasks (project_id, task_id, injection_type, task, reason, "
-            "source_error_id, origin_task_id, created_by) VALUES (:p, :t, 'priority', "
-            "CAST(:task AS jsonb), :r, :err, :o, 'system:pipeline') "
-            "ON CONFLICT (project_id, task_id) DO NOTHING"
-        ),
-        {
-            "p": project_id,
-            "t": spec.task_id,
-            "task": _json(task),
-            "r": spec.reason,
-            "err": error_id,
-            "o": spec.origin_task_id,
-        },
-    )
+    await tx.projects.add_resolution(NewResolution(
+        project_id=project_id, task_id=spec.task_id, task=task, reason=spec.reason,
+        source_error_id=error_id, origin_task_id=spec.origin_task_id))
 
 
 async def _update_context(
-    session: AsyncSession,
+    tx: Tx,
     ctx: StageContext,
     event_id: uuid.UUID,
     outcome: Outcome,
@@ -296,12 +224,7 @@ async def _update_context(
     started: datetime,
     duration_ms: int,
 ) -> None:
-    raw = (
-        await session.execute(
-            text("SELECT task_context FROM events WHERE id = :id FOR UPDATE"), {"id": event_id}
-        )
-    ).scalar_one()
-    context: dict[str, Any] = dict(raw or {})
+    context = await tx.executions.lock_task_context(event_id)
     nodes = dict(context.get("nodes") or {})
     node: dict[str, Any] = {
         "status": outcome.status,
@@ -326,12 +249,7 @@ async def _update_context(
     context["metadata"] = metadata
     limit = ctx.services.settings.limits.task_context_bytes
     context = bound_json(context, limit, what=f"{count(limit)} bytes per task context")
-    await session.execute(
-        text(
-            "UPDATE events SET task_context = CAST(:c AS jsonb), updated_at = now() WHERE id = :id"
-        ),
-        {"c": _json(context), "id": event_id},
-    )
+    await tx.executions.set_task_context(event_id, context)
 
 
 __all__ = ["TERMINAL", "record_outcome"]

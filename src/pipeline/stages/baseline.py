@@ -53,25 +53,14 @@ async def base_config(ctx: StageContext, co: Checkout, branch: str, base: str,
 async def floor(ctx: StageContext) -> Measures | None:
     """What the latest verified state of this execution measured: the last verification
     that passed, or the baseline when none passed since."""
-    value = await ctx.services.store.scalar(
-        "SELECT coalesce(result->'measures', result->'baseline'->'measures') FROM stage_runs "
-        "WHERE execution_id = :e AND status = 'succeeded' AND ("
-        "(stage = 'VERIFY' AND result ? 'measures') OR "
-        "(stage = 'SETUP' AND result->'baseline' ? 'measures')) "
-        "ORDER BY id DESC LIMIT 1",
-        e=ctx.execution.id,
-    )
+    async with ctx.services.store.reads() as q:
+        value = await q.stage_runs.latest_measures(ctx.execution.id)
     return msgspec.convert(value, Measures) if value else None
 
 
 async def _earlier(ctx: StageContext, key: str) -> dict[str, Any] | None:
-    value = await ctx.services.store.scalar(
-        "SELECT result->'baseline' FROM stage_runs WHERE execution_id = :e "
-        "AND stage = 'SETUP' AND status = 'succeeded' AND result->'baseline'->>'key' = :k "
-        "AND result->'baseline' ? 'measures' ORDER BY id DESC LIMIT 1",
-        e=ctx.execution.id, k=key,
-    )
-    return dict(value) if value else None
+    async with ctx.services.store.reads() as q:
+        return await q.stage_runs.baseline(ctx.execution.id, key)
 
 
 async def baseline(ctx: StageContext, task: Task, co: Checkout, base: str,

@@ -40,34 +40,19 @@ async def result_of(
     ctx: StageContext, stage: Stage, task_id: str | None = None, attempt: int | None = None
 ) -> dict[str, Any] | None:
     """The recorded result of the latest succeeded (or failed) run of a stage of this task."""
-    sql = (
-        "SELECT result FROM stage_runs WHERE execution_id = :e AND task_id = :t AND stage = :s "
-        "AND pass_no = :p AND status IN ('succeeded', 'failed')"
-    )
-    params: dict[str, Any] = {
-        "e": ctx.execution.id,
-        "t": ctx.task_id if task_id is None else task_id,
-        "s": stage.value,
-        "p": ctx.command.pass_no,
-    }
-    if attempt is not None:
-        sql += " AND attempt = :a"
-        params["a"] = attempt
-    sql += " ORDER BY attempt DESC, id DESC LIMIT 1"
-    value = await ctx.services.store.scalar(sql, **params)
-    return dict(value) if value else None
+    async with ctx.services.store.reads() as q:
+        return await q.stage_runs.result(
+            ctx.execution.id, ctx.task_id if task_id is None else task_id, stage.value,
+            ctx.command.pass_no, attempt)
 
 
 async def current_task(ctx: StageContext) -> Task:
     """The task this command works on, as SELECT recorded it when it picked it."""
-    value = await ctx.services.store.scalar(
-        "SELECT result FROM stage_runs WHERE execution_id = :e AND stage = 'SELECT' "
-        "AND status = 'succeeded' AND result->'task'->>'id' = :t ORDER BY id DESC LIMIT 1",
-        e=ctx.execution.id, t=ctx.task_id,
-    )
-    if not value:
+    async with ctx.services.store.reads() as q:
+        selected = await q.stage_runs.selection(ctx.execution.id, ctx.task_id)
+    if not selected:
         raise ConfigError(f"task {ctx.task_id} was never selected in this execution")
-    return task_from_wire(dict(value)["task"])
+    return task_from_wire(selected["task"])
 
 
 def task_from_wire(wire: dict[str, Any]) -> Task:
@@ -88,10 +73,8 @@ def task_from_wire(wire: dict[str, Any]) -> Task:
 
 async def next_select(ctx: StageContext) -> StageCommand:
     """The command for the next SELECT: keyed ``#<n>`` by how many SELECTs ran before."""
-    count = int(await ctx.services.store.scalar(
-        "SELECT count(*) FROM stage_runs WHERE execution_id = :e AND stage = 'SELECT'",
-        e=ctx.execution.id,
-    ))
+    async with ctx.services.store.reads() as q:
+        count = await q.stage_runs.selects(ctx.execution.id)
     return ctx.then(Stage.SELECT, task_id=f"#{count + 1}")
 
 

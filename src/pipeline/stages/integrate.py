@@ -100,14 +100,11 @@ async def update_tasklist(ctx: StageContext) -> Outcome:
 async def _file_task(ctx: StageContext, task_id: str) -> str | None:
     """The task-list entry to mark done: the task itself, the one a ``replace`` injection
     stands for, or None for other injected tasks (they live only in the database)."""
-    row = await ctx.services.store.row(
-        "SELECT injection_type, replace_task_id FROM injected_tasks "
-        "WHERE project_id = :p AND task_id = :t",
-        p=ctx.project["project_id"], t=task_id,
-    )
-    if row is None:
+    async with ctx.services.store.reads() as q:
+        injected = await q.projects.injection(ctx.project["project_id"], task_id)
+    if injected is None:
         return task_id
-    return str(row[1]) if row[0] == "replace" else None
+    return injected.replace_task_id if injected.injection_type == "replace" else None
 
 
 async def _entry(ctx: StageContext, task_id: str, title: str, marker: str) -> str:

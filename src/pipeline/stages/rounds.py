@@ -130,19 +130,13 @@ async def fresh_branch(ctx: StageContext) -> None:
 
 async def _origin(ctx: StageContext, task_id: str) -> str:
     """The task a resolution task was made for (a task is its own origin)."""
-    origin = await ctx.services.store.scalar(
-        "SELECT origin_task_id FROM injected_tasks WHERE project_id = :p AND task_id = :t",
-        p=ctx.project["project_id"], t=task_id,
-    )
-    return str(origin or task_id)
+    async with ctx.services.store.reads() as q:
+        injected = await q.projects.injection(ctx.project["project_id"], task_id)
+    return (injected.origin_task_id if injected is not None else None) or task_id
 
 
 async def _resolutions(ctx: StageContext, origin: str) -> int:
     """Error-resolution tasks this execution injected for ``origin`` (a new execution starts
     with the whole budget: what an earlier one injected and failed does not count)."""
-    return int(await ctx.services.store.scalar(
-        "SELECT count(*) FROM injected_tasks i JOIN errors e ON e.id = i.source_error_id "
-        "WHERE i.project_id = :p AND i.origin_task_id = :o "
-        "AND i.status IN ('pending', 'done', 'failed') AND e.execution_id = :x",
-        p=ctx.project["project_id"], o=origin, x=ctx.execution.id,
-    ))
+    async with ctx.services.store.reads() as q:
+        return await q.projects.resolutions(ctx.project["project_id"], origin, ctx.execution.id)

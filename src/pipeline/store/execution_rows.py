@@ -109,6 +109,19 @@ class NewEvent(msgspec.Struct, frozen=True, kw_only=True):
     correlation_id: str
 
 
+class NewError(msgspec.Struct, frozen=True, kw_only=True):
+    """An error record of a stage run (already redacted and bounded)."""
+
+    id: uuid.UUID
+    execution_id: uuid.UUID
+    task_id: str | None
+    stage: str
+    classification: str
+    message: str
+    details: dict[str, Any]
+    attempts: int
+
+
 class EventRow(msgspec.Struct, frozen=True, kw_only=True):
     """An event with the execution it started (``GET /events/{id}``)."""
 

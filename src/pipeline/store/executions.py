@@ -13,6 +13,7 @@ from pipeline.store.execution_rows import (
     EventRow,
     ExecutionError,
     ExecutionRow,
+    NewError,
     NewEvent,
     NewExecution,
     NewStart,
@@ -33,6 +34,7 @@ __all__ = [
     "EventRow",
     "ExecutionError",
     "ExecutionRow",
+    "NewError",
     "NewEvent",
     "NewExecution",
     "NewStart",
@@ -153,6 +155,14 @@ TASK_SUMMARIES = (
     "WHERE x.id = $1"
 )
 ERROR_LINE = "SELECT classification, message FROM errors WHERE id = $1"
+RECORD_ERROR = (
+    "INSERT INTO errors (id, execution_id, task_id, stage, classification, message, details, "
+    "attempts) VALUES ($1, $2, $3, $4, $5, $6, $7::jsonb, $8)"
+)
+TASK_CONTEXT_FOR_UPDATE = "SELECT task_context FROM events WHERE id = $1 FOR UPDATE"
+SET_TASK_CONTEXT = (
+    "UPDATE events SET task_context = $2::jsonb, updated_at = now() WHERE id = $1"
+)
 LAST_UPDATE_FOR_UPDATE = "SELECT last_update FROM executions WHERE id = $1 FOR UPDATE"
 ACTIVE_IDS = "SELECT id FROM executions WHERE status = ANY($1::text[])"
 STATUS = f"""
@@ -333,6 +343,24 @@ class PgExecutions:
     async def active_ids(self) -> list[uuid.UUID]:
         """The executions that have not ended (the reaper spares their containers)."""
         return [r["id"] for r in await self.conn.fetch(ACTIVE_IDS, list(ACTIVE))]
+
+    async def record_error(self, new: NewError) -> None:
+        """Store an error record of one of the execution's stage runs."""
+        await self.conn.execute(RECORD_ERROR, new.id, new.execution_id, new.task_id,
+                                new.stage, new.classification, new.message,
+                                dumps(new.details), new.attempts)
+
+    async def lock_task_context(self, event_id: uuid.UUID) -> dict[str, Any]:
+        """The event's ``task_context`` ({} when empty), its row locked until the
+        transaction ends; LookupError when there is no such event."""
+        record = await self.conn.fetchrow(TASK_CONTEXT_FOR_UPDATE, event_id)
+        if record is None:
+            raise LookupError(f"no event {event_id}")
+        return dict(loads(record["task_context"]) or {})
+
+    async def set_task_context(self, event_id: uuid.UUID, context: dict[str, Any]) -> None:
+        """Replace the event's ``task_context``."""
+        await self.conn.execute(SET_TASK_CONTEXT, event_id, dumps(context))
 
     async def lock_last_update(self, execution_id: uuid.UUID) -> Any:
         """The last ``execution-update`` payload sent, the execution row locked."""

@@ -12,7 +12,7 @@ import uuid
 from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
 from datetime import datetime, timedelta
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 from pipeline.store.audit import AuditRow, NewAuditEntry
 from pipeline.store.details import DetailParts
@@ -20,6 +20,7 @@ from pipeline.store.executions import (
     EventRow,
     ExecutionError,
     ExecutionRow,
+    NewError,
     NewEvent,
     NewExecution,
     NewStart,
@@ -32,9 +33,9 @@ from pipeline.store.idempotency import KeyRow
 from pipeline.store.leases import LeaseWait, Vacated
 from pipeline.store.notifications import Appended
 from pipeline.store.outbox import Claimed, CommandRow, Fleet, NewCommand
-from pipeline.store.projects import InjectionRow, NewInjection, ProjectRow
+from pipeline.store.projects import InjectionRow, NewInjection, NewResolution, ProjectRow
 from pipeline.store.retention import OldContext
-from pipeline.store.stage_runs import StageRunRow
+from pipeline.store.stage_runs import Claim, Finished, RunKey, StageRunRow
 from pipeline.store.usage import DayUsage, UsageSums
 
 
@@ -96,6 +97,14 @@ class Executions(Protocol):
 
     async def lock_last_update(self, execution_id: uuid.UUID) -> Any: ...
 
+    async def record_error(self, new: NewError) -> None: ...
+
+    async def lock_task_context(self, event_id: uuid.UUID) -> dict[str, Any]:
+        """The event's ``task_context``, its row locked; LookupError: no such event."""
+        ...
+
+    async def set_task_context(self, event_id: uuid.UUID, context: dict[str, Any]) -> None: ...
+
     async def active_ids(self) -> list[uuid.UUID]:
         """The executions that have not ended."""
         ...
@@ -111,6 +120,36 @@ class StageRuns(Protocol):
     async def passes(self, execution_id: uuid.UUID, task_id: str) -> int: ...
 
     async def of_execution(self, execution_id: uuid.UUID) -> list[StageRunRow]: ...
+
+    async def claim(self, key: RunKey, *, command_id: int, owner: str,
+                    lease_seconds: float) -> Claim | None:
+        """Insert the run, or take over one waiting for a retry or whose lease expired;
+        None: finished or held (a duplicate delivery)."""
+        ...
+
+    async def status(self, key: RunKey) -> str | None: ...
+
+    async def renew(self, run_id: int, owner: str, lease_seconds: float) -> str | None:
+        """Extend ``owner``'s lease: the execution's status, or None when it is lost."""
+        ...
+
+    async def finish(self, run_id: int, owner: str, done: Finished) -> datetime | None:
+        """Record the end if ``owner`` still holds the run: when it started, else None."""
+        ...
+
+    async def attempts(self, execution_id: uuid.UUID, task_id: str, stage: str) -> int: ...
+
+    async def result(self, execution_id: uuid.UUID, task_id: str, stage: str, pass_no: int,
+                     attempt: int | None = None) -> dict[str, Any] | None: ...
+
+    async def selection(self, execution_id: uuid.UUID, task_id: str) -> dict[str, Any] | None:
+        ...
+
+    async def selects(self, execution_id: uuid.UUID) -> int: ...
+
+    async def latest_measures(self, execution_id: uuid.UUID) -> dict[str, Any] | None: ...
+
+    async def baseline(self, execution_id: uuid.UUID, key: str) -> dict[str, Any] | None: ...
 
 
 class Outbox(Protocol):
@@ -158,6 +197,16 @@ class Projects(Protocol):
     ) -> None: ...
 
     async def injected_progress(self, project_id: str) -> tuple[int, int]: ...
+
+    async def injection(self, project_id: str, task_id: str) -> InjectionRow | None: ...
+
+    async def add_resolution(self, new: NewResolution) -> None: ...
+
+    async def end_injection(self, project_id: str, task_id: str,
+                            status: Literal["done", "failed"]) -> None: ...
+
+    async def resolutions(self, project_id: str, origin_task_id: str,
+                          execution_id: uuid.UUID) -> int: ...
 
 
 class Idempotency(Protocol):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from typing import Any, Literal
 
 import msgspec
@@ -48,6 +49,19 @@ class InjectionRow(msgspec.Struct, frozen=True, kw_only=True):
     replace_task_id: str | None
     task: dict[str, Any]
     status: str
+    origin_task_id: str | None = None
+    """The task an error-resolution task was made for (None for a person's)."""
+
+
+class NewResolution(msgspec.Struct, frozen=True, kw_only=True):
+    """An error-resolution task the pipeline injects (a priority task) for ``origin_task_id``."""
+
+    project_id: str
+    task_id: str
+    task: dict[str, Any]
+    reason: str
+    source_error_id: uuid.UUID | None
+    origin_task_id: str | None
 
 
 class NewInjection(msgspec.Struct, frozen=True, kw_only=True):
@@ -66,10 +80,29 @@ INJECT = (
     "replace_task_id, task, reason, created_by) SELECT n.id, $1, 'inj-' || n.id, $2, $3, $4, "
     "$5::jsonb, $6, $7 FROM n RETURNING id, task_id"
 )
+_INJECTION_COLUMNS = (
+    "task_id, injection_type, position, replace_task_id, task, status, origin_task_id"
+)
 INJECTIONS = (
-    "SELECT task_id, injection_type, position, replace_task_id, task, status "
-    "FROM injected_tasks WHERE project_id = $1 AND status IN "
+    f"SELECT {_INJECTION_COLUMNS} FROM injected_tasks WHERE project_id = $1 AND status IN "
     "('pending', 'done', 'reviewed', 'failed') ORDER BY id"
+)
+INJECTION = (
+    f"SELECT {_INJECTION_COLUMNS} FROM injected_tasks WHERE project_id = $1 AND task_id = $2"
+)
+RESOLVE = (
+    "INSERT INTO injected_tasks (project_id, task_id, injection_type, task, reason, "
+    "source_error_id, origin_task_id, created_by) VALUES ($1, $2, 'priority', $3::jsonb, $4, "
+    "$5, $6, 'system:pipeline') ON CONFLICT (project_id, task_id) DO NOTHING"
+)
+END_INJECTION = (
+    "UPDATE injected_tasks SET status = $3, completed_at = now() "
+    "WHERE project_id = $1 AND task_id = $2 AND status = 'pending'"
+)
+RESOLUTIONS = (
+    "SELECT count(*) FROM injected_tasks i JOIN errors e ON e.id = i.source_error_id "
+    "WHERE i.project_id = $1 AND i.origin_task_id = $2 "
+    "AND i.status IN ('pending', 'done', 'failed') AND e.execution_id = $3"
 )
 INJECTED_PROGRESS = (
     "SELECT count(*) FILTER (WHERE status = 'done') AS done, count(*) AS total "
@@ -84,6 +117,10 @@ REVIEW_INJECTIONS = (
     "UPDATE injected_tasks SET status = 'reviewed' WHERE project_id = $1 "
     "AND source_error_id IS NOT NULL AND status IN ('done', 'failed')"
 )
+
+
+def injection_of(record: Any) -> InjectionRow:
+    return msgspec.convert({**dict(record), "task": loads(record["task"])}, InjectionRow)
 
 
 class PgProjects:
@@ -112,8 +149,29 @@ class PgProjects:
         """The project's injected tasks still in the list, oldest first (pending, done,
         reviewed, failed)."""
         rows = await self.conn.fetch(INJECTIONS, project_id)
-        return [msgspec.convert({**dict(r), "task": loads(r["task"])}, InjectionRow)
-                for r in rows]
+        return [injection_of(r) for r in rows]
+
+    async def injection(self, project_id: str, task_id: str) -> InjectionRow | None:
+        """The project's injected task ``task_id`` (whatever its status), or None."""
+        r = await self.conn.fetchrow(INJECTION, project_id, task_id)
+        return None if r is None else injection_of(r)
+
+    async def add_resolution(self, new: NewResolution) -> None:
+        """Inject a pending error-resolution task (nothing when the id is taken)."""
+        await self.conn.execute(RESOLVE, new.project_id, new.task_id, dumps(new.task),
+                                new.reason, new.source_error_id, new.origin_task_id)
+
+    async def end_injection(self, project_id: str, task_id: str,
+                            status: Literal["done", "failed"]) -> None:
+        """A pending injected task ends ``done`` or ``failed`` (one that ended stays)."""
+        await self.conn.execute(END_INJECTION, project_id, task_id, status)
+
+    async def resolutions(self, project_id: str, origin_task_id: str,
+                          execution_id: uuid.UUID) -> int:
+        """The error-resolution tasks for ``origin_task_id`` injected for errors of this
+        execution (pending or ended, not reviewed)."""
+        return int(await self.conn.fetchval(RESOLUTIONS, project_id, origin_task_id,
+                                            execution_id))
 
     async def injected_progress(self, project_id: str) -> tuple[int, int]:
         """``(done, done + pending)`` of the injected tasks that add work (not replace)."""

@@ -15,6 +15,7 @@ from pipeline.store.executions import (
     EventRow,
     ExecutionError,
     ExecutionRow,
+    NewError,
     NewEvent,
     NewExecution,
     NewStart,
@@ -189,6 +190,26 @@ class MemoryExecutions(Base):
 
     async def active_ids(self) -> list[uuid.UUID]:
         return [x["id"] for x in self.t.executions.values() if x["status"] in ACTIVE]
+
+    async def record_error(self, new: NewError) -> None:
+        if new.execution_id not in self.t.executions:
+            raise LookupError(f"foreign key: no execution {new.execution_id}")
+        if any(e["id"] == new.id for e in self.t.errors):
+            raise ValueError(f"duplicate error {new.id}")
+        self.t.errors.append({**msgspec.structs.asdict(new),
+                              "details": json_value(new.details), "created_at": self.now()})
+
+    async def lock_task_context(self, event_id: uuid.UUID) -> dict[str, Any]:
+        event = self.t.events.get(event_id)
+        if event is None:
+            raise LookupError(f"no event {event_id}")
+        return dict(copy.deepcopy(event["task_context"]) or {})
+
+    async def set_task_context(self, event_id: uuid.UUID, context: dict[str, Any]) -> None:
+        event = self.t.events.get(event_id)
+        if event is not None:
+            event["task_context"] = json_value(context)
+            event["updated_at"] = self.now()
 
     async def lock_last_update(self, execution_id: uuid.UUID) -> Any:
         values = self.t.executions.get(execution_id)

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import copy
+import uuid
+from typing import Any, Literal
 
 import msgspec
 
 from pipeline.store.memory.base import Base, json_value
-from pipeline.store.projects import InjectionRow, NewInjection, ProjectRow
+from pipeline.store.projects import InjectionRow, NewInjection, NewResolution, ProjectRow
 
 
 class MemoryProjects(Base):
@@ -44,11 +46,41 @@ class MemoryProjects(Base):
                 task["status"] = "reviewed"
 
     async def injections(self, project_id: str) -> list[InjectionRow]:
-        return [InjectionRow(task_id=t["task_id"], injection_type=t["injection_type"],
-                             position=t.get("position"), replace_task_id=t.get("replace_task_id"),
-                             task=copy.deepcopy(t.get("task") or {}), status=t["status"])
-                for t in self.t.injected_tasks if t["project_id"] == project_id
+        return [_injection(t) for t in self.t.injected_tasks if t["project_id"] == project_id
                 and t["status"] in ("pending", "done", "reviewed", "failed")]
+
+    async def injection(self, project_id: str, task_id: str) -> InjectionRow | None:
+        found = self._injected(project_id, task_id)
+        return None if found is None else _injection(found)
+
+    def _injected(self, project_id: str, task_id: str) -> dict[str, Any] | None:
+        return next((t for t in self.t.injected_tasks
+                     if t["project_id"] == project_id and t["task_id"] == task_id), None)
+
+    async def add_resolution(self, new: NewResolution) -> None:
+        if new.project_id not in self.t.projects:
+            raise LookupError(f"foreign key: no project {new.project_id}")
+        if self._injected(new.project_id, new.task_id) is not None:
+            return
+        self.t.injected_tasks.append({
+            **msgspec.structs.asdict(new), "id": next(self.t.ids), "injection_type": "priority",
+            "position": None, "replace_task_id": None, "task": json_value(new.task),
+            "status": "pending", "created_by": "system:pipeline", "created_at": self.now(),
+            "completed_at": None})
+
+    async def end_injection(self, project_id: str, task_id: str,
+                            status: Literal["done", "failed"]) -> None:
+        found = self._injected(project_id, task_id)
+        if found is not None and found["status"] == "pending":
+            found.update(status=status, completed_at=self.now())
+
+    async def resolutions(self, project_id: str, origin_task_id: str,
+                          execution_id: uuid.UUID) -> int:
+        errors = {e["id"] for e in self.t.errors if e["execution_id"] == execution_id}
+        return sum(1 for t in self.t.injected_tasks
+                   if t["project_id"] == project_id and t.get("origin_task_id") == origin_task_id
+                   and t["status"] in ("pending", "done", "failed")
+                   and t.get("source_error_id") in errors)
 
     async def inject(self, new: NewInjection) -> tuple[str, int]:
         if new.project_id not in self.t.projects:
@@ -75,3 +107,10 @@ class MemoryProjects(Base):
                   if t["project_id"] == project_id and t["injection_type"] != "replace"
                   and t["status"] in ("pending", "done")]
         return adding.count("done"), len(adding)
+
+
+def _injection(t: dict[str, Any]) -> InjectionRow:
+    return InjectionRow(task_id=t["task_id"], injection_type=t["injection_type"],
+                        position=t.get("position"), replace_task_id=t.get("replace_task_id"),
+                        task=copy.deepcopy(t.get("task") or {}), status=t["status"],
+                        origin_task_id=t.get("origin_task_id"))
