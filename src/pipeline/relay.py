@@ -63,9 +63,9 @@ class Relay:
 
     async def dispatch_once(self) -> int:
         """Claim and send one batch; returns how many commands were sent."""
-        async with self.store.transaction() as session:
+        async with self.store.tx() as tx:
             batch = await outbox.claim_batch(
-                session, per_customer=self.settings.pipeline.max_inflight_per_customer
+                tx, per_customer=self.settings.pipeline.max_inflight_per_customer
             )
             if not batch:
                 return 0
@@ -74,14 +74,14 @@ class Relay:
                     await asyncio.to_thread(send, self.broker, command_id=command_id, actor=actor)
                 except Exception as exc:
                     raise TransientError(f"broker unavailable: {type(exc).__name__}") from exc
-            await outbox.mark_dispatched(session, [c for c, _ in batch])
+            await outbox.mark_dispatched(tx, [c for c, _ in batch])
         metrics.RELAY_DISPATCHES.inc(len(batch))
         return len(batch)
 
     async def sweep_once(self) -> int:
-        async with self.store.transaction() as session:
+        async with self.store.tx() as tx:
             ids = await outbox.requeue_stale(
-                session, grace_seconds=self.settings.pipeline.dispatch_grace_seconds
+                tx, grace_seconds=self.settings.pipeline.dispatch_grace_seconds
             )
         if ids:
             metrics.RELAY_REQUEUES.inc(len(ids))
@@ -91,8 +91,8 @@ class Relay:
 
     async def refresh_fleet(self) -> outbox.Fleet:
         """Read the fleet gauges from Postgres (``pipeline.metrics.set_fleet``)."""
-        async with self.store.transaction() as session:
-            figures = await outbox.fleet(session)
+        async with self.store.tx() as tx:
+            figures = await outbox.fleet(tx)
         metrics.set_fleet(backlog=figures.backlog, oldest_age=figures.oldest_age,
                           executions=figures.executions, running=figures.running,
                           waiting=figures.waiting)
