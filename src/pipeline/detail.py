@@ -10,7 +10,7 @@ without a database.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 import msgspec
@@ -19,13 +19,9 @@ from pipeline.lifecycle import TRANSITIONS, Action, Status
 from pipeline.store.details import ErrorRecord, StageRunUse
 from pipeline.store.executions import ExecutionRow
 from pipeline.store.port import Tx
+from pipeline.store.usage import combine
 from pipeline.stream import iso
 
-USAGE_FIELDS = ("tokensSent", "tokensReceived", "cost", "cpuSeconds", "peakMemoryBytes",
-                "wallSeconds")
-"""The shared usage object stored per stage run (``stage_runs.usage``)."""
-PEAK = "peakMemoryBytes"
-"""Summed like the others would be meaningless: a task's or execution's peak is the max."""
 CONTROL_ACTIONS = (Action.PAUSE, Action.RESUME, Action.STOP)
 """What a client may do to a running execution (initialize starts a new one)."""
 
@@ -58,29 +54,6 @@ def actions(status: str) -> dict[str, bool]:
     except ValueError:
         return {a.value: False for a in CONTROL_ACTIONS}
     return {a.value: current in TRANSITIONS[a][0] for a in CONTROL_ACTIONS}
-
-
-def _number(value: Any) -> float | int | None:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return None
-    return value
-
-
-def usage_total(usages: Iterable[Mapping[str, Any] | None]) -> dict[str, Any]:
-    """The usage of several stage runs together: each field summed over the runs that
-    reported it (the peak memory is the largest), None when none did."""
-    total: dict[str, Any] = dict.fromkeys(USAGE_FIELDS)
-    for usage in usages:
-        for name in USAGE_FIELDS:
-            value = _number((usage or {}).get(name))
-            if value is None:
-                continue
-            seen = total[name]
-            if seen is None:
-                total[name] = value
-            else:
-                total[name] = max(seen, value) if name == PEAK else seen + value
-    return total
 
 
 def _stages(runs: list[StageRunUse]) -> list[dict[str, Any]]:
@@ -137,7 +110,7 @@ def _task(task_id: str, summary: Mapping[str, Any], runs: list[StageRunUse]) -> 
         "attempts": attempts,
         "criteria": _criteria(runs),
         "stages": _stages(runs),
-        "usage": usage_total(r.usage for r in runs),
+        "usage": combine(r.usage for r in runs),
     }
 
 
@@ -159,7 +132,7 @@ def assemble(rows: DetailRows) -> dict[str, Any]:
         "actions": actions(execution.status),
         "tasks": tasks,
         "stages": _stages(rows.runs),
-        "usage": usage_total(r.usage for r in rows.runs),
+        "usage": combine(r.usage for r in rows.runs),
         "errors": [
             {"errorId": str(e.id), "taskId": e.task_id, "stage": e.stage,
              "classification": e.classification, "message": e.message,
@@ -170,4 +143,4 @@ def assemble(rows: DetailRows) -> dict[str, Any]:
     }
 
 
-__all__ = ["DetailRows", "actions", "assemble", "read", "usage_total"]
+__all__ = ["DetailRows", "actions", "assemble", "read"]

@@ -21,14 +21,9 @@ from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
 from pipeline.metrics import aider_usage
-from pipeline.store.usage import DayUsage, UsageSums
+from pipeline.store.usage import FIELDS, PEAK, DayUsage, UsageSums, combine
 from runner.sandbox.usage import ContainerUsage
 
-FIELDS = ("tokensSent", "tokensReceived", "cost", "cpuSeconds", "peakMemoryBytes",
-          "wallSeconds")
-"""The shared usage object's fields (the stored object adds ``containers``)."""
-PEAK = "peakMemoryBytes"
-"""Combined as the largest; every other field is summed."""
 MAX_RANGE_DAYS = 366
 """The longest report ``GET /usage/{customerId}`` gives (``from`` to ``to`` inclusive)."""
 DEFAULT_RANGE_DAYS = 30
@@ -73,32 +68,18 @@ def containers_usage(containers: Iterable[ContainerUsage | None]) -> dict[str, A
         count += 1
         if one is None:
             continue
-        usage = combine([usage, {"cpuSeconds": one.cpu_seconds, PEAK: one.peak_memory_bytes,
-                                 "wallSeconds": one.wall_seconds}])
+        usage = rounded(combine([usage, {"cpuSeconds": one.cpu_seconds,
+                                         PEAK: one.peak_memory_bytes,
+                                         "wallSeconds": one.wall_seconds}]))
     if count == 0:
         return None
     usage["containers"] = count
     return usage
 
 
-def _number(value: Any) -> int | float | None:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return None
-    return value
-
-
-def combine(usages: Iterable[Mapping[str, Any] | None]) -> dict[str, Any]:
-    """Several usage objects as one: each field summed over those that have it (the peak
-    is the largest), null when none has it."""
-    total = empty()
-    for usage in usages:
-        for name in FIELDS:
-            value = _number((usage or {}).get(name))
-            if value is None:
-                continue
-            seen = total[name]
-            total[name] = value if seen is None else (
-                max(seen, value) if name == PEAK else seen + value)
+def rounded(usage: Mapping[str, Any]) -> dict[str, Any]:
+    """A usage object for display: ``cost`` to 6 places, the seconds to 3."""
+    total = dict(usage)
     if total["cost"] is not None:
         total["cost"] = round(total["cost"], 6)
     for name in ("cpuSeconds", "wallSeconds"):
@@ -141,17 +122,17 @@ def _day(name: str, value: str) -> date:
 def view(sums: UsageSums) -> dict[str, Any]:
     """The usage object of summed runs (``cost`` to 6 places, seconds to 3), with
     ``implementRounds`` and ``containers``."""
-    usage = combine([{
+    usage = rounded(combine([{
         "tokensSent": sums.tokens_sent, "tokensReceived": sums.tokens_received,
         "cost": sums.cost, "cpuSeconds": sums.cpu_seconds, PEAK: sums.peak_memory_bytes,
         "wallSeconds": sums.wall_seconds,
-    }])
+    }]))
     return {**usage, "implementRounds": sums.implement_rounds, "containers": sums.containers}
 
 
 def _totals(days: Sequence[DayUsage]) -> dict[str, Any]:
     views = [view(d.sums) for d in days]
-    return {**combine(views), "implementRounds": sum(v["implementRounds"] for v in views),
+    return {**rounded(combine(views)), "implementRounds": sum(v["implementRounds"] for v in views),
             "containers": sum(v["containers"] for v in views)}
 
 
@@ -194,5 +175,6 @@ __all__ = [
     "parse_range",
     "report",
     "round_usage",
+    "rounded",
     "view",
 ]

@@ -1,4 +1,4 @@
-"""The execution view's pure rules: actions from the transition table, usage totals, and a
+"""The execution view's pure rules: actions from the transition table, and a
 detail assembled from stage runs, task summaries and error records."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from pipeline.detail import DetailRows, actions, assemble, usage_total
+from pipeline.detail import DetailRows, actions, assemble
 from pipeline.lifecycle import Status
 from pipeline.store.details import ErrorRecord
 from pipeline.store.details import StageRunUse as StageRun
@@ -30,19 +30,6 @@ def test_actions_follow_the_transition_table() -> None:
         assert set(got) == {"pause", "resume", "stop"}
         assert {name for name, ok in got.items() if ok} == allowed, status
     assert actions("no-such-status") == {"pause": False, "resume": False, "stop": False}
-
-
-def test_usage_sums_what_was_reported_and_keeps_the_peak() -> None:
-    total = usage_total([
-        {"tokensSent": 100, "tokensReceived": 10, "cost": 0.5, "cpuSeconds": None},
-        None,
-        {"tokensSent": 50, "cost": 0.25, "cpuSeconds": 2.5, "peakMemoryBytes": 300},
-        {"peakMemoryBytes": 200, "wallSeconds": 4.0, "tokensReceived": "7"},  # not a number
-        {"tokensSent": True},  # a bool is not a count
-    ])
-    assert total == {"tokensSent": 150, "tokensReceived": 10, "cost": 0.75,
-                     "cpuSeconds": 2.5, "peakMemoryBytes": 300, "wallSeconds": 4.0}
-    assert usage_total([None, {}]) == dict.fromkeys(total)
 
 
 def _execution(status: str) -> ExecutionRow:

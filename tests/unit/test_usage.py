@@ -81,6 +81,42 @@ def test_containers_sum_cpu_and_wall_and_keep_the_largest_peak() -> None:
     assert containers_usage([]) is None
 
 
+def test_usage_sums_what_was_reported_and_keeps_the_peak() -> None:
+    total = combine([
+        {"tokensSent": 100, "tokensReceived": 10, "cost": 0.5, "cpuSeconds": None},
+        None,
+        {"tokensSent": 50, "cost": 0.25, "cpuSeconds": 2.5, "peakMemoryBytes": 300},
+        {"peakMemoryBytes": 200, "wallSeconds": 4.0, "tokensReceived": "7"},  # not a number
+        {"tokensSent": True},  # a bool is not a count
+    ])
+    assert total == {"tokensSent": 150, "tokensReceived": 10, "cost": 0.75,
+                     "cpuSeconds": 2.5, "peakMemoryBytes": 300, "wallSeconds": 4.0}
+    assert combine([None, {}]) == dict.fromkeys(total)
+
+
+def test_one_sum_serves_the_detail_the_report_and_the_memory_store() -> None:
+    runs = [
+        ("IMPLEMENT", {"tokensSent": 1, "cost": 0.1, "containers": 0}),
+        ("IMPLEMENT", {"tokensSent": 2, "cost": 0.2, "containers": 0}),
+        ("VERIFY", {"cpuSeconds": 0.1, "wallSeconds": 0.0004, "peakMemoryBytes": 7,
+                    "containers": 1}),
+        ("SETUP", {"cpuSeconds": 0.2, "peakMemoryBytes": 5, "containers": 2}),
+    ]
+    total = combine(usage for _, usage in runs)
+    # summed as stored, not rounded: 0.1 + 0.2 is not 0.3 in floating point
+    assert total == {"tokensSent": 3, "tokensReceived": None, "cost": 0.1 + 0.2,
+                     "cpuSeconds": 0.1 + 0.2, "peakMemoryBytes": 7, "wallSeconds": 0.0004}
+    assert total["cost"] != 0.3
+    sums = sum_runs(runs)  # the memory store's sums are the same sum
+    assert (sums.tokens_sent, sums.cost, sums.cpu_seconds, sums.peak_memory_bytes,
+            sums.wall_seconds) == (3, 0.1 + 0.2, 0.1 + 0.2, 7, 0.0004)
+    assert (sums.implement_rounds, sums.containers) == (2, 3)
+    # the report rounds what was summed, for display
+    assert view(sums) == {"tokensSent": 3, "tokensReceived": None, "cost": 0.3,
+                          "cpuSeconds": 0.3, "peakMemoryBytes": 7, "wallSeconds": 0.0,
+                          "implementRounds": 2, "containers": 3}
+
+
 def test_combine_ignores_missing_and_non_numeric_fields() -> None:
     total = combine([{"tokensSent": 5, "cost": None}, None,
                      {"tokensSent": 7, "cost": 0.25, "peakMemoryBytes": True}])

@@ -66,33 +66,53 @@ def _sums(row: Mapping[str, Any]) -> UsageSums:
                            UsageSums)
 
 
-def _number(value: Any) -> int | float | None:
+FIELDS = ("tokensSent", "tokensReceived", "cost", "cpuSeconds", "peakMemoryBytes",
+          "wallSeconds")
+"""The shared usage object's fields (CONTRACTS.md; the stored object adds ``containers``)."""
+PEAK = "peakMemoryBytes"
+"""Combined as the largest; every other field is summed."""
+
+
+def number(value: Any) -> int | float | None:
+    """A usage field's value when it is a number (a bool or a string is none)."""
     if isinstance(value, bool) or not isinstance(value, int | float):
         return None
     return value
 
 
+def combine(usages: Iterable[Mapping[str, Any] | None]) -> dict[str, Any]:
+    """Several usage objects as one, as ``SUMS`` adds them up in SQL: each field summed
+    over those that have it as a number (the peak is the largest), None when none has it.
+
+    The one place usage is added up: the execution detail's totals
+    (``pipeline.detail``), the container and report sums (``pipeline.usage``, which
+    rounds for display) and the memory store's ``sum_runs`` all call it."""
+    total: dict[str, Any] = dict.fromkeys(FIELDS)
+    for usage in usages:
+        for name in FIELDS:
+            value = number((usage or {}).get(name))
+            if value is None:
+                continue
+            seen = total[name]
+            total[name] = value if seen is None else (
+                max(seen, value) if name == PEAK else seen + value)
+    return total
+
+
 _KEYS = {"tokens_sent": "tokensSent", "tokens_received": "tokensReceived", "cost": "cost",
-         "cpu_seconds": "cpuSeconds", "peak_memory_bytes": "peakMemoryBytes",
-         "wall_seconds": "wallSeconds"}
+         "cpu_seconds": "cpuSeconds", "peak_memory_bytes": PEAK, "wall_seconds": "wallSeconds"}
 
 
 def sum_runs(runs: Iterable[tuple[str, Mapping[str, Any]]]) -> UsageSums:
-    """What the SQL computes, over ``(stage, usage object)`` pairs (the memory store's)."""
-    total: dict[str, Any] = dict.fromkeys(_KEYS)
-    rounds = containers = 0
-    for stage, usage in runs:
-        rounds += stage == "IMPLEMENT"
-        containers += int(_number(usage.get("containers")) or 0)
-        for field, key in _KEYS.items():
-            value = _number(usage.get(key))
-            if value is None:
-                continue
-            seen = total[field]
-            total[field] = value if seen is None else (
-                max(seen, value) if field == "peak_memory_bytes" else seen + value)
-    return msgspec.convert({**total, "implement_rounds": rounds, "containers": containers},
-                           UsageSums)
+    """What the SQL computes, over ``(stage, usage object)`` pairs (the memory store's):
+    the usage ``combine``d, with the IMPLEMENT rounds and containers counted."""
+    runs = list(runs)
+    total = combine(usage for _, usage in runs)
+    return msgspec.convert({
+        **{field: total[key] for field, key in _KEYS.items()},
+        "implement_rounds": sum(stage == "IMPLEMENT" for stage, _ in runs),
+        "containers": sum(int(number(usage.get("containers")) or 0) for _, usage in runs),
+    }, UsageSums)
 
 
 class PgUsage:
