@@ -13,7 +13,6 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
 import asyncpg
-from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
@@ -213,18 +212,6 @@ class Store:
         with _pg_errors():
             async with pool.acquire() as conn, conn.transaction():
                 yield PgTx(conn)
-
-    async def scalar(self, sql: str, **params: Any) -> Any:
-        """One read in a transaction of its own: the first column of its only row, or None
-        when it returns no row."""
-        async with self.transaction() as session:
-            return (await session.execute(text(sql), params)).scalar_one_or_none()
-
-    async def row(self, sql: str, **params: Any) -> tuple[Any, ...] | None:
-        """One read in a transaction of its own: its only row, or None."""
-        async with self.transaction() as session:
-            row = (await session.execute(text(sql), params)).one_or_none()
-        return None if row is None else tuple(row)
 
     async def close(self) -> None:
         if self._pool is not None:
