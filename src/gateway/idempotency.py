@@ -71,6 +71,7 @@ async def run(
     key: str | None = None,
     *,
     atomic: bool = True,
+    single: bool = False,
 ) -> Response[bytes]:
     """Run ``operation`` at most once per ``(user, Idempotency-Key)``.
 
@@ -79,10 +80,14 @@ async def run(
     branch, a container run: ``/prep``, ``/implement``, ``/verify``) pass ``atomic=False``:
     they must not hold a transaction open for seconds, nor pull the sandbox's slot
     bookkeeping into it; their response is stored right after they finish.
+
+    ``single``: the operation writes in one transaction of its own (a start), so without
+    a key, when there is no response to store with it, it runs without an outer unit
+    (and may then commit by itself in one statement: ``Store.statement``).
     """
     key = key if key is not None else key_of(request)
     if key is None:
-        if not atomic:
+        if not atomic or single:
             return await operation()
         async with store.unit():
             return await operation()

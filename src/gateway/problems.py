@@ -19,7 +19,7 @@ from litestar.utils.scope.state import ScopeState
 
 from gateway import correlation
 from gateway.validation import collect_errors
-from runner.redact import tenant_redactor
+from runner.redact import Redactor, tenant_redactor
 
 log = structlog.get_logger("devteam.gateway")
 
@@ -69,8 +69,19 @@ def correlation_id(request: Request[Any, Any, Any]) -> str:
     return correlation.ensure(request.scope)
 
 
+def _redactor(request: Request[Any, Any, Any]) -> Redactor:
+    """What tenants read passes through: no secret, and none of the host's paths either.
+
+    The app's ``Services.redactor`` (secrets, credentials, host paths), built once at
+    startup: resolving the host's directories for every problem answer cost more than
+    the rest of a 4xx. Without services (an app not started), one built now."""
+    services = getattr(request.app.state, "services", None)
+    redactor = getattr(services, "redactor", None)
+    return redactor if isinstance(redactor, Redactor) else tenant_redactor()
+
+
 def problem_response(request: Request[Any, Any, Any], problem: Problem) -> Response[bytes]:
-    redactor = tenant_redactor()  # no secret, and none of the host's paths either
+    redactor = _redactor(request)
     body: dict[str, Any] = {
         "type": problem.type,
         "title": problem.title,

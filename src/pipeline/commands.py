@@ -21,7 +21,8 @@ from pipeline.store.executions import (
     NewEvent,
     NewExecution,
     NewStart,
-    StartPoint,
+    StartAttempt,
+    Started,
     new_execution_update,
 )
 from pipeline.store.port import Tx
@@ -69,19 +70,6 @@ def customer_of(project_id: str) -> str:
     return project_id.split("/", 1)[0]
 
 
-async def _start_point(tx: Tx, project_id: str, repository_url: str | None) -> StartPoint:
-    """Create or repoint the project when a URL is given, then lock it and read its
-    latest execution (ProjectNotFound when it does not exist)."""
-    if repository_url is not None:
-        # Whatever the caller checked: a URL carrying credentials is never stored.
-        parse_remote_url(repository_url)
-        await tx.projects.upsert(project_id, customer_of(project_id), repository_url)
-    start = await tx.executions.for_start(project_id)
-    if start is None:
-        raise ProjectNotFound(project_id)
-    return start
-
-
 async def start_execution(
     store: Store,
     *,
@@ -106,79 +94,100 @@ async def start_execution(
     if idempotency_key is not None:
         digest = _request_hash(project_id=project_id, repository_url=repository_url,
                                stop_point=stop_point, task=task, event_data=event_data)
-    async with store.tx() as tx:
-        if idempotency_key is not None and digest is not None:
-            prior = await _prior_start(tx, principal.user_id, project_id,
-                                       idempotency_key, digest)
-            if prior is not None:
-                return prior
-        active = (await _start_point(tx, project_id, repository_url)).latest
-        if active is not None:
-            target(Action.INITIALIZE, active.state)
-        event_id, execution_id = uuid.uuid4(), uuid.uuid4()
-        customer_id = customer_of(project_id)
-        data = dict(event_data or {"projectId": project_id})
-        if task is not None:
-            data.setdefault("task", task)
-        execution = NewExecution(
-            id=execution_id,
+    if repository_url is not None:
+        # Whatever the caller checked: a URL carrying credentials is never stored.
+        parse_remote_url(repository_url)
+    event_id, execution_id = uuid.uuid4(), uuid.uuid4()
+    customer_id = customer_of(project_id)
+    data = dict(event_data or {"projectId": project_id})
+    if task is not None:
+        data.setdefault("task", task)
+    execution = NewExecution(
+        id=execution_id,
+        project_id=project_id,
+        customer_id=customer_id,
+        event_id=event_id,
+        user_id=principal.user_id,
+        status=Status.INITIALIZING.value,
+        stop_point=stop_point,
+        single_task_id=(task or {}).get("id"),
+        correlation_id=principal.correlation_id,
+    )
+    # event, execution, its INIT command, the audit row and the first execution-update
+    # (the execution is new: nothing was sent for it yet) in one statement, gated on the
+    # project existing and having no active execution
+    new = NewStart(
+        event=NewEvent(
+            id=event_id,
+            workflow_type=WORKFLOW_TYPE,
+            data=data,
+            task_context={
+                "nodes": {},
+                "metadata": {
+                    "correlationId": principal.correlation_id,
+                    "executionId": str(execution_id),
+                },
+            },
             project_id=project_id,
-            customer_id=customer_id,
-            event_id=event_id,
             user_id=principal.user_id,
-            status=Status.INITIALIZING.value,
-            stop_point=stop_point,
-            single_task_id=(task or {}).get("id"),
+            idempotency_key=idempotency_key,
+            idempotency_hash=digest,
             correlation_id=principal.correlation_id,
-        )
-        # event, execution, its INIT command, the audit row and the first execution-update
-        # (the execution is new: nothing was sent for it yet) in one statement
-        started = await tx.executions.start(NewStart(
-            event=NewEvent(
-                id=event_id,
-                workflow_type=WORKFLOW_TYPE,
-                data=data,
-                task_context={
-                    "nodes": {},
-                    "metadata": {
-                        "correlationId": principal.correlation_id,
-                        "executionId": str(execution_id),
-                    },
-                },
-                project_id=project_id,
-                user_id=principal.user_id,
-                idempotency_key=idempotency_key,
-                idempotency_hash=digest,
-                correlation_id=principal.correlation_id,
-            ),
-            execution=execution,
-            command=outbox.new_command(
-                StageCommand(execution_id=str(execution_id), stage=Stage.INIT),
-                customer_id=customer_id, correlation_id=principal.correlation_id),
-            audit=NewAuditEntry(
-                user_id=principal.user_id,
-                action="execution.start",
-                project_id=project_id,
-                execution_id=execution_id,
-                correlation_id=principal.correlation_id,
-                details={
-                    "eventId": str(event_id),
-                    "stopPoint": stop_point,
-                    "taskId": (task or {}).get("id"),
-                },
-            ),
-            kind="execution-update",
-            payload=new_execution_update(execution),
-            created_at=datetime.now(UTC),
-        ))
-        command_id = started.command_id
-        return StartResult(
-            event_id=event_id,
+        ),
+        execution=execution,
+        command=outbox.new_command(
+            StageCommand(execution_id=str(execution_id), stage=Stage.INIT),
+            customer_id=customer_id, correlation_id=principal.correlation_id),
+        audit=NewAuditEntry(
+            user_id=principal.user_id,
+            action="execution.start",
+            project_id=project_id,
             execution_id=execution_id,
-            command_id=command_id,
-            status=Status.INITIALIZING.value,
             correlation_id=principal.correlation_id,
-        )
+            details={
+                "eventId": str(event_id),
+                "stopPoint": stop_point,
+                "taskId": (task or {}).get("id"),
+            },
+        ),
+        kind="execution-update",
+        payload=new_execution_update(execution),
+        created_at=datetime.now(UTC),
+    )
+    if idempotency_key is None and repository_url is None:
+        # the start is its only statement: a transaction by itself (one round trip)
+        async with store.statement() as q:
+            started = _started(await q.executions.start_checked(new), project_id)
+    else:
+        async with store.tx() as tx:
+            if idempotency_key is not None and digest is not None:
+                prior = await _prior_start(tx, principal.user_id, project_id,
+                                           idempotency_key, digest)
+                if prior is not None:
+                    return prior
+            if repository_url is not None:
+                await tx.projects.upsert(project_id, customer_id, repository_url)
+            started = _started(await tx.executions.start_checked(new), project_id)
+    return StartResult(
+        event_id=event_id,
+        execution_id=execution_id,
+        command_id=started.command_id,
+        status=Status.INITIALIZING.value,
+        correlation_id=principal.correlation_id,
+    )
+
+
+def _started(attempt: StartAttempt, project_id: str) -> Started:
+    """The start made, or why not: ProjectNotFound, or the TransitionError of starting
+    from the latest execution's status (raised inside the transaction: it rolls back)."""
+    if attempt.started is not None:
+        return attempt.started
+    if not attempt.found:
+        raise ProjectNotFound(project_id)
+    if attempt.latest_status is not None:
+        target(Action.INITIALIZE, Status(attempt.latest_status))
+    raise RuntimeError(f"{project_id}: the start did not happen, though its latest "
+                       f"execution is {attempt.latest_status}")
 
 
 def _request_hash(**parts: Any) -> str:

@@ -82,7 +82,8 @@ async def initialize(
             202,
         )
 
-    return await idempotency.run(store_of(request), request, principal, operation)
+    return await idempotency.run(store_of(request), request, principal, operation,
+                                 single=True)
 
 
 @get(

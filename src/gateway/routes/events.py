@@ -79,7 +79,8 @@ async def create_event(
             202,
         )
 
-    return await idempotency.run(store_of(request), request, principal, operation)
+    return await idempotency.run(store_of(request), request, principal, operation,
+                                 single=True)
 
 
 @get(

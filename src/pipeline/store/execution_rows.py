@@ -284,3 +284,13 @@ def new_execution_update(new: NewExecution) -> dict[str, Any]:
     """The ``execution-update`` payload of an execution as inserted (no task yet)."""
     return {"status": new.status, "stage": None, "taskId": None, "progress": 0,
             "branch": None, "completedTasks": 0, "totalTasks": 0}
+
+
+class StartAttempt(msgspec.Struct, frozen=True, kw_only=True):
+    """What ``executions.start_checked`` did: ``started``, or why not: the project does
+    not exist (``found`` false) or its latest execution is active (``latest_status``)."""
+
+    found: bool
+    latest_status: str | None
+    """The status of the project's latest execution before this start (None: none ran)."""
+    started: Started | None

@@ -20,6 +20,7 @@ from pipeline.store.execution_rows import (
     PriorStart,
     SetupRow,
     SlotWaitRow,
+    StartAttempt,
     Started,
     StartPoint,
     StatusRow,
@@ -42,6 +43,7 @@ __all__ = [
     "PriorStart",
     "SetupRow",
     "SlotWaitRow",
+    "StartAttempt",
     "StartPoint",
     "Started",
     "StatusRow",
@@ -120,6 +122,42 @@ START = (
     "SELECT x.*, c.id AS command_id, p.pos AS pos, "
     f"pg_notify('{OUTBOX_CHANNEL}', '') AS outbox_notified, "
     f"pg_notify('{STREAM_CHANNEL}', p.pos::text) AS stream_notified FROM x, c, p"
+)
+START_CHECKED = (
+    # START gated in the same statement on what FOR_START reads: the project's row locked
+    # (starts of one project queue here), and its latest execution not active (the rule
+    # of lifecycle's INITIALIZE and of the uq_executions_active_project index). Nothing is
+    # written when the gate is closed; the row then says why (found, latest_status).
+    # One statement, so it may run on its own, committed by itself: the stream position's
+    # row lock is then held from its UPDATE to the commit, never across a client round trip.
+    "WITH p AS (SELECT project_id FROM projects WHERE project_id = $5::text FOR UPDATE), "
+    f"l AS (SELECT status FROM executions WHERE project_id = $5::text {_LATEST_ORDER}), "
+    "g AS (SELECT FROM p WHERE NOT EXISTS (SELECT FROM l WHERE l.status IN "
+    "('initializing','running','paused','stopping'))), "
+    "e AS (INSERT INTO events (id, workflow_type, data, task_context, project_id, "
+    "user_id, idempotency_key, idempotency_hash, correlation_id) SELECT $1::uuid, $2::text, "
+    "$3::jsonb, $4::jsonb, $5, $6::text, $7::text, $8::text, $9::text FROM g), "
+    "x AS (INSERT INTO executions (id, project_id, customer_id, event_id, user_id, status, "
+    "stop_point, single_task_id, correlation_id, last_seq, last_update) SELECT $10::uuid, "
+    "$5, $11::text, $1, $6, $12::text, $13::text, $14::text, $9, 1, $15::jsonb FROM g "
+    f"RETURNING {COLUMNS}), "
+    "c AS (INSERT INTO outbox (execution_id, customer_id, actor, payload, correlation_id, "
+    "available_at) SELECT $10, $11, $16::text, $17::jsonb, $9, "
+    "now() + make_interval(secs => $18::float8) FROM x RETURNING id), "
+    "a AS (INSERT INTO audit_log (user_id, action, project_id, execution_id, "
+    "correlation_id, details) SELECT $6, $19::text, $5, $10, $9, $20::jsonb FROM x), "
+    "s AS (UPDATE stream_position SET pos = pos + 1 WHERE id = 1 "
+    "AND EXISTS (SELECT FROM x) RETURNING pos), "
+    "n AS (INSERT INTO notifications (pos, execution_id, seq, customer_id, project_id, "
+    "type, payload, created_at) SELECT s.pos, $10, 1, $11, $5, $21::text, $15::jsonb, "
+    "$22::timestamptz FROM s) "
+    "SELECT EXISTS (SELECT FROM p) AS found, (SELECT status FROM l) AS latest_status, "
+    "x.*, c.id AS command_id, s.pos AS pos, "
+    f"CASE WHEN s.pos IS NOT NULL THEN pg_notify('{OUTBOX_CHANNEL}', '') END "
+    "AS outbox_notified, "
+    f"CASE WHEN s.pos IS NOT NULL THEN pg_notify('{STREAM_CHANNEL}', s.pos::text) END "
+    "AS stream_notified FROM (SELECT) o LEFT JOIN x ON true LEFT JOIN c ON true "
+    "LEFT JOIN s ON true"
 )
 SETTABLE = frozenset(c.strip() for c in COLUMNS.split(",")) - {
     "id", "project_id", "customer_id", "event_id", "user_id", "correlation_id", "started_at",
@@ -228,6 +266,16 @@ def status_of(record: Any) -> StatusRow:
     return StatusRow(execution=execution, setup=setup, wait=wait, usage=usage)
 
 
+def _start_params(new: NewStart) -> tuple[Any, ...]:
+    """The parameters of ``START`` and ``START_CHECKED`` ($1...$22)."""
+    ev, ex, cmd, audit = new.event, new.execution, new.command, new.audit
+    return (ev.id, ev.workflow_type, dumps(ev.data), dumps(ev.task_context), ev.project_id,
+            ev.user_id, ev.idempotency_key, ev.idempotency_hash, ev.correlation_id, ex.id,
+            ex.customer_id, ex.status, ex.stop_point, ex.single_task_id, dumps(new.payload),
+            cmd.actor, dumps(cmd.payload), float(cmd.delay_seconds), audit.action,
+            dumps(audit.details), new.kind, new.created_at)
+
+
 class PgExecutions:
     def __init__(self, conn: Conn) -> None:
         self.conn = conn
@@ -272,19 +320,25 @@ class PgExecutions:
         """Write a start (``NewStart``) in one statement; the relay and the stream are
         notified at commit."""
         new.check()
-        ev, ex, cmd, audit = new.event, new.execution, new.command, new.audit
-        payload = dumps(new.payload)
-        record = await self.conn.fetchrow(
-            START, ev.id, ev.workflow_type, dumps(ev.data), dumps(ev.task_context),
-            ev.project_id, ev.user_id, ev.idempotency_key, ev.idempotency_hash,
-            ev.correlation_id, ex.id, ex.customer_id, ex.status, ex.stop_point,
-            ex.single_task_id, payload, cmd.actor, dumps(cmd.payload),
-            float(cmd.delay_seconds), audit.action, dumps(audit.details), new.kind,
-            new.created_at)
+        record = await self.conn.fetchrow(START, *_start_params(new))
         values = dict(record)
         command_id, pos = int(values.pop("command_id")), int(values.pop("pos"))
         del values["outbox_notified"], values["stream_notified"]
         return Started(execution=execution_of(values), command_id=command_id, pos=pos)
+
+    async def start_checked(self, new: NewStart) -> StartAttempt:
+        """``start`` if the project exists and its latest execution is not active, with
+        the project's row locked: one statement (``StartAttempt`` says what happened)."""
+        new.check()
+        record = await self.conn.fetchrow(START_CHECKED, *_start_params(new))
+        values = dict(record)
+        found, latest = bool(values.pop("found")), values.pop("latest_status")
+        command_id, pos = values.pop("command_id"), values.pop("pos")
+        del values["outbox_notified"], values["stream_notified"]
+        if command_id is None:
+            return StartAttempt(found=found, latest_status=latest, started=None)
+        return StartAttempt(found=found, latest_status=latest, started=Started(
+            execution=execution_of(values), command_id=int(command_id), pos=int(pos)))
 
     async def set_fields(self, execution_id: uuid.UUID, fields: dict[str, Any]) -> None:
         """Change columns of an execution (``SETTABLE`` only) and its ``updated_at``."""
@@ -340,10 +394,6 @@ class PgExecutions:
             return StartPoint(latest=None)
         return StartPoint(latest=execution_of(values))
 
-    async def active_ids(self) -> list[uuid.UUID]:
-        """The executions that have not ended (the reaper spares their containers)."""
-        return [r["id"] for r in await self.conn.fetch(ACTIVE_IDS, list(ACTIVE))]
-
     async def record_error(self, new: NewError) -> None:
         """Store an error record of one of the execution's stage runs."""
         await self.conn.execute(RECORD_ERROR, new.id, new.execution_id, new.task_id,
@@ -361,6 +411,10 @@ class PgExecutions:
     async def set_task_context(self, event_id: uuid.UUID, context: dict[str, Any]) -> None:
         """Replace the event's ``task_context``."""
         await self.conn.execute(SET_TASK_CONTEXT, event_id, dumps(context))
+
+    async def active_ids(self) -> list[uuid.UUID]:
+        """The executions that have not ended (the reaper spares their containers)."""
+        return [r["id"] for r in await self.conn.fetch(ACTIVE_IDS, list(ACTIVE))]
 
     async def lock_last_update(self, execution_id: uuid.UUID) -> Any:
         """The last ``execution-update`` payload sent, the execution row locked."""

@@ -25,6 +25,7 @@ from pipeline.store.executions import (
     NewExecution,
     NewStart,
     PriorStart,
+    StartAttempt,
     Started,
     StartPoint,
     StatusRow,
@@ -93,6 +94,11 @@ class Executions(Protocol):
     async def start(self, new: NewStart) -> Started:
         """The event, the execution, its first command, the audit row and the first
         notification, written at once."""
+        ...
+
+    async def start_checked(self, new: NewStart) -> StartAttempt:
+        """``start`` if the project exists and its latest execution is not active (the
+        project's row locked): one statement, so it may run outside a transaction."""
         ...
 
     async def lock_last_update(self, execution_id: uuid.UUID) -> Any: ...
@@ -397,6 +403,10 @@ class StorePort(Protocol):
 
     def reads(self) -> AbstractAsyncContextManager[Tx]:
         """The queries outside a transaction (each its own statement): single reads."""
+        ...
+
+    def statement(self) -> AbstractAsyncContextManager[Tx]:
+        """One statement that is a transaction by itself (committed when it returns)."""
         ...
 
     def unit(self) -> AbstractAsyncContextManager[None]: ...

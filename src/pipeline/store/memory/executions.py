@@ -21,6 +21,7 @@ from pipeline.store.executions import (
     NewStart,
     PriorStart,
     SetupRow,
+    StartAttempt,
     Started,
     StartPoint,
     StatusRow,
@@ -125,6 +126,17 @@ class MemoryExecutions(Base):
         row = self._row(self.t.executions[new.execution.id])
         return Started(execution=row, command_id=command_id, pos=appended.first_pos)
 
+    async def start_checked(self, new: NewStart) -> StartAttempt:
+        new.check()
+        project_id = new.event.project_id
+        if project_id not in self.t.projects:
+            return StartAttempt(found=False, latest_status=None, started=None)
+        latest = self._latest(project_id)
+        status = None if latest is None else str(latest["status"])
+        if status in ACTIVE:
+            return StartAttempt(found=True, latest_status=status, started=None)
+        return StartAttempt(found=True, latest_status=status, started=await self.start(new))
+
     async def set_fields(self, execution_id: uuid.UUID, fields: dict[str, Any]) -> None:
         unknown = sorted(set(fields) - SETTABLE)
         if unknown:
@@ -188,9 +200,6 @@ class MemoryExecutions(Base):
         values = self._latest(project_id)
         return StartPoint(latest=None if values is None else self._row(values))
 
-    async def active_ids(self) -> list[uuid.UUID]:
-        return [x["id"] for x in self.t.executions.values() if x["status"] in ACTIVE]
-
     async def record_error(self, new: NewError) -> None:
         if new.execution_id not in self.t.executions:
             raise LookupError(f"foreign key: no execution {new.execution_id}")
@@ -210,6 +219,9 @@ class MemoryExecutions(Base):
         if event is not None:
             event["task_context"] = json_value(context)
             event["updated_at"] = self.now()
+
+    async def active_ids(self) -> list[uuid.UUID]:
+        return [x["id"] for x in self.t.executions.values() if x["status"] in ACTIVE]
 
     async def lock_last_update(self, execution_id: uuid.UUID) -> Any:
         values = self.t.executions.get(execution_id)

@@ -114,6 +114,11 @@ class MemoryStore:
             yield tx
 
     @contextlib.asynccontextmanager
+    async def statement(self) -> AsyncIterator[MemoryTx]:
+        async with self.tx() as tx:
+            yield tx
+
+    @contextlib.asynccontextmanager
     async def unit(self) -> AsyncIterator[None]:
         async with self._begin() as tx:
             token = self._unit.set(tx)
