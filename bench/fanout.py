@@ -2,12 +2,13 @@
 
     .venv/bin/python bench/fanout.py [--json] [--seconds 10] [--rate 200] [--fanout 10]
                                      [--metrics-both] [--scrape-seconds 1]
+                                     [--compare-src DIR] [--runs 1,1000] [--replays 0]
 
 One ``devteam serve`` subprocess on a throwaway database (copied from the migrated
 template, dropped at the end). Measured in one run:
 
 - latency: events are written at ``--rate`` per second, one notification per transaction,
-  by the product's own path: ``pipeline.stream.append`` in a ``Store.transaction()``. The
+  by the product's own path (the log sink's): ``pipeline.stream.append_alone``. The
   writer takes ``time.perf_counter()`` just before the transaction begins (write issued,
   the same point the baseline's clock starts) and keys it by the frame's cursor (its
   ``id``, returned by ``append``). Clients record ``perf_counter()`` when a frame arrives
@@ -37,9 +38,19 @@ without, measures every run against both (alternating which goes first) and repo
 and the overhead of metrics (on minus off). The live stream's own counters are updated in
 both: the setting turns off ``/metrics`` and the per-request instrumentation.
 
+``--compare-src DIR`` is an A/B of code: a second gateway runs another source tree's
+``src`` (``DIR``, e.g. ``git archive HEAD~3 src | tar -x -C /tmp/base`` then
+``--compare-src /tmp/base/src``; it goes first on ``PYTHONPATH``, so it shadows this tree's
+editable install), on the same database, alternating which goes first, and the report adds
+the difference (this tree minus the other) beside both.
+
+Each run also reports ``write``: the writer's own share (write issued → commit returned),
+which the product's latency includes and the bare NOTIFY's does not.
+
 Prints tables and, last, one JSON line (``p50_ms``/``p99_ms`` are the 1,000-client run;
 with ``--metrics-both`` the top-level figures are the metrics-on gateway's, beside
-``metrics_off`` and ``metrics_overhead``).
+``metrics_off`` and ``metrics_overhead``; with ``--compare-src`` this tree's, beside
+``compared`` and ``compare_delta``).
 """
 
 from __future__ import annotations
@@ -192,6 +203,10 @@ class Writer:
 
     def __init__(self, store: Any) -> None:
         self.store = store
+        self.write_ms: list[float] = []
+        """Write issued → commit returned, ms, since the last ``at_rate``."""
+        self.returned: dict[int, float] = {}
+        """Cursor → when its commit returned, since the last ``at_rate``."""
 
     async def append(self, execution_id: uuid.UUID, payload: dict[str, Any]
                      ) -> tuple[int, float]:
@@ -200,8 +215,10 @@ class Writer:
         from pipeline import stream
 
         issued = time.perf_counter()
-        async with self.store.transaction() as session:
-            frames = await stream.append(session, execution_id, [("execution-log", payload)])
+        frames = await stream.append_alone(self.store, execution_id, [("execution-log", payload)])
+        returned = time.perf_counter()
+        self.write_ms.append((returned - issued) * 1000)
+        self.returned[int(frames[0].id)] = returned
         return int(frames[0].id), issued
 
     async def at_rate(self, targets: list[tuple[uuid.UUID, str]], rate: float, seconds: float
@@ -209,6 +226,8 @@ class Writer:
         """Write ``rate`` events per second for ``seconds``, round robin over ``targets``;
         returns cursor → (time issued, project)."""
         committed: dict[int, tuple[float, str]] = {}
+        self.write_ms = []
+        self.returned = {}
         payload = {"level": "info", "stage": "BENCH", "taskId": "1", "lines": ["x" * 80]}
         start = time.perf_counter()
         for i in range(int(rate * seconds)):
@@ -256,6 +275,11 @@ class RunResult:
     probe_ms: list[float] = field(default_factory=list)
     missing: int = 0
     duplicates: int = 0
+    write_ms: list[float] = field(default_factory=list)
+    """The writer's own share: write issued → commit returned."""
+    after_commit_ms: list[float] = field(default_factory=list)
+    """Commit returned (to the writer) → frame received: the gateway's share, and the
+    client's, less the commit's trip back to the writer (so it can be below 0)."""
     samples: list[tuple[float, int, float]] = field(default_factory=list)
     """(time issued, client, latency ms) for --dump."""
     gateway_cpu: float = float("nan")
@@ -337,7 +361,8 @@ async def run_latency(url: str, gateway_pid: int, token: str, writer: Writer, na
         for j, got in enumerate(frames):
             received[i + j * procs] = got
     result = RunResult(name, len(subscriptions), 0, len(committed), handshakes_ms=handshakes,
-                       probe_ms=probe_ms, gateway_cpu=100 * (cpu1 - cpu0) / (t1 - t0),
+                       probe_ms=probe_ms, write_ms=list(writer.write_ms),
+                       gateway_cpu=100 * (cpu1 - cpu0) / (t1 - t0),
                        host_busy=100 * (host1[0] - host0[0]) / max(1, host1[1] - host0[1]),
                        scrapes=scraper.done if scraper else 0)
     per_event: dict[int, int] = {}
@@ -354,6 +379,7 @@ async def run_latency(url: str, gateway_pid: int, token: str, writer: Writer, na
             seen.add(pos)
             per_event[pos] = per_event.get(pos, 0) + 1
             result.latencies_ms.append((t - committed[pos][0]) * 1000)
+            result.after_commit_ms.append((t - writer.returned[pos]) * 1000)
             result.samples.append((committed[pos][0], client, (t - committed[pos][0]) * 1000))
         result.missing += len(expected - seen)
     result.fanout = max(per_event.values()) if per_event else 0
@@ -512,9 +538,11 @@ def report(measured: dict[str, Any], args: argparse.Namespace, as_json: bool) ->
     if len(results) == 1:
         result = next(iter(results.values()))
     else:
-        on, off = results["metrics_on"], results["metrics_off"]
+        first, second = results
+        on, off = results[first], results[second]
         overhead = {key: rnd(on[key] - off[key], 3) for key in on
-                    if key.startswith(("p50_ms", "p99_ms", "gateway_cpu", "replay", "handshake"))
+                    if key.startswith(("p50_ms", "p99_ms", "gateway_cpu", "replay", "handshake",
+                                       "after_commit"))
                     and isinstance(on[key], float) and isinstance(off[key], float)}
         rows = []
         for key in ("1", "100", "1000", "broadcast"):
@@ -524,17 +552,33 @@ def report(measured: dict[str, Any], args: argparse.Namespace, as_json: bool) ->
                          overhead[f"p50_ms_{key}"], on[f"p99_ms_{key}"],
                          off[f"p99_ms_{key}"], overhead[f"p99_ms_{key}"],
                          _pct(on[f"p99_ms_{key}"], off[f"p99_ms_{key}"]),
-                         on.get(f"gateway_cpu_pct_{key}"), off.get(f"gateway_cpu_pct_{key}")])
+                         on.get(f"gateway_cpu_pct_{key}"), off.get(f"gateway_cpu_pct_{key}"),
+                         on.get(f"after_commit_p50_ms_{key}"),
+                         off.get(f"after_commit_p50_ms_{key}"),
+                         on.get(f"after_commit_p99_ms_{key}"),
+                         off.get(f"after_commit_p99_ms_{key}")])
+        if first == "metrics_on":
+            a, b = "on", "off"
+            title = "Metrics overhead: the same runs against a gateway with metrics on and off"
+            what = (f"on: DEVTEAM_METRICS_ENABLED=true, /metrics scraped every "
+                    f"{args.scrape_seconds:g} s while measured ({on['metrics_scrapes']} "
+                    "scrapes); off: false.")
+        else:
+            a, b = "this", "other"
+            title = "A/B: the same runs against this tree's gateway and --compare-src's"
+            what = f"this: {Path.cwd()}; other: {args.compare_src}."
         print_table(
-            "Metrics overhead: the same runs against a gateway with metrics on and off",
-            ["clients", "p50 on", "p50 off", "Δp50 ms", "p99 on", "p99 off", "Δp99 ms",
-             "Δp99 %", "gw CPU on", "gw CPU off"], rows,
-            [(f"on: DEVTEAM_METRICS_ENABLED=true, /metrics scraped every "
-              f"{args.scrape_seconds:g} s while measured ({on['metrics_scrapes']} scrapes); "
-              "off: false. Same database, runs alternate which gateway goes first."),
-             ("Δ = on minus off; differences within a run-to-run spread of a few ms are "
-              "noise on a shared 2-core host.")])
-        result = {**on, "metrics_off": off, "metrics_overhead": overhead}
+            title,
+            ["clients", f"p50 {a}", f"p50 {b}", "Δp50 ms", f"p99 {a}", f"p99 {b}", "Δp99 ms",
+             "Δp99 %", f"gw CPU {a}", f"gw CPU {b}", f"ac p50 {a}", f"ac p50 {b}",
+             f"ac p99 {a}", f"ac p99 {b}"], rows,
+            [f"{what} Same database, runs alternate which gateway goes first.",
+             (f"Δ = {a} minus {b}; differences within a run-to-run spread of a few ms are "
+              "noise on a shared 2-core host. ac: after commit (commit returned → frame "
+              "received), ms: the gateway's share without the write's.")])
+        result = ({**on, "metrics_off": off, "metrics_overhead": overhead}
+                  if first == "metrics_on" else
+                  {**on, "compared": off, "compare_delta": overhead})
     if as_json:
         emit_json(result)
 
@@ -552,6 +596,12 @@ def report_one(m: dict[str, Any], args: argparse.Namespace, label: str) -> dict[
         s = stats(r.latencies_ms)
         rows.append([r.name, r.fanout, r.events, s["n"], s["p50"], s["p95"], s["p99"], s["max"],
                      r.missing, r.duplicates, f"{r.gateway_cpu:.0f}%", f"{r.host_busy:.0f}%"])
+        w = stats(r.write_ms)
+        rows.append([f"  write ({r.name})", "-", r.events, w["n"], w["p50"], w["p95"], w["p99"],
+                     w["max"], "-", "-", "-", "-"])
+        a = stats(r.after_commit_ms)
+        rows.append([f"  after commit ({r.name})", "-", r.events, a["n"], a["p50"], a["p95"],
+                     a["p99"], a["max"], "-", "-", "-", "-"])
     rows.append(["bare LISTEN/NOTIFY", "-", len(m["baseline"]), base["n"], base["p50"],
                  base["p95"], base["p99"], base["max"], "-", "-", "-", "-"])
     print_table(
@@ -567,6 +617,10 @@ def report_one(m: dict[str, Any], args: argparse.Namespace, label: str) -> dict[
             (f"in the '{args.broadcast} clients, all' run every client follows every project: "
              f"{args.rate:g} × {args.broadcast} frames/s."),
             "bare LISTEN/NOTIFY: NOTIFY issued → callback on a LISTENing connection.",
+            ("write: the writer's own share of the run above it (write issued → commit "
+             "returned), included in the run's figures, not in the bare NOTIFY's; after "
+             "commit: commit returned → frame received, the gateway's share (and the "
+             "client's)."),
             ("gw CPU: the gateway process, % of one core while events were written; host busy: "
              f"all {os.cpu_count()} CPUs, other work on the machine included."),
         ],
@@ -612,6 +666,10 @@ def report_one(m: dict[str, Any], args: argparse.Namespace, label: str) -> dict[
         result[f"p50_ms_{key}"] = rnd(s["p50"], 3)
         result[f"p99_ms_{key}"] = rnd(s["p99"], 3)
         result[f"gateway_cpu_pct_{key}"] = rnd(runs.get(key, empty).gateway_cpu, 1)
+        result[f"write_p99_ms_{key}"] = rnd(stats(runs.get(key, empty).write_ms)["p99"], 3)
+        after = stats(runs.get(key, empty).after_commit_ms)
+        result[f"after_commit_p50_ms_{key}"] = rnd(after["p50"], 3)
+        result[f"after_commit_p99_ms_{key}"] = rnd(after["p99"], 3)
     result["baseline_notify_p50_ms"] = rnd(base["p50"], 3)
     result["baseline_notify_p99_ms"] = rnd(base["p99"], 3)
     result["replay_10k_s"] = rnd(replay_s, 3)
@@ -645,11 +703,17 @@ def main() -> int:
                         help="Measure a gateway with metrics and one without in one run.")
     parser.add_argument("--scrape-seconds", type=float, default=1.0,
                         help="With --metrics-both: how often /metrics is scraped.")
+    parser.add_argument("--compare-src", default="",
+                        help="A/B: also measure a gateway running this source tree's src.")
     parser.add_argument("--fleet", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.fleet:
         asyncio.run(fleet_main())
         return 0
+    if args.metrics_both and args.compare_src:
+        parser.error("--metrics-both and --compare-src are separate runs")
+    if args.compare_src and not (Path(args.compare_src) / "gateway").is_dir():
+        parser.error(f"--compare-src {args.compare_src}: no gateway package there")
     if 1000 % args.fanout or 100 % args.fanout:
         parser.error("--fanout must divide 100")
     from runner.settings import reset_settings_cache
@@ -662,12 +726,17 @@ def main() -> int:
         reset_settings_cache()
         procs = Processes(env=dict(os.environ), logdir=Path(tmp) / "logs")
         try:
-            variants = ({"metrics_on": "true", "metrics_off": "false"} if args.metrics_both
-                        else {"": ""})
+            variants: dict[str, dict[str, str]] = {"": {}}
+            if args.metrics_both:
+                variants = {"metrics_on": {"DEVTEAM_METRICS_ENABLED": "true"},
+                            "metrics_off": {"DEVTEAM_METRICS_ENABLED": "false"}}
+            elif args.compare_src:
+                other = str(Path(args.compare_src).resolve())
+                path = os.pathsep.join(filter(None, [other, os.environ.get("PYTHONPATH")]))
+                variants = {"this_tree": {}, "compared": {"PYTHONPATH": path}}
             gateways: dict[str, tuple[str, int]] = {}
-            for label, enabled in variants.items():
-                gateway = (procs.gateway(DEVTEAM_METRICS_ENABLED=enabled) if enabled
-                           else procs.gateway())
+            for label, extra in variants.items():
+                gateway = procs.gateway(None, **extra)
                 gateways[label] = (gateway.url, gateway.pid)
             measured = asyncio.run(measure(args, db_url, gateways))
         finally:
