@@ -1,10 +1,13 @@
 """The gateway's live stream: one LISTEN connection, many subscribers, replay from the table.
 
-The hub keeps one LISTEN connection on ``devteam_stream``; a NOTIFY carries only a pointer
-(the last position written). On each wake-up the hub reads every row after the last one it
-published, in ``pos`` order (see pipeline/stream.py for why that order is safe), encodes
-each frame once, and offers it to every subscriber whose token and filters match. A poll
-every second covers a lost NOTIFY; when the LISTEN connection drops, the hub reconnects with
+The hub keeps one LISTEN connection on ``devteam_stream``; a NOTIFY carries the rows its
+transaction appended when they fit (else the last position written; see
+pipeline/store/notifications.py). Notifications arrive in commit order, which is ``pos``
+order (see pipeline/stream.py for why that order is safe): the hub publishes the rows a
+NOTIFY carries when they follow the last one it published, and otherwise (a gap, a
+position only, a reconnect, the poll every second) reads every row after the last one it
+published from the table. Each frame is encoded once and offered to every subscriber
+whose token and filters match. When the LISTEN connection drops, the hub reconnects with
 backoff and catches up from the table, so subscribers lose nothing.
 
 Each subscriber has a bounded queue. A subscriber that cannot keep up (queue full) is told
@@ -21,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections import deque
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -45,6 +49,8 @@ from pipeline import metrics
 from pipeline.db import asyncpg_dsn
 from pipeline.listen import listen_forever
 from pipeline.prd import task_of, update_fields
+from pipeline.store.notifications import SELECT_ROWS, PgNotifications, StreamRow, notified
+from pipeline.store.notifications import stream_row as _stream_row
 from pipeline.stream import STREAM_CHANNEL, iso
 from runner.settings import Settings
 
@@ -53,6 +59,8 @@ log = structlog.get_logger("devteam.fanout")
 LEVELS = {"debug": 10, "info": 20, "warning": 30, "error": 40}
 PAGE = 500
 POLL_SECONDS = 1.0
+MAX_NOTES = 10_000
+"""NOTIFYs kept while the pump is busy; beyond that they are dropped and the table read."""
 READ_BACKOFF = wait_exponential(multiplier=0.5, max=5.0)
 """Between attempts of a failed read of new rows: 0.5 s, doubling, at most 5 s."""
 _READ_ERRORS = (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError)
@@ -93,38 +101,30 @@ def control_frame(payload: ControlPayload, project_id: str | None = None) -> byt
     )
 
 
-def _item(row: asyncpg.Record) -> Item:
-    ts = iso(row["created_at"])
-    payload = msgspec.Raw(row["payload"].encode())  # stored through its type (pipeline.frames)
+def _item(row: StreamRow) -> Item:
+    ts = iso(row.created_at)
+    payload = row.payload  # stored through its type (pipeline.frames)
     frame: UpdateFrame[str, msgspec.Raw] | StoredFrame[str, msgspec.Raw]
-    if row["type"] == "execution-update":
-        status, progress = update_fields(row["status"], row["stage"], row["task_id"],
-                                         row["completed"], row["total"])
+    if row.type == "execution-update":
+        status, progress = update_fields(row.status, row.stage, row.task_id,
+                                         row.completed, row.total)
         frame = UpdateFrame(
-            id=str(row["pos"]), type=row["type"], ts=ts, timestamp=ts,
-            customer_id=row["customer_id"], project_id=row["project_id"],
-            execution_id=str(row["execution_id"]), task_id=task_of(row["task_id"]),
-            seq=int(row["seq"]), status=status, progress=progress, payload=payload)
+            id=str(row.pos), type=row.type, ts=ts, timestamp=ts,
+            customer_id=row.customer_id, project_id=row.project_id,
+            execution_id=row.execution_id, task_id=task_of(row.task_id),
+            seq=row.seq, status=status, progress=progress, payload=payload)
     else:
         frame = StoredFrame(
-            id=str(row["pos"]), type=row["type"], ts=ts, timestamp=ts,
-            customer_id=row["customer_id"], project_id=row["project_id"],
-            execution_id=str(row["execution_id"]), task_id=task_of(row["task_id"]),
-            seq=int(row["seq"]), payload=payload)
+            id=str(row.pos), type=row.type, ts=ts, timestamp=ts,
+            customer_id=row.customer_id, project_id=row.project_id,
+            execution_id=row.execution_id, task_id=task_of(row.task_id),
+            seq=row.seq, payload=payload)
     return Item(
-        pos=int(row["pos"]), project_id=row["project_id"], customer_id=row["customer_id"],
-        type=row["type"], level=LEVELS.get(row["level"] or "info", 20),
+        pos=row.pos, project_id=row.project_id, customer_id=row.customer_id,
+        type=row.type, level=LEVELS.get(row.level or "info", 20),
         data=_ENCODER.encode(frame),
     )
 
-
-_SELECT = (
-    "SELECT pos, execution_id, seq, customer_id, project_id, type, payload::text AS payload, "
-    "payload->>'level' AS level, payload->>'taskId' AS task_id, "
-    "payload->>'status' AS status, payload->>'stage' AS stage, "
-    "payload->>'completedTasks' AS completed, payload->>'totalTasks' AS total, "
-    "created_at FROM notifications "
-)
 _RETENTION_REASON = ("frames up to {pruned} are no longer kept (retention): reload the "
                      "state you show; the frames still kept follow")
 
@@ -215,6 +215,10 @@ class Hub:
         self.published = 0
         self.pool: asyncpg.Pool | None = None
         self._wake = asyncio.Event()
+        self._notes: deque[str] = deque()
+        """NOTIFY payloads not yet handled, in the order they arrived."""
+        self._catch_up = True
+        """Read the table at the next wake-up (the LISTEN connection was (re)made)."""
         self._reader: asyncpg.Connection | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self.listen_connected = asyncio.Event()
@@ -282,8 +286,7 @@ class Hub:
     async def head(self) -> int:
         """The last position committed (frames after it are "from now")."""
         assert self.pool is not None
-        return int(await self.pool.fetchval("SELECT pos FROM stream_position WHERE id = 1",
-                                            timeout=QUERY_TIMEOUT))
+        return await PgNotifications(self.pool).head(seconds=QUERY_TIMEOUT)
 
     async def read(self, after: int, upto: int, sub: Subscriber) -> tuple[list[Item], int]:
         """Rows ``after < pos <= upto`` this subscriber may see, oldest first, one page;
@@ -300,10 +303,10 @@ class Hub:
             args += [projects or [], customers or []]
         rows = await self.pool.fetch(
             f"SELECT w.pruned_pos, n.* FROM stream_position w LEFT JOIN LATERAL "
-            f"({_SELECT}{where} ORDER BY pos LIMIT {PAGE}) n ON true WHERE w.id = 1",
+            f"({SELECT_ROWS}{where} ORDER BY pos LIMIT {PAGE}) n ON true WHERE w.id = 1",
             *args, timeout=QUERY_TIMEOUT)
         pruned = int(rows[0]["pruned_pos"]) if rows else 0
-        return [_item(r) for r in rows if r["pos"] is not None], pruned
+        return [_item(_stream_row(r)) for r in rows if r["pos"] is not None], pruned
 
     async def subscribe(self, sub: Subscriber, since: int | None) -> int:
         """Register ``sub`` and return its starting cursor (``since``, or now when None).
@@ -365,17 +368,22 @@ class Hub:
 
     # -- background ---------------------------------------------------------------------
     async def _pump(self) -> None:
-        """Wake on NOTIFY (or every POLL_SECONDS), read the new rows, offer them.
+        """Wake on NOTIFY (or every POLL_SECONDS); offer the rows the NOTIFYs carry while
+        they follow on from the last row published, else read the new rows and offer them.
 
         It reads on a connection of its own: no pool slot to wait for behind replays, and
-        one round trip per wake-up. A failed read drops that connection and is retried on a
+        one round trip per read. A failed read drops that connection and is retried on a
         new one (tenacity, ``READ_BACKOFF``) until it succeeds."""
         try:
             while True:
-                with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(POLL_SECONDS):
-                        await self._wake.wait()
+                if not self._notes and not self._catch_up:
+                    with contextlib.suppress(TimeoutError):
+                        async with asyncio.timeout(POLL_SECONDS):
+                            await self._wake.wait()
                 self._wake.clear()
+                if not self._catch_up and self._publish_notified():
+                    continue
+                self._catch_up = False
                 async for attempt in AsyncRetrying(
                     retry=retry_if_exception_type(_READ_ERRORS), wait=READ_BACKOFF,
                     before_sleep=self._read_failed,
@@ -403,23 +411,51 @@ class Hub:
 
     async def _publish_new(self, conn: asyncpg.Connection) -> None:
         while True:
-            rows = await conn.fetch(
-                f"{_SELECT}WHERE pos > $1 ORDER BY pos LIMIT {PAGE}", self.published,
-                timeout=QUERY_TIMEOUT,
-            )
-            now = datetime.now(UTC)
-            for row in rows:
-                metrics.STREAM_LAG.observe(max(0.0, (now - row["created_at"]).total_seconds()))
-                item = _item(row)
-                self.published = item.pos
-                for sub in self._targets(item):
-                    sub.offer(item)
+            rows = await PgNotifications(conn).after(self.published, PAGE,
+                                                     seconds=QUERY_TIMEOUT)
+            self._publish(rows)
             if len(rows) < PAGE:
                 return
 
+    def _publish_notified(self) -> bool:
+        """Offer the rows the pending NOTIFYs carry, in order, while each batch follows on
+        from the last row published; False when the table must be read (no NOTIFY: a
+        poll; one carrying only its position; a gap)."""
+        if not self._notes:
+            return False
+        while self._notes:
+            last, rows = notified(self._notes.popleft())
+            if last <= self.published:
+                continue  # already read from the table
+            if not rows or rows[0].pos != self.published + 1:
+                return False
+            self._publish(rows)
+        return True
+
+    def _publish(self, rows: list[StreamRow]) -> None:
+        now = datetime.now(UTC)
+        for row in rows:
+            metrics.STREAM_LAG.observe(max(0.0, (now - row.created_at).total_seconds()))
+            item = _item(row)
+            self.published = item.pos
+            for sub in self._targets(item):
+                sub.offer(item)
+
     async def _listen(self) -> None:
-        await listen_forever(self.dsn, STREAM_CHANNEL, self._wake.set, name="fanout",
-                             connected=self._connected)
+        await listen_forever(self.dsn, STREAM_CHANNEL, self._woken, name="fanout",
+                             connected=self._connected, notified=self._notified)
+
+    def _woken(self) -> None:
+        """The LISTEN connection is (re)made: catch up from the table."""
+        self._catch_up = True
+        self._wake.set()
+
+    def _notified(self, payload: str) -> None:
+        if len(self._notes) >= MAX_NOTES:  # the pump is stuck reading: the table will do
+            self._notes.clear()
+            self._catch_up = True
+        self._notes.append(payload)
+        self._wake.set()
 
     def _connected(self, up: bool) -> None:
         if up:

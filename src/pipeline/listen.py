@@ -38,9 +38,11 @@ async def listen_forever(
     stopping: asyncio.Event | None = None,
     connected: Callable[[bool], None] | None = None,
     first_backoff: float = 0.1,
+    notified: Callable[[str], None] | None = None,
 ) -> None:
     """LISTEN on ``channel`` until cancelled (or ``stopping`` is set); call ``wake`` on
     every notification and after every (re)connect; report ``connected(True/False)``.
+    With ``notified``, a notification calls it with its payload instead of ``wake``.
 
     A lost connection is reconnected at once; failed attempts back off (tenacity) from
     ``first_backoff`` doubling to ``MAX_BACKOFF_SECONDS``, afresh after each connection."""
@@ -62,7 +64,8 @@ async def listen_forever(
                 wait=wait_exponential(multiplier=first_backoff, max=MAX_BACKOFF_SECONDS),
             ):
                 with attempt:
-                    await _listen_until_lost(dsn, channel, wake, stopped, connected)
+                    await _listen_until_lost(dsn, channel, wake, stopped, connected,
+                                             notified)
         except RetryError:
             return  # stopping while the connection kept failing
 
@@ -73,6 +76,7 @@ async def _listen_until_lost(
     wake: Callable[[], None],
     stopped: Callable[[], bool],
     connected: Callable[[bool], None] | None,
+    notified: Callable[[str], None] | None = None,
 ) -> None:
     """One connection: LISTEN, wake the owner, probe it, return when it is lost or on
     ``stopping``; raise when it cannot be made or a probe fails."""
@@ -80,7 +84,10 @@ async def _listen_until_lost(
     try:
         lost = asyncio.Event()
         conn.add_termination_listener(lambda _c, lost=lost: lost.set())
-        await conn.add_listener(channel, lambda *_: wake())
+        if notified is None:
+            await conn.add_listener(channel, lambda *_: wake())
+        else:
+            await conn.add_listener(channel, lambda _c, _pid, _ch, payload: notified(payload))
         if connected is not None:
             connected(True)
         wake()  # catch up with whatever was committed while we were away

@@ -145,5 +145,5 @@ class LogSink:
             }
             if dropped:
                 payload["dropped"] = dropped
-            async with self.store.transaction() as session:
-                await stream.append(session, self.execution_id, [("execution-log", payload)])
+            await stream.append_alone(self.store, self.execution_id,
+                                      [("execution-log", payload)])

@@ -6,7 +6,9 @@ transaction commits: a transaction that got positions 11..12 cannot commit befor
 one that got 10 has, so readers following ``pos`` see rows strictly in order and never
 skip one. That lock is the price of a single cursor per client; ``append`` is therefore
 the last statement of every transaction that notifies, so the lock is held for one round
-trip plus the commit. NOTIFY is sent once per transaction with a pointer, never the data.
+trip plus the commit. NOTIFY is sent once per append with the rows it wrote when they
+fit in one (else the last position; see ``store.notifications``): the gateway sends
+them without reading the table back, and reads it whenever it finds a gap.
 
 An ``execution-update`` identical to the last one sent for its execution is not appended
 (the execution row keeps that payload in ``last_update``): a stage that ends where it
@@ -27,7 +29,7 @@ from pipeline import prd
 from pipeline.frames import payload_of
 from pipeline.store import common, notifications
 from pipeline.store.pg import as_tx
-from pipeline.store.port import Tx
+from pipeline.store.port import StorePort, Tx
 
 STREAM_CHANNEL = notifications.STREAM_CHANNEL
 iso = common.iso
@@ -138,3 +140,18 @@ async def append(
         )
         for i, (kind, payload) in enumerate(frames)
     ]
+
+
+async def append_alone(
+    store: StorePort, execution_id: uuid.UUID, frames: Sequence[tuple[str, dict[str, Any]]]
+) -> list[Frame]:
+    """``append`` in a transaction of its own, for frames that commit with nothing else
+    (the log sink's batches). Without an ``execution-update`` (whose previous payload is
+    read under the execution's lock first) ``append`` is one statement, sent alone: it is
+    its own transaction, one round trip instead of BEGIN, the statement and COMMIT, and
+    the NOTIFY leaves as soon as it ends. An update takes a transaction."""
+    if any(kind == "execution-update" for kind, _ in frames):
+        async with store.tx() as tx:
+            return await append(tx, execution_id, frames)
+    async with store.reads() as alone:
+        return await append(alone, execution_id, frames)
