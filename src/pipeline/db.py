@@ -13,7 +13,6 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
 import asyncpg
-from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
@@ -186,11 +185,6 @@ class Store:
             async with pool.acquire() as conn:
                 yield PgTx(conn)
 
-    async def listen(self, channel: str, on_notify: Callable[[str], None]) -> PgListening:
-        """A connection of its own LISTENing on ``channel`` (``store.listen``)."""
-        with _pg_errors():
-            return await listen(self._dsn, channel, on_notify)
-
     @contextlib.asynccontextmanager
     async def statement(self) -> AsyncIterator[PgTx]:
         """The store port for one statement that is a whole transaction by itself
@@ -199,6 +193,11 @@ class Store:
         not held until the client's next message. Inside a ``unit()`` it joins the unit."""
         async with self.reads() as tx:
             yield tx
+
+    async def listen(self, channel: str, on_notify: Callable[[str], None]) -> PgListening:
+        """A connection of its own LISTENing on ``channel`` (``store.listen``)."""
+        with _pg_errors():
+            return await listen(self._dsn, channel, on_notify)
 
     async def pool(self) -> Any:
         """The asyncpg pool, created at first use (one per store, so one per app)."""
@@ -222,18 +221,6 @@ class Store:
         with _pg_errors():
             async with pool.acquire() as conn, conn.transaction():
                 yield PgTx(conn)
-
-    async def scalar(self, sql: str, **params: Any) -> Any:
-        """One read in a transaction of its own: the first column of its only row, or None
-        when it returns no row."""
-        async with self.transaction() as session:
-            return (await session.execute(text(sql), params)).scalar_one_or_none()
-
-    async def row(self, sql: str, **params: Any) -> tuple[Any, ...] | None:
-        """One read in a transaction of its own: its only row, or None."""
-        async with self.transaction() as session:
-            row = (await session.execute(text(sql), params)).one_or_none()
-        return None if row is None else tuple(row)
 
     async def close(self) -> None:
         if self._pool is not None:
