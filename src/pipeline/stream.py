@@ -153,5 +153,5 @@ async def append_alone(
     if any(kind == "execution-update" for kind, _ in frames):
         async with store.tx() as tx:
             return await append(tx, execution_id, frames)
-    async with store.reads() as alone:
+    async with store.statement() as alone:
         return await append(alone, execution_id, frames)

@@ -151,19 +151,28 @@ async def ws_stream(socket: WebSocket[Any, Any, Any]) -> None:
         await socket.close(code=CLOSE_UNAVAILABLE, reason="the stream is unavailable; try again")
         return
     reader: asyncio.Task[None] | None = None
+    sender: asyncio.Task[None] | None = None
     expiry = asyncio.create_task(_until(principal.valid_until))
     try:
         await socket.send_text(_established(query).decode())
         reader = asyncio.create_task(_read_client(socket, query.project))
-        async for item in _with_stop(hub.frames(sub, cursor), reader, expiry):
-            await socket.send_text(_encode(item, query.project).decode())
+        sender = asyncio.create_task(_send_frames(socket, hub.frames(sub, cursor),
+                                                  query.project))
+        # until the client goes away, the token expires or sending fails; a frame not
+        # sent by then is replayed from the client's cursor
+        await asyncio.wait({sender, reader, expiry}, return_when=asyncio.FIRST_COMPLETED)
+        if sender.done():
+            sender.result()
         if expiry.done():
+            sender.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await sender
             await socket.close(code=CLOSE_UNAUTHORIZED, reason=EXPIRED)
     except (WebSocketDisconnect, ConnectionError, RuntimeError):
         pass
     finally:
         hub.remove(sub)
-        for task in (reader, expiry):
+        for task in (sender, reader, expiry):
             if task is not None:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError, Exception):
@@ -183,28 +192,16 @@ def _established(query: StreamQuery) -> bytes:
         resumed_from=None if query.since is None else str(query.since)), query.project)
 
 
-async def _with_stop(
-    frames: AsyncIterator[Item], *stops: asyncio.Task[None]
-) -> AsyncIterator[Item]:
-    """Yield frames until one of ``stops`` (the client went away, the token expired)
-    finishes; a frame ready at the same moment is not sent (the cursor replays it)."""
-    iterator = frames.__aiter__()
+async def _send_frames(socket: WebSocket[Any, Any, Any], frames: AsyncIterator[Item],
+                       project: str | None) -> None:
+    """Send every frame of ``frames`` (run as a task of its own, cancelled when the client
+    goes away or the token expires: one task per socket, not one per frame)."""
     try:
-        while not any(stop.done() for stop in stops):
-            nxt = asyncio.ensure_future(iterator.__anext__())
-            done, _ = await asyncio.wait({nxt, *stops}, return_when=asyncio.FIRST_COMPLETED)
-            if done - {nxt}:
-                nxt.cancel()
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await nxt
-                return
-            try:
-                yield nxt.result()
-            except StopAsyncIteration:
-                return
+        async for item in frames:
+            await socket.send_text(_encode(item, project).decode())
     finally:
         with contextlib.suppress(Exception):
-            await iterator.aclose()  # type: ignore[attr-defined]
+            await frames.aclose()  # type: ignore[attr-defined]
 
 
 CONTROL_ITEMS = {"resync", REPLAY_COMPLETE}
