@@ -1,9 +1,9 @@
 """One LISTEN connection kept alive: reconnect with backoff, wake the owner on every NOTIFY.
 
 The relay (outbox channel) and the gateway's fanout (stream channel) both need the same
-thing: a dedicated connection that LISTENs, notices when it is gone (a termination
-callback, plus a ``SELECT 1`` every few seconds for half-open connections), and comes back
-with exponential backoff (tenacity). After every (re)connect the owner is woken once, so
+thing: a dedicated connection that LISTENs (``store.listen``), notices when it is gone (a
+termination callback, plus a probe every few seconds for half-open connections), and
+comes back with exponential backoff (tenacity). After every (re)connect the owner is woken once, so
 whatever was committed while the connection was away is caught up from the table.
 """
 
@@ -13,7 +13,6 @@ import asyncio
 import contextlib
 from collections.abc import Callable
 
-import asyncpg
 import structlog
 from tenacity import (
     AsyncRetrying,
@@ -22,6 +21,8 @@ from tenacity import (
     retry_if_exception_type,
     wait_exponential,
 )
+
+from pipeline.store.listen import listen
 
 log = structlog.get_logger("devteam.listen")
 
@@ -80,22 +81,16 @@ async def _listen_until_lost(
 ) -> None:
     """One connection: LISTEN, wake the owner, probe it, return when it is lost or on
     ``stopping``; raise when it cannot be made or a probe fails."""
-    conn = await asyncpg.connect(dsn, timeout=5)
+    listening = await listen(dsn, channel,
+                             notified if notified is not None else lambda _payload: wake())
     try:
-        lost = asyncio.Event()
-        conn.add_termination_listener(lambda _c, lost=lost: lost.set())
-        if notified is None:
-            await conn.add_listener(channel, lambda *_: wake())
-        else:
-            await conn.add_listener(channel, lambda _c, _pid, _ch, payload: notified(payload))
         if connected is not None:
             connected(True)
         wake()  # catch up with whatever was committed while we were away
-        while not lost.is_set() and not stopped():
+        while not listening.lost.is_set() and not stopped():
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(lost.wait(), timeout=PROBE_SECONDS)
-            if not lost.is_set():
-                await conn.execute("SELECT 1")  # detect half-open connections
+                await asyncio.wait_for(listening.lost.wait(), timeout=PROBE_SECONDS)
+            if not listening.lost.is_set():
+                await listening.probe()  # detect half-open connections
     finally:
-        with contextlib.suppress(Exception):
-            await conn.close(timeout=1)
+        await listening.close()
