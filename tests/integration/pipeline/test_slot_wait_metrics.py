@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import time
-
-from sqlalchemy import text
 
 from pipeline import metrics
 from pipeline.slots import PgSlotLimiter
@@ -27,17 +24,15 @@ async def test_a_wait_for_a_slot_is_counted_for_its_customer_and_a_free_slot_is_
     await asyncio.to_thread(limiter.acquire, "slotco", "slotco-a", 30)
     assert _count("slotco") == before[0]
     # When a second container of slotco asks, waits, and gets the slot once it is freed
-    waiter = asyncio.create_task(asyncio.to_thread(limiter.acquire, "slotco", "slotco-b", 30))
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
-        async with store.transaction() as session:
-            waiting = (await session.execute(text(
-                "SELECT count(*) FROM sandbox_leases WHERE holder = 'slotco-b' "
-                "AND granted_at IS NULL"))).scalar_one()
-        if waiting:
-            break
-        await asyncio.sleep(0.05)
-    assert waiting == 1
+    loop, reported = asyncio.get_running_loop(), asyncio.Event()
+    waiter = asyncio.create_task(asyncio.to_thread(
+        limiter.acquire, "slotco", "slotco-b", 30,
+        on_wait=lambda _wait: loop.call_soon_threadsafe(reported.set)))
+    async with asyncio.timeout(20):  # a guard: no timing is asserted
+        await reported.wait()
+    async with store.reads() as tx:
+        wait = await tx.leases.wait("slotco-b")
+    assert wait is not None and wait.holder == "slotco-b"
     await asyncio.to_thread(limiter.release, "slotco-a")
     await waiter
     # Then exactly that wait was counted, for slotco only
