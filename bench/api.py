@@ -1,7 +1,7 @@
 """API benchmark: POST /events and GET status latency at 32 concurrent loopback clients.
 
     .venv/bin/python bench/api.py [--json] [--requests 2000] [--clients 32] [--rounds 4]
-                                  [--metrics-both]
+                                  [--metrics-both | --compare-src DIR]
 
 One ``devteam serve`` subprocess on a throwaway database (copied from the migrated
 template, dropped at the end; no relay or worker runs, so nothing but the gateway and
@@ -22,6 +22,15 @@ they see the same machine load (the machine is shared: the table shows the load 
 ``--metrics-both`` runs two gateways on the same database, one with Prometheus metrics
 (``DEVTEAM_METRICS_ENABLED=true``, the default) and one without, alternating them in every
 round, and reports both and the overhead of metrics.
+``--compare-src DIR`` is an A/B of code the same way: the second gateway runs another
+source tree's ``src`` (``DIR``, e.g. ``git archive HEAD~3 src | tar -x -C /tmp/base`` then
+``--compare-src /tmp/base/src``; first on ``PYTHONPATH``, so it shadows this tree's
+editable install); the JSON adds ``compared`` and ``compare_delta`` (this minus other).
+
+Each phase also reports CPU per request (from ``/proc``): the gateway's (its process
+group, so every worker) and the database's (the Postgres backends connected to the
+throwaway database). On a shared machine these move much less with the load than the
+latencies do, so they are the figures to compare across runs.
 Latency is from writing the request to reading the whole response; ``events_post_rps`` is
 the events sent divided by the wall time of the events phases. Prints a table and, last,
 one JSON line (with ``--json``).
@@ -102,6 +111,8 @@ class Phase:
     latencies: list[float] = field(default_factory=list)
     wall: float = 0.0
     errors: list[str] = field(default_factory=list)
+    gateway_cpu: float = 0.0
+    db_cpu: float = 0.0
 
 
 Job = tuple[str, str, bytes | None]
@@ -128,6 +139,70 @@ async def run_phase(conns: list[Connection], token: str, jobs: list[Job], phase:
         phase.wall += time.perf_counter() - started
 
 
+# ---------------------------------------------------------------------------- CPU
+_TICK = os.sysconf("SC_CLK_TCK")
+
+
+def _cpu_of(stat: str) -> float:
+    """utime + stime of a ``/proc/<pid>/stat`` line, in seconds."""
+    fields = stat[stat.rindex(")") + 2:].split()
+    return (int(fields[11]) + int(fields[12])) / _TICK
+
+
+def group_cpu(pgid: int) -> float:
+    """CPU seconds used so far by the processes of group ``pgid`` (a gateway's workers)."""
+    total = 0.0
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                stat = Path(f"/proc/{entry}/stat").read_text()
+            except OSError:
+                continue
+            if int(stat[stat.rindex(")") + 2:].split()[2]) == pgid:
+                total += _cpu_of(stat)
+    return total
+
+
+def pids_cpu(pids: list[int]) -> dict[int, float]:
+    cpu = {}
+    for pid in pids:
+        try:
+            cpu[pid] = _cpu_of(Path(f"/proc/{pid}/stat").read_text())
+        except OSError:
+            continue
+    return cpu
+
+
+async def backends(db_url: str) -> list[int]:
+    """The Postgres backends connected to the benchmark's database (but this one)."""
+    dsn = db_url.replace("postgresql+asyncpg://", "postgresql://", 1)
+    conn = await asyncpg.connect(dsn)
+    try:
+        return [r[0] for r in await conn.fetch(
+            "SELECT pid FROM pg_stat_activity WHERE datname = current_database() "
+            "AND pid <> pg_backend_pid()")]
+    finally:
+        await conn.close()
+
+
+class CpuMeter:
+    """CPU seconds of one gateway and of the database's backends around a phase."""
+
+    def __init__(self, db_url: str, pgid: int) -> None:
+        self.db_url, self.pgid = db_url, pgid
+        self.gateway = 0.0
+        self.db: dict[int, float] = {}
+
+    async def start(self) -> None:
+        self.db = pids_cpu(await backends(self.db_url))
+        self.gateway = group_cpu(self.pgid)
+
+    async def stop(self, phase: Phase) -> None:
+        phase.gateway_cpu += group_cpu(self.pgid) - self.gateway
+        now = pids_cpu(await backends(self.db_url))
+        phase.db_cpu += sum(cpu - self.db.get(pid, 0.0) for pid, cpu in now.items())
+
+
 # ---------------------------------------------------------------------------- the run
 def event(project: str) -> bytes:
     return msgspec.json.encode({"workflow_type": "DEVTEAM_AUTOMATION",
@@ -149,10 +224,11 @@ async def seed(db_url: str, count: int, prefix: str = "p") -> None:
         await conn.close()
 
 
-async def measure(args: argparse.Namespace, db_url: str, ports: dict[str, int], token: str
-                  ) -> dict[str, dict[str, Phase]]:
-    """Phases per gateway (``ports``: label → port); the gateways take turns in every
-    round, in alternating order, so they see the same machine load."""
+async def measure(args: argparse.Namespace, db_url: str, ports: dict[str, int], token: str,
+                  pids: dict[str, int]) -> dict[str, dict[str, Phase]]:
+    """Phases per gateway (``ports``: label → port, ``pids``: label → its process group);
+    the gateways take turns in every round, in alternating order, so they see the same
+    machine load."""
     per_round = args.requests // args.rounds
     labels = list(ports)
     prefix = {label: "p" if len(ports) == 1 else f"{label}-" for label in labels}
@@ -169,13 +245,18 @@ async def measure(args: argparse.Namespace, db_url: str, ports: dict[str, int], 
         phases = runs[label]
         cs = [await Connection.open("127.0.0.1", ports[label]) for _ in range(args.clients)]
         projects = [f"{CUSTOMER}/{prefix[label]}{i}" for i in range(first, first + count)]
+        jobs: dict[str, list[Job]] = {
+            "baseline": [("GET", "/health/live", None)] * count,
+            "events_post": [("POST", "/events", event(p)) for p in projects],
+            "status_get": [("GET", status_path(p), None) for p in projects],
+        }
+        meter = CpuMeter(db_url, pids[label])
         try:
-            await run_phase(cs, token, [("GET", "/health/live", None)] * count,
-                            phases["baseline"], record=record)
-            await run_phase(cs, token, [("POST", "/events", event(p)) for p in projects],
-                            phases["events_post"], record=record)
-            await run_phase(cs, token, [("GET", status_path(p), None) for p in projects],
-                            phases["status_get"], record=record)
+            for name, phase_jobs in jobs.items():
+                await meter.start()
+                await run_phase(cs, token, phase_jobs, phases[name], record=record)
+                if record:
+                    await meter.stop(phases[name])
         finally:
             for conn in cs:
                 conn.close()
@@ -194,6 +275,15 @@ def report(runs: dict[str, dict[str, Phase]], args: argparse.Namespace,
     results = {label: report_one(phases, args, load, label) for label, phases in runs.items()}
     if len(results) == 1:
         result = next(iter(results.values()))
+    elif "compared" in results:
+        this, other = results["this_tree"], results["compared"]
+        result = {**this, "compared": other, "compare_delta": {
+            key: rnd(this[key] - other[key]) for key in this
+            if key.endswith(("_ms", "_rps")) and this[key] is not None
+            and other[key] is not None}}
+        print_table("A/B: this tree minus --compare-src", ["measure", "difference"],
+                    [[k, v] for k, v in result["compare_delta"].items()],
+                    ["negative ms = this tree faster; positive rps = this tree serves more"])
     else:
         on, off = results["metrics_on"], results["metrics_off"]
         result = {**results, "overhead_pct": {
@@ -212,12 +302,15 @@ def report_one(phases: dict[str, Phase], args: argparse.Namespace,
     for phase in phases.values():
         s = stats(phase.latencies)
         rps = len(phase.latencies) / phase.wall if phase.wall else float("nan")
+        n = len(phase.latencies) or 1
         rows.append([phase.name, s["n"], s["p50"], s["p95"], s["p99"], s["max"], rps,
+                     1000 * phase.gateway_cpu / n, 1000 * phase.db_cpu / n,
                      len(phase.errors)])
     print_table(
         f"API at {args.clients} concurrent loopback clients"
         + (f" ({label})" if label != "gateway" else ""),
-        ["measure", "n", "p50 ms", "p95 ms", "p99 ms", "max ms", "req/s", "errors"], rows,
+        ["measure", "n", "p50 ms", "p95 ms", "p99 ms", "max ms", "req/s", "gateway CPU ms/req",
+         "db CPU ms/req", "errors"], rows,
         [f"load average before/after: {load[0]} / {load[1]} (2 shared cores)",
          "baseline = GET /health/live in the same app (no token, no database)"],
     )
@@ -232,6 +325,9 @@ def report_one(phases: dict[str, Phase], args: argparse.Namespace,
         "status_get_p99_ms": rnd(stats(status.latencies)["p99"]),
         "baseline_p50_ms": rnd(stats(base.latencies)["p50"]),
         "baseline_p99_ms": rnd(stats(base.latencies)["p99"]),
+        **{f"{name}_{part}_cpu_ms": rnd(1000 * cpu / (len(phase.latencies) or 1), 3)
+           for name, phase in phases.items()
+           for part, cpu in (("gateway", phase.gateway_cpu), ("db", phase.db_cpu))},
         "errors": sum(len(p.errors) for p in phases.values()),
         "load_average": load[1],
     }
@@ -247,7 +343,13 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=4, help="Interleaved rounds.")
     parser.add_argument("--metrics-both", action="store_true",
                         help="Compare a gateway with metrics and one without in one run.")
+    parser.add_argument("--compare-src", default="",
+                        help="A/B of code: a second gateway runs this src directory's code.")
     args = parser.parse_args()
+    if args.metrics_both and args.compare_src:
+        parser.error("--metrics-both and --compare-src are separate runs")
+    if args.compare_src and not (Path(args.compare_src) / "gateway").is_dir():
+        parser.error(f"--compare-src {args.compare_src}: no gateway package there")
     from gateway.auth import mint
     from runner.settings import get_settings, reset_settings_cache
 
@@ -263,16 +365,22 @@ def main() -> int:
         procs = Processes(env=dict(os.environ), logdir=Path(tmp) / "logs")
         try:
             ports: dict[str, int] = {}
-            variants = ({"metrics_on": "true", "metrics_off": "false"} if args.metrics_both
-                        else {"gateway": ""})
-            for label, enabled in variants.items():
-                gateway = (procs.gateway(DEVTEAM_METRICS_ENABLED=enabled) if enabled
-                           else procs.gateway())
+            pids: dict[str, int] = {}
+            variants: dict[str, dict[str, str]] = {"gateway": {}}
+            if args.metrics_both:
+                variants = {"metrics_on": {"DEVTEAM_METRICS_ENABLED": "true"},
+                            "metrics_off": {"DEVTEAM_METRICS_ENABLED": "false"}}
+            elif args.compare_src:
+                other = str(Path(args.compare_src).resolve())
+                path = os.pathsep.join(filter(None, [other, os.environ.get("PYTHONPATH")]))
+                variants = {"this_tree": {}, "compared": {"PYTHONPATH": path}}
+            for label, extra in variants.items():
+                gateway = procs.gateway(**extra)
                 assert gateway.port is not None
-                ports[label] = gateway.port
+                ports[label], pids[label] = gateway.port, gateway.pid
                 note(f"{label} on {gateway.url}; {args.requests} requests of each kind, "
                      f"{args.clients} clients")
-            phases = asyncio.run(measure(args, db_url, ports, token))
+            phases = asyncio.run(measure(args, db_url, ports, token, pids))
         finally:
             procs.close()
             os.environ.clear()
