@@ -15,6 +15,7 @@ import asyncpg
 
 ROOT = Path(__file__).resolve().parents[2]
 TEMPLATE_PREFIX = "devteam_tpl_"
+TEMPLATE_LOCK = 0x64657674706C  # pg_advisory_lock key of template builds ("devtpl")
 
 
 def admin_dsn(url: str, database: str = "postgres") -> str:
@@ -66,6 +67,12 @@ async def ensure_template(url: str, *, drop_stale: bool = False) -> str:
     name = f"{TEMPLATE_PREFIX}{migrations_hash()}"
     conn = await asyncpg.connect(admin_dsn(url))
     try:
+        if await conn.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", name):
+            return name
+        # One builder at a time (pytest-xdist workers, benchmarks, other sessions): the
+        # others wait here and then find the template built, and no builder drops another
+        # one's half-migrated database as stale. Released when the connection closes.
+        await conn.execute("SELECT pg_advisory_lock($1)", TEMPLATE_LOCK)
         if await conn.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", name):
             return name
         if drop_stale:

@@ -11,6 +11,7 @@ from collections.abc import Callable, Iterator
 
 import pytest
 from tests.integration.sandbox.sandbox_helpers import RUN_PREFIX, ours, remove_prefixed
+from tests.support.locks import file_lock
 
 from runner.ports import ContainerSpec
 from runner.sandbox import DockerSandbox, build_image, make_client
@@ -30,7 +31,8 @@ def docker_client() -> Iterator[object]:
 @pytest.fixture(scope="session")
 def runner_image(docker_client) -> str:
     """The runner image, built from containers/ when missing or stale (minutes, once)."""
-    report = build_image(docker_client, get_settings(), log=lambda _m: None)
+    with file_lock("runner-image"):  # one build at a time across xdist workers
+        report = build_image(docker_client, get_settings(), log=lambda _m: None)
     return report.image
 
 

@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterator
 import pytest
 from tests.integration.sandbox.sandbox_helpers import ours, remove_prefixed
 from tests.integration.security.helpers import RUN_PREFIX
+from tests.support.locks import file_lock
 from tests.support.settings import use_settings
 
 from runner.ports import ContainerSpec
@@ -37,7 +38,8 @@ def docker_client() -> Iterator[object]:
 @pytest.fixture(scope="session")
 def runner_image(docker_client) -> str:
     """The runner image, rebuilt from containers/ when stale (the exec wrapper lives there)."""
-    return build_image(docker_client, get_settings(), log=lambda _m: None).image
+    with file_lock("runner-image"):  # one build at a time across xdist workers
+        return build_image(docker_client, get_settings(), log=lambda _m: None).image
 
 
 @pytest.fixture
