@@ -5,6 +5,7 @@ SHELL := /bin/bash
 BIN := .venv/bin
 DEVTEAM := $(BIN)/devteam
 PYTEST_ARGS ?=
+PYTEST_WORKERS ?= 4
 
 .PHONY: help setup services image migrate lint test down demo bench
 
@@ -30,9 +31,18 @@ lint: setup
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 
+# The suite runs on PYTEST_WORKERS pytest-xdist workers (most of it waits on processes,
+# Docker and Aider, so more workers than cores pay), in two phases: every test that uses a
+# service; then the `serial` ones (they restart Postgres, Redis and dockerd; one after
+# another on one worker) beside the `unit` tier (no service, nothing to break).
 test: setup services image migrate lint
-	@$(BIN)/pytest $(PYTEST_ARGS); rc=$$?; \
-	if [ $$rc -eq 5 ]; then echo "pytest collected no tests: that is a failure" >&2; exit 1; fi; \
+	@rc=0; ran=0; \
+	for marks in "not serial and not unit" "serial or unit"; do \
+	  $(BIN)/pytest -n $(PYTEST_WORKERS) --dist loadgroup -m "$$marks" $(PYTEST_ARGS); r=$$?; \
+	  if [ $$r -ne 5 ]; then ran=1; fi; \
+	  if [ $$r -ne 0 ] && [ $$r -ne 5 ]; then rc=$$r; fi; \
+	done; \
+	if [ $$ran -eq 0 ]; then echo "pytest collected no tests: that is a failure" >&2; exit 1; fi; \
 	exit $$rc
 
 down:

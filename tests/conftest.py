@@ -8,10 +8,14 @@ so a changed migration rebuilds it); each test that asks for ``db_url`` gets its
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
+import contextlib
+import itertools
 import os
 import signal
 import socket
-from collections.abc import AsyncIterator, Iterator
+import threading
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -39,7 +43,7 @@ def pytest_configure(config: pytest.Config) -> None:
 
 SERVICE_FIXTURES = frozenset({
     # Postgres and Redis (``env`` and ``store`` stand on these)
-    "template_db", "db_url", "redis_url",
+    "template_db", "_db_copies", "db_url", "redis_url",
     # gateway, relay and worker processes; the scripted model's HTTP server
     "procs", "model",
     # the Docker engine and what stands on it
@@ -52,6 +56,25 @@ fixture) is not in the ``unit`` tier."""
 
 SERVICE_MARKERS = frozenset({"docker", "slow", "e2e", "chaos", "sockets"})
 """Markers that say a test needs more than the process it runs in."""
+
+SERIAL = {
+    "chaos/test_faults.py": "restarts Postgres, Redis and the Docker daemon",
+    "integration/stream/test_replay_properties.py"
+    "::test_a_postgres_restart_mid_stream_loses_and_repeats_nothing": "restarts Postgres",
+}
+"""Tests (a module, or one test by its node id under ``tests/``) that break the shared
+services every other test stands on. They get the ``serial`` marker and one xdist group (so
+they run one after another on one worker); beside them only ``unit`` tests may run (no
+service to break). ``make test`` runs them in a phase of their own: ``-m "serial or unit"``."""
+
+XDIST_GROUPS = {
+    "integration/client/test_typescript_client.py": "npm ci into the package's node_modules",
+    "integration/sandbox/test_sandbox_setup.py": "removes every setup-test-* cache volume",
+    "integration/sandbox/test_sandbox_toolchain.py": "removes every toolchain-test-* volume",
+    "e2e/test_run_command.py": "shares .devteam/runs/local and removes it when empty",
+}
+"""Modules whose tests share something outside their own test (named here): under
+pytest-xdist (``--dist loadgroup``) each runs whole on one worker."""
 
 TIER_BY_FOLDER = {"e2e": "e2e", "chaos": "chaos"}
 """Markers every test under ``tests/<folder>/`` gets (a ``pytestmark`` in a conftest.py
@@ -67,11 +90,19 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     tests_dir = Path(__file__).parent
     for item in items:
         try:
-            folder = item.path.relative_to(tests_dir).parts[0]
+            relative = item.path.relative_to(tests_dir)
         except ValueError:
-            folder = ""
+            relative = Path()
+        folder = relative.parts[0] if relative.parts else ""
         if folder in TIER_BY_FOLDER:
             item.add_marker(TIER_BY_FOLDER[folder])
+        module = relative.as_posix()
+        test_id = f"{module}::{item.name}"
+        if module in SERIAL or test_id in SERIAL:
+            item.add_marker("serial")
+            item.add_marker(pytest.mark.xdist_group("serial"))
+        if module in XDIST_GROUPS:
+            item.add_marker(pytest.mark.xdist_group(module))
         fixtures = set(getattr(item, "fixturenames", ()))
         if "docker_client" in fixtures and item.get_closest_marker("docker") is None:
             item.add_marker("docker")
@@ -80,23 +111,61 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker("unit")
 
 
+_only_serial_or_unit = True
+"""Whether every selected test is ``serial`` or ``unit`` (then serial tests may run under
+pytest-xdist: nothing beside them uses a service)."""
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    global _only_serial_or_unit
+    _only_serial_or_unit = all(
+        item.get_closest_marker("serial") or item.get_closest_marker("unit")
+        for item in session.items
+    )
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """A ``serial`` test under pytest-xdist beside tests that use services fails instead of
+    breaking them."""
+    if (item.get_closest_marker("serial") is not None and _xdist_workers() > 1
+            and not _only_serial_or_unit):
+        pytest.fail("this test restarts services other tests use: under -n, select it "
+                    'with -m "serial or unit" (as make test does), or run it without -n',
+                    pytrace=False)
+
+
+def _xdist_workers() -> int:
+    if not os.environ.get("PYTEST_XDIST_WORKER"):
+        return 1
+    return int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1") or 1)
+
+
 @pytest.fixture(autouse=True)
 def _unit_tests_open_no_sockets(request: pytest.FixtureRequest,
                                 monkeypatch: pytest.MonkeyPatch) -> None:
     """A test in the ``unit`` tier that connects or binds a socket fails at once, so the
     tier stays what its marker says (a test that needs one says so: a service fixture
-    or ``@pytest.mark.sockets``). Socket pairs (the event loop's wake-up) still work."""
+    or ``@pytest.mark.sockets``). Socket pairs (the event loop's wake-up) still work, and
+    so does the fixtures' own thread that copies and drops databases behind the tests
+    (``_Copies``): it is not the test's doing."""
     if request.node.get_closest_marker("unit") is None:
         return
 
-    def refuse(sock: socket.socket, address: object, *_args: object) -> None:
-        raise RuntimeError(
-            f"a unit-tier test opened a socket ({address!r}); use a service fixture or "
-            "mark the test @pytest.mark.sockets"
-        )
+    def refusing(name: str) -> Callable[..., object]:
+        real = getattr(socket.socket, name)
+
+        def refuse(sock: socket.socket, address: object, *args: object) -> object:
+            if threading.current_thread().name.startswith(_Copies.THREADS):
+                return real(sock, address, *args)
+            raise RuntimeError(
+                f"a unit-tier test opened a socket ({address!r}); use a service fixture or "
+                "mark the test @pytest.mark.sockets"
+            )
+
+        return refuse
 
     for name in ("connect", "connect_ex", "bind"):
-        monkeypatch.setattr(socket.socket, name, refuse)
+        monkeypatch.setattr(socket.socket, name, refusing(name))
 
 
 def _base_settings() -> Settings:
@@ -109,28 +178,82 @@ def template_db() -> str:
     return asyncio.run(databases.ensure_template(_base_settings().database.url, drop_stale=True))
 
 
+class _Copies:
+    """Copies of the template made one test ahead and dropped behind, in a thread of their
+    own: a ``CREATE DATABASE … TEMPLATE`` and a ``DROP DATABASE`` each take from a fraction
+    of a second to over a second on a busy machine, and need not hold up a test.
+
+    A copy is only ever handed to one test, and each is dropped once its test (and every
+    process the test started) is done; the session waits for every drop at its end."""
+
+    THREADS = "devteam-test-db-copies"
+    """Name prefix of its threads."""
+
+    def __init__(self, url: str, template: str) -> None:
+        self.url, self.template = url, template
+        self.pool = concurrent.futures.ThreadPoolExecutor(2, thread_name_prefix=self.THREADS)
+        self.ahead: concurrent.futures.Future[str] | None = None
+        self.drops: list[concurrent.futures.Future[None]] = []
+
+    def _create(self) -> str:
+        return asyncio.run(databases.create_copy(self.url, self.template, "t"))
+
+    def take(self) -> str:
+        """A fresh copy (the one made ahead, if any); the next one is started."""
+        ahead, self.ahead = self.ahead, None
+        url = ahead.result() if ahead is not None else self._create()
+        self.ahead = self.pool.submit(self._create)
+        return url
+
+    def drop(self, url: str) -> None:
+        self.drops.append(self.pool.submit(lambda: asyncio.run(databases.drop(url))))
+
+    def close(self) -> None:
+        if self.ahead is not None:
+            with contextlib.suppress(Exception):  # a failed spare copy is nobody's problem
+                self.drop(self.ahead.result())
+        self.pool.shutdown(wait=True)
+        for done in self.drops:
+            done.result()  # a failed drop fails the session's last test, not silently
+
+
+@pytest.fixture(scope="session")
+def _db_copies(template_db: str) -> Iterator[_Copies]:
+    copies = _Copies(_base_settings().database.url, template_db)
+    yield copies
+    copies.close()
+
+
 @pytest.fixture
-def db_url(template_db: str) -> Iterator[str]:
+def db_url(_db_copies: _Copies) -> Iterator[str]:
     """A fresh, migrated database for this test; dropped afterwards."""
-    url = asyncio.run(databases.create_copy(_base_settings().database.url, template_db, "t"))
+    url = _db_copies.take()
     try:
         yield url
     finally:
-        asyncio.run(databases.drop(url))
+        _db_copies.drop(url)
 
 
-_redis_db_counter = iter(range(1, 16))
+def _redis_dbs() -> range:
+    """The Redis databases this test process may flush: 1..15, or under pytest-xdist a
+    slice of them of its own per worker (``gw0``, ``gw1``…), so one worker's flush never
+    empties a database another worker's test is using."""
+    worker, count = os.environ.get("PYTEST_XDIST_WORKER", ""), _xdist_workers()
+    if not worker.startswith("gw") or count <= 1:
+        return range(1, 16)
+    if count > 15:
+        raise RuntimeError("at most 15 xdist workers: each needs a Redis database of its own")
+    index, width = int(worker[2:]), 15 // count
+    return range(1 + index * width, 1 + (index + 1) * width)
+
+
+_redis_db_counter = itertools.cycle(_redis_dbs())
 
 
 @pytest.fixture
 def redis_url() -> Iterator[str]:
-    """A flushed Redis database (1..15, round robin) for this test."""
-    global _redis_db_counter
-    try:
-        n = next(_redis_db_counter)
-    except StopIteration:
-        _redis_db_counter = iter(range(1, 16))
-        n = next(_redis_db_counter)
+    """A flushed Redis database (1..15, round robin; a slice of them per xdist worker)."""
+    n = next(_redis_db_counter)
     base = _base_settings().redis.url.rsplit("/", 1)[0]
     url = f"{base}/{n}"
     client = redis.Redis.from_url(url)
