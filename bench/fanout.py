@@ -15,7 +15,8 @@ template, dropped at the end). Measured in one run:
   and match it by its ``id``. ``perf_counter`` is CLOCK_MONOTONIC, one clock for every
   process on the host.
   The writer and the clients run in separate processes (clients in ``--fleet`` child
-  processes), so neither's work delays the other's timestamps.
+  processes), so neither's work delays the other's timestamps; the client processes do
+  not collect garbage while measuring (a collection would delay their timestamps).
   Runs: 1 client (it gets every event); 100 and 1,000 clients spread over projects so
   each event reaches exactly ``--fanout`` clients (events go round robin over the
   projects); and a broadcast run where every one of ``--broadcast`` clients gets every
@@ -58,6 +59,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import gc
 import json
 import math
 import os
@@ -147,8 +149,14 @@ async def fleet_main() -> None:
 
     readers = [asyncio.create_task(read(ws, sink))
                for (ws, _), sink in zip(opened, received, strict=True)]
+    # The clients' own garbage collections would delay the time they record for a frame
+    # (a full one over 500 connections takes tens of ms): none while measuring.
+    gc.collect()
+    gc.freeze()
+    gc.disable()
     print(json.dumps({"handshakes_ms": [ms for _, ms in opened]}), flush=True)
     await reader.readline()  # "stop"
+    gc.enable()
     for task in readers:
         task.cancel()
     await asyncio.gather(*(ws.close() for ws, _ in opened), return_exceptions=True)
