@@ -32,7 +32,7 @@ from pipeline.store.executions import (
 )
 from pipeline.store.idempotency import KeyRow
 from pipeline.store.leases import LeaseWait, Vacated
-from pipeline.store.notifications import Appended
+from pipeline.store.notifications import Appended, StreamRow
 from pipeline.store.outbox import Claimed, CommandRow, Fleet, NewCommand
 from pipeline.store.projects import InjectionRow, NewInjection, NewResolution, ProjectRow
 from pipeline.store.retention import OldContext
@@ -103,6 +103,10 @@ class Executions(Protocol):
 
     async def lock_last_update(self, execution_id: uuid.UUID) -> Any: ...
 
+    async def active_ids(self) -> list[uuid.UUID]:
+        """The executions that have not ended."""
+        ...
+
     async def record_error(self, new: NewError) -> None: ...
 
     async def lock_task_context(self, event_id: uuid.UUID) -> dict[str, Any]:
@@ -110,10 +114,6 @@ class Executions(Protocol):
         ...
 
     async def set_task_context(self, event_id: uuid.UUID, context: dict[str, Any]) -> None: ...
-
-    async def active_ids(self) -> list[uuid.UUID]:
-        """The executions that have not ended."""
-        ...
 
     async def status(self, project_id: str) -> StatusRow | None: ...
 
@@ -183,6 +183,11 @@ class Notifications(Protocol):
         created_at: datetime,
         last_update: Any = None,
     ) -> Appended: ...
+
+    async def head(self, *, seconds: float | None = None) -> int: ...
+
+    async def after(self, pos: int, limit: int, *, seconds: float | None = None
+                    ) -> list[StreamRow]: ...
 
 
 class Projects(Protocol):
