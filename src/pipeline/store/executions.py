@@ -26,7 +26,7 @@ from pipeline.store.execution_rows import (
     StatusRow,
     new_execution_update,
 )
-from pipeline.store.notifications import STREAM_CHANNEL
+from pipeline.store.notifications import _FIELDS, NOTIFY_MAX, STREAM_CHANNEL
 from pipeline.store.outbox import OUTBOX_CHANNEL
 from pipeline.store.usage import SUMS, UsageSums
 
@@ -99,6 +99,20 @@ FOR_START = (
     f"(SELECT {COLUMNS} FROM executions WHERE project_id = p.project_id {_LATEST_ORDER}) x "
     "ON true WHERE p.project_id = $1 FOR UPDATE OF p"
 )
+
+def _first_notify(pos: str) -> str:
+    """The stream NOTIFY of a start's first notification (position ``pos``): it carries
+    the row as an append's does (``notifications.notified``: execution, customer, project,
+    created_at in microseconds, then pos, seq, type, payload and its fields), so a hub
+    publishes it without reading the table; the position only if it does not fit."""
+    fields = ", ".join(f"$15::jsonb->>'{key}'" for key in _FIELDS.values())
+    note = ("json_build_array($10::uuid, $11::text, $5::text, "
+            "(extract(epoch FROM $22::timestamptz) * 1000000)::bigint, json_build_array("
+            f"json_build_array({pos}, 1, $21::text, $15::jsonb, {fields})))::text")
+    return (f"pg_notify('{STREAM_CHANNEL}', CASE WHEN octet_length({note}) <= {NOTIFY_MAX} "
+            f"THEN {note} ELSE {pos}::text END)")
+
+
 START = (
     # One statement: parent rows before children (foreign keys are checked at its end),
     # the stream position taken last (gated on the execution, as in notifications.APPEND).
@@ -121,7 +135,7 @@ START = (
     "$22::timestamptz FROM p) "
     "SELECT x.*, c.id AS command_id, p.pos AS pos, "
     f"pg_notify('{OUTBOX_CHANNEL}', '') AS outbox_notified, "
-    f"pg_notify('{STREAM_CHANNEL}', p.pos::text) AS stream_notified FROM x, c, p"
+    f"{_first_notify('p.pos')} AS stream_notified FROM x, c, p"
 )
 START_CHECKED = (
     # START gated in the same statement on what FOR_START reads: the project's row locked
@@ -155,7 +169,7 @@ START_CHECKED = (
     "x.*, c.id AS command_id, s.pos AS pos, "
     f"CASE WHEN s.pos IS NOT NULL THEN pg_notify('{OUTBOX_CHANNEL}', '') END "
     "AS outbox_notified, "
-    f"CASE WHEN s.pos IS NOT NULL THEN pg_notify('{STREAM_CHANNEL}', s.pos::text) END "
+    f"CASE WHEN s.pos IS NOT NULL THEN {_first_notify('s.pos')} END "
     "AS stream_notified FROM (SELECT) o LEFT JOIN x ON true LEFT JOIN c ON true "
     "LEFT JOIN s ON true"
 )

@@ -15,10 +15,13 @@ from tests.integration.store.test_contract import (
     port,
     start,
 )
+from tests.integration.store.test_contract_notifications import Notes, _view, notes
 
+from pipeline.store.memory import MemoryStore
+from pipeline.store.notifications import notified
 from pipeline.store.port import StorePort
 
-__all__ = ["backend", "port"]  # the contract suite's fixtures
+__all__ = ["backend", "notes", "port"]  # the contract suites' fixtures
 
 
 async def test_a_checked_start_of_an_unknown_project_writes_nothing(port: StorePort) -> None:
@@ -92,3 +95,26 @@ async def test_concurrent_checked_starts_of_one_project_start_it_once(
         rows = await q.executions.list_for(user_id=None, project_ids=[PROJECT],
                                            customer_ids=None, active_only=True, limit=10)
     assert len(rows) == 1
+
+
+async def test_a_checked_starts_notify_carries_its_first_row_as_the_table_reads_it(
+    port: StorePort, notes: Notes
+) -> None:
+    async with port.tx() as tx:
+        await tx.projects.upsert(PROJECT, CUSTOMER, URL)
+        head = await tx.notifications.head()
+    new = new_start()
+    async with port.statement() as q:
+        attempt = await q.executions.start_checked(new)
+    assert attempt.started is not None and attempt.started.pos == head + 1
+    (payload,) = await notes.all(1)
+    last, rows = notified(payload)
+    assert last == head + 1 and len(rows) == 1
+    async with port.reads() as q:
+        table = await q.notifications.after(head, 10)
+    assert [_view(r) for r in rows] == [_view(r) for r in table]
+    row = table[0]
+    assert (row.execution_id, row.seq, row.type, row.status) == (
+        str(new.execution.id), 1, "execution-update", "initializing")
+    if not isinstance(port, MemoryStore):  # Postgres: the very text the table holds
+        assert bytes(rows[0].payload) == bytes(row.payload)
