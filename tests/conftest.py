@@ -15,9 +15,11 @@ import os
 import signal
 import socket
 import threading
+import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
+import asyncpg
 import pytest
 import redis
 
@@ -198,15 +200,28 @@ class _Copies:
     def _create(self) -> str:
         return asyncio.run(databases.create_copy(self.url, self.template, "t"))
 
+    def _drop(self, url: str) -> None:
+        for attempt in range(3):  # Postgres may be restarting (a serial test, a bench)
+            try:
+                asyncio.run(databases.drop(url))
+                return
+            except (OSError, asyncpg.PostgresError):
+                if attempt == 2:
+                    raise
+                time.sleep(2)
+
     def take(self) -> str:
         """A fresh copy (the one made ahead, if any); the next one is started."""
         ahead, self.ahead = self.ahead, None
-        url = ahead.result() if ahead is not None else self._create()
+        try:
+            url = ahead.result() if ahead is not None else self._create()
+        except (OSError, asyncpg.PostgresError):  # made while Postgres restarted: again
+            url = self._create()
         self.ahead = self.pool.submit(self._create)
         return url
 
     def drop(self, url: str) -> None:
-        self.drops.append(self.pool.submit(lambda: asyncio.run(databases.drop(url))))
+        self.drops.append(self.pool.submit(self._drop, url))
 
     def close(self) -> None:
         if self.ahead is not None:
