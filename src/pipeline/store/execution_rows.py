@@ -263,13 +263,6 @@ class ExecutionError(msgspec.Struct, frozen=True, kw_only=True):
     project_id: str
 
 
-class StartPoint(msgspec.Struct, frozen=True, kw_only=True):
-    """Where a new execution of a project starts from: the project exists (its row now
-    locked) and this is its latest execution (None: it never ran)."""
-
-    latest: ExecutionRow | None
-
-
 class StatusRow(msgspec.Struct, frozen=True, kw_only=True):
     """What the status API shows: the project's latest execution, its latest SETUP, its
     container's wait for a slot and its usage so far."""

@@ -22,7 +22,6 @@ from pipeline.store.execution_rows import (
     SlotWaitRow,
     StartAttempt,
     Started,
-    StartPoint,
     StatusRow,
     new_execution_update,
 )
@@ -44,7 +43,6 @@ __all__ = [
     "SetupRow",
     "SlotWaitRow",
     "StartAttempt",
-    "StartPoint",
     "Started",
     "StatusRow",
     "new_execution_update",
@@ -93,12 +91,7 @@ PRIOR_START = (
     "e.idempotency_hash FROM events e JOIN executions x ON x.event_id = e.id "
     "WHERE e.user_id = $1 AND e.project_id = $2 AND e.idempotency_key = $3"
 )
-_X_COLUMNS = ", ".join(f"x.{c.strip()}" for c in COLUMNS.split(","))
-FOR_START = (
-    f"SELECT x.id IS NOT NULL AS ran, {_X_COLUMNS} FROM projects p LEFT JOIN LATERAL "
-    f"(SELECT {COLUMNS} FROM executions WHERE project_id = p.project_id {_LATEST_ORDER}) x "
-    "ON true WHERE p.project_id = $1 FOR UPDATE OF p"
-)
+
 
 def _first_notify(pos: str) -> str:
     """The stream NOTIFY of a start's first notification (position ``pos``): it carries
@@ -138,7 +131,7 @@ START = (
     f"{_first_notify('p.pos')} AS stream_notified FROM x, c, p"
 )
 START_CHECKED = (
-    # START gated in the same statement on what FOR_START reads: the project's row locked
+    # START gated in the same statement: the project's row locked
     # (starts of one project queue here), and its latest execution not active (the rule
     # of lifecycle's INITIALIZE and of the uq_executions_active_project index). Nothing is
     # written when the gate is closed; the row then says why (found, latest_status).
@@ -396,17 +389,6 @@ class PgExecutions:
         """``<classification>: <message>`` of a recorded (already redacted) error."""
         r = await self.conn.fetchrow(ERROR_LINE, error_id)
         return None if r is None else f"{r['classification']}: {r['message']}"
-
-    async def for_start(self, project_id: str) -> StartPoint | None:
-        """The project's row locked and its latest execution (one statement); None when
-        the project does not exist."""
-        record = await self.conn.fetchrow(FOR_START, project_id)
-        if record is None:
-            return None
-        values = dict(record)
-        if not values.pop("ran"):
-            return StartPoint(latest=None)
-        return StartPoint(latest=execution_of(values))
 
     async def record_error(self, new: NewError) -> None:
         """Store an error record of one of the execution's stage runs."""

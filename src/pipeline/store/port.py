@@ -27,7 +27,6 @@ from pipeline.store.executions import (
     PriorStart,
     StartAttempt,
     Started,
-    StartPoint,
     StatusRow,
 )
 from pipeline.store.idempotency import KeyRow
@@ -59,10 +58,6 @@ class Executions(Protocol):
     async def prior_start(self, user_id: str, project_id: str, key: str) -> PriorStart | None:
         """The start this subject's ``options.idempotencyKey`` for the project was first
         used for."""
-        ...
-
-    async def for_start(self, project_id: str) -> StartPoint | None:
-        """The project's row locked and its latest execution; None: no such project."""
         ...
 
     async def task_summaries(self, execution_id: uuid.UUID) -> dict[str, Any]: ...

@@ -277,24 +277,6 @@ async def test_an_idempotency_lock_expires_is_renewed_and_retaken(port: StorePor
 
 
 
-async def test_a_start_point_locks_the_project_and_reads_its_latest_execution(
-    port: StorePort,
-) -> None:
-    async with port.tx() as tx:
-        assert await tx.executions.for_start(PROJECT) is None
-        await tx.projects.upsert(PROJECT, CUSTOMER, URL)
-        fresh = await tx.executions.for_start(PROJECT)
-        assert fresh is not None and fresh.latest is None
-        _, done = await start(tx, status="completed")
-    async with port.tx() as tx:
-        _, active = await start(tx, status="running")
-        point = await tx.executions.for_start(PROJECT)
-        assert point is not None and point.latest is not None
-        assert (point.latest.id, point.latest.status) == (active, "running")
-        assert point.latest == await tx.executions.get(active)
-    assert done != active
-
-
 def new_start(project: str = PROJECT, *, key: str | None = None,
               at: datetime | None = None) -> NewStart:
     event_id, execution_id = uuid.uuid4(), uuid.uuid4()

@@ -23,7 +23,6 @@ from pipeline.store.executions import (
     SetupRow,
     StartAttempt,
     Started,
-    StartPoint,
     StatusRow,
 )
 from pipeline.store.memory.base import Base, json_value
@@ -193,12 +192,6 @@ class MemoryExecutions(Base):
     async def error_line(self, error_id: uuid.UUID) -> str | None:
         e = next((e for e in self.t.errors if e["id"] == error_id), None)
         return None if e is None else f"{e['classification']}: {e['message']}"
-
-    async def for_start(self, project_id: str) -> StartPoint | None:
-        if project_id not in self.t.projects:
-            return None
-        values = self._latest(project_id)
-        return StartPoint(latest=None if values is None else self._row(values))
 
     async def record_error(self, new: NewError) -> None:
         if new.execution_id not in self.t.executions:
