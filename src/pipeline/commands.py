@@ -23,6 +23,7 @@ from pipeline.store.executions import (
     NewStart,
     StartAttempt,
     Started,
+    StartRaced,
     new_execution_update,
 )
 from pipeline.store.port import Tx
@@ -156,18 +157,29 @@ async def start_execution(
     )
     if idempotency_key is None and repository_url is None:
         # the start is its only statement: a transaction by itself (one round trip)
-        async with store.statement() as q:
-            started = _started(await q.executions.start_checked(new), project_id)
+        try:
+            async with store.statement() as q:
+                started = _started(await q.executions.start_checked(new), project_id)
+        except StartRaced:
+            # a start of the same project committed while this one waited: the statement
+            # again, which sees it (and answers with its status)
+            async with store.statement() as q:
+                started = _started(await q.executions.start_checked(new), project_id)
     else:
-        async with store.tx() as tx:
-            if idempotency_key is not None and digest is not None:
-                prior = await _prior_start(tx, principal.user_id, project_id,
-                                           idempotency_key, digest)
-                if prior is not None:
-                    return prior
-            if repository_url is not None:
-                await tx.projects.upsert(project_id, customer_id, repository_url)
-            started = _started(await tx.executions.start_checked(new), project_id)
+        try:
+            async with store.tx() as tx:
+                if idempotency_key is not None and digest is not None:
+                    prior = await _prior_start(tx, principal.user_id, project_id,
+                                               idempotency_key, digest)
+                    if prior is not None:
+                        return prior
+                if repository_url is not None:
+                    await tx.projects.upsert(project_id, customer_id, repository_url)
+                started = _started(await tx.executions.start_checked(new), project_id)
+        except StartRaced:
+            # the transaction is spoiled (and may be an idempotency unit's): the other
+            # start has just created the project's active execution
+            raise TransitionError(Action.INITIALIZE, Status.INITIALIZING) from None
     return StartResult(
         event_id=event_id,
         execution_id=execution_id,

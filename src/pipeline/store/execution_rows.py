@@ -279,6 +279,13 @@ def new_execution_update(new: NewExecution) -> dict[str, Any]:
             "branch": None, "completedTasks": 0, "totalTasks": 0}
 
 
+class StartRaced(Exception):
+    """Another start of the project committed while this one waited for the project's
+    lock: this statement read the project before it (its snapshot), and the active-project
+    index refused its execution. Nothing of it was written; a new statement sees the
+    other start."""
+
+
 class StartAttempt(msgspec.Struct, frozen=True, kw_only=True):
     """What ``executions.start_checked`` did: ``started``, or why not: the project does
     not exist (``found`` false) or its latest execution is active (``latest_status``)."""

@@ -6,6 +6,7 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
+import asyncpg
 import msgspec
 
 from pipeline.store.common import Conn, dumps, loads
@@ -22,6 +23,7 @@ from pipeline.store.execution_rows import (
     SlotWaitRow,
     StartAttempt,
     Started,
+    StartRaced,
     StatusRow,
     new_execution_update,
 )
@@ -43,12 +45,15 @@ __all__ = [
     "SetupRow",
     "SlotWaitRow",
     "StartAttempt",
+    "StartRaced",
     "Started",
     "StatusRow",
     "new_execution_update",
 ]
 
 ACTIVE = ("initializing", "running", "paused", "stopping")
+ACTIVE_PROJECT_INDEX = "uq_executions_active_project"
+"""The unique index that allows one active execution per project."""
 
 COLUMNS = (
     "id, project_id, customer_id, event_id, user_id, status, pause_reason, stop_point, "
@@ -337,7 +342,12 @@ class PgExecutions:
         """``start`` if the project exists and its latest execution is not active, with
         the project's row locked: one statement (``StartAttempt`` says what happened)."""
         new.check()
-        record = await self.conn.fetchrow(START_CHECKED, *_start_params(new))
+        try:
+            record = await self.conn.fetchrow(START_CHECKED, *_start_params(new))
+        except asyncpg.UniqueViolationError as exc:
+            if exc.constraint_name == ACTIVE_PROJECT_INDEX:
+                raise StartRaced(new.event.project_id) from exc
+            raise
         values = dict(record)
         found, latest = bool(values.pop("found")), values.pop("latest_status")
         command_id, pos = values.pop("command_id"), values.pop("pos")
