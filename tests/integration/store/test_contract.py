@@ -368,7 +368,9 @@ async def test_executions_are_listed_by_user_scope_and_activity(port: StorePort)
 
 
 async def _error(port: StorePort, tx: Tx, execution_id: uuid.UUID, error_id: uuid.UUID) -> None:
-    """An error record, as the pipeline writes it (no port query writes one yet)."""
+    """An error record, as the pipeline writes it, set down directly: these tests read
+    errors and need fixed fields, not the write path (``executions.record_error`` has a
+    contract test of its own)."""
     when = datetime.now(UTC)
     if isinstance(port, MemoryStore):
         port.tables.errors.append({
@@ -427,7 +429,8 @@ async def test_settable_fields_of_an_execution_change_and_others_are_refused(
 
 async def _injected(port: StorePort, tx: Tx, task_id: str, status: str,
                     from_error: bool, kind: str = "priority") -> None:
-    """An injected task, as the pipeline writes it (no port query writes one yet)."""
+    """An injected task, set down directly in any status the test needs (the port's
+    ``projects.add_resolution`` writes only pending ones)."""
     source = uuid.uuid4() if from_error else None
     task = {"description": f"do {task_id}"}
     if isinstance(port, MemoryStore):
@@ -527,7 +530,8 @@ async def test_injected_tasks_read_back_oldest_first_with_their_progress(
 
 async def _stage_run(port: StorePort, tx: Tx, execution_id: uuid.UUID, task: str, stage: str,
                      status: str, pass_no: int = 1) -> None:
-    """A stage run as the engine leaves it (no port query writes one yet)."""
+    """A stage run in any status, set down directly (``stage_runs.claim``/``finish``
+    cannot leave, say, a running run without a lease)."""
     if isinstance(port, MemoryStore):
         port.tables.stage_runs.append({
             "id": len(port.tables.stage_runs) + 1, "execution_id": execution_id,
