@@ -28,7 +28,6 @@ from collections import deque
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
 
 import asyncpg
 import msgspec
@@ -49,8 +48,7 @@ from pipeline import metrics
 from pipeline.db import asyncpg_dsn
 from pipeline.listen import listen_forever
 from pipeline.prd import task_of, update_fields
-from pipeline.store.notifications import SELECT_ROWS, PgNotifications, StreamRow, notified
-from pipeline.store.notifications import stream_row as _stream_row
+from pipeline.store.notifications import PgNotifications, StreamRow, notified
 from pipeline.stream import STREAM_CHANNEL, iso
 from runner.settings import Settings
 
@@ -292,21 +290,20 @@ class Hub:
         """Rows ``after < pos <= upto`` this subscriber may see, oldest first, one page;
         and retention's watermark as of the same snapshot."""
         assert self.pool is not None
-        where = "WHERE pos > $1 AND pos <= $2"
-        args: list[Any] = [after, upto]
+        notifications = PgNotifications(self.pool)
         if sub.projects:
-            where += " AND project_id = ANY($3::text[])"
-            args.append(list(sub.projects))
-        elif not sub.principal.is_admin:
+            rows, pruned = await notifications.page(after, upto, PAGE,
+                                                    projects=list(sub.projects),
+                                                    seconds=QUERY_TIMEOUT)
+        elif sub.principal.is_admin:
+            rows, pruned = await notifications.page(after, upto, PAGE, seconds=QUERY_TIMEOUT)
+        else:
             projects, customers = sub.principal.scope()
-            where += " AND (project_id = ANY($3::text[]) OR customer_id = ANY($4::text[]))"
-            args += [projects or [], customers or []]
-        rows = await self.pool.fetch(
-            f"SELECT w.pruned_pos, n.* FROM stream_position w LEFT JOIN LATERAL "
-            f"({SELECT_ROWS}{where} ORDER BY pos LIMIT {PAGE}) n ON true WHERE w.id = 1",
-            *args, timeout=QUERY_TIMEOUT)
-        pruned = int(rows[0]["pruned_pos"]) if rows else 0
-        return [_item(_stream_row(r)) for r in rows if r["pos"] is not None], pruned
+            rows, pruned = await notifications.page(after, upto, PAGE,
+                                                    projects=list(projects or []),
+                                                    customers=list(customers or []),
+                                                    seconds=QUERY_TIMEOUT)
+        return [_item(row) for row in rows], pruned
 
     async def subscribe(self, sub: Subscriber, since: int | None) -> int:
         """Register ``sub`` and return its starting cursor (``since``, or now when None).

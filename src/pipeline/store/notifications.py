@@ -118,6 +118,20 @@ SELECT_ROWS = (
 AFTER = f"{SELECT_ROWS}WHERE pos > $1 ORDER BY pos LIMIT $2"
 HEAD = "SELECT pos FROM stream_position WHERE id = 1"
 
+
+def _page(scope: str) -> str:
+    """Rows ``$1 < pos <= $2`` in ``scope``, oldest first, at most ``$3``; and retention's
+    watermark (``pruned_pos``) read in the same snapshot (one row with null row fields
+    when there is none)."""
+    return ("SELECT w.pruned_pos, n.* FROM stream_position w LEFT JOIN LATERAL "
+            f"({SELECT_ROWS}WHERE pos > $1 AND pos <= $2{scope} ORDER BY pos LIMIT $3) n "
+            "ON true WHERE w.id = 1")
+
+
+PAGE_ALL = _page("")
+PAGE_PROJECTS = _page(" AND project_id = ANY($4::text[])")
+PAGE_SCOPE = _page(" AND (project_id = ANY($4::text[]) OR customer_id = ANY($5::text[]))")
+
 APPEND = (
     # The execution's row is locked (x) before the stream position's (p): p's UPDATE is
     # gated on x, so x runs first, as when they were two statements.
@@ -191,3 +205,20 @@ class PgNotifications:
         query's timeout)."""
         return [stream_row(r) for r in await self.conn.fetch(AFTER, pos, limit,
                                                               timeout=seconds)]
+
+    async def page(self, after: int, upto: int, limit: int, *,
+                   projects: list[str] | None = None, customers: list[str] | None = None,
+                   seconds: float | None = None) -> tuple[list[StreamRow], int]:
+        """The rows ``after < pos <= upto`` of these ``projects`` or ``customers`` (both
+        None: every row), oldest first, at most ``limit``; and retention's watermark as of
+        the same snapshot (``seconds``: the query's timeout)."""
+        if projects is None and customers is None:
+            records = await self.conn.fetch(PAGE_ALL, after, upto, limit, timeout=seconds)
+        elif customers is None:
+            records = await self.conn.fetch(PAGE_PROJECTS, after, upto, limit, projects,
+                                            timeout=seconds)
+        else:
+            records = await self.conn.fetch(PAGE_SCOPE, after, upto, limit, projects or [],
+                                            customers, timeout=seconds)
+        pruned = int(records[0]["pruned_pos"]) if records else 0
+        return [stream_row(r) for r in records if r["pos"] is not None], pruned

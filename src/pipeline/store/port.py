@@ -184,6 +184,10 @@ class Notifications(Protocol):
     async def after(self, pos: int, limit: int, *, seconds: float | None = None
                     ) -> list[StreamRow]: ...
 
+    async def page(self, after: int, upto: int, limit: int, *,
+                   projects: list[str] | None = None, customers: list[str] | None = None,
+                   seconds: float | None = None) -> tuple[list[StreamRow], int]: ...
+
 
 class Projects(Protocol):
     async def upsert(self, project_id: str, customer_id: str, repository_url: str) -> None: ...

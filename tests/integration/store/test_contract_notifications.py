@@ -153,3 +153,42 @@ async def test_append_alone_writes_logs_in_one_statement_and_updates_in_a_transa
         "execution-log", "execution-update"]
     async with port.reads() as tx:
         assert [r.seq for r in await tx.notifications.after(head, 10)] == [1, 2]
+
+
+async def test_a_page_holds_the_rows_of_its_scope_in_its_range_and_the_watermark(
+        port: StorePort) -> None:
+    """``page`` (the live stream's replay read): rows ``after < pos <= upto`` of the given
+    projects or customers (neither: all), oldest first, at most ``limit``, and retention's
+    watermark as of the same read."""
+    ids = {}
+    for project in ("acme/web", "acme/api", "globex/site"):
+        async with port.tx() as tx:
+            await tx.projects.upsert(project, project.partition("/")[0], URL)
+            _, ids[project] = await start(tx, project)
+    async with port.reads() as tx:
+        head = await tx.notifications.head()
+    now = datetime.now(UTC)
+    for project in ("acme/web", "acme/api", "globex/site", "acme/web"):
+        async with port.tx() as tx:
+            await tx.notifications.append(ids[project], [("execution-log", LOG)], created_at=now)
+
+    async def page(after: int, upto: int, limit: int = 10, **scope: list[str]
+                   ) -> tuple[list[tuple[int, str]], int]:
+        async with port.reads() as tx:
+            rows, pruned = await tx.notifications.page(after, upto, limit, **scope)
+        return [(r.pos - head, r.project_id) for r in rows], pruned
+
+    assert await page(head, head + 4) == (
+        [(1, "acme/web"), (2, "acme/api"), (3, "globex/site"), (4, "acme/web")], 0)
+    assert await page(head, head + 4, projects=["acme/web"]) == ([(1, "acme/web"),
+                                                                  (4, "acme/web")], 0)
+    assert await page(head, head + 4, projects=[], customers=["globex"]) == (
+        [(3, "globex/site")], 0)
+    assert await page(head, head + 4, projects=["acme/api"], customers=["globex"]) == (
+        [(2, "acme/api"), (3, "globex/site")], 0)
+    assert await page(head, head + 4, projects=[], customers=[]) == ([], 0)
+    assert await page(head + 1, head + 3) == ([(2, "acme/api"), (3, "globex/site")], 0)
+    assert await page(head, head + 4, 2) == ([(1, "acme/web"), (2, "acme/api")], 0)
+    async with port.tx() as tx:
+        await tx.retention.raise_watermark(head + 2)
+    assert await page(head + 4, head + 4) == ([], head + 2)  # no row: the watermark still

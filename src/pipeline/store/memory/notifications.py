@@ -82,3 +82,13 @@ class MemoryNotifications(Base):
         rows = sorted((n for n in self.t.notifications if n["pos"] > pos),
                       key=lambda n: n["pos"])
         return [_row(n) for n in rows[:limit]]
+
+    async def page(self, after: int, upto: int, limit: int, *,
+                   projects: list[str] | None = None, customers: list[str] | None = None,
+                   seconds: float | None = None) -> tuple[list[StreamRow], int]:
+        every = projects is None and customers is None
+        wanted_projects, wanted_customers = set(projects or ()), set(customers or ())
+        rows = sorted((n for n in self.t.notifications if after < n["pos"] <= upto and (
+            every or n["project_id"] in wanted_projects
+            or n["customer_id"] in wanted_customers)), key=lambda n: n["pos"])
+        return [_row(n) for n in rows[:limit]], self.t.pruned_pos
