@@ -155,8 +155,8 @@ async def record_change(
     request: Request[Any, Any, Any], action: str, project_id: str, details: dict[str, Any]
 ) -> None:
     """One audit row for a state change the pipeline does not record itself."""
-    async with store_of(request).transaction() as session:
-        await audit.record(session, principal=actor_of(request), action=action,
+    async with store_of(request).tx() as tx:
+        await audit.record(tx, principal=actor_of(request), action=action,
                            project_id=project_id, details=details)
 
 

@@ -102,13 +102,13 @@ async def execution_report(
 ) -> ExecutionReport:
     """Read the execution back. ``listed`` is its task list as it is now (after the run);
     its leaves come first, in file order, then any injected task the execution worked on."""
-    async with store.transaction() as session:
-        row = await executions.get(session, execution_id)
+    async with store.tx() as tx:  # one snapshot for the row, its runs and its summaries
+        row = await executions.get(tx, execution_id)
         if row is None:
             raise LookupError(f"no execution {execution_id}")
-        runs = await history.stage_runs(session, execution_id)
-        summaries = await history.task_summaries(session, execution_id)
-        error = await history.error_line(session, row.error_id) if row.error_id else None
+        runs = await history.stage_runs(tx, execution_id)
+        summaries = await history.task_summaries(tx, execution_id)
+        error = await history.error_line(tx, row.error_id) if row.error_id else None
     return ExecutionReport(
         execution_id=execution_id,
         status=row.status,

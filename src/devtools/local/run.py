@@ -213,8 +213,8 @@ async def _execute(
                               "leaves it as it is)[/yellow]")
                 await _stop(store, principal, project)
                 await _wait_ended(store, execution, pipeline)
-        async with store.transaction() as session:
-            row = await executions.project(session, project)
+        async with store.reads() as tx:
+            row = await executions.project(tx, project)
         path = str((row or {}).get("task_list_path") or found.path)
         customer = project.split("/", 1)[0]
         final = await asyncio.to_thread(target.final_task_list, path, customer)
@@ -228,8 +228,8 @@ async def _end_earlier_run(
 ) -> None:
     """An execution an earlier ``devteam run`` left paused (or stopping) is ended first:
     nothing else would ever continue it. Any other active execution is refused."""
-    async with store.transaction() as session:
-        earlier = await executions.latest_for_project(session, project)
+    async with store.reads() as tx:
+        earlier = await executions.latest_for_project(tx, project)
     if earlier is None or earlier.state in TERMINAL:
         return
     ours = earlier.user_id == RUN_USER
@@ -255,8 +255,8 @@ async def _wait_ended(store: Store, execution: uuid.UUID, pipeline: LocalPipelin
     """Poll the execution row until it is terminal (True) or STOP_WAIT_SECONDS pass."""
     deadline = time.monotonic() + STOP_WAIT_SECONDS
     while time.monotonic() < deadline:
-        async with store.transaction() as session:
-            row = await executions.get(session, execution)
+        async with store.reads() as tx:
+            row = await executions.get(tx, execution)
         if row is None or row.state in TERMINAL:
             return True
         pipeline.check()
