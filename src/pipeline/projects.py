@@ -29,7 +29,6 @@ from pipeline.commands import ProjectNotFound, customer_of
 from pipeline.services import Services
 from pipeline.stages.common import blocking
 from pipeline.stages.tasklist_io import MAX_TASK_LIST_BYTES, injections, read_task_list
-from pipeline.store.pg import as_tx
 from pipeline.store.projects import NewInjection
 from runner.errors import ConfigError
 from runner.git import Checkout, probe_remote
@@ -53,8 +52,8 @@ class ProjectTasks:
 
 
 async def project_row(services: Services, project_id: str) -> dict[str, Any]:
-    async with services.store.transaction() as session:
-        row = await executions.project(session, project_id)
+    async with services.store.reads() as tx:
+        row = await executions.project(tx, project_id)
     if row is None:
         raise ProjectNotFound(project_id)
     return dict(row)
@@ -180,9 +179,9 @@ async def update_task(
                 {"Task-Id": task_id, "Updated-By": principal.user_id},
             )
             await blocking(services.git.push, co, [co.default_branch])
-    async with services.store.transaction() as session:
+    async with services.store.tx() as tx:
         await audit.record(
-            session,
+            tx,
             principal=principal,
             action="task.update",
             project_id=project_id,
@@ -221,13 +220,13 @@ async def inject_task(
             )
     if injection_type == "positional" and (position is None or position > len(leaves)):
         raise ConfigError(f"position must be between 0 and {len(leaves)}")
-    async with services.store.transaction() as session:
-        task_id, injection_id = await (await as_tx(session)).projects.inject(msgspec.convert(
+    async with services.store.tx() as tx:
+        task_id, injection_id = await tx.projects.inject(msgspec.convert(
             {"project_id": project_id, "injection_type": injection_type, "position": position,
              "replace_task_id": replace_task_id, "task": task, "reason": reason,
              "created_by": principal.user_id}, NewInjection))
         await audit.record(
-            session,
+            tx,
             principal=principal,
             action="task.inject",
             project_id=project_id,
