@@ -32,18 +32,14 @@ lint: setup
 	$(BIN)/lint-imports
 
 # The suite runs on PYTEST_WORKERS pytest-xdist workers (most of it waits on processes,
-# Docker and Aider, so more workers than cores pay), in two phases: every test that uses a
-# service; then the `serial` ones (they restart Postgres, Redis and dockerd; one after
-# another on one worker) beside the `unit` tier (no service, nothing to break).
+# Docker and Aider, so more workers than cores pay), then the `serial` tests (they restart
+# Postgres, Redis and dockerd) in one process, one after another.
 test: setup services image migrate lint
-	@rc=0; ran=0; \
-	for marks in "not serial and not unit" "serial or unit"; do \
-	  $(BIN)/pytest -n $(PYTEST_WORKERS) --dist loadgroup -m "$$marks" $(PYTEST_ARGS); r=$$?; \
-	  if [ $$r -ne 5 ]; then ran=1; fi; \
-	  if [ $$r -ne 0 ] && [ $$r -ne 5 ]; then rc=$$r; fi; \
-	done; \
-	if [ $$ran -eq 0 ]; then echo "pytest collected no tests: that is a failure" >&2; exit 1; fi; \
-	exit $$rc
+	@$(BIN)/pytest -n $(PYTEST_WORKERS) -m "not serial" $(PYTEST_ARGS); a=$$?; \
+	$(BIN)/pytest -m serial $(PYTEST_ARGS); b=$$?; \
+	if [ $$a -eq 5 ] && [ $$b -eq 5 ]; then \
+	  echo "pytest collected no tests: that is a failure" >&2; exit 1; fi; \
+	for r in $$a $$b; do if [ $$r -ne 0 ] && [ $$r -ne 5 ]; then exit $$r; fi; done
 
 down:
 	@if [ -x $(DEVTEAM) ]; then $(DEVTEAM) services down; else echo "nothing to stop"; fi

@@ -25,6 +25,7 @@ import redis
 
 from runner.settings import PROJECT_ROOT, Settings, load_settings, reset_settings_cache
 from tests.support import databases
+from tests.support.locks import file_lock
 
 ROOT = PROJECT_ROOT
 SHARED = ROOT.parent / "shared"
@@ -65,18 +66,19 @@ SERIAL = {
     "::test_a_postgres_restart_mid_stream_loses_and_repeats_nothing": "restarts Postgres",
 }
 """Tests (a module, or one test by its node id under ``tests/``) that break the shared
-services every other test stands on. They get the ``serial`` marker and one xdist group (so
-they run one after another on one worker); beside them only ``unit`` tests may run (no
-service to break). ``make test`` runs them in a phase of their own: ``-m "serial or unit"``."""
+services every other test stands on. They get the ``serial`` marker; ``make test`` runs
+them after the parallel phase, in a ``pytest -m serial`` without workers."""
 
-XDIST_GROUPS = {
+ONE_AT_A_TIME = {
     "integration/client/test_typescript_client.py": "npm ci into the package's node_modules",
     "integration/sandbox/test_sandbox_setup.py": "removes every setup-test-* cache volume",
     "integration/sandbox/test_sandbox_toolchain.py": "removes every toolchain-test-* volume",
     "e2e/test_run_command.py": "shares .devteam/runs/local and removes it when empty",
 }
 """Modules whose tests share something outside their own test (named here): under
-pytest-xdist (``--dist loadgroup``) each runs whole on one worker."""
+pytest-xdist a test of one of them holds a lock of its module (setup to teardown), so no two
+of its tests run at once on different workers. (xdist 3.8's ``xdist_group`` does nothing
+under pytest 9.2: it rewrites ``item._nodeid``, which pytest no longer reads.)"""
 
 TIER_BY_FOLDER = {"e2e": "e2e", "chaos": "chaos"}
 """Markers every test under ``tests/<folder>/`` gets (a ``pytestmark`` in a conftest.py
@@ -102,9 +104,6 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         test_id = f"{module}::{item.name}"
         if module in SERIAL or test_id in SERIAL:
             item.add_marker("serial")
-            item.add_marker(pytest.mark.xdist_group("serial"))
-        if module in XDIST_GROUPS:
-            item.add_marker(pytest.mark.xdist_group(module))
         fixtures = set(getattr(item, "fixturenames", ()))
         if "docker_client" in fixtures and item.get_closest_marker("docker") is None:
             item.add_marker("docker")
@@ -113,27 +112,25 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker("unit")
 
 
-_only_serial_or_unit = True
-"""Whether every selected test is ``serial`` or ``unit`` (then serial tests may run under
-pytest-xdist: nothing beside them uses a service)."""
-
-
-def pytest_collection_finish(session: pytest.Session) -> None:
-    global _only_serial_or_unit
-    _only_serial_or_unit = all(
-        item.get_closest_marker("serial") or item.get_closest_marker("unit")
-        for item in session.items
-    )
-
-
 def pytest_runtest_setup(item: pytest.Item) -> None:
-    """A ``serial`` test under pytest-xdist beside tests that use services fails instead of
-    breaking them."""
-    if (item.get_closest_marker("serial") is not None and _xdist_workers() > 1
-            and not _only_serial_or_unit):
-        pytest.fail("this test restarts services other tests use: under -n, select it "
-                    'with -m "serial or unit" (as make test does), or run it without -n',
-                    pytrace=False)
+    """A ``serial`` test under pytest-xdist fails instead of breaking the tests beside it."""
+    if item.get_closest_marker("serial") is not None and _xdist_workers() > 1:
+        pytest.fail("this test restarts services other tests use: run it without -n, as "
+                    "make test does (pytest -m serial)", pytrace=False)
+
+
+@pytest.fixture(autouse=True)
+def _one_at_a_time(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Under pytest-xdist, a test of an ``ONE_AT_A_TIME`` module holds its module's lock."""
+    try:
+        module = request.node.path.relative_to(Path(__file__).parent).as_posix()
+    except ValueError:
+        module = ""
+    if module not in ONE_AT_A_TIME or _xdist_workers() <= 1:
+        yield
+        return
+    with file_lock("module-" + module.replace("/", "-")):
+        yield
 
 
 def _xdist_workers() -> int:
