@@ -254,8 +254,8 @@ class Writer:
         payload = {"level": "info", "stage": "BENCH", "taskId": "1", "lines": ["y" * 80]}
         for start in range(0, n, batch):
             k = min(batch, n - start)
-            async with self.store.transaction() as session:
-                await stream.append(session, execution_id, [("execution-log", payload)] * k)
+            async with self.store.tx() as tx:
+                await stream.append(tx, execution_id, [("execution-log", payload)] * k)
 
 
 # ---------------------------------------------------------------------------- measures

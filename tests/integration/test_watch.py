@@ -164,8 +164,8 @@ async def _cursor_of(store, execution, seq: int) -> str:
 
 
 async def _complete(store, execution, status: str = "completed") -> None:
-    async with store.transaction() as session:
-        await stream.append(session, execution, [("completion", {
+    async with store.tx() as tx:
+        await stream.append(tx, execution, [("completion", {
             "status": status, "completedTasks": 1, "totalTasks": 1, "durationMs": 1500})])
     await finish(store, execution)
 

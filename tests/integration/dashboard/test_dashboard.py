@@ -375,7 +375,8 @@ async def test_text_from_a_run_is_shown_as_text_never_as_markup(
             text("INSERT INTO errors (id, execution_id, task_id, stage, classification, "
                  "message) VALUES (:id, :e, '1.1', 'VERIFY', 'verification', :m)"),
             {"id": uuid.uuid4(), "e": execution, "m": markup})
-        await stream.append(session, execution, [("execution-log", {
+    async with store.tx() as tx:
+        await stream.append(tx, execution, [("execution-log", {
             "level": "info", "stage": "VERIFY", "taskId": "1.1", "lines": [markup]})])
     page = browser_page.page
     # When its developer opens the dashboard

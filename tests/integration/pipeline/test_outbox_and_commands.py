@@ -97,10 +97,10 @@ async def test_the_same_options_idempotency_key_returns_the_first_start(store) -
 
 async def _commands_for(store, customer: str, n: int) -> list[int]:
     ids = []
-    async with store.transaction() as session:
+    async with store.tx() as tx:
         for i in range(n):
             ids.append(await outbox.enqueue(
-                session, StageCommand(execution_id=str(uuid.uuid4()), stage="SELECT",
+                tx, StageCommand(execution_id=str(uuid.uuid4()), stage="SELECT",
                                       task_id=f"#{i}"),
                 customer_id=customer, correlation_id="c"))
     return ids
@@ -111,18 +111,18 @@ async def test_claims_are_fair_between_customers_and_capped_per_customer(store) 
     big = await _commands_for(store, "big", 10)
     small = await _commands_for(store, "small", 2)
     # When the relay claims with at most 3 in flight per customer
-    async with store.transaction() as session:
-        first = await outbox.claim_batch(session, per_customer=3)
-        await outbox.mark_dispatched(session, [i for i, _ in first])
+    async with store.tx() as tx:
+        first = await outbox.claim_batch(tx, per_customer=3)
+        await outbox.mark_dispatched(tx, [i for i, _ in first])
     # Then the small customer is not starved and the big one is capped
     claimed = [i for i, _ in first]
     assert set(small) <= set(claimed)
     assert len([i for i in claimed if i in big]) == 3
     assert claimed[:2] == [big[0], small[0]]  # interleaved, oldest first
-    async with store.transaction() as session:
-        assert await outbox.claim_batch(session, per_customer=3) == []  # all at their cap
-        await outbox.complete(session, big[0])
-        again = await outbox.claim_batch(session, per_customer=3)
+    async with store.tx() as tx:
+        assert await outbox.claim_batch(tx, per_customer=3) == []  # all at their cap
+        await outbox.complete(tx, big[0])
+        again = await outbox.claim_batch(tx, per_customer=3)
     assert [i for i, _ in again] == [big[3]]
 
 
@@ -132,9 +132,10 @@ async def test_stale_commands_are_dispatched_again(store) -> None:
         await session.execute(text(
             "UPDATE outbox SET dispatched_at = now() - interval '5 minutes' WHERE id = :i"),
             {"i": lost})
+    async with store.tx() as tx:
         # a message nobody claimed within the grace period is sent again
-        assert await outbox.requeue_stale(session, grace_seconds=60) == [lost]
-        assert await outbox.requeue_stale(session, grace_seconds=60) == []
+        assert await outbox.requeue_stale(tx, grace_seconds=60) == [lost]
+        assert await outbox.requeue_stale(tx, grace_seconds=60) == []
 
 
 async def test_a_dead_workers_expired_lease_makes_its_command_dispatchable(store) -> None:
@@ -149,7 +150,8 @@ async def test_a_dead_workers_expired_lease_makes_its_command_dispatchable(store
             "lease_owner, lease_until) VALUES (:e, '', 'INIT', 1, 'running', :c, 'dead:1:x', "
             "now() - interval '1 second')"),
             {"e": started.execution_id, "c": started.command_id})
-        assert await outbox.requeue_stale(session, grace_seconds=600) == [started.command_id]
+    async with store.tx() as tx:
+        assert await outbox.requeue_stale(tx, grace_seconds=600) == [started.command_id]
 
 
 async def test_the_relay_sends_each_command_with_its_id_as_message_id(store, env) -> None:

@@ -50,16 +50,16 @@ async def test_the_document_is_served_without_a_token_and_is_asyncapi_3(gateway)
 
 
 async def _update(store, execution: uuid.UUID, **fields: Any) -> None:
-    async with store.transaction() as session:
-        await executions.set_fields(session, execution, **fields)
-        row = await executions.get(session, execution)
+    async with store.tx() as tx:
+        await executions.set_fields(tx, execution, **fields)
+        row = await executions.get(tx, execution)
         assert row is not None
-        await stream.append(session, execution, [("execution-update", row.update_payload())])
+        await stream.append(tx, execution, [("execution-update", row.update_payload())])
 
 
 async def _append(store, execution: uuid.UUID, kind: str, payload: dict[str, Any]) -> None:
-    async with store.transaction() as session:
-        await stream.append(session, execution, [(kind, payload)])
+    async with store.tx() as tx:
+        await stream.append(tx, execution, [(kind, payload)])
 
 
 async def _run(store, execution: uuid.UUID) -> None:

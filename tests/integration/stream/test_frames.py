@@ -28,16 +28,16 @@ def gateway(procs):
 
 async def _set(store, execution: uuid.UUID, **fields: Any) -> None:
     """Change the execution row and append its execution-update, as the pipeline does."""
-    async with store.transaction() as session:
-        await executions.set_fields(session, execution, **fields)
-        row = await executions.get(session, execution)
+    async with store.tx() as tx:
+        await executions.set_fields(tx, execution, **fields)
+        row = await executions.get(tx, execution)
         assert row is not None
-        await stream.append(session, execution, [("execution-update", row.update_payload())])
+        await stream.append(tx, execution, [("execution-update", row.update_payload())])
 
 
 async def _append(store, execution: uuid.UUID, kind: str, payload: dict[str, Any]) -> None:
-    async with store.transaction() as session:
-        await stream.append(session, execution, [(kind, payload)])
+    async with store.tx() as tx:
+        await stream.append(tx, execution, [(kind, payload)])
 
 
 async def _sse(url: str, token: str, count: int, **headers: str) -> list[tuple[dict, dict]]:

@@ -66,8 +66,8 @@ async def test_rows_carried_too_long_or_lost_all_arrive_in_order_as_replayed(
     hub.lose = {cursor + 1, cursor + 5}  # the first log's NOTIFY and the second update's
     big = {**payload("execution-log"), "lines": ["x" * 1000] * (NOTIFY_MAX // 1000 + 1)}
     await write(store, execution, 2)
-    async with store.transaction() as session:  # too long to ride in its NOTIFY
-        await stream.append(session, execution, [("execution-log", big)])
+    async with store.tx() as tx:  # too long to ride in its NOTIFY
+        await stream.append(tx, execution, [("execution-log", big)])
     await write(store, execution, 4, kind="execution-update")
     live = await _live(hub, sub, cursor, 7)
     assert [i.pos for i in live] == list(range(cursor + 1, cursor + 8))

@@ -137,9 +137,9 @@ async def test_a_slow_client_gets_resync_and_then_everything_while_others_are_un
     # When 400 frames of 32 KB (far more than the kernel buffers hold) are written
     big = "x" * 32_000
     for i in range(400):
-        async with store.transaction() as session:
+        async with store.tx() as tx:
             await stream.append(
-                session,
+                tx,
                 execution,
                 [
                     (

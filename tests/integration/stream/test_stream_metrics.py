@@ -74,8 +74,8 @@ async def test_a_slow_client_s_dropped_frames_and_resync_are_counted(
     # When far more frames are written than its queue and the kernel buffers hold
     big = "x" * 32_000
     for i in range(300):
-        async with store.transaction() as session:
-            await stream.append(session, execution, [(
+        async with store.tx() as tx:
+            await stream.append(tx, execution, [(
                 "execution-log",
                 {"level": "info", "stage": "T", "taskId": "1", "lines": [f"{i} {big}"]})])
 
