@@ -6,10 +6,8 @@ import uuid
 from typing import Any
 
 import msgspec
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from pipeline.store.audit import NewAuditEntry
-from pipeline.store.pg import as_tx
 from pipeline.store.port import Tx
 
 
@@ -25,7 +23,7 @@ SYSTEM = "system:pipeline"
 
 
 async def record(
-    db: AsyncSession | Tx,
+    db: Tx,
     *,
     principal: Principal,
     action: str,
@@ -33,8 +31,7 @@ async def record(
     execution_id: uuid.UUID | None = None,
     details: dict[str, Any] | None = None,
 ) -> None:
-    tx = await as_tx(db)
-    await tx.audit.record(NewAuditEntry(
+    await db.audit.record(NewAuditEntry(
         user_id=principal.user_id, action=action, project_id=project_id,
         execution_id=execution_id, correlation_id=principal.correlation_id,
         details=details or {}))

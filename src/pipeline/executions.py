@@ -6,11 +6,9 @@ import uuid
 from typing import Any
 
 import msgspec
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from pipeline.lifecycle import Stage
 from pipeline.store.executions import ExecutionRow
-from pipeline.store.pg import as_tx
 from pipeline.store.port import Tx
 
 __all__ = ["ExecutionRow", "claim_fields", "get", "latest_for_project", "list_for",
@@ -34,20 +32,20 @@ def claim_fields(stage: str, task_id: str, current_task_id: str | None) -> dict[
 
 
 async def get(
-    db: AsyncSession | Tx, execution_id: uuid.UUID, *, lock: bool = False
+    db: Tx, execution_id: uuid.UUID, *, lock: bool = False
 ) -> ExecutionRow | None:
-    return await (await as_tx(db)).executions.get(execution_id, lock=lock)
+    return await db.executions.get(execution_id, lock=lock)
 
 
 async def latest_for_project(
-    db: AsyncSession | Tx, project_id: str, *, lock: bool = False
+    db: Tx, project_id: str, *, lock: bool = False
 ) -> ExecutionRow | None:
     """The project's active execution if any, else its most recent one."""
-    return await (await as_tx(db)).executions.latest_for_project(project_id, lock=lock)
+    return await db.executions.latest_for_project(project_id, lock=lock)
 
 
 async def list_for(
-    db: AsyncSession | Tx,
+    db: Tx,
     *,
     user_id: str | None,
     project_ids: list[str] | None,
@@ -56,17 +54,17 @@ async def list_for(
     limit: int,
 ) -> list[ExecutionRow]:
     """Executions newest first, of one user, or of the given projects/customers."""
-    return await (await as_tx(db)).executions.list_for(
+    return await db.executions.list_for(
         user_id=user_id, project_ids=project_ids, customer_ids=customer_ids,
         active_only=active_only, limit=limit)
 
 
-async def set_fields(db: AsyncSession | Tx, execution_id: uuid.UUID, **fields: Any) -> None:
+async def set_fields(db: Tx, execution_id: uuid.UUID, **fields: Any) -> None:
     """Update columns of an execution (``store.executions.SETTABLE`` only)."""
-    await (await as_tx(db)).executions.set_fields(execution_id, fields)
+    await db.executions.set_fields(execution_id, fields)
 
 
-async def project(db: AsyncSession | Tx, project_id: str) -> dict[str, Any] | None:
+async def project(db: Tx, project_id: str) -> dict[str, Any] | None:
     """A project's row (repository, default branch, task-list path, verification, quota)."""
-    row = await (await as_tx(db)).projects.get(project_id)
+    row = await db.projects.get(project_id)
     return None if row is None else msgspec.structs.asdict(row)

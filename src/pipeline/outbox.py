@@ -10,12 +10,10 @@ from __future__ import annotations
 import uuid
 
 import msgspec
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from pipeline.lifecycle import Stage
 from pipeline.store import outbox as rows
 from pipeline.store.outbox import NewCommand
-from pipeline.store.pg import as_tx
 from pipeline.store.port import Tx
 
 OUTBOX_CHANNEL = rows.OUTBOX_CHANNEL
@@ -41,7 +39,7 @@ class StageCommand(msgspec.Struct, frozen=True, kw_only=True):
 
 
 async def enqueue(
-    db: AsyncSession | Tx,
+    db: Tx,
     command: StageCommand,
     *,
     customer_id: str,
@@ -49,8 +47,7 @@ async def enqueue(
     delay_seconds: float = 0.0,
 ) -> int:
     """Insert a command and wake the relay (once per transaction; duplicates coalesce)."""
-    tx = await as_tx(db)
-    return await tx.outbox.enqueue(new_command(
+    return await db.outbox.enqueue(new_command(
         command, customer_id=customer_id, correlation_id=correlation_id,
         delay_seconds=delay_seconds))
 
@@ -70,22 +67,22 @@ def new_command(
 
 
 async def load(
-    db: AsyncSession | Tx, command_id: int
+    db: Tx, command_id: int
 ) -> tuple[StageCommand, str, str] | None:
     """``(command, customer_id, correlation_id)`` of a stored command, or None."""
-    row = await (await as_tx(db)).outbox.load(command_id)
+    row = await db.outbox.load(command_id)
     if row is None:
         return None
     return msgspec.convert(row.payload, StageCommand), row.customer_id, row.correlation_id
 
 
-async def complete(db: AsyncSession | Tx, command_id: int) -> None:
+async def complete(db: Tx, command_id: int) -> None:
     """Mark a command handled (its stage finished, or it was a duplicate of a finished one)."""
-    await (await as_tx(db)).outbox.complete(command_id)
+    await db.outbox.complete(command_id)
 
 
 async def claim_batch(
-    db: AsyncSession | Tx, *, per_customer: int, batch: int = 100
+    db: Tx, *, per_customer: int, batch: int = 100
 ) -> list[tuple[int, str]]:
     """Lock up to ``batch`` undispatched commands, round-robin between customers, never
     letting one customer have more than ``per_customer`` in flight. Returns ``(id, actor)``.
@@ -93,26 +90,26 @@ async def claim_batch(
     Relays serialise on an advisory lock so the in-flight counts they read are exact; a
     relay that cannot take it returns nothing (another relay is dispatching right now).
     """
-    claimed = await (await as_tx(db)).outbox.claim_batch(per_customer=per_customer,
+    claimed = await db.outbox.claim_batch(per_customer=per_customer,
                                                          batch=batch)
     return [(c.id, c.actor) for c in claimed]
 
 
-async def mark_dispatched(db: AsyncSession | Tx, ids: list[int]) -> None:
-    await (await as_tx(db)).outbox.mark_dispatched(ids)
+async def mark_dispatched(db: Tx, ids: list[int]) -> None:
+    await db.outbox.mark_dispatched(ids)
 
 
-async def requeue_stale(db: AsyncSession | Tx, *, grace_seconds: float) -> list[int]:
+async def requeue_stale(db: Tx, *, grace_seconds: float) -> list[int]:
     """Make dispatched-but-unfinished commands dispatchable again when no worker holds a
     live claim on their stage run: the worker died (its lease expired) or the message was
     lost (never claimed within the grace period). Duplicates are harmless by design."""
-    return await (await as_tx(db)).outbox.requeue_stale(grace_seconds=grace_seconds)
+    return await db.outbox.requeue_stale(grace_seconds=grace_seconds)
 
 
 Fleet = rows.Fleet
 
 
-async def fleet(db: AsyncSession | Tx) -> Fleet:
+async def fleet(db: Tx) -> Fleet:
     """Outbox backlog and the age of its oldest due command, executions by status, and
     sandbox slots held and waited for per customer — one snapshot."""
-    return await (await as_tx(db)).outbox.fleet()
+    return await db.outbox.fleet()
