@@ -22,7 +22,7 @@ from sqlalchemy.ext.asyncio import (
 )
 
 from pipeline.store.listen import PgListening, listen
-from pipeline.store.pg import PgTx, init_connection, tx_of
+from pipeline.store.pg import PgTx, init_connection
 from runner.errors import TransientError
 from runner.settings import Settings
 
@@ -81,26 +81,24 @@ async def _keep_session(_conn: Any) -> None:
 
 
 class _Unit:
-    """An outer transaction, opened by the first transaction asked for inside it: a
-    SQLAlchemy session (``transaction()``, which ``tx()`` then joins on the session's
-    connection) or an asyncpg connection (``tx()``)."""
+    """An outer transaction on the store port, opened by the first ``tx()`` asked for
+    inside it."""
 
     def __init__(self, stack: contextlib.AsyncExitStack) -> None:
         self.stack = stack
-        self.session: AsyncSession | None = None
         self.tx: PgTx | None = None
 
 
 class Store:
-    """Owns the engine and hands out transactions: SQLAlchemy sessions
-    (``transaction()``) and the store port on asyncpg (``tx()``, the hot paths: a pool of
-    its own, prepared statements).
+    """Owns the engine and hands out transactions: the store port on asyncpg (``tx()``,
+    ``reads()``, ``statement()``: a pool of its own, prepared statements), and SQLAlchemy
+    sessions (``transaction()``), which no code of the service uses any more: tests and
+    benchmarks write their raw SQL set-ups through them.
 
-    ``unit()`` opens an outer transaction that every ``transaction()`` and ``tx()`` inside
-    it (in the same task) joins: the gateway uses it so a command's writes and the
-    idempotency record of its response commit together. Inside a unit begun by ``tx()``,
-    ``transaction()`` cannot join (a session cannot adopt an asyncpg connection): such a
-    unit must stay on the port.
+    ``unit()`` opens an outer transaction that every ``tx()`` inside it (in the same task)
+    joins: the gateway uses it so a command's writes and the idempotency record of its
+    response commit together. ``transaction()`` cannot join a unit (a session cannot adopt
+    an asyncpg connection).
     """
 
     def __init__(self, engine: AsyncEngine, *, dsn: str | None = None,
@@ -132,15 +130,10 @@ class Store:
 
     @contextlib.asynccontextmanager
     async def transaction(self) -> AsyncIterator[AsyncSession]:
-        """One transaction: committed on success, rolled back on any exception."""
-        joined = self._unit.get()
-        if joined is not None:
-            if joined.session is None:
-                if joined.tx is not None:
-                    raise RuntimeError("a session cannot join a unit begun on the store port")
-                joined.session = await joined.stack.enter_async_context(self._session())
-            yield joined.session
-            return
+        """One SQLAlchemy transaction (for tests' and benchmarks' raw SQL): committed on
+        success, rolled back on any exception. Not inside a ``unit()``."""
+        if self._unit.get() is not None:
+            raise RuntimeError("a session cannot join a unit: use the store port (tx())")
         async with self._session() as session:
             yield session
 
@@ -163,10 +156,7 @@ class Store:
         joined = self._unit.get()
         if joined is not None:
             if joined.tx is None:
-                if joined.session is not None:
-                    joined.tx = await tx_of(joined.session)
-                else:
-                    joined.tx = await joined.stack.enter_async_context(self._pg_tx())
+                joined.tx = await joined.stack.enter_async_context(self._pg_tx())
             yield joined.tx
             return
         async with self._pg_tx() as tx:
