@@ -1,8 +1,9 @@
 """The port on asyncpg: ``PgTx`` over one connection in a transaction.
 
 A connection comes from the store's asyncpg pool (``pipeline.db.Store.tx``), or is the
-one under a SQLAlchemy session already in a transaction (``tx_of``), so code still on
-sessions runs the same named queries in its own transaction.
+one under a SQLAlchemy session already in a transaction (``tx_of``): the service itself
+no longer opens sessions; only ``stream.append`` still accepts one, for test helpers
+(tests/support) that append frames inside their raw-SQL session.
 """
 
 from __future__ import annotations
@@ -106,8 +107,8 @@ async def init_connection(conn: Conn) -> None:
 
 
 async def as_tx(db: AsyncSession | Tx) -> Tx:
-    """The port for ``db``: itself, or ``tx_of`` a SQLAlchemy session (for the callers
-    still holding sessions)."""
+    """The port for ``db``: itself, or ``tx_of`` a SQLAlchemy session (``stream.append``
+    only, for test helpers still holding sessions)."""
     if isinstance(db, AsyncSession):
         return await tx_of(db)
     return db
