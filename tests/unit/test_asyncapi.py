@@ -27,6 +27,7 @@ from gateway.fanout import (
 )
 from gateway.frames import ConnectionEstablished, Pong, StreamError
 from pipeline.frames import FramePayloadError, payload_of
+from pipeline.store.notifications import stream_row
 
 SERVER_TYPES = ["completion", "connection-established", "error", "error", "execution-log",
                 "execution-update", "pong", "replay-complete", "resync"]
@@ -50,16 +51,21 @@ def _doc() -> dict[str, Any]:
     return json.loads(json.dumps(document()))  # as a client reads it
 
 
+def _text(value: object) -> str | None:
+    """A payload field as Postgres' ``->>`` reads it."""
+    return None if value is None else str(value)
+
+
 def _stored(kind: str, payload: dict[str, Any], pos: int = 41) -> dict[str, Any]:
     """A stored frame as the gateway encodes it (``fanout._item`` on a row as read)."""
-    row = {"pos": pos, "execution_id": uuid.uuid4(), "seq": 7, "customer_id": "acme",
+    row = {"pos": pos, "execution_id": str(uuid.uuid4()), "seq": 7, "customer_id": "acme",
            "project_id": "acme/web", "type": kind,
            "payload": msgspec.json.encode(payload_of(kind, payload)).decode(),
            "level": payload.get("level"), "task_id": payload.get("taskId"),
            "status": payload.get("status"), "stage": payload.get("stage"),
-           "completed": str(payload.get("completedTasks")),
-           "total": str(payload.get("totalTasks")), "created_at": datetime.now(UTC)}
-    return json.loads(_item(row).data)  # type: ignore[arg-type]
+           "completed": _text(payload.get("completedTasks")),
+           "total": _text(payload.get("totalTasks")), "created_at": datetime.now(UTC)}
+    return json.loads(_item(stream_row(row)).data)
 
 
 def _refs(value: Any) -> list[str]:
