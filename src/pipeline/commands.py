@@ -155,18 +155,12 @@ async def start_execution(
         payload=new_execution_update(execution),
         created_at=datetime.now(UTC),
     )
-    if idempotency_key is None and repository_url is None:
-        # the start is its only statement: a transaction by itself (one round trip)
-        try:
+    try:
+        if idempotency_key is None and repository_url is None:
+            # the start is its only statement: a transaction by itself (one round trip)
             async with store.statement() as q:
                 started = _started(await q.executions.start_checked(new), project_id)
-        except StartRaced:
-            # a start of the same project committed while this one waited: the statement
-            # again, which sees it (and answers with its status)
-            async with store.statement() as q:
-                started = _started(await q.executions.start_checked(new), project_id)
-    else:
-        try:
+        else:
             async with store.tx() as tx:
                 if idempotency_key is not None and digest is not None:
                     prior = await _prior_start(tx, principal.user_id, project_id,
@@ -176,10 +170,11 @@ async def start_execution(
                 if repository_url is not None:
                     await tx.projects.upsert(project_id, customer_id, repository_url)
                 started = _started(await tx.executions.start_checked(new), project_id)
-        except StartRaced:
-            # the transaction is spoiled (and may be an idempotency unit's): the other
-            # start has just created the project's active execution
-            raise TransitionError(Action.INITIALIZE, Status.INITIALIZING) from None
+    except StartRaced:
+        # A start of the same project committed while this one waited for its lock: it
+        # has just created the project's active execution. Not retried here: the
+        # transaction may be an idempotency unit's, which the failed insert has spoiled.
+        raise TransitionError(Action.INITIALIZE, Status.INITIALIZING) from None
     return StartResult(
         event_id=event_id,
         execution_id=execution_id,

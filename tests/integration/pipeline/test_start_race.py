@@ -15,17 +15,26 @@ from pipeline.lifecycle import Status, TransitionError
 ME = Principal(user_id="alice", correlation_id="corr-race")
 
 
+@pytest.mark.parametrize("in_unit", [False, True], ids=["alone", "in-a-unit"])
 @pytest.mark.parametrize("url", [None, "file:///srv/acme/web.git"])
 async def test_racing_starts_of_one_project_start_it_once_and_refuse_the_rest(
-    store, url: str | None
+    store, url: str | None, in_unit: bool
 ) -> None:
+    """``in_unit``: each start inside a unit of work, as an ``Idempotency-Key`` header's
+    request runs (a losing start's failed insert spoils the unit's transaction)."""
     async with store.tx() as tx:
         await tx.projects.upsert("acme/web", "acme", "file:///srv/acme/web.git")
 
     async def start() -> object:
         try:
-            return await commands.start_execution(store, principal=ME, project_id="acme/web",
-                                                  repository_url=url)
+            if not in_unit:
+                return await commands.start_execution(store, principal=ME,
+                                                      project_id="acme/web",
+                                                      repository_url=url)
+            async with store.unit():
+                return await commands.start_execution(store, principal=ME,
+                                                      project_id="acme/web",
+                                                      repository_url=url)
         except TransitionError as exc:
             return exc
 
