@@ -198,14 +198,16 @@ class _Copies:
         return asyncio.run(databases.create_copy(self.url, self.template, "t"))
 
     def _drop(self, url: str) -> None:
-        for attempt in range(3):  # Postgres may be restarting (a serial test, a bench)
+        # Postgres may be restarting (a serial test, a bench): wait for it as long as a
+        # restart may take (pg_ctl -w waits up to 60 s)
+        for attempt in range(20):
             try:
                 asyncio.run(databases.drop(url))
                 return
             except (OSError, asyncpg.PostgresError):
-                if attempt == 2:
+                if attempt == 19:
                     raise
-                time.sleep(2)
+                time.sleep(3)
 
     def take(self) -> str:
         """A fresh copy (the one made ahead, if any); the next one is started."""
