@@ -165,9 +165,6 @@ class Subscriber:
     queue_size: int = 2000
     queue: asyncio.Queue[Item] = field(init=False)
     overflowed: bool = False
-    joined: int = field(init=False, default=0)
-    """The last position the hub had published when this subscriber was added: every row
-    after it is offered to the queue, so only rows up to it are read from the table."""
 
     def __post_init__(self) -> None:
         self.queue = asyncio.Queue(maxsize=self.queue_size + 1)
@@ -253,7 +250,6 @@ class Hub:
     def add(self, sub: Subscriber) -> None:
         if sub not in self.subscribers:
             metrics.STREAM_CLIENTS.inc()
-            sub.joined = self.published
         self.subscribers.add(sub)
         projects, customers, everyone = self._keys(sub)
         for p in projects:
@@ -316,29 +312,22 @@ class Hub:
         that moment is then either in the table past the cursor or offered to ``sub``.
         The caller must ``remove(sub)`` when done (``frames`` does, once iterated).
         """
-        if since is None:
-            # No await between registering and reading the cursor: every row published
-            # after this point is offered to ``sub``, and nothing before it is replayed.
-            self.add(sub)
-            return self.published
         head = await self.head()
         self.add(sub)
-        return min(since, head)
+        return head if since is None else min(since, head)
 
     async def frames(self, sub: Subscriber, cursor: int) -> AsyncIterator[Item]:
         """Every frame for the subscribed ``sub`` after ``cursor``, in order, forever.
 
-        Replays from the table up to what the hub had published when ``sub`` joined (the
-        rows after that are in its queue), says so once (a ``replay-complete`` item: the
-        client is live from here), then drains the live queue skipping anything already
-        sent: no gap, no duplicate. After an overflow it reads the table up to what the
-        hub has published by then.
+        Replays from the table up to what the hub had published, says so once (a
+        ``replay-complete`` item: the client is live from here), then drains the live
+        queue skipping anything already sent: no gap, no duplicate.
         """
         told = 0  # the retention watermark this client was last told about
         replayed: int | None = 0  # frames sent from the table; None once told it is live
         try:
             while True:
-                target = self.published if replayed is None else sub.joined
+                target = self.published
                 while cursor < target:
                     page, pruned = await self.read(cursor, target, sub)
                     if pruned > cursor and pruned > told:

@@ -140,7 +140,7 @@ class ReplayComplete(_Control):
         "misses nothing and repeats nothing"))]
     replayed: Annotated[int, Meta(ge=0, description=(
         "How many stored frames this connection was sent from the table before it "
-        "(the backlog; 0 without since)"))]
+        "(the backlog; nearly always 0 without since)"))]
 
 
 ControlPayload = ConnectionEstablished | Resync | StreamError | Pong | ReplayComplete

@@ -268,7 +268,7 @@ export interface components {
         ReplayComplete: {
             /** @description The stream position the client is caught up to: resuming with since=<cursor> misses nothing and repeats nothing */
             cursor: string;
-            /** @description How many stored frames this connection was sent from the table before it (the backlog; 0 without since) */
+            /** @description How many stored frames this connection was sent from the table before it (the backlog; nearly always 0 without since) */
             replayed: number;
         };
         /**
