@@ -8,6 +8,7 @@ is stopped (SIGTERM, then SIGKILL of the whole group) at teardown whatever happe
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
 import os
 import signal
@@ -26,10 +27,29 @@ ROOT = Path(__file__).resolve().parents[2]
 DEVTEAM = ROOT / ".venv" / "bin" / "devteam"
 
 
+_PORTS_PER_WORKER = 1500
+_WORKER = int(os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw") or 0) % 8
+_next_port = itertools.count()
+
+
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    """A loopback port free now, for a process this test starts.
+
+    Taken from this pytest-xdist worker's own range below the ephemeral ports (20000 +
+    1,500 per worker), in turn: a port picked by the kernel (bind to 0) comes from the
+    range every worker and every outgoing connection draw from, so between picking it and
+    the server binding it another worker's process could take it (a gateway then failed
+    with "address already in use" while its test talked to another worker's gateway)."""
+    base = 20000 + _WORKER * _PORTS_PER_WORKER
+    for _ in range(_PORTS_PER_WORKER):
+        port = base + next(_next_port) % _PORTS_PER_WORKER
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError(f"no free port in {base}..{base + _PORTS_PER_WORKER - 1}")
 
 
 @contextlib.contextmanager
