@@ -59,6 +59,7 @@ import msgspec  # noqa: E402
 from common import (  # noqa: E402
     Processes,
     emit_json,
+    gateway_variants,
     interrupts_raise,
     load_average,
     note,
@@ -366,14 +367,7 @@ def main() -> int:
         try:
             ports: dict[str, int] = {}
             pids: dict[str, int] = {}
-            variants: dict[str, dict[str, str]] = {"gateway": {}}
-            if args.metrics_both:
-                variants = {"metrics_on": {"DEVTEAM_METRICS_ENABLED": "true"},
-                            "metrics_off": {"DEVTEAM_METRICS_ENABLED": "false"}}
-            elif args.compare_src:
-                other = str(Path(args.compare_src).resolve())
-                path = os.pathsep.join(filter(None, [other, os.environ.get("PYTHONPATH")]))
-                variants = {"this_tree": {}, "compared": {"PYTHONPATH": path}}
+            variants = gateway_variants(args.metrics_both, args.compare_src, "gateway")
             for label, extra in variants.items():
                 gateway = procs.gateway(**extra)
                 assert gateway.port is not None

@@ -273,3 +273,18 @@ def mark_done(task_list: str, ids: set[str] | None) -> str:
                 marked = f"{line[: len(line) - len(stripped)]}- [x] {stripped[2:]}"
         out.append(marked)
     return "".join(out)
+
+
+def gateway_variants(metrics_both: bool, compare_src: str,
+                     single: str) -> dict[str, dict[str, str]]:
+    """The gateways a benchmark runs, by label, with their extra environment: metrics on
+    and off (``--metrics-both``), this tree and another source tree (``--compare-src``,
+    its ``src`` first on ``PYTHONPATH``), else one gateway labelled ``single``."""
+    if metrics_both:
+        return {"metrics_on": {"DEVTEAM_METRICS_ENABLED": "true"},
+                "metrics_off": {"DEVTEAM_METRICS_ENABLED": "false"}}
+    if compare_src:
+        other = str(Path(compare_src).resolve())
+        path = os.pathsep.join(filter(None, [other, os.environ.get("PYTHONPATH")]))
+        return {"this_tree": {}, "compared": {"PYTHONPATH": path}}
+    return {single: {}}

@@ -89,6 +89,7 @@ import websockets  # noqa: E402
 from common import (  # noqa: E402
     Processes,
     emit_json,
+    gateway_variants,
     interrupts_raise,
     note,
     print_table,
@@ -771,14 +772,7 @@ def main() -> int:
         reset_settings_cache()
         procs = Processes(env=dict(os.environ), logdir=Path(tmp) / "logs")
         try:
-            variants: dict[str, dict[str, str]] = {"": {}}
-            if args.metrics_both:
-                variants = {"metrics_on": {"DEVTEAM_METRICS_ENABLED": "true"},
-                            "metrics_off": {"DEVTEAM_METRICS_ENABLED": "false"}}
-            elif args.compare_src:
-                other = str(Path(args.compare_src).resolve())
-                path = os.pathsep.join(filter(None, [other, os.environ.get("PYTHONPATH")]))
-                variants = {"this_tree": {}, "compared": {"PYTHONPATH": path}}
+            variants = gateway_variants(args.metrics_both, args.compare_src, "")
             gateways: dict[str, tuple[str, int]] = {}
             for label, extra in variants.items():
                 gateway = procs.gateway(None, **extra)
