@@ -165,6 +165,9 @@ class Subscriber:
     queue_size: int = 2000
     queue: asyncio.Queue[Item] = field(init=False)
     overflowed: bool = False
+    live_from: int | None = None
+    """Set by ``Hub.subscribe`` without ``since``: the head it starts from, every frame
+    after which was offered to this subscriber (no backlog to read)."""
 
     def __post_init__(self) -> None:
         self.queue = asyncio.Queue(maxsize=self.queue_size + 1)
@@ -312,9 +315,23 @@ class Hub:
         that moment is then either in the table past the cursor or offered to ``sub``.
         The caller must ``remove(sub)`` when done (``frames`` does, once iterated).
         """
-        head = await self.head()
+        if since is not None:
+            head = await self.head()
+            self.add(sub)
+            return min(since, head)
+        # Without ``since`` the client is live from the head: ``sub`` is added before the
+        # head is read, so every frame past it (committed after that read's snapshot, so
+        # published after the add) is offered to ``sub``, and ``frames`` need not read
+        # the table at all: nothing is replayed, however busy the stream.
+        sub.live_from = None
         self.add(sub)
-        return head if since is None else min(since, head)
+        try:
+            head = await self.head()
+        except BaseException:
+            self.remove(sub)
+            raise
+        sub.live_from = head
+        return head
 
     async def frames(self, sub: Subscriber, cursor: int) -> AsyncIterator[Item]:
         """Every frame for the subscribed ``sub`` after ``cursor``, in order, forever.
@@ -327,7 +344,9 @@ class Hub:
         replayed: int | None = 0  # frames sent from the table; None once told it is live
         try:
             while True:
-                target = self.published
+                # a subscriber live from its cursor has every later frame in its queue
+                target = cursor if sub.live_from == cursor else self.published
+                sub.live_from = None
                 while cursor < target:
                     page, pruned = await self.read(cursor, target, sub)
                     if pruned > cursor and pruned > told:

@@ -79,3 +79,38 @@ async def test_rows_carried_too_long_or_lost_all_arrive_in_order_as_replayed(
     # and byte for byte what a client resuming from the same cursor is sent
     replayed, _ = await hub.read(cursor, cursor + 7, sub)
     assert [i.data for i in live] == [i.data for i in replayed]
+
+
+async def test_a_frame_committed_while_a_client_connects_without_since_arrives_live(
+        store: Any, hub: LossyHub) -> None:
+    """Without ``since`` nothing is replayed, however busy the stream: a frame committed
+    and published by the hub while the subscription reads the head (as under load) used to
+    be read back from the table and counted in ``replay-complete`` (``replayed`` 1, the
+    frame before the marker); it is live, after the marker, and the marker says 0."""
+    execution = await new_execution(store, "acme/web")
+    sub = Subscriber(principal=Principal(user_id="ann", role="viewer", projects=("acme/*",)),
+                     projects=frozenset({"acme/web"}))
+    head = hub.head
+
+    async def busy_head() -> int:
+        at = await head()
+        before = hub.published
+        await write(store, execution, 1)  # committed after the head was read ...
+        async with asyncio.timeout(30):  # ... and published before the client is live
+            while hub.published == before:
+                await asyncio.sleep(0.005)
+        return at
+
+    hub.head = busy_head  # type: ignore[method-assign]
+    cursor = await hub.subscribe(sub, None)
+    hub.head = head  # type: ignore[method-assign]
+    frames = hub.frames(sub, cursor)
+    try:
+        async with asyncio.timeout(30):
+            first = await anext(frames)  # type: ignore[call-overload]
+            second = await anext(frames)  # type: ignore[call-overload]
+    finally:
+        await frames.aclose()  # type: ignore[attr-defined]
+    assert first.type == "replay-complete"
+    assert (first.pos, first.data) == (cursor, b"0")
+    assert second.pos == cursor + 1 and second.data.startswith(b'{"id":"')
