@@ -23,12 +23,10 @@ from datetime import UTC, datetime
 from typing import Any
 
 import msgspec
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from pipeline import prd
 from pipeline.frames import payload_of
 from pipeline.store import common, notifications
-from pipeline.store.pg import as_tx
 from pipeline.store.port import StorePort, Tx
 
 STREAM_CHANNEL = notifications.STREAM_CHANNEL
@@ -96,7 +94,7 @@ LOOKUP = _Lookup()
 
 
 async def append(
-    db: AsyncSession | Tx,
+    tx: Tx,
     execution_id: uuid.UUID,
     frames: Sequence[tuple[str, dict[str, Any]]],
     *,
@@ -113,7 +111,6 @@ async def append(
     frames = [(kind, payload_of(kind, payload)) for kind, payload in frames]
     if not frames:
         return []
-    tx = await as_tx(db)
     newest: Any = None
     if any(kind == "execution-update" for kind, _ in frames):
         if isinstance(previous, _Lookup):

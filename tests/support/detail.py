@@ -72,10 +72,11 @@ async def finish_two_rounds(store: Store, execution: uuid.UUID, *, log: bool = F
             text("UPDATE executions SET status = 'completed', completed_tasks = 1, "
                  "total_tasks = 1, current_stage = 'FINALIZE', finished_at = now() "
                  "WHERE id = :e"), {"e": execution})
-        if log:
-            frames: list[tuple[str, dict[str, Any]]] = [
-                ("execution-log", {"level": "info", "stage": "VERIFY", "taskId": "1.1",
-                                   "lines": [line]}) for line in LOG_LINES]
-            frames.append(("completion", {"status": "completed", "completedTasks": 1,
-                                          "totalTasks": 1, "durationMs": 14200}))
-            await stream.append(session, execution, frames)
+    if log:
+        frames: list[tuple[str, dict[str, Any]]] = [
+            ("execution-log", {"level": "info", "stage": "VERIFY", "taskId": "1.1",
+                               "lines": [line]}) for line in LOG_LINES]
+        frames.append(("completion", {"status": "completed", "completedTasks": 1,
+                                      "totalTasks": 1, "durationMs": 14200}))
+        async with store.tx() as tx:
+            await stream.append(tx, execution, frames)

@@ -53,8 +53,8 @@ async def write(
 ) -> None:
     """Append ``n`` notifications, one transaction each (updates differ from each other)."""
     for i in range(n):
-        async with store.transaction() as session:
-            await stream.append(session, execution_id, [(kind, payload(kind, i, level))])
+        async with store.tx() as tx:
+            await stream.append(tx, execution_id, [(kind, payload(kind, i, level))])
 
 
 def ws_url(base: str, token: str, *projects: str, since: str | None = None, **extra: str) -> str:

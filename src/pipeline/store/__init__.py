@@ -7,8 +7,7 @@
   implementation (SQL as module constants, run as prepared statements: asyncpg caches
   the statement per connection by its text); ``execution_rows`` holds the executions'
   rows (``executions`` re-exports them);
-- ``pg``: the asyncpg transaction (``PgTx``) over a pooled connection, or over the
-  connection of a SQLAlchemy session already in a transaction (``tx_of``);
+- ``pg``: the asyncpg transaction (``PgTx``) over a pooled connection;
 - ``memory``: the same port in memory, for the unit tier (a package: one module per noun,
   ``memory.store`` assembling ``MemoryStore``); one contract suite
   (``tests/integration/store/test_contract.py``) runs against both.

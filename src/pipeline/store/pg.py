@@ -1,9 +1,8 @@
 """The port on asyncpg: ``PgTx`` over one connection in a transaction.
 
-A connection comes from the store's asyncpg pool (``pipeline.db.Store.tx``), or is the
-one under a SQLAlchemy session already in a transaction (``tx_of``): the service itself
-no longer opens sessions; only ``stream.append`` still accepts one, for test helpers
-(tests/support) that append frames inside their raw-SQL session.
+A connection comes from the store's asyncpg pool (``pipeline.db.Store.tx``); the service
+opens no SQLAlchemy sessions (those remain for the models, Alembic, and tests' raw-SQL
+setups through ``Store.transaction``).
 """
 
 from __future__ import annotations
@@ -12,7 +11,6 @@ from functools import cached_property
 from typing import Any
 
 import msgspec
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from pipeline.store.audit import PgAudit
 from pipeline.store.common import Conn
@@ -22,7 +20,6 @@ from pipeline.store.idempotency import PgIdempotency
 from pipeline.store.leases import PgLeases
 from pipeline.store.notifications import PgNotifications
 from pipeline.store.outbox import PgOutbox
-from pipeline.store.port import Tx
 from pipeline.store.projects import PgProjects
 from pipeline.store.retention import PgRetention
 from pipeline.store.server import PgServer
@@ -104,26 +101,3 @@ async def init_connection(conn: Conn) -> None:
                               schema="pg_catalog", format="binary")
     await conn.set_type_codec("json", encoder=str.encode, decoder=_json_decode,
                               schema="pg_catalog", format="binary")
-
-
-async def as_tx(db: AsyncSession | Tx) -> Tx:
-    """The port for ``db``: itself, or ``tx_of`` a SQLAlchemy session (``stream.append``
-    only, for test helpers still holding sessions)."""
-    if isinstance(db, AsyncSession):
-        return await tx_of(db)
-    return db
-
-
-async def tx_of(session: AsyncSession) -> PgTx:
-    """The port on the connection of ``session``, in the session's transaction (begun
-    now if the session has not sent a statement yet)."""
-    connection = await session.connection()
-    raw = await connection.get_raw_connection()
-    adapted: Any = raw.dbapi_connection
-    # SQLAlchemy's asyncpg adapter begins its transaction lazily, at its first
-    # statement; begin it here so our statements run inside it.
-    if adapted._transaction is None:
-        async with adapted._execute_mutex:
-            if adapted._transaction is None:
-                await adapted._start_transaction()
-    return PgTx(raw.driver_connection)
