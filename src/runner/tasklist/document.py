@@ -51,8 +51,8 @@ class TaskList:
         self._drafts = structure.drafts
         self._children = structure.children
         self._open_leaves = structure.open_leaves
-        self._by_id = {task.id: task for task in self.tasks}
-        self._leaves = [task for task in self.tasks if task.type is TaskType.ATOMIC]
+        self._by_id = structure.by_id
+        self._leaves = structure.leaves
 
     @classmethod
     def parse(cls, text: str, *, source: str = "tasks_list.md") -> TaskList:
@@ -93,7 +93,7 @@ class TaskList:
     def children(self, task_id: str) -> list[Task]:
         """The direct children of a task, in file order."""
         self.get(task_id)
-        return [self._by_id[child] for child in self._children[task_id]]
+        return [self._by_id[child] for child in self._children.get(task_id, ())]
 
     def is_done(self, task_id: str) -> bool:
         """A leaf: its status is done. A group or phase: all its leaves are done."""

@@ -28,7 +28,8 @@ class LineParser:
     def __init__(self, source: SourceLines) -> None:
         self.source = source
         self.drafts: list[Draft] = []
-        self.by_id: dict[str, Draft] = {}
+        self.by_id: dict[str, Draft] = {}  # the first draft of each id, in file order
+        self.has_duplicates = False
         self.problems: list[Problem] = list(source.problems)
         self._stack: list[Draft] = []  # open list items, innermost last
         self._container: Draft | None = None  # current phase or section heading
@@ -93,6 +94,7 @@ class LineParser:
 
     def _duplicate(self, draft: Draft, first: Draft) -> None:
         draft.duplicate = True
+        self.has_duplicates = True
         written = "" if draft.written is None else (
             f"written as {draft.written} under {draft.parent}; ")
         self.problems.append(Problem(

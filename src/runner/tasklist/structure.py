@@ -22,22 +22,30 @@ class Structure:
     """The checked tasks of a list (file order) and what the writer needs of their drafts."""
 
     tasks: list[Task]
+    by_id: dict[str, Task]
+    leaves: list[Task]  # the atomic tasks, in file order
     drafts: dict[str, Draft]
-    children: dict[str, list[str]]
+    children: dict[str, list[str]]  # only tasks that have children are keys
     open_leaves: dict[str, int]  # per task: its leaves not done yet (a leaf: 1 or 0)
 
 
 def build(parser: LineParser, source: str) -> Structure:
     """Resolve and check what ``parser`` read; raise ``TaskListError`` listing all problems."""
-    drafts = [draft for draft in parser.drafts if not draft.duplicate]
-    by_id = {draft.id: draft for draft in drafts}
+    drafts = parser.drafts
+    if parser.has_duplicates:
+        drafts = [draft for draft in drafts if not draft.duplicate]
+    by_id = parser.by_id  # the drafts kept, by id, in file order
     problems = list(parser.problems)
     ordered = _resolve_parents(drafts, by_id, problems)
-    children: dict[str, list[str]] = {draft.id: [] for draft in drafts}
+    children: dict[str, list[str]] = {}
     for draft in drafts:
-        if draft.parent is not None:
-            children[draft.parent].append(draft.id)
-    for draft in drafts:
+        parent = draft.parent
+        if parent is not None:
+            siblings = children.get(parent)
+            if siblings is None:
+                children[parent] = [draft.id]
+            else:
+                siblings.append(draft.id)
         for dependency, line in draft.dependencies:
             if dependency not in by_id:
                 problems.append(Problem(
@@ -47,19 +55,23 @@ def build(parser: LineParser, source: str) -> Structure:
     if problems:
         raise TaskListError(problems, source=source)
     statuses, open_leaves = _statuses(drafts, by_id, children)
-    return Structure(_tasks(drafts, children, statuses), by_id, children, open_leaves)
+    tasks, tasks_by_id, leaves = _tasks(drafts, children, statuses)
+    return Structure(tasks, tasks_by_id, leaves, by_id, children, open_leaves)
 
 
 def _tasks(drafts: list[Draft], children: dict[str, list[str]],
-           statuses: dict[str, TaskStatus]) -> list[Task]:
-    """The frozen tasks. ``Task``'s generated ``__init__`` costs several times more than
-    setting its ``__dict__`` at once, which matters for lists of thousands of tasks; the
-    draft's containers are handed over, not copied (drafts never change after parsing)."""
+           statuses: dict[str, TaskStatus]) -> tuple[list[Task], dict[str, Task], list[Task]]:
+    """The frozen tasks (file order), by id, and the leaves. ``Task``'s generated
+    ``__init__`` costs several times more than setting its ``__dict__`` at once, which
+    matters for lists of thousands of tasks; the draft's containers are handed over, not
+    copied (drafts never change after parsing)."""
     tasks: list[Task] = []
+    by_id: dict[str, Task] = {}
+    leaves: list[Task] = []
     phase, group, atomic = TaskType.PHASE, TaskType.GROUP, TaskType.ATOMIC
     for draft in drafts:
         task_id = draft.id
-        kind = phase if draft.kind == "phase" else group if children[task_id] else atomic
+        kind = phase if draft.kind == "phase" else group if task_id in children else atomic
         description = ""
         if draft.description:
             description = "\n".join(line.text for line in draft.description).strip("\n")
@@ -75,7 +87,10 @@ def _tasks(drafts: list[Draft], children: dict[str, list[str]],
             "line": draft.line + 1,
         })
         tasks.append(task)
-    return tasks
+        by_id[task_id] = task
+        if kind is atomic:
+            leaves.append(task)
+    return tasks, by_id, leaves
 
 
 def _resolve_parents(drafts: list[Draft], by_id: dict[str, Draft],
@@ -141,7 +156,7 @@ def _nodes(drafts: list[Draft], by_id: dict[str, Draft],
     previous: dict[str | None, int] = {}
     nodes: list[Node] = []
     for number, draft in enumerate(drafts):
-        is_leaf = draft.kind != "phase" and not children[draft.id]
+        is_leaf = draft.kind != "phase" and draft.id not in children
         previous_leaf = None
         if is_leaf and draft.parent is not None:
             previous_leaf = previous.get(draft.parent)
@@ -151,7 +166,7 @@ def _nodes(drafts: list[Draft], by_id: dict[str, Draft],
             parent=index[draft.parent] if draft.parent is not None else None,
             dependencies=tuple((index[dep], line) for dep, line in draft.dependencies
                                if dep in by_id),
-            children=tuple(index[child] for child in children[draft.id]),
+            children=tuple(index[child] for child in children.get(draft.id, ())),
             previous_leaf=previous_leaf,
             is_leaf=is_leaf,
         ))
@@ -169,7 +184,7 @@ def _statuses(drafts: list[Draft], by_id: dict[str, Draft], children: dict[str, 
     blocked: set[str] = set()
     for draft in drafts:
         task_id = draft.id
-        if draft.kind == "phase" or children[task_id]:
+        if draft.kind == "phase" or task_id in children:
             open_leaves.setdefault(task_id, 0)
             continue
         status = done if draft.in_done_block else draft.status
