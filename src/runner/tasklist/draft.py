@@ -40,7 +40,7 @@ class Draft:
     """
 
     title = ""
-    title_span = (0, 0)
+    title_start = 0  # the column of the title in its line
     dependencies: tuple[tuple[str, int], ...] = ()  # (id, 0-based line written on)
     files: list[str] | None = None
     notes: list[str] | None = None
@@ -54,7 +54,7 @@ class Draft:
     written: str | None = None  # the bare number an item was written with ("2" for 1.2)
     id_at = 0  # the column where an id would be written in (a generated id)
 
-    def __init__(self, task_id: str, kind: str, line: int, indent: int, *,
+    def __init__(self, task_id: str, kind: str, line: int, indent: int,
                  parent: str | None = None, token_kind: TokenKind = TokenKind.NONE,
                  token_start: int = 0, token_end: int = 0,
                  status: TaskStatus = TaskStatus.PENDING) -> None:
@@ -69,6 +69,12 @@ class Draft:
         self.status = status
         self.token_line = line
         self.header_end = line  # last line of the title and the fields right after it
+
+    @property
+    def title_span(self) -> tuple[int, int]:
+        """Columns of the title in its line (a pair made only when asked for: one per task
+        would be thousands of objects for the garbage collector to walk)."""
+        return self.title_start, self.title_start + len(self.title)
 
     def set_token(self, kind: TokenKind, line: int, start: int, end: int,
                   status: TaskStatus) -> None:
