@@ -28,28 +28,37 @@ DEVTEAM = ROOT / ".venv" / "bin" / "devteam"
 
 
 _PORTS_PER_WORKER = 1500
-_WORKER = int(os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw") or 0) % 8
-_next_port = itertools.count()
+_XDIST_WORKER = os.environ.get("PYTEST_XDIST_WORKER")
+if _XDIST_WORKER is not None:
+    # each worker of a session its own range below the ephemeral ports (32768-60999)
+    _BASE = 20000 + int(_XDIST_WORKER.removeprefix("gw") or 0) % 8 * _PORTS_PER_WORKER
+    _SIZE = _PORTS_PER_WORKER
+else:
+    # a session without workers (a developer's, beside a running suite) above them
+    _BASE, _SIZE = 61000, 4500
+_next_port = itertools.count(0 if _XDIST_WORKER is not None else os.getpid() % _SIZE)
 
 
 def free_port() -> int:
     """A loopback port free now, for a process this test starts.
 
-    Taken from this pytest-xdist worker's own range below the ephemeral ports (20000 +
-    1,500 per worker), in turn: a port picked by the kernel (bind to 0) comes from the
-    range every worker and every outgoing connection draw from, so between picking it and
-    the server binding it another worker's process could take it (a gateway then failed
-    with "address already in use" while its test talked to another worker's gateway)."""
-    base = 20000 + _WORKER * _PORTS_PER_WORKER
-    for _ in range(_PORTS_PER_WORKER):
-        port = base + next(_next_port) % _PORTS_PER_WORKER
+    Taken in turn from a range of this process's own below the ephemeral ports (20000 +
+    1,500 per pytest-xdist worker), or above them for a session without workers (from a
+    place set by its pid): a port picked by the kernel (bind to 0) comes from the range
+    every worker and every outgoing connection draw from, so between picking it and the
+    server binding it another worker's process could take it (a gateway then failed with
+    "address already in use" while its test talked to another worker's gateway). A
+    session without workers run beside the suite took the first worker's ports the same
+    way: a test of the suite talked to the other session's gateway until it stopped."""
+    for _ in range(_SIZE):
+        port = _BASE + next(_next_port) % _SIZE
         with socket.socket() as s:
             try:
                 s.bind(("127.0.0.1", port))
             except OSError:
                 continue
             return port
-    raise RuntimeError(f"no free port in {base}..{base + _PORTS_PER_WORKER - 1}")
+    raise RuntimeError(f"no free port in {_BASE}..{_BASE + _SIZE - 1}")
 
 
 @contextlib.contextmanager
