@@ -52,13 +52,11 @@ def select_next(tasks: TaskList, injections: Sequence[Injection] = ()) -> Task |
             return injection.task
 
     open_leaves: Mapping[str, int] = tasks.open_leaf_counts
-    done = {leaf.id for leaf in leaves if open_leaves[leaf.id] == 0}
     replaced_done = [leaf_id for leaf_id, injection in replacing.items()
-                     if injection.done and leaf_id not in done]
-    if replaced_done:
+                     if injection.done and open_leaves[leaf_id] != 0]
+    if replaced_done:  # they count as done: 0 open leaves, one fewer in each ancestor
         counts = dict(open_leaves)
         for leaf_id in replaced_done:
-            done.add(leaf_id)
             current: str | None = leaf_id
             while current is not None:
                 counts[current] -= 1
@@ -88,7 +86,7 @@ def select_next(tasks: TaskList, injections: Sequence[Injection] = ()) -> Task |
             if all_done_so_far:
                 return injection.task
         siblings_done = leaf.parent is None or group_done_so_far.get(leaf.parent, True)
-        leaf_done = leaf.id in done
+        leaf_done = open_leaves[leaf.id] == 0
         replacement = replacing.get(leaf.id)
         if replacement is not None:
             if not replacement.done and siblings_done and dependencies_met(leaf):

@@ -182,10 +182,12 @@ def _statuses(drafts: list[Draft], by_id: dict[str, Draft], children: dict[str, 
     open_leaves: dict[str, int] = {}
     started: set[str] = set()  # groups with a leaf done or in progress
     blocked: set[str] = set()
+    groups: list[str] = []  # the tasks that are not leaves
     for draft in drafts:
         task_id = draft.id
         if draft.kind == "phase" or task_id in children:
             open_leaves.setdefault(task_id, 0)
+            groups.append(task_id)
             continue
         status = done if draft.in_done_block else draft.status
         statuses[task_id] = status
@@ -201,10 +203,7 @@ def _statuses(drafts: list[Draft], by_id: dict[str, Draft], children: dict[str, 
             open_leaves[parent] = open_leaves.get(parent, 0) + is_open
             (blocked if status is TaskStatus.BLOCKED else started).add(parent)
             parent = by_id[parent].parent
-    for draft in drafts:
-        task_id = draft.id
-        if task_id in statuses:
-            continue
+    for task_id in groups:
         if open_leaves[task_id] == 0:
             statuses[task_id] = done
         elif task_id in started:
