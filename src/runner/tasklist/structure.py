@@ -14,7 +14,6 @@ from runner.tasklist.model import Problem, Task, TaskListError, TaskStatus, Task
 from runner.tasklist.parse import LineParser
 
 _NEW = object.__new__
-_SET = object.__setattr__
 
 
 @dataclass(frozen=True)
@@ -62,8 +61,9 @@ def build(parser: LineParser, source: str) -> Structure:
 def _tasks(drafts: list[Draft], children: dict[str, list[str]],
            statuses: dict[str, TaskStatus]) -> tuple[list[Task], dict[str, Task], list[Task]]:
     """The frozen tasks (file order), by id, and the leaves. ``Task``'s generated
-    ``__init__`` costs several times more than setting its ``__dict__`` at once, which
-    matters for lists of thousands of tasks; the draft's containers are handed over, not
+    ``__init__`` costs several times more than filling its ``__dict__`` in place, which
+    matters for lists of thousands of tasks (a dictionary built apart and then set as the
+    ``__dict__`` costs a third more again); the draft's containers are handed over, not
     copied (drafts never change after parsing)."""
     tasks: list[Task] = []
     by_id: dict[str, Task] = {}
@@ -77,15 +77,18 @@ def _tasks(drafts: list[Draft], children: dict[str, list[str]],
             description = "\n".join(line.text for line in draft.description).strip("\n")
         dependencies = draft.dependencies
         task = _NEW(Task)
-        _SET(task, "__dict__", {
-            "id": task_id, "title": draft.title, "description": description, "type": kind,
-            "parent": draft.parent,
-            "dependencies": tuple([dep for dep, _ in dependencies]) if dependencies else (),
-            "files": tuple(draft.files) if draft.files else (),
-            "criteria": draft.criteria or {},
-            "notes": tuple(draft.notes) if draft.notes else (), "status": statuses[task_id],
-            "line": draft.line + 1,
-        })
+        fields = task.__dict__
+        fields["id"] = task_id
+        fields["title"] = draft.title
+        fields["description"] = description
+        fields["type"] = kind
+        fields["parent"] = draft.parent
+        fields["dependencies"] = tuple([dep for dep, _ in dependencies]) if dependencies else ()
+        fields["files"] = tuple(draft.files) if draft.files else ()
+        fields["criteria"] = draft.criteria or {}
+        fields["notes"] = tuple(draft.notes) if draft.notes else ()
+        fields["status"] = statuses[task_id]
+        fields["line"] = draft.line + 1
         tasks.append(task)
         by_id[task_id] = task
         if kind is atomic:
