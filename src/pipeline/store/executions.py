@@ -111,32 +111,10 @@ def _first_notify(pos: str) -> str:
             f"THEN {note} ELSE {pos}::text END)")
 
 
-START = (
-    # One statement: parent rows before children (foreign keys are checked at its end),
-    # the stream position taken last (gated on the execution, as in notifications.APPEND).
-    "WITH e AS (INSERT INTO events (id, workflow_type, data, task_context, project_id, "
-    "user_id, idempotency_key, idempotency_hash, correlation_id) VALUES ($1, $2, "
-    "$3::jsonb, $4::jsonb, $5, $6, $7, $8, $9)), "
-    "x AS (INSERT INTO executions (id, project_id, customer_id, event_id, user_id, status, "
-    "stop_point, single_task_id, correlation_id, last_seq, last_update) VALUES ($10, $5, "
-    "$11, $1, $6, $12, $13, $14, $9, 1, $15::jsonb) "
-    f"RETURNING {COLUMNS}), "
-    "c AS (INSERT INTO outbox (execution_id, customer_id, actor, payload, correlation_id, "
-    "available_at) VALUES ($10, $11, $16, $17::jsonb, $9, "
-    "now() + make_interval(secs => $18)) RETURNING id), "
-    "a AS (INSERT INTO audit_log (user_id, action, project_id, execution_id, "
-    "correlation_id, details) VALUES ($6, $19, $5, $10, $9, $20::jsonb)), "
-    "p AS (UPDATE stream_position SET pos = pos + 1 WHERE id = 1 "
-    "AND EXISTS (SELECT FROM x) RETURNING pos), "
-    "n AS (INSERT INTO notifications (pos, execution_id, seq, customer_id, project_id, "
-    "type, payload, created_at) SELECT p.pos, $10, 1, $11, $5, $21, $15::jsonb, "
-    "$22::timestamptz FROM p) "
-    "SELECT x.*, c.id AS command_id, p.pos AS pos, "
-    f"pg_notify('{OUTBOX_CHANNEL}', '') AS outbox_notified, "
-    f"{_first_notify('p.pos')} AS stream_notified FROM x, c, p"
-)
 START_CHECKED = (
-    # START gated in the same statement: the project's row locked
+    # A start (event, execution, first command, audit row, first notification, parent rows
+    # before children: foreign keys are checked at the statement's end), gated in the same
+    # statement: the project's row locked
     # (starts of one project queue here), and its latest execution not active (the rule
     # of lifecycle's INITIALIZE and of the uq_executions_active_project index). Nothing is
     # written when the gate is closed; the row then says why (found, latest_status).
@@ -328,19 +306,10 @@ class PgExecutions:
         record = await self.conn.fetchrow(PRIOR_START, user_id, project_id, key)
         return None if record is None else msgspec.convert(dict(record), PriorStart)
 
-    async def start(self, new: NewStart) -> Started:
-        """Write a start (``NewStart``) in one statement; the relay and the stream are
-        notified at commit."""
-        new.check()
-        record = await self.conn.fetchrow(START, *_start_params(new))
-        values = dict(record)
-        command_id, pos = int(values.pop("command_id")), int(values.pop("pos"))
-        del values["outbox_notified"], values["stream_notified"]
-        return Started(execution=execution_of(values), command_id=command_id, pos=pos)
-
     async def start_checked(self, new: NewStart) -> StartAttempt:
-        """``start`` if the project exists and its latest execution is not active, with
-        the project's row locked: one statement (``StartAttempt`` says what happened)."""
+        """Write a start (``NewStart``) if the project exists and its latest execution is not
+        active, with the project's row locked: one statement (``StartAttempt`` says what
+        happened); the relay and the stream are notified at commit."""
         new.check()
         try:
             record = await self.conn.fetchrow(START_CHECKED, *_start_params(new))

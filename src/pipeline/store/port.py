@@ -26,7 +26,6 @@ from pipeline.store.executions import (
     NewStart,
     PriorStart,
     StartAttempt,
-    Started,
     StatusRow,
 )
 from pipeline.store.idempotency import KeyRow
@@ -86,14 +85,11 @@ class Executions(Protocol):
         self, execution_id: uuid.UUID, error_id: uuid.UUID
     ) -> ExecutionError | None: ...
 
-    async def start(self, new: NewStart) -> Started:
-        """The event, the execution, its first command, the audit row and the first
-        notification, written at once."""
-        ...
-
     async def start_checked(self, new: NewStart) -> StartAttempt:
-        """``start`` if the project exists and its latest execution is not active (the
-        project's row locked): one statement, so it may run outside a transaction."""
+        """The event, the execution, its first command, the audit row and the first
+        notification, written at once if the project exists and its latest execution is
+        not active (the project's row locked): one statement, so it may run outside a
+        transaction."""
         ...
 
     async def lock_last_update(self, execution_id: uuid.UUID) -> Any: ...

@@ -12,7 +12,13 @@ import msgspec
 import pytest
 
 from pipeline.store.audit import NewAuditEntry
-from pipeline.store.executions import NewEvent, NewExecution, NewStart, new_execution_update
+from pipeline.store.executions import (
+    NewEvent,
+    NewExecution,
+    NewStart,
+    Started,
+    new_execution_update,
+)
 from pipeline.store.memory import MemoryStore
 from pipeline.store.outbox import NewCommand
 from pipeline.store.port import StorePort, Tx
@@ -299,13 +305,20 @@ def new_start(project: str = PROJECT, *, key: str | None = None,
         created_at=at or datetime.now(UTC))
 
 
+async def _start(tx: Any, new: NewStart) -> Started:
+    """``start_checked`` of a start that must go through."""
+    attempt = await tx.executions.start_checked(new)
+    assert attempt.started is not None, attempt
+    return attempt.started
+
+
 async def test_a_start_writes_event_execution_command_audit_and_first_update(
     port: StorePort,
 ) -> None:
     async with port.tx() as tx:
         await tx.projects.upsert(PROJECT, CUSTOMER, URL)
         new = new_start(key="k")
-        started = await tx.executions.start(new)
+        started = await _start(tx, new)
     row, ex = started.execution, new.execution
     assert (row.id, row.event_id, row.status, row.single_task_id, row.last_seq) == (
         ex.id, ex.event_id, "initializing", "1.1", 1)
@@ -331,7 +344,7 @@ async def test_a_start_whose_parts_disagree_is_refused(port: StorePort) -> None:
     async def write() -> None:
         async with port.tx() as tx:
             await tx.projects.upsert(PROJECT, CUSTOMER, URL)
-            await tx.executions.start(wrong)
+            await _start(tx, wrong)
 
     with pytest.raises(ValueError, match=r"audit\.user_id"):
         await write()
@@ -599,7 +612,7 @@ async def test_an_executions_history_reads_back_runs_summaries_and_error_lines(
     async with port.tx() as tx:
         await tx.projects.upsert(PROJECT, CUSTOMER, URL)
         new = new_start()
-        started = await tx.executions.start(new)
+        started = await _start(tx, new)
         x = started.execution.id
         await _stage_run(port, tx, x, "", "INIT", "succeeded")
         await _stage_run(port, tx, x, "1.1", "PREP", "running", pass_no=2)
@@ -621,6 +634,6 @@ async def test_task_summaries_are_the_events_tasks(port: StorePort) -> None:
     event = msgspec.structs.replace(new.event, task_context={"nodes": {}, "tasks": tasks})
     async with port.tx() as tx:
         await tx.projects.upsert(PROJECT, CUSTOMER, URL)
-        await tx.executions.start(msgspec.structs.replace(new, event=event))
+        await _start(tx, msgspec.structs.replace(new, event=event))
     async with port.reads() as q:
         assert await q.executions.task_summaries(new.execution.id) == tasks

@@ -112,8 +112,7 @@ class MemoryExecutions(Base):
                               idempotency_hash=e["idempotency_hash"])
         return None
 
-    async def start(self, new: NewStart) -> Started:
-        new.check()
+    async def _start(self, new: NewStart) -> Started:
         tx = self.store.current()
         await self.insert_event(new.event)
         await self.insert(new.execution)
@@ -134,7 +133,7 @@ class MemoryExecutions(Base):
         status = None if latest is None else str(latest["status"])
         if status in ACTIVE:
             return StartAttempt(found=True, latest_status=status, started=None)
-        return StartAttempt(found=True, latest_status=status, started=await self.start(new))
+        return StartAttempt(found=True, latest_status=status, started=await self._start(new))
 
     async def set_fields(self, execution_id: uuid.UUID, fields: dict[str, Any]) -> None:
         unknown = sorted(set(fields) - SETTABLE)
