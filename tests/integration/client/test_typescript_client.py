@@ -34,6 +34,7 @@ from typing import Any
 
 import pytest
 from sqlalchemy import text
+from tests.support.locks import file_lock
 from tests.support.streams import new_execution, write
 
 from gateway.auth import mint
@@ -66,10 +67,13 @@ def installed() -> None:
     npm = _tool("npm")
     digest = hashlib.sha256((PACKAGE / "package-lock.json").read_bytes()).hexdigest()[:16]
     stamp = PACKAGE / "node_modules" / f".stamp-{digest}"
-    if not stamp.exists():
-        done = _run([npm, "ci", "--no-audit", "--no-fund", "--loglevel=error"])
-        assert done.returncode == 0, done.stdout + done.stderr
-        stamp.touch()
+    # module fixtures are set up before the module's per-test lock (conftest.ONE_AT_A_TIME)
+    # is taken: two workers must not run npm ci into one node_modules at once
+    with file_lock("npm-ci-typescript-client"):
+        if not stamp.exists():
+            done = _run([npm, "ci", "--no-audit", "--no-fund", "--loglevel=error"])
+            assert done.returncode == 0, done.stdout + done.stderr
+            stamp.touch()
 
 
 @pytest.fixture(scope="module")
