@@ -86,13 +86,14 @@ class Draft:
 
     def add_dependencies(self, task_ids: tuple[str, ...], line: int) -> None:
         """Add the ids written on ``line`` (0-based); an id already named is kept once."""
-        known = {task_id for task_id, _ in self.dependencies}
+        existing = self.dependencies
+        known = {task_id for task_id, _ in existing} if existing else set()
         added = []
         for task_id in task_ids:
             if task_id not in known:
                 known.add(task_id)
                 added.append((task_id, line))
-        self.dependencies = (*self.dependencies, *added)
+        self.dependencies = (*existing, *added) if existing else tuple(added)
 
     def add_files(self, paths: tuple[str, ...]) -> None:
         if self.files is None:

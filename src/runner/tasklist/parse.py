@@ -36,7 +36,6 @@ class LineParser:
         self._owner: Draft | None = None  # receives fields, bullets and description
         self._sublist: str | None = None  # "files" | "criteria" after an empty field
         self._sublist_indent = 0  # indentation of that field's line
-        self._blanks = 0
         self._pending: list[Draft] = []  # ids that wait for the whole file (generated ...)
         self._relative: list[Draft] = []  # ... or under a parent that has none yet
 
@@ -51,7 +50,6 @@ class LineParser:
                 continue
             if skip and index in skip:
                 continue
-            self._blanks, blanks = blanks, 0
             column = len(text) - len(stripped)
             first = stripped[0]
             if first in "-*+" and stripped[1:2] in (" ", "\t"):
@@ -63,7 +61,8 @@ class LineParser:
             elif (phase := phase_match(stripped)) is not None:
                 self._new_phase(index, column + phase.end(), phase.group(1))
             else:
-                self._text(index, column, stripped)
+                self._text(index, column, stripped, blanks)
+            blanks = 0
         if self._pending or self._relative:
             self._finish_ids()
 
@@ -131,7 +130,7 @@ class LineParser:
         indent = syntax.indent_width(text) if "\t" in text[:column] else column
         item = syntax.ITEM_RE.match(text, column)
         assert item is not None  # the caller saw a marker followed by a blank
-        box, task_id = item.group("box", "id")
+        box, task_id, bold = item.group("box", "id", "bold")
         if task_id is None or (box is None and "." not in task_id):
             field = syntax.FIELD_RE.match(text, column) if "**" in text else None
             if field is not None:
@@ -160,7 +159,8 @@ class LineParser:
                 parent = container.id
             else:
                 by_prefix = True
-        if task_id is None:
+        generated = task_id is None
+        if generated:
             task_id = _placeholder(len(self._pending))
         elif parent is not None and "." not in task_id:  # "2." under 1: it is 1.2
             written = task_id
@@ -182,11 +182,11 @@ class LineParser:
         if written is not None:
             draft.written = written
             (self._pending if task_id[0] == "\0" else self._relative).append(draft)
-        elif task_id[0] == "\0":
+        elif generated:
             draft.generated = True
             draft.id_at = end
             self._pending.append(draft)
-        if item.group("bold") is not None:
+        if bold is not None:
             rest = _unbold(item, rest)
         if ("(" in rest or task_id in self.by_id or self.source.done_lines
                 or syntax.may_name_dependencies(rest)):
@@ -297,7 +297,8 @@ class LineParser:
         owner.set_token(TokenKind.FIELD, index, start, end, status)
         owner.capitalized = line[start : start + 1].isupper()
 
-    def _text(self, index: int, column: int, stripped: str) -> None:
+    def _text(self, index: int, column: int, stripped: str, blanks: int) -> None:
+        """A line of text; ``blanks``: how many blank lines come right before it."""
         owner = self._owner
         field = syntax.FIELD_RE.match(stripped)
         if field is not None:
@@ -310,7 +311,7 @@ class LineParser:
         indent = syntax.indent_width(self.source.text[index])
         dependencies = syntax.line_dependencies(stripped) if owner is not None else None
         if owner is not None and dependencies is not None:  # "Depends on: 2" on its own line
-            if owner.kind != "item" or indent > owner.indent or not self._blanks:
+            if owner.kind != "item" or indent > owner.indent or not blanks:
                 owner.add_dependencies(dependencies, index)
                 if not owner.description and index > owner.header_end:
                     owner.header_end = index
@@ -318,7 +319,7 @@ class LineParser:
                 self._orphan_dependencies(index, stripped)
             return
         if owner is not None and (owner.kind != "item" or indent > owner.indent):
-            owner.add_description(DescriptionLine(index, column, stripped.rstrip()), self._blanks)
+            owner.add_description(DescriptionLine(index, column, stripped.rstrip()), blanks)
             return
         self._owner = None
         self._sublist = None

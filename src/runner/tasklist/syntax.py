@@ -96,9 +96,10 @@ def split_title(text: str) -> tuple[str, tuple[str, ...], str | None]:
     found = DEPS_START_RE.search(text) if "(" in text else None
     if found is None:
         return _split_prose(text)
-    title = text[: found.start()].rstrip()
+    start = found.start()
+    title = text[:start].rstrip()
     tail = text[found.end() :].rstrip()
-    mark = text[found.start() - 1 : found.start()]
+    mark = text[start - 1 : start]
     if mark in ("_", "*") and tail.endswith(mark):  # in italics: "_(Dependencies: [1])_"
         title, tail = title[:-1].rstrip(), tail.rstrip(mark)
     if not tail.endswith(")"):
@@ -113,8 +114,10 @@ def may_name_dependencies(text: str) -> bool:
     """Whether ``text`` holds a word that starts dependencies in prose (a quick test: a
     case-insensitive regex search costs several times more, on every task line)."""
     lowered = text.lower()
-    return ("depend" in lowered or "deps" in lowered or "blocked" in lowered
-            or "requires" in lowered)
+    # "dep" first: one search rules out both "depend" and "deps" in the usual title.
+    if "dep" in lowered and ("depend" in lowered or "deps" in lowered):
+        return True
+    return "blocked" in lowered or "requires" in lowered
 
 
 def _split_prose(text: str) -> tuple[str, tuple[str, ...], str | None]:
