@@ -53,7 +53,7 @@ def build(parser: LineParser, source: str) -> Structure:
         problems.extend(find_cycles(_nodes(drafts, by_id, children)))
     if problems:
         raise TaskListError(problems, source=source)
-    statuses, open_leaves = _statuses(drafts, by_id, children)
+    statuses, open_leaves = _statuses(drafts, by_id, children, ordered)
     tasks, tasks_by_id, leaves = _tasks(drafts, children, statuses)
     return Structure(tasks, tasks_by_id, leaves, by_id, children, open_leaves)
 
@@ -176,27 +176,38 @@ def _nodes(drafts: list[Draft], by_id: dict[str, Draft],
     return nodes
 
 
-def _statuses(drafts: list[Draft], by_id: dict[str, Draft], children: dict[str, list[str]]
-              ) -> tuple[dict[str, TaskStatus], dict[str, int]]:
+def _statuses(drafts: list[Draft], by_id: dict[str, Draft], children: dict[str, list[str]],
+              ordered: bool) -> tuple[dict[str, TaskStatus], dict[str, int]]:
     """Leaves: their own token (done inside a completed block); others: from their leaves.
-    Also how many leaves under each task are not done (a leaf: 1 or 0)."""
-    done, pending = TaskStatus.DONE, TaskStatus.PENDING
+    Also how many leaves under each task are not done (a leaf: 1 or 0).
+
+    ``ordered`` (every parent comes before its children): a leaf counts at its parent only,
+    and then the groups, last first, pass their totals on to their own parents; otherwise
+    each leaf counts at every one of its ancestors.
+    """
+    done, pending, is_blocked = TaskStatus.DONE, TaskStatus.PENDING, TaskStatus.BLOCKED
     statuses: dict[str, TaskStatus] = {}
     open_leaves: dict[str, int] = {}
     started: set[str] = set()  # groups with a leaf done or in progress
     blocked: set[str] = set()
-    groups: list[str] = []  # the tasks that are not leaves
+    groups: list[Draft] = []  # the tasks that are not leaves, in file order
     for draft in drafts:
         task_id = draft.id
         if draft.kind == "phase" or task_id in children:
             open_leaves.setdefault(task_id, 0)
-            groups.append(task_id)
+            groups.append(draft)
             continue
         status = done if draft.in_done_block else draft.status
         statuses[task_id] = status
         is_open = status is not done
         open_leaves[task_id] = is_open
         parent = draft.parent
+        if ordered:
+            if parent is not None:
+                open_leaves[parent] += is_open
+                if status is not pending:
+                    (blocked if status is is_blocked else started).add(parent)
+            continue
         if status is pending:
             while parent is not None:
                 open_leaves[parent] = open_leaves.get(parent, 0) + 1
@@ -204,15 +215,26 @@ def _statuses(drafts: list[Draft], by_id: dict[str, Draft], children: dict[str, 
             continue
         while parent is not None:
             open_leaves[parent] = open_leaves.get(parent, 0) + is_open
-            (blocked if status is TaskStatus.BLOCKED else started).add(parent)
+            (blocked if status is is_blocked else started).add(parent)
             parent = by_id[parent].parent
-    for task_id in groups:
+    if ordered:
+        for group in reversed(groups):  # its subtree, all after it, is counted already
+            parent = group.parent
+            if parent is not None:
+                task_id = group.id
+                open_leaves[parent] += open_leaves[task_id]
+                if task_id in started:
+                    started.add(parent)
+                if task_id in blocked:
+                    blocked.add(parent)
+    for group in groups:
+        task_id = group.id
         if open_leaves[task_id] == 0:
             statuses[task_id] = done
         elif task_id in started:
             statuses[task_id] = TaskStatus.IN_PROGRESS
         elif task_id in blocked:
-            statuses[task_id] = TaskStatus.BLOCKED
+            statuses[task_id] = is_blocked
         else:
             statuses[task_id] = pending
     return statuses, open_leaves
