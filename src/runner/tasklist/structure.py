@@ -7,6 +7,7 @@ full and never half-used.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from operator import itemgetter
 
 from runner.tasklist.draft import Draft
 from runner.tasklist.graph import Node, find_cycles
@@ -14,6 +15,7 @@ from runner.tasklist.model import Problem, Task, TaskListError, TaskStatus, Task
 from runner.tasklist.parse import LineParser
 
 _NEW = object.__new__
+_FIRST = itemgetter(0)
 
 
 @dataclass(frozen=True)
@@ -37,6 +39,7 @@ def build(parser: LineParser, source: str) -> Structure:
     problems = list(parser.problems)
     ordered = _resolve_parents(drafts, by_id, problems)
     children: dict[str, list[str]] = {}
+    dependent: list[Draft] = []  # the drafts that name dependencies
     for draft in drafts:
         parent = draft.parent
         if parent is not None:
@@ -45,11 +48,13 @@ def build(parser: LineParser, source: str) -> Structure:
                 children[parent] = [draft.id]
             else:
                 siblings.append(draft.id)
-        for dependency, line in draft.dependencies:
-            if dependency not in by_id:
-                problems.append(Problem(
-                    line + 1, f"task {draft.id} depends on unknown task {dependency}"))
-    if not (ordered and _dependencies_point_back(drafts, by_id)):
+        if draft.dependencies:
+            dependent.append(draft)
+            for dependency, line in draft.dependencies:
+                if dependency not in by_id:
+                    problems.append(Problem(
+                        line + 1, f"task {draft.id} depends on unknown task {dependency}"))
+    if not (ordered and _dependencies_point_back(drafts, dependent)):
         problems.extend(find_cycles(_nodes(drafts, by_id, children)))
     if problems:
         raise TaskListError(problems, source=source)
@@ -83,7 +88,7 @@ def _tasks(drafts: list[Draft], children: dict[str, list[str]],
         fields["description"] = description
         fields["type"] = kind
         fields["parent"] = draft.parent
-        fields["dependencies"] = tuple([dep for dep, _ in dependencies]) if dependencies else ()
+        fields["dependencies"] = tuple(map(_FIRST, dependencies)) if dependencies else ()
         fields["files"] = tuple(draft.files) if draft.files else ()
         fields["criteria"] = draft.criteria or {}
         fields["notes"] = tuple(draft.notes) if draft.notes else ()
@@ -134,8 +139,9 @@ def _resolve_parents(drafts: list[Draft], by_id: dict[str, Draft],
     return False
 
 
-def _dependencies_point_back(drafts: list[Draft], by_id: dict[str, Draft]) -> bool:
-    """Whether every dependency ends (with all its subtree) before the task naming it.
+def _dependencies_point_back(drafts: list[Draft], dependent: list[Draft]) -> bool:
+    """Whether every dependency ends (with all its subtree) before the task naming it
+    (``dependent``: the drafts that name dependencies).
 
     With parents before children, that orders the whole waiting graph by line, so there
     is no cycle and the full search is skipped (it is the common case).
@@ -145,7 +151,7 @@ def _dependencies_point_back(drafts: list[Draft], by_id: dict[str, Draft]) -> bo
         parent = draft.parent
         if parent is not None and subtree_end[draft.id] > subtree_end[parent]:
             subtree_end[parent] = subtree_end[draft.id]
-    for draft in drafts:
+    for draft in dependent:
         for dependency, _ in draft.dependencies:
             end = subtree_end.get(dependency)
             if end is not None and end >= draft.line:
