@@ -45,6 +45,7 @@ import subprocess
 from pathlib import Path
 
 import httpx
+import pytest
 from tests.integration.gateway.conftest import add_project, rows
 
 from pipeline import commands
@@ -81,6 +82,7 @@ def config_file(url: str, path: Path, known: dict[str, str]) -> Path:
     return path
 
 
+@pytest.mark.slow
 async def test_every_operation_passes_every_schemathesis_check(
     store, sample, procs, token_for, tmp_path
 ) -> None:
