@@ -293,18 +293,13 @@ class Hub:
         """Rows ``after < pos <= upto`` this subscriber may see, oldest first, one page;
         and retention's watermark as of the same snapshot."""
         assert self.pool is not None
+        projects, customers, everyone = self._keys(sub)  # the scope it is indexed by
         notifications = PgNotifications(self.pool)
-        if sub.projects:
-            rows, pruned = await notifications.page(after, upto, PAGE,
-                                                    projects=list(sub.projects),
-                                                    seconds=QUERY_TIMEOUT)
-        elif sub.principal.is_admin:
+        if everyone:
             rows, pruned = await notifications.page(after, upto, PAGE, seconds=QUERY_TIMEOUT)
-        else:
-            projects, customers = sub.principal.scope()
-            rows, pruned = await notifications.page(after, upto, PAGE,
-                                                    projects=list(projects or []),
-                                                    customers=list(customers or []),
+        else:  # never both None: that would be every row
+            rows, pruned = await notifications.page(after, upto, PAGE, projects=projects,
+                                                    customers=customers or None,
                                                     seconds=QUERY_TIMEOUT)
         return [_item(row) for row in rows], pruned
 
