@@ -94,14 +94,19 @@ def ping() -> None:
     import redis
 
     from pipeline.db import asyncpg_dsn
+    from pipeline.store.server import PgServer
 
     settings = get_settings()
 
     async def postgres() -> None:
         import asyncpg
 
+        # a query answered, not only a connection accepted (as the gateway's /health)
         conn = await asyncpg.connect(asyncpg_dsn(settings.database.url), timeout=3)
-        await conn.close()
+        try:
+            await asyncio.wait_for(PgServer(conn).ping(), 3)
+        finally:
+            await conn.close()
 
     try:
         asyncio.run(postgres())
