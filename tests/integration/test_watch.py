@@ -264,20 +264,34 @@ async def test_a_rejected_token_stops_the_watcher_with_code_2_without_printing_i
 async def test_an_expired_token_stops_the_watcher_with_the_cursor_to_resume_from(
     store, procs, env, token_for, watchers
 ) -> None:
-    # Given a watcher whose token expires after fifteen seconds (no leeway; the CLI's own
-    # start-up takes a few of them on a busy machine)
+    # Given a watcher whose token expires after fifteen seconds (no leeway), connected and
+    # receiving frames; on a machine so busy that the CLI's start-up or the first frames
+    # took the token's whole life, again with a longer-lived one: the expiry under test is
+    # the one that comes while the stream is live
     gateway = procs.gateway(DEVTEAM_JWT_LEEWAY_SECONDS="0")
     execution = await new_execution(store, "acme/web")
-    watcher = await Watcher.start(env, token_for("alice", ["acme/*"], ttl=15), "acme/web",
-                                  "--url", gateway.url)
-    watchers.append(watcher)
-    await watcher.wait_for(lambda line: line.startswith("# connected"))
-    await write(store, execution, 2)
-    await watcher.wait_for(lambda line: line.startswith("acme/web #3 "))
+    seq = 1  # the execution's first update
+    for ttl in (15, 45, 120):
+        watcher = await Watcher.start(env, token_for("alice", ["acme/*"], ttl=ttl), "acme/web",
+                                      "--url", gateway.url)
+        watchers.append(watcher)
+        line = await watcher.wait_for(lambda line: line.startswith(("# connected", "# stopped")),
+                                      timeout=ttl + 60)
+        if line.startswith("# stopped"):
+            continue
+        await write(store, execution, 2)
+        seq += 2
+        shown = f"acme/web #{seq} "
+        line = await watcher.wait_for(lambda line, shown=shown: line.startswith((shown, "# stopped")),
+                                      timeout=ttl + 60)
+        if line.startswith(shown):
+            break
+    else:
+        pytest.fail("the token expired before the watcher was live, three times")
     # When the token expires, the server ends the stream; the watcher stops (code 2) and
     # says where to resume
-    assert await watcher.exit_code() == 2
-    cursor = await _cursor_of(store, execution, 3)
+    assert await watcher.exit_code(timeout=ttl + 60) == 2
+    cursor = await _cursor_of(store, execution, seq)
     assert watcher.lines[-1] == (f"# stopped: token rejected (4401): token expired; "
                                  f"resume with a fresh token and --since {cursor}")
 
