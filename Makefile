@@ -5,7 +5,7 @@ SHELL := /bin/bash
 BIN := .venv/bin
 DEVTEAM := $(BIN)/devteam
 PYTEST_ARGS ?=
-PYTEST_WORKERS ?= 4
+PYTEST_WORKERS ?= 6
 
 .PHONY: help setup services image migrate lint test down demo bench
 
@@ -32,10 +32,11 @@ lint: setup
 	$(BIN)/lint-imports
 
 # The suite runs on PYTEST_WORKERS pytest-xdist workers (most of it waits on processes,
-# Docker and Aider, so more workers than cores pay), then the `serial` tests (they restart
-# Postgres, Redis and dockerd) in one process, one after another.
+# Docker and Aider, so more workers than cores pay: 6 kept a 2-core machine busy, 4 did
+# not), longest tests first with idle workers taking work queued on busy ones (worksteal),
+# then the `serial` tests (they restart Postgres, Redis and dockerd) in one process.
 test: setup services image migrate lint
-	@$(BIN)/pytest -n $(PYTEST_WORKERS) -m "not serial" $(PYTEST_ARGS); a=$$?; \
+	@$(BIN)/pytest -n $(PYTEST_WORKERS) --dist worksteal -m "not serial" $(PYTEST_ARGS); a=$$?; \
 	$(BIN)/pytest -m serial $(PYTEST_ARGS); b=$$?; \
 	if [ $$a -eq 5 ] && [ $$b -eq 5 ]; then \
 	  echo "pytest collected no tests: that is a failure" >&2; exit 1; fi; \
