@@ -15,7 +15,9 @@ a ``devteam relay``, ``--workers`` ``devteam worker`` processes, a no-op Dramati
 - raw_dramatiq: a no-op async actor on the same Redis, same broker middleware, same
   ``worker_timeout`` (DEVTEAM_PIPELINE_WORKER_POLL_MS) and thread count, in its own
   process: ``broker.enqueue`` → the actor's first line (wall clock, same host).
-  Interleaved with the starts.
+  Interleaved with the starts. Its consumer polls Redis every ``worker_timeout``, as
+  Dramatiq does; the product's idle workers sleep until the relay's wake-up instead
+  (``pipeline.wakeup``).
 - stage_commit: the workers' ``stage.end`` log field ``commit_ms``: handler returned →
   its finish transaction committed (flush of pending log lines + the one transaction).
 - tasks_per_min_P: P executions at once, each on its own copy of the sample project

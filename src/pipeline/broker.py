@@ -7,23 +7,82 @@ so a message is only ever a wake-up call carrying a command id.
 
 from __future__ import annotations
 
+import threading
 import time
+from typing import Any
 
 import dramatiq
 from dramatiq.brokers.redis import RedisBroker
-from dramatiq.middleware import AsyncIO, CurrentMessage, ShutdownNotifications
+from dramatiq.common import dq_name
+from dramatiq.middleware import AsyncIO, CurrentMessage, Middleware, ShutdownNotifications
 
 from pipeline.outbox import QUEUE
+from pipeline.wakeup import WakeableConsumer, WakeListener, Waker, channel
 from runner.settings import Settings
 
 _broker: RedisBroker | None = None
+
+
+class PipelineBroker(RedisBroker):
+    """Dramatiq's Redis broker whose stage-queue consumers sleep until a wake-up while
+    they hold no stage (``pipeline.wakeup``) and whose other consumers poll Redis at most
+    ``poll_ms`` apart, whatever ``worker_timeout`` the worker was given: Dramatiq uses one
+    timeout for its consumers' sleep between fetches and for its worker threads' wait on
+    their in-process queue, which only decides how soon an idle thread sees it should
+    stop (a fetched message wakes a thread at once)."""
+
+    poll_ms: int | None = None
+    idle_poll_ms: int = 1000
+    _listener: WakeListener | None = None
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)  # type: ignore[no-untyped-call]
+        self.waker = Waker()
+        self._listener_lock = threading.Lock()
+        self.add_middleware(_CloseWakerOnShutdown(self.waker))
+
+    def consume(self, queue_name: str, prefetch: int = 1, timeout: int = 5000) -> Any:
+        if self.poll_ms is not None:
+            timeout = min(timeout, self.poll_ms)
+        if queue_name == dq_name(QUEUE):  # stages are never delayed: nothing comes here
+            return super().consume(queue_name, prefetch, self.idle_poll_ms)
+        if queue_name != QUEUE:
+            return super().consume(queue_name, prefetch, timeout)
+        self._listen()
+        return WakeableConsumer(
+            super().consume(queue_name, prefetch, 1),  # its own sleep: 0 ms
+            self.waker, busy_poll_seconds=timeout / 1000,
+            idle_poll_seconds=self.idle_poll_ms / 1000)
+
+    def _listen(self) -> None:
+        with self._listener_lock:
+            if self._listener is None:
+                self._listener = WakeListener(self.client, channel(self.namespace, QUEUE),
+                                              self.waker)
+                self._listener.start()
+
+    def close(self) -> None:
+        self.waker.close()
+        if self._listener is not None:
+            self._listener.stop()
+        super().close()
+
+
+class _CloseWakerOnShutdown(Middleware):
+    """A stopping worker's consumers poll again, so they see at once that they must stop."""
+
+    def __init__(self, waker: Waker) -> None:
+        self.waker = waker
+
+    def before_worker_shutdown(self, broker: Any, worker: Any) -> None:
+        self.waker.close()
 
 
 def get_broker(settings: Settings) -> RedisBroker:
     """The process's broker, created on first use and installed as Dramatiq's global."""
     global _broker
     if _broker is None:
-        _broker = RedisBroker(  # type: ignore[no-untyped-call]
+        _broker = PipelineBroker(
             url=settings.redis.url,
             namespace=settings.redis.namespace,
             middleware=[AsyncIO(), CurrentMessage(), ShutdownNotifications()],
@@ -32,6 +91,8 @@ def get_broker(settings: Settings) -> RedisBroker:
             socket_connect_timeout=2,
             health_check_interval=10,
         )
+        _broker.poll_ms = settings.pipeline.worker_poll_ms
+        _broker.idle_poll_ms = settings.pipeline.worker_idle_poll_ms
         dramatiq.set_broker(_broker)
         _broker.declare_queue(QUEUE)
     return _broker
@@ -46,7 +107,8 @@ def reset_broker() -> None:
 
 
 def send(broker: RedisBroker, *, command_id: int, actor: str) -> None:
-    """Enqueue the message for a command: its id is the message id, its only argument."""
+    """Enqueue the message for a command (its id is the message id, its only argument),
+    then wake the idle workers (``pipeline.wakeup``)."""
     broker.enqueue(
         dramatiq.Message(
             queue_name=QUEUE,
@@ -58,3 +120,4 @@ def send(broker: RedisBroker, *, command_id: int, actor: str) -> None:
             message_timestamp=int(time.time() * 1000),
         )
     )
+    broker.client.publish(channel(broker.namespace, QUEUE), "")

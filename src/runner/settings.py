@@ -207,7 +207,12 @@ class PipelineSettings(msgspec.Struct, frozen=True, kw_only=True):
     worker_concurrency: int = 4
     """Stage actors running at once per worker process."""
     worker_poll_ms: int = 20
-    """Longest idle wait of a worker polling Redis (lower means faster starts)."""
+    """Longest wait between two polls of Redis by a worker holding stages (lower means
+    faster starts)."""
+    worker_idle_poll_ms: int = 1000
+    """Longest wait between two polls of Redis by a worker holding no stage: the relay
+    publishes a wake-up with every stage it sends, so this only bounds how late a stage
+    sent without one starts (a listener reconnecting, a dead worker's stage handed back)."""
     relay_poll_seconds: float = 1.0
     """Relay polling interval when no NOTIFY arrives."""
     stage_lease_seconds: int = 30
