@@ -9,6 +9,7 @@ from sqlalchemy import text
 from tests.e2e.checks import containers_of, frames, remote_task_list, stage_runs, working_copy
 from tests.e2e.conftest import start, wait_status
 from tests.e2e.scripts import ALWAYS_FAILS
+from tests.support.settings import use_settings
 
 from devtools.demo.sample import INITIAL, create_sample
 from devtools.scripted_model import ScriptedModelServer, parse_script
@@ -74,6 +75,34 @@ async def test_five_customers_run_at_once_isolated_and_one_failure_stays_local(
     # each customer's copies lived under its own root, and nothing of theirs is left there
     assert sorted(p.name for p in root.iterdir() if p.name.startswith("customer-")) == [
         f"customer-{i}" for i in range(5)]
+
+
+async def test_executions_of_a_customer_at_its_slot_limit_take_turns_and_all_complete(
+    store, tmp_path, pipeline_env, procs, monkeypatch
+):
+    # Given a customer allowed one container at a time, and two of its projects started at
+    # once, whose tasks each need a second container before VERIFY (the baseline's, as
+    # every task with a test criterion does in SETUP)
+    pipeline_env.update(use_settings(pipeline_env, monkeypatch, {
+        "DEVTEAM_SANDBOX_MAX_CONTAINERS_PER_CUSTOMER": "1"}))
+    procs.relay()
+    procs.worker(threads=4)
+    samples = {f"solo/calc-{i}": create_sample(tmp_path / f"s{i}", files={
+        **INITIAL, "tasks_list.md": SHORT_LIST}) for i in range(2)}
+    executions = {project: await start(store, project, sample.url)
+                  for project, sample in samples.items()}
+    # Then both complete: no execution held its container's slot while it waited for
+    # another (each waited for the other, and both for themselves, before)
+    rows = await asyncio.gather(*(
+        wait_status(store, e, {"completed", "error", "stopped", "paused"}, timeout=600)
+        for e in executions.values()))
+    for (project, execution), row in zip(executions.items(), rows, strict=True):
+        assert row["status"] == "completed", (project, row)
+        assert remote_task_list(samples[project]).progress() == (2, 2)
+        runs = await stage_runs(store, execution)
+        assert [r["status"] for r in runs if r["stage"] == "SETUP"] == ["succeeded"] * 2
+        assert any(r["result"].get("baseline") for r in runs if r["stage"] == "SETUP")
+        assert containers_of(execution) == []
 
 
 @pytest.mark.timeout(1800)

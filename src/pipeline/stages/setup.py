@@ -101,6 +101,13 @@ async def setup(ctx: StageContext) -> Outcome:
     branch, base = prep.branch, prep.base_commit
     co = await checkout(ctx)
     await blocking(ctx.services.git.reset_branch, co, branch, base)
+    # PREP's container holds a sandbox slot; SETUP's own containers (the setup container
+    # on a cache miss, the baseline's) each need one more. A stage that waits for a slot
+    # while it holds one can wait forever: when every slot is held by an execution between
+    # PREP and SETUP (more executions than the global or the customer's limit), each waits
+    # for the others. So it goes first, and no execution ever holds a slot while it waits
+    # for one; VERIFY makes the task's container again.
+    await drop_task_containers(ctx)
     plan: SetupPlan | None = None
     try:
         plan = await trusted_plan(ctx, co, base)
@@ -109,8 +116,6 @@ async def setup(ctx: StageContext) -> Outcome:
         result = await environment(ctx, plan, Path(co.path), attempt=SETUP_ATTEMPT)
     except EnvironmentFailure as exc:
         ctx.log.line(exc.message, "error")
-        # The task's container (PREP's) would hold a slot while a person looks: it goes.
-        await drop_task_containers(ctx)
         plan = plan or SetupPlan(tool="none")
         return Outcome(
             status=StageStatus.FAILED,
