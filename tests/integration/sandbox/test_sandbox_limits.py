@@ -12,7 +12,10 @@ from runner.sandbox import classify
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 
 MEMORY_BOMB = "python3 -c 'x = []\nwhile True: x.append(bytearray(1 << 20))'"
-FORK_BOMB = "bomb() { bomb | bomb & }; bomb; sleep 30"
+FORK_BOMB = "bomb() { bomb | bomb & }; bomb; exec sleep 30"
+"""The shell forks once (the first ``bomb``), then becomes ``sleep``: a ``sleep 30`` it had
+to fork failed now and then, once the bomb had taken every pid, and the shell exited 2 at
+once instead of running into the timeout the test checks."""
 
 
 def test_given_64mb_limit_when_memory_bomb_runs_then_it_is_killed_and_classified(
