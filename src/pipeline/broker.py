@@ -24,8 +24,8 @@ _broker: RedisBroker | None = None
 
 
 class PipelineBroker(RedisBroker):
-    """Dramatiq's Redis broker whose stage-queue consumers sleep until a wake-up while
-    they hold no stage (``pipeline.wakeup``) and whose other consumers poll Redis at most
+    """Dramatiq's Redis broker whose stage-queue consumers sleep between fetches until a
+    wake-up (``pipeline.wakeup``) and whose other consumers poll Redis at most
     ``poll_ms`` apart, whatever ``worker_timeout`` the worker was given: Dramatiq uses one
     timeout for its consumers' sleep between fetches and for its worker threads' wait on
     their in-process queue, which only decides how soon an idle thread sees it should
@@ -51,7 +51,7 @@ class PipelineBroker(RedisBroker):
         self._listen()
         return WakeableConsumer(
             super().consume(queue_name, prefetch, 1),  # its own sleep: 0 ms
-            self.waker, busy_poll_seconds=timeout / 1000,
+            self.waker, closing_poll_seconds=timeout / 1000,
             idle_poll_seconds=self.idle_poll_ms / 1000)
 
     def _listen(self) -> None:

@@ -6,14 +6,17 @@ worker then ran ~100 fetch scripts a second on Redis and spent 5 to 7 % of a cor
 
 Instead the relay publishes a wake-up on a Redis channel with every stage message it
 sends (``broker.send``), each worker process keeps one subscription (``WakeListener``),
-and the stage queue's consumer, while it has no message in hand, sleeps until a wake-up
-or ``worker_idle_poll_ms`` (``WakeableConsumer``). While it holds messages it polls as
-Dramatiq does (``worker_poll_ms``), so nothing about acks, prefetch or heartbeats changes.
+and the stage queue's consumer sleeps between fetches until a wake-up or
+``worker_idle_poll_ms`` (``WakeableConsumer``). A stage acked or rejected by a worker
+thread wakes it too: a thread is free, and a stage sent while all were busy (its wake-up
+came when the consumer could take nothing) is fetched at once.
 
 No wake-up is lost: a consumer takes a ticket (the wake-up count) before it fetches and
 sleeps only while no wake-up came after its ticket. The idle poll catches what comes with
 no wake-up: messages sent while a listener was reconnecting (it wakes every consumer once
-it is subscribed again) and a dead worker's messages that Redis hands back.
+it is subscribed again) and a dead worker's messages that Redis hands back. It also keeps
+the worker's heartbeat in Redis (written by every fetch) far younger than the heartbeat
+timeout (15 s or more).
 """
 
 from __future__ import annotations
@@ -136,31 +139,38 @@ class WakeListener:
 
 
 class WakeableConsumer(Consumer):
-    """A Dramatiq consumer that, holding no message, sleeps until a wake-up instead of
-    polling. ``inner`` must be made with a ~0 ms timeout: its own sleep is skipped."""
+    """A Dramatiq consumer that sleeps between fetches until a wake-up instead of polling.
+    ``inner`` must be made with a ~0 ms timeout: its own sleep is skipped. Once the waker
+    is closed (the worker is stopping) it polls every ``closing_poll_seconds``."""
 
-    def __init__(self, inner: Any, waker: Waker, *, busy_poll_seconds: float,
+    def __init__(self, inner: Any, waker: Waker, *, closing_poll_seconds: float,
                  idle_poll_seconds: float) -> None:
         self.inner = inner
         self.waker = waker
-        self.busy_poll_seconds = busy_poll_seconds
+        self.closing_poll_seconds = closing_poll_seconds
         self.idle_poll_seconds = idle_poll_seconds
 
     def __next__(self) -> MessageProxy | None:
         ticket = self.waker.ticket()
         message: MessageProxy | None = next(self.inner)
         if message is None:
-            if self.inner.outstanding_message_count or self.waker.closed:
-                time.sleep(self.busy_poll_seconds)  # as Dramatiq polls while it works
+            if self.waker.closed:
+                time.sleep(self.closing_poll_seconds)
             else:
                 self.waker.wait(ticket, self.idle_poll_seconds)
         return message
 
     def ack(self, message: MessageProxy) -> None:
-        self.inner.ack(message)
+        try:
+            self.inner.ack(message)
+        finally:
+            self.waker.wake()  # a thread is free: fetch what waits for one
 
     def nack(self, message: MessageProxy) -> None:
-        self.inner.nack(message)
+        try:
+            self.inner.nack(message)
+        finally:
+            self.waker.wake()
 
     def requeue(self, messages: Any) -> None:
         self.inner.requeue(messages)

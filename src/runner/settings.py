@@ -207,12 +207,13 @@ class PipelineSettings(msgspec.Struct, frozen=True, kw_only=True):
     worker_concurrency: int = 4
     """Stage actors running at once per worker process."""
     worker_poll_ms: int = 20
-    """Longest wait between two polls of Redis by a worker holding stages (lower means
-    faster starts)."""
+    """Longest wait between two polls of Redis by a stopping worker, and by a consumer of
+    any queue other than the stages' (the stages' consumer waits for wake-ups)."""
     worker_idle_poll_ms: int = 1000
-    """Longest wait between two polls of Redis by a worker holding no stage: the relay
-    publishes a wake-up with every stage it sends, so this only bounds how late a stage
-    sent without one starts (a listener reconnecting, a dead worker's stage handed back)."""
+    """Longest wait between two polls of Redis by a worker's stage consumer: the relay
+    publishes a wake-up with every stage it sends (and a worker thread finishing a stage
+    wakes it), so this only bounds how late a stage sent without one starts (a listener
+    reconnecting, a dead worker's stage handed back)."""
     relay_poll_seconds: float = 1.0
     """Relay polling interval when no NOTIFY arrives."""
     stage_lease_seconds: int = 30

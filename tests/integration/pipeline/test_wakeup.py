@@ -40,11 +40,14 @@ def make_broker(redis_url: str) -> Iterator:
 
 class Fetcher:
     """A consumer driven the way Dramatiq's consumer thread drives it, in a thread; it
-    records each message it gets with the time."""
+    records each message it gets, and acks it at once unless ``hold`` (then the test acks
+    it, as a worker thread does when its stage ends)."""
 
-    def __init__(self, consumer) -> None:
+    def __init__(self, consumer, *, hold: bool = False) -> None:
         self.consumer = consumer
+        self.hold = hold
         self.got: list[tuple[str, float]] = []
+        self.held: list = []
         self.calls = 0
         self.running = True
         self.thread = threading.Thread(target=self._run, daemon=True)
@@ -56,7 +59,10 @@ class Fetcher:
             self.calls += 1
             if message is not None:
                 self.got.append((message.message_id, time.monotonic()))
-                self.consumer.ack(message)
+                if self.hold:
+                    self.held.append(message)
+                else:
+                    self.consumer.ack(message)
 
     def wait_for(self, n: int, timeout: float) -> bool:
         deadline = time.monotonic() + timeout
@@ -113,6 +119,31 @@ def test_given_an_idle_consumer_polling_hourly_when_a_stage_is_sent_then_it_gets
         worker_side.waker.close()
         fetcher.thread.join(5)
     assert not fetcher.thread.is_alive()
+
+
+def test_given_every_thread_busy_when_one_finishes_then_the_stage_that_waited_is_fetched(
+        make_broker) -> None:
+    # Given a worker with one thread (prefetch 1), busy with a stage, polling hourly
+    worker_side = make_broker()
+    fetcher = Fetcher(worker_side.consume(QUEUE, prefetch=1, timeout=1000), hold=True)
+    try:
+        _subscribed(worker_side)
+        relay_side = make_broker(namespace=worker_side.namespace)
+        send(relay_side, command_id=1, actor="stage")
+        assert fetcher.wait_for(1, timeout=30), fetcher.got
+        # and a second stage sent while it cannot take one (its wake-up comes and goes)
+        send(relay_side, command_id=2, actor="stage")
+        time.sleep(0.5)
+        assert [m for m, _ in fetcher.got] == ["1"]
+        # When the thread finishes the first stage
+        fetcher.consumer.ack(fetcher.held[0])
+        # Then the second is fetched, long before an hourly poll
+        assert fetcher.wait_for(2, timeout=30), fetcher.got
+        assert [m for m, _ in fetcher.got] == ["1", "2"]
+    finally:
+        fetcher.running = False
+        worker_side.waker.close()
+        fetcher.thread.join(5)
 
 
 def test_given_a_stage_enqueued_without_a_wake_up_then_the_idle_poll_fetches_it(
