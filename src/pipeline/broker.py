@@ -31,13 +31,13 @@ class PipelineBroker(RedisBroker):
     their in-process queue, which only decides how soon an idle thread sees it should
     stop (a fetched message wakes a thread at once)."""
 
-    poll_ms: int | None = None
-    idle_poll_ms: int = 1000
-    _listener: WakeListener | None = None
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)  # type: ignore[no-untyped-call]
+    def __init__(self, *, poll_ms: int | None = None, idle_poll_ms: int = 1000,
+                 **kwargs: Any) -> None:
+        super().__init__(**kwargs)  # type: ignore[no-untyped-call]
+        self.poll_ms = poll_ms
+        self.idle_poll_ms = idle_poll_ms
         self.waker = Waker()
+        self._listener: WakeListener | None = None
         self._listener_lock = threading.Lock()
         self.add_middleware(_CloseWakerOnShutdown(self.waker))
 
@@ -90,9 +90,9 @@ def get_broker(settings: Settings) -> RedisBroker:
             socket_timeout=5,
             socket_connect_timeout=2,
             health_check_interval=10,
+            poll_ms=settings.pipeline.worker_poll_ms,
+            idle_poll_ms=settings.pipeline.worker_idle_poll_ms,
         )
-        _broker.poll_ms = settings.pipeline.worker_poll_ms
-        _broker.idle_poll_ms = settings.pipeline.worker_idle_poll_ms
         dramatiq.set_broker(_broker)
         _broker.declare_queue(QUEUE)
     return _broker
