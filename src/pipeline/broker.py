@@ -44,10 +44,10 @@ class PipelineBroker(RedisBroker):
     def consume(self, queue_name: str, prefetch: int = 1, timeout: int = 5000) -> Any:
         if self.poll_ms is not None:
             timeout = min(timeout, self.poll_ms)
-        if queue_name == dq_name(QUEUE):  # stages are never delayed: nothing comes here
-            return super().consume(queue_name, prefetch, self.idle_poll_ms)
-        if queue_name != QUEUE:
+        if queue_name not in (QUEUE, dq_name(QUEUE)):
             return super().consume(queue_name, prefetch, timeout)
+        # the stages' queue, and its delay queue (stages are never delayed: nothing comes
+        # there, and a stopping worker must not wait out its poll)
         self._listen()
         return WakeableConsumer(
             super().consume(queue_name, prefetch, 1),  # its own sleep: 0 ms

@@ -92,9 +92,13 @@ class WakeListener:
     def start(self) -> None:
         self._thread.start()
 
-    def stop(self, timeout: float = 2 * LISTEN_TICK_SECONDS) -> None:
+    def stop(self, timeout: float = 0.0) -> None:
+        """Ask the thread to end (at its next tick, or when its connection is closed);
+        wait ``timeout`` seconds for it. A stopping worker does not wait: the thread is a
+        daemon, and the broker closes its connections next."""
         self._stopping.set()
-        self._thread.join(timeout)
+        if timeout:
+            self._thread.join(timeout)
 
     def _run(self) -> None:
         def lost(state: Any) -> None:
