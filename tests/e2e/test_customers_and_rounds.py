@@ -83,8 +83,7 @@ async def test_executions_of_a_customer_at_its_slot_limit_take_turns_and_all_com
     # Given a customer allowed one container at a time, and two of its projects started at
     # once, whose tasks each need a second container before VERIFY (the baseline's, as
     # every task with a test criterion does in SETUP)
-    pipeline_env.update(use_settings(pipeline_env, monkeypatch, {
-        "DEVTEAM_SANDBOX_MAX_CONTAINERS_PER_CUSTOMER": "1"}))
+    use_settings(pipeline_env, monkeypatch, {"DEVTEAM_SANDBOX_MAX_CONTAINERS_PER_CUSTOMER": "1"})
     procs.relay()
     procs.worker(threads=4)
     samples = {f"solo/calc-{i}": create_sample(tmp_path / f"s{i}", files={
