@@ -168,6 +168,9 @@ class Subscriber:
     live_from: int | None = None
     """Set by ``Hub.subscribe`` without ``since``: the head it starts from, every frame
     after which was offered to this subscriber (no backlog to read)."""
+    replay_to: int = 0
+    """Set by ``Hub.subscribe`` with ``since``: the head committed when it subscribed. The
+    backlog reaches at least that far, even where the hub has not published it yet."""
 
     def __post_init__(self) -> None:
         self.queue = asyncio.Queue(maxsize=self.queue_size + 1)
@@ -312,6 +315,7 @@ class Hub:
         """
         if since is not None:
             head = await self.head()
+            sub.replay_to = head
             self.add(sub)
             return min(since, head)
         # Without ``since`` the client is live from the head: ``sub`` is added before the
@@ -331,17 +335,21 @@ class Hub:
     async def frames(self, sub: Subscriber, cursor: int) -> AsyncIterator[Item]:
         """Every frame for the subscribed ``sub`` after ``cursor``, in order, forever.
 
-        Replays from the table up to what the hub had published, says so once (a
-        ``replay-complete`` item: the client is live from here), then drains the live
-        queue skipping anything already sent: no gap, no duplicate.
+        Replays from the table up to what was committed when it subscribed, or what the
+        hub had published if that is further, says so once (a ``replay-complete`` item:
+        the client is live from here), then drains the live queue skipping anything
+        already sent: no gap, no duplicate. A frame committed before the client connected
+        is in its backlog even while the hub is still to publish it (its NOTIFY not yet
+        heard): the queue's copy of it is then skipped.
         """
         told = 0  # the retention watermark this client was last told about
         replayed: int | None = 0  # frames sent from the table; None once told it is live
         try:
             while True:
                 # a subscriber live from its cursor has every later frame in its queue
-                target = cursor if sub.live_from == cursor else self.published
-                sub.live_from = None
+                target = (cursor if sub.live_from == cursor
+                          else max(self.published, sub.replay_to))
+                sub.live_from, sub.replay_to = None, 0
                 while cursor < target:
                     page, pruned = await self.read(cursor, target, sub)
                     if pruned > cursor and pruned > told:

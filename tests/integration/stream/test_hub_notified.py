@@ -1,6 +1,7 @@
 """The hub in process on a real database: the rows a NOTIFY carries are published as they
 are, and whatever a NOTIFY does not carry (too long for one, or a NOTIFY lost) is read
-from the table: in order, nothing missed, nothing twice, the same bytes as a replay."""
+from the table: in order, nothing missed, nothing twice, the same bytes as a replay. A
+client's backlog does not depend on how far the hub has got."""
 
 from __future__ import annotations
 
@@ -27,6 +28,31 @@ class LossyHub(Hub):
         self.heard.append(payload)
         if notified(payload)[0] not in self.lose:
             super()._notified(payload)
+
+
+class HeldHub(Hub):
+    """A hub that publishes nothing while ``held`` is clear: frames are committed (and
+    NOTIFY'd) but not yet published, as when the hub is a moment behind the database."""
+
+    held: asyncio.Event  # set: publishing is allowed
+
+    def _publish(self, rows: list[Any]) -> None:
+        if self.held.is_set():  # else dropped: the next read of the table finds them
+            super()._publish(rows)
+
+
+@pytest.fixture
+async def held_hub(env: dict[str, str]) -> AsyncIterator[HeldHub]:
+    from runner.settings import get_settings
+
+    running = HeldHub(get_settings())
+    running.held = asyncio.Event()
+    running.held.set()
+    await running.start()
+    await asyncio.wait_for(running.listen_connected.wait(), 30)
+    yield running
+    running.held.set()
+    await running.stop()
 
 
 @pytest.fixture
@@ -114,3 +140,40 @@ async def test_a_frame_committed_while_a_client_connects_without_since_arrives_l
     assert first.type == "replay-complete"
     assert (first.pos, first.data) == (cursor, b"0")
     assert second.pos == cursor + 1 and second.data.startswith(b'{"id":"')
+
+
+async def test_a_frame_committed_before_a_client_resumes_is_in_its_backlog_before_the_marker(
+        store: Any, held_hub: HeldHub) -> None:
+    """The backlog of a client resuming from a cursor reaches what was committed when it
+    connected, not only what the hub had published: a frame whose NOTIFY the hub had not
+    yet acted on used to come after ``replay-complete`` (the Node client's test saw 30 of
+    31 frames in its backlog, once in CI)."""
+    execution = await new_execution(store, "acme/web")
+    sub = Subscriber(principal=Principal(user_id="ann", role="viewer", projects=("acme/*",)),
+                     projects=frozenset({"acme/web"}))
+    since = await held_hub.head()
+    async with asyncio.timeout(30):
+        while held_hub.published < since:
+            await asyncio.sleep(0.005)
+    # Given three frames committed while the hub publishes nothing
+    held_hub.held.clear()
+    await write(store, execution, 3)
+    assert held_hub.published == since
+    # When a client resumes from before them
+    cursor = await held_hub.subscribe(sub, since)
+    frames = held_hub.frames(sub, cursor)
+    got: list[Item] = []
+    try:
+        async with asyncio.timeout(30):
+            while not got or got[-1].type != "replay-complete":
+                got.append(await anext(frames))  # type: ignore[call-overload]
+            # and the hub catches up (offering it the same three), then one more is written
+            held_hub.held.set()
+            await write(store, execution, 1)
+            got.append(await anext(frames))  # type: ignore[call-overload]
+    finally:
+        await frames.aclose()  # type: ignore[attr-defined]
+    # Then the three are its backlog, the marker counts them, and the next is live, once
+    assert [i.pos for i in got[:3]] == [since + 1, since + 2, since + 3]
+    assert got[3].type == "replay-complete" and (got[3].pos, got[3].data) == (since + 3, b"3")
+    assert got[4].pos == since + 4 and got[4].data.startswith(b'{"id":"')
