@@ -12,10 +12,13 @@ from runner.sandbox import classify
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 
 MEMORY_BOMB = "python3 -c 'x = []\nwhile True: x.append(bytearray(1 << 20))'"
-FORK_BOMB = "bomb() { bomb | bomb & }; bomb; exec sleep 30"
-"""The shell forks once (the first ``bomb``), then becomes ``sleep``: a ``sleep 30`` it had
-to fork failed now and then, once the bomb had taken every pid, and the shell exited 2 at
-once instead of running into the timeout the test checks."""
+FORK_BOMB = "bomb() { bomb | bomb & }; bomb & exec sleep 30"
+"""The shell forks once, for the bomb in the background, before any bomb has forked; then
+it becomes ``sleep``, which needs no pid either, and runs into the timeout the test checks.
+A shell that forked after the bomb had started could find every pid taken and exit 2 at
+once (dash exits on "Cannot fork"): first for a ``sleep 30`` it had to fork, then, in
+``bomb; exec sleep 30``, for the second half of the top ``bomb | bomb &``, which dash forks
+from the shell itself once the first half is already forking."""
 
 
 def test_given_64mb_limit_when_memory_bomb_runs_then_it_is_killed_and_classified(
