@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from typing import Any
+from contextlib import asynccontextmanager
+from typing import Any, TypeVar
 
 import pytest
 from tests.support.streams import new_execution, payload, write
@@ -16,13 +17,18 @@ from gateway.auth import Principal
 from gateway.fanout import Hub, Item, Subscriber
 from pipeline import stream
 from pipeline.store.notifications import NOTIFY_MAX, notified
+from runner.settings import Settings, get_settings
+
+HubT = TypeVar("HubT", bound=Hub)
 
 
 class LossyHub(Hub):
     """A hub that never hears the NOTIFYs announcing the positions in ``lose``."""
 
-    heard: list[str]
-    lose: set[int]
+    def __init__(self, settings: Settings) -> None:
+        super().__init__(settings)
+        self.heard: list[str] = []
+        self.lose: set[int] = set()
 
     def _notified(self, payload: str) -> None:
         self.heard.append(payload)
@@ -34,37 +40,37 @@ class HeldHub(Hub):
     """A hub that publishes nothing while ``held`` is clear: frames are committed (and
     NOTIFY'd) but not yet published, as when the hub is a moment behind the database."""
 
-    held: asyncio.Event  # set: publishing is allowed
+    def __init__(self, settings: Settings) -> None:
+        super().__init__(settings)
+        self.held = asyncio.Event()  # set: publishing is allowed
+        self.held.set()
 
     def _publish(self, rows: list[Any]) -> None:
         if self.held.is_set():  # else dropped: the next read of the table finds them
             super()._publish(rows)
 
 
-@pytest.fixture
-async def held_hub(env: dict[str, str]) -> AsyncIterator[HeldHub]:
-    from runner.settings import get_settings
-
-    running = HeldHub(get_settings())
-    running.held = asyncio.Event()
-    running.held.set()
-    await running.start()
-    await asyncio.wait_for(running.listen_connected.wait(), 30)
-    yield running
-    running.held.set()
-    await running.stop()
+@asynccontextmanager
+async def _running(hub: HubT) -> AsyncIterator[HubT]:
+    """``hub`` started and listening, stopped afterwards."""
+    await hub.start()
+    try:
+        await asyncio.wait_for(hub.listen_connected.wait(), 30)
+        yield hub
+    finally:
+        await hub.stop()
 
 
 @pytest.fixture
 async def hub(env: dict[str, str]) -> AsyncIterator[LossyHub]:
-    from runner.settings import get_settings
+    async with _running(LossyHub(get_settings())) as running:
+        yield running
 
-    running = LossyHub(get_settings())
-    running.heard, running.lose = [], set()
-    await running.start()
-    await asyncio.wait_for(running.listen_connected.wait(), 30)
-    yield running
-    await running.stop()
+
+@pytest.fixture
+async def held_hub(env: dict[str, str]) -> AsyncIterator[HeldHub]:
+    async with _running(HeldHub(get_settings())) as running:
+        yield running
 
 
 async def _live(hub: Hub, sub: Subscriber, cursor: int, n: int) -> list[Item]:
