@@ -112,6 +112,7 @@ class Store:
         self._pool_size = pool_size or 10
         self._pool: Any = None
         self._pool_lock = asyncio.Lock()
+        self._turns: asyncio.Semaphore | None = None
 
     @contextlib.asynccontextmanager
     async def unit(self) -> AsyncIterator[None]:
@@ -170,9 +171,8 @@ class Store:
             async with self.tx() as tx:
                 yield tx
             return
-        pool = await self.pool()
         with _pg_errors():
-            async with pool.acquire() as conn:
+            async with self._connection() as conn:
                 yield PgTx(conn)
 
     @contextlib.asynccontextmanager
@@ -206,14 +206,29 @@ class Store:
         return self._pool
 
     @contextlib.asynccontextmanager
-    async def _pg_tx(self) -> AsyncIterator[PgTx]:
+    async def _connection(self) -> AsyncIterator[Any]:
+        """A pooled connection, handed out first come, first served.
+
+        asyncpg's pool lets a newcomer take a connection that was just released to a task
+        already waiting for one; the woken task finds the pool empty and goes to the back
+        of the queue again, so under load a few requests wait many times longer than the
+        rest (status reads at 32 clients, 3 connections: p50 2 ms, p99 300 ms). A fair
+        semaphore of the pool's size in front of it queues every task in arrival order,
+        and a task holding a turn always finds a connection free."""
         pool = await self.pool()
+        if self._turns is None:
+            self._turns = asyncio.Semaphore(self._pool_size)
+        async with self._turns, pool.acquire() as conn:
+            yield conn
+
+    @contextlib.asynccontextmanager
+    async def _pg_tx(self) -> AsyncIterator[PgTx]:
         with _pg_errors():
-            async with pool.acquire() as conn, conn.transaction():
+            async with self._connection() as conn, conn.transaction():
                 yield PgTx(conn)
 
     async def close(self) -> None:
         if self._pool is not None:
-            pool, self._pool = self._pool, None
+            pool, self._pool, self._turns = self._pool, None, None
             await pool.close()
         await self.engine.dispose()
