@@ -18,7 +18,7 @@ from gateway.asyncapi import asyncapi_json
 from gateway.auth import Authenticator
 from gateway.correlation import correlation_middleware
 from gateway.fanout import Hub
-from gateway.http import authenticated, json_body
+from gateway.http import NEEDS_TOKEN, admit
 from gateway.limits import header_limit_middleware
 from gateway.metrics import instrument, metrics_endpoint
 from gateway.openapi import StrictStructSchemaPlugin, finish_document, openapi_config
@@ -89,7 +89,7 @@ def create_app(settings: Settings | None = None, *, store: Store | None = None) 
             *execution_detail.handlers,
             *usage.handlers,
         ],
-        guards=[authenticated],
+        opt={NEEDS_TOKEN: True},
     )
     route_handlers: list[Any] = [
         api,
@@ -110,7 +110,7 @@ def create_app(settings: Settings | None = None, *, store: Store | None = None) 
         route_handlers=route_handlers,
         lifespan=[lifespan],
         middleware=[header_limit_middleware, correlation_middleware, allow_middleware],
-        before_request=json_body,
+        before_request=admit,
         exception_handlers={
             Problem: on_problem,
             ValidationException: on_validation,
@@ -125,7 +125,7 @@ def create_app(settings: Settings | None = None, *, store: Store | None = None) 
         debug=False,
         logging_config=None,
     )
-    finish_document(app, authenticated)
+    finish_document(app, NEEDS_TOKEN)
     app.state.settings = settings
     app.state.auth = Authenticator(settings)
     if settings.metrics.enabled:

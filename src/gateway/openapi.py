@@ -10,11 +10,11 @@ items ``minLength: 1``, ``dependencies`` items' pattern, ``criteria``'s sizes), 
 ``finish_document`` replaces every request body's schema with msgspec's own JSON Schema of
 the Struct the gateway decodes it with (the validator's rules, by construction), plus the
 cross-field rules a Struct's ``__post_init__`` enforces (its ``openapi_extra``). Routes
-without the ``authenticated`` guard (``/health``, ``/health/live``) are documented with
-``security: []``. Patterns are Python's and must read the same in ECMA 262, the dialect of
-the document (no ``\\Z``, no lookbehind, no ``\\s``/``\\d``/``\\w``, no line terminator
-where ``.`` or ``$`` could meet one); a test compares both dialects on the served
-document.
+that need no token (no ``http.NEEDS_TOKEN`` in their ``opt``: ``/health``,
+``/health/live``) are documented with ``security: []``. Patterns are Python's and must
+read the same in ECMA 262, the dialect of the document (no ``\\Z``, no lookbehind, no
+``\\s``/``\\d``/``\\w``, no line terminator where ``.`` or ``$`` could meet one); a test
+compares both dialects on the served document.
 """
 
 from __future__ import annotations
@@ -63,11 +63,12 @@ def openapi_config() -> OpenAPIConfig:
     )
 
 
-def finish_document(app: Litestar, guard: Any) -> OpenAPI:
+def finish_document(app: Litestar, needs_token: str) -> OpenAPI:
     """Bring ``app``'s OpenAPI document in line with the validator (see the module
-    docstring) before it is first served or exported; ``guard`` is the guard that makes a
-    route need a token. Changes the document object itself, so what ``/schema/openapi.json``
-    serves and what ``app.openapi_schema.to_schema()`` exports are the same."""
+    docstring) before it is first served or exported; ``needs_token`` is the ``opt`` key
+    that makes a route need a token. Changes the document object itself, so what
+    ``/schema/openapi.json`` serves and what ``app.openapi_schema.to_schema()`` exports
+    are the same."""
     document = app.plugins.get(OpenAPIPlugin).provide_openapi()
     bodies: list[type[msgspec.Struct]] = []
     for route in app.routes:
@@ -80,7 +81,7 @@ def finish_document(app: Litestar, guard: Any) -> OpenAPI:
             if data is not None and isinstance(data.type_, type) and issubclass(
                     data.type_, msgspec.Struct):
                 bodies.append(data.type_)
-            if any(guard in (layer.guards or ()) for layer in handler.ownership_layers):
+            if handler.opt.get(needs_token):
                 continue
             item = (document.paths or {}).get(route.path_format)
             for method in handler.http_methods:
