@@ -21,7 +21,7 @@ from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
 from pipeline.metrics import aider_usage
-from pipeline.store.usage import FIELDS, PEAK, DayUsage, UsageSums, combine
+from pipeline.store.usage import FIELDS, PEAK, DayUsage, UsageSums, combine, number
 from runner.sandbox.usage import ContainerUsage
 
 MAX_RANGE_DAYS = 366
@@ -122,11 +122,11 @@ def _day(name: str, value: str) -> date:
 def view(sums: UsageSums) -> dict[str, Any]:
     """The usage object of summed runs (``cost`` to 6 places, seconds to 3), with
     ``implementRounds`` and ``containers``."""
-    usage = rounded(combine([{
-        "tokensSent": sums.tokens_sent, "tokensReceived": sums.tokens_received,
-        "cost": sums.cost, "cpuSeconds": sums.cpu_seconds, PEAK: sums.peak_memory_bytes,
-        "wallSeconds": sums.wall_seconds,
-    }]))
+    usage = rounded({
+        "tokensSent": number(sums.tokens_sent), "tokensReceived": number(sums.tokens_received),
+        "cost": number(sums.cost), "cpuSeconds": number(sums.cpu_seconds),
+        PEAK: number(sums.peak_memory_bytes), "wallSeconds": number(sums.wall_seconds),
+    })
     return {**usage, "implementRounds": sums.implement_rounds, "containers": sums.containers}
 
 

@@ -27,5 +27,8 @@ def loads(value: Any) -> Any:
 
 
 def iso(ts: datetime) -> str:
-    """ISO 8601 UTC with ``Z`` and milliseconds."""
-    return ts.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{ts.microsecond // 1000:03d}Z"
+    """ISO 8601 UTC with ``Z`` and milliseconds (as read, a timestamp is in UTC already:
+    ``isoformat`` is a third of ``strftime``'s cost, and every frame and view pays it)."""
+    if ts.tzinfo is not UTC:
+        ts = ts.astimezone(UTC)
+    return ts.isoformat(timespec="milliseconds")[:-6] + "Z"
