@@ -7,8 +7,8 @@ never pass through it; the problem handler adds the header to those itself (``en
 
 from __future__ import annotations
 
+import os
 import re
-import uuid
 from typing import Any
 
 import structlog
@@ -25,7 +25,7 @@ def ensure(scope: Scope) -> str:
     value = state.get("correlation_id")
     if not value:
         given = next((v for k, v in scope.get("headers", []) if k == HEADER), b"")
-        value = given.decode() if _VALID.match(given) else uuid.uuid4().hex
+        value = given.decode() if _VALID.match(given) else os.urandom(16).hex()
         state["correlation_id"] = value
     return str(value)
 
@@ -45,7 +45,12 @@ def correlation_middleware(app: ASGIApp) -> ASGIApp:
                 message["headers"] = headers
             await send(message)
 
-        with structlog.contextvars.bound_contextvars(correlation_id=value):
+        # bind and reset, not ``bound_contextvars``, which copies the whole context to
+        # look for a value to restore (a request task starts without one)
+        tokens = structlog.contextvars.bind_contextvars(correlation_id=value)
+        try:
             await app(scope, receive, send_with_header)
+        finally:
+            structlog.contextvars.reset_contextvars(**tokens)
 
     return middleware
