@@ -280,10 +280,10 @@ class Hub:
                     del index[key]
         self.everyone.discard(sub)
 
-    def _targets(self, item: Item) -> set[Subscriber]:
+    def _targets(self, project_id: str, customer_id: str) -> set[Subscriber]:
         targets = set(self.everyone)
-        targets.update(self.by_project.get(item.project_id, ()))
-        targets.update(self.by_customer.get(item.customer_id, ()))
+        targets.update(self.by_project.get(project_id, ()))
+        targets.update(self.by_customer.get(customer_id, ()))
         return targets
 
     # -- reading --------------------------------------------------------------------------
@@ -455,10 +455,12 @@ class Hub:
         now = datetime.now(UTC)
         for row in rows:
             metrics.STREAM_LAG.observe(max(0.0, (now - row.created_at).total_seconds()))
-            item = _item(row)
-            self.published = item.pos
-            for sub in self._targets(item):
-                sub.offer(item)
+            self.published = row.pos
+            targets = self._targets(row.project_id, row.customer_id)
+            if targets:  # a frame nobody follows is not built (most, on a busy gateway)
+                item = _item(row)
+                for sub in targets:
+                    sub.offer(item)
 
     async def _listen(self) -> None:
         await listen_forever(self.dsn, STREAM_CHANNEL, self._woken, name="fanout",
