@@ -92,9 +92,10 @@ class _Unit:
 
 class Store:
     """Owns the engine and hands out transactions: the store port on asyncpg (``tx()``,
-    ``reads()``, ``statement()``: a pool of its own, prepared statements), and SQLAlchemy
-    sessions (``transaction()``), which no code of the service uses any more: tests and
-    benchmarks write their raw SQL set-ups through them.
+    ``reads()``, ``statement()``: a pool of its own, whose connections the store lends
+    itself, first come, first served (``store.lending``), and prepared statements), and
+    SQLAlchemy sessions (``transaction()``), which no code of the service uses any more:
+    tests and benchmarks write their raw SQL set-ups through them.
 
     ``unit()`` opens an outer transaction that every ``tx()`` inside it (in the same task)
     joins: the gateway uses it so a command's writes and the idempotency record of its
