@@ -144,8 +144,7 @@ class Lending:
         try:
             return _Kept(await self._pool.acquire())
         except BaseException:
-            self._out -= 1
-            self._pass_place()
+            self._drop_place()
             raise
 
     async def _wait(self) -> _Kept | None:
@@ -157,8 +156,7 @@ class Lending:
             if waiter.done() and not waiter.cancelled() and waiter.exception() is None:
                 handed = waiter.result()  # handed over just as this task was cancelled
                 if handed is None:
-                    self._out -= 1
-                    self._pass_place()
+                    self._drop_place()
                 else:
                     await self._give_back(handed)
             else:
@@ -170,11 +168,8 @@ class Lending:
         if self._closing or kept.loans >= RENEW_LOANS or _in_use(kept.conn):
             await self._to_pool(kept)
             return
-        while self._waiting:
-            waiter = self._waiting.popleft()
-            if not waiter.done():
-                waiter.set_result(kept)
-                return
+        if self._hand_over(kept):
+            return
         now = time.monotonic()
         kept.since = now
         self._kept.append(kept)
@@ -193,15 +188,27 @@ class Lending:
         finally:
             self._pass_place()
 
+    def _drop_place(self) -> None:
+        """A place counted in ``_out`` that got no connection: free it for a waiter."""
+        self._out -= 1
+        self._pass_place()
+
     def _pass_place(self) -> None:
         if self._closing or self._out >= self._size:
             return
+        self._out += 1
+        if not self._hand_over(None):
+            self._out -= 1
+
+    def _hand_over(self, kept: _Kept | None) -> bool:
+        """Give ``kept`` (None: a place to take a new connection) to the longest-waiting
+        task still waiting; False when there is none."""
         while self._waiting:
             waiter = self._waiting.popleft()
             if not waiter.done():
-                self._out += 1
-                waiter.set_result(None)
-                return
+                waiter.set_result(kept)
+                return True
+        return False
 
 
 def _in_use(conn: Any) -> bool:
