@@ -26,6 +26,9 @@ class DatabaseSettings(msgspec.Struct, frozen=True, kw_only=True):
     """SQLAlchemy URL of the Postgres database (asyncpg driver)."""
     pool_size: int = 10
     """Connections each process keeps open to Postgres."""
+    writers: int = 4
+    """Transactions each process runs at once (at most ``pool_size``); more wait their
+    turn in the process, first come, first served. Single reads are not limited."""
 
 
 class RedisSettings(msgspec.Struct, frozen=True, kw_only=True):

@@ -102,7 +102,7 @@ async def execution_report(
 ) -> ExecutionReport:
     """Read the execution back. ``listed`` is its task list as it is now (after the run);
     its leaves come first, in file order, then any injected task the execution worked on."""
-    async with store.tx() as tx:  # one snapshot for the row, its runs and its summaries
+    async with store.snapshot() as tx:  # one snapshot for the row, its runs and its summaries
         row = await executions.get(tx, execution_id)
         if row is None:
             raise LookupError(f"no execution {execution_id}")

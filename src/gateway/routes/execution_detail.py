@@ -148,7 +148,7 @@ async def execution_detail(
     request: Request[Any, Any, Any], execution_id: FromPath[uuid.UUID]
 ) -> Response[bytes]:
     principal = principal_of(request)
-    async with store_of(request).tx() as tx:
+    async with store_of(request).snapshot() as tx:
         rows = await detail.read(tx, execution_id)
     if rows is None:
         raise Problem(404, "no such execution")

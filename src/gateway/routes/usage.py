@@ -123,7 +123,7 @@ async def usage_report(
         if allowed is not None and project_id not in allowed:
             raise Problem(403, "this token does not grant access to that project")
     begin, stop = usage.bounds(first, last)
-    async with store_of(request).tx() as tx:
+    async with store_of(request).snapshot() as tx:
         days = await tx.usage.daily(customer_id, begin, stop, project_id)
     if allowed is not None:
         days = [d for d in days if d.project_id in allowed]

@@ -409,6 +409,10 @@ class StorePort(Protocol):
         """One statement that is a transaction by itself (committed when it returns)."""
         ...
 
+    def snapshot(self) -> AbstractAsyncContextManager[Tx]:
+        """Several reads that see one snapshot (a read-only transaction)."""
+        ...
+
     def unit(self) -> AbstractAsyncContextManager[None]: ...
 
     async def listen(self, channel: str, on_notify: Callable[[str], None]) -> Listening:

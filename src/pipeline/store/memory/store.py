@@ -119,6 +119,11 @@ class MemoryStore:
             yield tx
 
     @contextlib.asynccontextmanager
+    async def snapshot(self) -> AsyncIterator[MemoryTx]:
+        async with self.tx() as tx:
+            yield tx
+
+    @contextlib.asynccontextmanager
     async def unit(self) -> AsyncIterator[None]:
         async with self._begin() as tx:
             token = self._unit.set(tx)
