@@ -57,6 +57,66 @@ def _problem(status: int, title: str, detail: str, target: bytes) -> bytes:
     ).encode() + body
 
 
+class _Coalescing:
+    """The connection's transport as uvicorn's response cycle sees it: a response's head
+    leaves with its body.
+
+    uvicorn writes a response's status line and headers, then its body, as two writes:
+    two system calls and two TCP segments, which the client reads as two wake-ups. Here
+    the head (the cycle's first write, unless it is a ``100 Continue``) is held and goes
+    out with the next write, which for a whole response comes in the same step of its
+    task, so nothing waits. A stream's head with no body yet goes out at the end of the
+    loop step (``call_soon``); everything after the head goes straight through. ``close``
+    sends what is held first, ``abort`` drops it.
+    """
+
+    __slots__ = ("_head_next", "_held", "_loop", "_transport")
+
+    def __init__(self, transport: asyncio.Transport, loop: asyncio.AbstractEventLoop) -> None:
+        self._transport = transport
+        self._loop = loop
+        self._held: bytes | None = None
+        self._head_next = False
+
+    def expect_head(self) -> None:
+        """A new response cycle begins: its first write is a head."""
+        self.flush()
+        self._head_next = True
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        if self._head_next:
+            data = bytes(data)
+            if not data.startswith(b"HTTP/1.1 100 "):
+                self._head_next = False
+                self._held = data
+                self._loop.call_soon(self.flush)
+                return
+        if self._held is not None:
+            data, self._held = self._held + data, None
+        self._transport.write(data)
+
+    def writelines(self, lines: Any) -> None:
+        for data in lines:
+            self.write(data)
+
+    def flush(self) -> None:
+        """Send a held head (no-op when none is held, or the connection is closing)."""
+        held, self._held = self._held, None
+        if held is not None and not self._transport.is_closing():
+            self._transport.write(held)
+
+    def close(self) -> None:
+        self.flush()
+        self._transport.close()
+
+    def abort(self) -> None:
+        self._held = None
+        self._transport.abort()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._transport, name)
+
+
 class DeadlineHttpProtocol(HttpToolsProtocol):
     """:class:`HttpToolsProtocol` with header and body read deadlines (see the module)."""
 
@@ -112,6 +172,7 @@ class DeadlineHttpProtocol(HttpToolsProtocol):
     # -- the protocol ------------------------------------------------------------------
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
+        self._coalescing = _Coalescing(transport, self.loop)
         self._reading_headers, self._header_bytes = True, 0
         self._arm(self.header_timeout, self._headers_too_slow)
 
@@ -145,6 +206,10 @@ class DeadlineHttpProtocol(HttpToolsProtocol):
         if self.parser.should_upgrade() and self._should_upgrade():
             return  # a WebSocket: its own protocol takes the connection over
         self._arm(self.body_timeout, self._body_too_slow)
+        # the cycle just made (its task has not run yet) writes through _Coalescing
+        if self.cycle is not None and self.cycle.transport is self.transport:
+            self._coalescing.expect_head()
+            self.cycle.transport = self._coalescing  # type: ignore[assignment]
 
     def on_message_complete(self) -> None:
         self._disarm()
