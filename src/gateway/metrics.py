@@ -4,6 +4,7 @@ whole application (``pipeline.metrics`` defines every metric)."""
 from __future__ import annotations
 
 import time
+from typing import Any
 
 from litestar import Litestar, Response, get
 from litestar.enums import ScopeType
@@ -30,6 +31,18 @@ def instrument(app: Litestar) -> None:
 
 
 def _measured(inner: ASGIApp) -> ASGIApp:
+    # the labelled children by (method label, route template, status): prometheus-client's
+    # labels() validates and locks on every call; the keys are bounded as the labels are
+    children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
+
+    def labelled(method: str, route: str, status: int) -> tuple[Any, Any]:
+        key = (method, route, status)
+        pair = children.get(key)
+        if pair is None:
+            pair = children[key] = (metrics.HTTP_REQUESTS.labels(method, route, str(status)),
+                                    metrics.HTTP_DURATION.labels(method, route))
+        return pair
+
     async def handler(scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != ScopeType.HTTP:
             await inner(scope, receive, send)
@@ -52,9 +65,9 @@ def _measured(inner: ASGIApp) -> ASGIApp:
             route = str(scope.get("path_template") or metrics.UNMATCHED)
             method = str(scope.get("method", ""))
             method = method if method in _METHODS else "OTHER"
-            metrics.HTTP_REQUESTS.labels(method, route, str(status)).inc()
+            requests, duration = labelled(method, route, status)
+            requests.inc()
             if not streaming:
-                metrics.HTTP_DURATION.labels(method, route).observe(
-                    time.perf_counter() - started)
+                duration.observe(time.perf_counter() - started)
 
     return handler
