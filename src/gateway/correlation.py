@@ -18,13 +18,22 @@ HEADER = b"x-correlation-id"
 _VALID = re.compile(rb"^[A-Za-z0-9._:\-]{1,128}\Z")
 
 
+def scope_header(scope: Scope, name: bytes) -> bytes | None:
+    """The first header ``name`` (lower case, as ASGI servers give names), read from the
+    scope without building Litestar's header mapping; None when absent."""
+    for key, value in scope.get("headers", ()):
+        if key == name:
+            return bytes(value)
+    return None
+
+
 def ensure(scope: Scope) -> str:
     """The request's correlation id: the client's when well-formed, else a new one; kept
     in the scope's state so every later reader (handlers, error handlers) sees the same."""
     state: dict[str, Any] = scope.setdefault("state", {})
     value = state.get("correlation_id")
     if not value:
-        given = next((v for k, v in scope.get("headers", []) if k == HEADER), b"")
+        given = scope_header(scope, HEADER) or b""
         value = given.decode() if _VALID.match(given) else os.urandom(16).hex()
         state["correlation_id"] = value
     return str(value)

@@ -14,6 +14,7 @@ from litestar.openapi.spec import Example
 from litestar.params import PathParameter
 
 from gateway.auth import Authenticator, Principal, bearer, is_project_id
+from gateway.correlation import scope_header
 from gateway.problems import TITLES, Problem, correlation_id
 from gateway.schemas import END
 from pipeline import audit
@@ -85,12 +86,9 @@ NEEDS_TOKEN = "needs_token"  # noqa: S105 - the name of an opt key, not a secret
 
 
 def _authorization(scope: Any) -> str | None:
-    """The ``Authorization`` header, read from the ASGI scope (its names come in lower
-    case) without building Litestar's header mapping for a request that needs no other."""
-    for name, value in scope["headers"]:
-        if name == b"authorization":
-            return str(value.decode("latin-1"))
-    return None
+    """The ``Authorization`` header (see ``scope_header``)."""
+    value = scope_header(scope, b"authorization")
+    return None if value is None else value.decode("latin-1")
 
 
 async def admit(request: Request[Any, Any, Any]) -> None:
