@@ -5,6 +5,7 @@ SHELL := /bin/bash
 BIN := .venv/bin
 DEVTEAM := $(BIN)/devteam
 PYTEST_ARGS ?=
+PYTEST_MARKS ?=
 PYTEST_WORKERS ?= 6
 
 .PHONY: help setup services image migrate lint test down demo bench
@@ -35,9 +36,15 @@ lint: setup
 # Docker and Aider, so more workers than cores pay: 6 kept a 2-core machine busy, 4 did
 # not), longest tests first with idle workers taking work queued on busy ones (worksteal),
 # then the `serial` tests (they restart Postgres, Redis and dockerd) in one process.
+# PYTEST_MARKS selects within both phases (`make test PYTEST_MARKS="unit or docker"`); a
+# `-m` in PYTEST_ARGS would replace each phase's own and is refused.
 test: setup services image migrate lint
-	@$(BIN)/pytest -n $(PYTEST_WORKERS) --dist worksteal -m "not serial" $(PYTEST_ARGS); a=$$?; \
-	$(BIN)/pytest -m serial $(PYTEST_ARGS); b=$$?; \
+	@if [[ " $(PYTEST_ARGS) " =~ [[:space:]]-m ]]; then \
+	  echo "select tests with PYTEST_MARKS='...', not -m in PYTEST_ARGS (it would replace each phase's own -m)" >&2; \
+	  exit 2; fi; \
+	$(BIN)/pytest -n $(PYTEST_WORKERS) --dist worksteal \
+	  -m "not serial$(if $(PYTEST_MARKS), and ($(PYTEST_MARKS)))" $(PYTEST_ARGS); a=$$?; \
+	$(BIN)/pytest -m "serial$(if $(PYTEST_MARKS), and ($(PYTEST_MARKS)))" $(PYTEST_ARGS); b=$$?; \
 	if [ $$a -eq 5 ] && [ $$b -eq 5 ]; then \
 	  echo "pytest collected no tests: that is a failure" >&2; exit 1; fi; \
 	for r in $$a $$b; do if [ $$r -ne 0 ] && [ $$r -ne 5 ]; then exit $$r; fi; done
