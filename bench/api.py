@@ -30,8 +30,9 @@ editable install); the JSON adds ``compared`` and ``compare_delta`` (this minus 
 
 Each phase also reports CPU per request (from ``/proc``): the gateway's (its process
 group, so every worker), the database's (the Postgres backends connected to the
-throwaway database) and the client's own (``client_cpu_ms`` keys). On a shared machine these move much less with the load than the
-latencies do, so they are the figures to compare across runs.
+throwaway database) and the client's own (``client_cpu_ms`` keys). On a shared machine
+these move much less with the load than the latencies do, so they are the figures to
+compare across runs.
 Latency is from writing the request to reading the whole response; ``events_post_rps`` is
 the events sent divided by the wall time of the events phases. Prints a table and, last,
 one JSON line (with ``--json``).
