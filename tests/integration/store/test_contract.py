@@ -637,3 +637,24 @@ async def test_task_summaries_are_the_events_tasks(port: StorePort) -> None:
         await _start(tx, msgspec.structs.replace(new, event=event))
     async with port.reads() as q:
         assert await q.executions.task_summaries(new.execution.id) == tasks
+
+
+async def test_every_way_into_the_port_reads_what_was_committed(port: StorePort) -> None:
+    async with port.tx() as tx:
+        await tx.projects.upsert(PROJECT, CUSTOMER, URL)
+        _, execution_id = await start(tx)
+    # a snapshot (several reads, one view), a single read and a one-statement write all
+    # see the committed rows
+    async with port.snapshot() as snap:
+        row = await snap.executions.get(execution_id)
+        project = await snap.projects.get(PROJECT)
+    assert row is not None
+    assert row.project_id == PROJECT
+    assert project is not None
+    assert project.repository_url == URL
+    async with port.reads() as q:
+        again = await q.executions.get(execution_id)
+    assert again is not None
+    assert again.id == execution_id
+    async with port.statement() as alone:
+        assert await alone.projects.get(PROJECT) is not None
