@@ -47,12 +47,18 @@ class Recording(asyncio.Transport):
     def resume_reading(self) -> None: ...
 
 
-async def serve_one(app: Any, request: bytes, until: asyncio.Event) -> Recording:
+def connect(app: Any) -> tuple[DeadlineHttpProtocol, Recording]:
+    """The gateway's protocol serving ``app``, connected to a recording transport."""
     config = Config(app=app, http=DeadlineHttpProtocol, lifespan="off", log_config=None)
     config.load()
     protocol = DeadlineHttpProtocol(config=config, server_state=ServerState(), app_state={})
     transport = Recording()
     protocol.connection_made(transport)
+    return protocol, transport
+
+
+async def serve_one(app: Any, request: bytes, until: asyncio.Event) -> Recording:
+    protocol, transport = connect(app)
     protocol.data_received(request)
     await asyncio.wait_for(until.wait(), 5)
     for _ in range(3):  # the steps that send what the last one wrote
@@ -103,11 +109,7 @@ async def test_a_stream_writes_each_step_without_waiting_for_the_next() -> None:
         seen.append(list(transport_of[0].writes))  # before the stream's next step
         go_on.set()
 
-    config = Config(app=app, http=DeadlineHttpProtocol, lifespan="off", log_config=None)
-    config.load()
-    protocol = DeadlineHttpProtocol(config=config, server_state=ServerState(), app_state={})
-    transport = Recording()
-    protocol.connection_made(transport)
+    protocol, transport = connect(app)
     protocol.data_received(GET)
     await asyncio.wait_for(asyncio.gather(watch([transport]), done.wait()), 5)
     for _ in range(3):
@@ -148,11 +150,7 @@ async def test_a_100_continue_is_not_held_for_the_response() -> None:
         await send({"type": "http.response.body", "body": message["body"]})
         done.set()
 
-    config = Config(app=app, http=DeadlineHttpProtocol, lifespan="off", log_config=None)
-    config.load()
-    protocol = DeadlineHttpProtocol(config=config, server_state=ServerState(), app_state={})
-    transport = Recording()
-    protocol.connection_made(transport)
+    protocol, transport = connect(app)
     protocol.data_received(b"POST /x HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n"
                            b"Expect: 100-continue\r\n\r\n")
     await asyncio.wait_for(asyncio.shield(asked.wait()), 5)
