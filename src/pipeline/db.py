@@ -81,6 +81,10 @@ async def _keep_session(_conn: Any) -> None:
     ...) on every release is saved."""
 
 
+_NOTHING = contextlib.nullcontext()
+"""An ``async with`` that does nothing (no turn, no transaction)."""
+
+
 class _Unit:
     """An outer transaction on the store port, opened by the first ``tx()`` asked for
     inside it."""
@@ -173,45 +177,38 @@ class Store:
         async with self._pg_tx() as tx:
             yield tx
 
-    @contextlib.asynccontextmanager
-    async def reads(self) -> AsyncIterator[PgTx]:
+    def reads(self) -> contextlib.AbstractAsyncContextManager[PgTx]:
         """The store port outside a transaction: each query is a statement of its own
         (one round trip: for a single read). Inside a ``unit()`` it joins the unit."""
-        if self._unit.get() is not None:
-            async with self.tx() as tx:
-                yield tx
-            return
-        with _pg_errors():
-            async with await self._lent() as conn:
-                yield PgTx(conn)
+        return self._outside()
 
-    @contextlib.asynccontextmanager
-    async def snapshot(self) -> AsyncIterator[PgTx]:
+    def snapshot(self) -> contextlib.AbstractAsyncContextManager[PgTx]:
         """Several reads that see one snapshot: a read-only transaction (repeatable read),
         which takes no turn (it takes no lock a writer waits for). Inside a ``unit()`` it
         joins the unit."""
-        if self._unit.get() is not None:
-            async with self.tx() as tx:
-                yield tx
-            return
-        with _pg_errors():
-            async with await self._lent() as conn, conn.transaction(
-                    isolation="repeatable_read", readonly=True):
-                yield PgTx(conn)
+        return self._outside(snapshot=True)
 
-    @contextlib.asynccontextmanager
-    async def statement(self) -> AsyncIterator[PgTx]:
+    def statement(self) -> contextlib.AbstractAsyncContextManager[PgTx]:
         """The store port for one statement that is a whole transaction by itself
         (committed when it returns, as durably as any commit): no ``BEGIN``/``COMMIT``
         round trips, and any row lock it takes is released by the server at its commit,
         not held until the client's next message. It takes a turn as a transaction does
         (``_turn``). Inside a ``unit()`` it joins the unit."""
+        return self._outside(turn=True)
+
+    @contextlib.asynccontextmanager
+    async def _outside(self, *, turn: bool = False, snapshot: bool = False
+                       ) -> AsyncIterator[PgTx]:
+        """A connection outside ``tx()``: with a turn (``turn``), in a read-only
+        transaction (``snapshot``); inside a ``unit()``, the unit's transaction."""
         if self._unit.get() is not None:
             async with self.tx() as tx:
                 yield tx
             return
         with _pg_errors():
-            async with self._turn(), await self._lent() as conn:
+            async with (self._turn() if turn else _NOTHING), await self._lent() as conn, (
+                    conn.transaction(isolation="repeatable_read", readonly=True)
+                    if snapshot else _NOTHING):
                 yield PgTx(conn)
 
     async def listen(self, channel: str, on_notify: Callable[[str], None]) -> PgListening:
