@@ -3,9 +3,9 @@
 
 Both are built in-process from the code the gateway runs (``create_app()``'s OpenAPI
 schema, ``gateway.asyncapi.document()``): no database, no server. Keys are sorted so the
-files are stable. The OpenAPI copy leaves out ``examples``: most are values Litestar makes
-up from one random sequence for the whole document, so a field added to any model changes
-them all; types need none, and without them the copy changes only when the contract does.
+files are stable. The OpenAPI copy leaves out ``examples`` (the ones written beside the
+handlers and in the models; Litestar makes up none, see ``gateway.http.docs``): types need
+none, and without them the copy changes only when the contract does.
 
     .venv/bin/python clients/typescript/scripts/export_documents.py clients/typescript
 """
