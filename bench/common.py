@@ -9,7 +9,8 @@
 - ``Processes``: real ``devteam serve|relay|worker`` subprocesses, each with its own log,
   stopped (process group, SIGTERM then SIGKILL) whatever happens (the tests' harness,
   tests/support/procs.py, as is the template database in tests/support/databases.py);
-- ``percentile``/``stats``, ``print_table``, ``emit_json``;
+- ``percentile``/``stats``, ``print_table``, ``emit_json`` (with ``host_ms()``, the host's
+  speed in the same run);
 - ``interrupts_raise()``: SIGTERM and SIGHUP become KeyboardInterrupt, so every cleanup
   (``finally``/``with``) runs on Ctrl-C or a kill.
 
@@ -19,8 +20,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import json
 import os
+import re
 import shutil
 import signal
 import statistics
@@ -120,8 +123,51 @@ def load_average() -> float:
     return round(os.getloadavg()[0], 2)
 
 
+_HOST_DOC = {"tasks": [{"id": f"{i // 100}.{i % 100}", "title": f"Task number {i}",
+                        "done": i % 3 == 0, "dependencies": [f"{i - 1}"] if i else []}
+                       for i in range(2000)]}
+_HOST_TEXT = "\n".join(f"- [ ] {i}.1 Task {i} (after {i - 1}.1) token=t{i * 7919 % 10007}"
+                       for i in range(5000))
+_HOST_PATTERN = re.compile(r"token=(\w+)")
+
+
+def _host_work() -> int:
+    blob = json.dumps(_HOST_DOC)
+    back = json.loads(blob)
+    found = sorted(_HOST_PATTERN.findall(_HOST_TEXT), reverse=True)
+    index = {task["id"]: task for task in back["tasks"]}
+    return len(blob) + len(found) + len(index)
+
+
+def host_ms(repeats: int = 9) -> float:
+    """Milliseconds this host takes for a fixed piece of CPU-bound Python (JSON, a regular
+    expression, sorting, a dict; median of ``repeats``, no garbage collection meanwhile).
+
+    Nothing in the project changes it, so it measures the host alone: the machine is
+    shared, and the same unchanged code has run 1.5 times slower on one day than on
+    another (``bench/runner.py``'s parse + select: 33.6 ms, then 52 ms). A run whose
+    ``host_ms`` is that much higher is that much slower in every CPU-bound figure; compare
+    runs of different days by it, not by their absolute latencies."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        times = []
+        for _ in range(repeats):
+            started = time.perf_counter()
+            for _ in range(5):
+                _host_work()
+            times.append((time.perf_counter() - started) * 1000)
+    finally:
+        if was_enabled:
+            gc.enable()
+    return round(statistics.median(times), 2)
+
+
 def emit_json(result: dict[str, Any]) -> None:
-    """The last line of stdout: one JSON object for machines."""
+    """The last line of stdout: one JSON object for machines, with ``host_ms`` (the host's
+    speed when the run ended, see ``host_ms()``) unless the benchmark measured it itself."""
+    if "host_ms" not in result:
+        result = {**result, "host_ms": host_ms()}
     sys.stdout.flush()
     print(json.dumps(result, sort_keys=False), flush=True)
 
