@@ -36,13 +36,14 @@ lint: setup
 # Docker and Aider, so more workers than cores pay: 6 kept a 2-core machine busy, 4 did
 # not), longest tests first with idle workers taking work queued on busy ones (worksteal),
 # then the `serial` tests (they restart Postgres, Redis and dockerd) in one process.
+# The parallel phase ends with its 15 slowest tests (the suite's time is watched).
 # PYTEST_MARKS selects within both phases (`make test PYTEST_MARKS="unit or docker"`); a
 # `-m` in PYTEST_ARGS would replace each phase's own and is refused.
 test: setup services image migrate lint
 	@if [[ " $(PYTEST_ARGS) " =~ [[:space:]]-m ]]; then \
 	  echo "select tests with PYTEST_MARKS='...', not -m in PYTEST_ARGS (it would replace each phase's own -m)" >&2; \
 	  exit 2; fi; \
-	$(BIN)/pytest -n $(PYTEST_WORKERS) --dist worksteal \
+	$(BIN)/pytest -n $(PYTEST_WORKERS) --dist worksteal --durations=15 \
 	  -m "not serial$(if $(PYTEST_MARKS), and ($(PYTEST_MARKS)))" $(PYTEST_ARGS); a=$$?; \
 	$(BIN)/pytest -m "serial$(if $(PYTEST_MARKS), and ($(PYTEST_MARKS)))" $(PYTEST_ARGS); b=$$?; \
 	if [ $$a -eq 5 ] && [ $$b -eq 5 ]; then \
