@@ -19,12 +19,11 @@ import random
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Annotated, Any
+from typing import Any
 from urllib.parse import urlencode
 
 import httpx
 import jwt
-import typer
 import websockets
 from rich.console import Console, Group, RenderableType
 from rich.live import Live
@@ -393,46 +392,19 @@ def _describe(exc: BaseException) -> str:
     return f"cannot connect ({type(exc).__name__})"
 
 
-def command(
-    projects: Annotated[list[str] | None, typer.Argument(
-        metavar="PROJECT", help="customer/project to watch (default: every one granted).",
-        show_default=False)] = None,
-    *,
-    token: Annotated[str | None, typer.Option(
-        "--token", envvar="DEVTEAM_TOKEN", show_default=False,
-        help="JWT (prefer the DEVTEAM_TOKEN variable: a command line is visible to others).",
-    )] = None,
-    url: Annotated[str, typer.Option("--url", help="The gateway.")] = "http://127.0.0.1:8000",
-    since: Annotated[str | None, typer.Option(
-        "--since", help="Resume after this cursor (0: the whole history).")] = None,
-    once_complete: Annotated[bool, typer.Option(
-        "--once-complete",
-        help="Exit when every watched execution ended: 0 if all completed, 1 otherwise.",
-    )] = False,
-    plain: Annotated[bool | None, typer.Option(
-        "--plain/--live", show_default=False,
-        help="Plain lines or a live table (default: live on a terminal).")] = None,
-) -> None:
-    """Watch executions live: a progress bar per execution and the log tail."""
-    if not token:
-        raise typer.BadParameter("give --token or set DEVTEAM_TOKEN", param_hint="--token")
-    if since is not None and (not since.isdigit() or len(since) > 19):
-        raise typer.BadParameter("a cursor is a frame id (digits)", param_hint="--since")
-    try:
-        subject_of(token)
-    except ValueError as exc:
-        raise typer.BadParameter(str(exc), param_hint="--token") from None
+def run(*, projects: tuple[str, ...], token: str, url: str, since: str | None,
+        once_complete: bool, plain: bool | None) -> int:
+    """Watch until done or interrupted, and return the exit code (``follow``'s, or 130 on
+    Ctrl-C). ``devteam watch`` (``gateway.cli.watching``) checks the arguments first."""
     console = Console(highlight=False, emoji=False)
-    state = WatchState(projects=tuple(projects or ()))
+    state = WatchState(projects=projects)
     out = Output(console, state, live=console.is_terminal if plain is None else not plain)
     options = WatchOptions(url=url, token=token, projects=state.projects, since=since,
                            once_complete=once_complete)
     try:
         if out.live is not None:
             with out.live:
-                code = asyncio.run(follow(options, state, out))
-        else:
-            code = asyncio.run(follow(options, state, out))
+                return asyncio.run(follow(options, state, out))
+        return asyncio.run(follow(options, state, out))
     except KeyboardInterrupt:
-        code = 130
-    raise typer.Exit(code)
+        return 130

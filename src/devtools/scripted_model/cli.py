@@ -9,13 +9,12 @@ from __future__ import annotations
 
 import socket
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
-import uvicorn
 
-from devtools.scripted_model.script import ScriptError
-from devtools.scripted_model.server import RecordedRequest, ScriptedModel, create_app
+if TYPE_CHECKING:
+    from devtools.scripted_model.server import RecordedRequest
 
 
 def command(
@@ -30,6 +29,10 @@ def command(
     Point Aider at it with ``DEVTEAM_MODEL_API_BASE=http://HOST:PORT/v1``. The script is
     re-read when the file changes. Stops on Ctrl-C / SIGTERM.
     """
+    import uvicorn
+
+    from devtools.scripted_model.script import ScriptError
+    from devtools.scripted_model.server import ScriptedModel, create_app
 
     def announce(request: RecordedRequest) -> None:
         task = request.task_id or "(no Task-Id)"

@@ -9,8 +9,7 @@ from __future__ import annotations
 import typer
 
 from devtools.scripted_model import cli as scripted_model_cli
-from gateway import watch
-from gateway.cli import jobs, runtime, services
+from gateway.cli import jobs, runtime, services, watching
 from runner.sandbox import cli as sandbox_cli
 from runner.tasklist import cli as tasklist_cli
 
@@ -28,7 +27,7 @@ app.command("relay")(runtime.relay)
 app.command("worker")(runtime.worker)
 app.command("token")(runtime.token)
 app.command("ping")(runtime.ping)
-app.command("watch")(watch.command)
+app.command("watch")(watching.command)
 app.command("run")(jobs.run)
 app.command("demo")(jobs.demo)
 app.command("submit")(jobs.submit)

@@ -11,7 +11,6 @@ from pathlib import Path
 import typer
 from rich.console import Console
 
-from gateway.auth import is_project_id
 from runner.settings import get_settings
 
 
@@ -64,6 +63,7 @@ def submit(
 ) -> None:
     """Start an execution of a project's task list (same transaction as the HTTP API)."""
     from devtools.local.progress import ProgressView, follow
+    from gateway.auth import is_project_id
     from pipeline import commands
     from pipeline.audit import Principal
     from pipeline.db import Store

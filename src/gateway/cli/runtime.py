@@ -8,8 +8,6 @@ import signal
 
 import typer
 
-from devtools.localstack import register_process
-from gateway.auth import mint
 from runner.settings import get_settings
 
 
@@ -19,6 +17,7 @@ def serve(
     workers: int = typer.Option(1, min=1, help="Gateway processes (each LISTENs for itself)."),
 ) -> None:
     """Run the gateway: the HTTP API, the live stream and the dashboard."""
+    from devtools.localstack import register_process
     from gateway.server import serve as run
 
     settings = get_settings()
@@ -31,6 +30,7 @@ def serve(
 
 def relay() -> None:
     """Run the outbox relay: committed commands → Dramatiq messages (several may run)."""
+    from devtools.localstack import register_process
     from pipeline.db import Store
     from pipeline.relay import Relay
     from runner.logging import configure_logging
@@ -65,6 +65,7 @@ def worker(
     threads: int = typer.Option(None, min=1, help="Stages run at once (default from settings)."),
 ) -> None:
     """Run a stage worker (Dramatiq): SELECT → PREP → IMPLEMENT → VERIFY → … → DONE."""
+    from devtools.localstack import register_process
     from pipeline.worker import run_worker
 
     settings = get_settings()
@@ -83,6 +84,8 @@ def token(
     as_json: bool = typer.Option(False, "--json", help="Print {token} as JSON."),
 ) -> None:
     """Mint a development token signed with the configured key."""
+    from gateway.auth import mint
+
     if role not in ("developer", "manager", "admin"):
         raise typer.BadParameter("role must be developer, manager or admin")
     value = mint(get_settings(), sub=sub, projects=list(project), role=role, ttl=ttl)

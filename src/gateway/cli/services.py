@@ -6,7 +6,6 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from devtools.localstack import LocalStack, StackError
 from runner.settings import describe, get_settings
 
 app = typer.Typer(help="Start, stop and inspect the local stack (Postgres, Redis, dockerd).")
@@ -18,6 +17,8 @@ def up(
     docker: bool = typer.Option(True, help="Also make sure a Docker engine is reachable."),
 ) -> None:
     """Start whatever of the local stack is not running and wait until each answers."""
+    from devtools.localstack import LocalStack, StackError
+
     try:
         LocalStack(get_settings()).up(docker=docker, log=lambda m: console.print(f"  {m}"))
     except StackError as exc:
@@ -28,12 +29,16 @@ def up(
 @app.command()
 def down() -> None:
     """Stop exactly what ``up`` started, and any service process of ours still running."""
+    from devtools.localstack import LocalStack
+
     LocalStack(get_settings()).down(log=lambda m: console.print(f"  {m}"))
 
 
 @app.command()
 def status() -> None:
     """Show each service with its port, whether it answers, and whether we started it."""
+    from devtools.localstack import LocalStack
+
     table = Table("service", "port", "state", "started by us", "detail")
     rows = LocalStack(get_settings()).status()
     for s in rows:

@@ -7,15 +7,43 @@
 - :func:`build_image`: the runner image from ``containers/``, offline
 """
 
-from runner.sandbox.engine import make_client
-from runner.sandbox.image import BuildReport, build_image, content_hash, image_status
-from runner.sandbox.labels import container_name, volume_name
-from runner.sandbox.limiter import FairLimiter
-from runner.sandbox.output import classify
-from runner.sandbox.reaper import Reaper, ReapReport
-from runner.sandbox.sandbox import HEALTH_COMMAND, DockerSandbox, container_names
-from runner.sandbox.session import DockerSession
-from runner.sandbox.usage import ContainerUsage
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from runner.lazy import exports
+
+if TYPE_CHECKING:
+    from runner.sandbox.engine import make_client
+    from runner.sandbox.image import BuildReport, build_image, content_hash, image_status
+    from runner.sandbox.labels import container_name, volume_name
+    from runner.sandbox.limiter import FairLimiter
+    from runner.sandbox.output import classify
+    from runner.sandbox.reaper import Reaper, ReapReport
+    from runner.sandbox.sandbox import HEALTH_COMMAND, DockerSandbox, container_names
+    from runner.sandbox.session import DockerSession
+    from runner.sandbox.usage import ContainerUsage
+
+_HOME = {
+    "make_client": "engine",
+    "BuildReport": "image",
+    "build_image": "image",
+    "content_hash": "image",
+    "image_status": "image",
+    "container_name": "labels",
+    "volume_name": "labels",
+    "FairLimiter": "limiter",
+    "classify": "output",
+    "Reaper": "reaper",
+    "ReapReport": "reaper",
+    "HEALTH_COMMAND": "sandbox",
+    "DockerSandbox": "sandbox",
+    "container_names": "sandbox",
+    "DockerSession": "session",
+    "ContainerUsage": "usage",
+}
+"""Where each export lives: loaded when first used (the engine brings the Docker SDK), so
+``devteam`` commands that never touch the sandbox do not load it."""
 
 __all__ = [
     "HEALTH_COMMAND",
@@ -35,3 +63,5 @@ __all__ = [
     "make_client",
     "volume_name",
 ]
+
+__getattr__ = exports(__name__, _HOME)

@@ -1,4 +1,5 @@
-"""``devteam image build`` and ``devteam reap``: the sandbox's commands.
+"""``devteam image build`` and ``devteam reap``: the sandbox's commands (the Docker SDK is
+loaded when one runs, not by every ``devteam`` command).
 
 ``app`` holds both; the top-level CLI mounts ``build`` under ``image`` and ``reap`` on its
 own. ``reap_once`` is the same pass for callers that know which executions are live (the
@@ -7,16 +8,17 @@ pipeline passes a query of its executions table).
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import msgspec
 import typer
 from rich.console import Console
 
 from runner.errors import RunnerError
-from runner.sandbox import labels as lbl
-from runner.sandbox.engine import make_client
-from runner.sandbox.image import build_image
-from runner.sandbox.reaper import LiveExecutions, Reaper, ReapReport
 from runner.settings import Settings, get_settings
+
+if TYPE_CHECKING:
+    from runner.sandbox.reaper import LiveExecutions, ReapReport
 
 app = typer.Typer(help="Build the sandbox images; reap what finished executions left behind.")
 console = Console(stderr=True)
@@ -28,6 +30,9 @@ def build(
     force: bool = typer.Option(False, "--force", help="Rebuild even if up to date."),
 ) -> None:
     """Build the base image if missing, then the runner image if ``containers/`` changed."""
+    from runner.sandbox.engine import make_client
+    from runner.sandbox.image import build_image
+
     settings = get_settings()
     try:
         client = make_client(settings, timeout=600)
@@ -55,6 +60,10 @@ def reap_once(
     grace_seconds: float = 60.0,
 ) -> ReapReport:
     """One reaper pass with the configured engine, workspace root and age limit."""
+    from runner.sandbox import labels as lbl
+    from runner.sandbox.engine import make_client
+    from runner.sandbox.reaper import Reaper
+
     settings = settings or get_settings()
     client = make_client(settings)
     try:
