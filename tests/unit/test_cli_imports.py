@@ -8,6 +8,7 @@ compose runs every 15 s as the relay's and the worker's health check.
 
 from __future__ import annotations
 
+import importlib
 import json
 import subprocess
 import sys
@@ -51,6 +52,16 @@ def test_a_package_s_names_still_load_on_first_use() -> None:
         _ = sandbox.Nothing
     with pytest.raises(AttributeError):
         _ = scripted_model.Nothing
+
+
+@pytest.mark.parametrize("package", ["runner.sandbox", "devtools.scripted_model"])
+def test_every_name_a_lazy_package_exports_loads_from_where_it_says(package: str) -> None:
+    module = importlib.import_module(package)
+    homes: dict[str, str] = module._HOME
+    assert set(homes) == set(module.__all__)
+    for name in module.__all__:
+        home = importlib.import_module(f"{package}.{homes[name]}")
+        assert getattr(module, name) is getattr(home, name), name
 
 
 @pytest.mark.parametrize("since", ["²", "٣", "1²", "-1", "12345678901234567890"])

@@ -51,4 +51,5 @@ __all__ = [
 ]
 
 
-__getattr__ = exports(__name__, _HOME)
+if not TYPE_CHECKING:  # type checkers see the imports above, and so still catch a typo
+    __getattr__ = exports(__name__, _HOME)

@@ -64,4 +64,5 @@ __all__ = [
     "volume_name",
 ]
 
-__getattr__ = exports(__name__, _HOME)
+if not TYPE_CHECKING:  # type checkers see the imports above, and so still catch a typo
+    __getattr__ = exports(__name__, _HOME)
