@@ -27,6 +27,15 @@ P = TypeVar("P")
 
 Cursor = Annotated[str, Meta(pattern="^[0-9]{1,19}$", description=(
     "The frame's position in the stream: resume with since=<id> (SSE: Last-Event-ID)"))]
+MAX_CURSOR_DIGITS = 19
+"""A cursor is a frame id, a bigint: at most 19 digits."""
+
+
+def is_cursor(value: str) -> bool:
+    """``value`` reads as a cursor (``Cursor``): ASCII digits only (``str.isdigit`` also
+    takes ``²`` and Arabic-Indic digits), at most ``MAX_CURSOR_DIGITS`` of them."""
+    return value.isascii() and value.isdigit() and len(value) <= MAX_CURSOR_DIGITS
+
 Timestamp = Annotated[str, Meta(
     pattern="^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}[.][0-9]{3}Z$",
     description="ISO 8601 UTC with milliseconds (timestamp: the same, by the requirements' name)")]

@@ -8,14 +8,7 @@ from typing import Annotated
 
 import typer
 
-MAX_CURSOR_DIGITS = 19
-"""A cursor is a frame id: a bigint, at most 19 digits."""
-
-
-def is_cursor(value: str) -> bool:
-    """ASCII digits only (``str.isdigit`` also takes ``²`` and Arabic-Indic digits), as
-    the gateway requires of ``since``."""
-    return value.isascii() and value.isdigit() and len(value) <= MAX_CURSOR_DIGITS
+from gateway.frames import is_cursor
 
 
 def command(

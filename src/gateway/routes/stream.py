@@ -43,7 +43,7 @@ from gateway.fanout import (
     replay_complete_payload,
     resync_payload,
 )
-from gateway.frames import ConnectionEstablished, Ping, Pong, StreamError
+from gateway.frames import ConnectionEstablished, Ping, Pong, StreamError, is_cursor
 from gateway.problems import Problem
 from runner.settings import Settings
 
@@ -103,8 +103,7 @@ def parse_query(params: Any, last_event_id: str | None = None) -> StreamQuery:
     raw_since = params.get("since") or last_event_id
     since = None
     if raw_since is not None:
-        # ASCII digits only: str.isdigit() also accepts "²" and Arabic-Indic digits
-        if not (raw_since.isascii() and raw_since.isdigit()) or len(raw_since) > 19:
+        if not is_cursor(raw_since):
             raise Problem(400, "since is not a cursor this server issued",
                           errors=[{"field": "since", "message": "invalid cursor"}])
         since = int(raw_since)
