@@ -151,7 +151,7 @@ class Phase:
     name: str
     expected: int
     latencies: list[float] = field(default_factory=list)
-    steady: list[float] = field(default_factory=list)
+    sustained: list[float] = field(default_factory=list)
     """The latencies of requests sent once every connection had its phase's first answer
     (``latencies`` has them too)."""
     wall: float = 0.0
@@ -171,7 +171,7 @@ async def run_phase(conns: list[Connection], token: str, jobs: list[Job], phase:
     Every connection sends its first request at the same moment, a burst that the closed
     loop never repeats (answers come back spread out, and so do the next requests). The
     requests sent after every connection has had its first answer are also kept apart
-    (``phase.steady``): the sustained load of ``len(conns)`` clients."""
+    (``phase.sustained``): the sustained load of ``len(conns)`` clients."""
     queue = iter(jobs)
     timed: list[tuple[float, float]] = []  # (sent, latency s) of the answered requests
     first_answers: list[float] = []
@@ -197,7 +197,7 @@ async def run_phase(conns: list[Connection], token: str, jobs: list[Job], phase:
         phase.client_cpu += time.process_time() - cpu
         drained = max(first_answers, default=started)
         phase.latencies += [latency * 1000 for _, latency in timed]
-        phase.steady += [latency * 1000 for sent, latency in timed if sent >= drained]
+        phase.sustained += [latency * 1000 for sent, latency in timed if sent >= drained]
 
 
 # ---------------------------------------------------------------------------- CPU
@@ -372,14 +372,14 @@ def report_one(phases: dict[str, Phase], args: argparse.Namespace,
         rps = len(phase.latencies) / phase.wall if phase.wall else float("nan")
         n = len(phase.latencies) or 1
         rows.append([phase.name, s["n"], s["p50"], s["p95"], s["p99"], s["max"],
-                     stats(phase.steady)["p99"], rps,
+                     stats(phase.sustained)["p99"], rps,
                      1000 * phase.gateway_cpu / n, 1000 * phase.db_cpu / n,
                      1000 * phase.client_cpu / n, len(phase.errors)])
     print_table(
         f"API at {args.clients} concurrent loopback clients"
         + (f" ({label})" if label != "gateway" else ""),
-        ["measure", "n", "p50 ms", "p95 ms", "p99 ms", "max ms", "sustained p99", "req/s",
-         "gateway CPU", "db CPU", "client CPU", "errors"], rows,
+        ["measure", "n", "p50 ms", "p95 ms", "p99 ms", "max ms", "sustained p99 ms",
+         "req/s", "gateway CPU", "db CPU", "client CPU", "errors"], rows,
         [f"load average before/after: {load[0]} / {load[1]} (2 shared cores)",
          "CPU: ms per request, of the gateway, the database's backends and this client",
          "baseline = GET /health/live in the same app (no token, no database)",
@@ -397,7 +397,7 @@ def report_one(phases: dict[str, Phase], args: argparse.Namespace,
         "status_get_p99_ms": rnd(stats(status.latencies)["p99"]),
         "baseline_p50_ms": rnd(stats(base.latencies)["p50"]),
         "baseline_p99_ms": rnd(stats(base.latencies)["p99"]),
-        **{f"{name}_sustained_{q}_ms": rnd(stats(phase.steady)[q])
+        **{f"{name}_sustained_{q}_ms": rnd(stats(phase.sustained)[q])
            for name, phase in phases.items() for q in ("p50", "p99")},
         **{f"{name}_{part}_cpu_ms": rnd(1000 * cpu / (len(phase.latencies) or 1), 3)
            for name, phase in phases.items()
