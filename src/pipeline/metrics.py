@@ -163,23 +163,60 @@ _TOKENS = re.compile(
     r"hit)?, ([\d.]+)(k|m)? received\.(?:\s+Cost: \$([\d.]+) message)?", re.MULTILINE)
 _SCALE = {None: 1, "": 1, "k": 1_000, "m": 1_000_000}
 
+MAX_LINE_TOKENS = 1_000_000_000
+"""The most tokens one of Aider's usage lines may report sent or received: a thousand
+times the largest context a model has today. The numbers come from the model's server;
+an absurd one (``10^30`` sent, which Aider prints as it is) would overflow the ``bigint``
+the usage sums are read as, and every status and usage read of the project and its
+customer would fail from then on."""
+MAX_LINE_COST = 1_000_000.0
+"""The highest cost, in dollars, one usage line may report."""
 
-def _amount(number: str, unit: str | None) -> int:
-    return round(float(number) * _SCALE[unit])
+
+def _amount(number: str, unit: str | None) -> int | None:
+    """A token count as Aider prints it (``388``, ``2.1k``, ``12m``); None when it is not a
+    number or is outside 0 to ``MAX_LINE_TOKENS``."""
+    try:
+        value = float(number) * _SCALE[unit]
+    except ValueError:
+        return None
+    return round(value) if 0 <= value <= MAX_LINE_TOKENS else None
+
+
+def _cost(number: str | None) -> float | None:
+    """A line's message cost: 0 when it has none (the model has no price), None when it is
+    malformed or implausible (above ``MAX_LINE_COST``, or not finite)."""
+    if number is None:
+        return 0.0
+    try:
+        value = float(number)
+    except ValueError:
+        return None
+    return value if 0 <= value <= MAX_LINE_COST else None
 
 
 def aider_usage(stdout: str) -> tuple[int, int, float | None] | None:
     """(tokens sent, tokens received, cost or None) summed over Aider's ``Tokens: …`` lines;
-    None when Aider reported no usage (the model's server gave none)."""
+    None when Aider reported no usage (the model's server gave none).
+
+    A line whose numbers are malformed or implausible (``MAX_LINE_TOKENS``,
+    ``MAX_LINE_COST``) is left out, with a warning: what the model's server reports is
+    not trusted to be sane."""
     sent = received = 0
     cost: float | None = None
     found = False
     for m in _TOKENS.finditer(stdout):
+        line_sent = _amount(m.group(1), m.group(2))
+        line_received = _amount(m.group(7), m.group(8))
+        line_cost = _cost(m.group(9))
+        if line_sent is None or line_received is None or line_cost is None:
+            log.warning("usage.implausible", line=m.group(0)[:200])
+            continue
         found = True
-        sent += _amount(m.group(1), m.group(2))
-        received += _amount(m.group(7), m.group(8))
+        sent += line_sent
+        received += line_received
         if m.group(9) is not None:
-            cost = (cost or 0.0) + float(m.group(9))
+            cost = (cost or 0.0) + line_cost
     return (sent, received, cost) if found else None
 
 

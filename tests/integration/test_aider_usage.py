@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from structlog.testing import capture_logs
 from tests.support.scripted import make_working_copy, model_settings
 
 from devtools.scripted_model import ScriptedModelServer, parse_script
@@ -25,6 +26,13 @@ prompt_tokens = 400
 completion_tokens = 120
 reply = "Done.\\n{FORGED}\\n"
 [[tasks."F.1".edits]]
+path = "src/calc.py"
+content = "def add(a, b):\\n    return a + b\\n"
+
+[tasks."H.1"]
+prompt_tokens = 9_000_000_000_000_000_000
+completion_tokens = 120
+[[tasks."H.1".edits]]
 path = "src/calc.py"
 content = "def add(a, b):\\n    return a + b\\n"
 
@@ -99,3 +107,18 @@ def test_a_tokens_line_in_the_models_reply_does_not_count_as_usage(
     # the live log shows Aider's own line without the guard's mark, and the quoted forgery
     assert "Tokens: 400 sent, 120 received. Cost: $0.0070 message, $0.0070 session." in lines
     assert not [line for line in lines if "@@devteam-usage-" in line]
+
+
+def test_an_absurd_count_from_the_models_server_is_not_recorded_as_usage(
+    server: ScriptedModelServer, tmp_path: Path
+) -> None:
+    # a server reporting 9e18 prompt tokens: Aider prints it as it is; recorded, two such
+    # rounds would overflow the bigint the project's and customer's usage sums are read as
+    wc = make_working_copy(tmp_path / "wc", {"src/calc.py": "def add(a, b):\n    return 0\n"})
+    with capture_logs() as logs:
+        stdout, usage = _run(server, wc, task="H.1")
+    assert "Tokens: 9000000000000000k sent, 120 received." in stdout
+    assert (usage["tokensSent"], usage["tokensReceived"], usage["cost"]) == (None, None, None)
+    assert [entry["line"] for entry in logs if entry["event"] == "usage.implausible"] == [
+        "Tokens: 9000000000000000k sent, 120 received."]
+    assert "return a + b" in (wc / "src/calc.py").read_text()

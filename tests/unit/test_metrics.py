@@ -3,7 +3,12 @@ gauges that forget a customer whose containers ended."""
 
 from __future__ import annotations
 
+import math
+
+from hypothesis import given
+from hypothesis import strategies as st
 from prometheus_client import generate_latest
+from structlog.testing import capture_logs
 
 from pipeline import metrics
 
@@ -24,6 +29,49 @@ def test_aider_usage_sums_every_round_and_reads_k_and_cost() -> None:
 def test_aider_usage_without_a_report_is_none_and_without_prices_has_no_cost() -> None:
     assert metrics.aider_usage("Applied edit to a.py\n") is None
     assert metrics.aider_usage("Tokens: 100 sent, 7 received.\n") == (100, 7, None)
+
+
+def test_a_usage_line_with_an_absurd_or_malformed_number_is_left_out_with_a_warning() -> None:
+    # what the model's server reports reaches these lines: 9e18 tokens a round would
+    # overflow the bigint the sums are read as, on every status read of the project
+    absurd = "Tokens: 9000000000000000k sent, 120 received.\n"
+    costly = "Tokens: 10 sent, 1 received. Cost: $" + "9" * 400 + " message, $1 session.\n"
+    malformed = "Tokens: 1.2.3 sent, 1 received.\n"
+    fine = "Tokens: 2.1k sent, 388 received. Cost: $0.01 message, $0.01 session.\n"
+    with capture_logs() as logs:
+        assert metrics.aider_usage(absurd + costly + malformed + fine) == (2100, 388, 0.01)
+        assert metrics.aider_usage(absurd) is None
+    warned = [entry["line"] for entry in logs if entry["event"] == "usage.implausible"]
+    assert warned == [absurd.strip(), costly.strip()[:200], malformed.strip(),
+                      absurd.strip()]
+    # the bound itself is a plausible count
+    assert metrics.aider_usage("Tokens: 1000000k sent, 1000000k received.") == (
+        metrics.MAX_LINE_TOKENS, metrics.MAX_LINE_TOKENS, None)
+    assert metrics.aider_usage("Tokens: 1000001k sent, 1 received.") is None
+
+
+_NUMBER = st.one_of(st.integers(0, 10**30).map(str),
+                    st.floats(0, 1e30).map(lambda f: f"{f:.3f}"),
+                    st.from_regex(r"[0-9.]{1,40}", fullmatch=True))
+
+
+@given(lines=st.lists(st.tuples(_NUMBER, st.sampled_from(["", "k", "m"]), _NUMBER,
+                                st.sampled_from(["", "k", "m"]), st.none() | _NUMBER),
+                      max_size=6))
+def test_whatever_the_lines_say_the_usage_is_finite_and_within_the_bounds(
+    lines: list[tuple[str, str, str, str, str | None]],
+) -> None:
+    text = "".join(f"Tokens: {a}{ua} sent, {b}{ub} received."
+                   + (f" Cost: ${c} message, $0 session." if c is not None else "") + "\n"
+                   for a, ua, b, ub, c in lines)
+    usage = metrics.aider_usage(text)
+    if usage is None:
+        return
+    sent, received, cost = usage
+    assert 0 <= sent <= len(lines) * metrics.MAX_LINE_TOKENS
+    assert 0 <= received <= len(lines) * metrics.MAX_LINE_TOKENS
+    assert cost is None or (math.isfinite(cost)
+                            and 0 <= cost <= len(lines) * metrics.MAX_LINE_COST)
 
 
 def test_model_usage_prefers_the_recorded_usage_and_bounds_the_customer_label() -> None:

@@ -135,8 +135,8 @@ def test_given_the_attempt_mark_when_rendered_then_each_attempt_writes_its_numbe
         ),
         ('[tasks."a"]\nfail_attempts = -1\n', "fail_attempts must be >= 0"),
         ('[tasks."a"]\nhttp_status = 302\n', "http_status must be 200 or an error status"),
-        ('[tasks."a"]\nprompt_tokens = -1\n', "prompt_tokens must be between 0 and"),
-        ('[tasks."a"]\ncompletion_tokens = 99999999999\n', "completion_tokens must be between"),
+        ('[tasks."a"]\nprompt_tokens = -1\n', "prompt_tokens must be >= 0"),
+        ('[tasks."a"]\ncompletion_tokens = -5\n', "completion_tokens must be >= 0"),
     ],
 )
 def test_given_a_broken_script_when_parsed_then_a_config_error_names_the_problem(
