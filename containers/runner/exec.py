@@ -2,8 +2,9 @@
 
 Baked into the runner image as /opt/devteam/exec.py and run by ``python3``:
 
-    exec.py run NONCE TIMEOUT COMMAND   run COMMAND with ``sh -c`` in its own process group
-    exec.py kill PGID                   kill a process group (used to cancel a run)
+    exec.py run TIMEOUT COMMAND   run COMMAND with ``sh -c`` in its own process group; the
+                                  first line on stdin is the NONCE (16-64 hex digits)
+    exec.py kill PGID             kill a process group (used to cancel a run)
 
 ``run`` relays the command's stdout and stderr line by line to its own (a final partial
 line gets a newline) from a single thread (a fork bomb may leave no pid for another),
@@ -13,6 +14,15 @@ at the end ``{"event": "end", "exit": code, "timed_out", "peak_memory_bytes",
 "cpu_seconds", "oom_killed", "pids_limited", "disk_limited", "workspace_bytes"}``.
 OOM kills and refused forks are detected by comparing the cgroup's counters (v1 or v2)
 before and after. Standard library only: the image may have nothing else.
+
+The command runs as our uid, so it must not be able to forge our report. Before anything
+else ``run`` makes itself non-dumpable (``prctl(PR_SET_DUMPABLE, 0)``): processes of our uid
+can then no longer open ``/proc/<our pid>/fd/*`` (our stdout), ``environ`` or ``mem``. The
+nonce never appears in argv (``/proc/<pid>/cmdline`` is readable by every process): it is
+read from stdin, which is then replaced by ``/dev/null``. The child is made dumpable again
+before it executes the command (it must write its own ``oom_score_adj``; ``execve`` would
+reset the flag anyway). The runner still checks our report against the exit status Docker
+records for us (a killed wrapper exits 128+N), so a report that was forged anyway fails.
 
 ``/workspace`` is a Docker volume on the host's disk with no size limit of its own, so the
 wrapper keeps it within a quota (``DEVTEAM_WORKSPACE_QUOTA_MB`` in its environment, default
@@ -27,7 +37,9 @@ stderr and the end report says ``"disk_limited": true``.
 
 import json
 import os
+import re
 import resource
+import select
 import signal
 import selectors
 import stat
@@ -51,6 +63,53 @@ CHECK_SECONDS = 0.5
 MAX_CHECK_SECONDS = 5.0
 DISK_NOTE = "devteam: disk quota exceeded:"
 INITS = ("docker-init", "tini", "tini-static")
+PR_SET_DUMPABLE = 4
+NONCE = re.compile(r"[0-9a-f]{16,64}")
+NONCE_WAIT_SECONDS = 30.0
+MAX_NONCE_LINE = 256
+
+
+_prctl = []
+
+
+def set_dumpable(flag):
+    """``prctl(PR_SET_DUMPABLE, flag)``; False when it could not be done.
+
+    While off, no process of our uid can open ``/proc/<our pid>/fd``, ``environ`` or
+    ``mem`` (the files belong to root and ptrace access is refused). libc is loaded on the
+    first call (in the wrapper), never in a freshly forked child.
+    """
+    try:
+        if not _prctl:
+            import ctypes
+
+            _prctl.append(ctypes.CDLL(None, use_errno=True).prctl)
+        return _prctl[0](PR_SET_DUMPABLE, int(flag), 0, 0, 0) == 0
+    except (ImportError, OSError, AttributeError):
+        return False
+
+
+def read_nonce(fd=0):
+    """The nonce on the first line of ``fd`` (None if none comes within 30 s or it is not
+    16-64 hex digits); ``fd`` is then ``/dev/null``, so the command never inherits it."""
+    data = b""
+    deadline = time.monotonic() + NONCE_WAIT_SECONDS
+    while b"\n" not in data and len(data) < MAX_NONCE_LINE:
+        left = deadline - time.monotonic()
+        try:
+            if left <= 0 or not select.select([fd], [], [], left)[0]:
+                break
+            chunk = os.read(fd, MAX_NONCE_LINE - len(data))
+        except OSError:
+            break
+        if not chunk:
+            break
+        data += chunk
+    null = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(null, fd)
+    os.close(null)
+    nonce = data.split(b"\n", 1)[0].strip().decode("ascii", "replace")
+    return nonce if NONCE.fullmatch(nonce) else None
 
 
 def read_counter(name):
@@ -311,6 +370,8 @@ def child_setup(file_limit):
     """What runs in the child before the command: OOM preference and the file size cap."""
 
     def setup():
+        # Still non-dumpable like us, the child could not write its own /proc/self files.
+        set_dumpable(True)
         prefer_oom_victim()
         try:
             resource.setrlimit(resource.RLIMIT_FSIZE, (file_limit, file_limit))
@@ -408,8 +469,13 @@ def run(nonce, timeout, command):
 
 
 def main(argv):
-    if len(argv) == 5 and argv[1] == "run":
-        return run(argv[2], float(argv[3]), argv[4])
+    if len(argv) == 4 and argv[1] == "run":
+        set_dumpable(False)  # first: from here on the command cannot reach our fds
+        nonce = read_nonce()
+        if nonce is None:
+            sys.stderr.write("devteam: exec.py run expects its nonce on stdin\n")
+            return 2
+        return run(nonce, float(argv[2]), argv[3])
     if len(argv) == 3 and argv[1] == "kill":
         kill_group(int(argv[2]))
         return 0

@@ -3,6 +3,17 @@
 The exec wrapper in the image (``containers/runner/exec.py``) prints marker lines
 ``@@devteam-<nonce>@@ <json>`` on stdout; :class:`OutputCollector` takes them out of the
 stream, so callers see only the command's own lines, and keeps what they reported.
+
+The command runs as the wrapper's uid, so the report is in-band data the command might
+forge. It is believed only when it is consistent: one start, one end, nothing after the
+end, and an end whose ``exit`` is the exit status Docker recorded for the wrapper (a
+wrapper the command killed exits 128+N, whatever was written in its name). Anything else
+is the command's failure (``verification``), with :data:`TAMPER_NOTE` as the tail's last
+line.
+
+Lines leave the collector free of NUL and of the C0 control characters other than tab,
+carriage return and escape (each becomes U+FFFD): they are stored as JSON in Postgres,
+which refuses ``\u0000``. Escape stays for the colour codes the report parsers strip.
 """
 
 from __future__ import annotations
@@ -23,14 +34,21 @@ MAX_LINE_BYTES = 64 * 1024
 DISK_NOTE = "devteam: disk quota exceeded:"
 """Start of the line the exec wrapper prints when it stopped a command for filling
 ``/workspace`` past its quota; ``command_result`` makes it the tail's last line."""
+TAMPER_NOTE = "devteam: the command tampered with the exec wrapper's report:"
+"""Start of the tail's last line when the wrapper's report could not be believed (see the
+module doc); the rest says why."""
+_CONTROLS = {code: "\ufffd" for code in range(32) if chr(code) not in "\t\r\x1b"}
 
 
 class OutputCollector:
     """Assembles demultiplexed chunks into lines, in arrival order, per stream.
 
-    Each complete line goes to ``on_line`` (a failing sink is ignored: output must not stop
-    because a subscriber broke) and into the tail. Thread-safe: the reader thread feeds it
-    while the caller may read ``start`` and ``end``.
+    Each complete line, its control characters replaced (see the module doc), goes to
+    ``on_line`` (a failing sink is ignored: output must not stop because a subscriber broke)
+    and into the tail. ``start`` and ``end`` are the first reports of each kind; every
+    marker line that breaks the protocol (a second start or end, anything after the end,
+    a malformed report) adds a reason to ``tampering``. Thread-safe: the reader thread
+    feeds it while the caller may read ``start`` and ``end``.
     """
 
     def __init__(self, nonce: str, on_line: LineSink | None = None) -> None:
@@ -41,6 +59,7 @@ class OutputCollector:
         self._lock = threading.Lock()
         self.start: dict[str, Any] | None = None
         self.end: dict[str, Any] | None = None
+        self.tampering: list[str] = []
         self.started = threading.Event()
 
     def feed(self, stream: int, data: bytes) -> None:
@@ -65,22 +84,37 @@ class OutputCollector:
 
     def _line(self, stream: int, line: str) -> None:
         if stream == 1 and line.startswith(self._prefix):
-            try:
-                report = json.loads(line[len(self._prefix) :])
-            except ValueError:
-                report = None
-            if isinstance(report, dict):
-                if report.get("event") == "start":
-                    self.start = report
-                    self.started.set()
-                else:
-                    self.end = report
-                return
+            self._report(line[len(self._prefix) :])
+            return
+        line = line.translate(_CONTROLS)
         self._tail.append(line)
         if self._on_line is not None:
             # A broken sink must not stop the command.
             with contextlib.suppress(Exception):
                 self._on_line(line)
+
+    def _report(self, text: str) -> None:
+        """Keep one marker line's report, or say how it breaks the protocol."""
+        try:
+            report = json.loads(text)
+        except ValueError:
+            report = None
+        event = report.get("event") if isinstance(report, dict) else None
+        if self.end is not None:
+            self._tamper("a second end report" if event == "end" else "a marker after the end")
+        elif event == "start" and self.start is not None:
+            self._tamper("a second start report")
+        elif event == "start" and isinstance(report, dict):
+            self.start = report
+            self.started.set()
+        elif event == "end" and isinstance(report, dict):
+            self.end = report
+        else:
+            self._tamper("a marker line that is not a start or end report")
+
+    def _tamper(self, reason: str) -> None:
+        if reason not in self.tampering:
+            self.tampering.append(reason)
 
     @property
     def tail(self) -> str:
@@ -99,9 +133,22 @@ def command_result(
 ) -> CommandResult:
     """The ``CommandResult`` of a finished exec, from the wrapper's report when there is one.
 
-    ``exit_code`` is the exec's own (None when unknown); without the wrapper's end report
-    (it was killed) the exit code is that, or -1.
+    ``exit_code`` is the exec's own, as Docker recorded it (None when unknown); without the
+    wrapper's end report (it was killed) the exit code is that, or -1. A report that cannot
+    be believed (see :func:`distrust`) gives a failed result: the exec's exit code when it
+    is not 0, else -1, no usage, and :data:`TAMPER_NOTE` with the reason as the tail's last
+    line.
     """
+    reason = distrust(collector, exit_code, stopped=timed_out or cancelled)
+    if reason is not None:
+        return CommandResult(
+            command=command,
+            exit_code=exit_code if isinstance(exit_code, int) and exit_code != 0 else -1,
+            duration=round(duration, 3),
+            output_tail=_last(collector.tail, f"{TAMPER_NOTE} {reason}; the result is a failure"),
+            timed_out=timed_out,
+            cancelled=cancelled,
+        )
     end = collector.end or {}
     tail = collector.tail
     if end.get("disk_limited"):
@@ -125,12 +172,45 @@ def command_result(
     )
 
 
+def distrust(collector: OutputCollector, exit_code: int | None, *, stopped: bool) -> str | None:
+    """Why the wrapper's report cannot be believed; None when it can (or there is none).
+
+    ``exit_code`` is the exec's exit status as Docker recorded it (None: unknown); ``stopped``
+    says the runner itself stopped the command (timeout, cancel), which kills no wrapper.
+    """
+    if collector.tampering:
+        return "; ".join(collector.tampering)
+    end = collector.end
+    if end is None:
+        if exit_code == 0:
+            return "the wrapper exited 0 without an end report"
+        if isinstance(exit_code, int) and exit_code > 128 and not stopped:
+            return f"the wrapper was killed (signal {exit_code - 128}) before its end report"
+        return None
+    reported = end.get("exit")
+    if not isinstance(reported, int) or isinstance(reported, bool):
+        return "the end report has no exit code"
+    if exit_code is None:
+        # Stopped by us, the stream may have been cut before Docker recorded the exit; the
+        # result is a failure (timed out, cancelled) whatever the report says.
+        return None if stopped else "Docker recorded no exit code to confirm the end report"
+    if exit_code != reported:
+        return f"the end report says exit {reported} but the wrapper exited {exit_code}"
+    return None
+
+
 def _note_last(tail: str) -> str:
     """``tail`` with the wrapper's disk-quota line (or a default one) as its last line."""
-    lines = tail.splitlines()
-    notes = [line for line in lines if line.startswith(DISK_NOTE)]
-    note = notes[-1] if notes else f"{DISK_NOTE} /workspace went over its quota; stopped"
-    kept = [line for line in lines if not line.startswith(DISK_NOTE)]
+    notes = [line for line in tail.splitlines() if line.startswith(DISK_NOTE)]
+    default = f"{DISK_NOTE} /workspace went over its quota; stopped"
+    return _last(tail, notes[-1] if notes else default)
+
+
+def _last(tail: str, note: str) -> str:
+    """``tail`` (within ``TAIL_LINES``) with ``note`` as its last line and no other line
+    of the same kind (a command's own copy of a note cannot stand in for it)."""
+    kind = DISK_NOTE if note.startswith(DISK_NOTE) else TAMPER_NOTE
+    kept = [line for line in tail.splitlines() if not line.startswith(kind)]
     return "\n".join([*kept[-(TAIL_LINES - 1) :], note])
 
 
@@ -140,18 +220,26 @@ def disk_limited(result: CommandResult) -> bool:
     return result.output_tail.rpartition("\n")[2].startswith(DISK_NOTE)
 
 
+def tampered(result: CommandResult) -> bool:
+    """Whether the wrapper's report was not believed (the tail's last line says why)."""
+    return result.output_tail.rpartition("\n")[2].startswith(TAMPER_NOTE)
+
+
 def classify(result: CommandResult) -> Classification | None:
     """How the pipeline should treat a command's outcome; None when it succeeded.
 
     A command that exited 0 in time succeeded, whatever its children ran into.
-    Hitting the sandbox's limits (memory, processes, time, the ``/workspace`` quota) is
-    ``resource_limit``; a user's stop is ``cancelled``; any other non-zero exit is
-    ``verification`` (the code failed its own checks).
+    A command that tampered with the wrapper's report failed as ``verification``, whatever
+    the report claimed. Hitting the sandbox's limits (memory, processes, time, the
+    ``/workspace`` quota) is ``resource_limit``; a user's stop is ``cancelled``; any other
+    non-zero exit is ``verification`` (the code failed its own checks).
     """
     if result.cancelled:
         return Classification.CANCELLED
     if result.ok:
         return None
+    if tampered(result):
+        return Classification.VERIFICATION
     if result.oom_killed or result.pids_limited or result.timed_out or disk_limited(result):
         return Classification.RESOURCE_LIMIT
     return Classification.VERIFICATION
