@@ -2,6 +2,12 @@
 
 Pure functions over command results, report bytes and changed paths, so every rule is
 tested on real tool output without a container.
+
+What the checks print and write is the repository's, and so the model's, to choose: a
+number is read only from a tool's own summary format, with at most ``COUNT_DIGITS`` digits;
+a coverage percentage must be finite and from 0 to 100; and a type checker that exits
+non-zero never counts as 0 errors, whatever its output says. What cannot be read that way
+is an unreadable result (a failed criterion that says why), never a pass and never a crash.
 """
 
 from __future__ import annotations
@@ -10,6 +16,7 @@ import json
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import TypeGuard
 
 from runner.errors import ConfigError
 from runner.ports import CommandResult, CriterionResult
@@ -26,9 +33,24 @@ _KINDS = {
     "doc.updated": ({"path"}, "a path such as 'docs/api.md'"),
 }
 
+COUNT_DIGITS = 9
+"""The most digits a count read from a tool's output may have: a longer one is unreadable
+(Python refuses to convert over 4,300 digits, and over 308 overflow a float)."""
+_D = rf"\d{{1,{COUNT_DIGITS}}}"
+_N = f"({_D})"
 _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
-_FOUND = re.compile(r"Found (\d+) errors?\b")
-_MYPY_OK = re.compile(r"^Success: no issues found", re.MULTILINE)
+_END = r"[ \t\r]*$"
+_SUMMARIES = (
+    # mypy: "Found 3 errors in 2 files (checked 5 source files)"
+    re.compile(rf"^Found {_N} errors? in {_D} files? \((?:checked {_D} source "
+               rf"files?|errors prevented further checking)\){_END}", re.MULTILINE),
+    # tsc: "Found 3 errors.", "... in 2 files.", "... in the same file, starting at: a.ts:4",
+    # "Found 1 error in a.ts:4"
+    re.compile(rf"^Found {_N} errors?(?:\.| in {_D} files\.| in the same file, "
+               rf"starting at: \S.*:\d+| in \S.*:\d+){_END}", re.MULTILINE),
+)
+_MYPY_OK = re.compile(rf"^Success: no issues found in {_D} source files?{_END}",
+                      re.MULTILINE)
 _TSC_ERROR = re.compile(r"error TS\d+", re.IGNORECASE)
 _MYPY_ERROR = re.compile(r"^[^\s:][^:]*:\d+(?::\d+)?: error: ", re.MULTILINE)
 
@@ -44,6 +66,9 @@ class Evidence:
     test: CommandResult | None = None
     coverage_report: bytes | None = None
     coverage_report_path: str | None = None
+    coverage_report_refused: str | None = None
+    """Why the report could not be taken out of the container (not a regular file, or over
+    the size limit): the project's commands made it so, and the criterion fails saying it."""
     typecheck: CommandResult | None = None
     typecheck_output: str = ""
     """Complete output of the type checker (the result's tail may be cut)."""
@@ -81,7 +106,13 @@ def parse_requirements(criteria: Mapping[str, str]) -> tuple[dict[str, Requireme
 
 
 def coverage_percent(report: bytes) -> float:
-    """Total line coverage from coverage.py JSON or an Istanbul json-summary."""
+    """Total line coverage from coverage.py JSON or an Istanbul json-summary.
+
+    The report is the project's commands' to write, so it is checked, not trusted: a
+    percentage must be a finite number from 0 to 100, and Istanbul's line counts whole
+    numbers with ``0 ≤ covered ≤ total``. ``Infinity``, ``NaN``, ``5000``, ``1e400`` or a
+    400-digit count are a ReportError saying so, like any other unreadable report.
+    """
     try:
         data = json.loads(report)
     except ValueError:
@@ -91,17 +122,51 @@ def coverage_percent(report: bytes) -> float:
     if not isinstance(data, dict):
         raise ReportError("coverage report is not a JSON object")
     totals = data.get("totals")
-    if isinstance(totals, dict) and isinstance(totals.get("percent_covered"), int | float):
-        return float(totals["percent_covered"])
+    if isinstance(totals, dict) and "percent_covered" in totals:
+        return _percent(totals["percent_covered"], "totals.percent_covered")
     lines = data.get("total", {}).get("lines") if isinstance(data.get("total"), dict) else None
     if isinstance(lines, dict):
-        if isinstance(lines.get("pct"), int | float):
-            return float(lines["pct"])
+        if _is_number(lines.get("pct")):
+            return _percent(lines["pct"], "total.lines.pct")
         total, covered = lines.get("total"), lines.get("covered")
-        if isinstance(total, int) and isinstance(covered, int) and total > 0:
-            return 100.0 * covered / total
+        if _is_count(total) and _is_count(covered) and total > 0:
+            if covered > total:
+                raise ReportError(f"coverage report counts {_shown(covered)} covered lines "
+                                  f"of {_shown(total)}: covered cannot exceed total")
+            try:
+                return _percent(100 * covered / total, "total.lines")
+            except OverflowError:
+                raise ReportError("coverage report's line counts are too large") from None
         raise ReportError("coverage report measured no lines")
     raise ReportError("coverage report is neither coverage.py JSON nor an Istanbul json-summary")
+
+
+def _is_number(value: object) -> TypeGuard[int | float]:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _is_count(value: object) -> TypeGuard[int]:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+def _percent(value: object, field: str) -> float:
+    """``value`` as a percentage; ReportError unless it is a finite number from 0 to 100
+    (compared before any conversion, so neither NaN nor a huge integer gets through)."""
+    if not _is_number(value):
+        raise ReportError(f"coverage report's {field} is not a number")
+    if not 0 <= value <= 100:  # False for NaN too
+        raise ReportError(f"coverage report gives {field} = {_shown(value)}: a percentage "
+                          "must be a finite number from 0 to 100")
+    return float(value)
+
+
+def _shown(value: object, limit: int = 24) -> str:
+    """``value`` for a message, cut to ``limit`` characters (a report's 400-digit count is
+    not repeated in full)."""
+    if isinstance(value, int) and value >= 10**limit:
+        return f"a number of over {limit} digits"
+    text = str(value)
+    return text if len(text) <= limit else text[:limit] + "…"
 
 
 def _too_deep() -> ConfigError:
@@ -138,19 +203,28 @@ def _measured(report: bytes, shown: int = 5) -> str:
 def type_error_count(output: str, exit_code: int | None = None) -> int | None:
     """Errors reported by mypy or tsc; None when the output says nothing we can read.
 
-    Uses the summary (``Found N errors``, ``Success: no issues found``) when present, else
-    counts error lines; a clean exit with no error lines is 0 errors.
+    The count is the largest of the checker's own summary lines (mypy's ``Found N errors
+    in M files (checked K source files)``, tsc's ``Found N errors.`` and its variants,
+    each a whole line) and the number of error lines: an error message can quote
+    ``Found 0 errors`` and a forger can add lines, but neither can lower the count.
+    ``Success: no issues found`` is 0. A checker that exits non-zero has found something
+    (or failed): no count, or a count of 0, is then None, never 0 errors. A clean exit
+    with nothing to count is 0 errors. Numbers of more than ``COUNT_DIGITS`` digits are not
+    read.
     """
     text = _ANSI.sub("", output)
-    found = _FOUND.findall(text)
-    if found:
-        return int(found[-1])
+    counts = [int(n) for pattern in _SUMMARIES for n in pattern.findall(text)]
     if _MYPY_OK.search(text):
+        counts.append(0)
+    lines = len(_TSC_ERROR.findall(text)) + len(_MYPY_ERROR.findall(text))
+    if lines:
+        counts.append(lines)
+    count = max(counts) if counts else None
+    if exit_code is not None and exit_code != 0:
+        return count or None
+    if exit_code == 0 and count is None:
         return 0
-    count = len(_TSC_ERROR.findall(text)) + len(_MYPY_ERROR.findall(text))
-    if count:
-        return count
-    return 0 if exit_code == 0 else None
+    return count
 
 
 def describe(result: CommandResult) -> str:
@@ -200,6 +274,8 @@ def _evaluate_one(name: str, req: Requirement, ev: Evidence) -> CriterionResult:
 
 
 def _coverage(req: Requirement, ev: Evidence) -> CriterionResult:
+    if ev.coverage_report_refused is not None:
+        return _fail(req, None, ev.coverage_report_refused)
     if ev.coverage_report is None:
         where = ev.coverage_report_path or "the coverage report"
         why = f" (tests: {describe(ev.test)})" if ev.test is not None and not ev.test.ok else ""
@@ -207,7 +283,8 @@ def _coverage(req: Requirement, ev: Evidence) -> CriterionResult:
     try:
         percent = round(coverage_percent(ev.coverage_report), 2)
     except ReportError as exc:
-        return _fail(req, None, str(exc))
+        where = f"{ev.coverage_report_path}: " if ev.coverage_report_path else ""
+        return _fail(req, None, f"{where}{exc}")
     return CriterionResult(passed=check(req, percent), actual=percent, required=req.raw,
                            detail=_measured(ev.coverage_report))
 
@@ -220,8 +297,8 @@ def _types(req: Requirement, ev: Evidence) -> CriterionResult:
     output = ev.typecheck_output or ev.typecheck.output_tail
     count = type_error_count(output, ev.typecheck.exit_code)
     if count is None:
-        return _fail(req, None, f"could not read the type checker's output "
-                     f"({describe(ev.typecheck)})")
+        return _fail(req, None, f"could not read an error count from the type checker's "
+                     f"output ({describe(ev.typecheck)})")
     return CriterionResult(passed=check(req, count), actual=count, required=req.raw)
 
 

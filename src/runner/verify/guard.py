@@ -6,8 +6,10 @@ Pure functions over changed paths, command output and recorded measures:
 - ``protected_changes``: the paths of a change that only people (or the service itself)
   may edit: the task list, the outcomes document, ``.devteam.toml``, CI workflows, and
   what the operator or the project adds.
-- ``reported_test_count``: how many tests a test run reports (pytest, unittest, Jest, Vitest, Mocha,
-  node:test and TAP), read from the end of its output.
+- ``reported_test_count``: how many tests a test run reports (pytest, unittest, Jest, Vitest,
+  Mocha, node:test and TAP), read from their summary lines. The output is the model's to
+  write, so the count is the smallest summary in the test command's own runner's format:
+  printing more summaries can lower it, never raise it.
 - ``weakening``: the checks that got weaker than the last verified state (fewer tests run,
   lower coverage), each as a failed criterion with a readable reason ("tests run: 42 → 17").
 - ``baseline_problems``: the checks the unchanged base cannot pass, which no change by the
@@ -73,52 +75,130 @@ def protected_changes(changed: Sequence[str], patterns: Iterable[str] = ()) -> l
 
 
 _ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
-_PYTEST = re.compile(r"\b(\d+) (passed|failed|errors?|xfailed|xpassed)\b")
-_PYTEST_LINE = re.compile(r"\b\d+ (passed|failed|errors?)\b.* in [\d.]+\s*s")
-_JEST = re.compile(r"^\s*Tests:\s+.*?\b(\d+) total\b")
-_VITEST = re.compile(r"^\s*Tests\s+.*\((\d+)\)\s*$")
-_MOCHA = re.compile(r"^\s*(\d+) (passing|failing)\b")
-_NODE_TEST = re.compile(r"^\s*(?:#|\u2139)\s*tests\s+(\d+)\s*$")
-_UNITTEST = re.compile(r"^Ran (\d+) tests? in ")
-_NONE_RAN = re.compile(r"\bno tests ran\b|^No tests found", re.IGNORECASE)
+MAX_COUNT = 999_999_999
+"""The largest count read from a summary: longer digit strings are not a count at all."""
+_N = r"(\d{1,9})"
+_PYTEST_LINE = re.compile(r"=*\s*(\d{1,9} [a-z]+(?:, \d{1,9} [a-z]+)*) in [\d.]+s\b")
+_PYTEST_ITEM = re.compile(rf"{_N} (?:passed|failed|errors?|xfailed|xpassed)\b")
+_PYTEST_NONE = re.compile(r"=*\s*no tests ran\b")
+_JEST = re.compile(rf"\s*Tests:\s+(?:\d{{1,9}} [a-z]+, )*{_N} total\s*$")
+_JEST_NONE = re.compile(r"No tests found\b")
+_VITEST = re.compile(rf"\s*Tests\s+.*\({_N}\)\s*$")
+_MOCHA = re.compile(rf"\s*{_N} (passing|pending|failing)\b")
+_TAP = re.compile(rf"\s*(?:#|\u2139)\s*tests\s+{_N}\s*$")
+_UNITTEST = re.compile(rf"Ran {_N} tests? in ")
+_UNITTEST_NONE = re.compile(r"NO TESTS RAN\b")
+
+RUNNERS = ("pytest", "unittest", "jest", "vitest", "mocha", "tap")
+"""The test runners whose summaries are read (``tap`` covers node:test and tape)."""
+_NAMED = {
+    "pytest": re.compile(r"\bpy\.?test\b"),
+    "unittest": re.compile(r"\bunittest\b"),
+    "jest": re.compile(r"\bjest\b"),
+    "vitest": re.compile(r"\bvitest\b"),
+    "mocha": re.compile(r"\bmocha\b"),
+    "tap": re.compile(r"\bnode\b.*\s--test\b|\btape?\b"),
+}
 
 
-def reported_test_count(output: str) -> int | None:
-    """The number of tests a run reports, from the last summary line in ``output`` that a
-    known runner writes; None when there is none (a test command of another kind)."""
+def runners_of(command: str | None) -> tuple[str, ...]:
+    """The runners ``command`` names (``python3 -m coverage run -m pytest -q``: pytest);
+    every runner when it names none (``npm test``, ``make test``: the runner is unknown)."""
+    named = tuple(r for r in RUNNERS if command and _NAMED[r].search(command))
+    return named or RUNNERS
+
+
+def reported_test_count(output: str, command: str | None = None) -> int | None:
+    """The number of tests a run of ``command`` reports; None when ``output`` holds no
+    summary line of its runner (a test command of another kind, or an unreadable one).
+
+    The output is written by code the model controls, so which summary counts is a rule a
+    forger cannot turn to its advantage:
+
+    - only the summary format of the runner ``command`` names counts (a pytest run's
+      ``Ran 500 tests in`` line is not a pytest summary); a command that names none
+      (``npm test``) is read in every known format;
+    - when several summaries are present, the count is the smallest: printing extra lines
+      can lower the count (and so only fail the guard), never raise it past a real one;
+    - a count of more than nine digits is no count (the line is not a summary).
+    """
+    runners = set(runners_of(command))
     lines = _ANSI.sub("", output).splitlines()
-    mocha: dict[str, int] = {}
-    for line in reversed(lines):
-        if _NONE_RAN.search(line):
-            return 0
-        if _PYTEST_LINE.search(line):
-            return sum(int(n) for n, _ in _PYTEST.findall(line))
-        for pattern in (_JEST, _VITEST, _NODE_TEST, _UNITTEST):
-            found = pattern.search(line)
-            if found:
-                return int(found.group(1))
-        found = _MOCHA.search(line)
-        if found:
-            mocha.setdefault(found.group(2), int(found.group(1)))
-            if "passing" in mocha:
-                return sum(mocha.values())
-    return None
+    counts = [n for line in lines for n in _line_counts(line, runners)]
+    if "mocha" in runners:
+        counts.extend(_mocha_counts(lines))
+    return min(counts) if counts else None
+
+
+def _line_counts(line: str, runners: set[str]) -> list[int]:
+    found: list[int] = []
+    if "pytest" in runners:
+        summary = _PYTEST_LINE.match(line)
+        items = _PYTEST_ITEM.findall(summary.group(1)) if summary else []
+        if items:
+            found.append(sum(int(n) for n in items))
+        if _PYTEST_NONE.match(line):
+            found.append(0)
+    if "unittest" in runners:
+        ran = _UNITTEST.match(line)
+        if ran:
+            found.append(int(ran.group(1)))
+        if _UNITTEST_NONE.match(line):
+            found.append(0)
+    if "jest" in runners:
+        total = _JEST.match(line)
+        if total:
+            found.append(int(total.group(1)))
+        if _JEST_NONE.match(line):
+            found.append(0)
+    for runner, pattern in (("vitest", _VITEST), ("tap", _TAP)):
+        match = pattern.match(line) if runner in runners else None
+        if match:
+            found.append(int(match.group(1)))
+    return found
+
+
+def _mocha_counts(lines: Sequence[str]) -> list[int]:
+    """Mocha's summary: ``N passing``, then (on the next lines) ``N pending`` and
+    ``N failing`` when there are any; the count is passing plus failing."""
+    counts = []
+    for at, line in enumerate(lines):
+        passing = _MOCHA.match(line)
+        if not passing or passing.group(2) != "passing":
+            continue
+        count = int(passing.group(1))
+        for following in lines[at + 1:at + 3]:
+            more = _MOCHA.match(following)
+            if not more or more.group(2) == "passing":
+                break
+            if more.group(2) == "failing":
+                count += int(more.group(1))
+                break
+        counts.append(count)
+    return counts
+
+
+def _percentage(value: object) -> float | None:
+    """``value`` when it is a coverage percentage (finite, from 0 to 100); None otherwise."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return float(value) if 0 <= value <= 100 else None
 
 
 def measures_of(commands: Sequence[CommandResult], test_command: str | None,
                 results: Mapping[str, CriterionResult], commit: str | None = None) -> Measures:
-    """The measures of one verification: tests run by ``test_command`` and the coverage
-    percentage it reached (when a coverage criterion measured it)."""
+    """The measures of one verification: tests run by ``test_command`` (its runner's
+    summary, see ``reported_test_count``) and the coverage percentage it reached (when a
+    coverage criterion measured one from 0 to 100)."""
     count = None
     if test_command:
         ran = [c for c in commands if c.command == test_command]
         if ran and not (ran[-1].timed_out or ran[-1].cancelled):
-            count = reported_test_count(ran[-1].output_tail)
+            count = reported_test_count(ran[-1].output_tail, test_command)
     coverage = results.get("test.coverage")
-    percent = coverage.actual if coverage is not None else None
     return Measures(
         tests_run=count,
-        coverage=float(percent) if isinstance(percent, int | float) else None,
+        coverage=_percentage(coverage.actual) if coverage is not None else None,
         commit=commit,
     )
 
@@ -126,24 +206,30 @@ def measures_of(commands: Sequence[CommandResult], test_command: str | None,
 def weakening(before: Measures | None, after: Measures) -> dict[str, CriterionResult]:
     """Failed criteria for each measure that got weaker than ``before``: ``tests.run`` when
     fewer tests ran (or none could be counted where some were), ``coverage.kept`` when
-    coverage fell. Empty when nothing got weaker or nothing was measured before."""
+    coverage fell. Empty when nothing got weaker or nothing was measured before.
+
+    A recorded measure no summary or report could have given (over ``MAX_COUNT`` tests,
+    coverage outside 0 to 100, as stored before such values were refused) is no floor: it
+    would fail every later round whatever the change."""
     if before is None:
         return {}
     found: dict[str, CriterionResult] = {}
     was = f" at {before.commit[:10]}" if before.commit else ""
-    if before.tests_run:
+    floor = before.tests_run if before.tests_run and before.tests_run <= MAX_COUNT else None
+    if floor:
         now = after.tests_run
-        if now is None or now < before.tests_run:
+        if now is None or now < floor:
             shown = "none reported" if now is None else str(now)
             found["tests.run"] = CriterionResult(
-                passed=False, actual=now, required=f"≥{before.tests_run}",
-                detail=f"tests run: {before.tests_run} → {shown} (the change may not run "
+                passed=False, actual=now, required=f"≥{floor}",
+                detail=f"tests run: {floor} → {shown} (the change may not run "
                        f"fewer tests than the verified state{was})")
-    if (before.coverage is not None and after.coverage is not None
-            and after.coverage < before.coverage - COVERAGE_TOLERANCE):
+    kept, now_covered = _percentage(before.coverage), _percentage(after.coverage)
+    if (kept is not None and now_covered is not None
+            and now_covered < kept - COVERAGE_TOLERANCE):
         found["coverage.kept"] = CriterionResult(
-            passed=False, actual=after.coverage, required=f"≥{before.coverage:g}%",
-            detail=f"coverage: {before.coverage:g}% → {after.coverage:g}% (the change "
+            passed=False, actual=now_covered, required=f"≥{kept:g}%",
+            detail=f"coverage: {kept:g}% → {now_covered:g}% (the change "
                    f"may not lower coverage below the verified state{was})")
     return found
 

@@ -7,6 +7,7 @@ Text it cannot read is a ``config`` error naming the text, never silently ignore
 
 from __future__ import annotations
 
+import math
 import operator
 import re
 from collections.abc import Callable, Sequence
@@ -86,9 +87,11 @@ def parse_requirement(text: str, *, default_op: str = ">=", path: bool = False) 
 def check(requirement: Requirement, actual: object) -> bool:
     """Whether ``actual`` meets ``requirement``.
 
-    ``pass``: ``actual`` is True or an exit code of 0. Comparisons: ``actual`` is a number
-    (None never passes). ``path``: ``actual`` is the list of changed paths; it passes when
-    one of them is the path or lies under it (a directory requirement).
+    ``pass``: ``actual`` is True or an exit code of 0. Comparisons: ``actual`` is a finite
+    number (None, NaN and infinities never pass; an integer of any size is compared
+    exactly, never converted to a float that could overflow). ``path``: ``actual`` is the
+    list of changed paths; it passes when one of them is the path or lies under it (a
+    directory requirement).
     """
     if requirement.op == "pass":
         if isinstance(actual, bool):
@@ -100,8 +103,10 @@ def check(requirement: Requirement, actual: object) -> bool:
         return any(touches(str(p), str(requirement.value)) for p in actual)
     if isinstance(actual, bool) or not isinstance(actual, int | float):
         return False
+    if isinstance(actual, float) and not math.isfinite(actual):
+        return False
     assert isinstance(requirement.value, float)
-    return _COMPARE[requirement.op](float(actual), requirement.value)
+    return _COMPARE[requirement.op](actual, requirement.value)
 
 
 def touches(changed: str, required: str) -> bool:

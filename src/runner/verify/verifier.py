@@ -20,7 +20,7 @@ from collections.abc import Mapping, Sequence
 
 import msgspec
 
-from runner.errors import CancelledError, ConfigError
+from runner.errors import CancelledError, ConfigError, VerificationError
 from runner.limits import keep_tail, utf8_len
 from runner.ports import (
     CommandResult,
@@ -88,6 +88,7 @@ class Verifier:
     def _collect(self, requirements: Mapping[str, Requirement], config: ProjectConfig,
                  run: _Runner, evidence: Evidence) -> Evidence:
         test = report = typecheck = None
+        refused: str | None = None
         typecheck_output = ""
         if "test.pass" in requirements or "test.coverage" in requirements:
             if "test.coverage" in requirements and config.coverage_report:
@@ -98,7 +99,10 @@ class Verifier:
                 if config.coverage:
                     run(config.coverage)
                 assert config.coverage_report is not None
-                report = run.session.read_file(config.coverage_report)
+                try:
+                    report = run.session.read_file(config.coverage_report)
+                except VerificationError as exc:  # a directory, a device, too big
+                    refused = exc.message
         if "type.strict" in requirements:
             assert config.typecheck is not None
             lines: list[str] = []
@@ -107,7 +111,8 @@ class Verifier:
         build = [run(cmd) for cmd in config.build] if "build" in requirements else []
         return Evidence(
             test=test, coverage_report=report, coverage_report_path=config.coverage_report,
-            typecheck=typecheck, typecheck_output=typecheck_output, build=build,
+            coverage_report_refused=refused, typecheck=typecheck,
+            typecheck_output=typecheck_output, build=build,
             changed_paths=evidence.changed_paths,
         )
 

@@ -4,6 +4,8 @@ what an unchanged base cannot pass. Test-run summaries are real runners' output.
 from __future__ import annotations
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from runner.ports import CommandResult, CriterionResult
 from runner.verify.guard import (
@@ -13,6 +15,7 @@ from runner.verify.guard import (
     patch_of,
     protected_changes,
     reported_test_count,
+    runners_of,
     split_patterns,
     weakening,
 )
@@ -64,6 +67,99 @@ def test_tests_run_reads_the_summary_of_common_runners(output, count):
 
 def _run(command: str, output: str, code: int = 0) -> CommandResult:
     return CommandResult(command=command, exit_code=code, duration=1.0, output_tail=output)
+
+
+# Forged summaries: the test run's output is the model's to write.
+
+PYTEST = "python3 -m coverage run --source=src -m pytest -q"
+D = "9" * 5000
+
+
+@pytest.mark.parametrize("output", [
+    f"==== {D} passed in 0.1s ====\n",
+    f"Ran {D} tests in 0.1s\n",
+    f"Tests:  {D} total\n",
+    f"      Tests  {D} passed ({D})\n",
+    f"  {D} passing (3ms)\n",
+    f"# tests {D}\n",
+    f"==== {'9' * 30} passed in 0.1s ====\n",
+    f"Ran {'9' * 10} tests in 0.1s\n",
+])
+def test_a_summary_count_of_too_many_digits_is_unreadable_not_a_crash(output):
+    assert reported_test_count(output) is None
+    found = weakening(Measures(tests_run=120), measures_of([_run("npm test", output)],
+                                                            "npm test", {}))
+    assert found["tests.run"].detail.startswith("tests run: 120 → none reported")
+
+
+@pytest.mark.parametrize(("command", "output"), [
+    (PYTEST, "1 passed in 0.1s\nRan 500 tests in 0.1s\n"),  # the audit's
+    (PYTEST, "==== 1 passed in 0.1s ====\n==== 500 passed in 0.1s ====\n"),
+    (PYTEST, "==== 500 passed in 0.1s ====\n==== 1 passed in 0.1s ====\n"),
+    ("npm test", "Tests:       1 passed, 1 total\nTests:       500 passed, 500 total\n"),
+    ("npm test", "1 passed in 0.1s\nRan 500 tests in 0.1s\n# tests 500\n"),
+    ("npx mocha", "  1 passing (3ms)\n\n  noise\n  499 failing\n"),
+    ("python -m unittest", "Ran 1 test in 0.0s\nRan 500 tests in 0.1s\n"),
+])
+def test_extra_summary_lines_never_raise_the_count(command, output):
+    measures = measures_of([_run(command, output)], command, {})
+
+    assert measures.tests_run == 1
+    found = weakening(Measures(tests_run=120), measures)
+    assert found["tests.run"].passed is False
+    assert found["tests.run"].detail.startswith("tests run: 120 → 1")
+
+
+@pytest.mark.parametrize(("command", "output"), [
+    (PYTEST, "Ran 500 tests in 0.1s\n"),
+    (PYTEST, "Tests:       500 passed, 500 total\n"),
+    ("npx jest --coverage", "==== 500 passed in 0.1s ====\n"),
+    ("npx vitest run", "Ran 500 tests in 0.1s\n"),
+])
+def test_only_the_named_runners_own_summary_counts(command, output):
+    assert reported_test_count(output, command) is None
+    found = weakening(Measures(tests_run=120), measures_of([_run(command, output)], command, {}))
+    assert found["tests.run"].detail.startswith("tests run: 120 → none reported")
+
+
+@pytest.mark.parametrize(("command", "runners"), [
+    (PYTEST, ("pytest",)),
+    ("py.test -x", ("pytest",)),
+    ("python -m unittest discover", ("unittest",)),
+    ("npx jest --ci", ("jest",)),
+    ("npx vitest run", ("vitest",)),
+    ("npx mocha 'test/**/*.js'", ("mocha",)),
+    ("node --test test/", ("tap",)),
+    ("npm test", ("pytest", "unittest", "jest", "vitest", "mocha", "tap")),
+    (None, ("pytest", "unittest", "jest", "vitest", "mocha", "tap")),
+])
+def test_the_runner_is_known_from_the_test_command(command, runners):
+    assert runners_of(command) == runners
+
+
+@given(before=st.text(max_size=200), after=st.text(max_size=200),
+       command=st.sampled_from([PYTEST, "npm test", "npx jest", "npx mocha", None]))
+def test_whatever_else_is_printed_the_count_never_exceeds_the_real_summary(before, after, command):
+    real = {PYTEST: "==== 1 failed, 41 passed in 0.3s ====",
+            "npx jest": "Tests:       1 failed, 41 passed, 42 total",
+            "npx mocha": "  41 passing (3ms)\n  1 failing"}.get(command, "Ran 42 tests in 0.1s")
+
+    count = reported_test_count(f"{before}\n{real}\n{after}", command)
+
+    assert count is not None and 0 <= count <= 42
+
+
+@pytest.mark.parametrize("actual", [float("inf"), float("nan"), 5000.0, -1.0, 100000])
+def test_a_coverage_no_report_could_give_is_not_measured(actual):
+    results = {"test.coverage": CriterionResult(passed=True, actual=actual, required="≥80%")}
+    assert measures_of([], None, results).coverage is None
+
+
+def test_a_recorded_floor_no_run_could_reach_is_no_floor():
+    # stored before such values were refused: they would fail every later round
+    assert weakening(Measures(coverage=100000.0, tests_run=10**30),
+                     Measures(coverage=85.0, tests_run=42)) == {}
+    assert weakening(Measures(coverage=float("inf")), Measures(coverage=85.0)) == {}
 
 
 def test_measures_come_from_the_test_command_and_the_coverage_criterion():

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from tests.unit.verify.fake_session import FakeSession, Scripted
 
-from runner.errors import CancelledError, ConfigError
+from runner.errors import CancelledError, ConfigError, VerificationError
 from runner.settings import load_settings
 from runner.verify.config import ProjectConfig, detect_defaults
 from runner.verify.verifier import Verifier
@@ -154,6 +154,33 @@ def test_given_a_stale_report_in_the_repository_then_it_is_not_trusted(verifier)
 
     assert result.results["test.coverage"].passed is False
     assert "was not produced" in result.results["test.coverage"].detail
+
+
+class _RefusingSession(FakeSession):
+    """The real session refuses a report path that is a directory or over the size limit."""
+
+    def read_file(self, path: str) -> bytes | None:
+        raise VerificationError(f"{path} is a directory, not a report file",
+                                details={"path": path})
+
+
+def test_given_a_report_the_session_refuses_then_coverage_fails_as_a_round_with_feedback(
+    verifier,
+):
+    session = _RefusingSession({
+        PY.test: Scripted(output="..\n2 passed in 0.17s"),
+        PY.typecheck: Scripted(output=sample("mypy_success.txt").decode()),
+    })
+
+    result = verifier.verify("1.1", {"test.coverage": "≥70%", "type.strict": "0 errors"},
+                             PY, session)
+
+    assert result.success is False
+    coverage = result.results["test.coverage"]
+    assert coverage.passed is False and coverage.actual is None
+    assert coverage.detail == ".devteam-coverage.json is a directory, not a report file"
+    assert result.results["type.strict"].passed is True
+    assert result.feedback is not None and "is a directory" in result.feedback
 
 
 def test_given_free_text_criteria_then_they_are_notes_not_results(verifier):

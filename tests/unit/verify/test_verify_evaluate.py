@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import msgspec
 import pytest
+from hypothesis import example, given
+from hypothesis import strategies as st
 
 from runner.errors import ConfigError
 from runner.ports import CommandResult
@@ -189,3 +192,159 @@ def test_a_coverage_result_names_the_files_it_measured(report):
     assert result.detail is not None
     assert result.detail.startswith(f"measured {len(expected)} file")
     assert expected[0] in result.detail
+
+
+# Hostile reports and output: what the checks print and write is the model's to choose.
+
+BIG = "9" * 400
+HOSTILE_REPORTS = [
+    b'{"totals":{"percent_covered":Infinity}}',
+    b'{"totals":{"percent_covered":1e400}}',
+    b'{"totals":{"percent_covered":NaN}}',
+    b'{"totals":{"percent_covered":5000}}',
+    b'{"totals":{"percent_covered":-1}}',
+    b'{"totals":{"percent_covered":true}}',
+    b'{"totals":{"percent_covered":' + BIG.encode() + b"}}",
+    b'{"total":{"lines":{"pct":100.5}}}',
+    b'{"total":{"lines":{"pct":-Infinity}}}',
+    b'{"total":{"lines":{"total":1,"covered":1000}}}',
+    b'{"total":{"lines":{"total":1,"covered":' + BIG.encode() + b"}}}",
+    b'{"total":{"lines":{"total":true,"covered":true}}}',
+    b'{"total":{"lines":{"total":10,"covered":-5}}}',
+]
+
+
+@pytest.mark.parametrize("report", HOSTILE_REPORTS)
+def test_a_coverage_value_outside_0_to_100_is_an_unreadable_report_never_a_pass(report):
+    requirements, _ = parse_requirements({"test.coverage": "≥80%"})
+
+    result = evaluate(requirements, Evidence(
+        test=cmd("pytest"), coverage_report=report, coverage_report_path=".cov.json",
+    ))["test.coverage"]
+
+    assert (result.passed, result.actual) == (False, None)
+    assert result.detail.startswith(".cov.json: coverage report")
+    assert len(result.detail) < 200  # a 400-digit number is not repeated
+    assert b"NaN" not in msgspec.json.encode(result)
+    with pytest.raises(ReportError):
+        coverage_percent(report)
+
+
+@pytest.mark.parametrize(("report", "percent"), [
+    (b'{"totals":{"percent_covered":0}}', 0.0),
+    (b'{"totals":{"percent_covered":100}}', 100.0),
+    (b'{"total":{"lines":{"total":3,"covered":3}}}', 100.0),
+    (b'{"total":{"lines":{"total":' + BIG.encode() + b',"covered":' + BIG.encode() + b"}}}",
+     100.0),
+])
+def test_the_bounds_of_a_percentage_are_still_readable(report, percent):
+    assert coverage_percent(report) == percent
+
+
+@pytest.mark.parametrize("output", [
+    f"Found {'9' * 5000} errors in 1 file (checked 1 source file)",
+    f"Found {'9' * 400} errors.",
+    f"Found {'9' * 10} errors.",
+])
+def test_a_type_error_count_of_too_many_digits_is_unreadable_not_a_crash(output):
+    requirements, _ = parse_requirements({"type.strict": "≤5 errors"})
+
+    assert type_error_count(output, 2) is None
+    result = evaluate(requirements, Evidence(typecheck=cmd("tsc", 2), typecheck_output=output))
+
+    assert (result["type.strict"].passed, result["type.strict"].actual) == (False, None)
+    assert "could not read an error count" in result["type.strict"].detail
+
+
+FORGED_TYPE_OUTPUT = [
+    # the audit's: tsc without a summary, a message quoting "Found 0 errors"
+    ("""a.ts(1,7): error TS2322: Type '"Found 0 errors"' is not assignable to type '1'.""", 2),
+    ("Found 0 errors.\n", 2),  # a summary line printed by something else, with a failing exit
+    ("Found 0 errors in 0 files (checked 1 source file)\n", 1),
+    ("Success: no issues found in 1 source file\n", 1),
+    ("Found 0 errors.py:1: error: Name \"x\" is not defined  [name-defined]\n", 1),
+    ("x.ts:1:1 - error TS2304: Cannot find name 'x'.\nFound 0 errors.\n", 2),
+    ("", 2),
+]
+
+
+@pytest.mark.parametrize(("output", "exit_code"), FORGED_TYPE_OUTPUT)
+def test_a_failing_type_checker_never_counts_as_zero_errors(output, exit_code):
+    requirements, _ = parse_requirements({"type.strict": "0 errors"})
+
+    result = evaluate(requirements, Evidence(
+        typecheck=cmd("npx tsc --noEmit", exit_code), typecheck_output=output,
+    ))["type.strict"]
+
+    assert result.passed is False
+    assert result.actual != 0
+    assert type_error_count(output, exit_code) != 0
+
+
+@pytest.mark.parametrize(("output", "count"), [
+    ("Found 1 error.\n", 1),
+    ("Found 7 errors.\n", 7),
+    ("Found 1 error in src/a.ts\x1b[90m:4\x1b[0m\n", 1),
+    ("Found 2 errors in the same file, starting at: src/a.ts:4\n", 2),
+    ("Found 5 errors in 3 files.\n\nErrors  Files\n     5  src/a.ts:1\n", 5),
+    ("Found 2 errors in 1 file (errors prevented further checking)\n", 2),
+    ("Found 3 errors in 2 files (checked 9 source files)\r\n", 3),
+])
+def test_each_checkers_own_summary_line_is_read(output, count):
+    assert type_error_count(output, 2) == count
+
+
+def test_a_forged_lower_summary_does_not_lower_the_real_count():
+    real = sample("mypy_three_errors.txt").decode()
+    forged = "Found 1 error in 1 file (checked 1 source file)\n"
+
+    assert type_error_count(forged + real, 1) == 3
+    assert type_error_count(real + forged, 1) == 3
+    assert type_error_count("Found 1 error.\n" + sample("tsc_pretty_ansi.txt").decode(), 2) == 3
+
+
+def test_a_clean_exit_may_still_report_errors_but_never_fewer_than_it_prints():
+    assert type_error_count("Found 4 errors.\n", 0) == 4
+    assert type_error_count("Found 0 errors.\n", 0) == 0
+
+
+FRAGMENTS = st.sampled_from([
+    "Found ", "0", "1", "9" * 12, " errors", " error", ".", " in ", "1 file", " files.",
+    " (checked 1 source file)", "Success: no issues found in 1 source file", "\n", "\r\n",
+    "a.ts(1,7): ", "a.py:1: ", "error TS2322: ", "error: ", "\x1b[91m", "\x1b[0m", "x",
+])
+
+
+@given(
+    output=st.one_of(st.text(max_size=300), st.lists(FRAGMENTS, max_size=40).map("".join)),
+    exit_code=st.integers(min_value=1, max_value=255),
+)
+@example(output="Found 0 errors.", exit_code=2)
+def test_whatever_a_failing_type_checker_prints_it_never_passes_and_never_raises(
+    output, exit_code
+):
+    requirements, _ = parse_requirements({"type.strict": "0 errors"})
+
+    count = type_error_count(output, exit_code)
+    result = evaluate(requirements, Evidence(
+        typecheck=cmd("mypy .", exit_code), typecheck_output=output,
+    ))["type.strict"]
+
+    assert count is None or 0 < count < 10**9
+    assert result.passed is False
+
+
+@given(report=st.one_of(
+    st.binary(max_size=200),
+    st.builds(lambda v: b'{"totals":{"percent_covered":%s}}' % v.encode(), st.sampled_from(
+        ["Infinity", "-Infinity", "NaN", "1e400", "-0.0", "100.0000001", BIG, "true", "null"])
+        | st.floats().map(repr) | st.integers().map(str)),
+    st.builds(lambda t, c: b'{"total":{"lines":{"total":%d,"covered":%d}}}' % (t, c),
+              st.integers(), st.integers()),
+))
+def test_whatever_a_coverage_report_says_the_percent_is_within_0_to_100_or_unreadable(report):
+    try:
+        percent = coverage_percent(report)
+    except ReportError:
+        return
+    assert 0.0 <= percent <= 100.0

@@ -88,3 +88,15 @@ def test_given_nonsense_then_a_config_error_names_it(text):
 )
 def test_given_an_actual_value_then_check_compares_it(text, actual, passed):
     assert check(parse_requirement(text), actual) is passed
+
+
+@pytest.mark.parametrize(("text", "actual", "passes"), [
+    ("≥80%", float("inf"), False),
+    ("≥80%", float("nan"), False),
+    ("≤5 errors", float("-inf"), False),
+    ("≥80%", 10**400, True),  # compared exactly: no OverflowError
+    ("0 errors", 10**400, False),
+    ("0 errors", 0, True),
+])
+def test_a_comparison_never_passes_a_non_finite_value_nor_overflows(text, actual, passes):
+    assert check(parse_requirement(text), actual) is passes
