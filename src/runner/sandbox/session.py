@@ -1,4 +1,11 @@
-"""A started, healthy task container: copy the working copy in, run checks, read reports."""
+"""A started, healthy task container: copy the working copy in, run checks, read reports.
+
+What a check leaves in the container is the repository's doing, so :meth:`DockerSession.
+read_file` treats it as hostile: it streams Docker's archive and stops at
+:data:`MAX_REPORT_BYTES` (a directory's archive is the whole tree, whatever Docker's stat
+says), and something that is not a small regular file is the verification's failure
+(``VerificationError`` naming the path and the limit), never the infrastructure's.
+"""
 
 from __future__ import annotations
 
@@ -9,20 +16,31 @@ import shlex
 import tarfile
 import tempfile
 import threading
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path, PurePosixPath
 from typing import IO, Any
 
-from runner.errors import InfrastructureError
+from runner.errors import InfrastructureError, RunnerError, VerificationError
 from runner.ports import CommandResult, ContainerSpec, LineSink
 from runner.sandbox.command import QUOTA_ENV, WORKDIR, exec_quiet, run_command
-from runner.sandbox.engine import NotFoundError, call
+from runner.sandbox.engine import NotFoundError, call, translate
 
 UID = 10001
 SPOOL_BYTES = 32 * 1024 * 1024
 """Archives up to this size are built in memory; larger ones spill to a temporary file."""
-MAX_READ_BYTES = 64 * 1024 * 1024
-"""``read_file`` refuses larger files (reports are small; a huge one is a mistake)."""
+MAX_REPORT_BYTES = 8 * 1024 * 1024
+"""The largest file ``read_file`` returns. Its callers read reports (coverage JSON), which a
+JSON parser holds at some 25 times their size, so anything larger is refused rather than
+read; real reports are well under it (coverage.py's JSON of 100,000 statements is about
+3 MiB, an Istanbul json-summary a few kilobytes)."""
+TAR_SLACK_BYTES = 64 * 1024
+"""What Docker's one-file archive may hold beyond the file (headers, padding, end blocks)."""
+_MIB = 1024 * 1024
+# Docker's path stat gives Go's os.FileMode: these bits mark anything but a regular file.
+_GO_MODE_DIR = 1 << 31
+_GO_MODE_SYMLINK = 1 << 27
+_GO_MODE_TYPE = (_GO_MODE_DIR | _GO_MODE_SYMLINK | 1 << 26 | 1 << 25 | 1 << 24 | 1 << 21
+                 | 1 << 19)  # device, named pipe, socket, character device, irregular
 
 
 def _walk(source: Path, exclude: Sequence[str],
@@ -148,21 +166,123 @@ class DockerSession:
         )
 
     def read_file(self, path: str) -> bytes | None:
-        """A regular file from the container (relative paths are under ``/workspace``).
+        """A regular file from the container (relative paths are under ``/workspace``);
+        None when nothing is there.
 
-        None when it does not exist or is not a regular file.
+        Something other than a regular file (a directory, a link, a pipe), or a file over
+        :data:`MAX_REPORT_BYTES`, raises ``VerificationError`` naming the path and the
+        limit: the checks made it, so it is their failure, and no retry changes it. At most
+        ``MAX_REPORT_BYTES + TAR_SLACK_BYTES`` of the archive is read (plus one chunk).
         """
         full = str(PurePosixPath(WORKDIR) / path) if not path.startswith("/") else path
+        what = f"read from {self._name}"
         try:
-            stream, stat = call(f"read from {self._name}", self._api.get_archive, self._name, full)
+            stream, stat = call(what, self._api.get_archive, self._name, full)
         except NotFoundError:
             return None
-        if int(stat.get("size", 0)) > MAX_READ_BYTES:
-            raise InfrastructureError(f"{full} in {self._name} is larger than {MAX_READ_BYTES}")
-        data = b"".join(stream)
-        with tarfile.open(fileobj=io.BytesIO(data)) as tar:
+        try:
+            _check_stat(full, stat)  # refused before a byte of the archive is read
+            return _only_file(full, stream)
+        except RunnerError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - the stream's errors, translated at the edge
+            raise translate(exc, what) from None
+        finally:
+            close = getattr(stream, "close", None)
+            if close is not None:
+                close()
+
+
+class _OverBudget(Exception):
+    """The archive went past what a report's archive may be."""
+
+
+class _Capped(io.RawIOBase):
+    """A file-like view of an archive stream that refuses to read past ``budget`` bytes:
+    the bytes are counted as they arrive, so at most one chunk more is ever held."""
+
+    def __init__(self, chunks: Iterable[bytes], budget: int) -> None:
+        super().__init__()
+        self._chunks = iter(chunks)
+        self._budget = budget
+        self._buffer = bytearray()
+        self.received = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, size: int | None = -1) -> bytes:
+        size = -1 if size is None else size
+        while size < 0 or len(self._buffer) < size:
+            chunk = next(self._chunks, None)
+            if chunk is None:
+                break
+            self.received += len(chunk)
+            if self.received > self._budget:
+                self._buffer.clear()
+                raise _OverBudget
+            self._buffer += chunk
+        size = len(self._buffer) if size < 0 else min(size, len(self._buffer))
+        data = bytes(self._buffer[:size])
+        del self._buffer[:size]
+        return data
+
+    def drain(self) -> None:
+        """Read what is left (the archive's end blocks), so the connection can be reused;
+        stop quietly past the budget."""
+        try:
+            while self.read(TAR_SLACK_BYTES):
+                pass
+        except _OverBudget:
+            pass
+
+
+def _check_stat(full: str, stat: Mapping[str, Any]) -> None:
+    """Refuse, from Docker's stat of ``full``, what is not a small regular file."""
+    try:
+        mode, size = int(stat.get("mode", 0)), int(stat.get("size", 0))
+    except (TypeError, ValueError):
+        return  # the archive's own header is checked too
+    if mode & _GO_MODE_TYPE:
+        raise _unfit(full, _kind(directory=bool(mode & _GO_MODE_DIR),
+                                 link=bool(mode & _GO_MODE_SYMLINK)))
+    if size > MAX_REPORT_BYTES:
+        raise _unfit(full, f"is {size} bytes", size=size)
+
+
+def _only_file(full: str, stream: Iterable[bytes]) -> bytes | None:
+    """The one file of Docker's archive ``stream``, read as it arrives and never past the
+    limit; ``_unfit`` when it is not a regular file or is too large."""
+    reader = _Capped(stream, MAX_REPORT_BYTES + TAR_SLACK_BYTES)
+    try:
+        with tarfile.open(fileobj=reader, mode="r|") as tar:
             member = tar.next()
-            if member is None or not member.isfile():
+            if member is None:
                 return None
+            if not member.isfile():
+                raise _unfit(full, _kind(directory=member.isdir(), link=member.issym()))
+            if member.size > MAX_REPORT_BYTES:
+                raise _unfit(full, f"is {member.size} bytes", size=member.size)
             handle = tar.extractfile(member)
-            return handle.read() if handle is not None else None
+            data = handle.read() if handle is not None else None
+    except _OverBudget:
+        raise _unfit(full, f"is over {MAX_REPORT_BYTES} bytes "
+                           f"(its archive was cut after {reader.received} bytes)") from None
+    reader.drain()
+    return data
+
+
+def _kind(*, directory: bool, link: bool) -> str:
+    if directory:
+        return "is a directory"
+    return "is a symbolic link" if link else "is not a regular file"
+
+
+def _unfit(full: str, why: str, *, size: int | None = None) -> VerificationError:
+    """The verification's error for a report that cannot be read as one."""
+    return VerificationError(
+        f"the report {full} {why}: a report must be a regular file of at most "
+        f"{MAX_REPORT_BYTES // _MIB} MiB ({MAX_REPORT_BYTES} bytes)",
+        details={"path": full, "limitBytes": MAX_REPORT_BYTES,
+                 **({} if size is None else {"sizeBytes": size})},
+    )

@@ -27,6 +27,7 @@ engine (``DEVTEAM_SANDBOX_DOCKER_HOST=tcp://…``) setup that needs egress is re
 from __future__ import annotations
 
 import contextlib
+import os
 import re
 import shutil
 import socket
@@ -46,7 +47,16 @@ PROXY_PORT = 3128
 """The port the in-container forwarder listens on (container loopback only)."""
 SOCKET_NAME = "proxy.sock"
 CA_NAME = "ca.pem"
+LOG_NAME = "tinyproxy.log"
 START_SECONDS = 10.0
+MAX_REFUSALS = 100
+"""Distinct refusals of one setup run that are kept, shown and named in its error; those
+past it are only counted (a command may try thousands of hosts)."""
+LOG_READ_BYTES = 8 * 1024 * 1024
+"""The most of the proxy's log read after one command (some 50,000 requests); what that
+command had logged past it is skipped, and its size reported, not parsed."""
+MAX_HOST_CHARS = 253
+"""A refused host name is cut to this (the longest DNS name); the client chose it."""
 
 _REQUEST = re.compile(r"\[(\d+)\]: Request \(file descriptor (\d+)\): (\S+) (\S+) HTTP")
 _FILTERED = re.compile(r"\[(\d+)\]: Proxying refused on filtered domain \"([^\"]*)\"")
@@ -65,6 +75,37 @@ class Refusal(msgspec.Struct, frozen=True, kw_only=True):
     def describe(self) -> str:
         by = f" by `{self.command}`" if self.command else ""
         return f"blocked: {self.host}:{self.port}{by}"
+
+
+class Blocked:
+    """The requests the proxy refused during one setup run: the first ``limit`` distinct
+    refusals in order (``kept``), and how many refused requests came past them
+    (``unlisted``: repeats of a kept refusal are not counted). Memory and time are
+    bounded by ``limit``, however many hosts a command tries."""
+
+    def __init__(self, limit: int = MAX_REFUSALS) -> None:
+        self.limit = limit
+        self.kept: list[Refusal] = []
+        self.unlisted = 0
+        self._seen: set[Refusal] = set()
+
+    def add(self, refusal: Refusal) -> bool:
+        """Note ``refusal``; True when it is a new one that was kept."""
+        if refusal in self._seen:
+            return False  # a client retrying the same request
+        if len(self.kept) >= self.limit:
+            self.unlisted += 1
+            return False
+        self._seen.add(refusal)
+        self.kept.append(refusal)
+        return True
+
+    def hosts(self) -> str:
+        """``host:port, …`` of the kept refusals, sorted, and the count of the rest."""
+        listed = ", ".join(sorted({f"{r.host}:{r.port}" for r in self.kept}))
+        if self.unlisted:
+            listed += f" and {self.unlisted} more refused requests (not listed)"
+        return listed
 
 
 def allowlist(settings: Settings, customer_id: str) -> list[str]:
@@ -125,12 +166,17 @@ def parse_refusals(log: str) -> list[Refusal]:
             continue
         if m := _FILTERED.search(line):
             method, target = pending.pop(m[1], ("", ""))
-            refused.append(Refusal(host=m[2].lower(), port=_port_of(method, target)))
+            refused.append(Refusal(host=_host(m[2]), port=_port_of(method, target)))
         elif m := _PORT.search(line):
             method, target = pending.pop(m[1], ("", ""))
             host = target.rpartition(":")[0] if method == "CONNECT" else ""
-            refused.append(Refusal(host=host.lower() or "?", port=int(m[2])))
+            refused.append(Refusal(host=_host(host) or "?", port=int(m[2])))
     return refused
+
+
+def _host(name: str) -> str:
+    name = name.lower()
+    return name if len(name) <= MAX_HOST_CHARS else name[:MAX_HOST_CHARS] + "…"
 
 
 def _port_of(method: str, target: str) -> int:
@@ -199,7 +245,12 @@ class EgressProxy:
         self.hosts = allowlist(settings, customer_id)
         self.ports = ports(settings)
         self._procs: list[subprocess.Popen[bytes]] = []
-        self._seen = 0
+        self._offset = 0
+        """Bytes of the log already read (or skipped)."""
+        self._resync = False
+        """The last skip ended inside a line: drop up to the next newline."""
+        self.unread_bytes = 0
+        """Bytes of the log skipped, not parsed (see :data:`LOG_READ_BYTES`)."""
         self.has_ca = False
 
     # -- lifecycle -----------------------------------------------------------------------
@@ -251,7 +302,7 @@ class EgressProxy:
                 "Listen 127.0.0.1",
                 "Timeout 600",
                 "MaxClients 64",
-                f'LogFile "{self.directory / "tinyproxy.log"}"',
+                f'LogFile "{self.directory / LOG_NAME}"',
                 "LogLevel Info",
                 f'PidFile "{self.directory / "tinyproxy.pid"}"',
                 f'Filter "{self.directory / "filter"}"',
@@ -289,18 +340,37 @@ class EgressProxy:
 
     # -- what it refused -----------------------------------------------------------------
     def new_refusals(self, command: str) -> list[Refusal]:
-        """Refusals logged since the last call, charged to ``command``."""
-        log = self.directory / "tinyproxy.log"
+        """Refusals logged since the last call, charged to ``command``.
+
+        Reads on from where the last call stopped, whole lines only (a line still being
+        written is left for the next call), at most :data:`LOG_READ_BYTES`: past that the
+        rest of what is logged so far is skipped and counted in ``unread_bytes``.
+        """
+        text = self._read_new().decode(errors="replace")
+        return [msgspec.structs.replace(r, command=command) for r in parse_refusals(text)]
+
+    def _read_new(self) -> bytes:
         try:
-            text = log.read_text(errors="replace")
+            with (self.directory / LOG_NAME).open("rb") as log:
+                size = os.fstat(log.fileno()).st_size
+                if size < self._offset:
+                    self._offset = 0  # not expected: tinyproxy only appends
+                log.seek(self._offset)
+                data = log.read(min(size - self._offset, LOG_READ_BYTES))
+                skip, mid_line = self._offset + len(data) < size, False
+                if skip:
+                    log.seek(size - 1)
+                    mid_line = log.read(1) != b"\n"
         except OSError:
-            return []
-        fresh, self._seen = text[self._seen:], len(text)
-        # a line still being written belongs to the next call
-        cut = fresh.rfind("\n") + 1
-        self._seen -= len(fresh) - cut
-        return [msgspec.structs.replace(r, command=command)
-                for r in parse_refusals(fresh[:cut])]
+            return b""
+        lines = data[: data.rfind(b"\n") + 1]
+        self._offset += len(lines)
+        if self._resync and lines:  # the last skip ended inside this first line
+            lines, self._resync = lines[lines.find(b"\n") + 1:], False
+        if skip:  # more than one read's worth: what is past it is not parsed
+            self.unread_bytes += size - self._offset
+            self._offset, self._resync = size, mid_line
+        return lines
 
 
 def _split(value: str) -> list[str]:

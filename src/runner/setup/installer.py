@@ -7,7 +7,8 @@ copies the working copy in, runs the plan's commands one by one with the proxy v
 set (their lines stream to ``on_line``; every refused request is reported as a line
 ``blocked: host:port by `command```), and on success marks the cache complete. A failing
 command, or a blocked request, raises :class:`EnvironmentFailure` whose message says what
-failed and which setting allows what was blocked; nothing half-made is kept.
+failed and which setting allows what was blocked; nothing half-made is kept. Refusals are
+bounded per run (``egress.MAX_REFUSALS`` listed, the rest counted; see ``egress``).
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from runner.setup.cache import CacheEntry, DepsCache, cache_key
 from runner.setup.detect import SetupPlan
 from runner.setup.egress import (
     PROXY_PORT,
+    Blocked,
     EgressProxy,
     Refusal,
     container_env,
@@ -72,6 +74,9 @@ class SetupResult(msgspec.Struct, frozen=True, kw_only=True):
     bytes: int = 0
     commands: list[CommandResult] = msgspec.field(default_factory=list)
     blocked: list[Refusal] = msgspec.field(default_factory=list)
+    """The first ``egress.MAX_REFUSALS`` distinct requests the proxy refused."""
+    blocked_unlisted: int = 0
+    """Refused requests past those in ``blocked`` (counted, not listed)."""
     env: dict[str, str] = msgspec.field(default_factory=dict)
     """Variables verification commands need (``PATH`` with the venv or ``node_modules``, and
     the chosen Node.js line)."""
@@ -167,12 +172,13 @@ class Installer:
                                   seconds=seconds)
         return msgspec.structs.replace(
             self._result(plan, entry, cached=False, seconds=seconds),
-            commands=commands, blocked=blocked, container=usage)
+            commands=commands, blocked=blocked.kept, blocked_unlisted=blocked.unlisted,
+            container=usage)
 
     def _install(self, spec: ContainerSpec, plan: SetupPlan, workdir: Path, proxy: EgressProxy,
                  on_line: LineSink | None,
                  cancel: threading.Event | None,
-                 ) -> tuple[list[CommandResult], list[Refusal], int, ContainerUsage | None]:
+                 ) -> tuple[list[CommandResult], Blocked, int, ContainerUsage | None]:
         self.sandbox.remove(spec)  # a crashed earlier attempt may have left it
         session = self.sandbox.session(spec, on_wait=on_line)
         try:
@@ -181,7 +187,7 @@ class Installer:
             env = {**SETUP_ENV, **container_env(proxy.has_ca), **plan.env}
             timeout = float(self.settings.setup.timeout_seconds)
             results: list[CommandResult] = []
-            blocked: list[Refusal] = []
+            blocked = Blocked()
             for command in plan.commands:
                 if cancel is not None and cancel.is_set():
                     raise CancelledError("setup cancelled")
@@ -190,16 +196,11 @@ class Installer:
                 result = session.run(command, timeout=timeout, on_line=on_line,
                                      cancel=cancel, env=env)
                 results.append(result)
-                for refusal in proxy.new_refusals(command):
-                    if refusal in blocked:
-                        continue  # a client retrying the same request
-                    blocked.append(refusal)
-                    if on_line is not None:
-                        on_line(refusal.describe())
+                _note_refusals(blocked, proxy, command, on_line)
                 if result.cancelled:
                     raise CancelledError("setup cancelled", details={"command": command})
                 if not result.ok:
-                    raise self._failure(plan, result, blocked)
+                    raise self._failure(plan, result, blocked, proxy.unread_bytes)
             size = _size(session, plan.cache_paths)
         finally:
             usage = self.sandbox.remove(spec)
@@ -246,23 +247,26 @@ class Installer:
         if exec_quiet(api, container, probe) != 0:
             raise EnvironmentFailure(f"the egress forwarder did not start in {container}")
 
-    def _failure(self, plan: SetupPlan, result: CommandResult,
-                 blocked: list[Refusal]) -> EnvironmentFailure:
+    def _failure(self, plan: SetupPlan, result: CommandResult, blocked: Blocked,
+                 unread_bytes: int) -> EnvironmentFailure:
         tail = "\n".join(result.output_tail.rstrip().splitlines()[-TAIL_LINES:])
         what = ("timed out" if result.timed_out
                 else f"exited {result.exit_code}")
         message = f"setup failed: `{result.command}` {what}"
-        if blocked:
-            hosts = ", ".join(sorted({f"{r.host}:{r.port}" for r in blocked}))
-            message += (f"; blocked by the egress allowlist: {hosts} (allow a host with "
-                        "DEVTEAM_SETUP_ALLOW_EXTRA, or for one customer with "
+        if blocked.kept:
+            message += (f"; blocked by the egress allowlist: {blocked.hosts()} (allow a host "
+                        "with DEVTEAM_SETUP_ALLOW_EXTRA, or for one customer with "
                         "DEVTEAM_SETUP_CUSTOMER_ALLOW)")
+        if unread_bytes:
+            message += f"; {unread_bytes} more bytes of the proxy's log were not read"
         return EnvironmentFailure(message, details={
             "tool": plan.tool,
             "command": result.command,
             "exitCode": result.exit_code,
             "timedOut": result.timed_out,
-            "blocked": [msgspec.to_builtins(r) for r in blocked],
+            "blocked": [msgspec.to_builtins(r) for r in blocked.kept],
+            "blockedUnlisted": blocked.unlisted,
+            "proxyLogUnreadBytes": unread_bytes,
             "tail": tail,
         })
 
@@ -271,6 +275,19 @@ class Installer:
         return SetupResult(tool=plan.tool, cached=cached, seconds=round(seconds, 3),
                            key=entry.key, volumes=dict(entry.volumes), bytes=entry.bytes,
                            env=dict(plan.env), toolchain=list(plan.toolchain))
+
+
+def _note_refusals(blocked: Blocked, proxy: EgressProxy, command: str,
+                   on_line: LineSink | None) -> None:
+    """Add what the proxy refused while ``command`` ran; a line for each new refusal kept,
+    one for those only counted."""
+    unlisted = blocked.unlisted
+    for refusal in proxy.new_refusals(command):
+        if blocked.add(refusal) and on_line is not None:
+            on_line(refusal.describe())
+    if blocked.unlisted > unlisted and on_line is not None:
+        on_line(f"blocked: {blocked.unlisted - unlisted} more requests by `{command}` "
+                f"(past the first {blocked.limit} refusals: counted, not listed)")
 
 
 def _size(session: Any, paths: list[str]) -> int:

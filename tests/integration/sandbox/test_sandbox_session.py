@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import threading
 import time
+import tracemalloc
 
 import pytest
 
-from runner.errors import Classification, InfrastructureError
+from runner.errors import Classification, InfrastructureError, VerificationError
 from runner.sandbox import DockerSandbox, classify
+from runner.sandbox.session import MAX_REPORT_BYTES
 
 pytestmark = pytest.mark.docker
 
@@ -47,7 +50,8 @@ def test_given_a_working_copy_when_copied_in_then_files_round_trip_without_git(s
     assert session.read_file("/workspace/data.bin") == blob
     assert session.read_file(".git/HEAD") is None
     assert session.read_file("missing.txt") is None
-    assert session.read_file("pkg") is None
+    with pytest.raises(VerificationError):
+        session.read_file("pkg")
     owners = session.run("stat -c '%u' pkg/mod.py run.sh && ./run.sh", timeout=10)
     assert owners.output_tail.split() == ["10001", "10001", "ran"]
 
@@ -75,6 +79,83 @@ def test_given_a_report_written_by_a_command_then_it_can_be_read(session):
     )
 
     assert session.read_file("cov.json") == b'{"pct": 91.5}'
+
+
+def read_measured(session, path: str) -> tuple[VerificationError, float, int]:
+    """The error reading ``path`` raises, the seconds it took, and the peak of memory
+    allocated meanwhile."""
+    tracemalloc.start()
+    started = time.monotonic()
+    try:
+        with pytest.raises(VerificationError) as raised:
+            session.read_file(path)
+        return raised.value, time.monotonic() - started, tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
+def test_given_a_directory_of_160_mib_at_the_report_path_then_verification_fails_at_once(
+    session,
+):
+    made = session.run("mkdir cov.json && for i in 1 2 3 4; do "
+                       "head -c 40M /dev/urandom > cov.json/part$i; done", timeout=60)
+    assert made.ok, made.output_tail
+
+    error, seconds, peak = read_measured(session, "cov.json")
+
+    assert error.classification is Classification.VERIFICATION
+    assert "the report /workspace/cov.json is a directory" in error.message
+    assert "at most 8 MiB" in error.message
+    assert error.details["path"] == "/workspace/cov.json"
+    assert seconds < 5
+    assert peak < MAX_REPORT_BYTES  # the tree is not streamed, let alone buffered
+
+
+@pytest.mark.parametrize(
+    ("make", "kind"),
+    [("ln -s /dev/zero cov.json", "is a symbolic link"),
+     ("ln -s /proc/self cov.json", "is a symbolic link"),
+     ("mkfifo cov.json", "is not a regular file")],
+    ids=["link-to-dev-zero", "link-to-a-directory", "fifo"],
+)
+def test_given_something_else_than_a_file_at_the_report_path_then_verification_fails(
+    session, make, kind
+):
+    made = session.run(make, timeout=20)
+    assert made.ok, made.output_tail
+
+    error, seconds, peak = read_measured(session, "cov.json")
+
+    assert f"the report /workspace/cov.json {kind}" in error.message
+    assert seconds < 5
+    assert peak < MAX_REPORT_BYTES
+
+
+def test_given_a_report_over_the_limit_then_verification_fails_without_reading_it(session):
+    made = session.run("head -c 80M /dev/urandom > cov.json", timeout=60)
+    assert made.ok, made.output_tail
+
+    error, seconds, peak = read_measured(session, "cov.json")
+
+    assert error.classification is Classification.VERIFICATION
+    assert error.details == {"path": "/workspace/cov.json", "limitBytes": MAX_REPORT_BYTES,
+                             "sizeBytes": 80 << 20}
+    assert "is 83886080 bytes" in error.message
+    assert seconds < 5
+    assert peak < MAX_REPORT_BYTES
+
+
+def test_given_a_report_of_exactly_the_limit_then_it_is_read_whole(session):
+    made = session.run(f"head -c {MAX_REPORT_BYTES} /dev/urandom > cov.json && "
+                       "sha256sum cov.json", timeout=60)
+    assert made.ok, made.output_tail
+
+    data = session.read_file("cov.json")
+
+    assert data is not None
+    assert len(data) == MAX_REPORT_BYTES
+    assert hashlib.sha256(data).hexdigest() == made.output_tail.split()[0]
+    assert session.read_file("cov.json") == data  # the connection is still good
 
 
 def test_given_slow_output_when_running_then_lines_arrive_in_order_before_the_end(session):

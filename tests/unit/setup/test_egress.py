@@ -4,13 +4,26 @@ from __future__ import annotations
 
 import re
 import time
+import tracemalloc
+from pathlib import Path
 
 import pytest
 
 from runner.errors import InfrastructureError
 from runner.settings import load_settings
-from runner.setup import Refusal, parse_refusals
-from runner.setup.egress import allowlist, ca_bundle, container_env, filter_lines, ports
+from runner.setup import EgressProxy, Refusal, parse_refusals
+from runner.setup.egress import (
+    LOG_NAME,
+    LOG_READ_BYTES,
+    MAX_HOST_CHARS,
+    MAX_REFUSALS,
+    Blocked,
+    allowlist,
+    ca_bundle,
+    container_env,
+    filter_lines,
+    ports,
+)
 
 DEFAULT_HOSTS = [
     "registry.npmjs.org", "registry.yarnpkg.com", "repo.yarnpkg.com", "pypi.org",
@@ -311,3 +324,109 @@ def test_given_a_port_setting_that_is_not_a_port_then_infrastructure_error_names
         ports(settings)
 
     assert "'https'" in raised.value.message
+
+
+# ---------------------------------------------------------- bounded refusals (hostile logs)
+def flood(count: int, start: int = 0) -> str:
+    """What tinyproxy logs when a command asks for ``count`` distinct hosts off the list."""
+    return "".join(f"{request(i, 'CONNECT', f'h{i}.evil.example:443')}\n{filtered(i, f'h{i}.evil.example')}\n"
+                   for i in range(start, start + count))
+
+
+def test_given_20000_distinct_refused_hosts_then_100_are_kept_and_the_rest_counted():
+    blocked = Blocked()
+
+    kept = [blocked.add(r) for r in parse_refusals(flood(20_000))]
+
+    assert kept.count(True) == MAX_REFUSALS == 100
+    assert len(blocked.kept) == 100  # the duplicate check never looks past these
+    assert [r.host for r in blocked.kept[:2]] == ["h0.evil.example", "h1.evil.example"]
+    assert blocked.unlisted == 19_900
+    hosts = blocked.hosts()
+    assert hosts.endswith(" and 19900 more refused requests (not listed)")
+    assert len(hosts) < 3_000  # was 488,888 characters
+
+
+def test_given_a_client_retrying_a_kept_refusal_then_the_repeats_are_not_counted():
+    blocked = Blocked(limit=2)
+    first, second, third = (Refusal(host=f"{n}.example", port=443, command="npm ci")
+                            for n in ("a", "b", "c"))
+
+    added = [blocked.add(r) for r in (first, first, second, first, third, third, second)]
+
+    assert added == [True, False, True, False, False, False, False]
+    assert (blocked.kept, blocked.unlisted) == ([first, second], 2)
+
+
+def test_given_a_host_name_longer_than_dns_allows_then_it_is_cut():
+    log = "\n".join([request(5, "CONNECT", "x" * 100_000 + ":443"), filtered(5, "x" * 100_000)])
+
+    [refusal] = parse_refusals(log)
+
+    assert refusal.host == "x" * MAX_HOST_CHARS + "…"
+
+
+def proxy_with_log(tmp_path) -> tuple[EgressProxy, Path]:
+    proxy = EgressProxy(settings(), "acme", tmp_path)  # not started: only its log is read
+    return proxy, tmp_path / LOG_NAME
+
+
+def append(log: Path, data: str | bytes) -> None:
+    with log.open("ab") as out:
+        out.write(data.encode() if isinstance(data, str) else data)
+
+
+def test_given_commands_one_after_another_then_each_is_charged_only_what_it_logged(tmp_path):
+    proxy, log = proxy_with_log(tmp_path)
+    assert proxy.new_refusals("before any log") == []
+    append(log, flood(2))
+    append(log, request(9, "CONNECT", "late.example:443") + "\n" + filtered(9, "late")[:30])
+
+    first = proxy.new_refusals("npm ci")
+    append(log, filtered(9, "late.example")[30:] + "\n" + flood(1, start=20))
+    second = proxy.new_refusals("npm run build")
+
+    assert [(r.host, r.command) for r in first] == [("h0.evil.example", "npm ci"),
+                                                    ("h1.evil.example", "npm ci")]
+    assert [(r.host, r.command) for r in second] == [("late.example", "npm run build"),
+                                                     ("h20.evil.example", "npm run build")]
+    assert proxy.new_refusals("pip install") == []
+    assert proxy.unread_bytes == 0
+
+
+def test_given_a_command_that_logs_more_than_one_read_then_the_rest_is_skipped_and_counted(
+    tmp_path,
+):
+    proxy, log = proxy_with_log(tmp_path)
+    lines = flood(60_000)  # ~8.7 MiB of log
+    append(log, lines + "NOTICE [7]: Proxying refused on filtered domain \"cut-in-the-mid")
+    assert len(lines.encode()) > LOG_READ_BYTES
+
+    flooded = proxy.new_refusals("npm ci")
+    append(log, "dle.example\"\n" + flood(1, start=99_999))
+    after = proxy.new_refusals("pip install")
+
+    assert 0 < len(flooded) < 60_000
+    assert flooded[-1].host != "cut-in-the-mid"
+    assert proxy.unread_bytes > 0
+    assert [(r.host, r.command) for r in after] == [("h99999.evil.example", "pip install")]
+
+
+def test_given_a_huge_log_already_read_then_the_next_command_reads_only_what_it_added(tmp_path):
+    proxy, log = proxy_with_log(tmp_path)
+    with log.open("wb") as out:  # 256 MiB, sparse: what a flood of requests leaves behind
+        out.truncate(256 << 20)
+    append(log, "\n")
+    assert proxy.new_refusals("npm ci") == []
+    append(log, flood(1))
+
+    tracemalloc.start()
+    try:
+        refusals = proxy.new_refusals("pip install")
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+    assert [r.host for r in refusals] == ["h0.evil.example"]
+    assert peak < 1 << 20  # the 256 MiB already seen is not read again
+    assert proxy.unread_bytes == (256 << 20) + 1  # one line past any read: none parsed
