@@ -47,12 +47,13 @@ def empty() -> dict[str, Any]:
     return dict.fromkeys(FIELDS)
 
 
-def round_usage(stdout: str) -> dict[str, Any]:
-    """An IMPLEMENT round's usage from Aider's output: its ``Tokens: … sent, … received.
-    Cost: $… message`` lines summed (``metrics.aider_usage``); all null when it printed
-    none (the round never reached the model)."""
+def round_usage(usage_lines: list[str]) -> dict[str, Any]:
+    """An IMPLEMENT round's usage from Aider's own usage lines (the artifact's
+    ``outputs.usage_lines``, every one it printed, never the output's tail): its ``Tokens:
+    … sent, … received. Cost: $… message`` lines summed (``metrics.aider_usage``); all null
+    when it printed none (the round never reached the model)."""
     usage = empty()
-    parsed = aider_usage(stdout)
+    parsed = aider_usage("\n".join(usage_lines))
     if parsed is not None:
         usage["tokensSent"], usage["tokensReceived"], usage["cost"] = parsed
     usage["containers"] = 0

@@ -7,7 +7,11 @@ files live in a temporary directory outside the repository, and it runs with ``-
 so it never reads the repository's ``.aider.conf.yml`` or ``.env`` and never touches
 ``.git``. A small guard, loaded by Aider's Python through ``PYTHONPATH``, pins Aider's root
 to the working copy and refuses any edit outside it (or inside ``.git``); if it cannot be
-installed Aider does not run.
+installed Aider does not run. It also starts Aider's own reports (each reply's usage line,
+each litellm error a model call raised) with a mark made for the run: the model's reply is
+in the same output and may say anything, so only marked lines are read for usage and for
+why a run failed, and they are read as they are printed (:class:`Reports`), not from the
+tail the artifact keeps.
 
 Afterwards the change is read with pygit2 (working tree against ``HEAD``, new files
 included) into the Operation Artifact.
@@ -111,19 +115,30 @@ def _install(root):
     base_coder.Coder.allowed_to_edit = allowed_to_edit
 
 
-def _mark_usage(mark):
-    """Aider's own usage line starts with ``mark`` (unknown to the model), so that a
-    model's reply quoting a "Tokens: ..." line cannot pass for one."""
+def _mark_reports(mark):
+    """Aider's own usage line, and a line naming each litellm error a model call raised,
+    start with ``mark`` (unknown to the model), so that a model's reply quoting a
+    "Tokens: ..." or "litellm.AuthenticationError" line cannot pass for one."""
     from aider.coders import base_coder
+    from aider.exceptions import LiteLLMExceptions
 
-    original = base_coder.Coder.show_usage_report
+    show_usage_report, send = base_coder.Coder.show_usage_report, base_coder.Coder.send
 
-    def show_usage_report(self):
+    def marked_usage_report(self):
         if self.usage_report:
             self.usage_report = mark + self.usage_report
-        return original(self)
+        return show_usage_report(self)
 
-    base_coder.Coder.show_usage_report = show_usage_report
+    def marked_send(self, *args, **kwargs):
+        try:
+            return (yield from send(self, *args, **kwargs))
+        except Exception as exc:
+            if isinstance(exc, LiteLLMExceptions().exceptions_tuple()):
+                self.io.tool_output(f"{mark}model error: {type(exc).__name__}")
+            raise
+
+    base_coder.Coder.show_usage_report = marked_usage_report
+    base_coder.Coder.send = marked_send
 
 
 if os.environ.get("DEVTEAM_AIDER_ROOT"):
@@ -132,11 +147,11 @@ if os.environ.get("DEVTEAM_AIDER_ROOT"):
     except Exception as exc:
         sys.stderr.write(f"devteam guard not installed ({exc!r}); refusing to run\\n")
         os._exit(97)
-    if os.environ.get("DEVTEAM_AIDER_USAGE_MARK"):
+    if os.environ.get("DEVTEAM_AIDER_REPORT_MARK"):
         try:
-            _mark_usage(os.environ["DEVTEAM_AIDER_USAGE_MARK"])
+            _mark_reports(os.environ["DEVTEAM_AIDER_REPORT_MARK"])
         except Exception as exc:
-            sys.stderr.write(f"devteam usage mark not installed ({exc!r})\\n")
+            sys.stderr.write(f"devteam report mark not installed ({exc!r})\\n")
 '''
 
 
@@ -201,51 +216,57 @@ class AiderTool:
             return self._failed(request, started, Classification.CANCELLED, "cancelled")
         if not os.access(self.bin, os.X_OK):
             raise InfrastructureError(f"aider executable not found at {self.bin}")
-        mark = f"@@devteam-usage-{secrets.token_hex(6)}@@ "
+        mark = f"@@devteam-{secrets.token_hex(8)}@@ "
+        reports = Reports(mark, on_line)
         with tempfile.TemporaryDirectory(prefix="devteam-aider-") as tmp:
             command, env = self._prepare(Path(tmp), root, request)
-            env["DEVTEAM_AIDER_USAGE_MARK"] = mark
+            env["DEVTEAM_AIDER_REPORT_MARK"] = mark
             # rich wraps at 80 columns: a usage line (marked, or with cache figures) would
             # break in two and its cost no longer read
             env["COLUMNS"] = "400"
             limits = ProcessLimits(memory_bytes=self.memory_mb * 1024 * 1024,
                                    cpu_seconds=self.cpu_seconds)
-            sink = None if on_line is None else (
-                lambda line: on_line(genuine_usage(line, mark)))
+            # the marked lines pass redaction on their own: a key block the model opened
+            # and never closed must not hide them
             outcome = ToolProcess(
-                command, env, Path(tmp) / "work", self.redactor, on_line=sink,
+                command, env, Path(tmp) / "work", self.redactor.trusting(mark), on_line=reports,
                 limit=STDOUT_LIMIT, limits=limits,
             )
             outcome.wait(self.timeout, cancel)
         stdout = genuine_usage(outcome.output(), mark)
+        usage = list(reports.usage)
         if outcome.returncode == GUARD_MISSING:
             raise InfrastructureError(f"the edit guard could not be installed in aider: {stdout}")
         if outcome.cancelled:
-            return self._failed(request, started, Classification.CANCELLED, "cancelled", stdout)
+            return self._failed(request, started, Classification.CANCELLED, "cancelled",
+                                stdout, usage)
         if outcome.timed_out:
             message = f"aider timed out after {self.timeout:g} s"
-            return self._failed(request, started, Classification.TOOL, message, stdout)
+            return self._failed(request, started, Classification.TOOL, message, stdout, usage)
         if outcome.cpu_exceeded:
             message = (f"aider used up its CPU time ({self.cpu_seconds} s, "
                        "DEVTEAM_AIDER_CPU_SECONDS) and was stopped")
-            return self._failed(request, started, Classification.RESOURCE_LIMIT, message, stdout)
+            return self._failed(request, started, Classification.RESOURCE_LIMIT, message,
+                                stdout, usage)
         if outcome.returncode != 0 and _OUT_OF_MEMORY.search(stdout):
             message = (f"aider ran out of memory ({self.memory_mb} MiB, DEVTEAM_AIDER_MEMORY_MB) "
                        "and was stopped")
-            return self._failed(request, started, Classification.RESOURCE_LIMIT, message, stdout)
+            return self._failed(request, started, Classification.RESOURCE_LIMIT, message,
+                                stdout, usage)
         patch, files, lines = working_tree_change(root)
         outputs = ImplementOutputs(
             diff=self.redactor.redact(patch),
             stdout=stdout,
             files_modified=files,
             lines_changed=lines,
+            usage_lines=usage,
         )
         error: ToolError | None = None
         details = {"exitCode": outcome.returncode, "outputTail": stdout[-2000:]}
         if outcome.returncode != 0:
             error = ToolError(f"aider exited with code {outcome.returncode}", details=details)
         elif not files:
-            classification, message = failure_kind(stdout)
+            classification, message = failure_kind(reports.model_errors)
             error = ToolError(message, details=details, classification=classification)
         return self._artifact(request, started, outputs, error.to_dict() if error else None)
 
@@ -300,8 +321,10 @@ class AiderTool:
         classification: Classification,
         message: str,
         stdout: str = "",
+        usage: list[str] | None = None,
     ) -> OperationArtifact:
-        outputs = ImplementOutputs(diff="", stdout=stdout, files_modified=[], lines_changed=0)
+        outputs = ImplementOutputs(diff="", stdout=stdout, files_modified=[], lines_changed=0,
+                                   usage_lines=usage or [])
         error = {"classification": str(classification), "message": self.redactor(message)}
         return self._artifact(request, started, outputs, error)
 
@@ -323,10 +346,45 @@ class AiderTool:
         )
 
 
+_MODEL_ERROR = "model error: "
+"""After the guard's mark: the name of the litellm exception a model call raised."""
+
+
+class Reports:
+    """The sink of Aider's output lines (redacted, in order, from the reader thread): keeps
+    what the guard marked as Aider's own, passes every line on to ``on_line`` unmarked.
+
+    Read as the output streams, not from the tail kept in the artifact: with several model
+    calls the first usage lines are long gone from it. And only marked lines count: the
+    model's reply is in the output too, and may say anything."""
+
+    def __init__(self, mark: str, on_line: LineSink | None) -> None:
+        self._mark, self._on_line = mark, on_line
+        self.usage: list[str] = []
+        """Aider's ``Tokens: … sent, … received. [Cost: …]`` lines, one per model reply."""
+        self.model_errors: list[str] = []
+        """The litellm exceptions (class names) model calls raised since the last reply."""
+
+    def __call__(self, line: str) -> None:
+        if line.startswith(self._mark):
+            report = line[len(self._mark) :]
+            if report.startswith(_MODEL_ERROR):
+                self.model_errors.append(report[len(_MODEL_ERROR) :].strip())
+            else:
+                self.usage.append(report)
+                self.model_errors.clear()  # the model answered after them: a retry worked
+        if self._on_line is not None:
+            try:
+                self._on_line(genuine_usage(line, self._mark))
+            except Exception:  # noqa: BLE001 - a broken sink must not stop the reading
+                self._on_line = None
+
+
 def genuine_usage(text: str, mark: str) -> str:
-    """``text`` with Aider's own usage lines (starting with the guard's ``mark``) unmarked,
-    and any other line starting ``Tokens:`` (a model's reply quoting one, to inflate a
-    customer's usage) quoted with ``> ``, so only Aider's own lines read as usage."""
+    """``text`` with Aider's own reports (lines starting with the guard's ``mark``)
+    unmarked, and any other line starting ``Tokens:`` (a model's reply quoting one, to
+    inflate a customer's usage) quoted with ``> ``, so that only Aider's own lines read as
+    usage to whoever reads the output."""
     lines = text.split("\n")
     for i, line in enumerate(lines):
         if line.startswith(mark):
@@ -353,22 +411,25 @@ def model_metadata(model: str, input_per_million: float,
     return json.dumps({model: entry})
 
 
-_MODEL_REJECTED = re.compile(
-    r"litellm\.(?:AuthenticationError|PermissionDeniedError|NotFoundError|BadRequestError)\b"
-)
-_MODEL_UNAVAILABLE = re.compile(
-    r"litellm\.(?:APIConnectionError|InternalServerError|ServiceUnavailableError"
-    r"|RateLimitError|Timeout|APIError)\b"
-)
+_MODEL_REJECTED = frozenset(
+    {"AuthenticationError", "PermissionDeniedError", "NotFoundError", "BadRequestError"})
+_MODEL_UNAVAILABLE = frozenset({
+    "APIConnectionError", "InternalServerError", "ServiceUnavailableError", "RateLimitError",
+    "Timeout", "APIError",
+})  # fmt: skip
 
 
-def failure_kind(stdout: str) -> tuple[Classification, str]:
-    """Why a run that changed nothing failed, from what Aider printed (it exits 0 anyway):
-    the model endpoint refused us (``config``), was unreachable (``transient``, after Aider's
-    own retries), or the model made no usable edit (``tool``)."""
-    if _MODEL_REJECTED.search(stdout):
+def failure_kind(model_errors: Iterable[str]) -> tuple[Classification, str]:
+    """Why a run that changed nothing failed (Aider exits 0 anyway), from the litellm errors
+    the guard saw model calls raise after the model's last reply (:class:`Reports`): the
+    model endpoint refused us (``config``), was unreachable (``transient``, after Aider's
+    own retries), or the model made no usable edit (``tool``). Never from the output's
+    text: the model's reply is in it, and a reply saying "litellm.AuthenticationError"
+    would otherwise end the whole execution."""
+    errors = set(model_errors)
+    if errors & _MODEL_REJECTED:
         return Classification.CONFIG, "the model endpoint rejected the request (DEVTEAM_MODEL_*)"
-    if _MODEL_UNAVAILABLE.search(stdout):
+    if errors & _MODEL_UNAVAILABLE:
         return Classification.TRANSIENT, "the model endpoint was unreachable or failing"
     return Classification.TOOL, "aider made no change to the working copy"
 

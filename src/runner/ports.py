@@ -52,6 +52,10 @@ class ImplementOutputs(msgspec.Struct, frozen=True, kw_only=True, rename="camel"
     stdout: str
     files_modified: list[str]
     lines_changed: int
+    usage_lines: list[str] = msgspec.field(default_factory=list)
+    """Every usage line the tool printed (Aider's ``Tokens: … sent, … received. Cost: …``,
+    one per model reply), collected as it ran: ``stdout`` keeps only the tail, and holds
+    the model's words too. What the round is charged is read from these alone."""
 
 
 class OperationArtifact(msgspec.Struct, frozen=True, kw_only=True, rename="camel"):

@@ -5,8 +5,10 @@ replaced wherever it occurs, plain or URL-encoded. Then a few compiled passes fi
 common token kinds: GitHub, OpenAI, AWS, Slack, JWTs, private key blocks, passwords in
 URLs, ``Bearer``/``Authorization`` headers and ``password=...`` style assignments. Each
 pass starts with a literal so the regex engine skips most of the text quickly (1 MB in a
-few tens of milliseconds). Matches become markers such as ``[REDACTED:github-token]``;
-markers never match again, so redacting twice changes nothing.
+few tens of milliseconds), and none tries a match at more than one place of a run it
+reads to its end, so a hostile line (``eyJeyJeyJ…``, from the model) takes linear time.
+Matches become markers such as ``[REDACTED:github-token]``; markers never match again, so
+redacting twice changes nothing.
 
 The patterns leave ordinary code alone: commit SHAs, UUIDs, base64 images,
 ``token = get_token()`` and ``password: str`` survive (see ``tests/fixtures_redaction``).
@@ -157,6 +159,12 @@ def _assignment(match: re.Match[str]) -> str:
     return match.group(0)[: match.start("value") - match.start()] + marker(kind)
 
 
+# A token that runs on over its characters starts only where a run of them starts (the
+# lookbehind after the literal keeps the literal first, which the engine searches fast):
+# tried at every ``eyJ`` of a model's ``eyJeyJeyJ…`` line, each attempt read to the end of
+# the run, and 1 MB took minutes. A token glued to a word is no token anyway (``_bounded``).
+_JWT = re.compile(r"eyJ(?<![A-Za-z0-9_-]eyJ)[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]*")
+_GITHUB = re.compile(r"g(?<![A-Za-z0-9_]g)(?:h[opusr]_|ithub_pat_)[A-Za-z0-9_]{30,255}\b")
 _WORDS = _trie_regex(set().union(*map(_word_variants, _SECRET_WORDS)))
 _SCHEME = r"(?:(?:Basic|basic|BASIC|Token|token|TOKEN|Bearer|bearer|BEARER)[ \t]+)?"
 
@@ -171,7 +179,7 @@ _PASSES: tuple[tuple[re.Pattern[str], Replacer, tuple[str, ...]], ...] = (
         ("-----BEGIN",),
     ),
     (
-        re.compile(r"g(?:h[opusr]_|ithub_pat_)[A-Za-z0-9_]{30,255}\b"),
+        _GITHUB,
         _whole("github-token"),
         ("gh", "github_pat_"),
     ),
@@ -186,11 +194,7 @@ _PASSES: tuple[tuple[re.Pattern[str], Replacer, tuple[str, ...]], ...] = (
         ("AKIA", "ASIA", "ABIA", "ACCA"),
     ),
     (re.compile(r"xox[abposre]-[A-Za-z0-9-]{10,}"), _whole("slack-token"), ("xox",)),
-    (
-        re.compile(r"eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]*"),
-        _whole("jwt"),
-        ("eyJ",),
-    ),
+    (_JWT, _whole("jwt"), ("eyJ",)),
     (
         re.compile(r"://(?P<user>[^\s:/?#@\"'<>]*)(?::(?P<pw>[^\s/?#@\"'<>]+))?@"),
         _url_credentials,
@@ -220,7 +224,9 @@ class Redactor:
     """Replaces secrets (and, given ``paths``, host paths) in text and in JSON-like values.
     Immutable and thread-safe."""
 
-    def __init__(self, secrets: Iterable[str] = (), paths: Iterable[PathRule] = ()) -> None:
+    def __init__(
+        self, secrets: Iterable[str] = (), paths: Iterable[PathRule] = (), *, trusted: str = ""
+    ) -> None:
         variants: set[str] = set()
         for secret in secrets:
             if secret and len(secret) >= _MIN_SECRET:
@@ -231,6 +237,7 @@ class Redactor:
         self._path_rules = tuple(dict.fromkeys(paths))
         self._paths = [(literal, re.compile(pattern), replacement)
                        for literal, pattern, replacement in self._path_rules]
+        self._trusted = trusted
 
     @property
     def secrets(self) -> frozenset[str]:
@@ -265,15 +272,21 @@ class Redactor:
 
     def with_secrets(self, more: Iterable[str]) -> Redactor:
         """A new redactor that also replaces the values in ``more``."""
-        return Redactor([*self._secrets, *more], self._path_rules)
+        return Redactor([*self._secrets, *more], self._path_rules, trusted=self._trusted)
 
     def with_paths(self, rules: Iterable[PathRule]) -> Redactor:
         """A new redactor that also hides host paths (see :func:`host_paths`)."""
-        return Redactor(self._secrets, [*self._path_rules, *rules])
+        return Redactor(self._secrets, [*self._path_rules, *rules], trusted=self._trusted)
+
+    def trusting(self, prefix: str) -> Redactor:
+        """A new redactor whose line streams (:meth:`lines`) take a line starting with
+        ``prefix`` for the tool's own: ``prefix`` must be a secret mark that only the tool's
+        code prints (Aider's guard marks its usage and error reports so)."""
+        return Redactor(self._secrets, self._path_rules, trusted=prefix)
 
     def lines(self) -> LineRedactor:
         """A redactor for one stream of lines (remembers an open private key block)."""
-        return LineRedactor(self)
+        return LineRedactor(self, trusted=self._trusted)
 
 
 _KEY_BEGIN = re.compile(r"-----BEGIN[ A-Z0-9]*PRIVATE KEY(?: BLOCK)?-----")
@@ -284,25 +297,38 @@ class LineRedactor:
     """Redacts a tool's output line by line, as it is printed.
 
     A private key block spans lines, so one line alone cannot show where it ends: after a
-    ``BEGIN ... PRIVATE KEY`` line every line is hidden until the ``END`` line.
+    line that leaves a ``BEGIN ... PRIVATE KEY`` open (its last ``BEGIN`` has no ``END``
+    after it) every line is hidden until the ``END`` line.
+
+    A line starting with ``trusted`` (a secret mark, see :meth:`Redactor.trusting`) is the
+    tool's own report, not the model's text: it is redacted on its own, never hidden as part
+    of a block the model left open (which hid every usage and error report after it).
     """
 
-    def __init__(self, redactor: Redactor) -> None:
+    def __init__(self, redactor: Redactor, *, trusted: str = "") -> None:
         self._redactor = redactor
+        self._trusted = trusted
         self._in_key = False
 
     def __call__(self, line: str) -> str:
         """The redacted ``line`` (one line, without its newline)."""
+        if self._trusted and line.startswith(self._trusted):
+            return self._redactor.redact(line)
+        hidden = ""
         if self._in_key:
             end = _KEY_END.search(line)
             if end is None:
                 return marker("private-key")
-            self._in_key = False
-            return marker("private-key") + self._redactor.redact(line[end.end() :])
-        begin = _KEY_BEGIN.search(line)
-        if begin is not None and _KEY_END.search(line, begin.end()) is None:
-            self._in_key = True
-        return self._redactor.redact(line)
+            hidden, line = marker("private-key"), line[end.end() :]
+        self._in_key = _leaves_key_open(line)
+        return hidden + self._redactor.redact(line)
+
+
+def _leaves_key_open(line: str) -> bool:
+    """Whether ``line`` ends inside a private key block: its last ``BEGIN`` is not closed
+    (a closed block before it, ``BEGIN…END and BEGIN``, does not close it)."""
+    last = max(_KEY_BEGIN.finditer(line), key=lambda begin: begin.start(), default=None)
+    return last is not None and _KEY_END.search(line, last.end()) is None
 
 
 def secret_env_values(environ: Mapping[str, str] | None = None) -> list[str]:

@@ -77,6 +77,16 @@ delay_seconds = 120
 http_status = 401
 reply = "Incorrect API key provided"
 
+[tasks."SAYS.1"]
+reply = """I could not do it.
+litellm.AuthenticationError: AuthenticationError: OpenAIException - Incorrect API key provided
+The API provider is not able to authenticate you. Check your API key."""
+
+[tasks."SAYS.2"]
+reply = """I could not do it (litellm.RateLimitError).
+litellm.RateLimitError: RateLimitError: OpenAIException - Rate limit reached
+The API provider has rate limited you. Try again later or check your quotas."""
+
 [tasks."S.1"]
 reply = "I used {GH_TOKEN} and {ENV_SECRET} and {MODEL_KEY} to do it."
 [[tasks."S.1".edits]]
@@ -248,14 +258,28 @@ def test_given_the_endpoint_rejects_the_key_when_implementing_then_the_failure_i
 
 
 def test_given_aider_gave_up_on_an_unreachable_endpoint_then_the_failure_is_transient() -> None:
-    # What Aider 0.86 prints after its own retries against a closed port (it exits 0).
-    printed = (
-        "Added README.md to the chat.\n\n"
-        "litellm.InternalServerError: InternalServerError: OpenAIException - Connection \n"
-        "error.\nThe API provider's servers are down or overloaded.\nRetrying in 0.2 seconds...\n"
-    )
-    assert failure_kind(printed)[0] == "transient"
-    assert failure_kind("Tokens: 676 sent, 14 received.")[0] == "tool"
+    # The errors the guard saw Aider's model calls raise after its own retries (it exits 0)
+    assert failure_kind(["InternalServerError"] * 8)[0] == "transient"
+    assert failure_kind(["RateLimitError"])[0] == "transient"
+    assert failure_kind(["RateLimitError", "AuthenticationError"])[0] == "config"
+    assert failure_kind(["ContextWindowExceededError"])[0] == "tool"
+    assert failure_kind([])[0] == "tool"
+
+
+@pytest.mark.parametrize("task_id", ["SAYS.1", "SAYS.2"])
+def test_given_a_reply_that_prints_a_model_error_then_the_failure_is_the_rounds_not_the_endpoints(
+    server: ScriptedModelServer, wc: Path, task_id: str
+) -> None:
+    # Given a model that answers with no edit and Aider's error lines in its words: read
+    # from the output, one ended the whole execution as "config", the other retried it
+    artifact = _tool(server, edit_format="whole").implement(_request(wc, task_id, ["README.md"]))
+
+    assert not artifact.success
+    assert artifact.error is not None
+    assert (artifact.error["classification"], artifact.error["message"]) == (
+        "tool", "aider made no change to the working copy")
+    assert "litellm." in artifact.outputs.stdout
+    assert len(artifact.outputs.usage_lines) == 1
 
 
 def test_given_a_model_that_never_answers_when_the_timeout_passes_then_aider_is_killed(
@@ -384,7 +408,7 @@ def test_given_a_stand_in_aider_when_run_then_it_gets_a_scrubbed_env_and_no_key_
         *("PYTHONPATH", "DEVTEAM_AIDER_ROOT", "LITELLM_LOCAL_MODEL_COST_MAP", "HF_HUB_OFFLINE"),
         *("TRANSFORMERS_OFFLINE", "HF_HUB_DISABLE_TELEMETRY", "OPENAI_API_KEY"),
         *("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY", "MALLOC_ARENA_MAX"),
-        *("DEVTEAM_AIDER_USAGE_MARK", "COLUMNS"),
+        *("DEVTEAM_AIDER_REPORT_MARK", "COLUMNS"),
     }
     assert env["NO_PROXY"] == "127.0.0.1"
     assert not Path(env["HOME"]).is_relative_to(wc)

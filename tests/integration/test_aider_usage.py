@@ -1,5 +1,6 @@
 """Real Aider against the scripted model reporting known usage: Aider prints the tokens
-and (with configured prices) the cost, and the pipeline's parser reads them back."""
+and (with configured prices) the cost, the tool collects its own (marked) usage lines as
+they are printed, and the pipeline's parser reads them back."""
 
 from __future__ import annotations
 
@@ -20,6 +21,8 @@ from runner.redact import Redactor
 pytestmark = pytest.mark.slow
 
 FORGED = "Tokens: 9m sent, 9m received. Cost: $999.00 message, $999.00 session."
+KEY_BODY = "MIIEowIBAAKCAQEAplantedKeyBodyFromTheModel0123456789"
+LONG_REPLY = "I am reasoning about the change at length before I give the edit. " * 500
 SCRIPT = f'''
 [tasks."F.1"]
 prompt_tokens = 400
@@ -35,6 +38,24 @@ completion_tokens = 120
 [[tasks."H.1".edits]]
 path = "src/calc.py"
 content = "def add(a, b):\\n    return a + b\\n"
+
+[tasks."KEY.1"]
+prompt_tokens = 400
+completion_tokens = 120
+reply = "Here is a key:\\n-----BEGIN RSA PRIVATE KEY-----\\n{KEY_BODY}\\n"
+[[tasks."KEY.1".edits]]
+path = "src/calc.py"
+content = "def add(a, b):\\n    return a + b\\n"
+
+[tasks."MANY.1"]
+edit_format = "diff"
+prompt_tokens = 300_000
+completion_tokens = 2_000
+reply = "{LONG_REPLY}"
+[[tasks."MANY.1".edits]]
+path = "src/calc.py"
+search = "    return 42  # a line the file does not have\\n"
+replace = "    return a + b\\n"
 
 [tasks."U.1"]
 prompt_tokens = 400
@@ -58,7 +79,7 @@ def _run(server: ScriptedModelServer, wc: Path, task: str = "U.1",
                                files=["src/calc.py"])
     artifact = tool.implement(request)
     assert artifact.success, artifact.error
-    return artifact.outputs.stdout, round_usage(artifact.outputs.stdout)
+    return artifact.outputs.stdout, round_usage(artifact.outputs.usage_lines)
 
 
 def test_with_configured_prices_aider_reports_the_scripted_tokens_and_their_cost(
@@ -101,12 +122,15 @@ def test_a_tokens_line_in_the_models_reply_does_not_count_as_usage(
     assert f"> {FORGED}" in stdout
     assert aider_usage(stdout.replace(f"> {FORGED}", FORGED)) == (
         9_000_000 + 400, 9_000_000 + 120, pytest.approx(999.007))
-    assert round_usage(stdout)["tokensSent"] == 400
-    assert round_usage(stdout)["tokensReceived"] == 120
-    assert round_usage(stdout)["cost"] == pytest.approx(0.007)
+    assert artifact.outputs.usage_lines == [
+        "Tokens: 400 sent, 120 received. Cost: $0.0070 message, $0.0070 session."]
+    usage = round_usage(artifact.outputs.usage_lines)
+    assert (usage["tokensSent"], usage["tokensReceived"]) == (400, 120)
+    assert usage["cost"] == pytest.approx(0.007)
     # the live log shows Aider's own line without the guard's mark, and the quoted forgery
     assert "Tokens: 400 sent, 120 received. Cost: $0.0070 message, $0.0070 session." in lines
-    assert not [line for line in lines if "@@devteam-usage-" in line]
+    assert f"> {FORGED}" in lines
+    assert not [line for line in lines if "@@devteam-" in line]
 
 
 def test_an_absurd_count_from_the_models_server_is_not_recorded_as_usage(
@@ -122,3 +146,41 @@ def test_an_absurd_count_from_the_models_server_is_not_recorded_as_usage(
     assert [entry["line"] for entry in logs if entry["event"] == "usage.implausible"] == [
         "Tokens: 9000000000000000k sent, 120 received."]
     assert "return a + b" in (wc / "src/calc.py").read_text()
+
+
+def test_a_key_block_the_model_never_closes_does_not_hide_aiders_usage_line(
+    server: ScriptedModelServer, tmp_path: Path
+) -> None:
+    # Given a reply that prints a BEGIN line and never the END line: every later line of
+    # the output is hidden, Aider's usage line had been too (the round was recorded free)
+    wc = make_working_copy(tmp_path / "wc", {"src/calc.py": "def add(a, b):\n    return 0\n"})
+    stdout, usage = _run(server, wc, task="KEY.1", DEVTEAM_MODEL_INPUT_COST_PER_MILLION="10",
+                         DEVTEAM_MODEL_OUTPUT_COST_PER_MILLION="25")
+    # Then the key stays hidden, and the usage is recorded all the same
+    assert KEY_BODY not in stdout
+    assert "[REDACTED:private-key]" in stdout
+    assert "Tokens: 400 sent, 120 received. Cost: $0.0070 message, $0.0070 session." in stdout
+    assert (usage["tokensSent"], usage["tokensReceived"]) == (400, 120)
+    assert usage["cost"] == pytest.approx(0.007)
+
+
+def test_every_model_call_counts_though_its_usage_line_left_the_output_kept(
+    server: ScriptedModelServer, tmp_path: Path
+) -> None:
+    # Given a model whose long replies carry an edit that never applies: Aider asks again
+    # (it reflects), printing each reply and the failed block after each usage line
+    wc = make_working_copy(tmp_path / "wc", {"src/calc.py": "def add(a, b):\n    return 0\n"})
+    tool = AiderTool(model_settings(server.url), Redactor(), edit_format="diff")
+    request = ImplementRequest(workdir=wc, task_id="MANY.1", title="Task MANY.1",
+                               files=["src/calc.py"])
+    artifact = tool.implement(request)
+    # Then the round's usage is every call's (the first and Aider's 3 reflections), though
+    # the tail kept shows the last ones only
+    assert not artifact.success
+    assert artifact.outputs.usage_lines == ["Tokens: 300k sent, 2.0k received."] * 4
+    usage = round_usage(artifact.outputs.usage_lines)
+    assert (usage["tokensSent"], usage["tokensReceived"]) == (1_200_000, 8_000)
+    stdout = artifact.outputs.stdout
+    assert stdout.startswith("[... earlier output omitted ...]")
+    in_tail = aider_usage(stdout)
+    assert in_tail is None or in_tail[0] < 1_200_000

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from runner.redact import Redactor, default_redactor, marker, secret_env_values
+from runner.redact import _JWT, Redactor, default_redactor, marker, secret_env_values
 from runner.settings import reset_settings_cache
 
 CORPUS = Path(__file__).resolve().parents[1] / "fixtures_redaction"
@@ -149,3 +149,102 @@ def test_given_a_key_block_printed_line_by_line_when_redacted_per_line_then_no_l
     assert out[0] == "Writing deploy key to /home/runner/.ssh/id_ed25519"
     assert out[1:5] == ["[REDACTED:private-key]"] * 4
     assert out[5].startswith("Key written. Fingerprint SHA256:")
+
+
+KEY_BODY = ["MIIEowIBAAKCAQEAplantedKeyBodyLineOne0123456789", "plantedKeyBodyLineTwo9876543210AbCd"]
+
+
+def test_given_a_second_key_block_opened_on_the_same_line_then_its_body_lines_are_hidden() -> None:
+    # Given a closed block and then an unclosed one on one line
+    redact_line = Redactor().lines()
+    lines = [
+        ("-----BEGIN EC PRIVATE KEY-----x-----END EC PRIVATE KEY----- and "
+         "-----BEGIN RSA PRIVATE KEY-----"),
+        *KEY_BODY,
+        "-----END RSA PRIVATE KEY----- done",
+        "after the key",
+    ]
+    # When redacted line by line
+    out = [redact_line(line) for line in lines]
+    # Then the second block's body is hidden up to its END, and what follows is not
+    assert out == [
+        "[REDACTED:private-key] and [REDACTED:private-key]",
+        "[REDACTED:private-key]",
+        "[REDACTED:private-key]",
+        "[REDACTED:private-key] done",
+        "after the key",
+    ]
+
+
+def test_given_a_key_block_closed_then_reopened_after_its_end_line_then_the_new_body_is_hidden() -> None:
+    redact_line = Redactor().lines()
+    out = [redact_line(line) for line in [
+        "-----BEGIN RSA PRIVATE KEY-----", "body",
+        "-----END RSA PRIVATE KEY----- -----BEGIN OPENSSH PRIVATE KEY-----", *KEY_BODY,
+    ]]
+    assert out[2:] == ["[REDACTED:private-key] [REDACTED:private-key]",
+                       "[REDACTED:private-key]", "[REDACTED:private-key]"]
+
+
+def test_given_an_unclosed_key_block_then_the_tools_marked_lines_still_pass_redacted() -> None:
+    # Given a model that printed a BEGIN line and never closed it, and the tool's own
+    # marked reports after it
+    mark = "@@devteam-0123456789abcdef@@ "
+    redact_line = Redactor().with_secrets(["sk-model-secret-0042"]).trusting(mark).lines()
+    out = [redact_line(line) for line in [
+        "-----BEGIN RSA PRIVATE KEY-----", KEY_BODY[0],
+        f"{mark}Tokens: 900k sent, 2k received. Cost: $2.70 message, $2.70 session.",
+        f"{mark}key sk-model-secret-0042", KEY_BODY[1],
+        f"not the mark {mark}Tokens: 1 sent, 1 received.",
+    ]]
+    # Then the marked lines survive (redacted on their own), the block stays open for the rest
+    assert out == [
+        "[REDACTED:private-key]",
+        "[REDACTED:private-key]",
+        f"{mark}Tokens: 900k sent, 2k received. Cost: $2.70 message, $2.70 session.",
+        f"{mark}key [REDACTED:secret]",
+        "[REDACTED:private-key]",
+        "[REDACTED:private-key]",
+    ]
+
+
+def test_given_a_trusting_redactor_when_extended_then_it_still_trusts_only_its_mark() -> None:
+    mark = "@@devteam-0123456789abcdef@@ "
+    redactor = Redactor().trusting(mark).with_secrets(["another-secret-1"]).with_paths([])
+    redact_line = redactor.lines()
+    redact_line("-----BEGIN RSA PRIVATE KEY-----")
+    assert redact_line(f"{mark}x another-secret-1") == f"{mark}x [REDACTED:secret]"
+    assert redact_line("@@devteam-ffffffffffffffff@@ x") == "[REDACTED:private-key]"
+    plain = Redactor().lines()
+    plain("-----BEGIN RSA PRIVATE KEY-----")
+    assert plain(f"{mark}x") == "[REDACTED:private-key]"
+
+
+JWT = ("eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJ1c2VyLTQyIn0."
+       "c2lnbmF0dXJlLWZvci10ZXN0cy0xMjM0NTY3OA")
+
+
+def test_a_jwt_match_never_starts_inside_a_run_of_its_characters() -> None:
+    # What keeps a hostile "eyJeyJeyJ…" line linear: the pattern is tried only where a run
+    # of base64url characters starts. Tried at every "eyJ" of the run, each attempt read to
+    # the run's end: 80 KB took 1.5 s, 1 MB about four minutes.
+    text = "eyJ" * 5 + JWT[3:]
+    assert _JWT.match(text, 0) is not None
+    assert [i for i in range(1, 20) if _JWT.match(text, i) is not None] == []
+    glued = f"x{JWT} -{JWT} _{JWT} ({JWT}"
+    assert [glued[m.start() - 1] for m in _JWT.finditer(glued)] == ["("]
+    assert Redactor().redact(f"Bearer {JWT}, token={JWT}") == (
+        "Bearer [REDACTED:jwt], token=[REDACTED:jwt]")
+
+
+@pytest.mark.parametrize("unit", ["eyJ", "-eyJ", "eyJ_", "ghp_", "github_pat_", "sk-", "xoxb-",
+                                  "://a:", "-----BEGIN ", "token: ", "Bearer ", "AKIA"])
+def test_given_a_hostile_line_of_repeated_token_starts_then_it_is_redacted_in_linear_time(
+    unit: str,
+) -> None:
+    # 240 KB of one token start: quadratic passes took 20 s and more on it (minutes at
+    # 1 MB); a linear redactor needs milliseconds. Each result is still what it should be.
+    line = unit * (240_000 // len(unit))
+    out = Redactor().redact(line)
+    assert Redactor().lines()(line) == out
+    assert len(out) <= len(line)

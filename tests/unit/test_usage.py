@@ -19,19 +19,18 @@ from pipeline.usage import (
     round_usage,
     view,
 )
-from runner.aider import genuine_usage, model_metadata
+from runner.aider import Reports, genuine_usage, model_metadata
 from runner.sandbox.usage import ContainerUsage, from_stats
 
-AIDER_OUTPUT = """Aider v0.86.2
-Model: openai/scripted with whole edit format
-Tokens: 2.4k sent, 310 received. Cost: $0.0070 message, $0.0070 session.
-Applied edit to src/calc.py
-Tokens: 12k sent, 1.5k received. Cost: $0.12 message, $0.13 session.
-"""
+USAGE_LINES = [
+    "Tokens: 2.4k sent, 310 received. Cost: $0.0070 message, $0.0070 session.",
+    "Tokens: 12k sent, 1.5k received. Cost: $0.12 message, $0.13 session.",
+]
+MARK = "@@devteam-0123456789abcdef@@ "
 
 
 def test_a_round_sums_every_tokens_line_aider_printed_and_its_message_costs() -> None:
-    usage = round_usage(AIDER_OUTPUT)
+    usage = round_usage(USAGE_LINES)
     assert usage["tokensSent"] == 2_400 + 12_000
     assert usage["tokensReceived"] == 310 + 1_500
     assert usage["cost"] == pytest.approx(0.127)
@@ -39,19 +38,73 @@ def test_a_round_sums_every_tokens_line_aider_printed_and_its_message_costs() ->
 
 
 def test_a_round_without_cost_records_tokens_and_a_null_cost() -> None:
-    usage = round_usage("Tokens: 754 sent, 30 received.\nApplied edit to a.py\n")
+    usage = round_usage(["Tokens: 754 sent, 30 received."])
     assert (usage["tokensSent"], usage["tokensReceived"], usage["cost"]) == (754, 30, None)
 
 
 def test_a_round_that_never_reached_the_model_records_nulls() -> None:
-    usage = round_usage("litellm.APIConnectionError: refused\n")
+    usage = round_usage([])
     assert (usage["tokensSent"], usage["tokensReceived"], usage["cost"]) == (None, None, None)
 
 
 def test_a_forged_tokens_line_inside_a_model_reply_is_not_a_line_start() -> None:
     # Only lines Aider starts with "Tokens:" count; text quoted mid-line does not.
-    usage = round_usage("> the model said Tokens: 9m sent, 9m received.\n")
+    usage = round_usage(["> the model said Tokens: 9m sent, 9m received."])
     assert usage["tokensSent"] is None
+
+
+def test_the_reports_keep_every_marked_usage_line_however_much_is_printed_after_it() -> None:
+    # Given a run whose first replies' usage lines are followed by far more output than the
+    # artifact keeps (echoed SEARCH/REPLACE blocks, say)
+    seen: list[str] = []
+    reports = Reports(MARK, seen.append)
+    for round_ in range(3):
+        reports(f"{MARK}Tokens: 300k sent, 2k received. Cost: $0.90 message, $0.90 session.")
+        for i in range(5_000):
+            reports(f"<<<<<<< SEARCH block {round_}.{i} that did not match")
+    # Then all three count, and the live output shows them without the mark
+    assert len(reports.usage) == 3
+    usage = round_usage(reports.usage)
+    assert (usage["tokensSent"], usage["tokensReceived"]) == (900_000, 6_000)
+    assert usage["cost"] == pytest.approx(2.7)
+    assert seen[0] == "Tokens: 300k sent, 2k received. Cost: $0.90 message, $0.90 session."
+    assert not [line for line in seen if MARK in line]
+
+
+def test_the_reports_read_usage_and_model_errors_only_from_marked_lines() -> None:
+    seen: list[str] = []
+    reports = Reports(MARK, seen.append)
+    for line in ("Tokens: 9m sent, 9m received. Cost: $999.00 message, $999.00 session.",
+                 "model error: AuthenticationError",
+                 "litellm.AuthenticationError: AuthenticationError: OpenAIException",
+                 f"  {MARK}Tokens: 1 sent, 1 received.",
+                 f"{MARK}Tokens: 400 sent, 120 received. Cost: $0.0070 message, $0.0070 session.",
+                 f"{MARK}model error: RateLimitError"):
+        reports(line)
+    assert reports.usage == [
+        "Tokens: 400 sent, 120 received. Cost: $0.0070 message, $0.0070 session."]
+    assert reports.model_errors == ["RateLimitError"]
+    assert seen[0].startswith("> Tokens: 9m")
+    assert seen[-1] == "model error: RateLimitError"
+
+
+def test_a_model_reply_after_an_error_means_a_retry_worked() -> None:
+    reports = Reports(MARK, None)
+    reports(f"{MARK}model error: RateLimitError")
+    reports(f"{MARK}Tokens: 400 sent, 120 received.")
+    assert reports.model_errors == []
+    reports(f"{MARK}model error: InternalServerError")
+    assert reports.model_errors == ["InternalServerError"]
+
+
+def test_a_sink_that_raises_does_not_stop_the_reports() -> None:
+    def broken(line: str) -> None:
+        raise RuntimeError("the log is gone")
+
+    reports = Reports(MARK, broken)
+    reports("hello")
+    reports(f"{MARK}Tokens: 400 sent, 120 received.")
+    assert reports.usage == ["Tokens: 400 sent, 120 received."]
 
 
 def test_cgroup_v1_stats_give_cpu_seconds_and_the_max_usage_as_peak() -> None:
@@ -216,13 +269,11 @@ def test_model_metadata_gives_the_configured_prices_per_token() -> None:
     assert entry["output_cost_per_token"] == pytest.approx(25e-6)
 
 
-def test_only_lines_carrying_the_guards_mark_stay_usage_lines() -> None:
-    mark = "@@devteam-usage-0123456789ab@@ "
+def test_only_lines_carrying_the_guards_mark_read_as_usage_lines_in_the_output() -> None:
     text = (f"Tokens: 9m sent, 9m received. Cost: $999.00 message, $999.00 session.\n"
-            f"{mark}Tokens: 400 sent, 120 received. Cost: $0.0070 message, $0.0070 session.\n"
+            f"{MARK}Tokens: 400 sent, 120 received. Cost: $0.0070 message, $0.0070 session.\n"
             f"  Tokens: 1 sent, 1 received.\nApplied edit\n")
-    clean = genuine_usage(text, mark)
-    assert mark not in clean
+    clean = genuine_usage(text, MARK)
+    assert MARK not in clean
     assert clean.splitlines()[0].startswith("> Tokens: 9m")
-    assert (round_usage(clean)["tokensSent"], round_usage(clean)["tokensReceived"]) == (400, 120)
-    assert round_usage(clean)["cost"] == pytest.approx(0.007)
+    assert clean.splitlines()[1].startswith("Tokens: 400 sent")

@@ -577,6 +577,7 @@ export interface components {
             filesModified: string[];
             linesChanged: number;
             stdout: string;
+            usageLines?: string[];
         };
         /** ImplementRequestBody */
         ImplementRequestBody: {

@@ -118,7 +118,7 @@ async def implement(ctx: StageContext) -> Outcome:
         ctx.services.tool.implement, request, on_line=ctx.log.sink(), cancel=ctx.cancel
     )
     wire: dict[str, Any] = msgspec.to_builtins(artifact)
-    used = round_usage(artifact.outputs.stdout)
+    used = round_usage(artifact.outputs.usage_lines)
     if not artifact.success:
         error = artifact.error or {}
         kind = Classification(error.get("classification", "tool"))
