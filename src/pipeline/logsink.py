@@ -11,6 +11,13 @@ What a stage run's tools and commands print (``sink``) is bounded per stage run
 bytes are spent, later lines are dropped and counted: the stream shows one marker where
 the output stops and the number dropped when the stage ends. The service's own lines
 (``line``) are few and always sent.
+
+Logs never fail the stage. A batch the store refuses (Postgres away, a statement timeout)
+goes back to the front of the buffer and is sent again on the next flush, in order, with
+the lines that came meanwhile; after ``SEND_ATTEMPTS`` refusals it is dropped and its
+lines counted (``dropped``: in the next batch that gets through, and a warning each time).
+``close`` tries once more, then drops what is left with a warning: it never raises, so
+the stage's outcome is recorded all the same.
 """
 
 from __future__ import annotations
@@ -33,6 +40,8 @@ from runner.redact import Redactor
 log = structlog.get_logger("devteam.logs")
 
 MAX_BUFFERED_LINES = 20_000
+SEND_ATTEMPTS = 3
+"""Times a batch is offered to the store before its lines are dropped (and counted)."""
 
 
 class LogSink:
@@ -64,6 +73,7 @@ class LogSink:
         self.limits = limits or LogLimits()
         self.budget = LogBudget(self.limits)
         self.dropped = 0
+        self._failures = 0
 
     # -- producers (any thread) ----------------------------------------------------------
     def line(self, text: str, level: str = "info") -> None:
@@ -98,7 +108,8 @@ class LogSink:
 
     async def close(self) -> None:
         """Stop the flusher and send whatever is still buffered, with the number of lines
-        the limits dropped."""
+        the limits dropped. Never raises: what cannot be sent after a second try is
+        dropped, with a warning saying how many lines."""
         if self.budget.dropped and self.budget.reason is not None:
             self.line(lines_dropped(self.budget.dropped, self.budget.reason), "warning")
         if self._task is not None:
@@ -107,7 +118,26 @@ class LogSink:
             self._closing.set()
             self._ready.set()
             await self._task
-        await self.flush()
+        for last in (False, True):
+            try:
+                await self.flush()
+                return
+            except Exception as exc:  # noqa: BLE001 - logs must never break the stage
+                log.warning("logs.flush_failed", error=type(exc).__name__,
+                            waiting=self.waiting())
+                if not last:
+                    await asyncio.sleep(self.flush_seconds)
+        with self._lock:
+            lost = len(self._lines) + self.dropped
+            self._lines.clear()
+            self.dropped = 0
+        log.warning("logs.lines_lost", execution_id=str(self.execution_id), stage=self.stage,
+                    lines=lost)
+
+    def waiting(self) -> int:
+        """Lines buffered, not yet sent."""
+        with self._lock:
+            return len(self._lines)
 
     async def _run(self) -> None:
         while not self._closing.is_set():
@@ -119,10 +149,14 @@ class LogSink:
             try:
                 await self.flush()
             except Exception as exc:  # noqa: BLE001 - logs must never break the stage
-                log.warning("logs.flush_failed", error=type(exc).__name__)
+                log.warning("logs.flush_failed", error=type(exc).__name__,
+                            waiting=self.waiting())
                 await asyncio.sleep(self.flush_seconds)
 
     async def flush(self) -> None:
+        """Send what is buffered, a batch per transaction. When the store refuses a batch
+        it goes back to the front of the buffer (or, after ``SEND_ATTEMPTS``, is dropped
+        and counted) and the error is raised."""
         while True:
             with self._lock:
                 if not self._lines:
@@ -131,19 +165,41 @@ class LogSink:
                     self._lines.popleft() for _ in range(min(self.batch_lines, len(self._lines)))
                 ]
                 dropped, self.dropped = self.dropped, 0
-            lines = [self.redactor.redact(text) for _, text in batch]
-            level = (
-                "error"
-                if any(lv == "error" for lv, _ in batch)
-                else ("warning" if any(lv == "warning" for lv, _ in batch) else "info")
-            )
-            payload: dict[str, Any] = {
-                "level": level,
-                "stage": self.stage,
-                "taskId": self.task_id,
-                "lines": lines,
-            }
-            if dropped:
-                payload["dropped"] = dropped
-            await stream.append_alone(self.store, self.execution_id,
-                                      [("execution-log", payload)])
+            try:
+                await self._send(batch, dropped)
+            except Exception:
+                self._failed(batch, dropped)
+                raise
+            self._failures = 0
+
+    def _failed(self, batch: list[tuple[str, str]], dropped: int) -> None:
+        """A batch the store refused: back to the front of the buffer, or dropped and
+        counted once it was refused ``SEND_ATTEMPTS`` times."""
+        self._failures += 1
+        with self._lock:
+            if self._failures < SEND_ATTEMPTS:
+                self._lines.extendleft(reversed(batch))
+                self.dropped += dropped
+                return
+            self._failures = 0
+            self.dropped += dropped + len(batch)
+        log.warning("logs.batch_dropped", execution_id=str(self.execution_id),
+                    stage=self.stage, lines=len(batch), attempts=SEND_ATTEMPTS)
+
+    async def _send(self, batch: list[tuple[str, str]], dropped: int) -> None:
+        lines = [self.redactor.redact(text) for _, text in batch]
+        level = (
+            "error"
+            if any(lv == "error" for lv, _ in batch)
+            else ("warning" if any(lv == "warning" for lv, _ in batch) else "info")
+        )
+        payload: dict[str, Any] = {
+            "level": level,
+            "stage": self.stage,
+            "taskId": self.task_id,
+            "lines": lines,
+        }
+        if dropped:
+            payload["dropped"] = dropped
+        await stream.append_alone(self.store, self.execution_id,
+                                  [("execution-log", payload)])

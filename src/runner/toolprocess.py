@@ -2,7 +2,13 @@
 
 The process runs in a new session so a timeout or a cancellation kills it and everything
 it started (SIGTERM, then SIGKILL). Its combined output is read line by line on a thread,
-redacted, passed to a sink as it comes, and its tail kept for the artifact.
+made printable, redacted, passed to a sink as it comes, and its tail kept for the artifact.
+
+What the tool prints is the model's reply, so an attacker's: each control character but
+TAB (C0: NUL, ESC, BEL, backspace...; DEL; C1) becomes U+FFFD (:func:`printable`). NUL is
+what Postgres refuses in text and jsonb (a stage's result could not be recorded); the
+others would reach an operator's terminal through ``devteam watch``. Aider runs with
+``--no-pretty``, so it prints no colours that this would mangle.
 
 It runs on the host, so what the repository makes it read must not exhaust the host:
 ``ProcessLimits`` caps its address space (``RLIMIT_AS``: allocations past it fail inside
@@ -15,6 +21,7 @@ from __future__ import annotations
 import collections
 import contextlib
 import os
+import re
 import resource
 import signal
 import subprocess
@@ -34,6 +41,14 @@ _PR_SET_PDEATHSIG = 1
 
 _CPU_KILL_AFTER = 5
 """Seconds of CPU past the soft limit (``SIGXCPU``) before the kernel sends ``SIGKILL``."""
+
+_CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f-\x9f]")
+
+
+def printable(line: str) -> str:
+    """``line`` with each control character but TAB replaced by U+FFFD (the line's
+    ``\\n`` already taken off; the pipe is read with universal newlines, so no ``\\r``)."""
+    return _CONTROL.sub("\ufffd", line)
 
 
 @dataclass(frozen=True)
@@ -137,7 +152,7 @@ class ToolProcess:
     def _read(self) -> None:
         assert self.proc.stdout is not None
         for raw in self.proc.stdout:
-            line = self._redact(raw.rstrip("\n"))
+            line = self._redact(printable(raw.rstrip("\n")))
             with self._lock:
                 self._tail.append(line)
                 self._size += len(line) + 1

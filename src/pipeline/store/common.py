@@ -1,7 +1,15 @@
-"""What every noun module shares: the connection type, JSON in and out, timestamps."""
+"""What every noun module shares: the connection type, JSON in and out, text, timestamps.
+
+Postgres refuses NUL in ``text`` (``chr(0)``) and in ``jsonb`` (the escape ``\\u0000``
+"cannot be converted to text"), and much of what the store writes is attacker-controlled
+(the model's reply, the files it writes, as diffs and output). A NUL there would fail the
+statement: a stage run's result never recorded, a log batch lost. So no NUL reaches
+Postgres: :func:`dumps` writes U+FFFD for it in JSON, :func:`safe_text` in a text column.
+"""
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 from typing import Any
 
@@ -12,11 +20,30 @@ Conn = Any
 
 _ENCODER = msgspec.json.Encoder()
 
+_ESCAPES = re.compile(r"(\\\\)|\\u0000")
+"""In JSON text, an escaped backslash (kept) or the escape of NUL (replaced). Matched left
+to right, so a literal backslash followed by ``u0000`` (``\\\\u0000``) stays as it is."""
+
+
+def _replace(match: re.Match[str]) -> str:
+    return match.group(1) or "\\ufffd"
+
 
 def dumps(value: Any) -> str:
     """A JSON parameter: asyncpg takes ``json``/``jsonb`` as text (our codec and
-    SQLAlchemy's both encode ``str``)."""
-    return _ENCODER.encode(value).decode()
+    SQLAlchemy's both encode ``str``). A NUL in a string is written as U+FFFD, which
+    ``jsonb`` accepts (without one, as nearly always, this costs one substring search:
+    about as long as encoding)."""
+    encoded = _ENCODER.encode(value).decode()
+    if "\\u0000" in encoded:
+        encoded = _ESCAPES.sub(_replace, encoded)
+    return encoded
+
+
+def safe_text(value: str) -> str:
+    """A ``text`` parameter of attacker-influenced content (an error's message), its NULs
+    written as U+FFFD."""
+    return value.replace("\x00", "\ufffd")
 
 
 def loads(value: Any) -> Any:

@@ -9,7 +9,7 @@ from typing import Any
 import asyncpg
 import msgspec
 
-from pipeline.store.common import Conn, dumps, loads
+from pipeline.store.common import Conn, dumps, loads, safe_text
 from pipeline.store.execution_rows import (
     EventRow,
     ExecutionError,
@@ -372,7 +372,7 @@ class PgExecutions:
     async def record_error(self, new: NewError) -> None:
         """Store an error record of one of the execution's stage runs."""
         await self.conn.execute(RECORD_ERROR, new.id, new.execution_id, new.task_id,
-                                new.stage, new.classification, new.message,
+                                new.stage, new.classification, safe_text(new.message),
                                 dumps(new.details), new.attempts)
 
     async def lock_task_context(self, event_id: uuid.UUID) -> dict[str, Any]:

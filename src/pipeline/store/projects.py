@@ -7,7 +7,7 @@ from typing import Any, Literal
 
 import msgspec
 
-from pipeline.store.common import Conn, dumps, loads
+from pipeline.store.common import Conn, dumps, loads, safe_text
 
 
 class ProjectRow(msgspec.Struct, frozen=True, kw_only=True):
@@ -159,7 +159,7 @@ class PgProjects:
     async def add_resolution(self, new: NewResolution) -> None:
         """Inject a pending error-resolution task (nothing when the id is taken)."""
         await self.conn.execute(RESOLVE, new.project_id, new.task_id, dumps(new.task),
-                                new.reason, new.source_error_id, new.origin_task_id)
+                                safe_text(new.reason), new.source_error_id, new.origin_task_id)
 
     async def end_injection(self, project_id: str, task_id: str,
                             status: Literal["done", "failed"]) -> None:
@@ -188,6 +188,6 @@ class PgProjects:
     async def inject(self, new: NewInjection) -> tuple[str, int]:
         """Add a pending injected task, named ``inj-<id>``: ``(task_id, id)``."""
         r = await self.conn.fetchrow(INJECT, new.project_id, new.injection_type, new.position,
-                                     new.replace_task_id, dumps(new.task), new.reason,
-                                     new.created_by)
+                                     new.replace_task_id, dumps(new.task),
+                                     safe_text(new.reason), new.created_by)
         return str(r["task_id"]), int(r["id"])

@@ -9,13 +9,16 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 
+from pipeline.store.common import dumps
+
 if TYPE_CHECKING:
     from pipeline.store.memory.store import MemoryStore
 
 
 def json_value(value: Any) -> Any:
-    """A value as it reads back from a ``jsonb`` column."""
-    return msgspec.json.decode(msgspec.json.encode(value))
+    """A value as it reads back from a ``jsonb`` column (written by ``dumps``: a NUL in
+    a string reads back as U+FFFD)."""
+    return msgspec.json.decode(dumps(value))
 
 
 class Tables:

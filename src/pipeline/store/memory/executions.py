@@ -8,6 +8,7 @@ from typing import Any
 
 import msgspec
 
+from pipeline.store.common import safe_text
 from pipeline.store.execution_rows import SlotWaitRow
 from pipeline.store.executions import (
     ACTIVE,
@@ -197,7 +198,7 @@ class MemoryExecutions(Base):
             raise LookupError(f"foreign key: no execution {new.execution_id}")
         if any(e["id"] == new.id for e in self.t.errors):
             raise ValueError(f"duplicate error {new.id}")
-        self.t.errors.append({**msgspec.structs.asdict(new),
+        self.t.errors.append({**msgspec.structs.asdict(new), "message": safe_text(new.message),
                               "details": json_value(new.details), "created_at": self.now()})
 
     async def lock_task_context(self, event_id: uuid.UUID) -> dict[str, Any]:
