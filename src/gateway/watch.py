@@ -9,6 +9,11 @@ twice.
 On a terminal it draws a live table (rich); otherwise (a pipe, a CI log) it prints one
 plain line per frame, which is also what scripts and tests read. The token travels only in
 the ``Authorization`` header and the WebSocket query; it is never printed.
+
+What a frame carries is partly the coding model's output, so an attacker's: control
+characters in it are shown as escapes (``ESC`` as ``\\x1b``, :func:`visible`) and rich
+renders it as plain ``Text``, never markup. A log line can therefore neither erase or
+redraw what the terminal shows, fake a line of its own, nor reach the clipboard (OSC 52).
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import json
 import random
+import re
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -40,6 +46,14 @@ FATAL_CLOSES = {4400: "bad request", 4401: "token rejected", 4403: "project not 
 BACKOFF_BASE = 0.5
 BACKOFF_CAP = 30.0
 QUIET_SECONDS = 1.0
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+
+def visible(text: str) -> str:
+    """``text`` safe to write to a terminal: each control character (C0 with TAB and
+    newline, DEL, C1) written as its escape, ``\\x1b`` for ``ESC``."""
+    return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
 
 
 def backoff_delay(
@@ -162,6 +176,7 @@ class WatchState:
             lines = [f"{head} ERROR {stage} {what}: {p.get('message')}"]
         else:
             lines = [f"{head} {kind}"]
+        lines = [visible(line) for line in lines]
         if kind in ("execution-log", "error"):
             self.log.extend(lines)
         return lines
@@ -195,15 +210,16 @@ class WatchState:
 
 def render(state: WatchState, notice: str, log_lines: int = 15) -> RenderableType:
     """The live view: one progress row per watched execution, then the log tail."""
-    table = Table(expand=True, title=notice, title_justify="left")
+    table = Table(expand=True, title=Text(visible(notice)), title_justify="left")
     for name in ("Project", "Status", "Progress", "Task", "Stage", "Branch"):
         table.add_column(name, no_wrap=name != "Branch")
     for v in state.watched():
         bar = Table.grid(padding=(0, 1))
         bar.add_row(ProgressBar(total=100, completed=v.progress, width=24), f"{v.progress:3d}%")
         style = {"completed": "green", "error": "red", "stopped": "red", "paused": "yellow"}
-        table.add_row(v.project_id, Text(v.status, style=style.get(v.status, "cyan")), bar,
-                      v.task or "-", v.stage or "-", v.branch or "-")
+        table.add_row(Text(visible(str(v.project_id))),
+                      Text(visible(str(v.status)), style=style.get(v.status, "cyan")), bar,
+                      *(Text(visible(str(x or "-"))) for x in (v.task, v.stage, v.branch)))
     tail = list(state.log)[-log_lines:]
     return Group(table, Panel(Text("\n".join(tail) or "(no log lines yet)"), title="log"))
 
@@ -217,7 +233,7 @@ class Output:
                          get_renderable=lambda: render(state, self.notice_text)) if live else None
 
     def notice(self, text: str) -> None:
-        self.notice_text = text
+        self.notice_text = text = visible(text)
         if self.live is None:
             self.lines([f"# {text}"])
 
