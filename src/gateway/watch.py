@@ -47,13 +47,16 @@ BACKOFF_BASE = 0.5
 BACKOFF_CAP = 30.0
 QUIET_SECONDS = 1.0
 
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069]")
 
 
 def visible(text: str) -> str:
     """``text`` safe to write to a terminal: each control character (C0 with TAB and
-    newline, DEL, C1) written as its escape, ``\\x1b`` for ``ESC``."""
-    return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
+    newline, DEL, C1) written as its escape, ``\\x1b`` for ``ESC``, and each bidirectional
+    mark, embedding, override or isolate as ``\\u202e`` and the like (they reorder how the
+    rest of the line reads)."""
+    return _CONTROL.sub(lambda m: (f"\\x{ord(m.group()):02x}" if ord(m.group()) < 0x100
+                                   else f"\\u{ord(m.group()):04x}"), text)
 
 
 def backoff_delay(

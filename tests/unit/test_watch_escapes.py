@@ -70,3 +70,10 @@ def test_the_live_view_on_a_terminal_draws_no_control_sequence_of_the_frames() -
 def test_visible_leaves_text_and_escapes_every_control_character() -> None:
     assert visible("plain é 中文") == "plain é 中文"
     assert visible("\x00\t\n\x1b\x7f\x85") == "\\x00\\x09\\x0a\\x1b\\x7f\\x85"
+
+
+def test_visible_escapes_bidirectional_overrides() -> None:
+    # "done.txt\u202egnp.exe" would show as "done.txtexe.png": the override reorders the rest
+    assert visible("done.txt\u202egnp.exe") == "done.txt\\u202egnp.exe"
+    assert visible("\u200e\u200f\u202a\u2066\u2069 עברית") == (
+        "\\u200e\\u200f\\u202a\\u2066\\u2069 עברית")
