@@ -42,6 +42,18 @@ MANUAL = "manual"
 log = structlog.get_logger("devteam.projects")
 
 
+class TaskEditRefused(ConfigError):
+    """An edit of one task's ``field`` that the task list cannot take: the text would not
+    read back as written, or would change more of the list than that field (a title
+    ``Phase 2: z`` makes the item a heading). The gateway answers 422 naming ``field``."""
+
+    def __init__(self, task_id: str, field: str, reason: str) -> None:
+        super().__init__(f"{field}: cannot change task {task_id}: {reason}",
+                         details={"field": field, "taskId": task_id})
+        self.field = field
+        self.reason = reason
+
+
 @dataclass(frozen=True)
 class ProjectTasks:
     tasks: TaskList
@@ -130,9 +142,15 @@ async def project_tasks(services: Services, project_id: str) -> ProjectTasks:
 
 
 async def next_task(services: Services, project_id: str) -> dict[str, Any]:
-    """CONTRACTS ``GET /tasks/next``."""
+    """CONTRACTS ``GET /tasks/next``.
+
+    An injection that no longer fits the list (the task it replaces was renamed or
+    removed, its position is past the end) is a ConfigError, as in the SELECT stage."""
     view = await project_tasks(services, project_id)
-    task = select_next(view.tasks, view.injected)
+    try:
+        task = select_next(view.tasks, view.injected)
+    except ValueError as exc:
+        raise ConfigError(f"injected tasks do not fit the task list: {exc}") from None
     done, total = view.tasks.progress()
     return {
         "task": task.to_wire() if task else None,
@@ -153,7 +171,10 @@ async def update_task(
     title: str | None = None,
     description: str | None = None,
 ) -> dict[str, Any]:
-    """Edit one task in the task list, commit and push; returns the updated definition."""
+    """Edit one task in the task list, commit and push; returns the updated definition.
+
+    ``TaskEditRefused`` (``config``, naming the field) when the list cannot take the edit;
+    nothing is committed then."""
     async with manual_copy(services, project_id) as (co, project):
         found = await read_task_list(services.git, co, project.get("task_list_path"))
         if found is None:
@@ -161,14 +182,19 @@ async def update_task(
         tasks, path = found
         if task_id not in tasks:
             raise LookupError(f"no task {task_id} in {path}")
-        try:
-            edited = tasks
-            if title is not None or description is not None:
-                edited = edited.with_fields(task_id, title=title, description=description)
-            if status is not None:
-                edited = edited.with_status(task_id, TaskStatus(status))
-        except (ValueError, TaskListError) as exc:
-            raise ConfigError(f"cannot change task {task_id}: {exc}") from None
+        edited = tasks
+        # one field at a time, so a refusal names the field it is about
+        for field, value in (("title", title), ("description", description),
+                             ("status", status)):
+            if value is None:
+                continue
+            try:
+                if field == "status":
+                    edited = edited.with_status(task_id, TaskStatus(value))
+                else:
+                    edited = edited.with_fields(task_id, **{field: value})
+            except (ValueError, TaskListError) as exc:
+                raise TaskEditRefused(task_id, field, str(exc)) from None
         changed = edited.render() != tasks.render()
         if changed:
             await blocking(

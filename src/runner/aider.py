@@ -436,10 +436,14 @@ def failure_kind(model_errors: Iterable[str]) -> tuple[Classification, str]:
 
 def unsafe_files(workdir: Path, files: Iterable[str]) -> list[str]:
     """The task files that are absolute, climb with ``..``, point into ``.git`` or resolve
-    (through symlinks) outside ``workdir``."""
+    (through symlinks) outside ``workdir``, and those no file can be named (a NUL byte,
+    which the task list lets through and ``resolve`` refuses with ValueError)."""
     root = workdir.resolve()
     bad = []
     for name in files:
+        if "\0" in name:
+            bad.append(name)
+            continue
         path = PurePosixPath(name)
         target = (root / name).resolve()
         if (

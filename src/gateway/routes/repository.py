@@ -8,7 +8,8 @@ repository and task list outside an execution.
   credentials is a 422. It changes nothing, so any authenticated role may call it.
 - ``GET repository/tasks/{projectId}`` lists the task list in file order (read).
 - ``PUT repository/tasks/{projectId}/{taskId}`` edits one task and commits the change
-  to the task list (write, idempotent, audited by the pipeline).
+  to the task list (write, idempotent, audited by the pipeline). An edit the list cannot
+  take (a title that would turn the item into a heading) is a 422 naming the field.
 - ``POST tasks/inject`` adds a task from outside the file (write, idempotent, audited).
 
 ``projectId`` contains a slash (or ``%2F``), so the task routes take the rest of the path
@@ -144,10 +145,14 @@ async def update_task(
 
     async def operation() -> Response[bytes]:
         with command_errors():
-            wire = await projects.update_task(
-                services_of(request), actor_of(request), project_id, task_id,
-                status=data.status, title=data.title, description=data.description,
-            )
+            try:
+                wire = await projects.update_task(
+                    services_of(request), actor_of(request), project_id, task_id,
+                    status=data.status, title=data.title, description=data.description,
+                )
+            except projects.TaskEditRefused as exc:
+                raise Problem(422, exc.message, classification=str(exc.classification),
+                              errors=[{"field": exc.field, "message": exc.reason}]) from None
         return respond(msgspec.convert(wire, TaskDefinition))
 
     return await idempotency.run(store_of(request), request, principal, operation)

@@ -3,6 +3,11 @@
 Each is safe to run twice: an already merged branch gives no new commit, a ref the remote
 already has is not pushed again, and a task already marked done (with its outcome entry
 present) gives no new commit.
+
+The outcomes document is the customer's file as much as ours: it is handled as bytes and
+only appended to, so whatever it holds (text in another encoding, stray bytes) is kept
+as it is and never stops the task from being marked done. It is read with a size limit
+(``MAX_OUTCOMES_BYTES``): a larger one is a ``config`` error naming it.
 """
 
 from __future__ import annotations
@@ -18,6 +23,9 @@ from runner.errors import ConfigError
 from runner.tasklist import TaskStatus
 
 OUTCOMES_HEADER = "# Task outcomes\n\nWhat DevTeam Runner completed, newest last.\n"
+MAX_OUTCOMES_BYTES = 8 * 1024 * 1024
+"""The largest outcomes document UPDATE_TASKLIST reads and rewrites (an entry is a few
+hundred bytes: tens of thousands of tasks); a larger one must be trimmed by hand."""
 
 
 async def merge(ctx: StageContext) -> Outcome:
@@ -51,7 +59,10 @@ async def push(ctx: StageContext) -> Outcome:
 
 
 async def update_tasklist(ctx: StageContext) -> Outcome:
-    """Mark the task done in the list, append to the outcomes document, commit, push."""
+    """Mark the task done in the list, append to the outcomes document, commit, push.
+
+    The outcomes document's bytes are kept as they are (it need not be UTF-8); one larger
+    than ``MAX_OUTCOMES_BYTES`` is a ConfigError naming it."""
     task = await current_task(ctx)
     co = await checkout(ctx)
     found = await read_task_list(ctx.services.git, co, ctx.project.get("task_list_path"))
@@ -59,16 +70,16 @@ async def update_tasklist(ctx: StageContext) -> Outcome:
         raise ConfigError("the task list disappeared from the default branch")
     tasks, path = found
     marked = await _file_task(ctx, task.id)
-    files: dict[str, str] = {}
+    files: dict[str, str | bytes] = {}
     if marked is not None and marked in tasks and tasks.get(marked).status is not TaskStatus.DONE:
         files[path] = tasks.with_status(marked, TaskStatus.DONE).render()
     outcomes = outcomes_path(path)
-    existing = (await blocking(ctx.services.git.read_file, co, outcomes) or b"").decode()
+    existing = await blocking(ctx.services.git.read_file, co, outcomes,
+                              limit=MAX_OUTCOMES_BYTES) or b""
     marker = f"<!-- devteam:{ctx.execution.id}:{task.id} -->"
-    if marker not in existing:
-        files[outcomes] = (existing or OUTCOMES_HEADER) + await _entry(
-            ctx, task.id, task.title, marker
-        )
+    if marker.encode() not in existing:
+        entry = await _entry(ctx, task.id, task.title, marker)
+        files[outcomes] = (existing or OUTCOMES_HEADER.encode()) + entry.encode()
     commit = None
     if files:
         commit = await blocking(

@@ -32,7 +32,10 @@ project file read from the task's *base* commit, never from the model's change.
 
 Everything read here is hostile input: files are read with the bounds of
 :func:`runner.verify.config.read_repo_file`, and a manifest that cannot be parsed only
-means the plain installer is used (the installer itself then reports the problem).
+means the plain installer is used (the installer itself then reports the problem). A
+top-level name that is not UTF-8 (``requirements\\xff.txt``) is not seen at all: no
+manifest detection knows is named so, and the plan (its commands and manifests) must be
+UTF-8 text to be hashed into the cache key and stored.
 """
 
 from __future__ import annotations
@@ -282,7 +285,17 @@ def _cache_paths(paths: Sequence[str]) -> list[str]:
 
 
 def _top_level(workdir: Path) -> set[str]:
+    """The names at the top of ``workdir`` that are UTF-8 (see the module docstring)."""
     try:
-        return {p.name for p in workdir.iterdir()}
+        return {p.name for p in workdir.iterdir() if _is_utf8(p.name)}
     except OSError:
         return set()
+
+
+def _is_utf8(name: str) -> bool:
+    """False for a name read from bytes that are not UTF-8 (surrogate-escaped)."""
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True

@@ -2,7 +2,9 @@
 
 ``TaskList.parse(text).render() == text`` always. Edits (``with_status``, ``with_fields``)
 return a new list whose file differs from this one only in the bytes of that change, and
-which has been parsed again, so what is written is always what is read back.
+which has been parsed again, so what is written is always what is read back. An edit that
+would read back as more than that change (a title ``Phase 2: z`` that turns an item into
+a heading, a description line that reads as a new task) is refused with ``ValueError``.
 """
 
 from __future__ import annotations
@@ -156,6 +158,10 @@ class TaskList:
         draft = self._drafts[task_id]
         self._refuse_done_block(draft, f"set its status to {status}")
         updated = self._reparse(edit.set_status(self._lines, draft, status))
+        # statuses of the groups above the leaf change with it; nothing else may
+        if [_shape(t) for t in updated.tasks] != [_shape(t) for t in self.tasks]:
+            raise ValueError(f"writing status {status} for task {task_id} would change "
+                             "what the list means")
         if updated.get(task_id).status is not status:
             raise ValueError(f"cannot write status {status} for task {task_id}")
         return updated
@@ -165,7 +171,10 @@ class TaskList:
         """A new list where ``task_id`` has this title and/or description.
 
         The title stays one line; ``ValueError`` when the new text would read back as
-        something else (for instance a title holding ``(Dependencies: ...)``).
+        something else (for instance a title holding ``(Dependencies: ...)``), or would
+        change any other task or field of the list (ids, types, nesting, dependencies,
+        files, criteria, statuses): the list is compared before and after, line numbers
+        aside, as ``with_ids_written`` does.
         """
         task = self.get(task_id)
         draft = self._drafts[task_id]
@@ -189,6 +198,14 @@ class TaskList:
         if lines is self._lines:
             return self
         updated = self._reparse(lines)
+        edited = tuple(name for name, value in (("title", title), ("description", description))
+                       if value is not None)
+        if [_meaning(t, edited if t.id == task_id else ()) for t in updated.tasks] != [
+            _meaning(t, edited if t.id == task_id else ()) for t in self.tasks
+        ]:
+            raise ValueError(
+                f"task {task_id}: the new {' and '.join(edited)} would change more than that "
+                "when the list is read back (another task, its kind, nesting or fields)")
         changed = updated.get(task_id)
         if (title is not None and changed.title != title) or (
             description is not None and changed.description != description
@@ -207,3 +224,18 @@ class TaskList:
             return TaskList.parse("\n".join(lines), source=self.source)
         except TaskListError as error:
             raise ValueError(f"the change would break the task list: {error}") from error
+
+
+def _shape(task: Task) -> tuple[str, str | None, TaskType]:
+    """What a status edit must leave alone: a task's id, parent and kind."""
+    return task.id, task.parent, task.type
+
+
+def _meaning(task: Task, ignored: tuple[str, ...]) -> tuple[object, ...]:
+    """Everything the list says about ``task`` except its line and the ``ignored`` fields."""
+    return (
+        task.id, task.type, task.parent, task.dependencies, task.files,
+        tuple(task.criteria.items()), task.notes, task.status,
+        None if "title" in ignored else task.title,
+        None if "description" in ignored else task.description,
+    )

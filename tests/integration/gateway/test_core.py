@@ -11,9 +11,9 @@ from typing import Any
 import pygit2
 import pytest
 from litestar.testing import AsyncTestClient
-from tests.integration.gateway.conftest import PROJECT, audit
+from tests.integration.gateway.conftest import PROJECT, add_project, audit
 
-from devtools.demo.sample import BASIC_1, TEST_BASIC_1, Sample
+from devtools.demo.sample import BASIC_1, TEST_BASIC_1, Sample, create_sample
 from devtools.scripted_model import ScriptedModelServer, load_script
 from gateway.app import create_app
 from runner.settings import get_settings, reset_settings_cache
@@ -166,6 +166,28 @@ async def test_implement_on_a_branch_that_does_not_exist_is_422(client, project,
         "projectId": PROJECT, "taskId": "1.1", "branch": "task/none"})
     assert r.status_code == 422
     assert "task/none" in r.json()["detail"]
+
+
+async def test_implement_refuses_a_task_file_with_a_nul_byte_without_running_aider(
+    client, store, alice, tmp_path
+) -> None:
+    # Given a task whose file list holds a NUL (the task list lets it through)
+    hostile = create_sample(tmp_path / "nul", files={
+        "README.md": "# x\n",
+        "tasks_list.md": "- [ ] 1.1 Add (Dependencies: [])\n  • files: src/a\x00b.py\n"})
+    await add_project(store, "acme/nul", hostile.url)
+    prep = await client.post("/prep", json={"projectId": "acme/nul", "taskId": "1.1"},
+                             headers=alice)
+    assert prep.status_code == 200, prep.text
+    # When the coding tool is asked to run
+    r = await client.post("/implement", headers=alice, json={
+        "projectId": "acme/nul", "taskId": "1.1", "branch": prep.json()["branch"]})
+    # Then it is refused like any other unsafe path: a failed artifact, not a 500
+    assert r.status_code == 200, r.text
+    artifact = r.json()
+    assert artifact["success"] is False
+    assert artifact["error"]["classification"] == "tool"
+    assert "refused task files" in artifact["error"]["message"]
 
 
 async def test_implement_rejects_another_tool(client, alice) -> None:

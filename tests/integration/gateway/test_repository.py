@@ -136,6 +136,64 @@ async def test_update_errors(client, project, alice) -> None:
     assert unknown_project.status_code == 404
 
 
+async def test_a_title_that_would_make_the_item_a_phase_is_422_naming_the_field(
+    client, store, alice, tmp_path
+) -> None:
+    plain = create_sample(tmp_path / "plain", files={"tasks_list.md": "- [ ] Add CI\n"})
+    await add_project(store, "acme/plain", plain.url)
+    _, tip = remote_file(plain)
+
+    r = await client.put(f"{TASKS}/acme/plain/1", json={"title": "Phase 2: z"}, headers=alice)
+
+    assert r.status_code == 422, r.text
+    assert r.json()["detail"].startswith("title: cannot change task 1")
+    assert [e["field"] for e in r.json()["errors"]] == ["title"]
+    assert r.json()["classification"] == "config"
+    assert remote_file(plain) == ("- [ ] Add CI\n", tip)
+
+
+def commit_remote_file(sample, text: str, path: str = "tasks_list.md") -> None:
+    """The customer's own commit on ``main`` replacing ``path``."""
+    repo = pygit2.Repository(str(sample.remote))
+    tip = repo.references["refs/heads/main"].peel(pygit2.Commit)
+    builder = repo.TreeBuilder(tip.tree)
+    builder.insert(path, repo.create_blob(text.encode()), pygit2.GIT_FILEMODE_BLOB)
+    repo.create_commit("refs/heads/main", tip.author, tip.author, "Edit the list",
+                       builder.write(), [tip.id])
+
+
+async def test_next_task_is_422_when_a_replaced_task_was_renamed(
+    client, project, sample, alice
+) -> None:
+    r = await client.post(INJECT, headers=alice, json={
+        "projectId": PROJECT, "injectionType": "replace", "replaceTaskId": "1.2",
+        "reason": "r", "task": {"title": "Multiply better"}})
+    assert r.status_code == 201, r.text
+    commit_remote_file(sample, TASK_LIST.replace("- 1.2 Multiply", "- 1.3 Multiply"))
+
+    nxt = await client.get("/tasks/next", params={"projectId": PROJECT}, headers=alice)
+
+    assert nxt.status_code == 422, nxt.text
+    assert "injected tasks do not fit the task list" in nxt.json()["detail"]
+    assert "1.2" in nxt.json()["detail"]
+
+
+async def test_next_task_is_422_when_a_position_is_past_the_end_of_the_list(
+    client, project, sample, alice
+) -> None:
+    r = await client.post(INJECT, headers=alice, json={
+        "projectId": PROJECT, "injectionType": "positional", "position": 6,
+        "reason": "r", "task": {"title": "Last"}})
+    assert r.status_code == 201, r.text
+    shorter = TASK_LIST.split("- 2.4 Document")[0]
+    commit_remote_file(sample, shorter)
+
+    nxt = await client.get("/tasks/next", params={"projectId": PROJECT}, headers=alice)
+
+    assert nxt.status_code == 422, nxt.text
+    assert "injected tasks do not fit the task list" in nxt.json()["detail"]
+
+
 async def test_a_list_that_does_not_parse_is_422_with_line_numbers(
     client, store, alice, tmp_path
 ) -> None:
