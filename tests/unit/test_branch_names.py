@@ -76,3 +76,35 @@ def test_dotted_ids_keep_their_numbers_in_order(parts, title):
     name = branch_name(task_id, title)
 
     assert name.removeprefix("task/").startswith("-".join(map(str, parts)))
+
+
+def test_given_long_ids_that_differ_only_at_the_end_then_their_branches_differ():
+    first = ".".join(["1"] * 32)
+    second = ".".join(["1"] * 31 + ["2"])
+
+    name = branch_name(first, "Title")
+
+    assert name != branch_name(second, "Title")
+    assert name == branch_name(first, "Another title")  # no room for a title: the id decides
+    body = name.removeprefix("task/")
+    assert len(body) <= MAX_LENGTH
+    assert re.fullmatch(r"(1-){24}1-[0-9a-f]{10}", body)  # cut at a dash, then the hash
+
+
+def test_given_an_id_that_just_fits_then_it_is_kept_whole_without_a_hash():
+    task_id = ".".join(["1"] * 30)  # 59 characters as a branch name
+
+    assert branch_name(task_id, "Title") == "task/" + "-".join(["1"] * 30)
+
+
+@given(
+    parts=st.lists(st.integers(min_value=0, max_value=99), min_size=31, max_size=60),
+    other=st.lists(st.integers(min_value=0, max_value=99), min_size=31, max_size=60),
+)
+def test_distinct_ids_too_long_for_a_name_give_distinct_names(parts, other):
+    first, second = ".".join(map(str, parts)), ".".join(map(str, other))
+
+    names = branch_name(first, "T"), branch_name(second, "T")
+
+    assert (names[0] == names[1]) == (first == second)
+    assert all(len(name) <= len("task/") + MAX_LENGTH for name in names)

@@ -3,7 +3,8 @@
 The name is a pure function of the task id and title, so every stage (and every re-run
 after a crash) finds the same branch again. Only lowercase ASCII letters, digits and single
 dashes appear after ``task/``; accented letters are transliterated, everything else is
-dropped; the part after ``task/`` is at most 60 characters, cut at a dash.
+dropped; the part after ``task/`` is at most 60 characters, cut at a dash. An id too long
+to fit is cut too, and a short hash of the whole id keeps distinct ids apart.
 """
 
 from __future__ import annotations
@@ -36,23 +37,33 @@ def branch_name(task_id: str, title: str) -> str:
 
     The id part is kept whole when it fits; the title is cut at the last dash that keeps
     the name within ``MAX_LENGTH``. An id with no ASCII letter or digit is replaced by a
-    short hash of itself so distinct ids still give distinct names.
+    short hash of itself so distinct ids still give distinct names. An id part longer
+    than ``MAX_LENGTH`` leaves no room for the title: it is cut at a dash and followed by
+    a short hash of the whole id (ids that differ only past the cut would otherwise share
+    a branch).
     """
     ident = slugify(task_id.replace(".", "-"))
     if not ident:
-        ident = "id-" + hashlib.sha256(task_id.encode("utf-8", "surrogatepass")).hexdigest()[:10]
+        ident = "id-" + _digest(task_id)
+    elif len(ident) > MAX_LENGTH:
+        digest = _digest(task_id)
+        return f"{PREFIX}{_cut(ident, MAX_LENGTH - len(digest) - 1)}-{digest}"
     title_part = slugify(title)
     body = f"{ident}-{title_part}" if title_part else ident
-    return PREFIX + _cut(body)
+    return PREFIX + _cut(body, MAX_LENGTH)
 
 
-def _cut(body: str) -> str:
-    if len(body) <= MAX_LENGTH:
+def _digest(task_id: str) -> str:
+    return hashlib.sha256(task_id.encode("utf-8", "surrogatepass")).hexdigest()[:10]
+
+
+def _cut(body: str, limit: int) -> str:
+    if len(body) <= limit:
         return body
-    head = body[: MAX_LENGTH + 1]
+    head = body[: limit + 1]
     if head.endswith("-"):
         return head.rstrip("-")
     dash = head.rfind("-")
     if dash > 0:
         return head[:dash].rstrip("-")
-    return body[:MAX_LENGTH].rstrip("-")
+    return body[:limit].rstrip("-")

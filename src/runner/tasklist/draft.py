@@ -41,7 +41,8 @@ class Draft:
 
     title = ""
     title_start = 0  # the column of the title in its line
-    dependencies: tuple[tuple[str, int], ...] = ()  # (id, 0-based line written on)
+    dependencies: list[tuple[str, int]] | None = None  # (id, 0-based line written on)
+    named: set[str] | None = None  # the ids in dependencies, once a second line adds some
     files: list[str] | None = None
     notes: list[str] | None = None
     description: list[DescriptionLine] | None = None
@@ -53,6 +54,7 @@ class Draft:
     generated = False  # an unnumbered checkbox: its id is made from its position
     written: str | None = None  # the bare number an item was written with ("2" for 1.2)
     id_at = 0  # the column where an id would be written in (a generated id)
+    unnamed_from = 1  # no "criterion N" below this N is free: names only ever get taken
 
     def __init__(self, task_id: str, kind: str, line: int, indent: int,
                  parent: str | None = None, token_kind: TokenKind = TokenKind.NONE,
@@ -85,15 +87,22 @@ class Draft:
         self.status = status
 
     def add_dependencies(self, task_ids: tuple[str, ...], line: int) -> None:
-        """Add the ids written on ``line`` (0-based); an id already named is kept once."""
-        existing = self.dependencies
-        known = {task_id for task_id, _ in existing} if existing else set()
-        added = []
+        """Add the ids written on ``line`` (0-based); an id already named is kept once.
+
+        Linear in the ids added, however many lines named some before (a list can give a
+        task tens of thousands of dependency lines).
+        """
+        dependencies = self.dependencies
+        if dependencies is None:
+            self.dependencies = [(task_id, line) for task_id in dict.fromkeys(task_ids)]
+            return
+        named = self.named
+        if named is None:
+            named = self.named = {task_id for task_id, _ in dependencies}
         for task_id in task_ids:
-            if task_id not in known:
-                known.add(task_id)
-                added.append((task_id, line))
-        self.dependencies = (*existing, *added) if existing else tuple(added)
+            if task_id not in named:
+                named.add(task_id)
+                dependencies.append((task_id, line))
 
     def add_files(self, paths: tuple[str, ...]) -> None:
         if self.files is None:
@@ -123,9 +132,14 @@ class Draft:
             self.criteria[name] = value
 
     def add_unnamed_criterion(self, value: str) -> None:
+        """Add ``value`` as ``criterion N``: the first free N from the count of criteria
+        plus one. The search starts past the names earlier calls found taken (they stay
+        taken), so a task's criteria are named in linear time."""
         if self.criteria is None:
             self.criteria = {}
-        number = len(self.criteria) + 1
-        while f"criterion {number}" in self.criteria:
+        criteria = self.criteria
+        number = max(len(criteria) + 1, self.unnamed_from)
+        while f"criterion {number}" in criteria:
             number += 1
-        self.criteria[f"criterion {number}"] = value
+        criteria[f"criterion {number}"] = value
+        self.unnamed_from = number + 1

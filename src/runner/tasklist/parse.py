@@ -10,6 +10,12 @@ position under its parent (``1.2`` for the second item of phase 1, the next free
 when that one is written elsewhere); a bare number on a checkbox inside a phase, a section
 or another item counts within it (``- [ ] 2. Title`` under phase 1 is ``1.2``), and a bare
 number among its dependencies names an earlier sibling when there is one.
+
+An id longer than ``syntax.MAX_ID_LENGTH`` characters or deeper than
+``syntax.MAX_ID_LEVELS`` levels, as written or once qualified by its parent, is a problem
+on its line. That line is not a task, and what belongs to it is skipped (its fields, the
+items nested in it; under a phase or heading, the items up to the next heading): no id is
+ever built from a longer one, so a line costs the same however long its id.
 """
 
 from __future__ import annotations
@@ -38,6 +44,7 @@ class LineParser:
         self._sublist_indent = 0  # indentation of that field's line
         self._pending: list[Draft] = []  # ids that wait for the whole file (generated ...)
         self._relative: list[Draft] = []  # ... or under a parent that has none yet
+        self._skip_below: int | None = None  # items deeper belong to a refused id (-1: all)
 
     def run(self) -> None:
         skip = self.source.skip_lines
@@ -100,7 +107,25 @@ class LineParser:
             draft.line + 1,
             f"duplicate task id {draft.id} ({written}first defined on line {first.line + 1})"))
 
+    def _refused(self, index: int, task_id: str, indent: int) -> bool:
+        """Report ``task_id`` when it is too long or too deep to be an id. What belongs to
+        it is then skipped: its fields and text, and the items deeper than ``indent`` (-1:
+        every item until the next heading), which would only be misread without it."""
+        problem = syntax.id_problem(task_id)
+        if problem is None:
+            return False
+        self.problems.append(Problem(index + 1, problem))
+        self._owner = None
+        self._sublist = None
+        self._skip_below = indent
+        return True
+
     def _new_phase(self, index: int, title_col: int, phase_id: str) -> None:
+        self._skip_below = None
+        if self._refused(index, phase_id, -1):
+            self._container = None
+            self._stack = []
+            return
         draft = Draft(phase_id, "phase", index, 0)
         self._register(draft, self.source.text[index][title_col:], title_col)
         self._container = draft
@@ -110,6 +135,7 @@ class LineParser:
         if (phase := syntax.PHASE_RE.match(stripped)) is not None:
             self._new_phase(index, column + phase.end(), phase.group(1))
             return
+        self._skip_below = None
         marks = syntax.HEADING_RE.match(stripped)
         found = None
         if marks is not None and len(marks.group(1)) >= 2:
@@ -118,6 +144,9 @@ class LineParser:
         if marks is None or found is None:
             self._owner = None
             self._sublist = None
+            return
+        if self._refused(index, found.group("id"), -1):
+            self._container = None
             return
         draft = Draft(found.group("id"), "heading", index, 0)
         draft.by_prefix = True
@@ -147,9 +176,15 @@ class LineParser:
                 self._sub_item(index, indent, text[at:])
                 return
             # A checkbox without an id is a task all the same: it gets one (_finish_ids).
+        if self._skip_below is not None:
+            if indent > self._skip_below:
+                return
+            self._skip_below = None
         stack = self._stack
         while stack and stack[-1].indent >= indent:
             stack.pop()
+        if task_id is not None and self._refused(index, task_id, indent):
+            return
         parent, by_prefix, written = None, False, None
         if stack:
             parent = stack[-1].id
@@ -164,8 +199,12 @@ class LineParser:
             task_id = _placeholder(len(self._pending))
         elif parent is not None and "." not in task_id:  # "2." under 1: it is 1.2
             written = task_id
-            task_id = f"{parent}.{written}" if parent[0] != "\0" else _placeholder(
-                len(self._pending))
+            if parent[0] == "\0":
+                task_id = _placeholder(len(self._pending))
+            else:
+                task_id = f"{parent}.{written}"
+                if self._refused(index, task_id, indent):
+                    return
         # Drafts are made with positional arguments: keywords cost a third of the call.
         if box is None:
             at = item.start("head")
@@ -341,7 +380,9 @@ class LineParser:
         parent's items (top level: just ``k``), or the next number not written anywhere
         else. An item written with a bare number under a parent that has a generated id
         gets ``<parent>.<number>``. A bare number among the dependencies of an item
-        written with a bare number names an earlier sibling when there is one.
+        written with a bare number names an earlier sibling when there is one. A final id
+        too long or too deep is reported, and that item and the generated ones under it
+        are dropped (the list is refused anyway).
         """
         pending = self._pending
         positions: dict[str, int] = {}
@@ -356,25 +397,45 @@ class LineParser:
             if draft.written is not None:
                 reserved.setdefault(draft.parent, set()).add(draft.written)
         used = {draft.id for draft in self.drafts if draft.id[0] != "\0"}
+        numbers = _FreeNumbers(used)
         renamed: dict[str, str] = {}
+        refused: dict[str, str] = {}  # a placeholder, and the id problems name it by
+        # Per parent, no number below this one is free: what a sibling found taken stays
+        # taken, and positions grow in file order (so a reserved number is tried once).
+        free_from: dict[str | None, int] = {}
         for draft in pending:
             key = draft.parent
+            if key is not None and key in refused:
+                refused[draft.id] = refused[key]
+                continue
             parent = renamed.get(key, key) if key is not None else None
             prefix = "" if parent is None else parent + "."
             if draft.written is not None:
                 new = prefix + draft.written
             else:
-                number, taken = positions[draft.id], reserved.get(key, ())
-                while str(number) in taken or prefix + str(number) in used:
+                number = max(positions[draft.id], free_from.get(key, 0))
+                taken = reserved.get(key, ())
+                while str(number := numbers.first_free(prefix, number)) in taken:
                     number += 1
+                free_from[key] = number + 1
                 new = prefix + str(number)
+            problem = syntax.id_problem(new)
+            if problem is not None:
+                self.problems.append(Problem(draft.line + 1, problem))
+                refused[draft.id] = syntax.short_id(new)
+                continue
             renamed[draft.id] = new
             draft.id, draft.parent = new, parent
             used.add(new)
+        if refused:
+            self.drafts = [draft for draft in self.drafts if draft.id not in refused]
         by_id: dict[str, Draft] = {}
         for draft in self.drafts:
-            if draft.parent is not None and draft.parent in renamed:
-                draft.parent = renamed[draft.parent]
+            if draft.parent is not None:
+                if draft.parent in renamed:
+                    draft.parent = renamed[draft.parent]
+                elif draft.parent in refused:
+                    draft.parent = None
             if draft.duplicate:
                 continue
             first = by_id.get(draft.id)
@@ -384,15 +445,46 @@ class LineParser:
                 self._duplicate(draft, first)
         self.by_id = by_id
         for draft in (*pending, *self._relative):
-            if draft.written is not None and draft.dependencies and draft.parent is not None:
-                draft.dependencies = tuple(
-                    (_sibling(draft, dep, by_id), line) for dep, line in draft.dependencies)
-        if renamed:
+            if (draft.written is not None and draft.dependencies and draft.parent is not None
+                    and draft.id not in refused):
+                draft.dependencies = [
+                    (_sibling(draft, dep, by_id), line) for dep, line in draft.dependencies]
+        names = {**renamed, **refused} if refused else renamed
+        if names:
             def final(found: re.Match[str]) -> str:
-                return renamed.get(found.group(), found.group())
+                return names.get(found.group(), found.group())
             self.problems = [
                 Problem(p.line, _PLACEHOLDER_RE.sub(final, p.message)) if "\0" in p.message
                 else p for p in self.problems]
+
+
+class _FreeNumbers:
+    """The first ``n`` from a number on for which ``<prefix>.<n>`` is no id in ``used``.
+
+    Each number found taken is remembered with the first one after it that may be free,
+    and the runs walked are joined (ids are only ever added), so a run of written ids is
+    walked once, not once per id generated next to it (by other parents with the same id,
+    too).
+    """
+
+    def __init__(self, used: set[str]) -> None:
+        self._used = used
+        self._next: dict[str, dict[int, int]] = {}  # per prefix: taken number -> later one
+
+    def first_free(self, prefix: str, number: int) -> int:
+        following = self._next.setdefault(prefix, {})
+        walked: list[int] = []
+        while True:
+            after = following.get(number)
+            if after is None:
+                if prefix + str(number) not in self._used:
+                    break
+                after = number + 1
+            walked.append(number)
+            number = after
+        for taken in walked:
+            following[taken] = number
+        return number
 
 
 def _sibling(draft: Draft, dependency: str, by_id: dict[str, Draft]) -> str:

@@ -9,6 +9,10 @@ second, *masked* copy of each line in which:
   columns of what remains stay those of the raw line;
 - a comment followed (next non-blank line) by ``PHASE N COMPLETED`` is *kept*: only its
   delimiters are removed, its lines are marked done, and the marker line is skipped.
+
+Masking is linear in the size of the file, however the comments are laid out: the line
+after each comment is found by one forward scan shared by all comments, and a line is
+rebuilt once, from all the comments on it.
 """
 
 from __future__ import annotations
@@ -38,7 +42,7 @@ class _Region:
     start_line: int
     start_col: int
     end_line: int
-    end_col: int  # column just after "-->"; -1 when the comment is never closed
+    end_col: int  # column just after "-->" (the end of the file when never closed)
 
 
 def read_source(text: str) -> SourceLines:
@@ -54,11 +58,8 @@ def read_source(text: str) -> SourceLines:
     if "<!--" not in text and "```" not in text and "~~~" not in text:
         return source
     regions = _comment_regions(masked, source)
-    for region in regions:
-        if _is_completed(masked, region):
-            _keep_completed(masked, region, source)
-        else:
-            _blank(masked, region)
+    if regions:
+        _mask(masked, regions, source)
     return source
 
 
@@ -104,39 +105,71 @@ def _comment_regions(lines: list[str], source: SourceLines) -> list[_Region]:
     return regions
 
 
-def _is_completed(lines: list[str], region: _Region) -> bool:
-    if region.end_col < 0:
-        return False
-    for line in lines[region.end_line + 1 :]:
-        if line.strip():
-            return _COMPLETED_MARKER.match(line) is not None
-    return False
+_BLANK, _OPEN_KEPT, _CLOSE_KEPT = 0, 1, 2  # edits: blank a span; drop a kept delimiter
+_Edit = tuple[int, int, int]  # kind, start column, end column
 
 
-def _blank(lines: list[str], region: _Region) -> None:
-    for index in range(region.start_line, region.end_line + 1):
-        line = lines[index]
-        start = region.start_col if index == region.start_line else 0
-        end = region.end_col if index == region.end_line else len(line)
-        lines[index] = line[:start] + " " * (end - start) + line[end:]
+def _mask(lines: list[str], regions: list[_Region], source: SourceLines) -> None:
+    """Blank ``regions`` in ``lines``, or keep those a completed marker follows."""
+    # Which comments are completed: decided on the lines as they are before any masking
+    # (what follows a comment is never changed by the comments before it).
+    count = len(lines)
+    following = 0  # the first non-blank line after the comment's last line
+    completed: list[int | None] = []  # per comment: its marker line, or None
+    for region in regions:
+        following = max(following, region.end_line + 1)
+        while following < count and not lines[following].strip():
+            following += 1
+        # (A comment never closed runs to the end of the file: nothing follows it.)
+        if following < count and _COMPLETED_MARKER.match(lines[following]) is not None:
+            completed.append(following)
+        else:
+            completed.append(None)
+    edits: dict[int, list[_Edit]] = {}
+    for region, marker in zip(regions, completed, strict=True):
+        first, last = region.start_line, region.end_line
+        if marker is None:
+            end = region.end_col if first == last else len(lines[first])
+            edits.setdefault(first, []).append((_BLANK, region.start_col, end))
+            for index in range(first + 1, last):
+                lines[index] = " " * len(lines[index])
+            if last > first:
+                edits.setdefault(last, []).append((_BLANK, 0, region.end_col))
+            continue
+        opening = region.start_col
+        edits.setdefault(first, []).append((_OPEN_KEPT, opening, opening + len(_OPEN)))
+        edits.setdefault(last, []).append(
+            (_CLOSE_KEPT, region.end_col - len(_CLOSE), region.end_col))
+        source.done_lines.update(range(first + 1, last + 1))
+        source.skip_lines.add(marker)
+    for index, line_edits in edits.items():
+        lines[index], opens_line = _edited(lines[index], line_edits)
+        if opens_line:
+            source.done_lines.add(index)
 
 
-def _keep_completed(lines: list[str], region: _Region, source: SourceLines) -> None:
-    """Drop the delimiters of a completed block; mark its lines done and skip its marker."""
-    first, last = region.start_line, region.end_line
-    close_at = region.end_col - len(_CLOSE)
-    closing = lines[last]
-    lines[last] = closing[:close_at] + "   " + closing[region.end_col :]
-    opening = lines[first]
-    before = opening[: region.start_col]
-    after = opening[region.start_col + len(_OPEN) :]
-    if before.strip():
-        lines[first] = before + "    " + after
-        first += 1
-    else:
-        lines[first] = after.lstrip(" \t")
-    source.done_lines.update(range(first, last + 1))
-    for index in range(last + 1, len(lines)):
-        if lines[index].strip():
-            source.skip_lines.add(index)
-            break
+def _edited(line: str, edits: list[_Edit]) -> tuple[str, bool]:
+    """``line`` with ``edits`` (in column order) made, and whether a kept comment opens it.
+
+    A blanked span and a kept comment's delimiters become spaces, so columns stay those of
+    the raw line; but a kept comment with only blanks before it on its first line starts
+    that line: what comes before it, its ``<!--`` and the blanks after are dropped (then
+    the line is one of the comment's, marked done; otherwise it is not).
+    """
+    pieces: list[str] = []
+    cursor = 0
+    has_text = opens_line = False
+    for kind, start, end in edits:
+        kept = line[cursor:start]
+        if kept:
+            pieces.append(kept)
+            has_text = has_text or not kept.isspace()
+        cursor = end
+        if kind == _OPEN_KEPT and not has_text:
+            pieces.clear()
+            opens_line = True
+        else:
+            pieces.append(" " * (end - start))
+    pieces.append(line[cursor:])
+    text = "".join(pieces)
+    return (text.lstrip(" \t") if opens_line else text), opens_line

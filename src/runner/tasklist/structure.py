@@ -104,19 +104,24 @@ def _tasks(drafts: list[Draft], children: dict[str, list[str]],
 def _resolve_parents(drafts: list[Draft], by_id: dict[str, Draft],
                      problems: list[Problem]) -> bool:
     """Give headings their parent by id prefix; report loops. True when every parent
-    comes before its children in the file (then no loop is possible)."""
+    comes before its children in the file (then no loop is possible).
+
+    The prefixes are tried longest first, each cut at the dot before the last; ids have at
+    most ``syntax.MAX_ID_LEVELS`` levels (the parser reports deeper ones), so that is a
+    handful of short look-ups per heading.
+    """
     ordered = True
     for draft in drafts:
         if draft.by_prefix:
-            parts = draft.id.split(".")
+            task_id = draft.id
             draft.parent = None
-            for size in range(len(parts) - 1, 0, -1):
-                candidate = ".".join(parts[:size])
+            end = task_id.rfind(".")
+            while end > 0:
+                candidate = task_id[:end]
                 if candidate in by_id:
                     draft.parent = candidate
                     break
-            if draft.parent == draft.id:
-                draft.parent = None
+                end = task_id.rfind(".", 0, end)
         if draft.parent is not None and by_id[draft.parent].line >= draft.line:
             ordered = False
     if ordered:
@@ -152,7 +157,7 @@ def _dependencies_point_back(drafts: list[Draft], dependent: list[Draft]) -> boo
         if parent is not None and subtree_end[draft.id] > subtree_end[parent]:
             subtree_end[parent] = subtree_end[draft.id]
     for draft in dependent:
-        for dependency, _ in draft.dependencies:
+        for dependency, _ in draft.dependencies or ():
             end = subtree_end.get(dependency)
             if end is not None and end >= draft.line:
                 return False
@@ -173,7 +178,7 @@ def _nodes(drafts: list[Draft], by_id: dict[str, Draft],
         nodes.append(Node(
             id=draft.id,
             parent=index[draft.parent] if draft.parent is not None else None,
-            dependencies=tuple((index[dep], line) for dep, line in draft.dependencies
+            dependencies=tuple((index[dep], line) for dep, line in draft.dependencies or ()
                                if dep in by_id),
             children=tuple(index[child] for child in children.get(draft.id, ())),
             previous_leaf=previous_leaf,

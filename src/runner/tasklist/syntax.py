@@ -14,6 +14,13 @@ from runner.tasklist.model import TaskStatus
 
 ID = r"\d+(?:\.\d+)*"
 ID_RE = re.compile(ID)
+MAX_ID_LENGTH = 100
+"""Characters a task id may have (real lists use ids like ``1.1.1``). Ids are stored in
+columns of 200 characters and are part of branch names; a longer id is a problem."""
+MAX_ID_LEVELS = 10
+"""Levels a task id may have (``1.2.3`` has three). A heading's parent is looked up by each
+prefix of its id, and generated ids grow by one number per level of nesting."""
+_SHOWN_ID = 40  # characters of an over-long id quoted in its problem
 # "Phase 2: Title", optionally as a heading; the title may carry "(Dependencies: [..])".
 PHASE_RE = re.compile(r"(?:#{1,6}[ \t]+)?phase[ \t]+(\d+)[ \t]*(?::|[-\u2013\u2014][ \t])[ \t]*",
                       re.IGNORECASE)
@@ -85,6 +92,27 @@ def indent_width(text: str) -> int:
     return width
 
 
+def id_problem(task_id: str) -> str | None:
+    """Why ``task_id`` cannot be a task id (longer than ``MAX_ID_LENGTH`` characters or
+    deeper than ``MAX_ID_LEVELS`` levels), or None when it can. The message quotes the
+    start of the id only: an id can be as long as the line that holds it."""
+    length = len(task_id)
+    if length < 2 * MAX_ID_LEVELS:  # the common case: too short to be too deep
+        return None
+    levels = task_id.count(".") + 1
+    if length <= MAX_ID_LENGTH and levels <= MAX_ID_LEVELS:
+        return None
+    shown = short_id(task_id)
+    if length > MAX_ID_LENGTH:
+        return f"task id {shown} is too long ({length} characters; at most {MAX_ID_LENGTH})"
+    return f"task id {shown} is too deep ({levels} levels; at most {MAX_ID_LEVELS})"
+
+
+def short_id(task_id: str) -> str:
+    """``task_id`` as a problem quotes it: its first characters when it is too long."""
+    return task_id if len(task_id) <= _SHOWN_ID else task_id[:_SHOWN_ID] + "..."
+
+
 def split_title(text: str) -> tuple[str, tuple[str, ...], str | None]:
     """Split ``Title (Dependencies: [a, b])`` into the title, its dependency ids, and an
     error when the dependency suffix is malformed. The title starts ``text``.
@@ -125,9 +153,10 @@ def _split_prose(text: str) -> tuple[str, tuple[str, ...], str | None]:
     if not may_name_dependencies(title):
         return title, (), None
     ids: list[str] = []
+    last = len(title.rstrip(" \t."))  # a statement ending here ends the title
     for found in _PROSE_PAREN_RE.finditer(title):
         ids.extend(ID_RE.findall(found.group("ids")))
-        if found.end() == len(title) or not title[found.end() :].strip(" \t."):
+        if found.end() >= last:
             title = title[: found.start()].rstrip()
             break
     tail = _PROSE_TAIL_RE.search(title)
@@ -166,13 +195,12 @@ def parse_dependencies(value: str) -> tuple[tuple[str, ...], str | None]:
     parts = [part.strip() for part in value.split(",")]
     if parts and not parts[-1] and len(parts) > 1:
         parts.pop()
-    ids: list[str] = []
+    ids: dict[str, None] = {}  # in order, each once (a set test: lists can be long)
     for part in parts:
         match = _DEP_ITEM_RE.fullmatch(part)
         if match is None:
             return (), f"malformed dependency list: {part!r} is not a task id"
-        if match.group(2) not in ids:
-            ids.append(match.group(2))
+        ids[match.group(2)] = None
     return tuple(ids), None
 
 

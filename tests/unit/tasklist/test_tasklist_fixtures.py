@@ -8,6 +8,7 @@ import difflib
 import pytest
 
 from runner.tasklist import Task, TaskList, TaskStatus, TaskType, select_next
+from runner.tasklist.syntax import MAX_ID_LENGTH, MAX_ID_LEVELS
 
 
 def changed_lines(before: str, after: str) -> list[tuple[str, str]]:
@@ -218,3 +219,11 @@ def test_given_a_parsed_task_then_it_is_an_ordinary_frozen_task(full_text):
     with pytest.raises(dataclasses.FrozenInstanceError):
         step.title = "changed"  # type: ignore[misc]
     assert repr(step).startswith("Task(id='1.2.5', title='Verify correctness of Task 1.2")
+
+
+@pytest.mark.parametrize("name", ["full_text", "in_progress_text"])
+def test_the_field_lists_ids_stay_far_below_the_id_limits(name, request):
+    tasks = TaskList.parse(request.getfixturevalue(name))
+
+    assert max(len(task.id) for task in tasks.tasks) * 10 <= MAX_ID_LENGTH
+    assert max(task.id.count(".") + 1 for task in tasks.tasks) * 3 <= MAX_ID_LEVELS

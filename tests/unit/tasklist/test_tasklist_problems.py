@@ -153,3 +153,58 @@ def test_given_a_broken_list_then_the_error_is_a_config_error_listing_lines():
     assert str(error) == "line 1: task 1.1 depends on unknown task 2"
     assert error.problems == [Problem(1, "task 1.1 depends on unknown task 2")]
     assert error.details["source"] == "repo/tasks_list.md"
+
+
+# -- ids too long or too deep: stored in columns of 200 characters and named in branches ---
+
+TEN_LEVELS = ".".join(["1"] * 10)  # the deepest id allowed
+ELEVEN_LEVELS = TEN_LEVELS + ".1"
+LONG = "1." * 50 + "1"  # 51 levels, 101 characters
+
+
+@pytest.mark.parametrize(
+    ("text", "line", "message"),
+    [
+        (f"- [ ] {ELEVEN_LEVELS} A\n", 1,
+         f"task id {ELEVEN_LEVELS} is too deep (11 levels; at most 10)"),
+        (f"- [ ] 1 A\n#### {ELEVEN_LEVELS} Section\n- **Status**: pending\n", 2,
+         f"task id {ELEVEN_LEVELS} is too deep (11 levels; at most 10)"),
+        (f"- [ ] 1 A\n- [ ] {LONG} B\n", 2,
+         f"task id {LONG[:40]}... is too long (101 characters; at most 100)"),
+        ("Phase " + "9" * 101 + ": P\n", 1,
+         f"task id {'9' * 40}... is too long (101 characters; at most 100)"),
+        ("- [ ] " + "7" * 101 + " A\n", 1,
+         f"task id {'7' * 40}... is too long (101 characters; at most 100)"),
+        # qualified by its parent: "2." under a ten-level section is an eleventh level
+        (f"#### {TEN_LEVELS} S\n- [ ] 2. A\n", 2,
+         f"task id {TEN_LEVELS}.2 is too deep (11 levels; at most 10)"),
+        # generated under a ten-level section; the items under it are not reported again
+        (f"#### {TEN_LEVELS} S\n- [ ] A\n  - [ ] B\n  - [ ] 3. C\n", 2,
+         f"task id {TEN_LEVELS}.1 is too deep (11 levels; at most 10)"),
+        # qualified by a generated parent
+        (f"#### {'1.' * 8}1 S\n- [ ] A\n  - [ ] 4. B\n", 3,
+         f"task id {TEN_LEVELS}.4 is too deep (11 levels; at most 10)"),
+    ],
+)
+def test_given_an_id_too_long_or_too_deep_then_its_line_is_reported(text, line, message):
+    assert problems_of(text) == [(line, message)]
+
+
+def test_given_ids_at_the_limits_then_they_are_tasks():
+    nine = TEN_LEVELS[:-2]
+    text = f"- [ ] {'1' * 100} A\n- [ ] 9.{'9' * 98} B\n#### {nine} S\n#### {TEN_LEVELS} T\n"
+
+    tasks = TaskList.parse(text)
+
+    assert [(task.id, task.parent) for task in tasks.tasks] == [
+        ("1" * 100, None), ("9." + "9" * 98, None), (nine, None), (TEN_LEVELS, nine)]
+    assert max(len(task.id) for task in tasks.tasks) == 100
+
+
+def test_given_an_id_as_long_as_its_line_then_the_problem_quotes_its_start_only():
+    text = "#### " + ".".join(["1"] * 100_000) + " Deep\n- [ ] 1. A\n- **Status**: odd\n"
+
+    problems = problems_of(text)
+
+    assert problems == [
+        (1, f"task id {'1.' * 20}... is too long (199999 characters; at most 100)")]

@@ -362,3 +362,114 @@ def test_given_hostile_lines_of_prose_dependencies_then_they_parse_without_hangi
     task = TaskList.parse(text).get("1.1")
 
     assert task.dependencies == ()  # none of them is a complete dependency statement
+
+
+# -- layouts whose cost grew with the square of their size: at these sizes the old parser
+# ran for tens of seconds to minutes (for every comment, dependency line or item, it walked
+# again what the ones before had walked); each is read here in a fraction of a second. ---
+
+
+@pytest.mark.timeout(120)  # a guard only
+@pytest.mark.parametrize("completed", [False, True])
+def test_given_many_comments_on_a_line_then_blank_lines_then_it_is_read_once(completed):
+    count = HOSTILE_SIZE // 14
+    marker = "PHASE 1 COMPLETED\n" if completed else ""
+    text = ("<!-- - [x] 1.1 Old -->" + "<!---->" * count + "\n" * (7 * count) + marker
+            + "- [ ] 2.1 New\n")
+
+    tasks = TaskList.parse(text)
+
+    expected = [("2.1", TaskStatus.PENDING)]
+    if completed:  # the comments are kept, the marker line is skipped
+        expected.insert(0, ("1.1", TaskStatus.DONE))
+    assert [(task.id, task.status) for task in tasks.tasks] == expected
+    assert tasks.render() == text
+
+
+@pytest.mark.timeout(120)
+def test_given_a_task_with_thousands_of_dependency_lines_then_each_is_read_once():
+    count = HOSTILE_SIZE // 12
+    text = "- [ ] 1 A\n" + "".join(f"  deps {n}\n" for n in range(2, count + 2)) + "  deps 2\n"
+
+    with pytest.raises(TaskListError) as caught:
+        TaskList.parse(text)
+
+    assert [(p.line, p.message) for p in caught.value.problems] == [
+        (n, f"task 1 depends on unknown task {n}") for n in range(2, count + 2)]
+
+
+@pytest.mark.timeout(120)
+def test_given_a_long_dependency_list_in_quotes_then_each_id_is_read_once():
+    count = HOSTILE_SIZE // 8
+    names = ["1", *map(str, range(3, count + 3)), "1"]
+    text = "- [ ] 1 A\n- [ ] 2 B\n  - **Dependencies**: [" + ", ".join(
+        f'"{name}"' for name in names) + "]\n"
+
+    with pytest.raises(TaskListError) as caught:
+        TaskList.parse(text)
+
+    assert [(p.line, p.message) for p in caught.value.problems] == [
+        (3, f"task 2 depends on unknown task {n}") for n in range(3, count + 3)]
+
+
+@pytest.mark.timeout(120)
+def test_given_a_title_full_of_prose_dependencies_then_it_is_read_once():
+    count = 4 * HOSTILE_SIZE // 15  # the largest list the service reads
+    title = "B" + " (depends on 1)" * count + " and more"
+
+    task = TaskList.parse(f"- [ ] 1 A\n- [ ] 2 {title}\n").get("2")
+
+    assert (task.title, task.dependencies) == (title, ("1",))
+
+
+@pytest.mark.timeout(120)
+def test_given_unnumbered_items_whose_numbers_are_all_written_later_then_each_is_tried_once():
+    count = HOSTILE_SIZE // 19
+    text = "- [ ] x\n" * count + "".join(f"- [ ] {n}\n" for n in range(1, count + 1))
+
+    tasks = TaskList.parse(text)
+
+    generated = [str(n) for n in range(count + 1, 2 * count + 1)]
+    assert [task.id for task in tasks.tasks] == generated + [
+        str(n) for n in range(1, count + 1)]
+    assert tasks.generated_ids() == generated
+
+
+@pytest.mark.timeout(120)
+def test_given_many_parents_with_the_same_id_then_free_numbers_are_found_once():
+    count = HOSTILE_SIZE // 54
+    text = ("- [ ] x\n" + "  - [ ] 1. a\n    - [ ] y\n" * count
+            + "".join(f"- [ ] 1.1.{n} t\n" for n in range(1, 2 * count)))
+
+    with pytest.raises(TaskListError) as caught:
+        TaskList.parse(text)
+
+    assert [(p.line, p.message) for p in caught.value.problems] == [
+        (2 * n + 2, "duplicate task id 1.1 (written as 1 under 1; first defined on line 2)")
+        for n in range(1, count)]
+
+
+@pytest.mark.timeout(120)
+def test_given_a_heading_id_with_thousands_of_levels_then_it_is_reported_once():
+    deep = ".".join(["1"] * (HOSTILE_SIZE // 2))
+    text = f"## 1 Top\n## {deep} Deep\n- [ ] 1. A\n- **Status**: odd\n"
+
+    with pytest.raises(TaskListError) as caught:
+        TaskList.parse(text)
+
+    assert [(p.line, p.message) for p in caught.value.problems] == [
+        (2, f"task id {deep[:40]}... is too long ({len(deep)} characters; at most 100)")]
+
+
+@pytest.mark.timeout(120)
+def test_given_thousands_of_unnamed_criteria_after_named_ones_then_each_is_named_once():
+    count = HOSTILE_SIZE // 38
+    text = ("- [ ] 1 A\n  - **Criteria**:\n"
+            + "".join(f"    - criterion {n}: named\n" for n in range(count + 1, 2 * count + 1))
+            + "    - plain\n" * count)
+
+    criteria = TaskList.parse(text).get("1").criteria
+
+    assert list(criteria.items()) == [
+        (f"criterion {n}", "named") for n in range(count + 1, 2 * count + 1)] + [
+        (f"criterion {n}", "plain") for n in range(2 * count + 1, 3 * count + 1)]
