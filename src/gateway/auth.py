@@ -75,6 +75,12 @@ def _key(value: str) -> str:
     return Path(value).read_text(encoding="utf-8")
 
 
+MAX_TOKEN_LENGTH = 8 * 1024
+"""Characters a bearer token may have; a longer one is refused (401, as an invalid token)
+before PyJWT reads it, which costs loop CPU in proportion to its length (about 0.1 ms per
+KiB) and is open to anyone without credentials. Tokens from ``mint`` are a few hundred
+characters, a hundred project grants make about 4,500, and common proxies refuse an
+``Authorization`` line longer than 8 KiB anyway."""
 CACHE_SECONDS = 10.0
 """How long a verified token is taken on trust without checking its signature again
 (never past its own expiry)."""
@@ -98,8 +104,13 @@ class Authenticator:
             self.verify_key = settings.jwt.secret
 
     def authenticate(self, token: str | None) -> Principal:
+        """The principal of ``token``; a :class:`Problem` 401 when it is missing, longer
+        than ``MAX_TOKEN_LENGTH``, malformed, wrongly signed, expired or its claims bad."""
         if not token:
             raise Problem(401, "missing bearer token", headers={"WWW-Authenticate": "Bearer"})
+        if len(token) > MAX_TOKEN_LENGTH:
+            raise Problem(401, f"invalid token: longer than {MAX_TOKEN_LENGTH} characters",
+                          headers={"WWW-Authenticate": 'Bearer error="invalid_token"'})
         now = time.monotonic()
         cached = self._verified.get(token)
         if cached is not None:
