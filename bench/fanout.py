@@ -768,7 +768,10 @@ def main() -> int:
     with interrupts_raise(), throwaway_database("fanout") as db_url, \
             tempfile.TemporaryDirectory(prefix="devteam-fanout-") as tmp:
         os.environ.update({"DEVTEAM_DATABASE_URL": db_url, "DEVTEAM_LOG_FORMAT": "json",
-                           "DEVTEAM_WORKSPACE_ROOT": str(Path(tmp) / "workspaces")})
+                           "DEVTEAM_WORKSPACE_ROOT": str(Path(tmp) / "workspaces"),
+                           # every client is the one benchmark user of one customer
+                           "DEVTEAM_GATEWAY_STREAMS_PER_USER": "100000",
+                           "DEVTEAM_GATEWAY_STREAMS_PER_CUSTOMER": "100000"})
         reset_settings_cache()
         procs = Processes(env=dict(os.environ), logdir=Path(tmp) / "logs")
         try:

@@ -18,7 +18,7 @@ from litestar.exceptions import HTTPException, ValidationException
 from litestar.utils.scope.state import ScopeState
 
 from gateway import correlation
-from gateway.validation import collect_errors
+from gateway.validation import FIELD_CHARS, MESSAGE_CHARS, clip, collect_errors, listing
 from runner.redact import Redactor, tenant_redactor
 
 log = structlog.get_logger("devteam.gateway")
@@ -107,24 +107,27 @@ def on_problem(request: Request[Any, Any, Any], exc: Exception) -> Response[byte
 
 
 def on_validation(request: Request[Any, Any, Any], exc: Exception) -> Response[bytes]:
-    """Name every bad field, not only the first one msgspec stopped at."""
+    """Name every bad field, not only the first one msgspec stopped at: up to
+    ``validation.MAX_ERRORS`` of them, then one entry saying how many more there were."""
     assert isinstance(exc, ValidationException)
     errors: list[dict[str, str]] = []
+    omitted = 0
     handler = request.scope.get("route_handler")
     body_type = getattr(handler, "parsed_data_field", None)
     raw = ScopeState.from_scope(request.scope).body
     if body_type is not None and isinstance(raw, bytes | bytearray):
-        errors = collect_errors(body_type.annotation, bytes(raw))
+        errors, omitted = collect_errors(body_type.annotation, bytes(raw))
     extra = [e for e in (exc.extra or []) if isinstance(e, dict)]
     # Path and query parameters are checked by Litestar, the body above: report both.
     errors += [_litestar_error(handler, e) for e in extra
                if e.get("source") != "body" or not errors]
     if not errors:
         missing = _MISSING.match(str(exc.detail))
-        errors = [{"field": missing[1], "message": "required parameter is missing"} if missing
-                  else {"field": "", "message": str(exc.detail)}]
+        errors = [{"field": clip(missing[1]), "message": "required parameter is missing"}
+                  if missing else {"field": "", "message": clip(str(exc.detail), MESSAGE_CHARS)}]
     detail = "; ".join(f"{e['field'] or 'body'}: {e['message']}" for e in errors[:5])
-    return problem_response(request, Problem(400, f"invalid request: {detail}", errors=errors))
+    return problem_response(request, Problem(400, f"invalid request: {detail}",
+                                             errors=listing(errors, omitted)))
 
 
 _MISSING = re.compile(r"^Missing required \w+ parameter '([^']+)'")
@@ -135,7 +138,8 @@ def _litestar_error(handler: Any, entry: dict[str, Any]) -> dict[str, str]:
     message = str(entry.get("message") or "invalid value")
     if message.startswith(("Expected", "Object")):
         message = message.split(" - at ", 1)[0]
-    return {"field": _wire_name(handler, key), "message": message}
+    return {"field": clip(_wire_name(handler, key), FIELD_CHARS),
+            "message": clip(message, MESSAGE_CHARS)}
 
 
 def _wire_name(handler: Any, key: str) -> str:

@@ -192,6 +192,14 @@ class GatewaySettings(msgspec.Struct, frozen=True, kw_only=True):
     """Frames buffered per live subscriber before it is told to ``resync``."""
     ws_ping_seconds: float = 20.0
     """Interval of server pings on WebSockets and SSE."""
+    streams_per_user: int = 20
+    """Live streams (WebSocket and SSE together) one user may have open at once; one more
+    is refused (SSE 429 with ``Retry-After``, WebSocket close 1013) until one closes.
+    Counted by each gateway process (``serve --workers``) on its own."""
+    streams_per_customer: int = 500
+    """Live streams following one customer's projects open at once, all its users
+    together; one more is refused likewise. A stream counts for each customer it follows:
+    those of its ``projectId`` values, else of its token's grants."""
     header_timeout_seconds: float = 10.0
     """A request's line and headers must arrive within this time of the connection opening
     (or of the request's first byte on a kept-alive one): past it 408 and closed."""

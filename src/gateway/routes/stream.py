@@ -9,6 +9,12 @@ WebSocket is closed with 4401 "token expired", and an SSE response sends a last 
 frame saying so and ends. The client reconnects with a fresh token and its cursor
 (``since`` or ``Last-Event-ID``) and misses nothing.
 
+A stream follows at most ``MAX_PROJECTS`` ``projectId`` values (more is 400, or close
+4400: each one is indexed, checked and sent to the database with every replay page), and
+a 400 quotes a bad value cut short. One user, and one customer, may only have so many
+streams open at once (``gateway.streams_per_user``, ``gateway.streams_per_customer``):
+one more is answered 429 with ``Retry-After`` (SSE) or closed 1013 (WebSocket).
+
 A cursor is ASCII digits only (anything else is 400, or close 4400). Control frames
 (``connection-established``, ``error``, ``resync``, ``pong``, ``replay-complete``) name
 the project when the socket is scoped to one. SSE frames carry ``event: <type>`` beside
@@ -39,12 +45,14 @@ from gateway.fanout import (
     Hub,
     Item,
     Subscriber,
+    TooManyStreams,
     control_frame,
     replay_complete_payload,
     resync_payload,
 )
 from gateway.frames import ConnectionEstablished, Ping, Pong, StreamError, is_cursor
 from gateway.problems import Problem
+from gateway.validation import echo
 from runner.settings import Settings
 
 log = structlog.get_logger("devteam.stream")
@@ -52,6 +60,12 @@ log = structlog.get_logger("devteam.stream")
 MAX_CLIENT_FRAME = 10 * 1024
 EXPIRED = "token expired"
 FRAME_TYPES = {"execution-update", "execution-log", "error", "completion"}
+MAX_PROJECTS = 50
+"""``projectId`` values one stream may name (repeats included): each is checked against
+the token, indexed by the hub and sent to the database with every replay page. A client
+following more leaves ``projectId`` out (every project its token grants)."""
+UNKNOWN_TYPES_NAMED = 5
+"""Unknown frame types a 400 names at most (the rest are counted)."""
 
 CLOSE_UNAUTHORIZED = 4401
 CLOSE_FORBIDDEN = 4403
@@ -64,8 +78,9 @@ CLOSE_CODES: dict[int, str] = {
                         "reconnect with a fresh token and since=<last id>; never retry "
                         "with the same token",
     CLOSE_FORBIDDEN: "the token does not grant a projectId asked for: do not retry",
-    CLOSE_UNAVAILABLE: "the stream is unavailable for now (the database): retry with "
-                       "backoff and since=<last id>",
+    CLOSE_UNAVAILABLE: "the stream is unavailable for now (the database, or this user or "
+                       "customer has as many streams open as allowed: the reason says "
+                       "which): retry with backoff and since=<last id>",
 }
 """Every code the server closes a WebSocket with, and what the client should do."""
 
@@ -85,16 +100,25 @@ class StreamQuery(msgspec.Struct, frozen=True):
 def parse_query(params: Any, last_event_id: str | None = None) -> StreamQuery:
     """Validate the stream's query; raises Problem(400) naming the bad parameter."""
     projects = [*params.getall("projectId", []), *params.getall("project_id", [])]
+    if len(projects) > MAX_PROJECTS:
+        raise Problem(400, f"a stream follows at most {MAX_PROJECTS} projectId values, "
+                           f"not {len(projects)}; leave projectId out to follow every "
+                           "project the token grants",
+                      errors=[{"field": "projectId",
+                               "message": f"at most {MAX_PROJECTS} values"}])
     for p in projects:
         if not PROJECT_ID.match(p):
-            raise Problem(400, f"projectId {p!r} is not customer/project",
+            raise Problem(400, f"projectId {echo(p)} is not customer/project",
                           errors=[{"field": "projectId", "message": "must match customer/project"}])
     types: set[str] = set()
     for value in params.getall("types", []):
         types.update(t for t in value.split(",") if t)
-    unknown = types - FRAME_TYPES
+    unknown = sorted(types - FRAME_TYPES)
     if unknown:
-        raise Problem(400, f"unknown frame types: {', '.join(sorted(unknown))}",
+        named = ", ".join(echo(t) for t in unknown[:UNKNOWN_TYPES_NAMED])
+        more = len(unknown) - UNKNOWN_TYPES_NAMED
+        raise Problem(400, f"unknown frame types: {named}"
+                           + (f" and {more} more" if more > 0 else ""),
                       errors=[{"field": "types", "message": "unknown frame type"}])
     level = params.get("level")
     if level is not None and level not in LEVELS:
@@ -109,6 +133,11 @@ def parse_query(params: Any, last_event_id: str | None = None) -> StreamQuery:
         since = int(raw_since)
     minimum = LEVELS.get(level or "debug", 0)
     return StreamQuery(frozenset(projects), frozenset(types), minimum, since)
+
+
+def _reason(detail: str) -> str:
+    """``detail`` as a close reason: at most 120 bytes of UTF-8 (the frame allows 123)."""
+    return detail.encode()[:120].decode(errors="ignore")
 
 
 def _principal(auth: Authenticator, header: str | None, token: str | None) -> Principal:
@@ -131,20 +160,23 @@ async def ws_stream(socket: WebSocket[Any, Any, Any]) -> None:
         principal = _principal(auth, socket.headers.get("authorization"),
                                socket.query_params.get("token"))
     except Problem as exc:
-        await socket.close(code=CLOSE_UNAUTHORIZED, reason=exc.detail[:120])
+        await socket.close(code=CLOSE_UNAUTHORIZED, reason=_reason(exc.detail))
         return
     try:
         query = parse_query(socket.query_params)
         _check_projects(principal, query)
     except Problem as exc:
         await socket.close(code=CLOSE_FORBIDDEN if exc.status == 403 else CLOSE_BAD_QUERY,
-                           reason=exc.detail[:120])
+                           reason=_reason(exc.detail))
         return
     sub = Subscriber(principal=principal, projects=query.projects, types=query.types,
                      min_level=query.min_level, queue_size=settings.gateway.ws_queue_size)
     # subscribed before the client hears it is connected: nothing after that can be missed
     try:
         cursor = await hub.subscribe(sub, query.since)
+    except TooManyStreams as exc:
+        await socket.close(code=CLOSE_UNAVAILABLE, reason=_reason(exc.detail))
+        return
     except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError) as exc:
         log.warning("stream.unavailable", error=type(exc).__name__)
         await socket.close(code=CLOSE_UNAVAILABLE, reason="the stream is unavailable; try again")
@@ -255,11 +287,20 @@ async def sse_stream(request: Request[Any, Any, Any]) -> Stream:
     _check_projects(principal, query)
     sub = Subscriber(principal=principal, projects=query.projects, types=query.types,
                      min_level=query.min_level, queue_size=settings.gateway.ws_queue_size)
+    try:  # refused while it can still be a 429; ``subscribe`` counts it, in the stream
+        hub.check_limits(sub)
+    except TooManyStreams as exc:
+        raise Problem(429, exc.detail, headers={"Retry-After": str(exc.retry_after)}) from None
     ping = settings.gateway.ws_ping_seconds
 
     async def events() -> AsyncIterator[bytes]:
         # subscribed before the client hears it is connected: nothing after can be missed
-        cursor = await hub.subscribe(sub, query.since)
+        try:
+            cursor = await hub.subscribe(sub, query.since)
+        except TooManyStreams as exc:  # others opened meanwhile: say so, the client retries
+            yield b"event: error\ndata: " + control_frame(StreamError(
+                classification="client", message=exc.detail), query.project) + b"\n\n"
+            return
         frames = hub.frames(sub, cursor).__aiter__()
         pending: asyncio.Future[Item] | None = None
         try:
