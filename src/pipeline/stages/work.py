@@ -35,6 +35,7 @@ from pipeline.stages.setup import (
     recorded,
     trusted_plan,
 )
+from pipeline.stages.tasklist_io import outcomes_path
 from pipeline.usage import containers_usage, round_usage
 from runner.errors import (
     CancelledError,
@@ -190,7 +191,7 @@ async def verify(ctx: StageContext) -> Outcome:
     changed = await blocking(ctx.services.git.diff_paths, co, base, head)
     patterns = (*split_patterns(ctx.services.settings.verify.protected),
                 *split_patterns(config.protected))
-    touched = protected_changes(changed, patterns)
+    touched = protected_changes(changed, patterns, _task_list_files(ctx))
     if touched:
         return await _protected(ctx, task, co, base, head, touched)
     try:
@@ -261,6 +262,13 @@ async def verify(ctx: StageContext) -> Outcome:
         feedback=result.feedback or message,
         summary=summary,
     ), used)
+
+
+def _task_list_files(ctx: StageContext) -> tuple[str, ...]:
+    """The project's own task list and its outcomes document (the path INIT found or the
+    project configured, ``planning/TODO.md`` say): UPDATE_TASKLIST writes them, no task."""
+    path = ctx.project.get("task_list_path")
+    return (path, outcomes_path(path)) if path else ()
 
 
 async def _protected(ctx: StageContext, task: Task, co: Checkout, base: str, head: str,

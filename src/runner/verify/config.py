@@ -27,13 +27,16 @@ without network: dependencies come from the SETUP stage (``runner.setup``), so
 These files come from the customer's repository and are read on the host, so they are
 read as untrusted input: only regular files (a symbolic link could point anywhere on the
 host, ``/dev/zero`` included), at most ``MAX_FILE_BYTES``, nesting that would exhaust the
-parser's recursion is a ``config`` error, and report paths must stay inside the repository.
+parser's recursion is a ``config`` error, report paths must stay inside the repository,
+and ``[setup] cache`` names at most ``MAX_CACHE_PATHS`` directories.
 """
 
 from __future__ import annotations
 
 import json
+import keyword
 import os
+import shlex
 import stat
 import tomllib
 from pathlib import Path, PurePosixPath
@@ -50,6 +53,9 @@ PY_COVERAGE_REPORT = ".devteam-coverage.json"
 NODE_COVERAGE_REPORT = "coverage/coverage-summary.json"
 MAX_FILE_BYTES = 1024 * 1024
 """``.devteam.toml`` and ``package.json`` larger than this are refused (``config``)."""
+MAX_CACHE_PATHS = 16
+"""``[setup] cache`` names at most this many directories: each is a Docker volume of its
+own, made and measured on every setup (a real project keeps one or two)."""
 
 Commands = str | list[str]
 
@@ -72,7 +78,7 @@ class _LimitsTable(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
 
 
 class _SetupTable(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
-    cache: list[str] | None = None
+    cache: list[Annotated[str, msgspec.Meta(max_length=255)]] | None = None
 
 
 class _ProtectTable(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
@@ -124,6 +130,7 @@ def parse_project_file(data: str | bytes, source: str = CONFIG_FILE) -> ProjectF
     except msgspec.ValidationError as exc:
         raise ConfigError(f"{source}: {exc}", details={"file": source}) from None
     _check_command_count(parsed.commands, source)
+    _check_cache_count(parsed.setup, source)
     if parsed.limits.network:
         raise ConfigError(
             f"{source}: limits.network is not supported: verification runs without network, "
@@ -159,6 +166,19 @@ def _check_command_count(commands: _CommandsTable, source: str) -> None:
         )
 
 
+def _check_cache_count(setup: _SetupTable, source: str) -> None:
+    """More ``[setup] cache`` paths than ``MAX_CACHE_PATHS`` is a ``config`` error naming
+    the limit (each path becomes a Docker volume for every setup of the project)."""
+    listed = len(setup.cache or ())
+    if listed > MAX_CACHE_PATHS:
+        raise ConfigError(
+            f"{source}: setup.cache lists {listed} paths; at most {MAX_CACHE_PATHS} are "
+            "allowed (each is a volume of its own)",
+            details={"file": source, "key": "setup.cache", "paths": listed,
+                     "limit": MAX_CACHE_PATHS},
+        )
+
+
 def load_project_config(workdir: Path) -> ProjectConfig:
     """The project's config: ``.devteam.toml`` (if any) over defaults detected in ``workdir``."""
     data = read_repo_file(workdir, CONFIG_FILE)
@@ -186,6 +206,10 @@ def detect_defaults(workdir: Path) -> ProjectConfig:
     Python: pytest under coverage.py, a JSON coverage report, ``mypy --strict``. Node:
     ``npm test`` (when package.json has a test script), Istanbul's json-summary, ``tsc``.
     Installing dependencies is the SETUP stage's (``runner.setup.detect``), not this.
+
+    The only repository-derived words in these commands are the coverage sources, which
+    are Python identifiers (see ``coverage_sources``) and are shell-quoted besides: the
+    model can create directories, and a name must never become shell syntax.
     """
     package = workdir / "package.json"
     if package.is_file():
@@ -200,7 +224,7 @@ def detect_defaults(workdir: Path) -> ProjectConfig:
     markers = ("pyproject.toml", "setup.py", "setup.cfg")
     if any((workdir / m).is_file() for m in markers) or (workdir / "tests").is_dir():
         sources = coverage_sources(workdir)
-        source = f"--source={','.join(sources)} " if sources else ""
+        source = f"{shlex.quote('--source=' + ','.join(sources))} " if sources else ""
         return ProjectConfig(
             kind="python",
             test=f"python3 -m coverage run {source}-m pytest -q",
@@ -224,6 +248,10 @@ def coverage_sources(workdir: Path) -> list[str]:
     (flat layout) besides tests, docs and tooling. Empty (coverage's own choice) when the
     project configures coverage itself (``.coveragerc``, ``[tool.coverage.run] source``
     or ``[coverage:run]`` in ``setup.cfg``) or nothing qualifies.
+
+    Only names that are importable Python identifiers (not keywords) qualify: the names
+    go into the test command, and a working copy may hold directories the model made and
+    git ignores (``x;echo 999 passed;exit 0;#.egg-info``), which are no package anyway.
     """
     if (workdir / ".coveragerc").is_file() or _configures_coverage(workdir):
         return []
@@ -241,9 +269,15 @@ def coverage_sources(workdir: Path) -> list[str]:
         package = entry.is_dir() and (entry / "__init__.py").is_file()
         module = (entry.suffix == ".py" and entry.is_file() and name not in NOT_SOURCE_FILES
                   and not name.startswith("test_") and not name.endswith("_test.py"))
-        if package or module:
-            found.append(entry.stem if module else name)  # a directory, or a module name
+        source = entry.stem if module else name  # a module's name, or a directory's
+        if (package or module) and _importable(source):
+            found.append(source)
     return found
+
+
+def _importable(name: str) -> bool:
+    """Whether ``name`` can be imported as a top-level package or module."""
+    return name.isidentifier() and not keyword.iskeyword(name)
 
 
 def _configures_coverage(workdir: Path) -> bool:

@@ -4,8 +4,9 @@ may not get weaker than the base's.
 Pure functions over changed paths, command output and recorded measures:
 
 - ``protected_changes``: the paths of a change that only people (or the service itself)
-  may edit: the task list, the outcomes document, ``.devteam.toml``, CI workflows, and
-  what the operator or the project adds.
+  may edit: the task list (under any name it is found by, and the project's own path),
+  the outcomes document, ``.devteam.toml``, CI workflows, and what the operator or the
+  project adds.
 - ``reported_test_count``: how many tests a test run reports (pytest, unittest, Jest, Vitest,
   Mocha, node:test and TAP), read from their summary lines. The output is the model's to
   write, so the count is the smallest summary in the test command's own runner's format:
@@ -26,10 +27,15 @@ from collections.abc import Iterable, Mapping, Sequence
 import msgspec
 
 from runner.ports import CommandResult, CriterionResult
+from runner.tasklist import TASK_LIST_NAMES
 
-ALWAYS_PROTECTED = ("tasks_list.md", "task_outcomes.md", ".devteam.toml")
-"""File names no task may change, wherever they are in the repository (the task list and
-the outcomes document are the service's to write; ``.devteam.toml`` configures its checks)."""
+OUTCOMES_NAME = "task_outcomes.md"
+"""The outcomes document, kept beside the task list (``pipeline.stages.tasklist_io``)."""
+ALWAYS_PROTECTED = (*TASK_LIST_NAMES, OUTCOMES_NAME, ".devteam.toml")
+"""File names no task may change, wherever they are in the repository: every name a task
+list is found by without a configured path (``runner.tasklist.TASK_LIST_NAMES``), the
+outcomes document (both the service's to write) and ``.devteam.toml`` (its checks). A
+project's configured task-list path is protected by passing it as one of ``paths``."""
 
 DEFAULT_PROTECTED = (".github/workflows/**", ".gitlab-ci.yml", ".circleci/**", "Jenkinsfile")
 """Protected unless the operator says otherwise (``DEVTEAM_VERIFY_PROTECTED``)."""
@@ -61,15 +67,22 @@ def _matches(path: str, pattern: str) -> bool:
     return fnmatch.fnmatchcase(path, pattern)
 
 
-def protected_changes(changed: Sequence[str], patterns: Iterable[str] = ()) -> list[str]:
-    """The changed paths that are protected: ``ALWAYS_PROTECTED`` names anywhere, and
+def _normal(path: str) -> str:
+    return posixpath.normpath(path.lstrip("/"))
+
+
+def protected_changes(changed: Sequence[str], patterns: Iterable[str] = (),
+                      paths: Iterable[str] = ()) -> list[str]:
+    """The changed paths that are protected, sorted: ``ALWAYS_PROTECTED`` names anywhere;
     ``patterns`` (``dir/**`` for a tree, a bare name for that name anywhere, otherwise a
-    glob over the whole path), sorted."""
+    glob over the whole path); and ``paths``, each that one file, taken literally (a
+    project's task list ``planning/TODO [v2].md`` is no glob)."""
     every = (*ALWAYS_PROTECTED, *patterns)
+    exact = {_normal(p) for p in paths if p}
     hits = set()
     for raw in changed:
-        path = posixpath.normpath(raw.lstrip("/"))
-        if any(_matches(path, p) for p in every):
+        path = _normal(raw)
+        if path in exact or any(_matches(path, p) for p in every):
             hits.add(raw)
     return sorted(hits)
 

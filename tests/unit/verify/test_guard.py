@@ -7,8 +7,11 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from pipeline.stages.tasklist_io import OUTCOMES_FILE, outcomes_path
 from runner.ports import CommandResult, CriterionResult
+from runner.tasklist import TASK_LIST_NAMES
 from runner.verify.guard import (
+    ALWAYS_PROTECTED,
     Measures,
     baseline_problems,
     measures_of,
@@ -36,6 +39,39 @@ OPERATOR = split_patterns(".github/workflows/**, .gitlab-ci.yml,Jenkinsfile")
 ])
 def test_protected_paths_are_found_wherever_the_rule_says(changed, hits):
     assert protected_changes(changed, OPERATOR) == hits
+
+
+@pytest.mark.parametrize("name", TASK_LIST_NAMES)
+@pytest.mark.parametrize("folder", ["", "docs/", "ai_docs/tasks/", "tasks/", "deep/er/"])
+def test_every_name_a_task_list_is_found_by_is_protected_wherever_it_is(name, folder):
+    # the audit: `task_lists.md` (the second name read_task_list tries) was not protected,
+    # so a task could mark other tasks done and have that merged
+    assert protected_changes([f"{folder}{name}", "src/a.py"]) == [f"{folder}{name}"]
+
+
+def test_the_outcomes_document_the_service_writes_is_always_protected():
+    assert OUTCOMES_FILE in ALWAYS_PROTECTED
+    assert set(TASK_LIST_NAMES) <= set(ALWAYS_PROTECTED)
+    assert protected_changes([outcomes_path("planning/TODO.md")]) == [
+        "planning/task_outcomes.md"]
+
+
+@pytest.mark.parametrize("changed", [
+    "planning/TODO.md", "./planning/TODO.md", "/planning/TODO.md", "planning//TODO.md"])
+def test_a_project_s_configured_task_list_path_is_protected(changed):
+    configured = ("planning/TODO.md", outcomes_path("planning/TODO.md"))
+
+    assert protected_changes([changed, "src/a.py"], OPERATOR, configured) == [changed]
+    assert protected_changes([changed]) == []  # only because the project names it
+
+
+def test_a_configured_path_is_that_one_file_not_a_pattern():
+    configured = ["plans/TODO [v2]*.md", "TODO.md"]
+
+    assert protected_changes(["plans/TODO [v2]*.md"], (), configured) == [
+        "plans/TODO [v2]*.md"]
+    assert protected_changes(["plans/TODO 2x.md", "docs/TODO.md", "TODO.md.bak"], (),
+                             configured) == []
 
 
 def test_a_project_can_protect_more_but_not_unprotect_the_task_list():

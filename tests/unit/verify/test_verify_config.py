@@ -3,12 +3,22 @@
 from __future__ import annotations
 
 import json
+import keyword
+import shlex
+import tempfile
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from runner.errors import Classification, ConfigError
-from runner.verify.config import coverage_sources, load_project_config, parse_project_file
+from runner.verify.config import (
+    MAX_CACHE_PATHS,
+    coverage_sources,
+    load_project_config,
+    parse_project_file,
+)
 
 FULL = """
 [commands]
@@ -196,3 +206,89 @@ def test_given_a_python_layout_then_coverage_measures_the_project_s_own_sources(
     assert coverage_sources(tmp_path) == sources
     source = f"--source={','.join(sources)} " if sources else ""
     assert load_project_config(tmp_path).test == f"python3 -m coverage run {source}-m pytest -q"
+
+
+INJECTED = "x;echo 999 passed in 0.01s;exit 0;#.egg-info"
+
+
+def test_given_a_directory_whose_name_is_shell_syntax_then_the_test_command_runs_pytest_only(
+    tmp_path,
+):
+    # what the audit found: an ignored `*.egg-info` directory the model made (with an
+    # __init__.py, so it looks like a package) became part of the test command
+    write(tmp_path, {"pyproject.toml": "[project]\nname = 'calc'\n", "calc/__init__.py": "",
+                     "tests/test_calc.py": "", f"{INJECTED}/__init__.py": "",
+                     "x;exit 0;#.py": "", "$(touch pwned).py": ""})
+
+    config = load_project_config(tmp_path)
+
+    assert coverage_sources(tmp_path) == ["calc"]
+    assert config.test is not None
+    assert shlex.split(config.test) == [
+        "python3", "-m", "coverage", "run", "--source=calc", "-m", "pytest", "-q"]
+    assert "999" not in config.test
+
+
+@pytest.mark.parametrize("name", ["class", "None", "my-pkg", "pkg.egg-info", "2fast", "a b"])
+def test_given_a_package_directory_that_cannot_be_imported_then_it_is_no_coverage_source(
+    tmp_path, name
+):
+    write(tmp_path, {"setup.py": "", "calc/__init__.py": "", f"{name}/__init__.py": ""})
+
+    assert coverage_sources(tmp_path) == ["calc"]
+
+
+_NAMES = st.text(st.characters(blacklist_characters="/\0", blacklist_categories=("Cs",)),
+                 min_size=1, max_size=40).filter(lambda n: n not in (".", ".."))
+
+
+@settings(max_examples=300, deadline=None)
+@given(names=st.lists(_NAMES, min_size=1, max_size=3, unique=True), as_module=st.booleans())
+def test_whatever_a_directory_or_module_is_named_the_test_command_is_the_same_argv(
+    names, as_module
+):
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        (root / "setup.py").write_text("")
+        made = []
+        for name in names:
+            try:
+                if as_module:
+                    (root / f"{name}.py").write_text("")
+                else:
+                    (root / name).mkdir()
+                    (root / name / "__init__.py").write_text("")
+            except OSError:  # a name this filesystem cannot hold
+                continue
+            made.append(name)
+
+        sources = coverage_sources(root)
+        test = load_project_config(root).test
+
+    assert all(s.isidentifier() and not keyword.iskeyword(s) for s in sources)
+    assert set(sources) <= {Path(n).stem if as_module else n for n in made}
+    assert test is not None
+    expected = ["--source=" + ",".join(sources)] if sources else []
+    assert shlex.split(test) == ["python3", "-m", "coverage", "run", *expected,
+                                 "-m", "pytest", "-q"]
+
+
+def test_given_setup_cache_over_the_limit_then_a_config_error_names_the_limit():
+    paths = ",".join(f'"c{i}"' for i in range(60_000))
+
+    with pytest.raises(ConfigError) as caught:
+        parse_project_file(f'[commands]\nsetup = "true"\n[setup]\ncache = [{paths}]\n')
+
+    assert caught.value.classification is Classification.CONFIG
+    assert f"at most {MAX_CACHE_PATHS}" in caught.value.message
+    assert "setup.cache" in caught.value.message
+    assert caught.value.details["limit"] == MAX_CACHE_PATHS
+
+
+def test_given_setup_cache_at_the_limit_then_it_is_accepted():
+    paths = ",".join(f'"c{i}"' for i in range(MAX_CACHE_PATHS))
+
+    project = parse_project_file(f"[setup]\ncache = [{paths}]\n")
+
+    assert project.setup.cache is not None
+    assert len(project.setup.cache) == MAX_CACHE_PATHS
