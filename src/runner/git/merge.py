@@ -2,6 +2,13 @@
 
 The merge is computed in memory (``git_merge_commits``): a conflict raises before any file
 or ref changes, so the working copy is left exactly as it was — there is nothing to abort.
+Two histories with no common commit are never merged: the remote, or anyone who can push
+to it, could otherwise graft any history onto the customer's branch.
+
+The remote's history is the customer's to rewrite. When it was force-pushed (its new tip
+does not descend from the tip we last saw), merging it would put the removed commits (a
+leaked secret, say) back with our next push. So the local branch is reset to the new tip
+when it holds nothing unpushed, and the merge stops with a ``conflict`` when it does.
 """
 
 from __future__ import annotations
@@ -26,10 +33,20 @@ def conflict_paths(index: pygit2.Index) -> list[str]:
     return sorted(paths)
 
 
-def merge_tracking(repo: pygit2.Repository, name: str, signature: pygit2.Signature) -> None:
-    """Merge ``refs/remotes/origin/<name>`` into the local branch ``name`` (created if absent).
+def merge_tracking(
+    repo: pygit2.Repository,
+    name: str,
+    signature: pygit2.Signature,
+    previous: pygit2.Oid | None,
+) -> None:
+    """Bring ``refs/remotes/origin/<name>`` into the local branch ``name`` (created if absent).
 
-    When the branch is checked out, its files are updated too.
+    ``previous`` is where the remote-tracking ref pointed before the fetch that moved it:
+    the remote state the local branch was last brought level with (None when unknown).
+    A remote that moved on from it is merged in (a fast-forward when nothing local is
+    unpushed). A remote rewritten since (see the module docstring) resets the branch to the
+    new tip when the branch holds nothing beyond ``previous``; otherwise ConflictError,
+    and nothing changes. When the branch is checked out, its files are updated too.
     """
     ref = f"refs/heads/{name}"
     tracking = repo.references.get(f"refs/remotes/origin/{name}")
@@ -40,14 +57,28 @@ def merge_tracking(repo: pygit2.Repository, name: str, signature: pygit2.Signatu
     if ref not in repo.references:
         repo.references.create(ref, theirs)
         return
+    ours = repo.references[ref].resolve().target
+    assert isinstance(ours, pygit2.Oid)
+    rewritten = previous is not None and not _contains(repo, theirs, previous)
+    if previous is not None and rewritten and not _contains(repo, previous, ours):
+        raise ConflictError(
+            f"the remote's {name} was rewritten (force-pushed) while this working copy "
+            f"holds unpushed commits on {name}; merging would push the rewritten-away "
+            "history back, so nothing was merged (a person must reconcile the branch)",
+            details={"target": name, "remote": str(theirs), "previous": str(previous),
+                     "local": str(ours)},
+        )
     on_it = not repo.head_is_unborn and repo.head.name == ref
     if on_it:
         # Detach at the old tip so the checkout below compares against it and updates the
         # files that changed (with HEAD already on the new tip, nothing would look changed).
-        repo.set_head(repo.references[ref].resolve().target)
+        repo.set_head(ours)
     try:
-        merge_into(repo, ref, theirs, signature,
-                   f"Merge remote-tracking branch 'origin/{name}' into {name}\n")
+        if rewritten:
+            repo.references.create(ref, theirs, force=True)
+        else:
+            merge_into(repo, ref, theirs, signature,
+                       f"Merge remote-tracking branch 'origin/{name}' into {name}\n")
     finally:
         if on_it:
             repo.checkout(ref, strategy=CheckoutStrategy.SAFE)
@@ -63,8 +94,8 @@ def merge_into(
     """Merge commit ``source`` into the branch ``target_ref`` (a full ref name).
 
     Already contained → nothing changes; ``target`` behind ``source`` → fast-forward;
-    otherwise a merge commit with parents ``[target, source]``. A conflict raises
-    ConflictError with ``details["paths"]`` and changes nothing.
+    otherwise a merge commit with parents ``[target, source]``. A conflict, or histories
+    with no common commit, raise ConflictError with ``details["paths"]`` and change nothing.
     """
     target = repo.references[target_ref].resolve().target
     assert isinstance(target, pygit2.Oid)
@@ -73,6 +104,12 @@ def merge_into(
     if repo.descendant_of(source, target):
         repo.references.create(target_ref, source, force=True)
         return MergeResult(commit=str(source), fast_forward=True, already_merged=False)
+    if repo.merge_base(target, source) is None:
+        branch = target_ref.removeprefix("refs/heads/")
+        raise ConflictError(
+            f"refusing to merge {source} into {branch}: the two histories share no commit",
+            details={"paths": [], "target": branch, "source": str(source)},
+        )
     index = repo.merge_commits(target, source)
     paths = conflict_paths(index)
     if paths:
@@ -85,3 +122,8 @@ def merge_into(
     tree = index.write_tree(repo)
     commit = repo.create_commit(target_ref, signature, signature, message, tree, [target, source])
     return MergeResult(commit=str(commit), fast_forward=False, already_merged=False)
+
+
+def _contains(repo: pygit2.Repository, tip: pygit2.Oid, commit: pygit2.Oid) -> bool:
+    """Whether ``commit`` is ``tip`` or one of its ancestors."""
+    return tip == commit or bool(repo.descendant_of(tip, commit))

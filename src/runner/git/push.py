@@ -2,15 +2,16 @@
 
 Before pushing, the remote's refs are listed; a branch the remote already has at the same
 commit is skipped, so running the PUSH stage twice sends nothing the second time. Task
-branches (``task/...``) belong to the runner and are rewritten by squash commits, so they
-are pushed with force; every other branch (the default branch) only fast-forwards. When
-the remote refuses because it moved, ``on_rejected`` fetches and merges once and the push
-is retried; a second refusal is a ``conflict``.
+branches belong to the runner and are rewritten by squash commits, so the caller names them
+in ``force`` and they are pushed with force (a task branch someone else pushed is
+overwritten, never merged); every other branch (the default branch) only fast-forwards.
+When the remote refuses a branch of the latter kind because it moved, ``on_rejected``
+fetches and merges once and the push is retried; a second refusal is a ``conflict``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 
 import pygit2
 
@@ -35,9 +36,11 @@ def push_branches(
     names: Sequence[str],
     *,
     on_rejected: Callable[[list[str]], None],
+    force: Collection[str] = (),
     secrets: Sequence[str] = (),
 ) -> PushResult:
-    """Push ``names`` (local branch names) to ``origin``; see the module docstring."""
+    """Push ``names`` (local branch names) to ``origin``, those in ``force`` with force;
+    ``on_rejected`` gets the refused branches not in ``force``. See the module docstring."""
     local = {name: _local_tip(repo, name) for name in dict.fromkeys(names)}
     try:
         heads = {h.name: h.oid for h in remote_heads(repo.remotes["origin"], callbacks())}
@@ -48,11 +51,11 @@ def push_branches(
     todo = [n for n in local if n not in skipped]
     if not todo:
         return PushResult(pushed=[], skipped=skipped)
-    rejected = _attempt(repo, remote, callbacks, todo, secrets)
+    rejected = _attempt(repo, remote, callbacks, todo, force, secrets)
     if not rejected:
         return PushResult(pushed=todo, skipped=skipped)
-    on_rejected(list(rejected))
-    again = _attempt(repo, remote, callbacks, todo, secrets)
+    on_rejected([n for n in rejected if n not in force])
+    again = _attempt(repo, remote, callbacks, todo, force, secrets)
     if again:
         raise ConflictError(
             f"push of {', '.join(again)} rejected again after fetching and merging",
@@ -76,11 +79,11 @@ def _attempt(
     remote: RemoteUrl,
     callbacks: CallbacksFactory,
     names: list[str],
+    force: Collection[str],
     secrets: Sequence[str],
 ) -> dict[str, str]:
     """Push once; return ``{branch: reason}`` for every branch the remote refused."""
-    specs = [("+" if n.startswith("task/") else "") + f"refs/heads/{n}:refs/heads/{n}"
-             for n in names]
+    specs = [("+" if n in force else "") + f"refs/heads/{n}:refs/heads/{n}" for n in names]
     cb = callbacks()
     try:
         repo.remotes["origin"].push(specs, callbacks=cb)
@@ -88,7 +91,7 @@ def _attempt(
         message = str(exc)
         if any(marker in message.lower() for marker in _NON_FAST_FORWARD):
             reason = scrub(message, secrets)
-            ordinary = [n for n in names if not n.startswith("task/")]
+            ordinary = [n for n in names if n not in force]
             return dict.fromkeys(ordinary or names, reason)
         raise translate_git_error(exc, "push", remote, secrets, network=True) from None
     return {

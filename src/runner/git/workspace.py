@@ -19,6 +19,7 @@ from pygit2.enums import CheckoutStrategy
 from runner.errors import ConfigError, InfrastructureError, RunnerError
 from runner.git import cache as mirror
 from runner.git import commits
+from runner.git.branch import PREFIX as BRANCH_PREFIX
 from runner.git.branch import branch_name
 from runner.git.credentials import CredentialStore
 from runner.git.limits import TreeLimits, check_tree
@@ -31,7 +32,12 @@ from runner.git.results import BranchResult, CacheResult, Checkout, MergeResult,
 from runner.removal import remove_tree
 from runner.settings import Settings, get_settings
 
-_RESET = CheckoutStrategy.FORCE | CheckoutStrategy.REMOVE_UNTRACKED
+_RESET = (CheckoutStrategy.FORCE | CheckoutStrategy.REMOVE_UNTRACKED
+          | CheckoutStrategy.REMOVE_IGNORED)
+"""A reset leaves exactly the commit's tree: a file the change wrote where ``.gitignore``
+hides it is never committed, so it must not be verified, nor outlive the task. (Nothing of
+the service's lives in a working copy: dependency caches are Docker volumes, Aider's
+files are in a temporary directory, locks are beside the copy.)"""
 _DEFAULT_KEY = "devteam.defaultbranch"
 """Git config key of a working copy recording the default branch chosen at checkout."""
 _ORIGIN_URL = "remote.origin.url"
@@ -119,51 +125,55 @@ class GitWorkspace:
         """Fetch the remote (through the cache) and bring the default branch up to date.
 
         The local default branch fast-forwards; if it holds unpushed merges and the remote
-        moved too, the remote is merged in (a conflict raises ConflictError).
+        moved on too, the remote is merged in (a conflict raises ConflictError). A remote
+        rewritten by a force-push replaces the local branch when nothing local is unpushed,
+        else ConflictError (``merge.merge_tracking``). A failed refresh leaves the working
+        copy, its record of the remote included, as it was.
         """
         remote = self._policy.require(checkout.customer_id, checkout.repo_url, resolve=False)
         cache = self.sync_cache(checkout.customer_id, checkout.repo_url)
         repo = self._open(checkout)
+        branch = checkout.default_branch
         with self._translated("fetch from cache", remote):
+            previous = self._target(repo, f"refs/remotes/origin/{branch}")
             mirror.fetch_from_mirror(repo, cache.path)
-            if f"refs/remotes/origin/{checkout.default_branch}" not in repo.references:
-                raise ConfigError(f"the default branch {checkout.default_branch} no longer "
-                                  "exists on the remote")
-            tracking = f"refs/remotes/origin/{checkout.default_branch}"
-            local = repo.references.get(f"refs/heads/{checkout.default_branch}")
-            if local is None or repo.references[tracking].resolve().target != (
-                    local.resolve().target):
-                self._check_size(repo, tracking,
-                                 f"branch {checkout.default_branch} of {remote.display}")
-            merge_tracking(repo, checkout.default_branch, self._signature())
+            with _tracking_kept(repo, branch, previous):
+                if f"refs/remotes/origin/{branch}" not in repo.references:
+                    raise ConfigError(f"the default branch {branch} no longer exists on the "
+                                      "remote")
+                self._bring_level(repo, branch, previous, remote)
         return replace(checkout, head=str(repo.head.target))
 
     # ------------------------------------------------------------------ branches, commits
     def create_task_branch(self, checkout: Checkout, task_id: str, title: str) -> BranchResult:
         """Check out the task's branch, created from the local default branch if new.
 
-        Call ``refresh`` first so the default branch is current. An existing branch of the
-        same task (local, or on the remote) is reused; its base is where it left the
-        default branch. The working copy is reset to the branch tip, so leftovers of an
-        interrupted attempt are discarded.
+        Call ``refresh`` first so the default branch is current. The base is always the
+        default branch's tip, so the change is verified with the configuration (protected
+        paths, criteria) the default branch has now. An existing branch of the same task
+        (local, or on the remote: an earlier run's push) is reused only when it is that tip
+        or one commit on it, the shape the runner's squash commits give; any other (forked
+        from an older commit, or pushed by someone else with a history of its own) is
+        replaced by a new branch at the tip, and the next push overwrites the remote's. The
+        working copy is reset to the branch tip, so leftovers of an interrupted attempt
+        (ignored files included) are discarded.
         """
         repo = self._open(checkout)
         name = branch_name(task_id, title)
         ref = f"refs/heads/{name}"
         with self._translated("create task branch"):
             default_tip = self._tip(repo, f"refs/heads/{checkout.default_branch}")
-            created = False
-            if ref not in repo.references:
-                remote_ref = repo.references.get(f"refs/remotes/origin/{name}")
-                start = remote_ref.resolve().target if remote_ref else default_tip
-                repo.references.create(ref, start)
-                created = remote_ref is None
-            tip = self._tip(repo, ref)
-            base = repo.merge_base(tip, default_tip) or default_tip
-            if tip != default_tip:  # a branch pushed by someone else: measure it too
+            existing = self._target(repo, ref)
+            if existing is None:
+                existing = self._target(repo, f"refs/remotes/origin/{name}")
+            reused = existing is not None and _on_tip(repo, existing, default_tip)
+            tip = existing if existing is not None and reused else default_tip
+            repo.references.create(ref, tip, force=True)
+            if tip != default_tip:  # a branch that may have been pushed by someone else
                 self._check_size(repo, ref, f"branch {name}")
             repo.checkout(ref, strategy=_RESET)
-        return BranchResult(branch=name, base_commit=str(base), created=created, head=str(tip))
+        return BranchResult(branch=name, base_commit=str(default_tip), created=not reused,
+                            head=str(tip))
 
     def commit_task(
         self,
@@ -223,7 +233,8 @@ class GitWorkspace:
         """Point ``branch`` at ``commit`` and check it out, discarding local changes.
 
         A retried round starts from exactly the commit recorded for it, whatever an
-        interrupted earlier try of the same round left behind.
+        interrupted earlier try of the same round left behind: untracked and ignored files
+        are removed, so the working copy holds exactly the commit's tree.
         """
         repo = self._open(checkout)
         with self._translated("reset branch"):
@@ -272,21 +283,28 @@ class GitWorkspace:
     def push(self, checkout: Checkout, branch_names: Sequence[str]) -> PushResult:
         """Push branches to ``origin``, skipping what the remote already has.
 
-        A rejection (the remote moved) fetches, merges the remote branch once and retries;
-        refused again → ConflictError; network failures → TransientError.
+        Task branches are the runner's: pushed with force, replacing whatever the remote
+        has. The default branch is never forced: a rejection (the remote moved) fetches,
+        measures the remote branch against the size limits, merges it once (as ``refresh``
+        does) and retries; refused again → ConflictError; network failures →
+        TransientError.
         """
         remote = self._policy.require(checkout.customer_id, checkout.repo_url)
         repo = self._open(checkout)
+        forced = [n for n in branch_names
+                  if n.startswith(BRANCH_PREFIX) and n != checkout.default_branch]
 
         def integrate(rejected: list[str]) -> None:
             cache = self.sync_cache(checkout.customer_id, checkout.repo_url)
             with self._translated("fetch after rejected push", remote):
+                previous = {n: self._target(repo, f"refs/remotes/origin/{n}") for n in rejected}
                 mirror.fetch_from_mirror(repo, cache.path)
                 for name in rejected:
-                    merge_tracking(repo, name, self._signature())
+                    with _tracking_kept(repo, name, previous[name]):
+                        self._bring_level(repo, name, previous[name], remote)
 
         return push_branches(repo, remote, self._callbacks(remote, checkout.customer_id),
-                             branch_names, on_rejected=integrate,
+                             branch_names, on_rejected=integrate, force=forced,
                              secrets=self._credentials.secret_values())
 
     # ------------------------------------------------------------------ diffs, removal
@@ -318,6 +336,16 @@ class GitWorkspace:
         assert isinstance(target, pygit2.Oid)
         check_tree(repo, target, TreeLimits.from_settings(self._settings), what=what)
 
+    def _bring_level(self, repo: pygit2.Repository, name: str, previous: pygit2.Oid | None,
+                     remote: RemoteUrl) -> None:
+        """Merge the fetched ``origin/<name>`` into ``name`` (``merge.merge_tracking``),
+        after measuring it when checking it out would write anything new."""
+        tracking = f"refs/remotes/origin/{name}"
+        theirs = self._target(repo, tracking)
+        if theirs is not None and theirs != self._target(repo, f"refs/heads/{name}"):
+            self._check_size(repo, tracking, f"branch {name} of {remote.display}")
+        merge_tracking(repo, name, self._signature(), previous)
+
     def _callbacks(self, remote: RemoteUrl, customer_id: str) -> mirror.CallbacksFactory:
         return lambda: self._credentials.callbacks(remote, customer_id)
 
@@ -340,6 +368,16 @@ class GitWorkspace:
         assert isinstance(target, pygit2.Oid)
         return target
 
+    @staticmethod
+    def _target(repo: pygit2.Repository, ref: str) -> pygit2.Oid | None:
+        """The commit ``ref`` points at, or None when there is no such ref."""
+        found = repo.references.get(ref)
+        if found is None:
+            return None
+        target = found.resolve().target
+        assert isinstance(target, pygit2.Oid)
+        return target
+
     def _switch(self, repo: pygit2.Repository, branch: str) -> None:
         if repo.head_is_unborn or repo.head.name != f"refs/heads/{branch}":
             repo.checkout(f"refs/heads/{branch}")
@@ -355,3 +393,31 @@ class GitWorkspace:
                 exc if not isinstance(exc, KeyError) else pygit2.GitError(str(exc)),
                 action, remote, self._credentials.secret_values(),
             ) from None
+
+
+def _on_tip(repo: pygit2.Repository, commit: pygit2.Oid, default_tip: pygit2.Oid) -> bool:
+    """Whether ``commit`` is ``default_tip`` or a single commit on it."""
+    if commit == default_tip:
+        return True
+    found = repo[commit].peel(pygit2.Commit)
+    return list(found.parent_ids) == [default_tip]
+
+
+@contextlib.contextmanager
+def _tracking_kept(repo: pygit2.Repository, name: str, previous: pygit2.Oid | None
+                   ) -> Iterator[None]:
+    """Put ``refs/remotes/origin/<name>`` back at ``previous`` if the block raises.
+
+    The remote-tracking ref is the remote state the local branch was last brought level
+    with; a fetch whose result was refused (too large, rewritten, conflicting) must not
+    count as that, or the next attempt would take a rewritten remote for one that moved
+    on and merge the removed history back."""
+    try:
+        yield
+    except BaseException:
+        ref = f"refs/remotes/origin/{name}"
+        if previous is not None:
+            repo.references.create(ref, previous, force=True)
+        elif ref in repo.references:
+            repo.references.delete(ref)
+        raise

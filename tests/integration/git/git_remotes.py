@@ -38,12 +38,17 @@ class Remote:
         return sorted(self.repo.branches.local)
 
     def commit(
-        self, files: dict[str, str | None], message: str = "change", branch: str | None = None
+        self, files: dict[str, str | None], message: str = "change", branch: str | None = None,
+        parent: str | None = None,
     ) -> str:
-        """Commit directly into the bare repository (``None`` deletes a file)."""
+        """Commit directly into the bare repository (``None`` deletes a file), on the
+        branch's tip or on ``parent``; the branch is moved to the new commit."""
         branch = branch or self.branch
         ref = f"refs/heads/{branch}"
-        parents = [self.repo.references[ref].target] if ref in self.repo.references else []
+        if parent is not None:
+            parents = [pygit2.Oid(hex=parent)]
+        else:
+            parents = [self.repo.references[ref].target] if ref in self.repo.references else []
         index = pygit2.Index()
         if parents:
             index.read_tree(self.repo[parents[0]].peel(pygit2.Commit).tree)
@@ -54,7 +59,19 @@ class Remote:
                 blob = self.repo.create_blob(text.encode())
                 index.add(pygit2.IndexEntry(name, blob, pygit2.enums.FileMode.BLOB))
         tree = index.write_tree(self.repo)
-        return str(self.repo.create_commit(ref, SIG, SIG, message, tree, parents))
+        sha = self.repo.create_commit(None, SIG, SIG, message, tree, parents)
+        self.repo.references.create(ref, sha, force=True)
+        return str(sha)
+
+    def force_push(self, sha: str, branch: str | None = None) -> None:
+        """Point ``branch`` at ``sha`` whatever it pointed at (``git push --force``)."""
+        self.repo.references.create(f"refs/heads/{branch or self.branch}",
+                                    pygit2.Oid(hex=sha), force=True)
+
+    def reaches(self, sha: str, branch: str | None = None) -> bool:
+        """Whether commit ``sha`` is in the history of ``branch``."""
+        tip = self.tip(branch).id
+        return str(tip) == sha or self.repo.descendant_of(tip, pygit2.Oid(hex=sha))
 
     def push_from_other_clone(self, tmp: Path, files: dict[str, str], message: str) -> str:
         """Another developer clones, commits and pushes (a real clone and push)."""

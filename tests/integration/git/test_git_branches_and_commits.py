@@ -219,3 +219,146 @@ def test_given_a_path_outside_the_repository_then_commit_files_refuses(
 ):
     with pytest.raises(ConfigError):
         workspace.commit_files(checkout, {path: "x"}, "nope")
+
+
+# ---------------------------------------------------------------- ignored files
+IGNORED = {".gitignore": "build/\n*.egg-info/\n", "app.py": "def f():\n    return 1\n"}
+INJECTING = "x;echo 999 passed in 0.01s;exit 0;#.egg-info"
+"""A directory name the project's .gitignore hides that would inject into a shell command."""
+
+
+def files_on_disk(root: Path) -> set[str]:
+    return {p.relative_to(root).as_posix() for p in root.rglob("*")
+            if ".git" not in p.relative_to(root).parts and not p.is_dir()}
+
+
+def files_in(repo: pygit2.Repository, rev: str) -> set[str]:
+    tree = repo.revparse_single(rev).peel(pygit2.Tree)
+    out: set[str] = set()
+
+    def walk(tree: pygit2.Tree, prefix: str) -> None:
+        for entry in tree:
+            if isinstance(entry, pygit2.Tree):
+                walk(entry, f"{prefix}{entry.name}/")
+            else:
+                out.add(f"{prefix}{entry.name}")
+
+    walk(tree, "")
+    return out
+
+
+def write_ignored_change(root: Path) -> None:
+    """The model's edit: app.py imports a helper it put where .gitignore hides it, and an
+    ignored directory with a shell-injecting name."""
+    (root / "app.py").write_text("from build.helper import two\n\ndef f():\n    return two()\n")
+    (root / "build").mkdir()
+    (root / "build" / "helper.py").write_text("def two():\n    return 2\n")
+    (root / INJECTING).mkdir()
+    (root / INJECTING / "__init__.py").write_text("")
+
+
+def test_given_ignored_files_written_by_a_task_when_reset_to_its_commit_then_only_the_commit_remains(
+    workspace: GitWorkspace, make_remote
+):
+    remote = make_remote("ignores", IGNORED)
+    co = workspace.checkout(CUSTOMER, PROJECT, str(uuid.uuid4()), remote.url)
+    branch = workspace.create_task_branch(co, "1.1", "Return two")
+    root = Path(co.path)
+    write_ignored_change(root)
+    head = workspace.commit_task(co, branch.branch, branch.base_commit, "two", TRAILERS)
+    assert head is not None
+
+    # what VERIFY does before copying the working copy into the container
+    workspace.reset_branch(co, branch.branch, branch.base_commit)
+    workspace.reset_branch(co, branch.branch, head)
+
+    repo = open_repo(co)
+    assert "build/helper.py" not in files_in(repo, head)
+    assert files_on_disk(root) == files_in(repo, head)
+    assert not (root / "build").exists()
+    assert not (root / INJECTING).exists()
+
+
+def test_given_ignored_files_left_by_a_merged_task_then_the_next_task_branch_starts_without_them(
+    workspace: GitWorkspace, make_remote
+):
+    remote = make_remote("ignores", IGNORED)
+    co = workspace.checkout(CUSTOMER, PROJECT, str(uuid.uuid4()), remote.url)
+    first = workspace.create_task_branch(co, "1.1", "Return two")
+    root = Path(co.path)
+    write_ignored_change(root)
+    workspace.commit_task(co, first.branch, first.base_commit, "two", TRAILERS)
+    workspace.merge(co, first.branch)
+
+    second = workspace.create_task_branch(co, "1.2", "Next")
+
+    assert not (root / "build").exists()
+    assert not (root / INJECTING).exists()
+    assert files_on_disk(root) == files_in(open_repo(co), second.base_commit)
+
+
+# ---------------------------------------------------------------- someone else's task branch
+PROTECTED_CONFIG = ('[commands]\ntest = "pytest -q"\n[criteria]\n"test.coverage" = ">=90%"\n'
+                    '[protect]\npaths = ["src/auth.py"]\n')
+
+
+def test_given_a_task_branch_pushed_from_an_older_commit_then_it_is_replaced_at_the_default_tip(
+    workspace: GitWorkspace, remote
+):
+    old = str(remote.tip().id)
+    tip = remote.commit({".devteam.toml": PROTECTED_CONFIG}, "protect auth")
+    name = "task/1-1-add-things"  # follows from the public task list
+    forged = remote.commit({"src/auth.py": "def ok(u, p):\n    return True\n"}, "wip",
+                           branch=name, parent=old)
+    co = workspace.checkout(CUSTOMER, PROJECT, str(uuid.uuid4()), remote.url)
+
+    branch = workspace.create_task_branch(workspace.refresh(co), "1.1", "Add things")
+
+    assert branch.branch == name
+    assert branch.base_commit == tip  # the configuration read at the base protects src/auth.py
+    assert branch.head == tip
+    assert branch.created is True
+    assert workspace.read_file(co, ".devteam.toml", branch.base_commit) == PROTECTED_CONFIG.encode()
+    assert (Path(co.path) / "src" / "app.py").exists()
+    assert not (Path(co.path) / "src" / "auth.py").exists()
+
+    # the task's own commit replaces the forged branch on the remote; main is untouched
+    (Path(co.path) / "things.py").write_text("things = 1\n")
+    sha = workspace.commit_task(co, branch.branch, branch.base_commit, "things", TRAILERS)
+    result = workspace.push(co, [branch.branch])
+
+    assert result.pushed == [branch.branch]
+    assert str(remote.tip(name).id) == sha
+    assert [str(p) for p in remote.tip(name).parent_ids] == [tip]
+    assert not remote.reaches(forged, name)
+    assert str(remote.tip().id) == tip
+
+
+def test_given_a_task_branch_with_a_history_of_its_own_on_the_tip_then_it_is_not_adopted(
+    workspace: GitWorkspace, remote
+):
+    tip = str(remote.tip().id)
+    name = "task/1-1-add-things"
+    remote.commit({"one.py": "1\n"}, "one", branch=name, parent=tip)
+    remote.commit({"two.py": "2\n"}, "two", branch=name)
+    co = workspace.checkout(CUSTOMER, PROJECT, str(uuid.uuid4()), remote.url)
+
+    branch = workspace.create_task_branch(co, "1.1", "Add things")
+
+    assert (branch.base_commit, branch.head, branch.created) == (tip, tip, True)
+    assert not (Path(co.path) / "one.py").exists()
+
+
+def test_given_a_local_task_branch_when_the_default_branch_moved_on_then_it_restarts_at_the_tip(
+    workspace: GitWorkspace, checkout, remote
+):
+    first = workspace.create_task_branch(checkout, "1.1", "Moved")
+    (Path(checkout.path) / "mine.py").write_text("m = 1\n")
+    workspace.commit_task(checkout, first.branch, first.base_commit, "mine", TRAILERS)
+    new_tip = remote.commit({".devteam.toml": PROTECTED_CONFIG}, "protect auth")
+
+    again = workspace.create_task_branch(workspace.refresh(checkout), "1.1", "Moved")
+
+    assert (again.base_commit, again.head, again.created) == (new_tip, new_tip, True)
+    assert (Path(checkout.path) / ".devteam.toml").exists()
+    assert not (Path(checkout.path) / "mine.py").exists()

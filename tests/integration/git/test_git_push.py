@@ -13,7 +13,7 @@ from tests.support.git_http import GitHttpServer, closed_port
 from runner.errors import Classification, ConfigError, ConflictError, RunnerError, TransientError
 from runner.git import CredentialStore, GitWorkspace, probe_remote
 from runner.git.remote import UNREACHABLE
-from runner.settings import get_settings
+from runner.settings import get_settings, reset_settings_cache
 
 CUSTOMER = "customer-123"
 PROJECT = "customer-123/project-abc"
@@ -231,3 +231,41 @@ def test_given_pushed_branches_then_a_fresh_clone_sees_them(
 
     assert str(fresh.head.target) == sha
     assert (tmp_path / "fresh" / "task_4.2.py").read_text() == "task = '4.2'\n"
+
+
+def test_given_the_remote_grew_past_the_size_limit_when_a_push_is_retried_then_it_is_refused(
+    settings, remote, monkeypatch: pytest.MonkeyPatch
+):
+    monkeypatch.setenv("DEVTEAM_LIMITS_REPO_BYTES", "100000")
+    reset_settings_cache()
+    workspace = GitWorkspace(get_settings(), CredentialStore())
+    checkout = workspace.checkout(CUSTOMER, PROJECT, str(uuid.uuid4()), remote.url)
+    branch, ours = finished_task(workspace, checkout)
+    grown = remote.commit({f"assets/{i}.bin": "\0" * 30_000 for i in range(8)}, "assets")
+
+    for _ in range(2):  # a retried PUSH stage is refused the same way
+        with pytest.raises(ConfigError) as refused:
+            workspace.push(checkout, ["main", branch])
+
+        assert "DEVTEAM_LIMITS_REPO_BYTES=100000" in refused.value.message
+        assert str(remote.tip().id) == grown
+        assert not (Path(checkout.path) / "assets").exists()
+        repo = open_repo(checkout)
+        assert str(repo.references["refs/heads/main"].target) == ours
+    with pytest.raises(ConfigError):
+        workspace.refresh(checkout)
+
+
+def test_given_a_default_branch_named_like_a_task_branch_then_it_is_never_force_pushed(
+    workspace: GitWorkspace, make_remote, tmp_path: Path
+):
+    remote = make_remote("release", branch="task/release")
+    checkout = workspace.checkout(CUSTOMER, PROJECT, str(uuid.uuid4()), remote.url)
+    branch, ours = finished_task(workspace, checkout)
+    theirs = remote.push_from_other_clone(tmp_path, {"theirs.py": "t = 1\n"}, "meanwhile")
+
+    result = workspace.push(checkout, ["task/release", branch])
+
+    assert result.retried is True
+    assert remote.reaches(theirs) and remote.reaches(ours)
+    assert str(remote.tip(branch).id) == ours
