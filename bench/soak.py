@@ -619,7 +619,9 @@ def main() -> int:
         sample = create_sample(st.root / "sample", name="done",
                                files={**INITIAL, "tasks_list.md": all_done(TASK_LIST)}, script="")
         note("starting gateway, relay and workers")
-        gateway = st.procs.gateway()
+        # every client is the one soak user: the per-user stream limit must not apply
+        gateway = st.procs.gateway(DEVTEAM_GATEWAY_STREAMS_PER_USER="100000",
+                                   DEVTEAM_GATEWAY_STREAMS_PER_CUSTOMER="100000")
         st.procs.relay()
         workers = [st.procs.worker(threads=args.threads) for _ in range(args.workers)]
         for proc in workers:

@@ -281,8 +281,11 @@ class Hub:
 
     @staticmethod
     def customers_of(sub: Subscriber) -> frozenset[str]:
-        """The customers a stream follows: those of its projects, else of its token's
-        grants (none for an admin's stream of everything)."""
+        """The customers whose quota a stream counts against: those of its projects, else
+        of its token's grants; none for an admin's (an operator's stream must not use up a
+        customer's quota, nor be refused because the customer's own users filled it)."""
+        if sub.principal.is_admin:
+            return frozenset()
         if sub.projects:
             projects: list[str] = list(sub.projects)
             customers: list[str] = []

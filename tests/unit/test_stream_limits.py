@@ -66,6 +66,20 @@ def counts(hub: Hub) -> tuple[dict[str, int], dict[str, int]]:
 
 
 # -- the hub -------------------------------------------------------------------------------
+def test_an_admins_streams_neither_use_nor_meet_a_customers_quota() -> None:
+    hub = MemoryHub(settings(per_user=10, per_customer=2))
+    hub.add(sub("ann"))
+    hub.add(sub("bob"))  # acme's quota is full
+    with pytest.raises(TooManyStreams):
+        hub.add(sub("cyd"))
+    # an operator still watches acme's project, and takes none of acme's places
+    op = sub("op", (), "acme/web", role="admin")
+    hub.add(op)
+    assert counts(hub) == ({"ann": 1, "bob": 1, "op": 1}, {"acme": 2})
+    hub.remove(op)
+    assert counts(hub) == ({"ann": 1, "bob": 1}, {"acme": 2})
+
+
 def test_a_user_gets_streams_up_to_the_limit_and_then_is_refused() -> None:
     hub = MemoryHub(settings())
     for _ in range(PER_USER):
@@ -95,12 +109,12 @@ def test_a_customer_gets_streams_up_to_the_limit_across_its_users() -> None:
     assert counts(hub)[1] == {"acme": PER_CUSTOMER, "globex": 1}
 
 
-def test_an_admins_stream_of_everything_counts_for_its_user_only() -> None:
+def test_an_admins_streams_count_for_its_user_only() -> None:
     hub = MemoryHub(settings(per_customer=1))
     hub.add(sub("root", (), role="admin"))
     assert counts(hub) == ({"root": 1}, {})
     hub.add(sub("root", (), "acme/web", role="admin"))
-    assert counts(hub) == ({"root": 2}, {"acme": 1})
+    assert counts(hub) == ({"root": 2}, {})
 
 
 def test_removing_gives_the_place_back_once_however_often_it_is_called() -> None:

@@ -8,6 +8,7 @@ from typing import Any, Literal
 
 import msgspec
 
+from pipeline.store.common import safe_text
 from pipeline.store.memory.base import Base, json_value
 from pipeline.store.projects import InjectionRow, NewInjection, NewResolution, ProjectRow
 
@@ -63,7 +64,8 @@ class MemoryProjects(Base):
         if self._injected(new.project_id, new.task_id) is not None:
             return
         self.t.injected_tasks.append({
-            **msgspec.structs.asdict(new), "id": next(self.t.ids), "injection_type": "priority",
+            **msgspec.structs.asdict(new), "reason": safe_text(new.reason),
+            "id": next(self.t.ids), "injection_type": "priority",
             "position": None, "replace_task_id": None, "task": json_value(new.task),
             "status": "pending", "created_by": "system:pipeline", "created_at": self.now(),
             "completed_at": None})
@@ -88,7 +90,8 @@ class MemoryProjects(Base):
         injection_id = next(self.t.ids)
         task_id = f"inj-{injection_id}"
         self.t.injected_tasks.append({
-            **msgspec.structs.asdict(new), "id": injection_id, "task_id": task_id,
+            **msgspec.structs.asdict(new), "reason": safe_text(new.reason),
+            "id": injection_id, "task_id": task_id,
             "task": json_value(new.task), "status": "pending", "source_error_id": None,
             "created_at": self.now()})
         return task_id, injection_id
