@@ -9,6 +9,7 @@ from pipeline.stages.common import blocking, task_from_wire
 from runner.errors import ConfigError
 from runner.git import Checkout, GitWorkspace
 from runner.tasklist import TASK_LIST_NAMES, Injection, TaskList, TaskListError
+from runner.verify.guard import OUTCOMES_NAME
 
 TEMPLATE = """# Task list
 
@@ -26,7 +27,7 @@ Tasks for DevTeam Runner, one per line, in any of these forms (see the README):
 """
 
 
-OUTCOMES_FILE = "task_outcomes.md"
+OUTCOMES_FILE = OUTCOMES_NAME
 """What the service completed, kept beside the task list (UPDATE_TASKLIST appends to it)."""
 
 

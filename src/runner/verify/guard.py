@@ -28,6 +28,7 @@ import msgspec
 
 from runner.ports import CommandResult, CriterionResult
 from runner.tasklist import TASK_LIST_NAMES
+from runner.verify.evaluate import COUNT_DIGITS
 
 OUTCOMES_NAME = "task_outcomes.md"
 """The outcomes document, kept beside the task list (``pipeline.stages.tasklist_io``)."""
@@ -88,13 +89,17 @@ def protected_changes(changed: Sequence[str], patterns: Iterable[str] = (),
 
 
 _ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
-MAX_COUNT = 999_999_999
+MAX_COUNT = 10**COUNT_DIGITS - 1
 """The largest count read from a summary: longer digit strings are not a count at all."""
-_N = r"(\d{1,9})"
-_PYTEST_LINE = re.compile(r"=*\s*(\d{1,9} [a-z]+(?:, \d{1,9} [a-z]+)*) in [\d.]+s\b")
+_D = rf"\d{{1,{COUNT_DIGITS}}}"
+_N = f"({_D})"
+# "5 passed in 0.12s", "1 failed, 2 subtests passed in 0.02s" (subtests), "5 passed in 0.12
+# seconds" (pytest before 5)
+_PYTEST_LINE = re.compile(rf"=*\s*({_D} [a-z]+(?: [a-z]+)?(?:, {_D} [a-z]+(?: [a-z]+)?)*)"
+                          r" in [\d.]+(?:s| seconds)\b")
 _PYTEST_ITEM = re.compile(rf"{_N} (?:passed|failed|errors?|xfailed|xpassed)\b")
 _PYTEST_NONE = re.compile(r"=*\s*no tests ran\b")
-_JEST = re.compile(rf"\s*Tests:\s+(?:\d{{1,9}} [a-z]+, )*{_N} total\s*$")
+_JEST = re.compile(rf"\s*Tests:\s+(?:{_D} [a-z]+, )*{_N} total\s*$")
 _JEST_NONE = re.compile(r"No tests found\b")
 _VITEST = re.compile(rf"\s*Tests\s+.*\({_N}\)\s*$")
 _MOCHA = re.compile(rf"\s*{_N} (passing|pending|failing)\b")

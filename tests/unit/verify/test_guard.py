@@ -85,6 +85,8 @@ def test_a_project_can_protect_more_but_not_unprotect_the_task_list():
     ("42 passed in 0.12s\n", 42),
     ("\x1b[32m===== 3 passed, 1 xfailed in 1.02s =====\x1b[0m\n", 4),
     ("==== 1 passed, 2 errors in 0.5s ====", 3),
+    ("==== 1 failed, 2 subtests passed in 0.02s ====\n", 1),  # subtests are not tests
+    ("5 passed in 0.12 seconds\n", 5),  # pytest before 5
     ("collected 0 items\n\n==== no tests ran in 0.01s ====\n", 0),
     ("Tests:       1 failed, 41 passed, 42 total\nTime:        1.2 s\n", 42),
     (" Test Files  3 passed (3)\n      Tests  2 failed | 40 passed (42)\n   Start at  10:00\n", 42),
