@@ -7,7 +7,8 @@ import json
 
 import pytest
 
-from runner.errors import Classification
+from runner.errors import Classification, InfrastructureError
+from runner.sandbox import command
 from runner.sandbox.output import (
     TAMPER_NOTE,
     OutputCollector,
@@ -175,3 +176,19 @@ def test_given_nul_and_control_characters_then_no_line_leaving_the_collector_has
     assert outcome.output_tail == "\n".join(seen)
     assert outcome.ok
     assert "\\u0000" not in json.dumps({"tail": outcome.output_tail, "lines": seen})
+
+
+def test_a_wrapper_that_refused_to_start_is_the_infrastructures_failure(monkeypatch) -> None:
+    # an image from another version of the service: the wrapper prints its usage, exits 2
+    monkeypatch.setattr(command, "_running", lambda api, container: True)
+    collector = OutputCollector("ab" * 8)
+    collector.feed(2, b"usage: exec.py run TIMEOUT COMMAND\n")
+    collector.close()
+    with pytest.raises(InfrastructureError, match="rebuild it: devteam image build"):
+        command._check_finished(None, "c1", "pytest", collector, command.WRAPPER_REFUSED)
+    # a command that exits 2 itself, under a wrapper that started it, is its own failure
+    ran = OutputCollector("ab" * 8)
+    ran.feed(1, b'@@devteam-' + b"ab" * 8 + b'@@ {"event": "start", "pgid": 7}\n')
+    ran.feed(1, b'@@devteam-' + b"ab" * 8 + b'@@ {"event": "end", "exit": 2}\n')
+    ran.close()
+    command._check_finished(None, "c1", "pytest", ran, 2)

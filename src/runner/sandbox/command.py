@@ -40,6 +40,8 @@ GRACE_SECONDS = 5.0
 """How long past the command's timeout we wait for the wrapper before giving up on it."""
 REPORT_WAIT_SECONDS = 1.5
 """After a kill, how long the wrapper gets to print its report before the stream is cut."""
+WRAPPER_REFUSED = 2
+"""The exec wrapper's exit status when it runs nothing (wrong arguments, no nonce)."""
 EXIT_WAIT_SECONDS = 2.0
 """How long after the exec's stream ended Docker gets to record the wrapper's exit status."""
 POLL_SECONDS = 0.05
@@ -221,6 +223,13 @@ def _check_finished(
         raise InfrastructureError(
             f"{container} stopped while a command was running in it", details=details
         )
+    if collector.start is None and collector.end is None and exit_code == WRAPPER_REFUSED:
+        # The wrapper refused to run at all (it prints its usage and exits 2 before any
+        # command starts): an image built from another version of this service
+        raise InfrastructureError(
+            f"the exec wrapper in {container} refused to start a command: the runner image "
+            "is older or newer than this service (rebuild it: devteam image build)",
+            details=details)
     if exit_code is None:
         # The report cannot be checked without it (see ``output``); nothing the command
         # can do keeps Docker from recording how the wrapper exited.

@@ -34,7 +34,7 @@ MAX_LINE_BYTES = 64 * 1024
 DISK_NOTE = "devteam: disk quota exceeded:"
 """Start of the line the exec wrapper prints when it stopped a command for filling
 ``/workspace`` past its quota; ``command_result`` makes it the tail's last line."""
-TAMPER_NOTE = "devteam: the command tampered with the exec wrapper's report:"
+TAMPER_NOTE = "devteam: the exec wrapper's report cannot be believed:"
 """Start of the tail's last line when the wrapper's report could not be believed (see the
 module doc); the rest says why."""
 _CONTROLS = {code: "\ufffd" for code in range(32) if chr(code) not in "\t\r\x1b"}
