@@ -54,11 +54,14 @@ def push_branches(
     rejected = _attempt(repo, remote, callbacks, todo, force, secrets)
     if not rejected:
         return PushResult(pushed=todo, skipped=skipped)
-    on_rejected([n for n in rejected if n not in force])
+    behind = [n for n in rejected if n not in force]
+    if behind:  # a forced branch's refusal needs no fetch: it is retried as it is
+        on_rejected(behind)
     again = _attempt(repo, remote, callbacks, todo, force, secrets)
     if again:
         raise ConflictError(
-            f"push of {', '.join(again)} rejected again after fetching and merging",
+            f"push of {', '.join(again)} rejected again"
+            + (" after fetching and merging" if behind else ""),
             details={"branches": list(again), "reasons": dict(again)},
         )
     return PushResult(pushed=todo, skipped=skipped, retried=True)
