@@ -14,10 +14,9 @@ Each subscriber has a bounded queue. A subscriber that cannot keep up (queue ful
 ``resync`` and is then served from the table from its own cursor, so a slow browser never
 costs unbounded memory and never slows anyone else down.
 
-Streams are counted: one user may hold ``gateway.streams_per_user`` open at once, and the
-streams following one customer (all its users together) ``gateway.streams_per_customer``.
-``Hub.add`` refuses one more with ``TooManyStreams`` (the route answers 429 or closes
-1013); ``Hub.remove`` gives the place back, whichever way the stream ended.
+Streams are counted (``gateway.quota``): ``Hub.add`` refuses one too many for its user or
+a customer it follows with ``TooManyStreams``; ``Hub.remove`` gives the place back,
+whichever way the stream ended.
 
 Retention prunes old notifications (``pipeline.retention``) and raises a watermark before
 it does. Every replay page is read together with that watermark, in one statement (one
@@ -29,7 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections import Counter, deque
+from collections import deque
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -49,6 +48,7 @@ from gateway.frames import (
     StoredFrame,
     UpdateFrame,
 )
+from gateway.quota import StreamQuota
 from pipeline import metrics
 from pipeline.db import asyncpg_dsn
 from pipeline.listen import listen_forever
@@ -72,22 +72,7 @@ QUERY_TIMEOUT = 10.0
 and is replaced."""
 
 
-STREAMS_RETRY_AFTER = 10
-"""Seconds a client refused for too many streams is told to wait (``Retry-After``)."""
-
 _ENCODER = msgspec.json.Encoder()
-
-
-class TooManyStreams(Exception):
-    """A stream refused: its user, or a customer it follows, has as many open as allowed.
-
-    ``detail`` names the limit; the client should retry after ``retry_after`` seconds
-    (a place frees when one of the others closes)."""
-
-    def __init__(self, detail: str, retry_after: int = STREAMS_RETRY_AFTER) -> None:
-        super().__init__(detail)
-        self.detail = detail
-        self.retry_after = retry_after
 
 
 @dataclass(frozen=True, slots=True)
@@ -236,12 +221,7 @@ class Hub:
         self.by_project: dict[str, set[Subscriber]] = {}
         self.by_customer: dict[str, set[Subscriber]] = {}
         self.everyone: set[Subscriber] = set()
-        self.per_user: Counter[str] = Counter()
-        """Open streams by user id."""
-        self.per_customer: Counter[str] = Counter()
-        """Open streams by customer followed."""
-        self._counted: dict[Subscriber, tuple[str, frozenset[str]]] = {}
-        """What each subscriber was counted against, so ``remove`` gives back exactly that."""
+        self.quota = StreamQuota(settings.gateway)
         self.published = 0
         self.pool: asyncpg.Pool | None = None
         self._wake = asyncio.Event()
@@ -279,61 +259,11 @@ class Hub:
         projects, customers = sub.principal.scope()
         return list(projects or []), list(customers or []), False
 
-    @staticmethod
-    def customers_of(sub: Subscriber) -> frozenset[str]:
-        """The customers whose quota a stream counts against: those of its projects, else
-        of its token's grants; none for an admin's (an operator's stream must not use up a
-        customer's quota, nor be refused because the customer's own users filled it)."""
-        if sub.principal.is_admin:
-            return frozenset()
-        if sub.projects:
-            projects: list[str] = list(sub.projects)
-            customers: list[str] = []
-        else:
-            exact, whole = sub.principal.scope()
-            projects, customers = exact or [], whole or []
-        return frozenset(p.split("/", 1)[0] for p in projects) | frozenset(customers)
-
-    def check_limits(self, sub: Subscriber) -> None:
-        """Raise ``TooManyStreams`` if ``sub`` would be one stream too many for its user or
-        for a customer it follows (``add`` checks again: this one lets a route refuse
-        before it answers)."""
-        gateway = self.settings.gateway
-        if self.per_user[sub.principal.user_id] >= gateway.streams_per_user:
-            raise TooManyStreams(f"try again later: this user has {gateway.streams_per_user}"
-                                 " live streams open, the most allowed")
-        for customer in sorted(self.customers_of(sub)):
-            if self.per_customer[customer] >= gateway.streams_per_customer:
-                raise TooManyStreams(
-                    f"try again later: customer {customer} has "
-                    f"{gateway.streams_per_customer} live streams open, the most allowed")
-
-    def _count(self, sub: Subscriber) -> None:
-        """Count ``sub`` against its user and customers (nothing counted when refused)."""
-        self.check_limits(sub)
-        user, customers = sub.principal.user_id, self.customers_of(sub)
-        self.per_user[user] += 1
-        self.per_customer.update(customers)
-        self._counted[sub] = (user, customers)
-
-    def _uncount(self, sub: Subscriber) -> None:
-        counted = self._counted.pop(sub, None)
-        if counted is None:
-            return
-        user, customers = counted
-        self.per_user[user] -= 1
-        if self.per_user[user] <= 0:
-            del self.per_user[user]
-        for customer in customers:
-            self.per_customer[customer] -= 1
-            if self.per_customer[customer] <= 0:
-                del self.per_customer[customer]
-
     def add(self, sub: Subscriber) -> None:
         """Index ``sub`` for publishing; a new one is first counted against its user and
         customers (``TooManyStreams`` past their limits: then nothing is added)."""
         if sub not in self.subscribers:
-            self._count(sub)
+            self.quota.take(sub)
             metrics.STREAM_CLIENTS.inc()
         self.subscribers.add(sub)
         projects, customers, everyone = self._keys(sub)
@@ -349,7 +279,7 @@ class Hub:
         calls it, some twice)."""
         if sub in self.subscribers:
             metrics.STREAM_CLIENTS.dec()
-        self._uncount(sub)
+        self.quota.give_back(sub)
         self.subscribers.discard(sub)
         projects, customers, _ = self._keys(sub)
         for key, index in [(p, self.by_project) for p in projects] + [

@@ -22,8 +22,9 @@ from litestar.exceptions import WebSocketDisconnect
 from litestar.testing import TestClient
 
 from gateway.auth import Authenticator, Principal, mint
-from gateway.fanout import STREAMS_RETRY_AFTER, Hub, Subscriber, TooManyStreams
+from gateway.fanout import Hub, Subscriber
 from gateway.problems import Problem, on_problem
+from gateway.quota import STREAMS_RETRY_AFTER, TooManyStreams
 from gateway.routes.stream import (
     CLOSE_UNAVAILABLE,
     MAX_PROJECTS,
@@ -62,7 +63,7 @@ def sub(user: str = "ann", grants: tuple[str, ...] = ("acme/*",), *projects: str
 
 
 def counts(hub: Hub) -> tuple[dict[str, int], dict[str, int]]:
-    return dict(hub.per_user), dict(hub.per_customer)
+    return dict(hub.quota.per_user), dict(hub.quota.per_customer)
 
 
 # -- the hub -------------------------------------------------------------------------------
@@ -130,7 +131,7 @@ def test_removing_gives_the_place_back_once_however_often_it_is_called() -> None
     for s in [*subs[1:], *list(hub.subscribers)]:
         hub.remove(s)
     assert counts(hub) == ({}, {})  # nothing left behind, not even zeros
-    assert not hub.subscribers and not hub.by_customer and not hub._counted
+    assert not hub.subscribers and not hub.by_customer and not hub.quota._taken
 
 
 async def test_a_stream_cancelled_mid_flight_gives_its_place_back() -> None:
@@ -286,7 +287,7 @@ def test_a_websocket_past_the_user_limit_is_closed_1013_and_closing_one_frees_a_
         # and once one goes away, a new one is served
         open_[0].__exit__(None, None, None)
         for _ in range(100):
-            if hub.per_user["ann"] < PER_USER:
+            if hub.quota.per_user["ann"] < PER_USER:
                 break
             time.sleep(0.02)
         with client.websocket_connect(url) as again:

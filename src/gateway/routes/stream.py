@@ -45,13 +45,13 @@ from gateway.fanout import (
     Hub,
     Item,
     Subscriber,
-    TooManyStreams,
     control_frame,
     replay_complete_payload,
     resync_payload,
 )
 from gateway.frames import ConnectionEstablished, Ping, Pong, StreamError, is_cursor
 from gateway.problems import Problem
+from gateway.quota import TooManyStreams
 from gateway.validation import echo
 from runner.settings import Settings
 
@@ -288,7 +288,7 @@ async def sse_stream(request: Request[Any, Any, Any]) -> Stream:
     sub = Subscriber(principal=principal, projects=query.projects, types=query.types,
                      min_level=query.min_level, queue_size=settings.gateway.ws_queue_size)
     try:  # refused while it can still be a 429; ``subscribe`` counts it, in the stream
-        hub.check_limits(sub)
+        hub.quota.check(sub)
     except TooManyStreams as exc:
         raise Problem(429, exc.detail, headers={"Retry-After": str(exc.retry_after)}) from None
     ping = settings.gateway.ws_ping_seconds
