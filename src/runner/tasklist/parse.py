@@ -25,6 +25,7 @@ import re
 from runner.tasklist import syntax
 from runner.tasklist.draft import DescriptionLine, Draft, TokenKind
 from runner.tasklist.model import Problem
+from runner.tasklist.numbering import FreeNumbers
 from runner.tasklist.source import SourceLines
 
 
@@ -397,7 +398,7 @@ class LineParser:
             if draft.written is not None:
                 reserved.setdefault(draft.parent, set()).add(draft.written)
         used = {draft.id for draft in self.drafts if draft.id[0] != "\0"}
-        numbers = _FreeNumbers(used)
+        numbers = FreeNumbers(used)
         renamed: dict[str, str] = {}
         refused: dict[str, str] = {}  # a placeholder, and the id problems name it by
         # Per parent, no number below this one is free: what a sibling found taken stays
@@ -456,35 +457,6 @@ class LineParser:
             self.problems = [
                 Problem(p.line, _PLACEHOLDER_RE.sub(final, p.message)) if "\0" in p.message
                 else p for p in self.problems]
-
-
-class _FreeNumbers:
-    """The first ``n`` from a number on for which ``<prefix>.<n>`` is no id in ``used``.
-
-    Each number found taken is remembered with the first one after it that may be free,
-    and the runs walked are joined (ids are only ever added), so a run of written ids is
-    walked once, not once per id generated next to it (by other parents with the same id,
-    too).
-    """
-
-    def __init__(self, used: set[str]) -> None:
-        self._used = used
-        self._next: dict[str, dict[int, int]] = {}  # per prefix: taken number -> later one
-
-    def first_free(self, prefix: str, number: int) -> int:
-        following = self._next.setdefault(prefix, {})
-        walked: list[int] = []
-        while True:
-            after = following.get(number)
-            if after is None:
-                if prefix + str(number) not in self._used:
-                    break
-                after = number + 1
-            walked.append(number)
-            number = after
-        for taken in walked:
-            following[taken] = number
-        return number
 
 
 def _sibling(draft: Draft, dependency: str, by_id: dict[str, Draft]) -> str:
