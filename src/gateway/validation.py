@@ -20,6 +20,8 @@ from typing import Any, NamedTuple, Union
 
 import msgspec
 
+from runner import limits
+
 _DECODER = msgspec.json.Decoder()
 
 MAX_ERRORS = 20
@@ -34,7 +36,7 @@ MESSAGE_CHARS = 200
 
 def clip(text: str, limit: int = ECHO_CHARS) -> str:
     """``text`` cut to ``limit`` characters, an ellipsis marking the cut."""
-    return text if len(text) <= limit else text[:limit] + "…"
+    return limits.clip(text, limit)
 
 
 def echo(value: str, limit: int = ECHO_CHARS) -> str:

@@ -36,9 +36,15 @@ def utf8_len(text: str) -> int:
     return len(text.encode("utf-8", errors="replace"))
 
 
-def _head_bytes(text: str, limit: int) -> str:
+def head_bytes(text: str, limit: int) -> str:
     """The longest start of ``text`` that is at most ``limit`` UTF-8 bytes."""
     return text.encode("utf-8", errors="replace")[:limit].decode("utf-8", errors="ignore")
+
+
+def clip(text: str, limit: int) -> str:
+    """``text`` cut to ``limit`` characters, an ellipsis marking the cut (for a value
+    quoted in a message)."""
+    return text if len(text) <= limit else text[:limit] + "…"
 
 
 def cut_line(text: str, limit: int) -> str:
@@ -46,7 +52,7 @@ def cut_line(text: str, limit: int) -> str:
     size = utf8_len(text)
     if size <= limit:
         return text
-    head = _head_bytes(text, limit)
+    head = head_bytes(text, limit)
     return f"{head} … {count(size - utf8_len(head))} bytes cut (limit {count(limit)} per line)"
 
 

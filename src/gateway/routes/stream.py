@@ -53,6 +53,7 @@ from gateway.frames import ConnectionEstablished, Ping, Pong, StreamError, is_cu
 from gateway.problems import Problem
 from gateway.quota import TooManyStreams
 from gateway.validation import echo
+from runner.limits import head_bytes
 from runner.settings import Settings
 
 log = structlog.get_logger("devteam.stream")
@@ -137,7 +138,7 @@ def parse_query(params: Any, last_event_id: str | None = None) -> StreamQuery:
 
 def _reason(detail: str) -> str:
     """``detail`` as a close reason: at most 120 bytes of UTF-8 (the frame allows 123)."""
-    return detail.encode()[:120].decode(errors="ignore")
+    return head_bytes(detail, 120)
 
 
 def _principal(auth: Authenticator, header: str | None, token: str | None) -> Principal:

@@ -39,6 +39,7 @@ from pathlib import Path
 import msgspec
 
 from runner.errors import InfrastructureError
+from runner.limits import clip
 from runner.settings import Settings
 
 CONTAINER_DIR = "/run/devteam-egress"
@@ -175,8 +176,7 @@ def parse_refusals(log: str) -> list[Refusal]:
 
 
 def _host(name: str) -> str:
-    name = name.lower()
-    return name if len(name) <= MAX_HOST_CHARS else name[:MAX_HOST_CHARS] + "…"
+    return clip(name.lower(), MAX_HOST_CHARS)
 
 
 def _port_of(method: str, target: str) -> int:
