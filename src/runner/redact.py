@@ -162,8 +162,11 @@ def _assignment(match: re.Match[str]) -> str:
 # A token that runs on over its characters starts only where a run of them starts (the
 # lookbehind after the literal keeps the literal first, which the engine searches fast):
 # tried at every ``eyJ`` of a model's ``eyJeyJeyJ…`` line, each attempt read to the end of
-# the run, and 1 MB took minutes. A token glued to a word is no token anyway (``_bounded``).
-_JWT = re.compile(r"eyJ(?<![A-Za-z0-9_-]eyJ)[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]*")
+# the run, and 1 MB took minutes. A token glued to a word is no token anyway (``_bounded``);
+# one after a dash (``session-eyJ…``) is, and is tried with a first part that stops at the
+# next dash, so ``-eyJ-eyJ…`` stays linear too.
+_JWT = re.compile(r"eyJ(?:(?<![A-Za-z0-9_-]eyJ)[A-Za-z0-9_-]{8,}|(?<=-eyJ)[A-Za-z0-9_]{8,})"
+                  r"\.[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]*")
 _GITHUB = re.compile(r"g(?<![A-Za-z0-9_]g)(?:h[opusr]_|ithub_pat_)[A-Za-z0-9_]{30,255}\b")
 _WORDS = _trie_regex(set().union(*map(_word_variants, _SECRET_WORDS)))
 _SCHEME = r"(?:(?:Basic|basic|BASIC|Token|token|TOKEN|Bearer|bearer|BEARER)[ \t]+)?"

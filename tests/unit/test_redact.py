@@ -232,12 +232,13 @@ def test_a_jwt_match_never_starts_inside_a_run_of_its_characters() -> None:
     assert _JWT.match(text, 0) is not None
     assert [i for i in range(1, 20) if _JWT.match(text, i) is not None] == []
     glued = f"x{JWT} -{JWT} _{JWT} ({JWT}"
-    assert [glued[m.start() - 1] for m in _JWT.finditer(glued)] == ["("]
-    assert Redactor().redact(f"Bearer {JWT}, token={JWT}") == (
-        "Bearer [REDACTED:jwt], token=[REDACTED:jwt]")
+    assert [glued[m.start() - 1] for m in _JWT.finditer(glued)] == ["-", "("]
+    assert Redactor().redact(f"Bearer {JWT}, token={JWT}, session-{JWT}") == (
+        "Bearer [REDACTED:jwt], token=[REDACTED:jwt], session-[REDACTED:jwt]")
 
 
-@pytest.mark.parametrize("unit", ["eyJ", "-eyJ", "eyJ_", "ghp_", "github_pat_", "sk-", "xoxb-",
+@pytest.mark.parametrize("unit", ["eyJ", "-eyJ", "eyJ_", "-eyJaaaaaaaa", "-eyJaaaaaaaa.",
+                                  "ghp_", "github_pat_", "sk-", "xoxb-",
                                   "://a:", "-----BEGIN ", "token: ", "Bearer ", "AKIA"])
 def test_given_a_hostile_line_of_repeated_token_starts_then_it_is_redacted_in_linear_time(
     unit: str,
