@@ -145,12 +145,10 @@ async def next_task(services: Services, project_id: str) -> dict[str, Any]:
     """CONTRACTS ``GET /tasks/next``.
 
     An injection that no longer fits the list (the task it replaces was renamed or
-    removed, its position is past the end) is a ConfigError, as in the SELECT stage."""
+    removed, its position is past the end) is ``select_next``'s InjectionMisfit, a
+    ConfigError, as in the SELECT stage."""
     view = await project_tasks(services, project_id)
-    try:
-        task = select_next(view.tasks, view.injected)
-    except ValueError as exc:
-        raise ConfigError(f"injected tasks do not fit the task list: {exc}") from None
+    task = select_next(view.tasks, view.injected)
     done, total = view.tasks.progress()
     return {
         "task": task.to_wire() if task else None,

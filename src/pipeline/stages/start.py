@@ -93,10 +93,7 @@ async def select(ctx: StageContext) -> Outcome:
                 execution=counts,
             )
     else:
-        try:
-            task = select_next(tasks, injected)
-        except ValueError as exc:
-            raise ConfigError(f"injected tasks do not fit the task list: {exc}") from None
+        task = select_next(tasks, injected)  # InjectionMisfit: config
     if task is None:
         if done >= total:
             ctx.log.line(f"every task of {path} is done")

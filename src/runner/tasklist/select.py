@@ -21,6 +21,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
+from runner.errors import ConfigError
 from runner.tasklist.document import TaskList
 from runner.tasklist.model import Task, TaskStatus, TaskType
 
@@ -38,12 +39,21 @@ class Injection:
     done: bool = False
 
 
+class InjectionMisfit(ConfigError, ValueError):
+    """Injected tasks that do not fit the task list (it changed under them): a ``config``
+    error, so the SELECT stage stops with it and ``GET /tasks/next`` answers 422 (and a
+    ValueError, as before)."""
+
+    def __init__(self, why: str) -> None:
+        super().__init__(f"injected tasks do not fit the task list: {why}")
+
+
 def select_next(tasks: TaskList, injections: Sequence[Injection] = ()) -> Task | None:
     """The next task to run, or None when nothing is ready (all done, or all waiting).
 
-    ``ValueError`` for an injection that does not fit the list: an unknown type, a
-    positional one without a position in ``0..len(leaves)``, a replace one naming no leaf
-    of the list, or two replacing the same leaf.
+    ``InjectionMisfit`` (a ``config`` error) for an injection that does not fit the list:
+    an unknown type, a positional one without a position in ``0..len(leaves)``, a replace
+    one naming no leaf of the list, or two replacing the same leaf.
     """
     leaves = tasks.leaves()
     positional, replacing = _check(tasks, leaves, injections)
@@ -114,7 +124,7 @@ def _check(
         if kind == "positional":
             position = injection.position
             if position is None or not 0 <= position <= len(leaves):
-                raise ValueError(
+                raise InjectionMisfit(
                     f"positional injection {injection.task.id}: position {position} is not "
                     f"in 0..{len(leaves)}")
             if not injection.done:
@@ -122,14 +132,14 @@ def _check(
         elif kind == "replace":
             target = injection.replace_task_id
             if target is None or target not in tasks:
-                raise ValueError(
+                raise InjectionMisfit(
                     f"replace injection {injection.task.id}: unknown task {target!r}")
             if tasks.get(target).type is not TaskType.ATOMIC:
-                raise ValueError(
+                raise InjectionMisfit(
                     f"replace injection {injection.task.id}: {target} is not an atomic task")
             if target in replacing:
-                raise ValueError(f"two injections replace task {target}")
+                raise InjectionMisfit(f"two injections replace task {target}")
             replacing[target] = injection
         elif kind != "priority":
-            raise ValueError(f"unknown injection type {kind!r}")
+            raise InjectionMisfit(f"unknown injection type {kind!r}")
     return positional, replacing
