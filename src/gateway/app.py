@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import structlog
@@ -16,6 +16,7 @@ from gateway import idempotency
 from gateway.allow import allow_middleware
 from gateway.asyncapi import asyncapi_json
 from gateway.auth import Authenticator
+from gateway.coalesce import Coalesced
 from gateway.correlation import correlation_middleware
 from gateway.fanout import Hub
 from gateway.http import NEEDS_TOKEN, admit
@@ -45,12 +46,23 @@ from gateway.routes import (
 from pipeline import metrics
 from pipeline.db import Store, StoreUnavailable
 from pipeline.services import Services
+from pipeline.store.executions import StatusRow
 from runner.logging import configure_logging
 from runner.settings import Settings, get_settings
 
 log = structlog.get_logger("devteam.gateway")
 
 SWEEP_SECONDS = 600
+
+
+def _status_reader(store: Store) -> Callable[[list[str]], Awaitable[dict[str, StatusRow]]]:
+    """The status reads of the requests of one turn of the loop: one statement."""
+
+    async def read(project_ids: list[str]) -> dict[str, StatusRow]:
+        async with store.reads() as q:
+            return await q.executions.statuses(project_ids)
+
+    return read
 
 
 def create_app(settings: Settings | None = None, *, store: Store | None = None) -> Litestar:
@@ -61,6 +73,7 @@ def create_app(settings: Settings | None = None, *, store: Store | None = None) 
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
         app.state.store = store or Store.from_settings(settings)
         app.state.services = Services(settings, app.state.store)
+        app.state.statuses = Coalesced(_status_reader(app.state.store))
         app.state.hub = Hub(settings)
         await app.state.hub.start()
         sweeper = asyncio.create_task(_sweep_keys(app.state.store))
@@ -73,6 +86,7 @@ def create_app(settings: Settings | None = None, *, store: Store | None = None) 
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
             await health.stop_background()
+            await app.state.statuses.close()
             await app.state.hub.stop()
             if store is None:
                 await app.state.store.close()

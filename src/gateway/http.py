@@ -14,12 +14,14 @@ from litestar.openapi.spec import Example
 from litestar.params import PathParameter
 
 from gateway.auth import Authenticator, Principal, bearer, is_project_id
+from gateway.coalesce import Coalesced
 from gateway.correlation import scope_header
 from gateway.problems import TITLES, Problem, correlation_id
 from gateway.schemas import END
 from pipeline import audit
 from pipeline.db import Store
 from pipeline.services import Services
+from pipeline.store.executions import StatusRow
 from runner.settings import Settings
 
 ENCODER = msgspec.json.Encoder()
@@ -61,6 +63,12 @@ def services_of(request: Request[Any, Any, Any]) -> Services:
     """The runner adapters (git, sandbox, Aider) for the one-step and repository APIs."""
     services: Services = request.app.state.services
     return services
+
+
+def statuses_of(request: Request[Any, Any, Any]) -> Coalesced[str, StatusRow]:
+    """Projects' status reads, coalesced per turn of the event loop."""
+    statuses: Coalesced[str, StatusRow] = request.app.state.statuses
+    return statuses
 
 
 def settings_of(request: Request[Any, Any, Any]) -> Settings:

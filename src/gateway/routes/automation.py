@@ -20,6 +20,7 @@ from gateway.http import (
     respond,
     services_of,
     settings_of,
+    statuses_of,
     store_of,
 )
 from gateway.problems import Problem
@@ -95,8 +96,7 @@ async def initialize(
 async def status(request: Request[Any, Any, Any], project: ProjectPath) -> Response[bytes]:
     project_id = project_param(project)
     require_read(principal_of(request), project_id)
-    async with store_of(request).reads() as q:
-        found = await q.executions.status(project_id)
+    found = await statuses_of(request).load(project_id)
     if found is None:
         raise Problem(404, "this project has never run")
     box = settings_of(request).sandbox

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from typing import Any
 
 import asyncpg
@@ -194,7 +195,9 @@ SET_TASK_CONTEXT = (
 LAST_UPDATE_FOR_UPDATE = "SELECT last_update FROM executions WHERE id = $1 FOR UPDATE"
 ACTIVE_IDS = "SELECT id FROM executions WHERE status = ANY($1::text[])"
 STATUS = f"""
-    WITH x AS (SELECT {COLUMNS} FROM executions WHERE project_id = $1 {_LATEST_ORDER}),
+    SELECT p.project_key, s.* FROM unnest($1::text[]) AS p(project_key), LATERAL (
+    WITH x AS (SELECT {COLUMNS} FROM executions WHERE project_id = p.project_key
+               {_LATEST_ORDER}),
     setup AS (
         SELECT s.task_id, s.status, s.duration_ms, s.result, s.error FROM stage_runs s, x
         WHERE s.execution_id = x.id AND s.stage = 'SETUP'
@@ -230,7 +233,11 @@ STATUS = f"""
            wait.waiting AS wait_waiting, wait.customer_running AS wait_customer_running,
            wait.running AS wait_running
     FROM x LEFT JOIN setup ON true LEFT JOIN wait ON true, used
+    ) s
 """
+"""Each project's latest execution with its SETUP, slot wait and usage (``statuses``):
+one statement for any number of projects, each looked up by the index as it would be
+alone; a project that never ran has no row."""
 _EXECUTION_KEYS = tuple(c.strip() for c in COLUMNS.split(","))
 
 
@@ -395,8 +402,8 @@ class PgExecutions:
         """The last ``execution-update`` payload sent, the execution row locked."""
         return loads(await self.conn.fetchval(LAST_UPDATE_FOR_UPDATE, execution_id))
 
-    async def status(self, project_id: str) -> StatusRow | None:
-        """The project's latest execution, its latest SETUP and its slot wait: one
-        statement."""
-        record = await self.conn.fetchrow(STATUS, project_id)
-        return None if record is None else status_of(record)
+    async def statuses(self, project_ids: Sequence[str]) -> dict[str, StatusRow]:
+        """Each project's latest execution, its latest SETUP, its slot wait and its
+        usage, by project; one that never ran is left out. One statement for all."""
+        records = await self.conn.fetch(STATUS, list(dict.fromkeys(project_ids)))
+        return {r["project_key"]: status_of(r) for r in records}

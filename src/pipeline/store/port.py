@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from contextlib import AbstractAsyncContextManager
 from datetime import datetime, timedelta
 from typing import Any, Literal, Protocol
@@ -106,7 +106,10 @@ class Executions(Protocol):
 
     async def set_task_context(self, event_id: uuid.UUID, context: dict[str, Any]) -> None: ...
 
-    async def status(self, project_id: str) -> StatusRow | None: ...
+    async def statuses(self, project_ids: Sequence[str]) -> dict[str, StatusRow]:
+        """Each project's latest execution with its latest SETUP, slot wait and usage,
+        by project id; a project that never ran is left out. One read for them all."""
+        ...
 
 
 class StageRuns(Protocol):

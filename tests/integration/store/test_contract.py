@@ -125,13 +125,32 @@ async def test_the_latest_execution_is_the_active_one_else_the_newest(port: Stor
         locked = await tx.executions.latest_for_project(PROJECT, lock=True)
         assert locked is not None and locked.id == active
         assert await tx.executions.latest_for_project("acme/other") is None
-        status = await tx.executions.status(PROJECT)
-        assert status is not None
+        statuses = await tx.executions.statuses([PROJECT])
+        status = statuses[PROJECT]
         assert status.execution.id == active
         assert (status.setup, status.wait) == (None, None)
         assert status.usage == UsageSums(implement_rounds=0, containers=0)
-        assert await tx.executions.status("acme/other") is None
+        assert await tx.executions.statuses(["acme/other"]) == {}
     assert newer_done != active
+
+
+async def test_statuses_of_many_projects_are_read_at_once_each_its_own(
+    port: StorePort,
+) -> None:
+    others = [f"acme/p{i}" for i in range(5)]
+    started = {}
+    async with port.tx() as tx:
+        for project in others:
+            await tx.projects.upsert(project, CUSTOMER, URL)
+            _, started[project] = await start(tx, project, status="running")
+    asked = [*others, "acme/never-ran", others[0], others[3]]  # unknown and repeated ones
+    async with port.reads() as tx:
+        statuses = await tx.executions.statuses(asked)
+    assert set(statuses) == set(others)
+    assert {p: s.execution.id for p, s in statuses.items()} == started
+    assert {s.execution.project_id for s in statuses.values()} == set(others)
+    async with port.reads() as tx:
+        assert await tx.executions.statuses([]) == {}
 
 
 async def test_a_prior_start_is_found_by_user_project_and_key(port: StorePort) -> None:

@@ -199,14 +199,14 @@ async def test_the_status_shows_where_the_executions_container_stands_in_line(
         await tx.projects.upsert(PROJECT, CUSTOMER, URL)
         _, execution = await start(tx, status="running")
     async with port.reads() as tx:
-        status = await tx.executions.status(PROJECT)
+        status = (await tx.executions.statuses([PROJECT])).get(PROJECT)
     assert status is not None and status.wait is None
     assert await _ask(port, CUSTOMER, "other", per_customer=1, global_limit=1) is True
     assert await _ask(port, CUSTOMER, "first", per_customer=1, global_limit=1) is False
     assert await _ask(port, CUSTOMER, "dt-mine", per_customer=1, global_limit=1,
                       execution_id=str(execution)) is False
     async with port.reads() as tx:
-        status = await tx.executions.status(PROJECT)
+        status = (await tx.executions.statuses([PROJECT])).get(PROJECT)
     assert status is not None and status.wait is not None
     wait = status.wait
     assert (wait.holder, wait.position, wait.waiting, wait.customer_running, wait.running) == (

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import uuid
+from collections.abc import Sequence
 from typing import Any
 
 import msgspec
@@ -220,7 +221,11 @@ class MemoryExecutions(Base):
         values = self.t.executions.get(execution_id)
         return None if values is None else copy.deepcopy(values["last_update"])
 
-    async def status(self, project_id: str) -> StatusRow | None:
+    async def statuses(self, project_ids: Sequence[str]) -> dict[str, StatusRow]:
+        found = {p: self._status(p) for p in project_ids}
+        return {p: row for p, row in found.items() if row is not None}
+
+    def _status(self, project_id: str) -> StatusRow | None:
         values = self._latest(project_id)
         if values is None:
             return None
