@@ -65,7 +65,9 @@ def _status_reader(store: Store) -> Callable[[list[str]], Awaitable[dict[str, St
     return read
 
 
-def create_app(settings: Settings | None = None, *, store: Store | None = None) -> Litestar:
+def create_app(settings: Settings | None = None, *, store: Store | None = None,
+               on_started: Callable[[], None] | None = None) -> Litestar:
+    """The app; ``on_started`` runs once its start-up is done, before it serves."""
     settings = settings or get_settings()
     configure_logging(settings, process="gateway")
 
@@ -78,6 +80,8 @@ def create_app(settings: Settings | None = None, *, store: Store | None = None) 
         await app.state.hub.start()
         sweeper = asyncio.create_task(_sweep_keys(app.state.store))
         warm = asyncio.create_task(health.warm_up(settings))
+        if on_started is not None:
+            on_started()
         try:
             yield
         finally:
