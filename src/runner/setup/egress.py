@@ -56,6 +56,12 @@ past it are only counted (a command may try thousands of hosts)."""
 LOG_READ_BYTES = 8 * 1024 * 1024
 """The most of the proxy's log read after one command (some 50,000 requests); what that
 command had logged past it is skipped, and its size reported, not parsed."""
+LOG_MAX_BYTES = 64 * 1024 * 1024
+"""The most the proxy's log may hold on disk (some 400,000 requests). tinyproxy has no
+such setting and a command may send requests as fast as it likes for the whole setup
+timeout, so tinyproxy runs under a file-size limit (``ulimit -f``) with ``SIGXFSZ``
+ignored: past it, its log writes fail and it goes on proxying and refusing as before.
+What it refused after that is not recorded, and the setup's error says so."""
 MAX_HOST_CHARS = 253
 """A refused host name is cut to this (the longest DNS name); the client chose it."""
 
@@ -238,8 +244,10 @@ class EgressProxy:
     configuration and its log; it is removed on close.
     """
 
-    def __init__(self, settings: Settings, customer_id: str, directory: Path) -> None:
+    def __init__(self, settings: Settings, customer_id: str, directory: Path, *,
+                 log_max_bytes: int = LOG_MAX_BYTES) -> None:
         self.settings = settings
+        self.log_max_bytes = log_max_bytes
         self.customer_id = customer_id
         self.directory = directory
         self.hosts = allowlist(settings, customer_id)
@@ -313,7 +321,7 @@ class EgressProxy:
                 *(f"ConnectPort {p}" for p in self.ports),
             ]) + "\n")
             proc = subprocess.Popen(
-                [binary, "-d", "-c", str(conf)], stdin=subprocess.DEVNULL,
+                self._limited([binary, "-d", "-c", str(conf)]), stdin=subprocess.DEVNULL,
                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
             )
             self._procs.append(proc)
@@ -328,6 +336,22 @@ class EgressProxy:
             if proc.poll() is None:
                 return port
         raise InfrastructureError("tinyproxy did not start (no free loopback port?)")
+
+    def _limited(self, argv: list[str]) -> list[str]:
+        """``argv`` under the log's size limit (:data:`LOG_MAX_BYTES`): ``sh`` ignores
+        ``SIGXFSZ`` (an ignored signal stays ignored across ``exec``), sets the limit in
+        its 512-byte blocks, and becomes the command."""
+        blocks = max(1, self.log_max_bytes // 512)
+        return ["sh", "-c", f"trap '' XFSZ; ulimit -f {blocks} && exec \"$0\" \"$@\"",
+                *argv]
+
+    @property
+    def log_full(self) -> bool:
+        """The log reached its size limit: later refusals were not recorded."""
+        try:
+            return (self.directory / LOG_NAME).stat().st_size >= self.log_max_bytes
+        except OSError:
+            return False
 
     def close(self) -> None:
         for proc in reversed(self._procs):

@@ -200,7 +200,8 @@ class Installer:
                 if result.cancelled:
                     raise CancelledError("setup cancelled", details={"command": command})
                 if not result.ok:
-                    raise self._failure(plan, result, blocked, proxy.unread_bytes)
+                    raise self._failure(plan, result, blocked, proxy.unread_bytes,
+                                        log_full=proxy.log_full)
             size = _size(session, plan.cache_paths)
         finally:
             usage = self.sandbox.remove(spec)
@@ -248,7 +249,7 @@ class Installer:
             raise EnvironmentFailure(f"the egress forwarder did not start in {container}")
 
     def _failure(self, plan: SetupPlan, result: CommandResult, blocked: Blocked,
-                 unread_bytes: int) -> EnvironmentFailure:
+                 unread_bytes: int, *, log_full: bool = False) -> EnvironmentFailure:
         tail = "\n".join(result.output_tail.rstrip().splitlines()[-TAIL_LINES:])
         what = ("timed out" if result.timed_out
                 else f"exited {result.exit_code}")
@@ -259,6 +260,9 @@ class Installer:
                         "DEVTEAM_SETUP_CUSTOMER_ALLOW)")
         if unread_bytes:
             message += f"; {unread_bytes} more bytes of the proxy's log were not read"
+        if log_full:
+            message += ("; the proxy's log reached its size limit, so the requests it "
+                        "refused after that are not listed")
         return EnvironmentFailure(message, details={
             "tool": plan.tool,
             "command": result.command,
@@ -267,6 +271,7 @@ class Installer:
             "blocked": [msgspec.to_builtins(r) for r in blocked.kept],
             "blockedUnlisted": blocked.unlisted,
             "proxyLogUnreadBytes": unread_bytes,
+            "proxyLogFull": log_full,
             "tail": tail,
         })
 

@@ -131,3 +131,35 @@ def test_given_a_setup_command_refused_20000_hosts_then_its_error_names_100_and_
     blocked_lines = [line for line in lines if line.startswith("blocked: ")]
     assert len(blocked_lines) == 101
     assert blocked_lines[-1].startswith("blocked: 19900 more requests by `pip install")
+
+
+@pytest.mark.parametrize(("limit", "full"), [(64 * 1024, True), (64 << 20, False)])
+def test_given_the_proxy_log_at_its_size_limit_then_the_error_says_later_refusals_are_not_listed(
+    tmp_path, limit, full,
+):
+    settings = load_settings({})
+    proxy = EgressProxy(settings, "acme", tmp_path / "egress", log_max_bytes=limit)
+    proxy.directory.mkdir()
+    log = proxy.directory / "tinyproxy.log"
+    session = FloodingSession(log, 1_000)  # about 170 KB of log
+    sandbox = SimpleNamespace(api=Engine(), remove=lambda spec: None,
+                              session=lambda spec, on_wait=None: session)
+    inst = Installer(settings, sandbox, DepsCache(Images(), max_bytes_per_customer=10**9,
+                                                  per_project=2, max_age_seconds=3600))
+    if full:  # tinyproxy's writes stop at the limit (tests/integration/security)
+        session.run = _capped(session.run, log, limit)  # type: ignore[method-assign]
+
+    with pytest.raises(EnvironmentFailure) as raised:
+        inst._install(SPEC, PLAN, tmp_path, proxy, None, None)
+
+    assert raised.value.details["proxyLogFull"] is full
+    assert ("the proxy's log reached its size limit" in raised.value.message) is full
+
+
+def _capped(run, log: Path, limit: int):
+    def capped(command: str, **kw: object) -> CommandResult:
+        result = run(command, **kw)
+        with log.open("r+b") as f:
+            f.truncate(limit)
+        return result
+    return capped
