@@ -7,7 +7,8 @@ present) gives no new commit.
 The outcomes document is the customer's file as much as ours: it is handled as bytes and
 only appended to, so whatever it holds (text in another encoding, stray bytes) is kept
 as it is and never stops the task from being marked done. It is read with a size limit
-(``MAX_OUTCOMES_BYTES``): a larger one is a ``config`` error naming it.
+(``tasklist_io.MAX_OUTCOMES_BYTES``, checked at INIT too): a larger one is a ``config``
+error naming it.
 """
 
 from __future__ import annotations
@@ -18,14 +19,11 @@ from pipeline.lifecycle import Stage
 from pipeline.outcome import Outcome, StageContext
 from pipeline.stages.common import blocking, checkout, current_task
 from pipeline.stages.results import Merged, Prepared, Verified, prepared, stage_result
-from pipeline.stages.tasklist_io import outcomes_path, read_task_list
+from pipeline.stages.tasklist_io import outcomes_path, read_outcomes, read_task_list
 from runner.errors import ConfigError
 from runner.tasklist import TaskStatus
 
 OUTCOMES_HEADER = "# Task outcomes\n\nWhat DevTeam Runner completed, newest last.\n"
-MAX_OUTCOMES_BYTES = 8 * 1024 * 1024
-"""The largest outcomes document UPDATE_TASKLIST reads and rewrites (an entry is a few
-hundred bytes: tens of thousands of tasks); a larger one must be trimmed by hand."""
 
 
 async def merge(ctx: StageContext) -> Outcome:
@@ -62,7 +60,7 @@ async def update_tasklist(ctx: StageContext) -> Outcome:
     """Mark the task done in the list, append to the outcomes document, commit, push.
 
     The outcomes document's bytes are kept as they are (it need not be UTF-8); one larger
-    than ``MAX_OUTCOMES_BYTES`` is a ConfigError naming it."""
+    than ``MAX_OUTCOMES_BYTES`` is a ConfigError naming it (``read_outcomes``)."""
     task = await current_task(ctx)
     co = await checkout(ctx)
     found = await read_task_list(ctx.services.git, co, ctx.project.get("task_list_path"))
@@ -74,8 +72,7 @@ async def update_tasklist(ctx: StageContext) -> Outcome:
     if marked is not None and marked in tasks and tasks.get(marked).status is not TaskStatus.DONE:
         files[path] = tasks.with_status(marked, TaskStatus.DONE).render()
     outcomes = outcomes_path(path)
-    existing = await blocking(ctx.services.git.read_file, co, outcomes,
-                              limit=MAX_OUTCOMES_BYTES) or b""
+    existing = await read_outcomes(ctx.services.git, co, outcomes) or b""
     marker = f"<!-- devteam:{ctx.execution.id}:{task.id} -->"
     if marker.encode() not in existing:
         entry = await _entry(ctx, task.id, task.title, marker)

@@ -10,6 +10,7 @@ from pipeline.stages.tasklist_io import (
     injected_progress,
     injections,
     outcomes_path,
+    read_outcomes,
     read_task_list,
 )
 from runner.errors import ConfigError, VerificationError
@@ -53,6 +54,7 @@ async def init(ctx: StageContext) -> Outcome:
     # the files UPDATE_TASKLIST writes: refused now (a link into .git, say), before any
     # task's work is merged, rather than after
     await blocking(ctx.services.git.check_writable, co, [path, outcomes_path(path)])
+    await read_outcomes(ctx.services.git, co, outcomes_path(path))  # within its limit
     async with ctx.services.store.tx() as tx:
         await tx.projects.record_checkout(ctx.project["project_id"], co.default_branch, path)
     ctx.log.line(f"{path}: {total} tasks, {done} done; default branch {co.default_branch}")

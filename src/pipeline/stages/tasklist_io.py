@@ -36,6 +36,24 @@ def outcomes_path(task_list_path: str) -> str:
     return posixpath.join(posixpath.dirname(task_list_path), OUTCOMES_FILE)
 
 
+MAX_OUTCOMES_BYTES = 8 * 1024 * 1024
+"""The largest outcomes document UPDATE_TASKLIST reads and rewrites (an entry is a few
+hundred bytes: tens of thousands of tasks); a larger one must be trimmed by hand."""
+
+
+async def read_outcomes(git: GitWorkspace, checkout: Checkout, path: str) -> bytes | None:
+    """The outcomes document's bytes at the tip of the default branch (None: absent). One
+    over ``MAX_OUTCOMES_BYTES`` is a ConfigError naming it and what to do: INIT checks it
+    before any task's work, so no task is merged that could not then be marked done."""
+    try:
+        return await blocking(git.read_file, checkout, path, limit=MAX_OUTCOMES_BYTES)
+    except ConfigError as exc:
+        raise ConfigError(
+            f"{path} is larger than {MAX_OUTCOMES_BYTES} bytes: a task's outcome could not "
+            "be recorded in it; trim it by hand (older entries can go: the task list keeps "
+            "what is done)", details={**exc.details, "limit": MAX_OUTCOMES_BYTES}) from exc
+
+
 MAX_TASK_LIST_BYTES = 1024 * 1024
 """A task list larger than this is refused (``config``): a real one is tens of kilobytes,
 and parsing tens of megabytes would hold a worker (or the gateway) for minutes."""

@@ -21,7 +21,7 @@ from pipeline.engine import Engine
 from pipeline.lifecycle import Stage
 from pipeline.outcome import Outcome, StageContext
 from pipeline.services import Services
-from pipeline.stages import integrate, start
+from pipeline.stages import integrate, start, tasklist_io
 from runner.settings import get_settings
 
 ALICE = Principal(user_id="alice", correlation_id="corr-outcomes-1")
@@ -62,9 +62,10 @@ async def queued(store, execution_id: uuid.UUID) -> list[tuple[int, str]]:
     return [(int(r[0]), str(r[1])) for r in rows]
 
 
-async def run_to_update_tasklist(store, sample: Sample) -> tuple[str, dict]:
+async def run_to_update_tasklist(store, sample: Sample, *, before_update=None
+                                 ) -> tuple[str, dict]:
     """INIT, SELECT, the stand-in PREP, then UPDATE_TASKLIST: what the last one did and
-    its stage run."""
+    its stage run. ``before_update()`` runs just before UPDATE_TASKLIST."""
     started = await commands.start_execution(
         store, principal=ALICE, project_id="acme/outcomes", repository_url=sample.url)
     engine = Engine(Services(get_settings(), store), {
@@ -74,12 +75,18 @@ async def run_to_update_tasklist(store, sample: Sample) -> tuple[str, dict]:
     for stage in (Stage.INIT, Stage.SELECT, Stage.PREP):
         assert await engine.run(command_id) == "succeeded", stage
         [(command_id, _)] = await queued(store, started.execution_id)
+    if before_update is not None:
+        before_update()
     what = await engine.run(command_id)
+    return what, await stage_run(store, started.execution_id, Stage.UPDATE_TASKLIST)
+
+
+async def stage_run(store, execution_id: uuid.UUID, stage: Stage) -> dict:
     async with store.transaction() as session:
         run = (await session.execute(text(
             "SELECT status, error FROM stage_runs WHERE execution_id = :e AND stage = :s"),
-            {"e": started.execution_id, "s": Stage.UPDATE_TASKLIST.value})).mappings().one()
-    return what, dict(run)
+            {"e": execution_id, "s": stage.value})).mappings().one()
+    return dict(run)
 
 
 async def test_a_non_utf8_outcomes_file_is_kept_and_the_task_is_marked_done(
@@ -97,14 +104,36 @@ async def test_a_non_utf8_outcomes_file_is_kept_and_the_task_is_marked_done(
     assert "- [x] 1.1 Add and subtract" in remote_bytes(sample, "tasks_list.md").decode()
 
 
-async def test_an_outcomes_file_over_the_limit_is_a_config_error_naming_it(
+async def test_an_outcomes_file_over_the_limit_is_refused_at_init_before_any_task(
     store, tmp_path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    # Given a repository whose outcomes file is over the limit
     sample = create_sample(tmp_path / "sample")
     add_remote_file(sample, "task_outcomes.md", b"# Task outcomes\n" + b"x" * 200)
-    monkeypatch.setattr(integrate, "MAX_OUTCOMES_BYTES", 100)
+    monkeypatch.setattr(tasklist_io, "MAX_OUTCOMES_BYTES", 100)
+    started = await commands.start_execution(
+        store, principal=ALICE, project_id="acme/outcomes", repository_url=sample.url)
+    engine = Engine(Services(get_settings(), store), {Stage.INIT: start.init})
 
-    what, run = await run_to_update_tasklist(store, sample)
+    # Then INIT refuses it, naming the file and what to do, and no task is selected
+    assert await engine.run(started.command_id) == "failed"
+    run = await stage_run(store, started.execution_id, Stage.INIT)
+    assert run["error"]["classification"] == "config"
+    assert "task_outcomes.md is larger than 100 bytes" in run["error"]["message"]
+    assert "trim it by hand" in run["error"]["message"]
+    assert [stage for _, stage in await queued(store, started.execution_id)] == ["FINALIZE"]
+
+
+async def test_an_outcomes_file_over_the_limit_when_the_task_is_recorded_is_a_config_error(
+    store, tmp_path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """UPDATE_TASKLIST checks the limit itself too (a file within it at INIT is over it
+    when the task is recorded: here the limit is lowered in between)."""
+    sample = create_sample(tmp_path / "sample")
+    add_remote_file(sample, "task_outcomes.md", b"# Task outcomes\n" + b"x" * 200)
+
+    what, run = await run_to_update_tasklist(store, sample, before_update=lambda: (
+        monkeypatch.setattr(tasklist_io, "MAX_OUTCOMES_BYTES", 100)))
 
     assert what == "failed"
     assert run["error"]["classification"] == "config"
