@@ -255,8 +255,7 @@ def _observe(ctx: StageContext, outcome: Outcome, seconds: float, *, recorded: b
         metrics.stage_finished(ctx.command.stage, outcome.status if recorded else "lost-claim",
                                seconds, str(error.classification) if error is not None else None)
         if recorded and ctx.command.stage == Stage.IMPLEMENT:
-            metrics.model_usage(ctx.execution.customer_id,
-                                {"usage": outcome.usage} if outcome.usage else outcome.result)
+            metrics.model_usage(ctx.execution.customer_id, outcome.usage)
     except Exception as exc:  # noqa: BLE001 - metrics must never break a stage
         log.warning("metrics.failed", error=type(exc).__name__)
 

@@ -220,21 +220,16 @@ def aider_usage(stdout: str) -> tuple[int, int, float | None] | None:
     return (sent, received, cost) if found else None
 
 
-def model_usage(customer_id: str, result: Mapping[str, Any]) -> None:
-    """Count an IMPLEMENT round's usage: the stage result's ``usage``
-    (``tokensSent``/``tokensReceived``/``cost``) when recorded, else Aider's output."""
-    usage = result.get("usage")
-    if isinstance(usage, Mapping) and "tokensSent" in usage:
-        sent, received = int(usage.get("tokensSent") or 0), int(usage.get("tokensReceived") or 0)
-        raw_cost = usage.get("cost")
-        cost = float(raw_cost) if isinstance(raw_cost, int | float) else None
-    else:
-        outputs = result.get("outputs")
-        stdout = outputs.get("stdout") if isinstance(outputs, Mapping) else None
-        parsed = aider_usage(stdout) if isinstance(stdout, str) else None
-        if parsed is None:
-            return
-        sent, received, cost = parsed
+def model_usage(customer_id: str, usage: Mapping[str, Any] | None) -> None:
+    """Count an IMPLEMENT round's recorded usage (``tokensSent``/``tokensReceived``/
+    ``cost``, from Aider's own marked usage lines). A round without it counts nothing: its
+    output is never read for usage, since the model writes much of what it holds (a reply
+    can print ``Tokens: 9k sent``)."""
+    if not isinstance(usage, Mapping) or "tokensSent" not in usage:
+        return
+    sent, received = int(usage.get("tokensSent") or 0), int(usage.get("tokensReceived") or 0)
+    raw_cost = usage.get("cost")
+    cost = float(raw_cost) if isinstance(raw_cost, int | float) else None
     customer = _label(customer_id)
     MODEL_TOKENS.labels(customer, "sent").inc(max(0, sent))
     MODEL_TOKENS.labels(customer, "received").inc(max(0, received))

@@ -76,9 +76,7 @@ def test_whatever_the_lines_say_the_usage_is_finite_and_within_the_bounds(
 
 def test_model_usage_prefers_the_recorded_usage_and_bounds_the_customer_label() -> None:
     customer = "acme" + "x" * 200 + "\n{evil=\"1\"}"
-    metrics.model_usage(customer, {"usage": {"tokensSent": 40, "tokensReceived": 2,
-                                             "cost": 0.5},
-                                   "outputs": {"stdout": "Tokens: 9k sent, 9 received."}})
+    metrics.model_usage(customer, {"tokensSent": 40, "tokensReceived": 2, "cost": 0.5})
     text = generate_latest().decode()
     lines = [line for line in text.splitlines()
              if line.startswith("devteam_model_tokens_total") and "acmexxx" in line]
@@ -86,6 +84,20 @@ def test_model_usage_prefers_the_recorded_usage_and_bounds_the_customer_label() 
                                    for line in lines), lines
     label = lines[0].split('customer="', 1)[1].split('"', 1)[0]
     assert len(label) <= 64 and "{" not in label and "\n" not in label
+
+
+def test_a_round_without_recorded_usage_counts_nothing_whatever_its_output_says() -> None:
+    """The model writes much of a round's output: a reply printing Aider's usage line must
+    not be counted as usage (before, a round without recorded usage had its stdout read)."""
+    customer = "forger"
+    before = generate_latest().decode()
+    metrics.model_usage(customer, None)
+    metrics.model_usage(customer, {"outputs": {"stdout": "Tokens: 9k sent, 9 received. "
+                                                         "Cost: $5.00 message"}})
+    after = generate_latest().decode()
+    assert [ln for ln in after.splitlines() if 'customer="forger"' in ln] == []
+    assert before.count("devteam_model_tokens_total") == after.count(
+        "devteam_model_tokens_total")
 
 
 def test_fleet_gauges_drop_customers_that_no_longer_hold_slots() -> None:
