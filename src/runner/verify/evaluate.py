@@ -16,7 +16,7 @@ import json
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import TypeGuard
+from typing import Any, TypeGuard
 
 from runner.errors import ConfigError
 from runner.ports import CommandResult, CriterionResult
@@ -113,6 +113,17 @@ def coverage_percent(report: bytes) -> float:
     numbers with ``0 ≤ covered ≤ total``. ``Infinity``, ``NaN``, ``5000``, ``1e400`` or a
     400-digit count are a ReportError saying so, like any other unreadable report.
     """
+    return _total(_loaded(report))
+
+
+def read_coverage(report: bytes) -> tuple[float, list[str]]:
+    """``coverage_percent`` and ``measured_files`` of ``report`` from one parse (a report
+    may be 8 MiB)."""
+    data = _loaded(report)
+    return _total(data), _files(data)
+
+
+def _loaded(report: bytes) -> dict[str, Any]:
     try:
         data = json.loads(report)
     except ValueError:
@@ -121,6 +132,10 @@ def coverage_percent(report: bytes) -> float:
         raise _too_deep() from None
     if not isinstance(data, dict):
         raise ReportError("coverage report is not a JSON object")
+    return data
+
+
+def _total(data: dict[str, Any]) -> float:
     totals = data.get("totals")
     if isinstance(totals, dict) and "percent_covered" in totals:
         return _percent(totals["percent_covered"], "totals.percent_covered")
@@ -181,18 +196,18 @@ def measured_files(report: bytes) -> list[str]:
     """The files a coverage report measured (coverage.py JSON ``files``, or an Istanbul
     json-summary's keys besides ``total``), sorted; empty when it cannot be read."""
     try:
-        data = json.loads(report)
-    except (ValueError, RecursionError):
+        return _files(_loaded(report))
+    except (ReportError, ConfigError):
         return []
-    if not isinstance(data, dict):
-        return []
+
+
+def _files(data: dict[str, Any]) -> list[str]:
     files = data.get("files")
     listed: dict[str, object] = files if isinstance(files, dict) else data
     return sorted(str(k) for k in listed if k != "total")
 
 
-def _measured(report: bytes, shown: int = 5) -> str:
-    files = measured_files(report)
+def _measured(files: list[str], shown: int = 5) -> str:
     if not files:
         return "no files measured"
     more = f" and {len(files) - shown} more" if len(files) > shown else ""
@@ -281,12 +296,13 @@ def _coverage(req: Requirement, ev: Evidence) -> CriterionResult:
         why = f" (tests: {describe(ev.test)})" if ev.test is not None and not ev.test.ok else ""
         return _fail(req, None, f"{where} was not produced{why}")
     try:
-        percent = round(coverage_percent(ev.coverage_report), 2)
+        percent, files = read_coverage(ev.coverage_report)
     except ReportError as exc:
         where = f"{ev.coverage_report_path}: " if ev.coverage_report_path else ""
         return _fail(req, None, f"{where}{exc}")
+    percent = round(percent, 2)
     return CriterionResult(passed=check(req, percent), actual=percent, required=req.raw,
-                           detail=_measured(ev.coverage_report))
+                           detail=_measured(files))
 
 
 def _types(req: Requirement, ev: Evidence) -> CriterionResult:

@@ -18,6 +18,7 @@ from runner.verify.evaluate import (
     evaluate,
     measured_files,
     parse_requirements,
+    read_coverage,
     type_error_count,
 )
 
@@ -40,6 +41,14 @@ def test_coverage_py_json_gives_its_total_percent():
 
 def test_istanbul_json_summary_gives_total_line_percent():
     assert coverage_percent(sample("istanbul_summary.json")) == 92.86
+
+
+@pytest.mark.parametrize("report", ["coveragepy.json", "istanbul_summary.json"])
+def test_one_read_of_a_report_gives_its_total_and_its_files(report):
+    data = sample(report)
+    percent, files = read_coverage(data)
+    assert (percent, files) == (coverage_percent(data), measured_files(data))
+    assert files and "total" not in files
 
 
 @pytest.mark.parametrize(
