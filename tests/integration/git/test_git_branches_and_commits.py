@@ -11,6 +11,7 @@ from tests.integration.git.git_remotes import is_clean, open_repo
 
 from runner.errors import ConfigError
 from runner.git import GitWorkspace
+from runner.git.results import BranchResult, Checkout
 
 CUSTOMER = "customer-123"
 PROJECT = "customer-123/project-abc"
@@ -257,15 +258,22 @@ def write_ignored_change(root: Path) -> None:
     (root / INJECTING / "__init__.py").write_text("")
 
 
-def test_given_ignored_files_written_by_a_task_when_reset_to_its_commit_then_only_the_commit_remains(
-    workspace: GitWorkspace, make_remote
-):
+def commit_ignored_change(workspace: GitWorkspace, make_remote) -> tuple[Checkout, BranchResult, str | None]:
+    """A checkout of the ignores project, task 1.1's branch, and its commit of
+    ``write_ignored_change`` (checkout, branch, head)."""
     remote = make_remote("ignores", IGNORED)
     co = workspace.checkout(CUSTOMER, PROJECT, str(uuid.uuid4()), remote.url)
     branch = workspace.create_task_branch(co, "1.1", "Return two")
-    root = Path(co.path)
-    write_ignored_change(root)
+    write_ignored_change(Path(co.path))
     head = workspace.commit_task(co, branch.branch, branch.base_commit, "two", TRAILERS)
+    return co, branch, head
+
+
+def test_given_ignored_files_written_by_a_task_when_reset_to_its_commit_then_only_the_commit_remains(
+    workspace: GitWorkspace, make_remote
+):
+    co, branch, head = commit_ignored_change(workspace, make_remote)
+    root = Path(co.path)
     assert head is not None
 
     # what VERIFY does before copying the working copy into the container
@@ -282,12 +290,8 @@ def test_given_ignored_files_written_by_a_task_when_reset_to_its_commit_then_onl
 def test_given_ignored_files_left_by_a_merged_task_then_the_next_task_branch_starts_without_them(
     workspace: GitWorkspace, make_remote
 ):
-    remote = make_remote("ignores", IGNORED)
-    co = workspace.checkout(CUSTOMER, PROJECT, str(uuid.uuid4()), remote.url)
-    first = workspace.create_task_branch(co, "1.1", "Return two")
+    co, first, _ = commit_ignored_change(workspace, make_remote)
     root = Path(co.path)
-    write_ignored_change(root)
-    workspace.commit_task(co, first.branch, first.base_commit, "two", TRAILERS)
     workspace.merge(co, first.branch)
 
     second = workspace.create_task_branch(co, "1.2", "Next")
