@@ -8,6 +8,7 @@ not answer at all becomes an ``InfrastructureError`` naming the endpoint.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -84,6 +85,12 @@ def translate(exc: BaseException, what: str) -> RunnerError:
     return InfrastructureError(f"{what}: {type(exc).__name__}: {str(exc)[:300]}")
 
 
+def pause(seconds: float) -> None:
+    """The wait between two attempts of :func:`call` (looked up by each call, so a test
+    can record the waits instead of sleeping them)."""
+    time.sleep(seconds)
+
+
 def call(what: str, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
     """Run one Docker SDK call, retrying transient failures, translating every error.
 
@@ -95,6 +102,7 @@ def call(what: str, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         retry=retry_if_exception(_is_transient),
         stop=stop_after_attempt(RETRY_ATTEMPTS),
         wait=wait_exponential(multiplier=0.1, max=2.0),
+        sleep=pause,
         reraise=True,
     )
     try:

@@ -11,7 +11,7 @@ from requests.models import Response
 
 from runner.errors import Classification, InfrastructureError, TransientError
 from runner.ports import CommandResult
-from runner.sandbox import build_image, classify, content_hash, image_status
+from runner.sandbox import build_image, classify, content_hash, engine, image_status
 from runner.sandbox.engine import RETRY_ATTEMPTS, NotFoundError, call
 from runner.sandbox.image import CONTAINERS, HASH_LABEL
 from runner.sandbox.output import OutputCollector
@@ -39,7 +39,17 @@ class Flaky:
         return self.value
 
 
-def test_given_transient_engine_errors_then_the_call_is_retried_until_it_works():
+@pytest.fixture
+def waits(monkeypatch: pytest.MonkeyPatch) -> list[float]:
+    """The waits between attempts, recorded instead of slept."""
+    recorded: list[float] = []
+    monkeypatch.setattr(engine, "pause", recorded.append)
+    return recorded
+
+
+def test_given_transient_engine_errors_then_the_call_is_retried_until_it_works(
+    waits: list[float],
+) -> None:
     flaky = Flaky(
         [
             _api_error(500, "server error"),
@@ -50,14 +60,19 @@ def test_given_transient_engine_errors_then_the_call_is_retried_until_it_works()
 
     assert call("inspect x", flaky) == "done"
     assert flaky.calls == 4
+    assert waits == pytest.approx([0.1, 0.2, 0.4])
 
 
-def test_given_a_persistent_5xx_then_transient_error_after_bounded_retries():
+def test_given_a_persistent_5xx_then_transient_error_after_bounded_retries(
+    waits: list[float],
+) -> None:
     flaky = Flaky([_api_error(503, "busy")] * 10)
 
     with pytest.raises(TransientError, match="503"):
         call("start x", flaky)
     assert flaky.calls == RETRY_ATTEMPTS
+    assert len(waits) == RETRY_ATTEMPTS - 1
+    assert waits == sorted(waits) and waits[0] > 0
 
 
 def test_given_a_404_or_a_refused_connection_then_no_retry_and_a_runner_error():
