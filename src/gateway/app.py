@@ -46,7 +46,7 @@ from gateway.routes import (
 from pipeline import metrics
 from pipeline.db import Store, StoreUnavailable
 from pipeline.services import Services
-from pipeline.store.executions import StatusRow
+from pipeline.store.executions import StatusRow, warm_status_reads
 from runner.logging import configure_logging
 from runner.settings import Settings, get_settings
 
@@ -73,7 +73,10 @@ def create_app(settings: Settings | None = None, *, store: Store | None = None,
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
-        app.state.store = store or Store.from_settings(settings)
+        # the status poll is the hot read: prepared when a connection opens, planned
+        # once per connection (``Store``'s ``warm`` and ``generic_plans``)
+        app.state.store = store or Store.from_settings(settings, warm=warm_status_reads,
+                                                       generic_plans=True)
         app.state.services = Services(settings, app.state.store)
         app.state.statuses = Coalesced(_status_reader(app.state.store))
         app.state.hub = Hub(settings)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import contextvars
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any
 
 import asyncpg
@@ -106,11 +106,29 @@ class Store:
     joins: the gateway uses it so a command's writes and the idempotency record of its
     response commit together. ``transaction()`` cannot join a unit (a session cannot adopt
     an asyncpg connection).
+
+    For the pool's connections: ``warm`` runs on each new one (after its codecs are set),
+    so statements that must be fast from a connection's first use are prepared there;
+    ``generic_plans`` has Postgres plan each statement once per connection
+    (``plan_cache_mode = force_generic_plan``). By default it plans a prepared statement
+    afresh at each of its first five runs on a connection, and goes on doing so for as
+    long as those plans cost less than the generic one: the gateway's batched status read
+    has a one-key batch's plan cheaper than the generic plan (which expects ten keys), so
+    on a connection that served mostly small batches it was planned at every read (about
+    a millisecond of the server's CPU each). Every statement with optional filters is
+    built for the filters given (``executions.list_for_sql``), so a generic plan loses
+    nothing a custom one would know.
     """
 
     def __init__(self, engine: AsyncEngine, *, dsn: str | None = None,
-                 pool_size: int | None = None, writers: int | None = None) -> None:
+                 pool_size: int | None = None, writers: int | None = None,
+                 warm: Callable[[Any], Awaitable[None]] | None = None,
+                 generic_plans: bool = False) -> None:
         self.engine = engine
+        self._warm = warm
+        self._server_settings = {"application_name": "devteam"}
+        if generic_plans:
+            self._server_settings["plan_cache_mode"] = "force_generic_plan"
         self.sessions = async_sessionmaker(engine, expire_on_commit=False)
         self._unit: contextvars.ContextVar[_Unit | None] = contextvars.ContextVar(
             f"devteam_unit_{id(self)}", default=None
@@ -137,11 +155,14 @@ class Store:
 
     @classmethod
     def from_settings(cls, settings: Settings, *, pool_size: int | None = None,
-                      writers: int | None = None) -> Store:
+                      writers: int | None = None,
+                      warm: Callable[[Any], Awaitable[None]] | None = None,
+                      generic_plans: bool = False) -> Store:
         return cls(make_engine(settings, pool_size=pool_size),
                    dsn=asyncpg_dsn(settings.database.url),
                    pool_size=pool_size or settings.database.pool_size,
-                   writers=writers or settings.database.writers)
+                   writers=writers or settings.database.writers, warm=warm,
+                   generic_plans=generic_plans)
 
     @contextlib.asynccontextmanager
     async def transaction(self) -> AsyncIterator[AsyncSession]:
@@ -229,14 +250,20 @@ class Store:
                     try:
                         self._pool = await asyncpg.create_pool(
                             self._dsn, min_size=1, max_size=self._pool_size, timeout=5,
-                            init=init_connection, reset=_keep_session,
-                            server_settings={"application_name": "devteam"})
+                            init=self._init_connection, reset=_keep_session,
+                            server_settings=self._server_settings)
                         self._lending = Lending(self._pool, self._pool_size)
                     except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError,
                             TimeoutError) as exc:
                         raise StoreUnavailable(
                             f"database unavailable: {type(exc).__name__}") from exc
         return self._pool
+
+    async def _init_connection(self, conn: Any) -> None:
+        """A new pooled connection: its codecs, then the store's ``warm``."""
+        await init_connection(conn)
+        if self._warm is not None:
+            await self._warm(conn)
 
     async def _lent(self) -> Loan:
         """A loan of one of the pool's connections, first come, first served

@@ -392,6 +392,10 @@ async def test_executions_are_listed_by_user_scope_and_activity(port: StorePort)
     assert (await ids(user_id="ann"))[0] == ann_active  # newest first
     assert set(await ids(user_id="ann")) == {ann_done, ann_active}
     assert await ids(user_id="ann", active_only=True) == [ann_active]
+    assert set(await ids(active_only=True)) == {ann_active, bob_api}
+    assert await ids(project_ids=["acme/api"]) == [bob_api]  # no customers given
+    assert await ids(customer_ids=["beta"]) == [bob_beta]  # no projects given
+    assert await ids(user_id="bob", customer_ids=["acme"], active_only=True) == [bob_api]
     assert set(await ids(project_ids=["acme/api"], customer_ids=["beta"])) == {
         bob_api, bob_beta}
     assert await ids(project_ids=[], customer_ids=[]) == []
