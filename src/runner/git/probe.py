@@ -73,7 +73,7 @@ def probe_remote(
         except (pygit2.GitError, OSError) as exc:
             err = translate_git_error(exc, "fetch", remote, secrets, network=True)
             return _with_error(info, err.message, str(err.classification))
-        return _read_first(info, tree, paths, Path(tmp))
+        return _read_first(info, repo, tree, paths, Path(tmp))
 
 
 def _fetch_tree(
@@ -96,7 +96,8 @@ def _fetch_tree(
     return commit.tree
 
 
-def _read_first(info: RemoteInfo, tree: pygit2.Tree, paths: Sequence[str], tmp: Path) -> RemoteInfo:
+def _read_first(info: RemoteInfo, repo: pygit2.Repository, tree: pygit2.Tree,
+                paths: Sequence[str], tmp: Path) -> RemoteInfo:
     for path in paths:
         try:
             rel = str(safe_relpath(tmp, path))
@@ -108,7 +109,10 @@ def _read_first(info: RemoteInfo, tree: pygit2.Tree, paths: Sequence[str], tmp: 
             continue
         if not isinstance(obj, pygit2.Blob):
             continue
-        if obj.size > MAX_FILE_BYTES:
+        # the size from the object's header: the blob's own ``size`` inflates all of it
+        # (a file of zeros a thousand times its packed size)
+        _, size = repo.odb.read_header(obj.id)
+        if size > MAX_FILE_BYTES:
             return _with_error(info, f"{rel} is larger than {MAX_FILE_BYTES} bytes", "config")
         return RemoteInfo(
             reachable=True, default_branch=info.default_branch, branches=info.branches,

@@ -255,11 +255,14 @@ class GitWorkspace:
                 entry = commit.tree[str(rel)]
             except KeyError:
                 return None
-            blob = repo[entry.id]
-            if not isinstance(blob, pygit2.Blob):
+            # the object's header only: looking the blob up inflates all of it
+            kind, size = repo.odb.read_header(entry.id)
+            if kind != pygit2.enums.ObjectType.BLOB:
                 return None
-            if limit is not None and blob.size > limit:
+            if limit is not None and size > limit:
                 raise ConfigError(f"{path} is larger than {limit} bytes", details={"file": path})
+            blob = repo[entry.id]
+            assert isinstance(blob, pygit2.Blob)
             return blob.data
 
     # ------------------------------------------------------------------ merge and push

@@ -3,6 +3,8 @@ content libgit2 refuses is ``config``, and the service never writes through a li
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import uuid
 from pathlib import Path
 
@@ -226,3 +228,47 @@ def test_given_a_working_copy_with_a_deep_tree_then_remove_deletes_it(
 
     assert deep.remove(co) == []
     assert not workspace_paths(deep.root, CUSTOMER, PROJECT, execution).worktree.exists()
+
+
+READ_OVER_LIMIT = """
+import sys
+from pathlib import Path
+from runner.errors import ConfigError
+from runner.git import GitWorkspace
+from runner.git.results import Checkout
+
+def peak_kib():  # this process's own peak (ru_maxrss starts from the parent's at fork)
+    for line in open("/proc/self/status"):
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1])
+
+checkout = Checkout(path=Path(sys.argv[1]), customer_id="c", project_id="c/p",
+                    execution_id="e", repo_url="file:///none", default_branch="main", head="")
+workspace = GitWorkspace()
+before = peak_kib()
+try:
+    workspace.read_file(checkout, "outcomes.md", limit=1024 * 1024)
+except ConfigError as exc:
+    print("refused:", exc.message)
+print("grew_kib", peak_kib() - before)
+"""
+
+
+def test_given_a_file_over_the_read_limit_then_it_is_refused_without_being_inflated(
+    tmp_path: Path,
+) -> None:
+    """A 32 MB file of zeros is 32 KB in git: looking its blob up inflated all of it
+    into the worker's memory just to learn its size (RSS grew by 32 MB). Its header says
+    the size without inflating it."""
+    repo = pygit2.init_repository(str(tmp_path / "copy"), initial_head="main")
+    blob = repo.create_blob(bytes(32 * 1024 * 1024))
+    index = pygit2.Index()
+    index.add(pygit2.IndexEntry("outcomes.md", blob, pygit2.enums.FileMode.BLOB))
+    repo.create_commit("refs/heads/main", SIG, SIG, "big", index.write_tree(repo), [])
+
+    done = subprocess.run([sys.executable, "-c", READ_OVER_LIMIT, str(tmp_path / "copy")],
+                          capture_output=True, text=True, timeout=120, check=True)
+
+    assert "refused: outcomes.md is larger than 1048576 bytes" in done.stdout, done.stdout
+    grew_kib = int(done.stdout.rsplit("grew_kib", 1)[1])
+    assert grew_kib < 8 * 1024, done.stdout

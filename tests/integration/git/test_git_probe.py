@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import uuid
 from pathlib import Path
 
@@ -110,3 +112,39 @@ def test_given_an_empty_repository_then_checkout_says_it_has_no_commits(
     with pytest.raises(ConfigError, match="has no commits"):
         workspace.checkout("customer-123", "customer-123/p", str(uuid.uuid4()), url)
     assert probe(url, settings).error == "repository is empty"
+
+
+PROBE_PEAK = """
+import sys
+from runner.git import CredentialStore, probe_remote
+
+def peak_kib():  # this process's own peak (ru_maxrss starts from the parent's at fork)
+    for line in open("/proc/self/status"):
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1])
+
+before = peak_kib()
+info = probe_remote(sys.argv[1], "customer-123", CredentialStore(), paths=["tasks_list.md"])
+print("error:", info.error)
+print("grew_kib", peak_kib() - before)
+"""
+
+
+@pytest.mark.sockets
+def test_given_a_task_list_over_the_limit_then_the_probe_refuses_it_without_inflating_it(
+    allow, make_remote, remotes_dir: Path,
+):
+    """A 64 MB task list of one repeated character packs into about 64 KB. Fetched over
+    HTTP (the packing is the server's, another process, as it is in production) the
+    probe receives and indexes the pack without holding the file, and learns its size
+    from the object's header: reading the blob's own size inflated all of it into the
+    process that validates (the gateway)."""
+    make_remote("huge", {"tasks_list.md": "x" * (64 * 1024 * 1024)})
+    with GitHttpServer(remotes_dir) as server:
+        allow({"customer-123": [server.base]})
+        done = subprocess.run([sys.executable, "-c", PROBE_PEAK, server.url("huge.git")],
+                              capture_output=True, text=True, timeout=120, check=True)
+
+    assert "error: tasks_list.md is larger than 5242880 bytes" in done.stdout, done.stdout
+    grew_kib = int(done.stdout.rsplit("grew_kib", 1)[1])
+    assert grew_kib < 16 * 1024, done.stdout
