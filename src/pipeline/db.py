@@ -115,9 +115,10 @@ class Store:
     long as those plans cost less than the generic one: the gateway's batched status read
     has a one-key batch's plan cheaper than the generic plan (which expects ten keys), so
     on a connection that served mostly small batches it was planned at every read (about
-    a millisecond of the server's CPU each). Every statement with optional filters is
-    built for the filters given (``executions.list_for_sql``), so a generic plan loses
-    nothing a custom one would know.
+    a millisecond of the server's CPU each). The statements whose filters are optional
+    and that may read many rows are built for the filters given (``executions.list_for``,
+    ``usage.daily``), so a generic plan loses nothing a custom one would know; the one
+    left (``stage_runs.result``'s attempt) filters one task's runs found by their key.
     """
 
     def __init__(self, engine: AsyncEngine, *, dsn: str | None = None,

@@ -25,23 +25,16 @@ PLANS = ("SELECT generic_plans, custom_plans FROM pg_prepared_statements "
 
 
 @pytest.fixture
-async def gateway_like(env) -> AsyncIterator[Store]:
-    """One connection, made the way the gateway makes its store's."""
-    store = Store.from_settings(get_settings(), pool_size=1, warm=warm_status_reads,
-                                generic_plans=True)
+async def stores(env) -> AsyncIterator[tuple[Store, Store]]:
+    """(one connection made the way the gateway makes its store's, one made by default)."""
+    gateway_like = Store.from_settings(get_settings(), pool_size=1, warm=warm_status_reads,
+                                       generic_plans=True)
+    default = Store.from_settings(get_settings(), pool_size=1)
     try:
-        yield store
+        yield gateway_like, default
     finally:
-        await store.close()
-
-
-@pytest.fixture
-async def default(env) -> AsyncIterator[Store]:
-    store = Store.from_settings(get_settings(), pool_size=1)
-    try:
-        yield store
-    finally:
-        await store.close()
+        await gateway_like.close()
+        await default.close()
 
 
 async def plans(store: Store) -> tuple[int, int] | None:
@@ -59,15 +52,17 @@ async def read_statuses(store: Store, times: int) -> None:
 
 
 async def test_a_warmed_connection_has_the_status_read_prepared_before_any_read(
-    gateway_like: Store, default: Store,
+    stores: tuple[Store, Store],
 ) -> None:
+    gateway_like, default = stores
     assert await plans(gateway_like) == (1, 0)  # run once when the connection opened
     assert await plans(default) is None
 
 
 async def test_with_generic_plans_a_one_key_status_read_is_planned_once(
-    gateway_like: Store, default: Store,
+    stores: tuple[Store, Store],
 ) -> None:
+    gateway_like, default = stores
     async with gateway_like.reads() as q:
         mode = await q.conn.fetchval("SHOW plan_cache_mode")  # type: ignore[attr-defined]
     assert mode == "force_generic_plan"
