@@ -7,10 +7,10 @@ from pipeline.outcome import Outcome, StageContext
 from pipeline.stages.common import blocking, checkout, next_select, task_from_wire
 from pipeline.stages.tasklist_io import (
     TEMPLATE,
+    check_outcomes,
     injected_progress,
     injections,
     outcomes_path,
-    read_outcomes,
     read_task_list,
 )
 from runner.errors import ConfigError, VerificationError
@@ -54,7 +54,7 @@ async def init(ctx: StageContext) -> Outcome:
     # the files UPDATE_TASKLIST writes: refused now (a link into .git, say), before any
     # task's work is merged, rather than after
     await blocking(ctx.services.git.check_writable, co, [path, outcomes_path(path)])
-    await read_outcomes(ctx.services.git, co, outcomes_path(path))  # within its limit
+    await check_outcomes(ctx.services.git, co, outcomes_path(path))
     async with ctx.services.store.tx() as tx:
         await tx.projects.record_checkout(ctx.project["project_id"], co.default_branch, path)
     ctx.log.line(f"{path}: {total} tasks, {done} done; default branch {co.default_branch}")

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import posixpath
+from collections.abc import Iterator
 
 from pipeline.db import Store
 from pipeline.stages.common import blocking, task_from_wire
@@ -43,10 +45,22 @@ hundred bytes: tens of thousands of tasks); a larger one must be trimmed by hand
 
 async def read_outcomes(git: GitWorkspace, checkout: Checkout, path: str) -> bytes | None:
     """The outcomes document's bytes at the tip of the default branch (None: absent). One
-    over ``MAX_OUTCOMES_BYTES`` is a ConfigError naming it and what to do: INIT checks it
-    before any task's work, so no task is merged that could not then be marked done."""
-    try:
+    over ``MAX_OUTCOMES_BYTES`` is a ConfigError naming it and what to do."""
+    with _outcomes_limit(path):
         return await blocking(git.read_file, checkout, path, limit=MAX_OUTCOMES_BYTES)
+
+
+async def check_outcomes(git: GitWorkspace, checkout: Checkout, path: str) -> None:
+    """``read_outcomes``' size check alone, without reading the file: INIT runs it before
+    any task's work, so no task is merged that could not then be marked done."""
+    with _outcomes_limit(path):
+        await blocking(git.check_size, checkout, path, MAX_OUTCOMES_BYTES)
+
+
+@contextlib.contextmanager
+def _outcomes_limit(path: str) -> Iterator[None]:
+    try:
+        yield
     except ConfigError as exc:
         raise ConfigError(
             f"{path} is larger than {MAX_OUTCOMES_BYTES} bytes: a task's outcome could not "

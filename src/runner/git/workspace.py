@@ -248,22 +248,38 @@ class GitWorkspace:
 
         With ``limit``, a larger file is a ``config`` error (it is never loaded)."""
         repo = self._open(checkout)
-        rel = commits.safe_relpath(Path(checkout.path), path)
         with self._translated("read file"):
-            commit = commits.resolve_commit(repo, ref or f"refs/heads/{checkout.default_branch}")
-            try:
-                entry = commit.tree[str(rel)]
-            except KeyError:
+            found = self._file(repo, checkout, path, ref, limit)
+            if found is None:
                 return None
-            # the object's header only: looking the blob up inflates all of it
-            kind, size = repo.odb.read_header(entry.id)
-            if kind != pygit2.enums.ObjectType.BLOB:
-                return None
-            if limit is not None and size > limit:
-                raise ConfigError(f"{path} is larger than {limit} bytes", details={"file": path})
-            blob = repo[entry.id]
+            blob = repo[found]
             assert isinstance(blob, pygit2.Blob)
             return blob.data
+
+    def check_size(self, checkout: Checkout, path: str, limit: int) -> None:
+        """A file at the default branch larger than ``limit`` is a ``config`` error, as
+        ``read_file`` would raise; the file is not read (an absent one passes)."""
+        repo = self._open(checkout)
+        with self._translated("read file"):
+            self._file(repo, checkout, path, None, limit)
+
+    @staticmethod
+    def _file(repo: pygit2.Repository, checkout: Checkout, path: str, ref: str | None,
+              limit: int | None) -> pygit2.Oid | None:
+        """The blob of ``path`` at ``ref`` (None: absent or not a file), its size checked
+        against ``limit`` from the object's header: looking the blob up inflates it all."""
+        rel = commits.safe_relpath(Path(checkout.path), path)
+        commit = commits.resolve_commit(repo, ref or f"refs/heads/{checkout.default_branch}")
+        try:
+            entry = commit.tree[str(rel)]
+        except KeyError:
+            return None
+        kind, size = repo.odb.read_header(entry.id)
+        if kind != pygit2.enums.ObjectType.BLOB:
+            return None
+        if limit is not None and size > limit:
+            raise ConfigError(f"{path} is larger than {limit} bytes", details={"file": path})
+        return entry.id
 
     # ------------------------------------------------------------------ merge and push
     def merge(self, checkout: Checkout, branch: str) -> MergeResult:

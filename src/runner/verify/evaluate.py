@@ -117,8 +117,9 @@ def coverage_percent(report: bytes) -> float:
 
 
 def read_coverage(report: bytes) -> tuple[float, list[str]]:
-    """``coverage_percent`` and ``measured_files`` of ``report`` from one parse (a report
-    may be 8 MiB)."""
+    """``coverage_percent`` of ``report`` and the files it measured (coverage.py JSON
+    ``files``, or an Istanbul json-summary's keys besides ``total``, sorted), from one
+    parse (a report may be 8 MiB)."""
     data = _loaded(report)
     return _total(data), _files(data)
 
@@ -190,15 +191,6 @@ def _too_deep() -> ConfigError:
     return ConfigError(
         "the coverage report is nested too deeply to be read: [reports] coverage must be "
         "coverage.py JSON or an Istanbul json-summary", details={"key": "reports.coverage"})
-
-
-def measured_files(report: bytes) -> list[str]:
-    """The files a coverage report measured (coverage.py JSON ``files``, or an Istanbul
-    json-summary's keys besides ``total``), sorted; empty when it cannot be read."""
-    try:
-        return _files(_loaded(report))
-    except (ReportError, ConfigError):
-        return []
 
 
 def _files(data: dict[str, Any]) -> list[str]:

@@ -9,7 +9,7 @@ from tests.unit.verify.fake_session import FakeSession, Scripted
 from runner.errors import Classification, ConfigError
 from runner.settings import load_settings
 from runner.verify.config import ProjectConfig, parse_project_file
-from runner.verify.evaluate import coverage_percent, measured_files
+from runner.verify.evaluate import coverage_percent, read_coverage
 from runner.verify.verifier import Verifier, command_timeout
 
 PY = ProjectConfig(
@@ -54,7 +54,8 @@ def test_given_a_deeply_nested_coverage_report_then_it_is_a_config_error():
         coverage_percent(NESTED)
     assert refused.value.classification is Classification.CONFIG
     assert "nested too deeply" in refused.value.message
-    assert measured_files(NESTED) == []
+    with pytest.raises(ConfigError, match="nested too deeply"):
+        read_coverage(NESTED)  # the files it measured come from the same, refused, parse
 
 
 def test_given_a_nested_report_written_by_the_tests_then_verify_raises_config():
